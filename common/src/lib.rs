@@ -1,0 +1,26 @@
+//! Spinneret's shared ground: the wire types every process exchanges, the tarpc service
+//! traits, the one place that sets up RPC transports, and URL canonicalisation.
+//!
+//! Nothing outside this crate defines a type that crosses the wire.
+
+pub mod canon;
+pub mod hosts;
+pub mod service;
+pub mod transport;
+pub mod value;
+pub mod wire;
+
+pub use canon::{CanonError, canonicalize, fingerprint};
+pub use hosts::{HostSpecError, parse_host_spec};
+pub use service::{CrawlService, CrawlServiceClient, ItemSaverService, ItemSaverServiceClient};
+pub use value::{Payload, Value};
+pub use wire::{
+    FetchError, FetchFacts, FollowUp, Item, ParseResult, ParserInfo, Request, SaveAck, SaveError,
+    WorkerInfo,
+};
+
+/// The version of Spinneret this build belongs to, reported by workers in `info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The User-Agent product token workers send, and the one matched against robots.txt.
+pub const USER_AGENT_TOKEN: &str = "Spinneret";

@@ -1,0 +1,21 @@
+//! The tarpc service traits: what a worker and an itemsaver answer.
+
+use crate::wire::{FetchError, Item, ParseResult, Request, SaveAck, SaveError, WorkerInfo};
+
+/// The worker's service: fetch and parse pages for the engine.
+#[tarpc::service]
+pub trait CrawlService {
+    /// Fetches `request.url`, parses it with `request.parser`, and returns items and links.
+    async fn crawl(request: Request) -> Result<ParseResult, FetchError>;
+    /// Describes the worker: id, version, concurrency and parsers.
+    async fn info() -> WorkerInfo;
+}
+
+/// The itemsaver's service: store items durably.
+#[tarpc::service]
+pub trait ItemSaverService {
+    /// Stores a batch in one transaction and answers only after it is committed.
+    async fn save(batch: Vec<Item>) -> Result<SaveAck, SaveError>;
+    /// Counts the stored items, of one task or of all.
+    async fn count(task: Option<String>) -> Result<u64, SaveError>;
+}

@@ -1,0 +1,294 @@
+//! The messages that cross the wire between engine, workers and itemsaver.
+
+use crate::value::Payload;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A page the engine asks a worker to fetch and parse.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Request {
+    /// The absolute http(s) URL to fetch.
+    pub url: String,
+    /// The registry name of the parser to apply to the page.
+    pub parser: String,
+    /// Link distance from the seed (seeds are depth 0).
+    pub depth: u32,
+    /// The crawl task this request belongs to; items are stored under it.
+    pub task: String,
+    /// Free-form metadata carried from the request that discovered this one.
+    pub meta: BTreeMap<String, String>,
+}
+
+/// A link a parser found, which the engine may schedule as a new request.
+///
+/// Kept lean on purpose: the engine fills in depth and task, so a page with fifty links
+/// does not ship fifty copies of them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FollowUp {
+    /// The absolute URL, resolved against the page's `<base>` or final URL.
+    pub url: String,
+    /// The parser for the linked page; `None` means the same parser as the referring page.
+    pub parser: Option<String>,
+}
+
+/// Facts about one completed fetch.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct FetchFacts {
+    /// The URL after following redirects.
+    pub final_url: String,
+    /// The HTTP status of the final response.
+    pub status: u16,
+    /// Body bytes received (after decompression).
+    pub bytes: u64,
+    /// Wall time from sending the request to the end of the body, in milliseconds.
+    pub elapsed_ms: u64,
+}
+
+/// What a worker returns for a successfully fetched and parsed page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ParseResult {
+    /// Items the parser extracted.
+    pub items: Vec<Item>,
+    /// Links the parser wants followed.
+    pub requests: Vec<FollowUp>,
+    /// How the fetch went.
+    pub fetch: FetchFacts,
+}
+
+/// One extracted record, stored by the itemsaver under `(task, id)`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Item {
+    /// Identity within the task: saving the same `(task, id)` again updates the item.
+    pub id: String,
+    /// The page the item came from.
+    pub url: String,
+    /// What sort of record this is (`page` for the `links` parser).
+    pub kind: String,
+    /// The crawl task the item belongs to.
+    pub task: String,
+    /// The item's fields.
+    pub payload: Payload,
+}
+
+/// Why a worker could not produce a `ParseResult` for a request.
+///
+/// Errors are data on the wire: the engine counts them by [`FetchError::reason`] and decides
+/// from [`FetchError::is_retryable`] whether trying again could help.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum FetchError {
+    /// The server answered with a non-success status.
+    #[error("HTTP status {status}")]
+    Http {
+        /// The status code.
+        status: u16,
+        /// The value of `Retry-After` in seconds, when the server sent one.
+        retry_after_secs: Option<u64>,
+    },
+    /// The connect or total time limit ran out.
+    #[error("timed out after {elapsed_ms} ms")]
+    Timeout {
+        /// How long the fetch had run.
+        elapsed_ms: u64,
+    },
+    /// The connection could not be made or broke.
+    #[error("connection failed: {0}")]
+    Connect(String),
+    /// The body was larger than the limit.
+    #[error("body larger than {limit} bytes")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: u64,
+    },
+    /// The response was not HTML and the parser does not take other types.
+    #[error("not HTML (content type {content_type:?})")]
+    NotHtml {
+        /// The Content-Type the server sent.
+        content_type: String,
+    },
+    /// More redirects than the limit.
+    #[error("more than {limit} redirects")]
+    TooManyRedirects {
+        /// The limit.
+        limit: u32,
+    },
+    /// The URL could not be fetched as given.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// The request named a parser the worker does not have.
+    #[error("unknown parser {0:?}")]
+    UnknownParser(String),
+    /// The parser failed on the page.
+    #[error("parse failed: {0}")]
+    Parse(String),
+    /// Any other failure, described.
+    #[error("{0}")]
+    Other(String),
+}
+
+impl FetchError {
+    /// A short stable label for summaries and metrics, such as `http_404` or `timeout`.
+    pub fn reason(&self) -> String {
+        match self {
+            FetchError::Http { status, .. } => format!("http_{status}"),
+            FetchError::Timeout { .. } => "timeout".into(),
+            FetchError::Connect(_) => "connect".into(),
+            FetchError::TooLarge { .. } => "too_large".into(),
+            FetchError::NotHtml { .. } => "not_html".into(),
+            FetchError::TooManyRedirects { .. } => "too_many_redirects".into(),
+            FetchError::InvalidUrl(_) => "invalid_url".into(),
+            FetchError::UnknownParser(_) => "unknown_parser".into(),
+            FetchError::Parse(_) => "parse".into(),
+            FetchError::Other(_) => "other".into(),
+        }
+    }
+
+    /// Whether trying the request again later could succeed (connection errors, timeouts,
+    /// 5xx and 429); permanent failures such as other 4xx are not retried.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            FetchError::Http { status, .. } => *status == 429 || *status >= 500,
+            FetchError::Timeout { .. } | FetchError::Connect(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// A parser a worker offers, as listed by `worker --list-parsers`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParserInfo {
+    /// The registry name requests use.
+    pub name: String,
+    /// One line on what it extracts.
+    pub description: String,
+}
+
+/// What a worker says about itself when the engine connects.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    /// An id for this worker process, stable for its life.
+    pub node_id: String,
+    /// The Spinneret version the worker runs.
+    pub version: String,
+    /// How many requests the worker runs at once; the engine keeps at most this many in flight.
+    pub concurrency: u32,
+    /// The parsers it offers.
+    pub parsers: Vec<ParserInfo>,
+}
+
+/// The itemsaver's answer to a batch: sent only after the batch is committed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SaveAck {
+    /// Items in the batch that were committed (inserted or updated).
+    pub saved: u64,
+}
+
+/// Why the itemsaver could not store a batch; nothing of the batch was committed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum SaveError {
+    /// The store failed (disk full, locked, corrupt, ...).
+    #[error("store failed: {0}")]
+    Store(String),
+    /// The batch was refused as too large.
+    #[error("batch of {items} items is over the limit of {limit}")]
+    BatchTooLarge {
+        /// Items in the batch.
+        items: u64,
+        /// The limit.
+        limit: u64,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::value::Value;
+
+    fn realistic_result() -> ParseResult {
+        let mut payload = Payload::new();
+        payload.insert("title".into(), Value::Text("A page".into()));
+        payload.insert("outlinks".into(), Value::Int(50));
+        ParseResult {
+            items: vec![Item {
+                id: "http://127.0.0.1:8000/p/1.html".into(),
+                url: "http://127.0.0.1:8000/p/1.html".into(),
+                kind: "page".into(),
+                task: "default".into(),
+                payload,
+            }],
+            requests: (0..50)
+                .map(|i| FollowUp {
+                    url: format!("http://127.0.0.1:8000/p/{i}.html"),
+                    parser: None,
+                })
+                .collect(),
+            fetch: FetchFacts {
+                final_url: "http://127.0.0.1:8000/p/1.html".into(),
+                status: 200,
+                bytes: 53_000,
+                elapsed_ms: 3,
+            },
+        }
+    }
+
+    #[test]
+    fn parse_result_round_trips_through_bincode() {
+        let r = realistic_result();
+        let bytes = bincode::serialize(&r).expect("serialize");
+        assert_eq!(
+            bincode::deserialize::<ParseResult>(&bytes).expect("deserialize"),
+            r
+        );
+    }
+
+    #[test]
+    fn errors_round_trip_through_bincode() {
+        for e in [
+            FetchError::Http {
+                status: 503,
+                retry_after_secs: Some(5),
+            },
+            FetchError::Timeout { elapsed_ms: 30_000 },
+            FetchError::NotHtml {
+                content_type: "image/png".into(),
+            },
+        ] {
+            let bytes = bincode::serialize(&Err::<ParseResult, _>(e.clone())).expect("serialize");
+            let back: Result<ParseResult, FetchError> = bincode::deserialize(&bytes).expect("de");
+            assert_eq!(back, Err(e));
+        }
+    }
+
+    #[test]
+    fn retryable_errors_are_transient_ones() {
+        assert!(
+            FetchError::Http {
+                status: 503,
+                retry_after_secs: None
+            }
+            .is_retryable()
+        );
+        assert!(
+            FetchError::Http {
+                status: 429,
+                retry_after_secs: None
+            }
+            .is_retryable()
+        );
+        assert!(
+            !FetchError::Http {
+                status: 404,
+                retry_after_secs: None
+            }
+            .is_retryable()
+        );
+        assert!(!FetchError::TooLarge { limit: 1 }.is_retryable());
+        assert_eq!(
+            FetchError::Http {
+                status: 404,
+                retry_after_secs: None
+            }
+            .reason(),
+            "http_404"
+        );
+    }
+}
