@@ -4,6 +4,7 @@
 //! Nothing outside this crate defines a type that crosses the wire.
 
 pub mod canon;
+pub mod cli;
 pub mod hosts;
 pub mod service;
 pub mod transport;

@@ -1,0 +1,55 @@
+//! The worker's settings: how it fetches and how much it takes on.
+
+use std::time::Duration;
+
+/// How pages are fetched; every limit here protects the worker from a hostile server.
+#[derive(Clone, Debug)]
+pub struct FetchConfig {
+    /// The User-Agent header sent with every request.
+    pub user_agent: String,
+    /// Time allowed to open a connection.
+    pub connect_timeout: Duration,
+    /// Time allowed for a whole request, from connecting to the last body byte.
+    pub timeout: Duration,
+    /// Redirects followed before giving up.
+    pub max_redirects: u32,
+    /// The most body bytes read (after decompression); the download stops there.
+    pub max_body_bytes: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            user_agent: format!(
+                "{}/{} (+https://example.invalid/spinneret)",
+                common::USER_AGENT_TOKEN,
+                common::VERSION
+            ),
+            connect_timeout: Duration::from_secs(10),
+            timeout: Duration::from_secs(30),
+            max_redirects: 10,
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// Everything a worker needs to serve.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    /// Requests fetched and parsed at once; more wait their turn.
+    pub concurrency: u32,
+    /// Follow-up links returned per page at most, so one page cannot flood the engine.
+    pub max_links_per_page: usize,
+    /// How pages are fetched.
+    pub fetch: FetchConfig,
+}
+
+impl Default for WorkerConfig {
+    fn default() -> Self {
+        WorkerConfig {
+            concurrency: 64,
+            max_links_per_page: 5_000,
+            fetch: FetchConfig::default(),
+        }
+    }
+}

@@ -1,0 +1,105 @@
+//! What the link parsers share: resolving and bounding links, and the `page` item.
+
+use super::Page;
+use common::{FollowUp, Item, Payload, Value, canonicalize};
+use std::collections::HashSet;
+use url::Url;
+
+/// Longest title kept, in characters; a hostile page cannot grow an item without bound.
+const MAX_TITLE_CHARS: usize = 1_000;
+/// Longest description kept, in characters.
+const MAX_DESCRIPTION_CHARS: usize = 4_000;
+
+/// The distinct crawlable links of a page, resolved and canonical, in document order.
+#[derive(Debug)]
+pub struct LinkSet {
+    base: Url,
+    seen: HashSet<String>,
+    links: Vec<FollowUp>,
+    max: usize,
+    /// Every `<a href>` seen, kept or not.
+    pub outlinks: u64,
+}
+
+impl LinkSet {
+    /// An empty set resolving against `base` and keeping at most `max` links.
+    pub fn new(base: Url, max: usize) -> Self {
+        LinkSet {
+            base,
+            seen: HashSet::new(),
+            links: Vec::new(),
+            max,
+            outlinks: 0,
+        }
+    }
+
+    /// The base for a page: its `<base href>` when that resolves, otherwise its final URL.
+    pub fn base_for(page_url: &Url, base_href: Option<&str>) -> Url {
+        base_href
+            .map(|h| html_escape::decode_html_entities(h.trim()))
+            .and_then(|h| page_url.join(&h).ok())
+            .unwrap_or_else(|| page_url.clone())
+    }
+
+    /// Counts an `<a href>` and keeps it when it resolves to a new http(s) URL.
+    pub fn add(&mut self, raw_href: &str) {
+        self.outlinks += 1;
+        if self.links.len() >= self.max {
+            return;
+        }
+        let href = html_escape::decode_html_entities(raw_href.trim());
+        if href.is_empty() || href.starts_with('#') {
+            return;
+        }
+        let Ok(url) = canonicalize(&href, Some(&self.base)) else {
+            return;
+        };
+        let url = String::from(url);
+        if self.seen.insert(url.clone()) {
+            self.links.push(FollowUp { url, parser: None });
+        }
+    }
+
+    /// The kept links.
+    pub fn into_links(self) -> Vec<FollowUp> {
+        self.links
+    }
+}
+
+/// Collapses runs of white space to one space and trims, keeping at most `max` characters.
+pub fn clean_text(raw: &str, max: usize) -> String {
+    let decoded = html_escape::decode_html_entities(raw);
+    decoded
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .chars()
+        .take(max)
+        .collect()
+}
+
+/// The `page` item the link parsers emit: url, title, meta description and outlink count.
+pub fn page_item(page: &Page<'_>, title: &str, description: Option<&str>, outlinks: u64) -> Item {
+    let mut payload = Payload::new();
+    payload.insert(
+        "title".into(),
+        Value::Text(clean_text(title, MAX_TITLE_CHARS)),
+    );
+    payload.insert(
+        "description".into(),
+        description.map_or(Value::Null, |d| {
+            Value::Text(clean_text(d, MAX_DESCRIPTION_CHARS))
+        }),
+    );
+    payload.insert(
+        "outlinks".into(),
+        Value::Int(outlinks.min(i64::MAX as u64) as i64),
+    );
+    Item {
+        id: page.url.to_string(),
+        url: page.url.to_string(),
+        kind: "page".into(),
+        task: page.request.task.clone(),
+        payload,
+    }
+}
