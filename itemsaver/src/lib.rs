@@ -1,1 +1,59 @@
-//! placeholder
+//! The Spinneret itemsaver: a tarpc server that stores items durably in SQLite.
+//!
+//! Run it with [`run`] on a bound listener, or in-process with [`in_process`] for the
+//! engine's single-machine mode.
+
+pub mod export;
+pub mod server;
+pub mod store;
+
+pub use server::{DEFAULT_MAX_BATCH, ItemSaverServer};
+pub use store::{Store, StoreError};
+
+use common::ItemSaverService;
+use common::ItemSaverServiceClient;
+use common::transport::{ServerLimits, accept_loop, frame};
+use futures::StreamExt;
+use tarpc::server::{BaseChannel, Channel};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// Serves `server` on `listener` until `shutdown` is cancelled.
+pub async fn run(
+    listener: TcpListener,
+    server: ItemSaverServer,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    accept_loop(
+        listener,
+        ServerLimits::default(),
+        shutdown,
+        move |stream, _peer| {
+            let server = server.clone();
+            async move {
+                let channel = BaseChannel::with_defaults(frame(stream));
+                channel
+                    .execute(server.serve())
+                    .for_each(|response| async move {
+                        tokio::spawn(response);
+                    })
+                    .await;
+            }
+        },
+    )
+    .await
+}
+
+/// Starts `server` inside this process and returns a client wired to it without a socket.
+pub fn in_process(server: ItemSaverServer) -> ItemSaverServiceClient {
+    let (client_side, server_side) = tarpc::transport::channel::unbounded();
+    let channel = BaseChannel::with_defaults(server_side);
+    tokio::spawn(
+        channel
+            .execute(server.serve())
+            .for_each(|response| async move {
+                tokio::spawn(response);
+            }),
+    );
+    ItemSaverServiceClient::new(tarpc::client::Config::default(), client_side).spawn()
+}

@@ -1,1 +1,100 @@
-fn main() {}
+//! `itemsaver`: stores a Spinneret crawl's items, and exports them.
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use itemsaver::export::{Format, export};
+use itemsaver::{ItemSaverServer, Store};
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Spinneret itemsaver: stores crawled items in an embedded SQLite file and acknowledges a
+/// batch only after it is committed. `itemsaver export` prints what is stored.
+#[derive(Parser, Debug)]
+#[command(name = "itemsaver", version, args_conflicts_with_subcommands = true)]
+struct Args {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    /// TCP port to serve RPC on; 0 picks a free port (printed on stdout).
+    #[arg(long, env = "SPINNERET_ITEMSAVER_PORT", default_value_t = 1234)]
+    port: u16,
+
+    /// Address to listen on. Loopback by default; use 0.0.0.0 to serve engines on other machines.
+    #[arg(long, env = "SPINNERET_ITEMSAVER_BIND", default_value = "127.0.0.1")]
+    bind: IpAddr,
+
+    /// The SQLite file items are stored in (created if missing).
+    #[arg(long, env = "SPINNERET_STORE", default_value = "items.db")]
+    store: PathBuf,
+
+    /// Largest batch accepted, in items.
+    #[arg(long = "max_batch", alias = "max-batch", env = "SPINNERET_MAX_BATCH", default_value_t = itemsaver::DEFAULT_MAX_BATCH)]
+    max_batch: usize,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Write every stored item to stdout.
+    Export {
+        /// The SQLite file to read.
+        #[arg(long, env = "SPINNERET_STORE", default_value = "items.db")]
+        store: PathBuf,
+        /// Output format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: Format,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    common::cli::init_tracing();
+    match start(args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn start(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Export { store, format }) = args.command {
+        if !store.exists() {
+            anyhow::bail!("no item store at {}", store.display());
+        }
+        let store = Store::open(&store)?;
+        let stdout = std::io::stdout().lock();
+        return match export(&store, format, std::io::BufWriter::new(stdout)) {
+            // A reader that stops early (`| head`) is not an error.
+            Err(itemsaver::store::ExportError::Io(e))
+                if e.kind() == std::io::ErrorKind::BrokenPipe =>
+            {
+                Ok(())
+            }
+            other => other.map_err(Into::into),
+        };
+    }
+    let store = Arc::new(Store::open(&args.store)?);
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
+    let local = listener.local_addr()?;
+    // Tests and scripts read this line to learn the port when started with --port 0.
+    println!("listening on {local}");
+    tracing::info!(addr = %local, store = %args.store.display(), "itemsaver serving");
+    let shutdown = CancellationToken::new();
+    common::cli::cancel_on_signals(shutdown.clone());
+    itemsaver::run(
+        listener,
+        ItemSaverServer::new(store, args.max_batch),
+        shutdown,
+    )
+    .await?;
+    tracing::info!("itemsaver stopped");
+    Ok(())
+}

@@ -1,0 +1,55 @@
+//! The `ItemSaverService` implementation: batches go to the store, acks follow the commit.
+
+use crate::store::Store;
+use common::{Item, ItemSaverService, SaveAck, SaveError};
+use std::sync::Arc;
+use tarpc::context::Context;
+use tracing::{debug, error};
+
+/// Largest batch accepted by default; the engine's batches are far smaller.
+pub const DEFAULT_MAX_BATCH: usize = 50_000;
+
+/// Serves saves into one store; clones share it.
+#[derive(Clone, Debug)]
+pub struct ItemSaverServer {
+    store: Arc<Store>,
+    max_batch: usize,
+}
+
+impl ItemSaverServer {
+    /// Serves `store`, refusing batches over `max_batch` items.
+    pub fn new(store: Arc<Store>, max_batch: usize) -> Self {
+        ItemSaverServer { store, max_batch }
+    }
+}
+
+impl ItemSaverService for ItemSaverServer {
+    async fn save(self, _: Context, batch: Vec<Item>) -> Result<SaveAck, SaveError> {
+        if batch.len() > self.max_batch {
+            return Err(SaveError::BatchTooLarge {
+                items: batch.len() as u64,
+                limit: self.max_batch as u64,
+            });
+        }
+        let store = self.store.clone();
+        // SQLite blocks; the commit (and its fsync) happens off the async threads. The task runs
+        // to completion even if the caller gives up, so a committed batch is never half-written.
+        let saved = tokio::task::spawn_blocking(move || store.save(&batch))
+            .await
+            .map_err(|e| SaveError::Store(format!("save task failed: {e}")))?
+            .map_err(|e| {
+                error!(cause = %e, "save failed");
+                SaveError::Store(e.to_string())
+            })?;
+        debug!(saved, "batch committed");
+        Ok(SaveAck { saved })
+    }
+
+    async fn count(self, _: Context, task: Option<String>) -> Result<u64, SaveError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || store.count(task.as_deref()))
+            .await
+            .map_err(|e| SaveError::Store(format!("count task failed: {e}")))?
+            .map_err(|e| SaveError::Store(e.to_string()))
+    }
+}

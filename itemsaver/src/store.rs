@@ -1,0 +1,299 @@
+//! The embedded SQLite item store: one row per `(task, id)`, written a batch per transaction.
+
+use common::{Item, Value, value::payload_to_json};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+/// Why the store failed; nothing of the batch in hand was committed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed on the file.
+    #[error("item store {path}: {source}")]
+    Sqlite {
+        /// The store file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// A stored payload is not valid JSON (the file was edited by hand or is damaged).
+    #[error("item store {path}: item {id:?} has a damaged payload: {source}")]
+    Payload {
+        /// The store file.
+        path: PathBuf,
+        /// The item's id.
+        id: String,
+        /// What the JSON parser said.
+        source: serde_json::Error,
+    },
+    /// A thread panicked while holding the connection.
+    #[error("item store {0}: connection lock poisoned")]
+    Poisoned(PathBuf),
+}
+
+/// A durable item store; saving an item that exists (same task and id) updates it.
+#[derive(Debug)]
+pub struct Store {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS items (
+    task     TEXT NOT NULL,
+    id       TEXT NOT NULL,
+    url      TEXT NOT NULL,
+    kind     TEXT NOT NULL,
+    payload  TEXT NOT NULL,
+    saved_at INTEGER NOT NULL,
+    PRIMARY KEY (task, id)
+);";
+
+impl Store {
+    /// Opens (creating if needed) the store at `path`, in WAL mode with full sync on commit.
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let err = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        // FULL: a batch acked to the engine survives power loss, not only a crash.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(err)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(err)?;
+        conn.execute_batch(SCHEMA).map_err(err)?;
+        Ok(Store {
+            conn: Mutex::new(conn),
+            path,
+        })
+    }
+
+    /// The file this store writes.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn sqlite(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn lock(&self) -> Result<std::sync::MutexGuard<'_, Connection>, StoreError> {
+        self.conn
+            .lock()
+            .map_err(|_| StoreError::Poisoned(self.path.clone()))
+    }
+
+    /// Inserts or updates every item of `batch` in one transaction; returns when committed.
+    pub fn save(&self, batch: &[Item]) -> Result<u64, StoreError> {
+        let mut conn = self.lock()?;
+        let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or_default();
+        {
+            let mut stmt = tx
+                .prepare_cached(
+                    "INSERT INTO items (task, id, url, kind, payload, saved_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                     ON CONFLICT (task, id) DO UPDATE SET url = excluded.url, kind = excluded.kind,
+                     payload = excluded.payload, saved_at = excluded.saved_at",
+                )
+                .map_err(|e| self.sqlite(e))?;
+            for item in batch {
+                let payload = serde_json::Value::Object(payload_to_json(&item.payload)).to_string();
+                stmt.execute(params![
+                    item.task, item.id, item.url, item.kind, payload, now
+                ])
+                .map_err(|e| self.sqlite(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.sqlite(e))?;
+        Ok(batch.len() as u64)
+    }
+
+    /// Counts stored items, of `task` or of every task.
+    pub fn count(&self, task: Option<&str>) -> Result<u64, StoreError> {
+        let conn = self.lock()?;
+        let n: i64 = match task {
+            Some(t) => conn.query_row("SELECT COUNT(*) FROM items WHERE task = ?1", [t], |r| {
+                r.get(0)
+            }),
+            None => conn.query_row("SELECT COUNT(*) FROM items", [], |r| r.get(0)),
+        }
+        .map_err(|e| self.sqlite(e))?;
+        Ok(n as u64)
+    }
+
+    /// Reads one item back.
+    pub fn get(&self, task: &str, id: &str) -> Result<Option<Item>, StoreError> {
+        let conn = self.lock()?;
+        let row = conn
+            .query_row(
+                "SELECT task, id, url, kind, payload FROM items WHERE task = ?1 AND id = ?2",
+                [task, id],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))?;
+        row.map(|(task, id, url, kind, payload)| self.item(task, id, url, kind, &payload))
+            .transpose()
+    }
+
+    /// Calls `visit` with every stored item, in the order they were first saved.
+    pub fn for_each(
+        &self,
+        mut visit: impl FnMut(Item) -> std::io::Result<()>,
+    ) -> Result<(), ExportError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare("SELECT task, id, url, kind, payload FROM items ORDER BY rowid")
+            .map_err(|e| self.sqlite(e))?;
+        let mut rows = stmt.query([]).map_err(|e| self.sqlite(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.sqlite(e))? {
+            let get = |i| row.get::<_, String>(i).map_err(|e| self.sqlite(e));
+            let item = self.item(get(0)?, get(1)?, get(2)?, get(3)?, &get(4)?)?;
+            visit(item)?;
+        }
+        Ok(())
+    }
+
+    /// The sorted names of every payload field in the store, for CSV columns.
+    pub fn payload_fields(&self) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock()?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT DISTINCT j.key FROM items, json_each(items.payload) AS j ORDER BY j.key",
+            )
+            .map_err(|e| self.sqlite(e))?;
+        let keys = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        Ok(keys)
+    }
+
+    fn item(
+        &self,
+        task: String,
+        id: String,
+        url: String,
+        kind: String,
+        payload: &str,
+    ) -> Result<Item, StoreError> {
+        let json: serde_json::Value =
+            serde_json::from_str(payload).map_err(|source| StoreError::Payload {
+                path: self.path.clone(),
+                id: id.clone(),
+                source,
+            })?;
+        let payload = match Value::from_json(&json) {
+            Value::Map(m) => m,
+            _ => Default::default(),
+        };
+        Ok(Item {
+            id,
+            url,
+            kind,
+            task,
+            payload,
+        })
+    }
+}
+
+/// Why an export stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    /// Reading the store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Writing the output failed (a closed pipe, a full disk).
+    #[error("writing export: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::Payload;
+
+    fn item(task: &str, id: &str, title: &str) -> Item {
+        let mut payload = Payload::new();
+        payload.insert("title".into(), Value::Text(title.into()));
+        payload.insert("n".into(), Value::Int(7));
+        Item {
+            id: id.into(),
+            url: format!("http://a.test/{id}"),
+            kind: "page".into(),
+            task: task.into(),
+            payload,
+        }
+    }
+
+    #[test]
+    fn saving_again_updates_instead_of_duplicating() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("items.db")).expect("open");
+        store
+            .save(&[item("t", "1", "old"), item("t", "2", "two")])
+            .expect("save");
+        store.save(&[item("t", "1", "new")]).expect("save again");
+        assert_eq!(store.count(None).expect("count"), 2);
+        let got = store.get("t", "1").expect("get").expect("present");
+        assert_eq!(got, item("t", "1", "new"));
+    }
+
+    #[test]
+    fn same_id_in_another_task_is_another_item() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("items.db")).expect("open");
+        store
+            .save(&[item("a", "1", "x"), item("b", "1", "y")])
+            .expect("save");
+        assert_eq!(store.count(Some("a")).expect("count"), 1);
+        assert_eq!(store.count(None).expect("count"), 2);
+    }
+
+    #[test]
+    fn items_survive_reopening() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("items.db");
+        Store::open(&path)
+            .expect("open")
+            .save(&[item("t", "1", "kept")])
+            .expect("save");
+        let reopened = Store::open(&path).expect("reopen");
+        assert_eq!(
+            reopened.get("t", "1").expect("get"),
+            Some(item("t", "1", "kept"))
+        );
+        assert_eq!(
+            reopened.payload_fields().expect("fields"),
+            vec!["n", "title"]
+        );
+    }
+
+    #[test]
+    fn unwritable_path_names_the_file() {
+        let err = Store::open("/nonexistent-dir/items.db").expect_err("must fail");
+        assert!(
+            err.to_string().contains("/nonexistent-dir/items.db"),
+            "{err}"
+        );
+    }
+}
