@@ -1,1 +1,119 @@
-//! placeholder
+//! The Spinneret engine: schedules a crawl over a pool of workers and sends the items to an
+//! itemsaver.
+//!
+//! With no worker hosts it runs a worker in this process, and with no itemsaver it stores items
+//! itself, so one command crawls a site on one machine.
+
+pub mod config;
+pub mod crawl;
+pub mod error;
+pub mod frontier;
+pub mod pool;
+pub mod scope;
+pub mod sink;
+pub mod summary;
+
+pub use config::EngineConfig;
+pub use error::EngineError;
+pub use summary::Summary;
+
+use common::transport;
+use pool::Pool;
+use sink::{ItemSink, SinkConfig};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Checks a seed and returns its canonical URL.
+pub fn parse_seed(seed: &str) -> Result<url::Url, EngineError> {
+    common::canonicalize(seed, None).map_err(|e| EngineError::BadSeed {
+        seed: seed.into(),
+        reason: e.to_string(),
+    })
+}
+
+/// Connects to the itemsaver and the workers (or starts them in-process) and runs the crawl.
+pub async fn run(
+    config: EngineConfig,
+    shutdown: CancellationToken,
+) -> Result<Summary, EngineError> {
+    if config.seeds.is_empty() {
+        return Err(EngineError::NoSeeds);
+    }
+    let (saver, items_at) = match &config.itemsaver_host {
+        Some(addr) => (
+            connect_itemsaver(addr, &config).await?,
+            format!("itemsaver at {addr}"),
+        ),
+        None => {
+            let store = itemsaver::Store::open(&config.store)?;
+            info!(store = %config.store.display(), "storing items in this process");
+            let server =
+                itemsaver::ItemSaverServer::new(Arc::new(store), itemsaver::DEFAULT_MAX_BATCH);
+            (
+                itemsaver::in_process(server),
+                config.store.display().to_string(),
+            )
+        }
+    };
+    let pool = if config.worker_hosts.is_empty() {
+        let worker_config = worker::WorkerConfig {
+            concurrency: config.concurrency as u32,
+            ..worker::WorkerConfig::default()
+        };
+        let server = worker::CrawlServer::new(&worker_config)?;
+        let info = server.info().clone();
+        info!(
+            concurrency = info.concurrency,
+            "fetching with a worker in this process"
+        );
+        Pool::from_clients(
+            vec![("in-process".into(), worker::in_process(server), info)],
+            config.concurrency,
+        )
+    } else {
+        Pool::connect(
+            &config.worker_hosts,
+            &config.parser,
+            config.concurrency,
+            config.connect_timeout,
+        )
+        .await?
+    };
+    let sink = ItemSink::start(
+        saver,
+        SinkConfig {
+            batch_size: config.batch_size.max(1),
+            batch_interval: config.batch_interval,
+            rpc_timeout: config.rpc_timeout,
+        },
+    );
+    crawl::Crawl::new(config, pool, sink, items_at)
+        .run(shutdown)
+        .await
+}
+
+/// Connects to the itemsaver and checks that it answers as one.
+async fn connect_itemsaver(
+    addr: &str,
+    config: &EngineConfig,
+) -> Result<common::ItemSaverServiceClient, EngineError> {
+    let fail = |cause: String| EngineError::ItemSaver {
+        addr: addr.into(),
+        cause,
+    };
+    let client = transport::connect_itemsaver(addr, config.connect_timeout)
+        .await
+        .map_err(|e| fail(e.to_string()))?;
+    client
+        .count(transport::deadline(config.connect_timeout), None)
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "connected but it did not answer as an itemsaver: {e}"
+            ))
+        })?
+        .map_err(|e| fail(e.to_string()))?;
+    info!(itemsaver = %addr, "itemsaver connected");
+    Ok(client)
+}

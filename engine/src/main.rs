@@ -1,1 +1,220 @@
-fn main() {}
+//! `engine`: runs a crawl across Spinneret workers and sends the items to an itemsaver.
+
+use clap::Parser;
+use engine::{EngineConfig, EngineError, parse_seed};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// Spinneret engine: crawls from the seeds, handing pages round-robin to workers and items in
+/// batches to an itemsaver. With no --worker_hosts it fetches in this process; with no
+/// --itemsaver_host it stores items in --store itself: `engine --seed URL` crawls a site alone.
+#[derive(Parser, Debug)]
+#[command(name = "engine", version)]
+struct Args {
+    /// Start URL (http or https); repeat for several.
+    #[arg(
+        long = "seed",
+        env = "SPINNERET_SEEDS",
+        value_delimiter = ' ',
+        required = true
+    )]
+    seeds: Vec<String>,
+
+    /// Workers to use, comma-separated `host:port` (`:9000` is port 9000 here). None: in-process.
+    #[arg(
+        long = "worker_hosts",
+        alias = "worker-hosts",
+        env = "SPINNERET_WORKER_HOSTS",
+        value_delimiter = ','
+    )]
+    worker_hosts: Vec<String>,
+
+    /// Itemsaver to send items to, `host:port`. None: store in --store from this process.
+    #[arg(
+        long = "itemsaver_host",
+        alias = "itemsaver-host",
+        env = "SPINNERET_ITEMSAVER_HOST"
+    )]
+    itemsaver_host: Option<String>,
+
+    /// SQLite file for items when there is no --itemsaver_host.
+    #[arg(long, env = "SPINNERET_STORE", default_value = "items.db")]
+    store: PathBuf,
+
+    /// Parser the workers apply to every page (see `worker --list-parsers`).
+    #[arg(long, env = "SPINNERET_PARSER", default_value = "links")]
+    parser: String,
+
+    /// Task name items are stored under; re-running a task updates its items.
+    #[arg(long, env = "SPINNERET_TASK", default_value = "default")]
+    task: String,
+
+    /// Requests in flight at once, across all workers.
+    #[arg(long, env = "SPINNERET_CONCURRENCY", default_value_t = 100)]
+    concurrency: usize,
+
+    /// Requests in flight to one host at once, across all workers.
+    #[arg(
+        long = "per_host",
+        alias = "per-host",
+        env = "SPINNERET_PER_HOST",
+        default_value_t = 8
+    )]
+    per_host: usize,
+
+    /// Deepest link distance from a seed to fetch (seeds are 0). Default: no limit.
+    #[arg(long = "max_depth", alias = "max-depth", env = "SPINNERET_MAX_DEPTH")]
+    max_depth: Option<u32>,
+
+    /// Pages to fetch at most. Default: no limit.
+    #[arg(long = "max_pages", alias = "max-pages", env = "SPINNERET_MAX_PAGES")]
+    max_pages: Option<u64>,
+
+    /// Longest URL to schedule, in bytes.
+    #[arg(
+        long = "max_url_len",
+        alias = "max-url-len",
+        env = "SPINNERET_MAX_URL_LEN",
+        default_value_t = 2048
+    )]
+    max_url_len: usize,
+
+    /// Domain to stay within (subdomains included); repeat or comma-separate. Default: the seeds' hosts.
+    #[arg(
+        long = "allow_domain",
+        alias = "allow-domain",
+        env = "SPINNERET_ALLOW_DOMAINS",
+        value_delimiter = ','
+    )]
+    allow_domains: Vec<String>,
+
+    /// Seconds a worker gets to answer one request before it is tried elsewhere.
+    #[arg(
+        long = "rpc_timeout",
+        alias = "rpc-timeout",
+        env = "SPINNERET_RPC_TIMEOUT",
+        default_value_t = 60
+    )]
+    rpc_timeout: u64,
+
+    /// Seconds allowed to connect to a worker or the itemsaver.
+    #[arg(
+        long = "connect_timeout",
+        alias = "connect-timeout",
+        env = "SPINNERET_CONNECT_TIMEOUT",
+        default_value_t = 5
+    )]
+    connect_timeout: u64,
+
+    /// Items per batch sent to the itemsaver.
+    #[arg(
+        long = "batch_size",
+        alias = "batch-size",
+        env = "SPINNERET_BATCH_SIZE",
+        default_value_t = 500
+    )]
+    batch_size: usize,
+
+    /// Milliseconds an item may wait before a partial batch is sent.
+    #[arg(
+        long = "batch_interval_ms",
+        alias = "batch-interval-ms",
+        env = "SPINNERET_BATCH_INTERVAL_MS",
+        default_value_t = 500
+    )]
+    batch_interval_ms: u64,
+
+    /// Seconds between progress log lines.
+    #[arg(
+        long = "progress_secs",
+        alias = "progress-secs",
+        env = "SPINNERET_PROGRESS_SECS",
+        default_value_t = 5
+    )]
+    progress_secs: u64,
+
+    /// Also write the summary as JSON to this file.
+    #[arg(
+        long = "summary_json",
+        alias = "summary-json",
+        env = "SPINNERET_SUMMARY_JSON"
+    )]
+    summary_json: Option<PathBuf>,
+}
+
+impl Args {
+    fn config(&self) -> Result<EngineConfig, EngineError> {
+        let seeds = self
+            .seeds
+            .iter()
+            .filter(|s| !s.trim().is_empty())
+            .map(|s| parse_seed(s))
+            .collect::<Result<Vec<_>, _>>()?;
+        let worker_hosts = self
+            .worker_hosts
+            .iter()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| common::parse_host_spec(h).map_err(EngineError::BadWorkerHost))
+            .collect::<Result<Vec<_>, _>>()?;
+        let itemsaver_host = self
+            .itemsaver_host
+            .as_deref()
+            .filter(|h| !h.trim().is_empty())
+            .map(|h| common::parse_host_spec(h).map_err(EngineError::BadItemSaverHost))
+            .transpose()?;
+        Ok(EngineConfig {
+            seeds,
+            parser: self.parser.clone(),
+            task: self.task.clone(),
+            concurrency: self.concurrency.max(1),
+            per_host: self.per_host.max(1),
+            max_depth: self.max_depth,
+            max_pages: self.max_pages,
+            max_url_len: self.max_url_len,
+            allow_domains: self
+                .allow_domains
+                .iter()
+                .filter(|d| !d.trim().is_empty())
+                .cloned()
+                .collect(),
+            worker_hosts,
+            itemsaver_host,
+            store: self.store.clone(),
+            rpc_timeout: Duration::from_secs(self.rpc_timeout.max(1)),
+            connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
+            batch_size: self.batch_size.max(1),
+            batch_interval: Duration::from_millis(self.batch_interval_ms.max(1)),
+            progress_interval: Duration::from_secs(self.progress_secs.max(1)),
+            ..EngineConfig::default()
+        })
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    common::cli::init_tracing();
+    match crawl(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn crawl(args: &Args) -> anyhow::Result<()> {
+    let config = args.config()?;
+    let shutdown = CancellationToken::new();
+    common::cli::cancel_on_signals(shutdown.clone());
+    let summary = engine::run(config, shutdown).await?;
+    println!("{summary}");
+    if let Some(path) = &args.summary_json {
+        let json = serde_json::to_string_pretty(&summary)?;
+        std::fs::write(path, json)
+            .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+    }
+    Ok(())
+}

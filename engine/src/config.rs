@@ -1,0 +1,71 @@
+//! What a crawl is asked to do, and the limits it runs within.
+
+use std::path::PathBuf;
+use std::time::Duration;
+use url::Url;
+
+/// Everything the engine needs to run one crawl.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Canonical start URLs.
+    pub seeds: Vec<Url>,
+    /// Parser applied to every page.
+    pub parser: String,
+    /// Task name items are stored under; re-running a task updates its items.
+    pub task: String,
+    /// Requests in flight at once, across all workers.
+    pub concurrency: usize,
+    /// Requests in flight to one host at once, across all workers.
+    pub per_host: usize,
+    /// Deepest link distance from a seed that is fetched; `None` for no limit.
+    pub max_depth: Option<u32>,
+    /// Pages fetched at most; `None` for no limit.
+    pub max_pages: Option<u64>,
+    /// Longest URL scheduled, in bytes.
+    pub max_url_len: usize,
+    /// Domains whose hosts (and subdomains) may be crawled; empty means the seeds' hosts.
+    pub allow_domains: Vec<String>,
+    /// Worker addresses (`host:port`); empty runs a worker in this process.
+    pub worker_hosts: Vec<String>,
+    /// Itemsaver address; `None` stores items in `store` from this process.
+    pub itemsaver_host: Option<String>,
+    /// The SQLite file used when there is no itemsaver.
+    pub store: PathBuf,
+    /// Deadline of each crawl RPC; above the workers' fetch timeout.
+    pub rpc_timeout: Duration,
+    /// Time allowed to connect to a worker or the itemsaver.
+    pub connect_timeout: Duration,
+    /// Items sent to the itemsaver per batch at most.
+    pub batch_size: usize,
+    /// Longest time an item waits before its batch is sent.
+    pub batch_interval: Duration,
+    /// How often progress is logged.
+    pub progress_interval: Duration,
+    /// Times a request is moved to another worker after a worker (not the site) failed it.
+    pub max_worker_failures: u32,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        EngineConfig {
+            seeds: Vec::new(),
+            parser: "links".into(),
+            task: "default".into(),
+            concurrency: 100,
+            per_host: 8,
+            max_depth: None,
+            max_pages: None,
+            max_url_len: 2048,
+            allow_domains: Vec::new(),
+            worker_hosts: Vec::new(),
+            itemsaver_host: None,
+            store: PathBuf::from("items.db"),
+            rpc_timeout: Duration::from_secs(60),
+            connect_timeout: Duration::from_secs(5),
+            batch_size: 500,
+            batch_interval: Duration::from_millis(500),
+            progress_interval: Duration::from_secs(5),
+            max_worker_failures: 3,
+        }
+    }
+}

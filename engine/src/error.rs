@@ -1,0 +1,52 @@
+//! Why a crawl could not start or finish.
+
+use crate::pool::PoolError;
+use crate::sink::SinkError;
+
+/// A crawl-ending failure, worded for the one-line message the engine prints.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No seed URL was given.
+    #[error("no seed URL given; pass --seed URL")]
+    NoSeeds,
+    /// A seed is not a crawlable URL.
+    #[error("invalid seed URL {seed:?}: {reason}")]
+    BadSeed {
+        /// The seed as given.
+        seed: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A `--worker_hosts` entry is malformed.
+    #[error("invalid worker host: {0}")]
+    BadWorkerHost(common::HostSpecError),
+    /// The `--itemsaver_host` value is malformed.
+    #[error("invalid itemsaver host: {0}")]
+    BadItemSaverHost(common::HostSpecError),
+    /// No usable worker.
+    #[error(transparent)]
+    Pool(#[from] PoolError),
+    /// The itemsaver did not answer.
+    #[error("cannot reach the itemsaver at {addr}: {cause}")]
+    ItemSaver {
+        /// Its address.
+        addr: String,
+        /// What failed.
+        cause: String,
+    },
+    /// The local item store could not be opened.
+    #[error(transparent)]
+    Store(#[from] itemsaver::StoreError),
+    /// The in-process worker could not start.
+    #[error("cannot start the in-process worker: {0}")]
+    Worker(#[from] worker::fetch::ClientBuildError),
+    /// Every worker went down during the crawl.
+    #[error("every worker went down; {queued} requests were left unfetched")]
+    AllWorkersDown {
+        /// Requests still queued.
+        queued: u64,
+    },
+    /// Items could not be delivered.
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+}

@@ -1,0 +1,211 @@
+//! The worker pool: one tarpc client per worker, handed out round-robin through a channel.
+//!
+//! Each worker puts one lease per request slot into a FIFO channel, interleaved, so taking the
+//! next lease draws the next worker, and no worker is sent more than its own concurrency.
+
+use common::{CrawlServiceClient, WorkerInfo, transport};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tracing::{info, warn};
+
+/// One connected worker.
+#[derive(Debug)]
+pub struct WorkerConn {
+    /// Position in the pool, for per-worker counters.
+    pub index: usize,
+    /// The address it was reached at (or `in-process`).
+    pub addr: String,
+    /// The RPC client.
+    pub client: CrawlServiceClient,
+    /// What it said about itself on connect.
+    pub info: WorkerInfo,
+    /// Requests sent to it.
+    pub requests: AtomicU64,
+    down: AtomicBool,
+}
+
+impl WorkerConn {
+    /// Whether the worker was marked down after its connection failed.
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+}
+
+/// The right to send one request to one worker; give it back with [`Pool::release`].
+#[derive(Debug)]
+pub struct Lease(Arc<WorkerConn>);
+
+impl Lease {
+    /// The worker this lease is for.
+    pub fn worker(&self) -> &Arc<WorkerConn> {
+        &self.0
+    }
+}
+
+/// Why the pool could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PoolError {
+    /// No worker answered.
+    #[error("no worker could be reached (tried {tried})")]
+    NoWorkers {
+        /// The addresses tried, comma-separated.
+        tried: String,
+    },
+    /// Workers answered, but none offers the parser.
+    #[error("no reachable worker offers parser {parser:?}")]
+    NoParser {
+        /// The parser asked for.
+        parser: String,
+    },
+}
+
+/// Connected workers and their leases.
+#[derive(Debug)]
+pub struct Pool {
+    workers: Vec<Arc<WorkerConn>>,
+    tx: mpsc::Sender<Lease>,
+    rx: mpsc::Receiver<Lease>,
+    /// Leases not yet retired: in the channel or out on requests.
+    live: Arc<AtomicUsize>,
+}
+
+impl Pool {
+    /// Connects to every host, logging each result, and keeps those that answer and offer
+    /// `parser`; fails only when none is left.
+    pub async fn connect(
+        hosts: &[String],
+        parser: &str,
+        max_slots: usize,
+        timeout: Duration,
+    ) -> Result<Pool, PoolError> {
+        let attempts = hosts
+            .iter()
+            .map(|addr| async move { (addr.clone(), connect_one(addr, timeout).await) });
+        let mut connected = Vec::new();
+        let mut without_parser = 0;
+        for (addr, result) in futures::future::join_all(attempts).await {
+            match result {
+                Ok((client, info)) if info.parsers.iter().any(|p| p.name == parser) => {
+                    info!(worker = %addr, node = %info.node_id, concurrency = info.concurrency, "worker connected");
+                    connected.push((addr, client, info));
+                }
+                Ok((_, info)) => {
+                    without_parser += 1;
+                    warn!(worker = %addr, node = %info.node_id, parser, "worker lacks the parser; not using it");
+                }
+                Err(cause) => {
+                    warn!(worker = %addr, %cause, "worker unreachable; going on without it")
+                }
+            }
+        }
+        if connected.is_empty() {
+            return Err(if without_parser > 0 {
+                PoolError::NoParser {
+                    parser: parser.into(),
+                }
+            } else {
+                PoolError::NoWorkers {
+                    tried: hosts.join(", "),
+                }
+            });
+        }
+        Ok(Pool::from_clients(connected, max_slots))
+    }
+
+    /// Builds a pool from already-connected clients (the in-process worker, or tests).
+    pub fn from_clients(
+        clients: Vec<(String, CrawlServiceClient, WorkerInfo)>,
+        max_slots: usize,
+    ) -> Pool {
+        let workers: Vec<Arc<WorkerConn>> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(index, (addr, client, info))| {
+                Arc::new(WorkerConn {
+                    index,
+                    addr,
+                    client,
+                    info,
+                    requests: AtomicU64::new(0),
+                    down: AtomicBool::new(false),
+                })
+            })
+            .collect();
+        let slots = |w: &WorkerConn| (w.info.concurrency.max(1) as usize).min(max_slots.max(1));
+        let total: usize = workers.iter().map(|w| slots(w)).sum();
+        let (tx, rx) = mpsc::channel(total.max(1));
+        let deepest = workers.iter().map(|w| slots(w)).max().unwrap_or(0);
+        for round in 0..deepest {
+            for w in workers.iter().filter(|w| round < slots(w)) {
+                // Capacity is the total number of leases, so this never fails.
+                let _ = tx.try_send(Lease(w.clone()));
+            }
+        }
+        Pool {
+            workers,
+            tx,
+            rx,
+            live: Arc::new(AtomicUsize::new(total)),
+        }
+    }
+
+    /// Waits for the next lease; `None` when every worker is down and no lease can come back.
+    pub async fn acquire(&mut self) -> Option<Lease> {
+        loop {
+            if self.live.load(Ordering::Relaxed) == 0 {
+                return None;
+            }
+            let lease = self.rx.recv().await?;
+            if lease.0.is_down() {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+                continue;
+            }
+            lease.0.requests.fetch_add(1, Ordering::Relaxed);
+            return Some(lease);
+        }
+    }
+
+    /// Gives a lease back after its request finished.
+    pub fn release(&self, lease: Lease) {
+        if lease.0.is_down() {
+            self.live.fetch_sub(1, Ordering::Relaxed);
+        } else {
+            // Never full: the channel holds every lease there is.
+            let _ = self.tx.try_send(lease);
+        }
+    }
+
+    /// Marks the lease's worker down (its connection failed) and retires the lease.
+    pub fn retire(&self, lease: Lease) {
+        if !lease.0.down.swap(true, Ordering::Relaxed) {
+            warn!(worker = %lease.0.addr, "worker connection failed; marked down");
+        }
+        self.live.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Every worker ever in the pool.
+    pub fn workers(&self) -> &[Arc<WorkerConn>] {
+        &self.workers
+    }
+
+    /// Workers not marked down.
+    pub fn workers_up(&self) -> usize {
+        self.workers.iter().filter(|w| !w.is_down()).count()
+    }
+}
+
+async fn connect_one(
+    addr: &str,
+    timeout: Duration,
+) -> Result<(CrawlServiceClient, WorkerInfo), String> {
+    let client = transport::connect_worker(addr, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    let info = client
+        .info(transport::deadline(timeout))
+        .await
+        .map_err(|e| format!("{addr} connected but did not answer as a worker: {e}"))?;
+    Ok((client, info))
+}

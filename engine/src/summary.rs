@@ -1,0 +1,87 @@
+//! The end-of-crawl summary: what was fetched, what failed and why, where items went.
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// Figures for one worker.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerShare {
+    /// The worker's address.
+    pub addr: String,
+    /// Requests it was sent.
+    pub requests: u64,
+    /// Whether it was down at the end.
+    pub down: bool,
+}
+
+/// What a crawl did, printed at the end and written as JSON with `--summary_json`.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Summary {
+    /// Pages fetched and parsed.
+    pub pages_ok: u64,
+    /// Pages that failed, by reason (`http_404`, `timeout`, ...).
+    pub pages_failed: BTreeMap<String, u64>,
+    /// Items the itemsaver acknowledged.
+    pub items_saved: u64,
+    /// Distinct URLs seen (scheduled or not).
+    pub urls_seen: u64,
+    /// Links skipped because they were outside the allowed domains.
+    pub links_offsite: u64,
+    /// Links skipped for depth or URL length.
+    pub links_over_limit: u64,
+    /// Requests still queued at the end (after `--max_pages` or an interrupt).
+    pub left_in_queue: u64,
+    /// Requests moved to another worker after a worker failed them.
+    pub worker_retries: u64,
+    /// Requests per worker.
+    pub workers: Vec<WorkerShare>,
+    /// Wall time of the crawl in seconds.
+    pub elapsed_secs: f64,
+    /// Pages (ok and failed) per second.
+    pub pages_per_sec: f64,
+    /// Why the crawl stopped: `done`, `max_pages` or `interrupted`.
+    pub stopped: String,
+    /// Where the items are.
+    pub items_at: String,
+}
+
+impl Summary {
+    /// Pages that failed, all reasons together.
+    pub fn failed_total(&self) -> u64 {
+        self.pages_failed.values().sum()
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "crawl {} in {:.1}s", self.stopped, self.elapsed_secs)?;
+        writeln!(f, "  pages ok        {}", self.pages_ok)?;
+        writeln!(f, "  pages failed    {}", self.failed_total())?;
+        for (reason, n) in &self.pages_failed {
+            writeln!(f, "    {reason:<14}{n}")?;
+        }
+        writeln!(f, "  items saved     {}", self.items_saved)?;
+        writeln!(f, "  urls seen       {}", self.urls_seen)?;
+        writeln!(f, "  links offsite   {}", self.links_offsite)?;
+        writeln!(f, "  links over limit {}", self.links_over_limit)?;
+        if self.left_in_queue > 0 {
+            writeln!(f, "  left in queue   {}", self.left_in_queue)?;
+        }
+        if self.worker_retries > 0 {
+            writeln!(f, "  worker retries  {}", self.worker_retries)?;
+        }
+        writeln!(f, "  pages/s         {:.1}", self.pages_per_sec)?;
+        writeln!(f, "  requests per worker:")?;
+        for w in &self.workers {
+            writeln!(
+                f,
+                "    {:<22}{}{}",
+                w.addr,
+                w.requests,
+                if w.down { " (down)" } else { "" }
+            )?;
+        }
+        write!(f, "  items at        {}", self.items_at)
+    }
+}
