@@ -88,11 +88,13 @@ impl Frontier {
     }
 
     fn mark_ready(&mut self, host: &str) {
-        if let Some(q) = self.hosts.get_mut(host) {
-            if !q.in_ready && !q.pending.is_empty() && q.in_flight < self.per_host {
-                q.in_ready = true;
-                self.ready.push_back(host.to_owned());
-            }
+        if let Some(q) = self.hosts.get_mut(host)
+            && !q.in_ready
+            && !q.pending.is_empty()
+            && q.in_flight < self.per_host
+        {
+            q.in_ready = true;
+            self.ready.push_back(host.to_owned());
         }
     }
 

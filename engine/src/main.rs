@@ -16,6 +16,7 @@ struct Args {
     /// Start URL (http or https); repeat for several.
     #[arg(
         long = "seed",
+        value_name = "URL",
         env = "SPINNERET_SEEDS",
         value_delimiter = ' ',
         required = true
@@ -25,6 +26,7 @@ struct Args {
     /// Workers to use, comma-separated `host:port` (`:9000` is port 9000 here). None: in-process.
     #[arg(
         long = "worker_hosts",
+        value_name = "HOSTS",
         alias = "worker-hosts",
         env = "SPINNERET_WORKER_HOSTS",
         value_delimiter = ','
@@ -34,30 +36,52 @@ struct Args {
     /// Itemsaver to send items to, `host:port`. None: store in --store from this process.
     #[arg(
         long = "itemsaver_host",
+        value_name = "HOST:PORT",
         alias = "itemsaver-host",
         env = "SPINNERET_ITEMSAVER_HOST"
     )]
     itemsaver_host: Option<String>,
 
     /// SQLite file for items when there is no --itemsaver_host.
-    #[arg(long, env = "SPINNERET_STORE", default_value = "items.db")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "SPINNERET_STORE",
+        default_value = "items.db"
+    )]
     store: PathBuf,
 
     /// Parser the workers apply to every page (see `worker --list-parsers`).
-    #[arg(long, env = "SPINNERET_PARSER", default_value = "links")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SPINNERET_PARSER",
+        default_value = "links"
+    )]
     parser: String,
 
     /// Task name items are stored under; re-running a task updates its items.
-    #[arg(long, env = "SPINNERET_TASK", default_value = "default")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SPINNERET_TASK",
+        default_value = "default"
+    )]
     task: String,
 
     /// Requests in flight at once, across all workers.
-    #[arg(long, env = "SPINNERET_CONCURRENCY", default_value_t = 100)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SPINNERET_CONCURRENCY",
+        default_value_t = 100
+    )]
     concurrency: usize,
 
     /// Requests in flight to one host at once, across all workers.
     #[arg(
         long = "per_host",
+        value_name = "N",
         alias = "per-host",
         env = "SPINNERET_PER_HOST",
         default_value_t = 8
@@ -65,16 +89,27 @@ struct Args {
     per_host: usize,
 
     /// Deepest link distance from a seed to fetch (seeds are 0). Default: no limit.
-    #[arg(long = "max_depth", alias = "max-depth", env = "SPINNERET_MAX_DEPTH")]
+    #[arg(
+        long = "max_depth",
+        value_name = "N",
+        alias = "max-depth",
+        env = "SPINNERET_MAX_DEPTH"
+    )]
     max_depth: Option<u32>,
 
     /// Pages to fetch at most. Default: no limit.
-    #[arg(long = "max_pages", alias = "max-pages", env = "SPINNERET_MAX_PAGES")]
+    #[arg(
+        long = "max_pages",
+        value_name = "N",
+        alias = "max-pages",
+        env = "SPINNERET_MAX_PAGES"
+    )]
     max_pages: Option<u64>,
 
     /// Longest URL to schedule, in bytes.
     #[arg(
         long = "max_url_len",
+        value_name = "BYTES",
         alias = "max-url-len",
         env = "SPINNERET_MAX_URL_LEN",
         default_value_t = 2048
@@ -84,6 +119,7 @@ struct Args {
     /// Domain to stay within (subdomains included); repeat or comma-separate. Default: the seeds' hosts.
     #[arg(
         long = "allow_domain",
+        value_name = "DOMAIN",
         alias = "allow-domain",
         env = "SPINNERET_ALLOW_DOMAINS",
         value_delimiter = ','
@@ -93,6 +129,7 @@ struct Args {
     /// Seconds a worker gets to answer one request before it is tried elsewhere.
     #[arg(
         long = "rpc_timeout",
+        value_name = "SECS",
         alias = "rpc-timeout",
         env = "SPINNERET_RPC_TIMEOUT",
         default_value_t = 60
@@ -102,8 +139,9 @@ struct Args {
     /// Seconds allowed to connect to a worker or the itemsaver.
     #[arg(
         long = "connect_timeout",
+        value_name = "SECS",
         alias = "connect-timeout",
-        env = "SPINNERET_CONNECT_TIMEOUT",
+        env = "SPINNERET_RPC_CONNECT_TIMEOUT",
         default_value_t = 5
     )]
     connect_timeout: u64,
@@ -111,6 +149,7 @@ struct Args {
     /// Items per batch sent to the itemsaver.
     #[arg(
         long = "batch_size",
+        value_name = "N",
         alias = "batch-size",
         env = "SPINNERET_BATCH_SIZE",
         default_value_t = 500
@@ -120,6 +159,7 @@ struct Args {
     /// Milliseconds an item may wait before a partial batch is sent.
     #[arg(
         long = "batch_interval_ms",
+        value_name = "MS",
         alias = "batch-interval-ms",
         env = "SPINNERET_BATCH_INTERVAL_MS",
         default_value_t = 500
@@ -129,6 +169,7 @@ struct Args {
     /// Seconds between progress log lines.
     #[arg(
         long = "progress_secs",
+        value_name = "SECS",
         alias = "progress-secs",
         env = "SPINNERET_PROGRESS_SECS",
         default_value_t = 5
@@ -138,6 +179,7 @@ struct Args {
     /// Also write the summary as JSON to this file.
     #[arg(
         long = "summary_json",
+        value_name = "FILE",
         alias = "summary-json",
         env = "SPINNERET_SUMMARY_JSON"
     )]

@@ -209,3 +209,73 @@ async fn connect_one(
         .map_err(|e| format!("{addr} connected but did not answer as a worker: {e}"))?;
     Ok((client, info))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::FutureExt;
+
+    fn in_process_worker(concurrency: u32) -> (String, CrawlServiceClient, WorkerInfo) {
+        let config = worker::WorkerConfig {
+            concurrency,
+            ..worker::WorkerConfig::default()
+        };
+        let server = worker::CrawlServer::new(&config).expect("worker");
+        let info = server.info().clone();
+        (format!("w{concurrency}"), worker::in_process(server), info)
+    }
+
+    #[tokio::test]
+    async fn leases_alternate_between_workers() {
+        let mut pool = Pool::from_clients(vec![in_process_worker(2), in_process_worker(3)], 100);
+        let mut order = Vec::new();
+        for _ in 0..5 {
+            order.push(pool.acquire().await.expect("lease").worker().index);
+        }
+        assert_eq!(
+            order,
+            vec![0, 1, 0, 1, 1],
+            "round-robin, then the deeper worker's extra slot"
+        );
+        assert_eq!(pool.workers()[0].requests.load(Ordering::Relaxed), 2);
+    }
+
+    #[tokio::test]
+    async fn no_worker_gets_more_than_its_slots() {
+        let mut pool = Pool::from_clients(vec![in_process_worker(2)], 100);
+        let a = pool.acquire().await.expect("lease");
+        let _b = pool.acquire().await.expect("lease");
+        assert!(
+            pool.acquire().now_or_never().is_none(),
+            "a third lease must wait for a release"
+        );
+        pool.release(a);
+        assert!(pool.acquire().await.is_some());
+    }
+
+    #[tokio::test]
+    async fn retired_workers_leave_the_rotation() {
+        let mut pool = Pool::from_clients(vec![in_process_worker(1), in_process_worker(1)], 100);
+        let first = pool.acquire().await.expect("lease");
+        assert_eq!(first.worker().index, 0);
+        pool.retire(first);
+        assert_eq!(pool.workers_up(), 1);
+        let next = pool.acquire().await.expect("lease");
+        assert_eq!(next.worker().index, 1);
+        pool.retire(next);
+        assert!(
+            pool.acquire().await.is_none(),
+            "with every worker down there is no lease to wait for"
+        );
+    }
+
+    #[tokio::test]
+    async fn max_slots_caps_a_worker() {
+        let mut pool = Pool::from_clients(vec![in_process_worker(64)], 1);
+        let _only = pool.acquire().await.expect("lease");
+        assert!(
+            pool.acquire().now_or_never().is_none(),
+            "one slot, one lease"
+        );
+    }
+}

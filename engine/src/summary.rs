@@ -55,33 +55,34 @@ impl Summary {
 
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let row = |f: &mut fmt::Formatter<'_>, label: &str, value: &dyn fmt::Display| {
+            writeln!(f, "  {label:<18}{value}")
+        };
         writeln!(f, "crawl {} in {:.1}s", self.stopped, self.elapsed_secs)?;
-        writeln!(f, "  pages ok        {}", self.pages_ok)?;
-        writeln!(f, "  pages failed    {}", self.failed_total())?;
+        row(f, "pages ok", &self.pages_ok)?;
+        row(f, "pages failed", &self.failed_total())?;
         for (reason, n) in &self.pages_failed {
-            writeln!(f, "    {reason:<14}{n}")?;
+            row(f, &format!("  {reason}"), n)?;
         }
-        writeln!(f, "  items saved     {}", self.items_saved)?;
-        writeln!(f, "  urls seen       {}", self.urls_seen)?;
-        writeln!(f, "  links offsite   {}", self.links_offsite)?;
-        writeln!(f, "  links over limit {}", self.links_over_limit)?;
+        row(f, "items saved", &self.items_saved)?;
+        row(f, "urls seen", &self.urls_seen)?;
+        row(f, "links offsite", &self.links_offsite)?;
+        row(f, "links over limit", &self.links_over_limit)?;
         if self.left_in_queue > 0 {
-            writeln!(f, "  left in queue   {}", self.left_in_queue)?;
+            row(f, "left in queue", &self.left_in_queue)?;
         }
         if self.worker_retries > 0 {
-            writeln!(f, "  worker retries  {}", self.worker_retries)?;
+            row(f, "worker retries", &self.worker_retries)?;
         }
-        writeln!(f, "  pages/s         {:.1}", self.pages_per_sec)?;
-        writeln!(f, "  requests per worker:")?;
+        row(f, "pages/s", &format!("{:.1}", self.pages_per_sec))?;
+        writeln!(f, "  requests per worker")?;
         for w in &self.workers {
-            writeln!(
+            row(
                 f,
-                "    {:<22}{}{}",
-                w.addr,
-                w.requests,
-                if w.down { " (down)" } else { "" }
+                &format!("  {}", w.addr),
+                &format!("{}{}", w.requests, if w.down { " (down)" } else { "" }),
             )?;
         }
-        write!(f, "  items at        {}", self.items_at)
+        write!(f, "  {:<18}{}", "items at", self.items_at)
     }
 }

@@ -19,19 +19,34 @@ struct Args {
     command: Option<Command>,
 
     /// TCP port to serve RPC on; 0 picks a free port (printed on stdout).
-    #[arg(long, env = "SPINNERET_ITEMSAVER_PORT", default_value_t = 1234)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "SPINNERET_ITEMSAVER_PORT",
+        default_value_t = 1234
+    )]
     port: u16,
 
     /// Address to listen on. Loopback by default; use 0.0.0.0 to serve engines on other machines.
-    #[arg(long, env = "SPINNERET_ITEMSAVER_BIND", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SPINNERET_ITEMSAVER_BIND",
+        default_value = "127.0.0.1"
+    )]
     bind: IpAddr,
 
     /// The SQLite file items are stored in (created if missing).
-    #[arg(long, env = "SPINNERET_STORE", default_value = "items.db")]
+    #[arg(
+        long,
+        value_name = "PATH",
+        env = "SPINNERET_STORE",
+        default_value = "items.db"
+    )]
     store: PathBuf,
 
     /// Largest batch accepted, in items.
-    #[arg(long = "max_batch", alias = "max-batch", env = "SPINNERET_MAX_BATCH", default_value_t = itemsaver::DEFAULT_MAX_BATCH)]
+    #[arg(long = "max_batch", value_name = "N", alias = "max-batch", env = "SPINNERET_MAX_BATCH", default_value_t = itemsaver::DEFAULT_MAX_BATCH)]
     max_batch: usize,
 }
 
@@ -40,7 +55,12 @@ enum Command {
     /// Write every stored item to stdout.
     Export {
         /// The SQLite file to read.
-        #[arg(long, env = "SPINNERET_STORE", default_value = "items.db")]
+        #[arg(
+            long,
+            value_name = "PATH",
+            env = "SPINNERET_STORE",
+            default_value = "items.db"
+        )]
         store: PathBuf,
         /// Output format.
         #[arg(long, value_enum, default_value = "jsonl")]

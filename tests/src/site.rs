@@ -107,7 +107,7 @@ impl Site {
             "mailto:someone@example.invalid".to_string(),
             "javascript:void(0)".to_string(),
         ];
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             links.push(format!("/missing/{i}.html"));
         }
         let anchors: String = links

@@ -79,13 +79,13 @@ impl Fetcher {
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        if let Some(ct) = &content_type {
-            if !is_html(ct) {
-                // Dropping the response closes the stream without reading the body.
-                return Err(FetchError::NotHtml {
-                    content_type: ct.clone(),
-                });
-            }
+        if let Some(ct) = &content_type
+            && !is_html(ct)
+        {
+            // Dropping the response closes the stream without reading the body.
+            return Err(FetchError::NotHtml {
+                content_type: ct.clone(),
+            });
         }
         let limit = self.config.max_body_bytes;
         if response.content_length().is_some_and(|len| len > limit) {

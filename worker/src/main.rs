@@ -14,15 +14,30 @@ use worker::{CrawlServer, FetchConfig, WorkerConfig, parsers::Registry};
 #[command(name = "worker", version)]
 struct Args {
     /// TCP port to serve RPC on; 0 picks a free port (printed on stdout).
-    #[arg(long, env = "SPINNERET_WORKER_PORT", default_value_t = 9000)]
+    #[arg(
+        long,
+        value_name = "PORT",
+        env = "SPINNERET_WORKER_PORT",
+        default_value_t = 9000
+    )]
     port: u16,
 
     /// Address to listen on. Loopback by default; use 0.0.0.0 to serve engines on other machines.
-    #[arg(long, env = "SPINNERET_WORKER_BIND", default_value = "127.0.0.1")]
+    #[arg(
+        long,
+        value_name = "ADDR",
+        env = "SPINNERET_WORKER_BIND",
+        default_value = "127.0.0.1"
+    )]
     bind: IpAddr,
 
     /// Requests fetched and parsed at once; the engine never sends more than this.
-    #[arg(long, env = "SPINNERET_WORKER_CONCURRENCY", default_value_t = 64)]
+    #[arg(
+        long,
+        value_name = "N",
+        env = "SPINNERET_WORKER_CONCURRENCY",
+        default_value_t = 64
+    )]
     concurrency: u32,
 
     /// Print the available parsers and exit.
@@ -32,6 +47,7 @@ struct Args {
     /// User-Agent header sent with every fetch.
     #[arg(
         long = "user_agent",
+        value_name = "UA",
         alias = "user-agent",
         env = "SPINNERET_USER_AGENT"
     )]
@@ -40,6 +56,7 @@ struct Args {
     /// Seconds allowed to open a connection to a site.
     #[arg(
         long = "connect_timeout",
+        value_name = "SECS",
         alias = "connect-timeout",
         env = "SPINNERET_CONNECT_TIMEOUT",
         default_value_t = 10
@@ -47,16 +64,22 @@ struct Args {
     connect_timeout: u64,
 
     /// Seconds allowed for a whole fetch, headers and body.
-    #[arg(long, env = "SPINNERET_TIMEOUT", default_value_t = 30)]
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "SPINNERET_TIMEOUT",
+        default_value_t = 30
+    )]
     timeout: u64,
 
     /// Largest body read, in bytes, after decompression; larger pages fail as too_large.
-    #[arg(long = "max_body_bytes", alias = "max-body-bytes", env = "SPINNERET_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
+    #[arg(long = "max_body_bytes", value_name = "BYTES", alias = "max-body-bytes", env = "SPINNERET_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
     max_body_bytes: u64,
 
     /// Redirects followed per fetch.
     #[arg(
         long = "max_redirects",
+        value_name = "N",
         alias = "max-redirects",
         env = "SPINNERET_MAX_REDIRECTS",
         default_value_t = 10
@@ -66,6 +89,7 @@ struct Args {
     /// Follow-up links returned per page at most.
     #[arg(
         long = "max_links_per_page",
+        value_name = "N",
         alias = "max-links-per-page",
         env = "SPINNERET_MAX_LINKS_PER_PAGE",
         default_value_t = 5_000

@@ -41,10 +41,10 @@ impl Parser for LinksParser {
                     }),
                     element!("a[href]", |el| {
                         href_count += 1;
-                        if hrefs.len() < MAX_RAW_HREFS {
-                            if let Some(h) = el.get_attribute("href") {
-                                hrefs.push(h);
-                            }
+                        if hrefs.len() < MAX_RAW_HREFS
+                            && let Some(h) = el.get_attribute("href")
+                        {
+                            hrefs.push(h);
                         }
                         Ok(())
                     }),

@@ -1,0 +1,180 @@
+//! What users see when they get something wrong: one line naming the problem, non-zero exit.
+
+use crate::harness::{Server, closed_port, run_bin, run_engine};
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+/// Asserts a failed run printed exactly one `error:` line that contains `needle`.
+fn assert_one_error(status: std::process::ExitStatus, stderr: &str, needle: &str) {
+    assert!(!status.success(), "expected failure; stderr: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "one error line expected, got: {stderr}");
+    assert!(
+        errors[0].contains(needle),
+        "error {:?} should mention {needle:?}",
+        errors[0]
+    );
+}
+
+#[tokio::test]
+async fn invalid_seed_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for (seed, needle) in [
+        ("ftp://example.invalid/", "scheme \"ftp\""),
+        ("not a url", "not a valid URL"),
+    ] {
+        let run = run_engine(dir.path(), &[s("--seed"), s(seed)]).await;
+        assert_one_error(run.status, &run.stderr, "invalid seed URL");
+        assert_one_error(run.status, &run.stderr, needle);
+        assert!(
+            !dir.path().join("items.db").exists(),
+            "nothing is created for a bad seed"
+        );
+    }
+}
+
+#[tokio::test]
+async fn seed_from_the_environment_is_used() {
+    let (status, _, stderr) = run_bin(
+        "engine",
+        &[],
+        &[("SPINNERET_SEEDS", "gopher://example.invalid/")],
+    )
+    .await;
+    assert_one_error(status, &stderr, "gopher://example.invalid/");
+}
+
+#[tokio::test]
+async fn unreachable_workers_are_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (closed_port(), closed_port());
+    let run = run_engine(
+        dir.path(),
+        &[
+            format!("--worker_hosts=:{a},:{b}"),
+            s("--seed"),
+            s("http://127.0.0.1:1/"),
+            s("--store"),
+            dir.path().join("x.db").display().to_string(),
+        ],
+    )
+    .await;
+    assert_one_error(run.status, &run.stderr, "no worker could be reached");
+    assert_one_error(run.status, &run.stderr, &format!("127.0.0.1:{a}"));
+}
+
+#[tokio::test]
+async fn unreachable_itemsaver_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = closed_port();
+    let run = run_engine(
+        dir.path(),
+        &[
+            format!("--itemsaver_host=:{port}"),
+            s("--seed"),
+            s("http://127.0.0.1:1/"),
+        ],
+    )
+    .await;
+    assert_one_error(
+        run.status,
+        &run.stderr,
+        &format!("cannot reach the itemsaver at 127.0.0.1:{port}"),
+    );
+}
+
+#[tokio::test]
+async fn a_worker_is_not_an_itemsaver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let worker = Server::start("worker", &[], dir.path()).await;
+    let run = run_engine(
+        dir.path(),
+        &[
+            format!("--itemsaver_host={}", worker.addr),
+            s("--seed"),
+            s("http://127.0.0.1:1/"),
+        ],
+    )
+    .await;
+    assert_one_error(run.status, &run.stderr, "did not answer as an itemsaver");
+}
+
+#[tokio::test]
+async fn malformed_host_specs_are_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = run_engine(
+        dir.path(),
+        &[
+            s("--worker_hosts=box-without-port"),
+            s("--seed"),
+            s("http://127.0.0.1:1/"),
+        ],
+    )
+    .await;
+    assert_one_error(run.status, &run.stderr, "invalid worker host");
+}
+
+#[tokio::test]
+async fn unknown_flag_exits_with_usage_error() {
+    let (status, _, stderr) = run_bin("engine", &[s("--bogus")], &[]).await;
+    assert_eq!(status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--bogus"), "{stderr}");
+}
+
+#[tokio::test]
+async fn help_shows_environment_variables() {
+    for name in ["engine", "worker", "itemsaver"] {
+        let (status, stdout, _) = run_bin(name, &[s("--help")], &[]).await;
+        assert!(status.success());
+        assert!(
+            stdout.contains("[env: SPINNERET_"),
+            "{name} --help lacks env vars:\n{stdout}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn worker_lists_its_parsers() {
+    let (status, stdout, _) = run_bin("worker", &[s("--list-parsers")], &[]).await;
+    assert!(status.success());
+    let names: Vec<&str> = stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(names, vec!["links", "links-dom"]);
+}
+
+#[tokio::test]
+async fn busy_port_is_reported() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let taken = Server::start("worker", &[], dir.path()).await;
+    let port = taken.port().to_string();
+    for name in ["worker", "itemsaver"] {
+        let store = dir.path().join("s.db").display().to_string();
+        let mut args = vec![s("--port"), port.clone()];
+        if name == "itemsaver" {
+            args.extend([s("--store"), store]);
+        }
+        let (status, _, stderr) = run_bin(name, &args, &[]).await;
+        assert_one_error(
+            status,
+            &stderr,
+            &format!("cannot listen on 127.0.0.1:{port}"),
+        );
+    }
+}
+
+#[tokio::test]
+async fn export_of_a_missing_store_is_an_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let missing = dir.path().join("none.db").display().to_string();
+    let (status, _, stderr) = run_bin(
+        "itemsaver",
+        &[s("export"), s("--store"), missing.clone()],
+        &[],
+    )
+    .await;
+    assert_one_error(status, &stderr, &missing);
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests: the real binaries, on free loopback ports, against the real test site.
+//!
+//! The binaries are found next to this test executable; `make test` builds them first.
+
+mod cli;
+mod harness;
+mod pipeline;
