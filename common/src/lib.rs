@@ -14,7 +14,7 @@ pub mod wire;
 pub use canon::{CanonError, canonicalize, fingerprint};
 pub use hosts::{HostSpecError, parse_host_spec};
 pub use service::{CrawlService, CrawlServiceClient, ItemSaverService, ItemSaverServiceClient};
-pub use value::{Payload, Value};
+pub use value::{Payload, Scalar, Value};
 pub use wire::{
     FetchError, FetchFacts, FollowUp, Item, ParseResult, ParserInfo, Request, SaveAck, SaveError,
     WorkerInfo,

@@ -2,6 +2,8 @@
 //!
 //! `serde_json::Value` cannot cross bincode (it needs `deserialize_any`), so item payloads use
 //! this externally tagged enum instead, and convert to JSON only at the edges (export, SQLite).
+//! Values do not nest (a list holds scalars), so no peer can send a structure deep enough to
+//! exhaust the stack while it is decoded.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -9,7 +11,7 @@ use std::collections::BTreeMap;
 /// The fields of an item, by name; ordered so that output is deterministic.
 pub type Payload = BTreeMap<String, Value>;
 
-/// One field value of an item.
+/// One field value of an item: a scalar, or a list of scalars.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Value {
     /// No value (a missing optional field).
@@ -22,50 +24,75 @@ pub enum Value {
     Float(f64),
     /// Text.
     Text(String),
-    /// A list of values, for fields that take every match.
-    List(Vec<Value>),
-    /// Nested named values.
-    Map(BTreeMap<String, Value>),
+    /// Every match of a field that takes all of them.
+    List(Vec<Scalar>),
+}
+
+/// One element of a [`Value::List`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Scalar {
+    /// No value.
+    Null,
+    /// A boolean.
+    Bool(bool),
+    /// A whole number.
+    Int(i64),
+    /// A floating-point number.
+    Float(f64),
+    /// Text.
+    Text(String),
+}
+
+impl Scalar {
+    /// Converts the scalar to JSON.
+    pub fn to_json(&self) -> serde_json::Value {
+        match self {
+            Scalar::Null => serde_json::Value::Null,
+            Scalar::Bool(b) => serde_json::Value::Bool(*b),
+            Scalar::Int(i) => serde_json::Value::from(*i),
+            Scalar::Float(f) => serde_json::Number::from_f64(*f)
+                .map_or(serde_json::Value::Null, serde_json::Value::Number),
+            Scalar::Text(s) => serde_json::Value::String(s.clone()),
+        }
+    }
+
+    /// Converts JSON to a scalar; arrays and objects become their JSON text.
+    pub fn from_json(json: &serde_json::Value) -> Scalar {
+        match json {
+            serde_json::Value::Null => Scalar::Null,
+            serde_json::Value::Bool(b) => Scalar::Bool(*b),
+            serde_json::Value::Number(n) => match n.as_i64() {
+                Some(i) => Scalar::Int(i),
+                None => n.as_f64().map_or(Scalar::Null, Scalar::Float),
+            },
+            serde_json::Value::String(s) => Scalar::Text(s.clone()),
+            other => Scalar::Text(other.to_string()),
+        }
+    }
 }
 
 impl Value {
     /// Converts the value to JSON for export and storage.
     pub fn to_json(&self) -> serde_json::Value {
         match self {
-            Value::Null => serde_json::Value::Null,
-            Value::Bool(b) => serde_json::Value::Bool(*b),
-            Value::Int(i) => serde_json::Value::from(*i),
-            Value::Float(f) => serde_json::Number::from_f64(*f)
-                .map(serde_json::Value::Number)
-                .unwrap_or(serde_json::Value::Null),
-            Value::Text(s) => serde_json::Value::String(s.clone()),
             Value::List(items) => {
-                serde_json::Value::Array(items.iter().map(Value::to_json).collect())
+                serde_json::Value::Array(items.iter().map(Scalar::to_json).collect())
             }
-            Value::Map(map) => serde_json::Value::Object(
-                map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect(),
-            ),
+            Value::Null => Scalar::Null.to_json(),
+            Value::Bool(b) => Scalar::Bool(*b).to_json(),
+            Value::Int(i) => Scalar::Int(*i).to_json(),
+            Value::Float(f) => Scalar::Float(*f).to_json(),
+            Value::Text(s) => serde_json::Value::String(s.clone()),
         }
     }
 
     /// Converts JSON back to a value, as read from storage.
     pub fn from_json(json: &serde_json::Value) -> Value {
         match json {
-            serde_json::Value::Null => Value::Null,
-            serde_json::Value::Bool(b) => Value::Bool(*b),
-            serde_json::Value::Number(n) => match n.as_i64() {
-                Some(i) => Value::Int(i),
-                None => n.as_f64().map(Value::Float).unwrap_or(Value::Null),
-            },
-            serde_json::Value::String(s) => Value::Text(s.clone()),
             serde_json::Value::Array(items) => {
-                Value::List(items.iter().map(Value::from_json).collect())
+                Value::List(items.iter().map(Scalar::from_json).collect())
             }
-            serde_json::Value::Object(map) => Value::Map(
-                map.iter()
-                    .map(|(k, v)| (k.clone(), Value::from_json(v)))
-                    .collect(),
-            ),
+            other => Value::from(Scalar::from_json(other)),
         }
     }
 
@@ -74,6 +101,18 @@ impl Value {
         match self {
             Value::Text(s) => Some(s),
             _ => None,
+        }
+    }
+}
+
+impl From<Scalar> for Value {
+    fn from(s: Scalar) -> Self {
+        match s {
+            Scalar::Null => Value::Null,
+            Scalar::Bool(b) => Value::Bool(b),
+            Scalar::Int(i) => Value::Int(i),
+            Scalar::Float(f) => Value::Float(f),
+            Scalar::Text(t) => Value::Text(t),
         }
     }
 }
@@ -104,21 +143,32 @@ pub fn payload_to_json(payload: &Payload) -> serde_json::Map<String, serde_json:
         .collect()
 }
 
+/// Converts a JSON object back to a payload; anything else gives an empty payload.
+pub fn payload_from_json(json: &serde_json::Value) -> Payload {
+    match json {
+        serde_json::Value::Object(map) => map
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from_json(v)))
+            .collect(),
+        _ => Payload::new(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn sample() -> Payload {
-        let mut nested = BTreeMap::new();
-        nested.insert("inner".to_owned(), Value::Float(1.5));
         let mut p = Payload::new();
         p.insert("title".into(), "Hello, 世界".into());
         p.insert("count".into(), Value::Int(-42));
+        p.insert("price".into(), Value::Float(1.5));
+        p.insert("ok".into(), Value::Bool(true));
+        p.insert("none".into(), Value::Null);
         p.insert(
             "tags".into(),
-            Value::List(vec!["a".into(), Value::Null, Value::Bool(true)]),
+            Value::List(vec![Scalar::Text("a".into()), Scalar::Null, Scalar::Int(3)]),
         );
-        p.insert("nested".into(), Value::Map(nested));
         p
     }
 
@@ -134,11 +184,20 @@ mod tests {
     fn payload_round_trips_through_json() {
         let p = sample();
         let json = serde_json::Value::Object(payload_to_json(&p));
-        let back = match Value::from_json(&json) {
-            Value::Map(m) => m,
-            other => panic!("expected a map, got {other:?}"),
-        };
-        assert_eq!(back, p);
+        assert_eq!(payload_from_json(&json), p);
+    }
+
+    #[test]
+    fn nested_json_is_flattened_to_text() {
+        let json = serde_json::json!({"deep": [[1, 2], {"a": 1}]});
+        let p = payload_from_json(&json);
+        assert_eq!(
+            p["deep"],
+            Value::List(vec![
+                Scalar::Text("[1,2]".into()),
+                Scalar::Text("{\"a\":1}".into())
+            ])
+        );
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub async fn run(
             ..worker::WorkerConfig::default()
         };
         let server = worker::CrawlServer::new(&worker_config)?;
-        let info = server.info().clone();
+        let info = server.worker_info().clone();
         info!(
             concurrency = info.concurrency,
             "fetching with a worker in this process"

@@ -221,7 +221,7 @@ mod tests {
             ..worker::WorkerConfig::default()
         };
         let server = worker::CrawlServer::new(&config).expect("worker");
-        let info = server.info().clone();
+        let info = server.worker_info().clone();
         (format!("w{concurrency}"), worker::in_process(server), info)
     }
 

@@ -78,14 +78,17 @@ fn csv(store: &Store, out: impl Write) -> Result<(), ExportError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::Payload;
+    use common::{Payload, Scalar};
 
     fn store_with_items() -> (tempfile::TempDir, Store) {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("items.db")).expect("open");
         let mut p = Payload::new();
         p.insert("title".into(), Value::Text("Hello, \"world\"".into()));
-        p.insert("tags".into(), Value::List(vec!["a".into(), "b".into()]));
+        p.insert(
+            "tags".into(),
+            Value::List(vec![Scalar::Text("a".into()), Scalar::Text("b".into())]),
+        );
         let mut q = Payload::new();
         q.insert("price".into(), Value::Float(9.5));
         store

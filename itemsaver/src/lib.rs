@@ -18,6 +18,9 @@ use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
+/// Concurrent calls one connection may have open; the engine keeps one or two.
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 64;
+
 /// Serves `server` on `listener` until `shutdown` is cancelled.
 pub async fn run(
     listener: TcpListener,
@@ -30,8 +33,12 @@ pub async fn run(
         shutdown,
         move |stream, _peer| {
             let server = server.clone();
+            // Calls past this are refused rather than queued without bound; a well-behaved
+            // engine never sends that many.
+            let limit = MAX_REQUESTS_PER_CONNECTION;
             async move {
-                let channel = BaseChannel::with_defaults(frame(stream));
+                let channel =
+                    BaseChannel::with_defaults(frame(stream)).max_concurrent_requests(limit);
                 channel
                     .execute(server.serve())
                     .for_each(|response| async move {

@@ -1,6 +1,7 @@
 //! The embedded SQLite item store: one row per `(task, id)`, written a batch per transaction.
 
-use common::{Item, Value, value::payload_to_json};
+use common::Item;
+use common::value::{payload_from_json, payload_to_json};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -202,10 +203,7 @@ impl Store {
                 id: id.clone(),
                 source,
             })?;
-        let payload = match Value::from_json(&json) {
-            Value::Map(m) => m,
-            _ => Default::default(),
-        };
+        let payload = payload_from_json(&json);
         Ok(Item {
             id,
             url,
@@ -230,7 +228,7 @@ pub enum ExportError {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use common::Payload;
+    use common::{Payload, Value};
 
     fn item(task: &str, id: &str, title: &str) -> Item {
         let mut payload = Payload::new();

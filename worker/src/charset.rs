@@ -20,7 +20,7 @@ pub fn choose(body: &[u8], content_type: Option<&str>) -> &'static Encoding {
         .and_then(charset_param)
         .and_then(|l| Encoding::for_label(l.as_bytes()))
     {
-        return html_compatible(enc);
+        return enc;
     }
     if let Some((enc, _)) = Encoding::for_bom(body) {
         return enc;
@@ -34,7 +34,8 @@ pub fn choose(body: &[u8], content_type: Option<&str>) -> &'static Encoding {
     detector.guess(None, true)
 }
 
-/// A declared UTF-16 in a byte stream without a BOM is treated as UTF-8, as HTML requires.
+/// A UTF-16 declared in `<meta>` is read as UTF-8, as HTML requires: the prescan could not
+/// have found it in real UTF-16.
 fn html_compatible(enc: &'static Encoding) -> &'static Encoding {
     if enc == encoding_rs::UTF_16LE || enc == encoding_rs::UTF_16BE {
         encoding_rs::UTF_8

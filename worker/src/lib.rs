@@ -32,8 +32,12 @@ pub async fn run(
         shutdown,
         move |stream, _peer| {
             let server = server.clone();
+            // Calls past this are refused rather than queued without bound; a well-behaved
+            // engine never sends that many.
+            let limit = server.worker_info().concurrency as usize * 2 + 16;
             async move {
-                let channel = BaseChannel::with_defaults(frame(stream));
+                let channel =
+                    BaseChannel::with_defaults(frame(stream)).max_concurrent_requests(limit);
                 channel
                     .execute(server.serve())
                     .for_each(|response| async move {

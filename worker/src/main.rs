@@ -142,7 +142,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let local = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when started with --port 0.
     println!("listening on {local}");
-    tracing::info!(addr = %local, node = %server.info().node_id, concurrency = args.concurrency, "worker serving");
+    tracing::info!(addr = %local, node = %server.worker_info().node_id, concurrency = args.concurrency, "worker serving");
     if local.ip().is_loopback() {
         tracing::info!("listening on loopback only; use --bind 0.0.0.0 to serve other machines");
     }

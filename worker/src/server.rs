@@ -54,7 +54,7 @@ impl CrawlServer {
     }
 
     /// What this worker reports about itself.
-    pub fn info(&self) -> &WorkerInfo {
+    pub fn worker_info(&self) -> &WorkerInfo {
         &self.shared.info
     }
 

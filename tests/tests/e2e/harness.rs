@@ -117,13 +117,19 @@ impl EngineRun {
     }
 }
 
-/// Runs a program to completion (bounded by [`ENGINE_TIMEOUT`]) with `envs` set.
-pub async fn run_bin(
+/// Runs a program to completion (bounded by [`ENGINE_TIMEOUT`]) with `envs` set, in `cwd`
+/// when given (so files it creates by default land in the test's directory).
+pub async fn run_bin_in(
+    cwd: Option<&Path>,
     name: &str,
     args: &[String],
     envs: &[(&str, &str)],
 ) -> (ExitStatus, String, String) {
-    let child = Command::new(bin(name))
+    let mut command = Command::new(bin(name));
+    if let Some(dir) = cwd {
+        command.current_dir(dir);
+    }
+    let child = command
         .args(args)
         .envs(envs.iter().copied())
         .env("RUST_LOG", "warn")
@@ -143,12 +149,21 @@ pub async fn run_bin(
     )
 }
 
-/// Runs the engine with `args`, writing its summary into `dir`.
+/// Runs a program to completion in the current directory; see [`run_bin_in`].
+pub async fn run_bin(
+    name: &str,
+    args: &[String],
+    envs: &[(&str, &str)],
+) -> (ExitStatus, String, String) {
+    run_bin_in(None, name, args, envs).await
+}
+
+/// Runs the engine with `args` in `dir`, writing its summary there.
 pub async fn run_engine(dir: &Path, args: &[String]) -> EngineRun {
     let summary_path = dir.join(format!("summary-{}.json", unique()));
     let mut all = args.to_vec();
     all.extend(["--summary_json".into(), summary_path.display().to_string()]);
-    let (status, stdout, stderr) = run_bin("engine", &all, &[]).await;
+    let (status, stdout, stderr) = run_bin_in(Some(dir), "engine", &all, &[]).await;
     let summary = std::fs::read_to_string(&summary_path)
         .ok()
         .map(|s| serde_json::from_str(&s).expect("summary json"));

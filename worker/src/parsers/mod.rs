@@ -232,6 +232,35 @@ mod tests {
     }
 
     #[test]
+    fn huge_base_and_links_are_dropped_not_multiplied() {
+        let base = format!("http://site.test/{}", "b".repeat(1_000_000));
+        let mut html = format!("<base href=\"{base}\">");
+        for i in 0..2_000 {
+            html.push_str(&format!("<a href=\"?{i}\">x</a>"));
+        }
+        html.push_str(&format!("<a href=\"/{}\">long</a>", "l".repeat(20_000)));
+        let req = request();
+        let url = Url::parse(&req.url).expect("url");
+        let page = Page {
+            request: &req,
+            url: &url,
+            html: &html,
+            max_links: 5_000,
+        };
+        let e = LinksParser.parse(&page).expect("parse");
+        let total: usize = e.links.iter().map(|l| l.url.len()).sum();
+        assert_eq!(
+            e.links.len(),
+            2_000,
+            "the oversized base is ignored, the long link dropped"
+        );
+        assert!(
+            total < 100_000,
+            "links resolve against the page URL: {total} bytes"
+        );
+    }
+
+    #[test]
     fn registry_lists_builtin_parsers() {
         let names: Vec<String> = Registry::builtin()
             .list()

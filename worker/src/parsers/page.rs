@@ -9,6 +9,10 @@ use url::Url;
 const MAX_TITLE_CHARS: usize = 1_000;
 /// Longest description kept, in characters.
 const MAX_DESCRIPTION_CHARS: usize = 4_000;
+/// Longest link (or `<base href>`) kept, in bytes; the engine applies its own, lower limit.
+pub const MAX_LINK_BYTES: usize = 8 * 1024;
+/// Most bytes of links returned for one page, so a hostile page cannot blow up the answer.
+pub const MAX_LINKS_TOTAL_BYTES: usize = 4 * 1024 * 1024;
 
 /// The distinct crawlable links of a page, resolved and canonical, in document order.
 #[derive(Debug)]
@@ -17,6 +21,7 @@ pub struct LinkSet {
     seen: HashSet<String>,
     links: Vec<FollowUp>,
     max: usize,
+    bytes: usize,
     /// Every `<a href>` seen, kept or not.
     pub outlinks: u64,
 }
@@ -29,6 +34,7 @@ impl LinkSet {
             seen: HashSet::new(),
             links: Vec::new(),
             max,
+            bytes: 0,
             outlinks: 0,
         }
     }
@@ -36,6 +42,7 @@ impl LinkSet {
     /// The base for a page: its `<base href>` when that resolves, otherwise its final URL.
     pub fn base_for(page_url: &Url, base_href: Option<&str>) -> Url {
         base_href
+            .filter(|h| h.len() <= MAX_LINK_BYTES)
             .map(|h| html_escape::decode_html_entities(h.trim()))
             .and_then(|h| page_url.join(&h).ok())
             .unwrap_or_else(|| page_url.clone())
@@ -44,7 +51,10 @@ impl LinkSet {
     /// Counts an `<a href>` and keeps it when it resolves to a new http(s) URL.
     pub fn add(&mut self, raw_href: &str) {
         self.outlinks += 1;
-        if self.links.len() >= self.max {
+        if self.links.len() >= self.max
+            || self.bytes >= MAX_LINKS_TOTAL_BYTES
+            || raw_href.len() > MAX_LINK_BYTES
+        {
             return;
         }
         let href = html_escape::decode_html_entities(raw_href.trim());
@@ -55,7 +65,11 @@ impl LinkSet {
             return;
         };
         let url = String::from(url);
+        if url.len() > MAX_LINK_BYTES {
+            return;
+        }
         if self.seen.insert(url.clone()) {
+            self.bytes += url.len();
             self.links.push(FollowUp { url, parser: None });
         }
     }
