@@ -16,12 +16,23 @@ pub use hosts::{HostSpecError, parse_host_spec};
 pub use service::{CrawlService, CrawlServiceClient, ItemSaverService, ItemSaverServiceClient};
 pub use value::{Payload, Scalar, Value};
 pub use wire::{
-    FetchError, FetchFacts, FollowUp, Item, ParseResult, ParserInfo, Request, SaveAck, SaveError,
-    WorkerInfo,
+    FetchError, FetchFacts, FollowUp, Item, ParseResult, ParserInfo, Request, RobotsFile, SaveAck,
+    SaveError, WorkerInfo,
 };
 
 /// The version of Spinneret this build belongs to, reported by workers in `info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// The User-Agent product token workers send, and the one matched against robots.txt.
+/// The User-Agent product token workers send by default.
 pub const USER_AGENT_TOKEN: &str = "Spinneret";
+
+/// The product token of a User-Agent header (`Spinneret/0.1 (+url)` gives `Spinneret`): the
+/// name robots.txt groups are matched against.
+pub fn user_agent_token(user_agent: &str) -> &str {
+    let token = user_agent.split(['/', ' ']).next().unwrap_or("").trim();
+    if token.is_empty() {
+        USER_AGENT_TOKEN
+    } else {
+        token
+    }
+}

@@ -1,12 +1,16 @@
 //! The tarpc service traits: what a worker and an itemsaver answer.
 
-use crate::wire::{FetchError, Item, ParseResult, Request, SaveAck, SaveError, WorkerInfo};
+use crate::wire::{
+    FetchError, Item, ParseResult, Request, RobotsFile, SaveAck, SaveError, WorkerInfo,
+};
 
 /// The worker's service: fetch and parse pages for the engine.
 #[tarpc::service]
 pub trait CrawlService {
     /// Fetches `request.url`, parses it with `request.parser`, and returns items and links.
     async fn crawl(request: Request) -> Result<ParseResult, FetchError>;
+    /// Fetches a robots.txt URL, following up to five redirects, and returns status and body.
+    async fn robots(url: String) -> Result<RobotsFile, FetchError>;
     /// Describes the worker: id, version, concurrency and parsers.
     async fn info() -> WorkerInfo;
 }

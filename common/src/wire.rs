@@ -53,6 +53,18 @@ pub struct ParseResult {
     pub requests: Vec<FollowUp>,
     /// How the fetch went.
     pub fetch: FetchFacts,
+    /// Where the page redirects to (absolute), when the response was a redirect. Workers do
+    /// not follow redirects themselves, so each hop goes through the engine's dedup and scope.
+    pub redirect: Option<String>,
+}
+
+/// A robots.txt response, as fetched; the engine interprets it (RFC 9309).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RobotsFile {
+    /// The HTTP status after up to five redirects.
+    pub status: u16,
+    /// The body (truncated at the worker's robots.txt size limit).
+    pub body: Vec<u8>,
 }
 
 /// One extracted record, stored by the itemsaver under `(task, id)`.
@@ -171,6 +183,8 @@ pub struct WorkerInfo {
     pub version: String,
     /// How many requests the worker runs at once; the engine keeps at most this many in flight.
     pub concurrency: u32,
+    /// The User-Agent header the worker sends; its product token is matched against robots.txt.
+    pub user_agent: String,
     /// The parsers it offers.
     pub parsers: Vec<ParserInfo>,
 }
@@ -227,6 +241,7 @@ mod tests {
                 bytes: 53_000,
                 elapsed_ms: 3,
             },
+            redirect: None,
         }
     }
 

@@ -43,6 +43,20 @@ pub struct EngineConfig {
     pub progress_interval: Duration,
     /// Times a request is moved to another worker after a worker (not the site) failed it.
     pub max_worker_failures: u32,
+    /// Least time between two requests to one host.
+    pub delay: Duration,
+    /// Retries of a page after a failure that may pass (connection, timeout, 5xx, 429).
+    pub retries: u32,
+    /// Redirect hops followed from one URL.
+    pub max_redirects: u32,
+    /// Pages fetched from one host at most.
+    pub max_pages_per_host: Option<u64>,
+    /// Longest a host is slowed down by back-off, Retry-After or Crawl-delay.
+    pub max_backoff: Duration,
+    /// Whether robots.txt is fetched and obeyed.
+    pub robots: bool,
+    /// Settings of the in-process worker, when there are no worker hosts.
+    pub local_worker: worker::WorkerConfig,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +80,13 @@ impl Default for EngineConfig {
             batch_interval: Duration::from_millis(500),
             progress_interval: Duration::from_secs(5),
             max_worker_failures: 3,
+            delay: Duration::ZERO,
+            retries: 2,
+            max_redirects: 10,
+            max_pages_per_host: Some(100_000),
+            max_backoff: Duration::from_secs(60),
+            robots: true,
+            local_worker: worker::WorkerConfig::default(),
         }
     }
 }

@@ -1,10 +1,25 @@
-//! The frontier: what is queued, per host, and the set of every URL ever seen.
+//! The frontier: what is queued, per host, when each host may be sent its next request, and
+//! the set of every URL ever seen.
 //!
-//! Hosts take turns, and a host already at its in-flight limit is skipped rather than
-//! blocking the others, so one slow site never stalls the crawl.
+//! Hosts take turns. A host at its in-flight limit, waiting out its delay, or waiting for its
+//! robots.txt is skipped rather than blocking the others, so one slow site never stalls the
+//! crawl. Politeness lives here, in the one dispatcher, so it holds across every worker.
 
+use crate::robots::Rules;
 use common::Request;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// What a dispatched request fetches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A page, parsed by the request's parser.
+    Page,
+    /// The host's robots.txt.
+    Robots,
+}
 
 /// A request taken from the frontier, with what the engine tracks about it.
 #[derive(Clone, Debug)]
@@ -13,39 +28,149 @@ pub struct Dispatched {
     pub request: Request,
     /// Its host key (`host:port`), for the per-host accounting.
     pub host: String,
+    /// Page or robots.txt.
+    pub kind: Kind,
+    /// Retries spent on failures of the site (timeouts, 5xx, 429, connection errors).
+    pub attempts: u32,
     /// Times a worker failed it (connection lost, deadline) rather than the site.
     pub worker_failures: u32,
+    /// The worker that last failed it, to try another one next.
+    pub last_worker: Option<usize>,
+    /// Redirect hops that led to this request.
+    pub redirects: u32,
 }
 
-#[derive(Debug, Default)]
-struct HostQueue {
+/// What [`Frontier::pop`] hands out.
+#[derive(Debug)]
+pub enum Popped {
+    /// Send this request.
+    Send(Dispatched),
+    /// Do not send this request; count it under the reason.
+    Skip(Dispatched, &'static str),
+}
+
+/// Politeness settings, applied per host across all workers.
+#[derive(Clone, Copy, Debug)]
+pub struct PolitenessConfig {
+    /// Requests in flight to one host at most.
+    pub per_host: usize,
+    /// Least time between two requests to one host.
+    pub delay: Duration,
+    /// Longest a host is slowed down (back-off, Retry-After or Crawl-delay).
+    pub max_backoff: Duration,
+    /// Pages fetched from one host at most.
+    pub max_pages_per_host: Option<u64>,
+    /// Whether robots.txt is fetched and obeyed.
+    pub robots: bool,
+}
+
+#[derive(Debug)]
+enum RobotsState {
+    /// The robots.txt request is at the front of the queue.
+    Unknown,
+    /// The robots.txt request is in flight; nothing else is sent.
+    Fetching,
+    /// Known.
+    Known(Rules),
+}
+
+#[derive(Debug)]
+struct Host {
     pending: VecDeque<Dispatched>,
     in_flight: usize,
-    in_ready: bool,
+    next_allowed: Instant,
+    robots: RobotsState,
+    /// `--delay`, raised by Crawl-delay.
+    delay: Duration,
+    /// Extra delay after 429 and 503, halved on each success.
+    backoff: Duration,
+    pages: u64,
+    scheduled: bool,
 }
 
-/// Per-host queues, a round-robin of hosts with work, and the seen set.
+impl Host {
+    fn can_send(&self, per_host: usize) -> bool {
+        match self.robots {
+            RobotsState::Unknown => {
+                self.in_flight == 0 && self.pending.front().is_some_and(|d| d.kind == Kind::Robots)
+            }
+            RobotsState::Fetching => false,
+            RobotsState::Known(_) => !self.pending.is_empty() && self.in_flight < per_host,
+        }
+    }
+
+    /// Why a page must not be sent, if it must not.
+    fn refusal(&self, d: &Dispatched, max_pages: Option<u64>) -> Option<&'static str> {
+        match &self.robots {
+            RobotsState::Known(Rules::DisallowAll) => return Some("robots_unavailable"),
+            RobotsState::Known(rules) if !rules.allows(&d.request.url) => {
+                return Some("robots_disallowed");
+            }
+            _ => {}
+        }
+        // Retries of a page already counted do not count again.
+        let first_try = d.attempts == 0 && d.worker_failures == 0;
+        (first_try && max_pages.is_some_and(|max| self.pages >= max)).then_some("host_page_cap")
+    }
+}
+
+/// A request waiting out its retry back-off.
+#[derive(Debug)]
+struct Deferred {
+    at: Instant,
+    seq: u64,
+    dispatched: Dispatched,
+}
+
+impl PartialEq for Deferred {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Deferred {}
+impl PartialOrd for Deferred {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Deferred {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.at, self.seq).cmp(&(other.at, other.seq))
+    }
+}
+
+/// Per-host queues, a round-robin of hosts that may be sent to now, hosts waiting for their
+/// time, requests waiting to be retried, and the seen set.
 ///
 /// The seen set holds 64-bit fingerprints of canonical URLs (see [`common::fingerprint`]):
 /// about 16 bytes a URL instead of the URL itself.
 #[derive(Debug)]
 pub struct Frontier {
+    config: PolitenessConfig,
     seen: HashSet<u64>,
-    hosts: HashMap<String, HostQueue>,
+    hosts: HashMap<String, Host>,
     ready: VecDeque<String>,
+    sleeping: BinaryHeap<Reverse<(Instant, String)>>,
+    deferred: BinaryHeap<Reverse<Deferred>>,
+    next_seq: u64,
     queued: usize,
-    per_host: usize,
 }
 
 impl Frontier {
-    /// An empty frontier allowing `per_host` requests in flight to one host.
-    pub fn new(per_host: usize) -> Self {
+    /// An empty frontier with these politeness settings.
+    pub fn new(config: PolitenessConfig) -> Self {
         Frontier {
+            config: PolitenessConfig {
+                per_host: config.per_host.max(1),
+                ..config
+            },
             seen: HashSet::new(),
             hosts: HashMap::new(),
             ready: VecDeque::new(),
+            sleeping: BinaryHeap::new(),
+            deferred: BinaryHeap::new(),
+            next_seq: 0,
             queued: 0,
-            per_host: per_host.max(1),
         }
     }
 
@@ -54,84 +179,235 @@ impl Frontier {
         self.seen.insert(fingerprint)
     }
 
-    /// Queues `request` unless its fingerprint was seen before; returns whether it was queued.
-    pub fn push(&mut self, request: Request, host: String, fingerprint: u64) -> bool {
+    /// Queues `request` for `host` unless its fingerprint was seen before; returns whether it
+    /// was queued. `robots_url` is the host's robots.txt, fetched first for a new host.
+    pub fn push(
+        &mut self,
+        request: Request,
+        host: String,
+        fingerprint: u64,
+        redirects: u32,
+        robots_url: impl FnOnce() -> String,
+        now: Instant,
+    ) -> bool {
         if !self.mark_seen(fingerprint) {
             return false;
         }
-        self.enqueue(
-            Dispatched {
-                request,
-                host,
-                worker_failures: 0,
-            },
-            false,
-        );
+        if !self.hosts.contains_key(&host) {
+            let mut new_host = Host {
+                pending: VecDeque::new(),
+                in_flight: 0,
+                next_allowed: now,
+                robots: RobotsState::Known(Rules::AllowAll),
+                delay: self.config.delay,
+                backoff: Duration::ZERO,
+                pages: 0,
+                scheduled: false,
+            };
+            if self.config.robots {
+                new_host.robots = RobotsState::Unknown;
+                let robots_request = Request {
+                    url: robots_url(),
+                    ..request.clone()
+                };
+                new_host.pending.push_back(new_dispatched(
+                    robots_request,
+                    host.clone(),
+                    Kind::Robots,
+                    0,
+                ));
+                self.queued += 1;
+            }
+            self.hosts.insert(host.clone(), new_host);
+        }
+        if let Some(h) = self.hosts.get_mut(&host) {
+            h.pending
+                .push_back(new_dispatched(request, host.clone(), Kind::Page, redirects));
+            self.queued += 1;
+        }
+        self.schedule(&host, now);
         true
     }
 
-    /// Puts a request that must be tried again at the front of its host's queue.
-    pub fn requeue_front(&mut self, dispatched: Dispatched) {
-        self.enqueue(dispatched, true);
+    /// Puts a request back at the front of its host's queue (its worker failed it).
+    pub fn requeue_front(&mut self, dispatched: Dispatched, now: Instant) {
+        let host = dispatched.host.clone();
+        if let Some(h) = self.hosts.get_mut(&host) {
+            if dispatched.kind == Kind::Robots {
+                h.robots = RobotsState::Unknown;
+            }
+            h.pending.push_front(dispatched);
+            self.queued += 1;
+            self.schedule(&host, now);
+        }
     }
 
-    fn enqueue(&mut self, d: Dispatched, front: bool) {
-        let host = d.host.clone();
-        let q = self.hosts.entry(host.clone()).or_default();
-        if front {
-            q.pending.push_front(d);
-        } else {
-            q.pending.push_back(d);
-        }
+    /// Holds a request back until `at`, then puts it at the front of its host's queue.
+    pub fn defer(&mut self, dispatched: Dispatched, at: Instant) {
+        self.next_seq += 1;
         self.queued += 1;
-        self.mark_ready(&host);
+        self.deferred.push(Reverse(Deferred {
+            at,
+            seq: self.next_seq,
+            dispatched,
+        }));
     }
 
-    fn mark_ready(&mut self, host: &str) {
-        if let Some(q) = self.hosts.get_mut(host)
-            && !q.in_ready
-            && !q.pending.is_empty()
-            && q.in_flight < self.per_host
-        {
-            q.in_ready = true;
+    fn schedule(&mut self, host: &str, now: Instant) {
+        let per_host = self.config.per_host;
+        let Some(h) = self.hosts.get_mut(host) else {
+            return;
+        };
+        if h.scheduled || !h.can_send(per_host) {
+            return;
+        }
+        h.scheduled = true;
+        if h.next_allowed <= now {
             self.ready.push_back(host.to_owned());
+        } else {
+            self.sleeping
+                .push(Reverse((h.next_allowed, host.to_owned())));
         }
     }
 
-    /// Takes the next request from the next host below its in-flight limit.
-    pub fn pop(&mut self) -> Option<Dispatched> {
-        let host = self.ready.pop_front()?;
-        let q = self.hosts.get_mut(&host)?;
-        q.in_ready = false;
-        let d = q.pending.pop_front()?;
-        q.in_flight += 1;
-        self.queued -= 1;
-        self.mark_ready(&host);
-        Some(d)
+    /// Moves hosts whose wait is over to the ready round, and due retries to their queues.
+    fn wake(&mut self, now: Instant) {
+        while self
+            .sleeping
+            .peek()
+            .is_some_and(|Reverse((at, _))| *at <= now)
+        {
+            if let Some(Reverse((_, host))) = self.sleeping.pop() {
+                if let Some(h) = self.hosts.get_mut(&host) {
+                    h.scheduled = false;
+                }
+                self.schedule(&host, now);
+            }
+        }
+        while self.deferred.peek().is_some_and(|Reverse(d)| d.at <= now) {
+            if let Some(Reverse(d)) = self.deferred.pop() {
+                self.queued -= 1;
+                self.requeue_front(d.dispatched, now);
+            }
+        }
+    }
+
+    /// Takes the next request that may be sent now, from the next host whose turn it is.
+    pub fn pop(&mut self, now: Instant) -> Option<Popped> {
+        self.wake(now);
+        let config = self.config;
+        while let Some(name) = self.ready.pop_front() {
+            let Some(h) = self.hosts.get_mut(&name) else {
+                continue;
+            };
+            h.scheduled = false;
+            if !h.can_send(config.per_host) {
+                continue;
+            }
+            if h.next_allowed > now {
+                self.schedule(&name, now);
+                continue;
+            }
+            let Some(d) = h.pending.pop_front() else {
+                continue;
+            };
+            self.queued -= 1;
+            if d.kind == Kind::Page {
+                if let Some(reason) = h.refusal(&d, config.max_pages_per_host) {
+                    self.schedule(&name, now);
+                    return Some(Popped::Skip(d, reason));
+                }
+                if d.attempts == 0 && d.worker_failures == 0 {
+                    h.pages += 1;
+                }
+            } else {
+                h.robots = RobotsState::Fetching;
+            }
+            h.in_flight += 1;
+            h.next_allowed = now + (h.delay + h.backoff).min(config.max_backoff.max(h.delay));
+            self.schedule(&name, now);
+            return Some(Popped::Send(d));
+        }
+        None
     }
 
     /// Records that a request to `host` finished, freeing a slot for that host.
-    pub fn done(&mut self, host: &str) {
-        let remove = match self.hosts.get_mut(host) {
-            Some(q) => {
-                q.in_flight = q.in_flight.saturating_sub(1);
-                q.in_flight == 0 && q.pending.is_empty()
+    pub fn done(&mut self, host: &str, now: Instant) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.in_flight = h.in_flight.saturating_sub(1);
+        }
+        self.schedule(host, now);
+    }
+
+    /// Sets a host's robots.txt rules, raising its delay to the Crawl-delay they ask for.
+    pub fn robots_known(
+        &mut self,
+        host: &str,
+        rules: Rules,
+        crawl_delay: Option<Duration>,
+        now: Instant,
+    ) {
+        let max = self.config.max_backoff;
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.robots = RobotsState::Known(rules);
+            if let Some(asked) = crawl_delay {
+                h.delay = h.delay.max(asked.min(max));
             }
-            None => false,
-        };
-        if remove {
-            self.hosts.remove(host);
-        } else {
-            self.mark_ready(host);
+        }
+        self.schedule(host, now);
+    }
+
+    /// Slows a host down after a 429 or 503: to its Retry-After, or by doubling its back-off.
+    pub fn throttle(&mut self, host: &str, retry_after: Option<Duration>, now: Instant) {
+        let max = self.config.max_backoff;
+        if let Some(h) = self.hosts.get_mut(host) {
+            let wait = match retry_after {
+                Some(asked) => asked.min(max),
+                None => {
+                    h.backoff = (h.backoff * 2).clamp(Duration::from_millis(250), max);
+                    h.backoff
+                }
+            };
+            h.next_allowed = h.next_allowed.max(now + wait);
         }
     }
 
-    /// Whether a request can be taken now.
-    pub fn has_ready(&self) -> bool {
-        !self.ready.is_empty()
+    /// Speeds a host back up after a success: its back-off halves, down to nothing.
+    pub fn recovered(&mut self, host: &str) {
+        if let Some(h) = self.hosts.get_mut(host) {
+            h.backoff /= 2;
+            if h.backoff < Duration::from_millis(50) {
+                h.backoff = Duration::ZERO;
+            }
+        }
     }
 
-    /// Requests waiting in the queues.
+    /// The current extra delay of a host, for progress and tests.
+    pub fn backoff(&self, host: &str) -> Duration {
+        self.hosts.get(host).map_or(Duration::ZERO, |h| h.backoff)
+    }
+
+    /// Whether a request may be taken now.
+    pub fn has_ready(&self, now: Instant) -> bool {
+        !self.ready.is_empty()
+            || self
+                .sleeping
+                .peek()
+                .is_some_and(|Reverse((at, _))| *at <= now)
+            || self.deferred.peek().is_some_and(|Reverse(d)| d.at <= now)
+    }
+
+    /// When the next host's wait or the next retry's back-off ends.
+    pub fn next_wake(&self) -> Option<Instant> {
+        let host = self.sleeping.peek().map(|Reverse((at, _))| *at);
+        let retry = self.deferred.peek().map(|Reverse(d)| d.at);
+        match (host, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Requests waiting (queued or deferred).
     pub fn queued(&self) -> usize {
         self.queued
     }
@@ -142,9 +418,31 @@ impl Frontier {
     }
 }
 
+fn new_dispatched(request: Request, host: String, kind: Kind, redirects: u32) -> Dispatched {
+    Dispatched {
+        request,
+        host,
+        kind,
+        attempts: 0,
+        worker_failures: 0,
+        last_worker: None,
+        redirects,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn config() -> PolitenessConfig {
+        PolitenessConfig {
+            per_host: 8,
+            delay: Duration::ZERO,
+            max_backoff: Duration::from_secs(60),
+            max_pages_per_host: None,
+            robots: false,
+        }
+    }
 
     fn req(url: &str) -> Request {
         Request {
@@ -156,63 +454,223 @@ mod tests {
         }
     }
 
-    fn push(f: &mut Frontier, host: &str, path: &str) -> bool {
+    fn push(f: &mut Frontier, host: &str, path: &str, now: Instant) -> bool {
         let url = format!("http://{host}{path}");
-        f.push(req(&url), host.into(), common::fingerprint(&url))
+        f.push(
+            req(&url),
+            host.into(),
+            common::fingerprint(&url),
+            0,
+            || format!("http://{host}/robots.txt"),
+            now,
+        )
+    }
+
+    fn send(f: &mut Frontier, now: Instant) -> Option<Dispatched> {
+        match f.pop(now)? {
+            Popped::Send(d) => Some(d),
+            Popped::Skip(d, why) => panic!("unexpected skip of {} ({why})", d.request.url),
+        }
     }
 
     #[test]
     fn push_says_whether_the_url_was_new() {
-        let mut f = Frontier::new(8);
-        assert!(push(&mut f, "a.test", "/1"));
-        assert!(!push(&mut f, "a.test", "/1"));
+        let now = Instant::now();
+        let mut f = Frontier::new(config());
+        assert!(push(&mut f, "a.test", "/1", now));
+        assert!(!push(&mut f, "a.test", "/1", now));
         assert_eq!(f.queued(), 1);
         assert_eq!(f.seen(), 1);
     }
 
     #[test]
     fn hosts_take_turns() {
-        let mut f = Frontier::new(8);
+        let now = Instant::now();
+        let mut f = Frontier::new(config());
         for i in 0..3 {
-            push(&mut f, "a.test", &format!("/{i}"));
+            push(&mut f, "a.test", &format!("/{i}"), now);
         }
-        push(&mut f, "b.test", "/0");
-        let order: Vec<String> = std::iter::from_fn(|| f.pop()).map(|d| d.host).collect();
+        push(&mut f, "b.test", "/0", now);
+        let order: Vec<String> = std::iter::from_fn(|| send(&mut f, now))
+            .map(|d| d.host)
+            .collect();
         assert_eq!(order, vec!["a.test", "b.test", "a.test", "a.test"]);
     }
 
     #[test]
     fn a_host_at_its_limit_does_not_block_others() {
-        let mut f = Frontier::new(1);
-        push(&mut f, "slow.test", "/1");
-        push(&mut f, "slow.test", "/2");
-        push(&mut f, "fast.test", "/1");
-        push(&mut f, "fast.test", "/2");
-        let first = f.pop().expect("first");
-        assert_eq!(first.host, "slow.test");
-        let second = f.pop().expect("second");
-        assert_eq!(second.host, "fast.test");
-        assert!(f.pop().is_none(), "both hosts are at their limit of 1");
-        f.done("fast.test");
+        let now = Instant::now();
+        let mut f = Frontier::new(PolitenessConfig {
+            per_host: 1,
+            ..config()
+        });
+        push(&mut f, "slow.test", "/1", now);
+        push(&mut f, "slow.test", "/2", now);
+        push(&mut f, "fast.test", "/1", now);
+        push(&mut f, "fast.test", "/2", now);
+        assert_eq!(send(&mut f, now).expect("first").host, "slow.test");
+        assert_eq!(send(&mut f, now).expect("second").host, "fast.test");
+        assert!(f.pop(now).is_none(), "both hosts are at their limit of 1");
+        f.done("fast.test", now);
         assert_eq!(
-            f.pop().expect("fast again").request.url,
+            send(&mut f, now).expect("fast again").request.url,
             "http://fast.test/2"
         );
-        f.done("slow.test");
+        f.done("slow.test", now);
         assert_eq!(
-            f.pop().expect("slow again").request.url,
+            send(&mut f, now).expect("slow again").request.url,
             "http://slow.test/2"
         );
     }
 
     #[test]
-    fn requeued_requests_go_first() {
-        let mut f = Frontier::new(8);
-        push(&mut f, "a.test", "/1");
-        push(&mut f, "a.test", "/2");
-        let d = f.pop().expect("pop");
-        f.done(&d.host);
-        f.requeue_front(d);
-        assert_eq!(f.pop().expect("pop").request.url, "http://a.test/1");
+    fn delay_spaces_requests_to_one_host_only() {
+        let t0 = Instant::now();
+        let mut f = Frontier::new(PolitenessConfig {
+            delay: Duration::from_millis(100),
+            ..config()
+        });
+        push(&mut f, "a.test", "/1", t0);
+        push(&mut f, "a.test", "/2", t0);
+        push(&mut f, "b.test", "/1", t0);
+        assert_eq!(send(&mut f, t0).expect("a1").host, "a.test");
+        assert_eq!(send(&mut f, t0).expect("b1").host, "b.test");
+        assert!(
+            f.pop(t0 + Duration::from_millis(99)).is_none(),
+            "a.test must wait 100 ms"
+        );
+        assert_eq!(f.next_wake(), Some(t0 + Duration::from_millis(100)));
+        assert!(f.has_ready(t0 + Duration::from_millis(100)));
+        assert_eq!(
+            send(&mut f, t0 + Duration::from_millis(100))
+                .expect("a2")
+                .request
+                .url,
+            "http://a.test/2"
+        );
+    }
+
+    #[test]
+    fn robots_is_fetched_first_and_gates_the_host() {
+        let now = Instant::now();
+        let mut f = Frontier::new(PolitenessConfig {
+            robots: true,
+            ..config()
+        });
+        push(&mut f, "a.test", "/ok", now);
+        push(&mut f, "a.test", "/private/x", now);
+        let robots = send(&mut f, now).expect("robots first");
+        assert_eq!(robots.kind, Kind::Robots);
+        assert_eq!(robots.request.url, "http://a.test/robots.txt");
+        assert!(
+            f.pop(now).is_none(),
+            "nothing else goes while robots.txt is in flight"
+        );
+        let body = b"User-agent: *\nDisallow: /private/\n";
+        let robot = texting_robots::Robot::new("Spinneret", body).expect("robot");
+        f.done("a.test", now);
+        f.robots_known(
+            "a.test",
+            Rules::Parsed(std::sync::Arc::new(robot)),
+            None,
+            now,
+        );
+        assert_eq!(
+            send(&mut f, now).expect("allowed").request.url,
+            "http://a.test/ok"
+        );
+        match f.pop(now) {
+            Some(Popped::Skip(d, "robots_disallowed")) => {
+                assert_eq!(d.request.url, "http://a.test/private/x")
+            }
+            other => panic!("expected a robots skip, got {other:?}"),
+        }
+        assert_eq!(f.queued(), 0);
+    }
+
+    #[test]
+    fn crawl_delay_raises_the_hosts_delay() {
+        let t0 = Instant::now();
+        let mut f = Frontier::new(PolitenessConfig {
+            robots: true,
+            ..config()
+        });
+        push(&mut f, "a.test", "/1", t0);
+        push(&mut f, "a.test", "/2", t0);
+        send(&mut f, t0).expect("robots");
+        f.done("a.test", t0);
+        f.robots_known("a.test", Rules::AllowAll, Some(Duration::from_secs(2)), t0);
+        send(&mut f, t0).expect("page 1");
+        assert!(f.pop(t0 + Duration::from_millis(1_999)).is_none());
+        assert!(send(&mut f, t0 + Duration::from_secs(2)).is_some());
+    }
+
+    #[test]
+    fn throttle_backs_off_and_recovers() {
+        let t0 = Instant::now();
+        let mut f = Frontier::new(config());
+        for i in 0..3 {
+            push(&mut f, "a.test", &format!("/{i}"), t0);
+        }
+        send(&mut f, t0).expect("1");
+        f.done("a.test", t0);
+        f.throttle("a.test", None, t0);
+        f.throttle("a.test", None, t0);
+        assert_eq!(f.backoff("a.test"), Duration::from_millis(500));
+        assert!(
+            f.pop(t0 + Duration::from_millis(499)).is_none(),
+            "backed off"
+        );
+        f.recovered("a.test");
+        assert_eq!(f.backoff("a.test"), Duration::from_millis(250));
+        f.recovered("a.test");
+        f.recovered("a.test");
+        f.recovered("a.test");
+        assert_eq!(f.backoff("a.test"), Duration::ZERO);
+        f.throttle("a.test", Some(Duration::from_secs(3)), t0);
+        assert!(
+            f.pop(t0 + Duration::from_millis(2_999)).is_none(),
+            "Retry-After holds"
+        );
+        assert!(send(&mut f, t0 + Duration::from_secs(3)).is_some());
+    }
+
+    #[test]
+    fn deferred_retries_come_back_first_when_due() {
+        let t0 = Instant::now();
+        let mut f = Frontier::new(config());
+        push(&mut f, "a.test", "/1", t0);
+        push(&mut f, "a.test", "/2", t0);
+        let mut first = send(&mut f, t0).expect("1");
+        f.done("a.test", t0);
+        first.attempts = 1;
+        f.defer(first, t0 + Duration::from_secs(1));
+        assert_eq!(f.queued(), 2);
+        assert_eq!(send(&mut f, t0).expect("2").request.url, "http://a.test/2");
+        f.done("a.test", t0);
+        assert!(f.pop(t0).is_none());
+        assert_eq!(f.next_wake(), Some(t0 + Duration::from_secs(1)));
+        let again = send(&mut f, t0 + Duration::from_secs(1)).expect("retry");
+        assert_eq!(
+            (again.request.url.as_str(), again.attempts),
+            ("http://a.test/1", 1)
+        );
+    }
+
+    #[test]
+    fn per_host_page_cap_skips_the_rest() {
+        let now = Instant::now();
+        let mut f = Frontier::new(PolitenessConfig {
+            max_pages_per_host: Some(2),
+            ..config()
+        });
+        for i in 0..4 {
+            push(&mut f, "a.test", &format!("/{i}"), now);
+        }
+        send(&mut f, now).expect("1");
+        send(&mut f, now).expect("2");
+        assert!(matches!(f.pop(now), Some(Popped::Skip(_, "host_page_cap"))));
+        assert!(matches!(f.pop(now), Some(Popped::Skip(_, "host_page_cap"))));
+        assert!(f.pop(now).is_none());
     }
 }

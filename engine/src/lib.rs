@@ -9,6 +9,7 @@ pub mod crawl;
 pub mod error;
 pub mod frontier;
 pub mod pool;
+pub mod robots;
 pub mod scope;
 pub mod sink;
 pub mod summary;
@@ -57,11 +58,7 @@ pub async fn run(
         }
     };
     let pool = if config.worker_hosts.is_empty() {
-        let worker_config = worker::WorkerConfig {
-            concurrency: config.concurrency as u32,
-            ..worker::WorkerConfig::default()
-        };
-        let server = worker::CrawlServer::new(&worker_config)?;
+        let server = worker::CrawlServer::new(&config.local_worker)?;
         let info = server.worker_info().clone();
         info!(
             concurrency = info.concurrency,

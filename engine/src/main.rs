@@ -184,6 +184,62 @@ struct Args {
         env = "SPINNERET_SUMMARY_JSON"
     )]
     summary_json: Option<PathBuf>,
+
+    /// Least milliseconds between two requests to one host, across all workers.
+    #[arg(
+        long,
+        value_name = "MS",
+        env = "SPINNERET_DELAY_MS",
+        default_value_t = 0
+    )]
+    delay: u64,
+
+    /// Do not fetch or obey robots.txt.
+    #[arg(
+        long = "ignore_robots",
+        alias = "ignore-robots",
+        env = "SPINNERET_IGNORE_ROBOTS"
+    )]
+    ignore_robots: bool,
+
+    /// Retries of a page after a connection error, timeout, 5xx or 429 (with back-off).
+    #[arg(long, value_name = "N", env = "SPINNERET_RETRIES", default_value_t = 2)]
+    retries: u32,
+
+    /// Redirect hops followed from one URL; each hop is deduplicated and scoped like a link.
+    #[arg(
+        long = "max_redirects",
+        alias = "max-redirects",
+        value_name = "N",
+        env = "SPINNERET_MAX_REDIRECTS",
+        default_value_t = 10
+    )]
+    max_redirects: u32,
+
+    /// Pages fetched from one host at most (stops spider traps); 0 for no limit.
+    #[arg(
+        long = "max_pages_per_host",
+        alias = "max-pages-per-host",
+        value_name = "N",
+        env = "SPINNERET_MAX_PAGES_PER_HOST",
+        default_value_t = 100_000
+    )]
+    max_pages_per_host: u64,
+
+    /// Longest a host is slowed down, in seconds, by back-off, Retry-After or Crawl-delay.
+    #[arg(
+        long = "max_backoff",
+        alias = "max-backoff",
+        value_name = "SECS",
+        env = "SPINNERET_MAX_BACKOFF",
+        default_value_t = 60
+    )]
+    max_backoff: u64,
+
+    /// Fetch limits of the in-process worker (used only without --worker_hosts; remote workers
+    /// take these flags themselves).
+    #[command(flatten)]
+    fetch: worker::cli::FetchArgs,
 }
 
 impl Args {
@@ -229,6 +285,13 @@ impl Args {
             batch_size: self.batch_size.max(1),
             batch_interval: Duration::from_millis(self.batch_interval_ms.max(1)),
             progress_interval: Duration::from_secs(self.progress_secs.max(1)),
+            delay: Duration::from_millis(self.delay),
+            robots: !self.ignore_robots,
+            retries: self.retries,
+            max_redirects: self.max_redirects,
+            max_pages_per_host: (self.max_pages_per_host > 0).then_some(self.max_pages_per_host),
+            max_backoff: Duration::from_secs(self.max_backoff.max(1)),
+            local_worker: self.fetch.worker_config(self.concurrency.max(1) as u32),
             ..EngineConfig::default()
         })
     }

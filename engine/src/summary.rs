@@ -22,6 +22,14 @@ pub struct Summary {
     pub pages_ok: u64,
     /// Pages that failed, by reason (`http_404`, `timeout`, ...).
     pub pages_failed: BTreeMap<String, u64>,
+    /// Redirect responses; their targets were scheduled like links.
+    pub pages_redirected: u64,
+    /// URLs not fetched, by reason (`robots_disallowed`, `host_page_cap`, ...).
+    pub skipped: BTreeMap<String, u64>,
+    /// Fetches tried again after a failure that may pass.
+    pub retries: u64,
+    /// robots.txt files fetched and applied.
+    pub robots_fetched: u64,
     /// Items the itemsaver acknowledged.
     pub items_saved: u64,
     /// Distinct URLs seen (scheduled or not).
@@ -44,6 +52,16 @@ pub struct Summary {
     pub stopped: String,
     /// Where the items are.
     pub items_at: String,
+    /// The engine's peak resident memory in MiB, where the OS reports it.
+    pub peak_rss_mb: Option<f64>,
+}
+
+/// The peak resident memory of this process in MiB (Linux `VmHWM`), if known.
+pub fn peak_rss_mb() -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib / 1024.0)
 }
 
 impl Summary {
@@ -64,6 +82,18 @@ impl fmt::Display for Summary {
         for (reason, n) in &self.pages_failed {
             row(f, &format!("  {reason}"), n)?;
         }
+        if self.pages_redirected > 0 {
+            row(f, "redirects", &self.pages_redirected)?;
+        }
+        if !self.skipped.is_empty() {
+            row(f, "not fetched", &self.skipped.values().sum::<u64>())?;
+            for (reason, n) in &self.skipped {
+                row(f, &format!("  {reason}"), n)?;
+            }
+        }
+        if self.retries > 0 {
+            row(f, "retries", &self.retries)?;
+        }
         row(f, "items saved", &self.items_saved)?;
         row(f, "urls seen", &self.urls_seen)?;
         row(f, "links offsite", &self.links_offsite)?;
@@ -82,6 +112,9 @@ impl fmt::Display for Summary {
                 &format!("  {}", w.addr),
                 &format!("{}{}", w.requests, if w.down { " (down)" } else { "" }),
             )?;
+        }
+        if let Some(mb) = self.peak_rss_mb {
+            row(f, "peak memory", &format!("{mb:.0} MiB"))?;
         }
         write!(f, "  {:<18}{}", "items at", self.items_at)
     }

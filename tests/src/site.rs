@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 /// Title of the GBK page, which only decodes right if the charset is honoured.
 pub const GBK_TITLE: &str = "中文测试页面";
 
+/// The site's robots.txt: everything under `/private/` is off limits.
+pub const ROBOTS_TXT: &str = "User-agent: *\nDisallow: /private/\n";
+
 /// The shape of the site: how many pages, and the port it is served on (for absolute links).
 #[derive(Clone, Copy, Debug)]
 pub struct Site {
@@ -41,6 +44,17 @@ impl Site {
         let mut paths: BTreeSet<String> = (0..self.pages).map(|i| format!("/p/{i}.html")).collect();
         paths.insert("/".into());
         paths.insert("/gbk.html".into());
+        paths
+    }
+
+    /// Every path a polite crawl fetches: the pages, the broken links and `/robots.txt`.
+    pub fn polite_crawl_paths(&self) -> BTreeSet<String> {
+        let mut paths: BTreeSet<String> = self
+            .ok_paths()
+            .union(&self.broken_paths())
+            .cloned()
+            .collect();
+        paths.insert("/robots.txt".into());
         paths
     }
 
@@ -72,6 +86,11 @@ impl Site {
         match path {
             "/" => Some(html(self.index())),
             "/gbk.html" => Some(self.gbk()),
+            "/robots.txt" => Some(Doc {
+                content_type: "text/plain",
+                body: ROBOTS_TXT.as_bytes().to_vec(),
+            }),
+            "/private/secret.html" => Some(html("<title>Secret</title>".into())),
             _ => page_number(path)
                 .filter(|i| *i < self.pages)
                 .map(|i| html(self.page(i))),
@@ -86,6 +105,7 @@ impl Site {
              <a href=\"/p/0.html\">first</a> <a href=\"p/1.html\">second (relative)</a>\
              <a href=\"/p/0.html#top\">first again, with a fragment</a>\
              <a href=\"/gbk.html\">a GBK page</a>\
+             <a href=\"/private/secret.html\">disallowed by robots.txt</a>\
              <a href=\"http://localhost:{port}/offsite/index.html\">elsewhere</a>\
              </body></html>"
         )

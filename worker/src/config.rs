@@ -11,8 +11,6 @@ pub struct FetchConfig {
     pub connect_timeout: Duration,
     /// Time allowed for a whole request, from connecting to the last body byte.
     pub timeout: Duration,
-    /// Redirects followed before giving up.
-    pub max_redirects: u32,
     /// The most body bytes read (after decompression); the download stops there.
     pub max_body_bytes: u64,
 }
@@ -27,7 +25,6 @@ impl Default for FetchConfig {
             ),
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
-            max_redirects: 10,
             max_body_bytes: 10 * 1024 * 1024,
         }
     }

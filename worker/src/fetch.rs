@@ -1,30 +1,42 @@
-//! Fetching pages over HTTP with one shared client and hard limits on time, size and redirects.
+//! Fetching pages over HTTP with one shared client and hard limits on time and size.
+//!
+//! Page fetches do not follow redirects: the redirect is reported to the engine, which sends
+//! each hop through its dedup, scope and redirect limit like any link. robots.txt fetches follow
+//! up to five redirects, as RFC 9309 asks.
 
 use crate::config::FetchConfig;
-use common::FetchError;
-use reqwest::header::{ACCEPT, CONTENT_TYPE, RETRY_AFTER};
+use common::{FetchError, RobotsFile};
+use reqwest::header::{ACCEPT, CONTENT_TYPE, LOCATION, RETRY_AFTER};
 use std::time::Instant;
 use url::Url;
 
-/// A fetched response body with the facts needed to decode and parse it.
+/// Most robots.txt bytes read; RFC 9309 asks crawlers to parse at least 500 KiB.
+pub const MAX_ROBOTS_BYTES: usize = 512 * 1024;
+/// Redirects followed for robots.txt.
+const ROBOTS_REDIRECTS: usize = 5;
+
+/// A fetched response with the facts needed to decode and parse it.
 #[derive(Debug)]
 pub struct Fetched {
-    /// The URL after redirects.
+    /// The URL fetched.
     pub final_url: Url,
     /// The HTTP status.
     pub status: u16,
     /// The Content-Type header, when sent.
     pub content_type: Option<String>,
+    /// The redirect target, resolved, when the response was a redirect (the body is then empty).
+    pub redirect: Option<Url>,
     /// The body, decompressed, at most `max_body_bytes` long.
     pub body: Vec<u8>,
     /// Milliseconds from sending the request to the end of the body.
     pub elapsed_ms: u64,
 }
 
-/// Fetches pages; cheap to share, since it holds one connection-pooling client.
+/// Fetches pages; cheap to share, since it holds the connection-pooling clients.
 #[derive(Clone, Debug)]
 pub struct Fetcher {
-    client: reqwest::Client,
+    pages: reqwest::Client,
+    robots: reqwest::Client,
     config: FetchConfig,
 }
 
@@ -34,53 +46,75 @@ pub struct Fetcher {
 pub struct ClientBuildError(#[from] reqwest::Error);
 
 impl Fetcher {
-    /// Builds the shared client from `config`.
+    /// Builds the shared clients from `config`.
     pub fn new(config: FetchConfig) -> Result<Self, ClientBuildError> {
-        let client = reqwest::Client::builder()
-            .user_agent(config.user_agent.clone())
-            .connect_timeout(config.connect_timeout)
-            .timeout(config.timeout)
-            .redirect(reqwest::redirect::Policy::limited(
-                config.max_redirects as usize,
-            ))
-            .gzip(true)
-            .brotli(true)
-            .pool_idle_timeout(std::time::Duration::from_secs(30))
-            .build()?;
-        Ok(Fetcher { client, config })
+        let builder = || {
+            reqwest::Client::builder()
+                .user_agent(config.user_agent.clone())
+                .connect_timeout(config.connect_timeout)
+                .timeout(config.timeout)
+                .gzip(true)
+                .brotli(true)
+                .pool_idle_timeout(std::time::Duration::from_secs(30))
+        };
+        Ok(Fetcher {
+            pages: builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
+            robots: builder()
+                .redirect(reqwest::redirect::Policy::limited(ROBOTS_REDIRECTS))
+                .build()?,
+            config,
+        })
     }
 
-    /// Fetches `url`, refusing non-HTML bodies and stopping at the body limit.
-    pub async fn fetch(&self, url: &Url) -> Result<Fetched, FetchError> {
+    /// The settings the fetcher runs with.
+    pub fn config(&self) -> &FetchConfig {
+        &self.config
+    }
+
+    /// Fetches `url`. A body whose Content-Type `accept` refuses is not downloaded; a body over
+    /// the limit stops downloading at the limit.
+    pub async fn fetch(
+        &self,
+        url: &Url,
+        accept: impl Fn(&str) -> bool,
+    ) -> Result<Fetched, FetchError> {
         let started = Instant::now();
         let elapsed = || started.elapsed().as_millis() as u64;
         let mut response = self
-            .client
+            .pages
             .get(url.clone())
             .header(ACCEPT, "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1")
             .send()
             .await
-            .map_err(|e| self.classify(e, elapsed()))?;
+            .map_err(|e| classify(e, elapsed()))?;
 
         let status = response.status();
+        if status.is_redirection()
+            && let Some(target) =
+                header(&response, LOCATION).and_then(|loc| url.join(loc.trim()).ok())
+        {
+            return Ok(Fetched {
+                final_url: url.clone(),
+                status: status.as_u16(),
+                content_type: None,
+                redirect: Some(target),
+                body: Vec::new(),
+                elapsed_ms: elapsed(),
+            });
+        }
         if !status.is_success() {
-            let retry_after_secs = response
-                .headers()
-                .get(RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            let retry_after_secs =
+                header(&response, RETRY_AFTER).and_then(|v| v.trim().parse::<u64>().ok());
             return Err(FetchError::Http {
                 status: status.as_u16(),
                 retry_after_secs,
             });
         }
-        let content_type = response
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+        let content_type = header(&response, CONTENT_TYPE).map(str::to_owned);
         if let Some(ct) = &content_type
-            && !is_html(ct)
+            && !accept(ct)
         {
             // Dropping the response closes the stream without reading the body.
             return Err(FetchError::NotHtml {
@@ -91,41 +125,63 @@ impl Fetcher {
         if response.content_length().is_some_and(|len| len > limit) {
             return Err(FetchError::TooLarge { limit });
         }
-        let final_url = response.url().clone();
         let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| self.classify(e, elapsed()))?
-        {
+        // Chunks arrive decompressed, so a compression bomb stops at the same limit.
+        while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, elapsed()))? {
             if body.len() as u64 + chunk.len() as u64 > limit {
                 return Err(FetchError::TooLarge { limit });
             }
             body.extend_from_slice(&chunk);
         }
         Ok(Fetched {
-            final_url,
+            final_url: url.clone(),
             status: status.as_u16(),
             content_type,
+            redirect: None,
             body,
             elapsed_ms: elapsed(),
         })
     }
 
-    fn classify(&self, e: reqwest::Error, elapsed_ms: u64) -> FetchError {
-        if e.is_timeout() {
-            FetchError::Timeout { elapsed_ms }
-        } else if e.is_redirect() {
-            FetchError::TooManyRedirects {
-                limit: self.config.max_redirects,
+    /// Fetches a robots.txt, following redirects; any status comes back as data, since the
+    /// engine decides what 4xx and 5xx mean. The body stops at [`MAX_ROBOTS_BYTES`].
+    pub async fn fetch_robots(&self, url: &Url) -> Result<RobotsFile, FetchError> {
+        let started = Instant::now();
+        let elapsed = || started.elapsed().as_millis() as u64;
+        let mut response = self
+            .robots
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| classify(e, elapsed()))?;
+        let status = response.status().as_u16();
+        let mut body = Vec::new();
+        if response.status().is_success() {
+            while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, elapsed()))? {
+                let room = MAX_ROBOTS_BYTES - body.len();
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                if body.len() >= MAX_ROBOTS_BYTES {
+                    break;
+                }
             }
-        } else if e.is_connect() {
-            FetchError::Connect(error_chain(&e))
-        } else if e.is_builder() {
-            FetchError::InvalidUrl(error_chain(&e))
-        } else {
-            FetchError::Other(error_chain(&e))
         }
+        Ok(RobotsFile { status, body })
+    }
+}
+
+fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Option<&str> {
+    response.headers().get(name).and_then(|v| v.to_str().ok())
+}
+
+fn classify(e: reqwest::Error, elapsed_ms: u64) -> FetchError {
+    if e.is_timeout() {
+        FetchError::Timeout { elapsed_ms }
+    } else if e.is_connect() {
+        FetchError::Connect(error_chain(&e))
+    } else if e.is_builder() {
+        FetchError::InvalidUrl(error_chain(&e))
+    } else {
+        FetchError::Other(error_chain(&e))
     }
 }
 

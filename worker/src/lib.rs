@@ -4,6 +4,7 @@
 //! engine's single-machine mode.
 
 pub mod charset;
+pub mod cli;
 pub mod config;
 pub mod fetch;
 pub mod parsers;

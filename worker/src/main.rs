@@ -4,9 +4,9 @@ use anyhow::Context as _;
 use clap::Parser;
 use std::net::{IpAddr, SocketAddr};
 use std::process::ExitCode;
-use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use worker::{CrawlServer, FetchConfig, WorkerConfig, parsers::Registry};
+use worker::cli::FetchArgs;
+use worker::{CrawlServer, parsers::Registry};
 
 /// Spinneret worker: fetches and parses pages for an engine over RPC. Run one per core-ish,
 /// on as many machines as you like, and list them in the engine's --worker_hosts.
@@ -44,74 +44,8 @@ struct Args {
     #[arg(long = "list-parsers", alias = "list_parsers")]
     list_parsers: bool,
 
-    /// User-Agent header sent with every fetch.
-    #[arg(
-        long = "user_agent",
-        value_name = "UA",
-        alias = "user-agent",
-        env = "SPINNERET_USER_AGENT"
-    )]
-    user_agent: Option<String>,
-
-    /// Seconds allowed to open a connection to a site.
-    #[arg(
-        long = "connect_timeout",
-        value_name = "SECS",
-        alias = "connect-timeout",
-        env = "SPINNERET_CONNECT_TIMEOUT",
-        default_value_t = 10
-    )]
-    connect_timeout: u64,
-
-    /// Seconds allowed for a whole fetch, headers and body.
-    #[arg(
-        long,
-        value_name = "SECS",
-        env = "SPINNERET_TIMEOUT",
-        default_value_t = 30
-    )]
-    timeout: u64,
-
-    /// Largest body read, in bytes, after decompression; larger pages fail as too_large.
-    #[arg(long = "max_body_bytes", value_name = "BYTES", alias = "max-body-bytes", env = "SPINNERET_MAX_BODY_BYTES", default_value_t = 10 * 1024 * 1024)]
-    max_body_bytes: u64,
-
-    /// Redirects followed per fetch.
-    #[arg(
-        long = "max_redirects",
-        value_name = "N",
-        alias = "max-redirects",
-        env = "SPINNERET_MAX_REDIRECTS",
-        default_value_t = 10
-    )]
-    max_redirects: u32,
-
-    /// Follow-up links returned per page at most.
-    #[arg(
-        long = "max_links_per_page",
-        value_name = "N",
-        alias = "max-links-per-page",
-        env = "SPINNERET_MAX_LINKS_PER_PAGE",
-        default_value_t = 5_000
-    )]
-    max_links_per_page: usize,
-}
-
-impl Args {
-    fn config(&self) -> WorkerConfig {
-        let defaults = FetchConfig::default();
-        WorkerConfig {
-            concurrency: self.concurrency.max(1),
-            max_links_per_page: self.max_links_per_page,
-            fetch: FetchConfig {
-                user_agent: self.user_agent.clone().unwrap_or(defaults.user_agent),
-                connect_timeout: Duration::from_secs(self.connect_timeout.max(1)),
-                timeout: Duration::from_secs(self.timeout.max(1)),
-                max_redirects: self.max_redirects,
-                max_body_bytes: self.max_body_bytes,
-            },
-        }
-    }
+    #[command(flatten)]
+    fetch: FetchArgs,
 }
 
 #[tokio::main]
@@ -134,7 +68,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let server = CrawlServer::new(&args.config())?;
+    let server = CrawlServer::new(&args.fetch.worker_config(args.concurrency))?;
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -4,7 +4,7 @@ use crate::charset;
 use crate::config::WorkerConfig;
 use crate::fetch::{ClientBuildError, Fetcher};
 use crate::parsers::{Page, Registry};
-use common::{CrawlService, FetchError, FetchFacts, ParseResult, Request, WorkerInfo};
+use common::{CrawlService, FetchError, FetchFacts, ParseResult, Request, RobotsFile, WorkerInfo};
 use std::sync::Arc;
 use tarpc::context::Context;
 use tokio::sync::Semaphore;
@@ -40,6 +40,7 @@ impl CrawlServer {
             node_id: node_id(),
             version: common::VERSION.into(),
             concurrency: config.concurrency.max(1),
+            user_agent: config.fetch.user_agent.clone(),
             parsers: parsers.list(),
         };
         Ok(CrawlServer {
@@ -73,13 +74,24 @@ impl CrawlServer {
             .acquire()
             .await
             .map_err(|_| FetchError::Other("worker is shutting down".into()))?;
-        let fetched = self.shared.fetcher.fetch(&url).await?;
+        let fetched = self
+            .shared
+            .fetcher
+            .fetch(&url, |ct| parser.accepts(ct))
+            .await?;
         let facts = FetchFacts {
             final_url: fetched.final_url.to_string(),
             status: fetched.status,
             bytes: fetched.body.len() as u64,
             elapsed_ms: fetched.elapsed_ms,
         };
+        if let Some(target) = fetched.redirect {
+            return Ok(ParseResult {
+                fetch: facts,
+                redirect: Some(target.to_string()),
+                ..ParseResult::default()
+            });
+        }
         let max_links = self.shared.max_links;
         // Parsing is CPU work; keep it off the async threads. A panic in a parser becomes an
         // error for this page, never a dead worker.
@@ -101,13 +113,30 @@ impl CrawlServer {
             items: extracted.items,
             requests: extracted.links,
             fetch: facts,
+            redirect: None,
         })
+    }
+
+    /// Fetches a robots.txt; the body of the `robots` RPC.
+    pub async fn robots_one(&self, url: String) -> Result<RobotsFile, FetchError> {
+        let url = Url::parse(&url).map_err(|e| FetchError::InvalidUrl(format!("{url}: {e}")))?;
+        let _permit = self
+            .shared
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| FetchError::Other("worker is shutting down".into()))?;
+        self.shared.fetcher.fetch_robots(&url).await
     }
 }
 
 impl CrawlService for CrawlServer {
     async fn crawl(self, _: Context, request: Request) -> Result<ParseResult, FetchError> {
         self.crawl_one(request).await
+    }
+
+    async fn robots(self, _: Context, url: String) -> Result<RobotsFile, FetchError> {
+        self.robots_one(url).await
     }
 
     async fn info(self, _: Context) -> WorkerInfo {

@@ -1,14 +1,33 @@
 //! The worker against a real local HTTP server: each failure comes back as its typed error.
 
 use axum::Router;
+use axum::body::Body;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use common::{FetchError, Request, Value};
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 use worker::{CrawlServer, FetchConfig, WorkerConfig};
 
-async fn serve() -> String {
+/// Chunks of the big binary file the server has produced so far.
+type Produced = Arc<AtomicUsize>;
+
+const BINARY_CHUNKS: usize = 400;
+
+fn gzip(data: &[u8], times: usize) -> Vec<u8> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    for _ in 0..times {
+        let _ = gz.write_all(data);
+    }
+    gz.finish().unwrap_or_default()
+}
+
+async fn serve() -> (String, Produced) {
+    let produced = Produced::default();
+    let counter = produced.clone();
     let app = Router::new()
         .route(
             "/ok",
@@ -28,6 +47,48 @@ async fn serve() -> String {
             get(|| async { ([(header::CONTENT_TYPE, "text/html")], "x".repeat(300_000)) }),
         )
         .route(
+            "/stream-huge",
+            get(|| async {
+                let chunks = futures::stream::iter(
+                    (0..1_000).map(|_| Ok::<_, std::io::Error>(vec![b'x'; 10_000])),
+                );
+                (
+                    [(header::CONTENT_TYPE, "text/html")],
+                    Body::from_stream(chunks),
+                )
+            }),
+        )
+        .route(
+            "/bomb",
+            get(|| async {
+                let body = gzip(&vec![0u8; 1 << 20], 20);
+                (
+                    [
+                        (header::CONTENT_TYPE, "text/html"),
+                        (header::CONTENT_ENCODING, "gzip"),
+                    ],
+                    body,
+                )
+                    .into_response()
+            }),
+        )
+        .route(
+            "/file.bin",
+            get(move || {
+                let counter = counter.clone();
+                async move {
+                    let chunks = futures::stream::iter((0..BINARY_CHUNKS).map(move |_| {
+                        counter.fetch_add(1, Ordering::SeqCst);
+                        Ok::<_, std::io::Error>(vec![0u8; 64 * 1024])
+                    }));
+                    (
+                        [(header::CONTENT_TYPE, "application/octet-stream")],
+                        Body::from_stream(chunks),
+                    )
+                }
+            }),
+        )
+        .route(
             "/missing",
             get(|| async { (StatusCode::NOT_FOUND, "gone") }),
         )
@@ -44,6 +105,10 @@ async fn serve() -> String {
         .route("/loop", get(|| async { Redirect::temporary("/loop") }))
         .route("/moved", get(|| async { Redirect::permanent("/ok") }))
         .route(
+            "/robots.txt",
+            get(|| async { "User-agent: *\nDisallow: /private/\n" }),
+        )
+        .route(
             "/hang",
             get(|| async {
                 // Never answers: the worker's timeout must cut it off.
@@ -54,11 +119,7 @@ async fn serve() -> String {
         .route(
             "/gzip",
             get(|| async {
-                use std::io::Write;
-                let mut gz =
-                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-                let _ = gz.write_all(b"<title>zipped</title>");
-                let body = gz.finish().unwrap_or_default();
+                let body = gzip(b"<title>zipped</title>", 1);
                 (
                     [
                         (header::CONTENT_TYPE, "text/html"),
@@ -76,15 +137,18 @@ async fn serve() -> String {
     tokio::spawn(async move {
         let _ = axum::serve(listener, app).await;
     });
-    format!("http://{addr}")
+    (format!("http://{addr}"), produced)
 }
 
 fn server() -> CrawlServer {
+    server_with_limit(100_000)
+}
+
+fn server_with_limit(max_body_bytes: u64) -> CrawlServer {
     let config = WorkerConfig {
         fetch: FetchConfig {
             timeout: Duration::from_secs(1),
-            max_body_bytes: 100_000,
-            max_redirects: 3,
+            max_body_bytes,
             ..FetchConfig::default()
         },
         ..WorkerConfig::default()
@@ -104,7 +168,7 @@ fn request(url: String) -> Request {
 
 #[tokio::test]
 async fn html_page_yields_item_and_links() {
-    let base = serve().await;
+    let (base, _) = serve().await;
     let result = server()
         .crawl_one(request(format!("{base}/ok")))
         .await
@@ -112,22 +176,35 @@ async fn html_page_yields_item_and_links() {
     assert_eq!(result.fetch.status, 200);
     assert_eq!(result.items[0].payload["title"], Value::Text("ok".into()));
     assert_eq!(result.requests[0].url, format!("{base}/next"));
+    assert_eq!(result.redirect, None);
 }
 
 #[tokio::test]
-async fn redirect_is_followed_and_reported() {
-    let base = serve().await;
+async fn redirect_is_reported_not_followed() {
+    let (base, _) = serve().await;
     let result = server()
         .crawl_one(request(format!("{base}/moved")))
         .await
         .expect("ok");
-    assert_eq!(result.fetch.final_url, format!("{base}/ok"));
-    assert_eq!(result.items[0].url, format!("{base}/ok"));
+    assert_eq!(
+        result.redirect.as_deref(),
+        Some(format!("{base}/ok").as_str())
+    );
+    assert_eq!(result.fetch.status, 308);
+    assert!(result.items.is_empty() && result.requests.is_empty());
+    let looped = server()
+        .crawl_one(request(format!("{base}/loop")))
+        .await
+        .expect("ok");
+    assert_eq!(
+        looped.redirect.as_deref(),
+        Some(format!("{base}/loop").as_str())
+    );
 }
 
 #[tokio::test]
 async fn gzip_body_is_decompressed() {
-    let base = serve().await;
+    let (base, _) = serve().await;
     let result = server()
         .crawl_one(request(format!("{base}/gzip")))
         .await
@@ -139,8 +216,42 @@ async fn gzip_body_is_decompressed() {
 }
 
 #[tokio::test]
+async fn streamed_body_and_compression_bomb_stop_at_the_limit() {
+    let (base, _) = serve().await;
+    let w = server();
+    // No Content-Length: the limit must hold while streaming.
+    let got = w.crawl_one(request(format!("{base}/stream-huge"))).await;
+    assert_eq!(got, Err(FetchError::TooLarge { limit: 100_000 }));
+    // 20 MiB of zeros gzipped to about 20 KiB: the limit applies after decompression.
+    let got = w.crawl_one(request(format!("{base}/bomb"))).await;
+    assert_eq!(got, Err(FetchError::TooLarge { limit: 100_000 }));
+}
+
+#[tokio::test]
+async fn non_html_body_is_not_downloaded() {
+    let (base, produced) = serve().await;
+    // A limit well above the file's 25 MiB, so only the type check can stop the download.
+    let got = server_with_limit(64 << 20)
+        .crawl_one(request(format!("{base}/file.bin")))
+        .await;
+    assert_eq!(
+        got,
+        Err(FetchError::NotHtml {
+            content_type: "application/octet-stream".into()
+        })
+    );
+    // The server produces chunks only as fast as the socket drains. The worker stops reading
+    // after the headers, so no more than what fits in the socket buffers is ever produced.
+    let made = produced.load(Ordering::SeqCst);
+    assert!(
+        made < BINARY_CHUNKS / 4,
+        "{made} of {BINARY_CHUNKS} chunks were produced"
+    );
+}
+
+#[tokio::test]
 async fn each_failure_has_its_typed_error() {
-    let base = serve().await;
+    let (base, _) = serve().await;
     let w = server();
     let cases = [
         (
@@ -164,7 +275,6 @@ async fn each_failure_has_its_typed_error() {
             },
         ),
         ("/big", FetchError::TooLarge { limit: 100_000 }),
-        ("/loop", FetchError::TooManyRedirects { limit: 3 }),
     ];
     for (path, expected) in cases {
         let got = w.crawl_one(request(format!("{base}{path}"))).await;
@@ -174,9 +284,25 @@ async fn each_failure_has_its_typed_error() {
 
 #[tokio::test]
 async fn a_server_that_never_answers_times_out() {
-    let base = serve().await;
+    let (base, _) = serve().await;
     let got = server().crawl_one(request(format!("{base}/hang"))).await;
     assert!(matches!(got, Err(FetchError::Timeout { .. })), "{got:?}");
+}
+
+#[tokio::test]
+async fn robots_is_fetched_with_its_status() {
+    let (base, _) = serve().await;
+    let ok = server()
+        .robots_one(format!("{base}/robots.txt"))
+        .await
+        .expect("robots");
+    assert_eq!(ok.status, 200);
+    assert_eq!(ok.body, b"User-agent: *\nDisallow: /private/\n");
+    let missing = server()
+        .robots_one(format!("{base}/missing"))
+        .await
+        .expect("robots");
+    assert_eq!(missing.status, 404);
 }
 
 #[tokio::test]

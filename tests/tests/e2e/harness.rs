@@ -198,16 +198,11 @@ pub fn closed_port() -> u16 {
     listener.local_addr().expect("addr").port()
 }
 
-/// Checks that every page of `site` was fetched exactly once, every broken link once, and
-/// nothing else (no off-site link, no second fetch).
+/// Checks that every page of `site` was fetched exactly once, every broken link and the
+/// robots.txt once, and nothing else (no off-site link, no disallowed page, no second fetch).
 pub fn assert_each_page_fetched_once(site: &TestSite) {
     let hits = site.hits();
-    let expected: BTreeSet<String> = site
-        .site
-        .ok_paths()
-        .union(&site.site.broken_paths())
-        .cloned()
-        .collect();
+    let expected = site.site.polite_crawl_paths();
     let got: BTreeSet<String> = hits.keys().cloned().collect();
     assert_eq!(got, expected, "paths fetched differ from the reachable set");
     let repeated: Vec<_> = hits.iter().filter(|(_, n)| **n != 1).collect();

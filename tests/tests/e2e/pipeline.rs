@@ -52,6 +52,11 @@ async fn distributed_crawl_fetches_each_page_once_and_stores_each_item() {
     assert_eq!(summary["pages_failed"]["http_404"], broken);
     assert_eq!(summary["items_saved"], pages);
     assert_eq!(summary["stopped"], "done");
+    assert_eq!(
+        summary["skipped"]["robots_disallowed"], 1,
+        "/private/ is disallowed: {summary}"
+    );
+    assert_eq!(summary["robots_fetched"], 1);
     let workers = summary["workers"].as_array().expect("workers");
     assert_eq!(workers.len(), 2);
     for w in workers {
@@ -66,8 +71,8 @@ async fn distributed_crawl_fetches_each_page_once_and_stores_each_item() {
         .sum();
     assert_eq!(
         total,
-        pages + broken,
-        "every request went to exactly one worker"
+        pages + broken + 1,
+        "every request (and the robots.txt) went to exactly one worker"
     );
     assert!(
         run.stdout.contains("pages ok"),
@@ -171,7 +176,10 @@ async fn max_depth_stops_at_the_given_link_distance() {
     assert!(run.status.success(), "engine failed: {}", run.stderr);
     // The index (depth 0) and exactly what it links to in scope (depth 1).
     let fetched: Vec<String> = site.hits().keys().cloned().collect();
-    assert_eq!(fetched, vec!["/", "/gbk.html", "/p/0.html", "/p/1.html"]);
+    assert_eq!(
+        fetched,
+        vec!["/", "/gbk.html", "/p/0.html", "/p/1.html", "/robots.txt"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -192,7 +200,12 @@ async fn max_pages_caps_the_pages_fetched() {
     )
     .await;
     assert!(run.status.success(), "engine failed: {}", run.stderr);
-    let fetched: u64 = site.hits().values().sum();
+    let fetched: u64 = site
+        .hits()
+        .iter()
+        .filter(|(path, _)| *path != "/robots.txt")
+        .map(|(_, n)| n)
+        .sum();
     assert_eq!(fetched, 7);
     let summary = run.summary();
     assert_eq!(summary["stopped"], "max_pages");

@@ -49,6 +49,11 @@ pub struct ParseError {
 pub trait Parser: Send + Sync {
     /// The registry name and a line on what it does.
     fn info(&self) -> ParserInfo;
+    /// Whether to download and parse a body of this Content-Type; HTML only, unless a parser
+    /// says otherwise. Refused bodies are not downloaded past the headers.
+    fn accepts(&self, content_type: &str) -> bool {
+        crate::fetch::is_html(content_type)
+    }
     /// Parses one page.
     fn parse(&self, page: &Page<'_>) -> Result<Extracted, ParseError>;
 }

@@ -1,0 +1,73 @@
+//! The fetch flags, shared by `worker` and by `engine` (for its in-process worker).
+
+use crate::config::{FetchConfig, WorkerConfig};
+use std::time::Duration;
+
+/// How pages are fetched: the limits that protect a worker from hostile servers.
+#[derive(clap::Args, Debug, Clone)]
+pub struct FetchArgs {
+    /// User-Agent header sent with every fetch; its first word is matched against robots.txt.
+    #[arg(
+        long = "user_agent",
+        alias = "user-agent",
+        value_name = "UA",
+        env = "SPINNERET_USER_AGENT"
+    )]
+    pub user_agent: Option<String>,
+
+    /// Seconds allowed to open a connection to a site.
+    #[arg(
+        long = "fetch_connect_timeout",
+        alias = "fetch-connect-timeout",
+        value_name = "SECS",
+        env = "SPINNERET_FETCH_CONNECT_TIMEOUT",
+        default_value_t = 10
+    )]
+    pub fetch_connect_timeout: u64,
+
+    /// Seconds allowed for a whole fetch, headers and body; a server that drips bytes is cut off.
+    #[arg(
+        long,
+        value_name = "SECS",
+        env = "SPINNERET_TIMEOUT",
+        default_value_t = 30
+    )]
+    pub timeout: u64,
+
+    /// Largest body read, in bytes, after decompression; the download stops there (too_large).
+    #[arg(
+        long = "max_body_bytes",
+        alias = "max-body-bytes",
+        value_name = "BYTES",
+        env = "SPINNERET_MAX_BODY_BYTES",
+        default_value_t = 10 * 1024 * 1024
+    )]
+    pub max_body_bytes: u64,
+
+    /// Follow-up links returned per page at most.
+    #[arg(
+        long = "max_links_per_page",
+        alias = "max-links-per-page",
+        value_name = "N",
+        env = "SPINNERET_MAX_LINKS_PER_PAGE",
+        default_value_t = 5_000
+    )]
+    pub max_links_per_page: usize,
+}
+
+impl FetchArgs {
+    /// The worker settings these flags describe, with `concurrency` requests at once.
+    pub fn worker_config(&self, concurrency: u32) -> WorkerConfig {
+        let defaults = FetchConfig::default();
+        WorkerConfig {
+            concurrency: concurrency.max(1),
+            max_links_per_page: self.max_links_per_page,
+            fetch: FetchConfig {
+                user_agent: self.user_agent.clone().unwrap_or(defaults.user_agent),
+                connect_timeout: Duration::from_secs(self.fetch_connect_timeout.max(1)),
+                timeout: Duration::from_secs(self.timeout.max(1)),
+                max_body_bytes: self.max_body_bytes,
+            },
+        }
+    }
+}
