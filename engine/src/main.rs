@@ -238,7 +238,10 @@ struct Args {
 
     /// Fetch limits of the in-process worker (used only without --worker_hosts; remote workers
     /// take these flags themselves).
-    #[command(flatten)]
+    #[command(
+        flatten,
+        next_help_heading = "Fetch limits (in-process worker only; remote workers take these flags)"
+    )]
     fetch: worker::cli::FetchArgs,
 }
 

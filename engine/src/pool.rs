@@ -80,13 +80,27 @@ impl Pool {
         max_slots: usize,
         timeout: Duration,
     ) -> Result<Pool, PoolError> {
-        let attempts = hosts
-            .iter()
+        let mut unique: Vec<&String> = Vec::new();
+        for h in hosts {
+            if !unique.contains(&h) {
+                unique.push(h);
+            }
+        }
+        let attempts = unique
+            .into_iter()
             .map(|addr| async move { (addr.clone(), connect_one(addr, timeout).await) });
-        let mut connected = Vec::new();
+        let mut connected: Vec<(String, CrawlServiceClient, WorkerInfo)> = Vec::new();
         let mut without_parser = 0;
         for (addr, result) in futures::future::join_all(attempts).await {
             match result {
+                // Two addresses of one worker must not give it twice its slots.
+                Ok((_, info))
+                    if connected
+                        .iter()
+                        .any(|(_, _, known)| known.node_id == info.node_id) =>
+                {
+                    warn!(worker = %addr, node = %info.node_id, "same worker as another address; using it once");
+                }
                 Ok((client, info)) if info.parsers.iter().any(|p| p.name == parser) => {
                     info!(worker = %addr, node = %info.node_id, concurrency = info.concurrency, "worker connected");
                     connected.push((addr, client, info));

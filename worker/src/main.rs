@@ -44,7 +44,7 @@ struct Args {
     #[arg(long = "list-parsers", alias = "list_parsers")]
     list_parsers: bool,
 
-    #[command(flatten)]
+    #[command(flatten, next_help_heading = "Fetch limits")]
     fetch: FetchArgs,
 }
 

@@ -81,6 +81,11 @@ impl Server {
             .expect("port")
     }
 
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self._child.id().unwrap_or(0)
+    }
+
     /// The server's log so far, for failure messages.
     pub fn logs(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
@@ -190,6 +195,20 @@ pub async fn export(store: &Path) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).expect("jsonl line"))
         .collect()
+}
+
+/// The peak resident memory of process `pid` in MiB (Linux `VmHWM`).
+pub fn peak_rss_mb(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("process status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("VmHWM");
+    line.split_whitespace()
+        .nth(1)
+        .and_then(|k| k.parse::<f64>().ok())
+        .expect("kB")
+        / 1024.0
 }
 
 /// A loopback port with nothing listening on it.

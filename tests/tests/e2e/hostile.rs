@@ -1,0 +1,450 @@
+//! Crawls of a hostile server: every pathology ends in bounded time, under its reason, without
+//! breaking a process or its memory bound.
+
+use crate::harness::{EngineRun, Server, export, peak_rss_mb, run_engine};
+use spinneret_tests::hostile::{
+    FLAKY_FAILURES, GBK_TITLE, HostileOptions, HostileServer, NO_CHARSET_TITLE,
+};
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// Worker limits small enough to keep the hostile endpoints quick.
+const FETCH_LIMITS: [&str; 4] = ["--timeout", "2", "--max_body_bytes", "1048576"];
+
+/// Slack for timing measured at the server: requests leave the engine on time, but may reach
+/// the server a few milliseconds apart from when they were sent.
+const TIMING_SLACK: Duration = Duration::from_millis(15);
+
+/// Memory bound for the engine and each worker in these crawls, in MiB (measured: about 17
+/// for the engine and 20 per worker, debug build).
+const MEMORY_BOUND_MB: f64 = 64.0;
+
+struct Crawl {
+    run: EngineRun,
+    store: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+/// Crawls `seeds` of `server` in single-machine mode with `extra` flags.
+async fn crawl(server: &HostileServer, seeds: &[&str], extra: &[&str]) -> Crawl {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("items.db");
+    let mut args: Vec<String> = vec!["--store".into(), store.display().to_string()];
+    for seed in seeds {
+        args.extend(["--seed".into(), server.url(seed)]);
+    }
+    args.extend(FETCH_LIMITS.iter().chain(extra).map(|s| s.to_string()));
+    let run = run_engine(dir.path(), &args).await;
+    assert!(
+        run.status.success(),
+        "engine failed: {}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    Crawl {
+        run,
+        store,
+        _dir: dir,
+    }
+}
+
+fn count(summary: &serde_json::Value, section: &str, reason: &str) -> u64 {
+    summary[section][reason].as_u64().unwrap_or(0)
+}
+
+async fn titles(store: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    export(store)
+        .await
+        .into_iter()
+        .map(|i| {
+            let path = i["url"]
+                .as_str()
+                .and_then(|u| u.splitn(4, '/').nth(3))
+                .unwrap_or("")
+                .to_owned();
+            (
+                format!("/{path}"),
+                i["title"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_crawl_over_every_pathology_completes_and_counts_each_failure() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let store = dir.path().join("items.db");
+    let store_arg = store.display().to_string();
+    let saver = Server::start("itemsaver", &["--store", &store_arg], dir.path()).await;
+    let w0 = Server::start("worker", &FETCH_LIMITS, dir.path()).await;
+    let w1 = Server::start("worker", &FETCH_LIMITS, dir.path()).await;
+    let started = Instant::now();
+    let run = run_engine(
+        dir.path(),
+        &[
+            format!("--itemsaver_host={}", saver.addr),
+            format!("--worker_hosts={},{}", w0.addr, w1.addr),
+            "--seed".into(),
+            server.url("/"),
+            "--retries=2".into(),
+            "--max_depth=12".into(),
+            "--per_host=2".into(),
+            "--delay=30".into(),
+        ],
+    )
+    .await;
+    let elapsed = started.elapsed();
+    assert!(
+        run.status.success(),
+        "engine failed: {}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    assert!(
+        elapsed < Duration::from_secs(90),
+        "the crawl must end in bounded time: {elapsed:?}"
+    );
+
+    let s = run.summary();
+    assert_eq!(count(s, "pages_failed", "timeout"), 2, "drip and hang: {s}");
+    assert_eq!(
+        count(s, "pages_failed", "too_large"),
+        2,
+        "huge and bomb: {s}"
+    );
+    assert_eq!(count(s, "pages_failed", "not_html"), 1, "file.html: {s}");
+    assert_eq!(
+        count(s, "pages_failed", "too_many_redirects"),
+        1,
+        "the endless chain: {s}"
+    );
+    assert_eq!(count(s, "skipped", "robots_disallowed"), 1, "{s}");
+    assert_eq!(count(s, "skipped", "redirect_offsite"), 1, "{s}");
+
+    let hits = server.hits();
+    assert!(
+        !hits.keys().any(|p| p.starts_with("/private/")),
+        "a disallowed path was fetched: {hits:?}"
+    );
+    assert!(
+        !hits.contains_key("/elsewhere"),
+        "an off-site redirect was followed"
+    );
+    assert_eq!(hits["/robots.txt"], 1);
+    assert_eq!(hits["/"], 1);
+    assert_eq!(
+        hits["/redirect-loop"], 1,
+        "a redirect to itself is already seen"
+    );
+    assert_eq!(
+        server.hits_under("/chain/"),
+        11,
+        "the chain stops after 10 hops"
+    );
+    assert_eq!(hits["/throttled"], 2);
+    assert_eq!(hits["/flaky"], FLAKY_FAILURES + 1);
+    assert_eq!(hits["/drip"], 3, "timeouts are retried --retries times");
+    assert_eq!(hits["/after-malformed"], 1, "links survive malformed HTML");
+    assert_eq!(
+        server.hits_under("/calendar/"),
+        12,
+        "the calendar stops at the depth limit"
+    );
+    assert_eq!(
+        server.hits_under("/trap/"),
+        12,
+        "the growing path stops at the depth limit"
+    );
+
+    let titles = titles(&store).await;
+    assert_eq!(titles["/gbk"], GBK_TITLE);
+    assert_eq!(titles["/no-charset"], NO_CHARSET_TITLE);
+    assert!(
+        titles.contains_key("/wrong-charset"),
+        "a page with a wrong charset is still stored"
+    );
+    assert_eq!(titles["/flaky"], "Recovered");
+    assert_eq!(titles["/throttled"], "Throttled, then fine");
+
+    // The workers give up on /hang after 2 s; count it open a little less, so timing noise at
+    // the server cannot make an overlap that did not happen.
+    let overlap = server.max_concurrency(Duration::from_millis(1_950));
+    assert!(overlap <= 2, "per_host 2, yet {overlap} overlapped");
+    let gap = server.min_start_gap().expect("gaps");
+    assert!(
+        gap + TIMING_SLACK >= Duration::from_millis(30),
+        "--delay 30 ms, yet two starts were {gap:?} apart"
+    );
+
+    let engine_mb = s["peak_rss_mb"].as_f64().expect("engine peak memory");
+    eprintln!("hostile crawl: {elapsed:?}, engine peak {engine_mb:.1} MiB");
+    assert!(
+        engine_mb < MEMORY_BOUND_MB,
+        "engine peaked at {engine_mb:.0} MiB"
+    );
+    for w in [&w0, &w1] {
+        let mb = peak_rss_mb(w.pid());
+        eprintln!("hostile crawl: worker peak {mb:.1} MiB");
+        assert!(mb < MEMORY_BOUND_MB, "worker peaked at {mb:.0} MiB");
+    }
+}
+
+#[tokio::test]
+async fn slowloris_and_silent_servers_are_cut_off_at_the_timeout() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let started = Instant::now();
+    let c = crawl(&server, &["/drip", "/hang"], &["--retries=0"]).await;
+    assert_eq!(count(c.run.summary(), "pages_failed", "timeout"), 2);
+    // The limit is 2 s; the crawl must not wait for the servers to give up.
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn huge_body_and_compression_bomb_stop_at_the_body_limit() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let c = crawl(&server, &["/huge", "/bomb"], &[]).await;
+    let s = c.run.summary();
+    assert_eq!(count(s, "pages_failed", "too_large"), 2, "{s}");
+    let mb = s["peak_rss_mb"].as_f64().expect("peak");
+    assert!(
+        mb < 100.0,
+        "20 to 50 MiB bodies were capped at 1 MiB, yet the engine peaked at {mb:.0} MiB"
+    );
+}
+
+#[tokio::test]
+async fn redirect_loops_end_and_chains_stop_at_the_hop_limit() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let c = crawl(
+        &server,
+        &["/redirect-loop", "/chain/0"],
+        &["--max_redirects=3"],
+    )
+    .await;
+    assert_eq!(server.hits()["/redirect-loop"], 1);
+    assert_eq!(server.hits_under("/chain/"), 4, "the seed and three hops");
+    assert_eq!(
+        count(c.run.summary(), "pages_failed", "too_many_redirects"),
+        1
+    );
+}
+
+#[tokio::test]
+async fn offsite_redirect_is_not_followed() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let c = crawl(&server, &["/offsite-redirect"], &[]).await;
+    assert_eq!(count(c.run.summary(), "skipped", "redirect_offsite"), 1);
+    assert!(!server.hits().contains_key("/elsewhere"));
+}
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let c = crawl(&server, &["/throttled"], &[]).await;
+    assert_eq!(c.run.summary()["pages_ok"], 1);
+    let starts: Vec<Instant> = server
+        .log()
+        .iter()
+        .filter(|h| h.path == "/throttled")
+        .map(|h| h.start)
+        .collect();
+    assert_eq!(starts.len(), 2);
+    let waited = starts[1] - starts[0];
+    assert!(
+        waited + TIMING_SLACK >= Duration::from_secs(1),
+        "Retry-After: 1, yet retried after {waited:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_503_that_recovers_is_retried_and_one_that_does_not_is_counted() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let c = crawl(&server, &["/flaky"], &["--retries=2"]).await;
+    assert_eq!(server.hits()["/flaky"], FLAKY_FAILURES + 1);
+    assert_eq!(c.run.summary()["pages_ok"], 1);
+    assert_eq!(c.run.summary()["retries"], FLAKY_FAILURES);
+
+    let fresh = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let c = crawl(&fresh, &["/flaky"], &["--retries=1"]).await;
+    assert_eq!(fresh.hits()["/flaky"], 2);
+    assert_eq!(count(c.run.summary(), "pages_failed", "http_503"), 1);
+}
+
+#[tokio::test]
+async fn malformed_html_still_yields_its_links() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let c = crawl(&server, &["/malformed"], &[]).await;
+    assert_eq!(server.hits().get("/after-malformed"), Some(&1));
+    assert_eq!(c.run.summary()["pages_ok"], 2);
+}
+
+#[tokio::test]
+async fn wrong_missing_and_gbk_charsets_decode_without_failing() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let c = crawl(&server, &["/wrong-charset", "/no-charset", "/gbk"], &[]).await;
+    assert_eq!(c.run.summary()["pages_ok"], 3);
+    let titles = titles(&c.store).await;
+    assert_eq!(titles["/gbk"], GBK_TITLE);
+    assert_eq!(titles["/no-charset"], NO_CHARSET_TITLE);
+    assert!(
+        titles["/wrong-charset"].starts_with("Gar"),
+        "{:?}",
+        titles["/wrong-charset"]
+    );
+}
+
+#[tokio::test]
+async fn binary_behind_an_html_link_is_not_parsed() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let c = crawl(&server, &["/file.html"], &[]).await;
+    assert_eq!(count(c.run.summary(), "pages_failed", "not_html"), 1);
+}
+
+#[tokio::test]
+async fn spider_traps_stop_at_the_depth_limit_and_the_host_cap() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    crawl(&server, &["/calendar/0", "/trap/"], &["--max_depth=5"]).await;
+    assert_eq!(server.hits_under("/calendar/"), 6, "months at depth 0 to 5");
+    assert_eq!(server.hits_under("/trap/"), 6, "paths at depth 0 to 5");
+
+    let capped = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let c = crawl(&capped, &["/calendar/0"], &["--max_pages_per_host=8"]).await;
+    assert_eq!(capped.hits_under("/calendar/"), 8);
+    assert!(count(c.run.summary(), "skipped", "host_page_cap") > 0);
+}
+
+#[tokio::test]
+async fn crawl_delay_in_robots_txt_spaces_requests() {
+    let server = HostileServer::start(HostileOptions {
+        crawl_delay: Some(0.3),
+        ..Default::default()
+    })
+    .await
+    .expect("server");
+    crawl(&server, &["/slow/0", "/slow/1", "/slow/2", "/slow/3"], &[]).await;
+    let starts: Vec<Instant> = server
+        .log()
+        .iter()
+        .filter(|h| h.path.starts_with("/slow/"))
+        .map(|h| h.start)
+        .collect();
+    assert_eq!(starts.len(), 4);
+    for pair in starts.windows(2) {
+        let gap = pair[1] - pair[0];
+        assert!(
+            gap + TIMING_SLACK >= Duration::from_millis(300),
+            "Crawl-delay 0.3 s, yet a gap of {gap:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn robots_txt_server_error_means_wait_and_retry() {
+    let server = HostileServer::start(HostileOptions {
+        robots_failures: 1,
+        ..Default::default()
+    })
+    .await
+    .expect("server");
+    let c = crawl(&server, &["/slow/0"], &["--retries=2"]).await;
+    assert_eq!(server.hits()["/robots.txt"], 2);
+    assert_eq!(c.run.summary()["pages_ok"], 1);
+    let log = server.log();
+    let robots_ok = log
+        .iter()
+        .filter(|h| h.path == "/robots.txt")
+        .nth(1)
+        .expect("second robots")
+        .start;
+    let page = log
+        .iter()
+        .find(|h| h.path == "/slow/0")
+        .expect("page")
+        .start;
+    assert!(page >= robots_ok, "no page before the robots.txt is known");
+}
+
+#[tokio::test]
+async fn robots_txt_that_stays_unavailable_skips_the_host() {
+    let server = HostileServer::start(HostileOptions {
+        robots_failures: 100,
+        ..Default::default()
+    })
+    .await
+    .expect("server");
+    let c = crawl(&server, &["/slow/0", "/slow/1"], &["--retries=1"]).await;
+    assert_eq!(server.hits()["/robots.txt"], 2);
+    assert_eq!(server.hits_under("/slow/"), 0);
+    assert_eq!(count(c.run.summary(), "skipped", "robots_unavailable"), 2);
+}
+
+#[tokio::test]
+async fn ignore_robots_fetches_what_robots_txt_disallows() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    crawl(&server, &["/private/secret.html"], &["--ignore_robots"]).await;
+    assert_eq!(server.hits().get("/private/secret.html"), Some(&1));
+    assert!(!server.hits().contains_key("/robots.txt"));
+}
+
+#[tokio::test]
+async fn per_host_limit_and_delay_hold_across_the_crawl() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let seeds: Vec<String> = (0..12).map(|i| format!("/slow/{i}")).collect();
+    let seeds: Vec<&str> = seeds.iter().map(String::as_str).collect();
+    crawl(&server, &seeds, &["--per_host=3", "--ignore_robots"]).await;
+    let overlap = server.max_concurrency(Duration::ZERO);
+    assert_eq!(
+        overlap, 3,
+        "per_host 3 with 100 ms pages must reach, and never pass, 3 at once"
+    );
+
+    let spaced = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    crawl(
+        &spaced,
+        &seeds[..6],
+        &["--per_host=4", "--delay=150", "--ignore_robots"],
+    )
+    .await;
+    let gap = spaced.min_start_gap().expect("gaps");
+    assert!(
+        gap + TIMING_SLACK >= Duration::from_millis(150),
+        "--delay 150, yet a gap of {gap:?}"
+    );
+}
