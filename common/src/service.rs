@@ -11,6 +11,9 @@ pub trait CrawlService {
     async fn crawl(request: Request) -> Result<ParseResult, FetchError>;
     /// Fetches a robots.txt URL, following up to five redirects, and returns status and body.
     async fn robots(url: String) -> Result<RobotsFile, FetchError>;
+    /// Compiles and caches a spider file; requests then name it by the returned content hash.
+    /// An invalid spider comes back as its error message.
+    async fn load_spider(source: String) -> Result<u64, String>;
     /// Describes the worker: id, version, concurrency and parsers.
     async fn info() -> WorkerInfo;
 }

@@ -17,6 +17,9 @@ pub struct Request {
     pub task: String,
     /// Free-form metadata carried from the request that discovered this one.
     pub meta: BTreeMap<String, String>,
+    /// The content hash of the spider whose rule `parser` names, for spider crawls; the worker
+    /// was sent the spider once with `load_spider`.
+    pub spider: Option<u64>,
 }
 
 /// A link a parser found, which the engine may schedule as a new request.
@@ -56,6 +59,8 @@ pub struct ParseResult {
     /// Where the page redirects to (absolute), when the response was a redirect. Workers do
     /// not follow redirects themselves, so each hop goes through the engine's dedup and scope.
     pub redirect: Option<String>,
+    /// Items dropped because a required field was missing.
+    pub items_dropped: u32,
 }
 
 /// A robots.txt response, as fetched; the engine interprets it (RFC 9309).
@@ -129,6 +134,9 @@ pub enum FetchError {
     /// The request named a parser the worker does not have.
     #[error("unknown parser {0:?}")]
     UnknownParser(String),
+    /// The request named a spider the worker was not sent (or has forgotten, after a restart).
+    #[error("unknown spider {0:016x}")]
+    UnknownSpider(u64),
     /// The parser failed on the page.
     #[error("parse failed: {0}")]
     Parse(String),
@@ -149,6 +157,7 @@ impl FetchError {
             FetchError::TooManyRedirects { .. } => "too_many_redirects".into(),
             FetchError::InvalidUrl(_) => "invalid_url".into(),
             FetchError::UnknownParser(_) => "unknown_parser".into(),
+            FetchError::UnknownSpider(_) => "unknown_spider".into(),
             FetchError::Parse(_) => "parse".into(),
             FetchError::Other(_) => "other".into(),
         }
@@ -242,6 +251,7 @@ mod tests {
                 elapsed_ms: 3,
             },
             redirect: None,
+            items_dropped: 0,
         }
     }
 

@@ -451,6 +451,7 @@ mod tests {
             depth: 0,
             task: "t".into(),
             meta: Default::default(),
+            spider: None,
         }
     }
 

@@ -9,6 +9,7 @@ pub mod config;
 pub mod fetch;
 pub mod parsers;
 pub mod server;
+pub mod spider;
 
 pub use config::{FetchConfig, WorkerConfig};
 pub use server::CrawlServer;

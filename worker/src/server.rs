@@ -3,15 +3,24 @@
 use crate::charset;
 use crate::config::WorkerConfig;
 use crate::fetch::{ClientBuildError, Fetcher};
-use crate::parsers::{Page, Registry};
-use common::{CrawlService, FetchError, FetchFacts, ParseResult, Request, RobotsFile, WorkerInfo};
-use std::sync::Arc;
+use crate::parsers::{Extracted, Page, Parser, Registry};
+use crate::spider::{self, CompiledSpider};
+use common::{
+    CrawlService, FetchError, FetchFacts, ParseResult, ParserInfo, Request, RobotsFile, WorkerInfo,
+};
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 use tarpc::context::Context;
 use tokio::sync::Semaphore;
-use tracing::debug;
+use tracing::{debug, info};
 use url::Url;
 
-/// Serves crawl requests; clones share one HTTP client, registry and concurrency limit.
+/// Spiders a worker keeps compiled at once; the oldest is forgotten past this, and an engine
+/// that still uses it sends it again.
+const MAX_SPIDERS: usize = 64;
+
+/// Serves crawl requests; clones share one HTTP client, registry, spider cache and
+/// concurrency limit.
 #[derive(Clone)]
 pub struct CrawlServer {
     shared: Arc<Shared>,
@@ -20,9 +29,46 @@ pub struct CrawlServer {
 struct Shared {
     fetcher: Fetcher,
     parsers: Registry,
+    spiders: Mutex<SpiderCache>,
     permits: Semaphore,
     info: WorkerInfo,
     max_links: usize,
+}
+
+#[derive(Default)]
+struct SpiderCache {
+    by_hash: HashMap<u64, Arc<CompiledSpider>>,
+    order: VecDeque<u64>,
+}
+
+/// What turns a page into items: a built-in parser, or a rule of a loaded spider.
+enum Job {
+    Builtin(Arc<dyn Parser>),
+    Spider(Arc<CompiledSpider>),
+}
+
+impl Job {
+    fn accepts(&self, content_type: &str) -> bool {
+        match self {
+            Job::Builtin(p) => p.accepts(content_type),
+            Job::Spider(_) => crate::fetch::is_html(content_type),
+        }
+    }
+
+    fn run(&self, page: &Page<'_>) -> Result<Extracted, String> {
+        match self {
+            Job::Builtin(p) => p.parse(page).map_err(|e| e.to_string()),
+            Job::Spider(s) => {
+                let rule = s.rule(&page.request.parser).ok_or_else(|| {
+                    format!(
+                        "spider {} has no rule {:?}",
+                        s.spec.name, page.request.parser
+                    )
+                })?;
+                Ok(spider::run(s, rule, page))
+            }
+        }
+    }
 }
 
 impl CrawlServer {
@@ -47,6 +93,7 @@ impl CrawlServer {
             shared: Arc::new(Shared {
                 fetcher: Fetcher::new(config.fetch.clone())?,
                 parsers,
+                spiders: Mutex::default(),
                 permits: Semaphore::new(config.concurrency.max(1) as usize),
                 info,
                 max_links: config.max_links_per_page,
@@ -54,18 +101,80 @@ impl CrawlServer {
         })
     }
 
-    /// What this worker reports about itself.
-    pub fn worker_info(&self) -> &WorkerInfo {
-        &self.shared.info
+    /// What this worker reports about itself: built-in parsers and loaded spiders.
+    pub fn worker_info(&self) -> WorkerInfo {
+        let mut info = self.shared.info.clone();
+        if let Ok(cache) = self.shared.spiders.lock() {
+            for hash in &cache.order {
+                if let Some(s) = cache.by_hash.get(hash) {
+                    let rules: Vec<&str> = s.rules().iter().map(|r| r.name.as_str()).collect();
+                    info.parsers.push(ParserInfo {
+                        name: format!("spider:{}", s.spec.name),
+                        description: format!(
+                            "declarative spider {hash:016x}, rules {}",
+                            rules.join(", ")
+                        ),
+                    });
+                }
+            }
+        }
+        info
+    }
+
+    /// Compiles `source` and keeps it; the body of the `load_spider` RPC.
+    pub fn load_spider_source(&self, source: &str) -> Result<u64, String> {
+        let hash = spider::spider_hash(source);
+        let mut cache = self
+            .shared
+            .spiders
+            .lock()
+            .map_err(|_| "spider cache poisoned".to_owned())?;
+        if cache.by_hash.contains_key(&hash) {
+            return Ok(hash);
+        }
+        let compiled =
+            spider::compile("(sent by the engine)", source).map_err(|e| e.to_string())?;
+        info!(spider = %compiled.spec.name, hash = format!("{hash:016x}"), "spider loaded");
+        cache.by_hash.insert(hash, Arc::new(compiled));
+        cache.order.push_back(hash);
+        while cache.order.len() > MAX_SPIDERS {
+            if let Some(old) = cache.order.pop_front() {
+                cache.by_hash.remove(&old);
+            }
+        }
+        Ok(hash)
+    }
+
+    fn job(&self, request: &Request) -> Result<Job, FetchError> {
+        match request.spider {
+            Some(hash) => {
+                let cache = self
+                    .shared
+                    .spiders
+                    .lock()
+                    .map_err(|_| FetchError::Other("spider cache poisoned".into()))?;
+                let spider = cache
+                    .by_hash
+                    .get(&hash)
+                    .cloned()
+                    .ok_or(FetchError::UnknownSpider(hash))?;
+                if spider.rule(&request.parser).is_none() {
+                    return Err(FetchError::UnknownParser(request.parser.clone()));
+                }
+                Ok(Job::Spider(spider))
+            }
+            None => self
+                .shared
+                .parsers
+                .get(&request.parser)
+                .map(Job::Builtin)
+                .ok_or_else(|| FetchError::UnknownParser(request.parser.clone())),
+        }
     }
 
     /// Fetches and parses one request; the body of the `crawl` RPC.
     pub async fn crawl_one(&self, request: Request) -> Result<ParseResult, FetchError> {
-        let parser = self
-            .shared
-            .parsers
-            .get(&request.parser)
-            .ok_or_else(|| FetchError::UnknownParser(request.parser.clone()))?;
+        let job = self.job(&request)?;
         let url = Url::parse(&request.url)
             .map_err(|e| FetchError::InvalidUrl(format!("{}: {e}", request.url)))?;
         let _permit = self
@@ -77,7 +186,7 @@ impl CrawlServer {
         let fetched = self
             .shared
             .fetcher
-            .fetch(&url, |ct| parser.accepts(ct))
+            .fetch(&url, |ct| job.accepts(ct))
             .await?;
         let facts = FetchFacts {
             final_url: fetched.final_url.to_string(),
@@ -103,17 +212,18 @@ impl CrawlServer {
                 html: &html,
                 max_links,
             };
-            parser.parse(&page)
+            job.run(&page)
         })
         .await
         .map_err(|e| FetchError::Parse(format!("parser panicked: {e}")))?
-        .map_err(|e| FetchError::Parse(e.to_string()))?;
+        .map_err(FetchError::Parse)?;
         debug!(url = %facts.final_url, items = extracted.items.len(), links = extracted.links.len(), "parsed");
         Ok(ParseResult {
             items: extracted.items,
             requests: extracted.links,
             fetch: facts,
             redirect: None,
+            items_dropped: extracted.dropped,
         })
     }
 
@@ -139,8 +249,15 @@ impl CrawlService for CrawlServer {
         self.robots_one(url).await
     }
 
+    async fn load_spider(self, _: Context, source: String) -> Result<u64, String> {
+        // Compiling selectors is quick but CPU work all the same.
+        tokio::task::spawn_blocking(move || self.load_spider_source(&source))
+            .await
+            .map_err(|e| format!("loading the spider failed: {e}"))?
+    }
+
     async fn info(self, _: Context) -> WorkerInfo {
-        self.shared.info.clone()
+        self.worker_info()
     }
 }
 

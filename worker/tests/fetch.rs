@@ -163,6 +163,7 @@ fn request(url: String) -> Request {
         depth: 0,
         task: "t".into(),
         meta: Default::default(),
+        spider: None,
     }
 }
 

@@ -89,6 +89,7 @@ impl Parser for LinksParser {
         Ok(Extracted {
             items: vec![item],
             links: links.into_links(),
+            dropped: 0,
         })
     }
 }

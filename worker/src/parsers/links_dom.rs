@@ -65,6 +65,7 @@ impl Parser for LinksDomParser {
         Ok(Extracted {
             items: vec![item],
             links: links.into_links(),
+            dropped: 0,
         })
     }
 }

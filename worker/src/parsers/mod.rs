@@ -33,6 +33,8 @@ pub struct Extracted {
     pub items: Vec<Item>,
     /// Links to schedule.
     pub links: Vec<FollowUp>,
+    /// Items dropped because a required field was missing.
+    pub dropped: u32,
 }
 
 /// Why a parser failed on a page.
@@ -107,6 +109,7 @@ mod tests {
             depth: 0,
             task: "t1".into(),
             meta: Default::default(),
+            spider: None,
         }
     }
 

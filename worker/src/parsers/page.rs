@@ -51,27 +51,36 @@ impl LinkSet {
     /// Counts an `<a href>` and keeps it when it resolves to a new http(s) URL.
     pub fn add(&mut self, raw_href: &str) {
         self.outlinks += 1;
-        if self.links.len() >= self.max
-            || self.bytes >= MAX_LINKS_TOTAL_BYTES
-            || raw_href.len() > MAX_LINK_BYTES
-        {
-            return;
+        if let Some(url) = self.resolve(raw_href) {
+            self.insert(url, None);
+        }
+    }
+
+    /// Resolves a raw attribute value (entities not yet decoded) to a canonical http(s) URL
+    /// within the length limit, or `None`.
+    pub fn resolve(&self, raw_href: &str) -> Option<String> {
+        if self.is_full() || raw_href.len() > MAX_LINK_BYTES {
+            return None;
         }
         let href = html_escape::decode_html_entities(raw_href.trim());
         if href.is_empty() || href.starts_with('#') {
-            return;
+            return None;
         }
-        let Ok(url) = canonicalize(&href, Some(&self.base)) else {
-            return;
-        };
-        let url = String::from(url);
-        if url.len() > MAX_LINK_BYTES {
-            return;
-        }
-        if self.seen.insert(url.clone()) {
+        let url = String::from(canonicalize(&href, Some(&self.base)).ok()?);
+        (url.len() <= MAX_LINK_BYTES).then_some(url)
+    }
+
+    /// Keeps a resolved link, with the parser (or spider rule) for its page, unless it is
+    /// already kept or the set is full.
+    pub fn insert(&mut self, url: String, parser: Option<String>) {
+        if !self.is_full() && self.seen.insert(url.clone()) {
             self.bytes += url.len();
-            self.links.push(FollowUp { url, parser: None });
+            self.links.push(FollowUp { url, parser });
         }
+    }
+
+    fn is_full(&self) -> bool {
+        self.links.len() >= self.max || self.bytes >= MAX_LINKS_TOTAL_BYTES
     }
 
     /// The kept links.
