@@ -3,10 +3,11 @@
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `info`).
+/// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `info`, with tarpc's own
+/// per-connection chatter held to errors; ours says what matters).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tarpc=error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -57,6 +57,21 @@ pub struct EngineConfig {
     pub robots: bool,
     /// Settings of the in-process worker, when there are no worker hosts.
     pub local_worker: worker::WorkerConfig,
+    /// The spider to run instead of `parser`, when crawling with `--spider`.
+    pub spider: Option<SpiderRun>,
+}
+
+/// A checked spider file, as the crawl needs it.
+#[derive(Clone, Debug)]
+pub struct SpiderRun {
+    /// The spider's name.
+    pub name: String,
+    /// The file's text, sent to every worker once.
+    pub source: String,
+    /// The content hash requests name it by.
+    pub hash: u64,
+    /// The rule for the start URLs.
+    pub start_rule: String,
 }
 
 impl Default for EngineConfig {
@@ -87,6 +102,7 @@ impl Default for EngineConfig {
             max_backoff: Duration::from_secs(60),
             robots: true,
             local_worker: worker::WorkerConfig::default(),
+            spider: None,
         }
     }
 }

@@ -113,13 +113,18 @@ impl Crawl {
             items_sent: 0,
         };
         let now = Instant::now();
+        let (parser, spider) = match &crawl.config.spider {
+            Some(s) => (s.start_rule.clone(), Some(s.hash)),
+            None => (crawl.config.parser.clone(), None),
+        };
         for seed in crawl.config.seeds.clone() {
             let request = Request {
                 url: seed.to_string(),
-                parser: crawl.config.parser.clone(),
+                parser: parser.clone(),
                 depth: 0,
                 task: crawl.config.task.clone(),
                 meta: Default::default(),
+                spider,
             };
             crawl.push(&seed, request, 0, now);
         }
@@ -314,15 +319,42 @@ impl Crawl {
                     }
                     None => {
                         self.summary.pages_ok += 1;
+                        self.summary.items_dropped += u64::from(result.items_dropped);
                         self.follow(&dispatched.request, &result, now);
                         self.items_sent += result.items.len() as u64;
                         self.sink.send(result.items).await?;
                     }
                 }
             }
+            Answer::Page(Err(FetchError::UnknownSpider(_))) => {
+                // The worker restarted or forgot the spider: send it again, then retry there
+                // or elsewhere, as for any worker failure.
+                self.reload_spider(worker).await;
+                let addr = self.pool.workers()[worker].addr.clone();
+                self.worker_failed(
+                    dispatched,
+                    worker,
+                    &addr,
+                    &"the worker did not have the spider",
+                    now,
+                );
+            }
             Answer::Page(Err(error)) => self.page_failed(dispatched, worker, error, now),
         }
         Ok(())
+    }
+
+    async fn reload_spider(&self, worker: usize) {
+        let (Some(spider), Some(conn)) = (&self.config.spider, self.pool.workers().get(worker))
+        else {
+            return;
+        };
+        let ctx = transport::deadline(self.config.connect_timeout);
+        match conn.client.load_spider(ctx, spider.source.clone()).await {
+            Ok(Ok(_)) => info!(worker = %conn.addr, "spider sent again"),
+            Ok(Err(why)) => warn!(worker = %conn.addr, %why, "worker refused the spider"),
+            Err(e) => warn!(worker = %conn.addr, cause = %e, "could not send the spider"),
+        }
     }
 
     /// A page fetch the site failed: slow the host on 429/503, retry what may pass next time.
@@ -386,7 +418,7 @@ impl Crawl {
         mut d: Dispatched,
         worker: usize,
         addr: &str,
-        error: &RpcError,
+        error: &dyn std::fmt::Display,
         now: Instant,
     ) {
         d.worker_failures += 1;
@@ -476,6 +508,7 @@ impl Crawl {
                 depth,
                 task: parent.task.clone(),
                 meta: parent.meta.clone(),
+                spider: parent.spider,
             };
             self.push(&url, request, 0, now);
         }

@@ -40,6 +40,20 @@ pub enum EngineError {
     /// The in-process worker could not start.
     #[error("cannot start the in-process worker: {0}")]
     Worker(#[from] worker::fetch::ClientBuildError),
+    /// The spider file could not be read.
+    #[error("cannot read spider file {path}: {cause}")]
+    SpiderFile {
+        /// The file.
+        path: String,
+        /// What the OS said.
+        cause: String,
+    },
+    /// The spider file is invalid.
+    #[error(transparent)]
+    Spider(#[from] worker::spider::SpiderError),
+    /// The in-process worker refused the spider.
+    #[error("the worker refused the spider: {0}")]
+    SpiderRefused(String),
     /// Every worker went down during the crawl.
     #[error("every worker went down; {queued} requests were left unfetched")]
     AllWorkersDown {

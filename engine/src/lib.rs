@@ -14,7 +14,7 @@ pub mod scope;
 pub mod sink;
 pub mod summary;
 
-pub use config::EngineConfig;
+pub use config::{EngineConfig, SpiderRun};
 pub use error::EngineError;
 pub use summary::Summary;
 
@@ -24,6 +24,25 @@ use sink::{ItemSink, SinkConfig};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
+
+/// Reads and checks the spider file at `path`.
+pub fn load_spider(
+    path: &std::path::Path,
+) -> Result<(SpiderRun, worker::spider::spec::SpiderSpec), EngineError> {
+    let file = path.display().to_string();
+    let source = std::fs::read_to_string(path).map_err(|e| EngineError::SpiderFile {
+        path: file.clone(),
+        cause: e.to_string(),
+    })?;
+    let compiled = worker::spider::compile(&file, &source)?;
+    let run = SpiderRun {
+        name: compiled.spec.name.clone(),
+        hash: compiled.hash,
+        start_rule: compiled.start_rule.clone(),
+        source,
+    };
+    Ok((run, compiled.spec))
+}
 
 /// Checks a seed and returns its canonical URL.
 pub fn parse_seed(seed: &str) -> Result<url::Url, EngineError> {
@@ -59,6 +78,11 @@ pub async fn run(
     };
     let pool = if config.worker_hosts.is_empty() {
         let server = worker::CrawlServer::new(&config.local_worker)?;
+        if let Some(spider) = &config.spider {
+            server
+                .load_spider_source(&spider.source)
+                .map_err(EngineError::SpiderRefused)?;
+        }
         let info = server.worker_info().clone();
         info!(
             concurrency = info.concurrency,
@@ -69,9 +93,13 @@ pub async fn run(
             config.concurrency,
         )
     } else {
+        let job = match &config.spider {
+            Some(spider) => pool::Job::Spider(&spider.source),
+            None => pool::Job::Parser(&config.parser),
+        };
         Pool::connect(
             &config.worker_hosts,
-            &config.parser,
+            job,
             config.concurrency,
             config.connect_timeout,
         )

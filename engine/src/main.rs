@@ -13,15 +13,28 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(name = "engine", version)]
 struct Args {
-    /// Start URL (http or https); repeat for several.
+    /// Start URL (http or https); repeat for several. With --spider, replaces its start_urls.
     #[arg(
         long = "seed",
         value_name = "URL",
         env = "SPINNERET_SEEDS",
         value_delimiter = ' ',
-        required = true
+        required_unless_present_any = ["spider", "check_spider"]
     )]
     seeds: Vec<String>,
+
+    /// Crawl with this spider file (see SPIDERS.md) instead of --parser.
+    #[arg(long, value_name = "FILE", env = "SPINNERET_SPIDER")]
+    spider: Option<PathBuf>,
+
+    /// Check a spider file and exit: 0 when it is valid, 1 with the problem otherwise.
+    #[arg(
+        long = "check-spider",
+        alias = "check_spider",
+        value_name = "FILE",
+        exclusive = true
+    )]
+    check_spider: Option<PathBuf>,
 
     /// Workers to use, comma-separated `host:port` (`:9000` is port 9000 here). None: in-process.
     #[arg(
@@ -60,14 +73,10 @@ struct Args {
     )]
     parser: String,
 
-    /// Task name items are stored under; re-running a task updates its items.
-    #[arg(
-        long,
-        value_name = "NAME",
-        env = "SPINNERET_TASK",
-        default_value = "default"
-    )]
-    task: String,
+    /// Task name items are stored under; re-running a task updates its items. Default: the
+    /// spider's name, or `default`.
+    #[arg(long, value_name = "NAME", env = "SPINNERET_TASK")]
+    task: Option<String>,
 
     /// Requests in flight at once, across all workers.
     #[arg(
@@ -78,15 +87,15 @@ struct Args {
     )]
     concurrency: usize,
 
-    /// Requests in flight to one host at once, across all workers.
+    /// Requests in flight to one host at once, across all workers. Default: the spider's
+    /// politeness.per_host, or 8.
     #[arg(
         long = "per_host",
         value_name = "N",
         alias = "per-host",
-        env = "SPINNERET_PER_HOST",
-        default_value_t = 8
+        env = "SPINNERET_PER_HOST"
     )]
-    per_host: usize,
+    per_host: Option<usize>,
 
     /// Deepest link distance from a seed to fetch (seeds are 0). Default: no limit.
     #[arg(
@@ -185,14 +194,10 @@ struct Args {
     )]
     summary_json: Option<PathBuf>,
 
-    /// Least milliseconds between two requests to one host, across all workers.
-    #[arg(
-        long,
-        value_name = "MS",
-        env = "SPINNERET_DELAY_MS",
-        default_value_t = 0
-    )]
-    delay: u64,
+    /// Least milliseconds between two requests to one host, across all workers. Default: the
+    /// spider's politeness.delay_ms, or 0.
+    #[arg(long, value_name = "MS", env = "SPINNERET_DELAY_MS")]
+    delay: Option<u64>,
 
     /// Do not fetch or obey robots.txt.
     #[arg(
@@ -246,13 +251,44 @@ struct Args {
 }
 
 impl Args {
+    /// The crawl these flags describe: a flag given wins, then the spider file, then the
+    /// built-in default.
     fn config(&self) -> Result<EngineConfig, EngineError> {
-        let seeds = self
-            .seeds
+        let loaded = self
+            .spider
+            .as_deref()
+            .map(engine::load_spider)
+            .transpose()?;
+        let (spider, spec) = match loaded {
+            Some((run, spec)) => (Some(run), Some(spec)),
+            None => (None, None),
+        };
+        let cli_seeds: Vec<&String> = self.seeds.iter().filter(|s| !s.trim().is_empty()).collect();
+        let seed_texts: Vec<&String> = match &spec {
+            Some(spec) if cli_seeds.is_empty() => spec.start_urls.iter().collect(),
+            _ => cli_seeds,
+        };
+        let seeds = seed_texts
             .iter()
-            .filter(|s| !s.trim().is_empty())
             .map(|s| parse_seed(s))
             .collect::<Result<Vec<_>, _>>()?;
+        let mut allow_domains: Vec<String> = self
+            .allow_domains
+            .iter()
+            .filter(|d| !d.trim().is_empty())
+            .cloned()
+            .collect();
+        if allow_domains.is_empty()
+            && let Some(spec) = &spec
+        {
+            allow_domains = spec.allowed_domains.clone();
+        }
+        let politeness = spec
+            .as_ref()
+            .map(|s| s.politeness.clone())
+            .unwrap_or_default();
+        let limits = spec.as_ref().map(|s| s.limits.clone()).unwrap_or_default();
+        let defaults = EngineConfig::default();
         let worker_hosts = self
             .worker_hosts
             .iter()
@@ -268,18 +304,21 @@ impl Args {
         Ok(EngineConfig {
             seeds,
             parser: self.parser.clone(),
-            task: self.task.clone(),
+            task: self
+                .task
+                .clone()
+                .or_else(|| spider.as_ref().map(|s| s.name.clone()))
+                .unwrap_or(defaults.task),
             concurrency: self.concurrency.max(1),
-            per_host: self.per_host.max(1),
-            max_depth: self.max_depth,
-            max_pages: self.max_pages,
+            per_host: self
+                .per_host
+                .or(politeness.per_host)
+                .unwrap_or(defaults.per_host)
+                .max(1),
+            max_depth: self.max_depth.or(limits.max_depth),
+            max_pages: self.max_pages.or(limits.max_pages),
             max_url_len: self.max_url_len,
-            allow_domains: self
-                .allow_domains
-                .iter()
-                .filter(|d| !d.trim().is_empty())
-                .cloned()
-                .collect(),
+            allow_domains,
             worker_hosts,
             itemsaver_host,
             store: self.store.clone(),
@@ -288,14 +327,18 @@ impl Args {
             batch_size: self.batch_size.max(1),
             batch_interval: Duration::from_millis(self.batch_interval_ms.max(1)),
             progress_interval: Duration::from_secs(self.progress_secs.max(1)),
-            delay: Duration::from_millis(self.delay),
+            delay: self
+                .delay
+                .or(politeness.delay_ms)
+                .map_or(defaults.delay, Duration::from_millis),
             robots: !self.ignore_robots,
             retries: self.retries,
             max_redirects: self.max_redirects,
             max_pages_per_host: (self.max_pages_per_host > 0).then_some(self.max_pages_per_host),
             max_backoff: Duration::from_secs(self.max_backoff.max(1)),
             local_worker: self.fetch.worker_config(self.concurrency.max(1) as u32),
-            ..EngineConfig::default()
+            spider,
+            ..defaults
         })
     }
 }
@@ -314,7 +357,39 @@ async fn main() -> ExitCode {
 }
 
 async fn crawl(args: &Args) -> anyhow::Result<()> {
+    if let Some(path) = &args.check_spider {
+        let (run, spec) = engine::load_spider(path)?;
+        let rules: Vec<String> = spec
+            .rules
+            .iter()
+            .map(|r| {
+                let start = if r.name == run.start_rule {
+                    ", start"
+                } else {
+                    ""
+                };
+                let kinds: Vec<&str> = r.extract.iter().map(|x| x.kind.as_str()).collect();
+                format!(
+                    "{} ({} follow{start}; extracts [{}])",
+                    r.name,
+                    r.follow.len(),
+                    kinds.join(", ")
+                )
+            })
+            .collect();
+        println!(
+            "spider {:?} in {} is valid: {} rule(s): {}",
+            run.name,
+            path.display(),
+            rules.len(),
+            rules.join("; ")
+        );
+        return Ok(());
+    }
     let config = args.config()?;
+    if config.seeds.is_empty() {
+        anyhow::bail!("no start URL: pass --seed URL or give the spider start_urls");
+    }
     let shutdown = CancellationToken::new();
     common::cli::cancel_on_signals(shutdown.clone());
     let summary = engine::run(config, shutdown).await?;

@@ -53,12 +53,44 @@ pub enum PoolError {
         /// The addresses tried, comma-separated.
         tried: String,
     },
-    /// Workers answered, but none offers the parser.
-    #[error("no reachable worker offers parser {parser:?}")]
-    NoParser {
-        /// The parser asked for.
-        parser: String,
+    /// Workers answered, but none can do the crawl (no such parser, or the spider refused).
+    #[error("no reachable worker can do this crawl: {why}")]
+    Unable {
+        /// Why the last worker could not.
+        why: String,
     },
+}
+
+/// What every worker of a crawl must be able to do.
+#[derive(Clone, Copy, Debug)]
+pub enum Job<'a> {
+    /// Run this built-in parser.
+    Parser(&'a str),
+    /// Run this spider (its source), which the worker is sent now.
+    Spider(&'a str),
+}
+
+impl Job<'_> {
+    /// Checks that a worker can do the job, sending it the spider if there is one.
+    pub async fn prepare(
+        &self,
+        client: &CrawlServiceClient,
+        info: &WorkerInfo,
+        timeout: Duration,
+    ) -> Result<(), String> {
+        match self {
+            Job::Parser(name) if info.parsers.iter().any(|p| p.name == *name) => Ok(()),
+            Job::Parser(name) => Err(format!("it has no parser {name:?}")),
+            Job::Spider(source) => match client
+                .load_spider(transport::deadline(timeout), source.to_string())
+                .await
+            {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(why)) => Err(format!("it refused the spider: {why}")),
+                Err(e) => Err(format!("loading the spider failed: {e}")),
+            },
+        }
+    }
 }
 
 /// Connected workers and their leases.
@@ -72,11 +104,11 @@ pub struct Pool {
 }
 
 impl Pool {
-    /// Connects to every host, logging each result, and keeps those that answer and offer
-    /// `parser`; fails only when none is left.
+    /// Connects to every host, logging each result, and keeps those that answer and can do
+    /// `job`; fails only when none is left.
     pub async fn connect(
         hosts: &[String],
-        parser: &str,
+        job: Job<'_>,
         max_slots: usize,
         timeout: Duration,
     ) -> Result<Pool, PoolError> {
@@ -90,39 +122,37 @@ impl Pool {
             .into_iter()
             .map(|addr| async move { (addr.clone(), connect_one(addr, timeout).await) });
         let mut connected: Vec<(String, CrawlServiceClient, WorkerInfo)> = Vec::new();
-        let mut without_parser = 0;
+        let mut unable = None;
         for (addr, result) in futures::future::join_all(attempts).await {
-            match result {
-                // Two addresses of one worker must not give it twice its slots.
-                Ok((_, info))
-                    if connected
-                        .iter()
-                        .any(|(_, _, known)| known.node_id == info.node_id) =>
-                {
-                    warn!(worker = %addr, node = %info.node_id, "same worker as another address; using it once");
-                }
-                Ok((client, info)) if info.parsers.iter().any(|p| p.name == parser) => {
-                    info!(worker = %addr, node = %info.node_id, concurrency = info.concurrency, "worker connected");
-                    connected.push((addr, client, info));
-                }
-                Ok((_, info)) => {
-                    without_parser += 1;
-                    warn!(worker = %addr, node = %info.node_id, parser, "worker lacks the parser; not using it");
-                }
+            let (client, info) = match result {
+                Ok(conn) => conn,
                 Err(cause) => {
-                    warn!(worker = %addr, %cause, "worker unreachable; going on without it")
+                    warn!(worker = %addr, %cause, "worker unreachable; going on without it");
+                    continue;
                 }
+            };
+            // Two addresses of one worker must not give it twice its slots.
+            if connected
+                .iter()
+                .any(|(_, _, known)| known.node_id == info.node_id)
+            {
+                warn!(worker = %addr, node = %info.node_id, "same worker as another address; using it once");
+                continue;
             }
+            if let Err(why) = job.prepare(&client, &info, timeout).await {
+                warn!(worker = %addr, node = %info.node_id, %why, "worker cannot do this crawl; not using it");
+                unable = Some(why);
+                continue;
+            }
+            info!(worker = %addr, node = %info.node_id, concurrency = info.concurrency, "worker connected");
+            connected.push((addr, client, info));
         }
         if connected.is_empty() {
-            return Err(if without_parser > 0 {
-                PoolError::NoParser {
-                    parser: parser.into(),
-                }
-            } else {
-                PoolError::NoWorkers {
+            return Err(match unable {
+                Some(why) => PoolError::Unable { why },
+                None => PoolError::NoWorkers {
                     tried: hosts.join(", "),
-                }
+                },
             });
         }
         Ok(Pool::from_clients(connected, max_slots))

@@ -30,8 +30,10 @@ pub struct Summary {
     pub retries: u64,
     /// robots.txt files fetched and applied.
     pub robots_fetched: u64,
-    /// Items the itemsaver acknowledged.
+    /// Items the itemsaver acknowledged (new or updated).
     pub items_saved: u64,
+    /// Items dropped because a required field was missing.
+    pub items_dropped: u64,
     /// Distinct URLs seen (scheduled or not).
     pub urls_seen: u64,
     /// Links skipped because they were outside the allowed domains.
@@ -95,6 +97,9 @@ impl fmt::Display for Summary {
             row(f, "retries", &self.retries)?;
         }
         row(f, "items saved", &self.items_saved)?;
+        if self.items_dropped > 0 {
+            row(f, "items dropped", &self.items_dropped)?;
+        }
         row(f, "urls seen", &self.urls_seen)?;
         row(f, "links offsite", &self.links_offsite)?;
         row(f, "links over limit", &self.links_over_limit)?;

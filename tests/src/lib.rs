@@ -2,6 +2,7 @@
 //! counts the hits on every path so tests can check what a crawl fetched.
 
 pub mod hostile;
+pub mod quotes;
 pub mod site;
 
 pub use site::{Site, TestSite};

@@ -18,6 +18,9 @@ use tokio_util::sync::CancellationToken;
 /// Title of the GBK page, which only decodes right if the charset is honoured.
 pub const GBK_TITLE: &str = "中文测试页面";
 
+/// Listing pages of the quotes site under `/quotes/` (not linked from the index).
+pub const QUOTE_PAGES: usize = 5;
+
 /// The site's robots.txt: everything under `/private/` is off limits.
 pub const ROBOTS_TXT: &str = "User-agent: *\nDisallow: /private/\n";
 
@@ -83,6 +86,10 @@ impl Site {
             content_type: "text/html; charset=utf-8",
             body: body.into_bytes(),
         };
+        let quotes = crate::quotes::QuotesSite { pages: QUOTE_PAGES };
+        if let Some(page) = quotes.page(path) {
+            return Some(html(page));
+        }
         match path {
             "/" => Some(html(self.index())),
             "/gbk.html" => Some(self.gbk()),

@@ -66,6 +66,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         for p in Registry::builtin().list() {
             println!("{:<12} {}", p.name, p.description);
         }
+        println!("(declarative spiders arrive from the engine with --spider; see SPIDERS.md)");
         return Ok(());
     }
     let server = CrawlServer::new(&args.fetch.worker_config(args.concurrency))?;

@@ -141,9 +141,14 @@ async fn worker_lists_its_parsers() {
     assert!(status.success());
     let names: Vec<&str> = stdout
         .lines()
+        .filter(|l| !l.starts_with('('))
         .filter_map(|l| l.split_whitespace().next())
         .collect();
     assert_eq!(names, vec!["links", "links-dom"]);
+    assert!(
+        stdout.contains("spiders"),
+        "the spider kind is mentioned: {stdout}"
+    );
 }
 
 #[tokio::test]

@@ -6,3 +6,4 @@ mod cli;
 mod harness;
 mod hostile;
 mod pipeline;
+mod spiders;

@@ -108,13 +108,7 @@ fn id_text(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,
         Value::Text(s) => Some(s.clone()),
-        Value::List(items) => Some(
-            items
-                .iter()
-                .map(|s| scalar_text(s))
-                .collect::<Vec<_>>()
-                .join(","),
-        ),
+        Value::List(items) => Some(items.iter().map(scalar_text).collect::<Vec<_>>().join(",")),
         other => Some(other.to_json().to_string()),
     }
 }
