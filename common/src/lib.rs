@@ -17,7 +17,7 @@ pub use service::{CrawlService, CrawlServiceClient, ItemSaverService, ItemSaverS
 pub use value::{Payload, Scalar, Value};
 pub use wire::{
     FetchError, FetchFacts, FollowUp, Item, ParseResult, ParserInfo, Request, RobotsFile, SaveAck,
-    SaveError, WorkerInfo,
+    SaveError, WorkerInfo, WorkerStatus,
 };
 
 /// The version of Spinneret this build belongs to, reported by workers in `info`.

@@ -2,6 +2,7 @@
 
 use crate::wire::{
     FetchError, Item, ParseResult, Request, RobotsFile, SaveAck, SaveError, WorkerInfo,
+    WorkerStatus,
 };
 
 /// The worker's service: fetch and parse pages for the engine.
@@ -16,6 +17,8 @@ pub trait CrawlService {
     async fn load_spider(source: String) -> Result<u64, String>;
     /// Describes the worker: id, version, concurrency and parsers.
     async fn info() -> WorkerInfo;
+    /// Reports health and load; the engine's heartbeat.
+    async fn status() -> WorkerStatus;
 }
 
 /// The itemsaver's service: store items durably.

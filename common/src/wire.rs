@@ -198,6 +198,25 @@ pub struct WorkerInfo {
     pub parsers: Vec<ParserInfo>,
 }
 
+/// A worker's health and load, answered to the engine's heartbeats.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    /// An id for this worker process, stable for its life.
+    pub node_id: String,
+    /// The Spinneret version it runs.
+    pub version: String,
+    /// Seconds since it started.
+    pub uptime_secs: u64,
+    /// Requests it is working on.
+    pub in_flight: u64,
+    /// Requests it answered with a result.
+    pub done: u64,
+    /// Requests it answered with an error.
+    pub failed: u64,
+    /// Whether it refuses new work.
+    pub paused: bool,
+}
+
 /// The itemsaver's answer to a batch: sent only after the batch is committed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SaveAck {

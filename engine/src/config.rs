@@ -59,6 +59,12 @@ pub struct EngineConfig {
     pub local_worker: worker::WorkerConfig,
     /// The spider to run instead of `parser`, when crawling with `--spider`.
     pub spider: Option<SpiderRun>,
+    /// Interval between heartbeats to each worker.
+    pub heartbeat: Duration,
+    /// Heartbeats missed in a row before a worker is marked down.
+    pub heartbeat_misses: u32,
+    /// How long the crawl waits for a worker when every one is down.
+    pub no_workers_timeout: Duration,
 }
 
 /// A checked spider file, as the crawl needs it.
@@ -94,7 +100,7 @@ impl Default for EngineConfig {
             batch_size: 500,
             batch_interval: Duration::from_millis(500),
             progress_interval: Duration::from_secs(5),
-            max_worker_failures: 3,
+            max_worker_failures: 5,
             delay: Duration::ZERO,
             retries: 2,
             max_redirects: 10,
@@ -103,6 +109,9 @@ impl Default for EngineConfig {
             robots: true,
             local_worker: worker::WorkerConfig::default(),
             spider: None,
+            heartbeat: Duration::from_secs(2),
+            heartbeat_misses: 3,
+            no_workers_timeout: Duration::from_secs(60),
         }
     }
 }

@@ -92,10 +92,9 @@ impl Crawl {
         let agent = pool
             .workers()
             .first()
-            .map_or(common::USER_AGENT_TOKEN, |w| {
-                common::user_agent_token(&w.info.user_agent)
-            })
-            .to_owned();
+            .map_or(common::USER_AGENT_TOKEN.to_owned(), |w| {
+                common::user_agent_token(&w.info().user_agent).to_owned()
+            });
         let summary = Summary {
             items_at,
             ..Summary::default()
@@ -251,7 +250,10 @@ impl Crawl {
             None => lease,
         };
         lease.worker().requests.fetch_add(1, Ordering::Relaxed);
-        let client = lease.worker().client.clone();
+        let client = lease.client().clone();
+        // A worker marked down (missed heartbeats, broken connection) ends its calls at once,
+        // so their requests can go elsewhere instead of waiting out the deadline.
+        let down = lease.down_signal();
         let ctx = transport::deadline(self.config.rpc_timeout);
         let request = dispatched.request.clone();
         debug!(url = %request.url, kind = ?dispatched.kind, worker = %lease.worker().addr, "dispatch");
@@ -259,7 +261,10 @@ impl Crawl {
             Kind::Page => {
                 self.pages_in_flight += 1;
                 Box::pin(async move {
-                    let outcome = client.crawl(ctx, request).await.map(Answer::Page);
+                    let outcome = tokio::select! {
+                        r = client.crawl(ctx, request) => r.map(Answer::Page),
+                        _ = down.cancelled() => Err(RpcError::Shutdown),
+                    };
                     Completion {
                         dispatched,
                         lease,
@@ -268,7 +273,10 @@ impl Crawl {
                 })
             }
             Kind::Robots => Box::pin(async move {
-                let outcome = client.robots(ctx, request.url).await.map(Answer::Robots);
+                let outcome = tokio::select! {
+                    r = client.robots(ctx, request.url) => r.map(Answer::Robots),
+                    _ = down.cancelled() => Err(RpcError::Shutdown),
+                };
                 Completion {
                     dispatched,
                     lease,
@@ -301,7 +309,7 @@ impl Crawl {
                     // The worker is alive but slow or refused the call: keep it.
                     RpcError::DeadlineExceeded | RpcError::Server(_) => self.pool.release(lease),
                     // The connection is gone.
-                    _ => self.pool.retire(lease),
+                    _ => self.pool.retire(lease, &error.to_string()),
                 }
                 self.worker_failed(dispatched, worker, &addr, &error, now);
                 return Ok(());
@@ -350,7 +358,8 @@ impl Crawl {
             return;
         };
         let ctx = transport::deadline(self.config.connect_timeout);
-        match conn.client.load_spider(ctx, spider.source.clone()).await {
+        let client = conn.client();
+        match client.load_spider(ctx, spider.source.clone()).await {
             Ok(Ok(_)) => info!(worker = %conn.addr, "spider sent again"),
             Ok(Err(why)) => warn!(worker = %conn.addr, %why, "worker refused the spider"),
             Err(e) => warn!(worker = %conn.addr, cause = %e, "could not send the spider"),

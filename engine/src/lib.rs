@@ -76,6 +76,17 @@ pub async fn run(
             )
         }
     };
+    let job = match &config.spider {
+        Some(spider) => pool::Job::Spider(spider.source.clone()),
+        None => pool::Job::Parser(config.parser.clone()),
+    };
+    let pool_config = pool::PoolConfig {
+        max_slots: config.concurrency,
+        connect_timeout: config.connect_timeout,
+        heartbeat: config.heartbeat,
+        heartbeat_misses: config.heartbeat_misses,
+        no_workers_timeout: config.no_workers_timeout,
+    };
     let pool = if config.worker_hosts.is_empty() {
         let server = worker::CrawlServer::new(&config.local_worker)?;
         if let Some(spider) = &config.spider {
@@ -83,27 +94,14 @@ pub async fn run(
                 .load_spider_source(&spider.source)
                 .map_err(EngineError::SpiderRefused)?;
         }
-        let info = server.worker_info().clone();
+        let info = server.worker_info();
         info!(
             concurrency = info.concurrency,
             "fetching with a worker in this process"
         );
-        Pool::from_clients(
-            vec![("in-process".into(), worker::in_process(server), info)],
-            config.concurrency,
-        )
+        Pool::in_process(worker::in_process(server), info, job, pool_config)
     } else {
-        let job = match &config.spider {
-            Some(spider) => pool::Job::Spider(&spider.source),
-            None => pool::Job::Parser(&config.parser),
-        };
-        Pool::connect(
-            &config.worker_hosts,
-            job,
-            config.concurrency,
-            config.connect_timeout,
-        )
-        .await?
+        Pool::connect(&config.worker_hosts, job, pool_config).await?
     };
     let sink = ItemSink::start(
         saver,

@@ -241,6 +241,36 @@ struct Args {
     )]
     max_backoff: u64,
 
+    /// Milliseconds between heartbeats to each worker.
+    #[arg(
+        long = "heartbeat_ms",
+        alias = "heartbeat-ms",
+        value_name = "MS",
+        env = "SPINNERET_HEARTBEAT_MS",
+        default_value_t = 2000
+    )]
+    heartbeat_ms: u64,
+
+    /// Heartbeats a worker may miss in a row before it is marked down and its requests move.
+    #[arg(
+        long = "heartbeat_misses",
+        alias = "heartbeat-misses",
+        value_name = "N",
+        env = "SPINNERET_HEARTBEAT_MISSES",
+        default_value_t = 3
+    )]
+    heartbeat_misses: u32,
+
+    /// Seconds the crawl waits for a worker to come back when every worker is down.
+    #[arg(
+        long = "no_workers_timeout",
+        alias = "no-workers-timeout",
+        value_name = "SECS",
+        env = "SPINNERET_NO_WORKERS_TIMEOUT",
+        default_value_t = 60
+    )]
+    no_workers_timeout: u64,
+
     /// Fetch limits of the in-process worker (used only without --worker_hosts; remote workers
     /// take these flags themselves).
     #[command(
@@ -338,6 +368,9 @@ impl Args {
             max_backoff: Duration::from_secs(self.max_backoff.max(1)),
             local_worker: self.fetch.worker_config(self.concurrency.max(1) as u32),
             spider,
+            heartbeat: Duration::from_millis(self.heartbeat_ms.max(10)),
+            heartbeat_misses: self.heartbeat_misses.max(1),
+            no_workers_timeout: Duration::from_secs(self.no_workers_timeout),
             ..defaults
         })
     }

@@ -7,9 +7,12 @@ use crate::parsers::{Extracted, Page, Parser, Registry};
 use crate::spider::{self, CompiledSpider};
 use common::{
     CrawlService, FetchError, FetchFacts, ParseResult, ParserInfo, Request, RobotsFile, WorkerInfo,
+    WorkerStatus,
 };
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 use tarpc::context::Context;
 use tokio::sync::Semaphore;
 use tracing::{debug, info};
@@ -33,6 +36,42 @@ struct Shared {
     permits: Semaphore,
     info: WorkerInfo,
     max_links: usize,
+    started: Instant,
+    counters: Counters,
+}
+
+/// What the worker has done, for `status`.
+#[derive(Default)]
+struct Counters {
+    in_flight: AtomicU64,
+    done: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// Counts a request in flight for as long as it lives, then as done or failed.
+struct InFlight<'a>(&'a Counters);
+
+impl<'a> InFlight<'a> {
+    fn start(counters: &'a Counters) -> Self {
+        counters.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(counters)
+    }
+
+    fn finish<T, E>(self, result: Result<T, E>) -> Result<T, E> {
+        let counter = if result.is_ok() {
+            &self.0.done
+        } else {
+            &self.0.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -97,6 +136,8 @@ impl CrawlServer {
                 permits: Semaphore::new(config.concurrency.max(1) as usize),
                 info,
                 max_links: config.max_links_per_page,
+                started: Instant::now(),
+                counters: Counters::default(),
             }),
         })
     }
@@ -119,6 +160,20 @@ impl CrawlServer {
             }
         }
         info
+    }
+
+    /// Health and load; the body of the `status` RPC.
+    pub fn worker_status(&self) -> WorkerStatus {
+        let c = &self.shared.counters;
+        WorkerStatus {
+            node_id: self.shared.info.node_id.clone(),
+            version: self.shared.info.version.clone(),
+            uptime_secs: self.shared.started.elapsed().as_secs(),
+            in_flight: c.in_flight.load(Ordering::Relaxed),
+            done: c.done.load(Ordering::Relaxed),
+            failed: c.failed.load(Ordering::Relaxed),
+            paused: false,
+        }
     }
 
     /// Compiles `source` and keeps it; the body of the `load_spider` RPC.
@@ -242,7 +297,8 @@ impl CrawlServer {
 
 impl CrawlService for CrawlServer {
     async fn crawl(self, _: Context, request: Request) -> Result<ParseResult, FetchError> {
-        self.crawl_one(request).await
+        let counting = InFlight::start(&self.shared.counters);
+        counting.finish(self.crawl_one(request).await)
     }
 
     async fn robots(self, _: Context, url: String) -> Result<RobotsFile, FetchError> {
@@ -258,6 +314,10 @@ impl CrawlService for CrawlServer {
 
     async fn info(self, _: Context) -> WorkerInfo {
         self.worker_info()
+    }
+
+    async fn status(self, _: Context) -> WorkerStatus {
+        self.worker_status()
     }
 }
 
