@@ -407,9 +407,8 @@ impl Pool {
 
     /// Gives a lease back after its request finished.
     pub fn release(&self, lease: Lease) {
-        if !lease.is_valid() {
-            self.shared.live.fetch_sub(1, Ordering::Relaxed);
-        } else if self.shared.tx.send(lease).is_err() {
+        // A lease of a down connection is discarded; so is one the channel cannot take.
+        if !lease.is_valid() || self.shared.tx.send(lease).is_err() {
             self.shared.live.fetch_sub(1, Ordering::Relaxed);
         }
     }
