@@ -65,6 +65,28 @@ pub struct EngineConfig {
     pub heartbeat_misses: u32,
     /// How long the crawl waits for a worker when every one is down.
     pub no_workers_timeout: Duration,
+    /// Where the crawl's durable state is kept; `None` keeps nothing (`--no_state`).
+    pub state_dir: Option<PathBuf>,
+    /// How often the state is committed.
+    pub state_sync: Duration,
+    /// What to do with an existing state.
+    pub resume: ResumeMode,
+    /// How long a stopping crawl waits for its requests in flight.
+    pub drain_timeout: Duration,
+    /// How long the itemsaver may take no items before the crawl stops (its items kept).
+    pub itemsaver_timeout: Duration,
+}
+
+/// What to do with the state an earlier run left.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum ResumeMode {
+    /// Carry on an unfinished crawl if there is one, else start fresh.
+    #[default]
+    Auto,
+    /// Carry on, and fail when there is nothing to carry on (`--resume`).
+    Require,
+    /// Throw the earlier state away and start over (`--fresh`).
+    Fresh,
 }
 
 /// A checked spider file, as the crawl needs it.
@@ -112,6 +134,11 @@ impl Default for EngineConfig {
             heartbeat: Duration::from_secs(2),
             heartbeat_misses: 3,
             no_workers_timeout: Duration::from_secs(60),
+            state_dir: None,
+            state_sync: Duration::from_millis(200),
+            resume: ResumeMode::Auto,
+            drain_timeout: Duration::from_secs(30),
+            itemsaver_timeout: Duration::from_secs(300),
         }
     }
 }

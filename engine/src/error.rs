@@ -7,7 +7,7 @@ use crate::sink::SinkError;
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
     /// No seed URL was given.
-    #[error("no seed URL given; pass --seed URL")]
+    #[error("no seed URL given: pass --seed URL, give the spider start_urls, or --resume a crawl")]
     NoSeeds,
     /// A seed is not a crawlable URL.
     #[error("invalid seed URL {seed:?}: {reason}")]
@@ -60,6 +60,9 @@ pub enum EngineError {
         /// Requests still queued.
         queued: u64,
     },
+    /// The crawl state failed.
+    #[error(transparent)]
+    State(#[from] crate::state::StateError),
     /// Items could not be delivered.
     #[error(transparent)]
     Sink(#[from] SinkError),

@@ -24,6 +24,8 @@ pub enum Kind {
 /// A request taken from the frontier, with what the engine tracks about it.
 #[derive(Clone, Debug)]
 pub struct Dispatched {
+    /// Its id in the durable queue (0 for robots.txt requests, which are not kept).
+    pub id: u64,
     /// The request sent to a worker.
     pub request: Request,
     /// Its host key (`host:port`), for the per-host accounting.
@@ -179,20 +181,37 @@ impl Frontier {
         self.seen.insert(fingerprint)
     }
 
-    /// Queues `request` for `host` unless its fingerprint was seen before; returns whether it
-    /// was queued. `robots_url` is the host's robots.txt, fetched first for a new host.
+    /// Queues `request` for `host` under durable id `id`, unless its fingerprint was seen
+    /// before; returns whether it was queued. `robots_url` is the host's robots.txt, fetched
+    /// first for a new host.
+    #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
         request: Request,
         host: String,
         fingerprint: u64,
         redirects: u32,
+        id: u64,
         robots_url: impl FnOnce() -> String,
         now: Instant,
     ) -> bool {
         if !self.mark_seen(fingerprint) {
             return false;
         }
+        self.restore(request, host, redirects, id, robots_url, now);
+        true
+    }
+
+    /// Queues a request read back from the durable state (its URL is already in the seen set).
+    pub fn restore(
+        &mut self,
+        request: Request,
+        host: String,
+        redirects: u32,
+        id: u64,
+        robots_url: impl FnOnce() -> String,
+        now: Instant,
+    ) {
         if !self.hosts.contains_key(&host) {
             let mut new_host = Host {
                 pending: VecDeque::new(),
@@ -215,18 +234,23 @@ impl Frontier {
                     host.clone(),
                     Kind::Robots,
                     0,
+                    0,
                 ));
                 self.queued += 1;
             }
             self.hosts.insert(host.clone(), new_host);
         }
         if let Some(h) = self.hosts.get_mut(&host) {
-            h.pending
-                .push_back(new_dispatched(request, host.clone(), Kind::Page, redirects));
+            h.pending.push_back(new_dispatched(
+                request,
+                host.clone(),
+                Kind::Page,
+                redirects,
+                id,
+            ));
             self.queued += 1;
         }
         self.schedule(&host, now);
-        true
     }
 
     /// Puts a request back at the front of its host's queue (its worker failed it).
@@ -418,8 +442,15 @@ impl Frontier {
     }
 }
 
-fn new_dispatched(request: Request, host: String, kind: Kind, redirects: u32) -> Dispatched {
+fn new_dispatched(
+    request: Request,
+    host: String,
+    kind: Kind,
+    redirects: u32,
+    id: u64,
+) -> Dispatched {
     Dispatched {
+        id,
         request,
         host,
         kind,
@@ -462,6 +493,7 @@ mod tests {
             host.into(),
             common::fingerprint(&url),
             0,
+            1,
             || format!("http://{host}/robots.txt"),
             now,
         )

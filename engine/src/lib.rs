@@ -12,6 +12,7 @@ pub mod pool;
 pub mod robots;
 pub mod scope;
 pub mod sink;
+pub mod state;
 pub mod summary;
 
 pub use config::{EngineConfig, SpiderRun};
@@ -19,8 +20,11 @@ pub use error::EngineError;
 pub use summary::Summary;
 
 use common::transport;
+use config::ResumeMode;
+use crawl::Stopped;
 use pool::Pool;
-use sink::{ItemSink, SinkConfig};
+use sink::{ItemSink, SinkConfig, Target};
+use state::{Restored, StateDir, StateError, StateHandle};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
@@ -52,26 +56,48 @@ pub fn parse_seed(seed: &str) -> Result<url::Url, EngineError> {
     })
 }
 
-/// Connects to the itemsaver and the workers (or starts them in-process) and runs the crawl.
+/// Connects to the itemsaver and the workers (or starts them in-process) and runs the crawl,
+/// resuming it from its state directory when an earlier run did not finish.
 pub async fn run(
     config: EngineConfig,
     shutdown: CancellationToken,
 ) -> Result<Summary, EngineError> {
-    if config.seeds.is_empty() {
+    let state_dir = config.state_dir.as_ref().map(StateDir::new);
+    let (state, restored) = match &state_dir {
+        Some(dir) => {
+            if config.resume == ResumeMode::Fresh {
+                dir.remove()?;
+            }
+            if config.resume == ResumeMode::Require && !dir.has_unfinished() {
+                return Err(StateError::NothingToResume(dir.path().to_owned()).into());
+            }
+            let (handle, restored) = dir.open(config.state_sync)?;
+            state::log_restored(dir.path(), &restored);
+            (handle, restored)
+        }
+        None => (StateHandle::disabled(), Restored::default()),
+    };
+    if config.seeds.is_empty() && !restored.resumed {
         return Err(EngineError::NoSeeds);
     }
-    let (saver, items_at) = match &config.itemsaver_host {
-        Some(addr) => (
-            connect_itemsaver(addr, &config).await?,
-            format!("itemsaver at {addr}"),
-        ),
+    let (target, items_at) = match &config.itemsaver_host {
+        Some(addr) => {
+            let client = connect_itemsaver(addr, &config).await?;
+            (
+                Target::Remote {
+                    addr: addr.clone(),
+                    client,
+                },
+                format!("itemsaver at {addr}"),
+            )
+        }
         None => {
             let store = itemsaver::Store::open(&config.store)?;
             info!(store = %config.store.display(), "storing items in this process");
             let server =
                 itemsaver::ItemSaverServer::new(Arc::new(store), itemsaver::DEFAULT_MAX_BATCH);
             (
-                itemsaver::in_process(server),
+                Target::Local(itemsaver::in_process(server)),
                 config.store.display().to_string(),
             )
         }
@@ -104,16 +130,27 @@ pub async fn run(
         Pool::connect(&config.worker_hosts, job, pool_config).await?
     };
     let sink = ItemSink::start(
-        saver,
+        target,
         SinkConfig {
             batch_size: config.batch_size.max(1),
             batch_interval: config.batch_interval,
             rpc_timeout: config.rpc_timeout,
+            unavailable_timeout: config.itemsaver_timeout,
+            connect_timeout: config.connect_timeout,
         },
+        state.clone(),
     );
-    crawl::Crawl::new(config, pool, sink, items_at)
-        .run(shutdown)
-        .await
+    let crawl = crawl::Crawl::new(config, pool, sink, items_at, state, state_dir.is_some());
+    let (stopped, mut summary) = crawl.run(restored, shutdown).await?;
+    if let Some(dir) = state_dir {
+        if stopped == Stopped::Interrupted {
+            summary.resumable_state = Some(dir.path().display().to_string());
+        } else {
+            // Finished: nothing to resume, and a re-run starts a fresh crawl.
+            dir.remove()?;
+        }
+    }
+    Ok(summary)
 }
 
 /// Connects to the itemsaver and checks that it answers as one.

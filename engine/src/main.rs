@@ -1,6 +1,7 @@
 //! `engine`: runs a crawl across Spinneret workers and sends the items to an itemsaver.
 
 use clap::Parser;
+use engine::config::ResumeMode;
 use engine::{EngineConfig, EngineError, parse_seed};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -19,7 +20,7 @@ struct Args {
         value_name = "URL",
         env = "SPINNERET_SEEDS",
         value_delimiter = ' ',
-        required_unless_present_any = ["spider", "check_spider"]
+        required_unless_present_any = ["spider", "check_spider", "resume"]
     )]
     seeds: Vec<String>,
 
@@ -271,6 +272,57 @@ struct Args {
     )]
     no_workers_timeout: u64,
 
+    /// Directory for the crawl's durable state (queue, seen URLs, undelivered items, figures),
+    /// so that a killed or stopped crawl resumes. Default: TASK.state in the working directory.
+    /// Removed when the crawl finishes.
+    #[arg(long, value_name = "DIR", env = "SPINNERET_STATE")]
+    state: Option<PathBuf>,
+
+    /// Keep no durable state: a crawl that stops cannot be resumed.
+    #[arg(long = "no_state", alias = "no-state", env = "SPINNERET_NO_STATE", conflicts_with_all = ["state", "resume"])]
+    no_state: bool,
+
+    /// Carry on the unfinished crawl in the state directory; fail if there is none. (Re-running
+    /// the same command also carries on, and starts fresh when there is nothing to resume.)
+    #[arg(long, env = "SPINNERET_RESUME", conflicts_with = "fresh")]
+    resume: bool,
+
+    /// Throw away the state of an unfinished crawl and start over.
+    #[arg(long, env = "SPINNERET_FRESH")]
+    fresh: bool,
+
+    /// Milliseconds between commits of the state (batched for speed; a crash refetches at most
+    /// the pages finished in the last interval).
+    #[arg(
+        long = "state_sync_ms",
+        alias = "state-sync-ms",
+        value_name = "MS",
+        env = "SPINNERET_STATE_SYNC_MS",
+        default_value_t = 200
+    )]
+    state_sync_ms: u64,
+
+    /// Seconds a stopping crawl (first SIGINT or SIGTERM) waits for its requests in flight.
+    #[arg(
+        long = "drain_timeout",
+        alias = "drain-timeout",
+        value_name = "SECS",
+        env = "SPINNERET_DRAIN_TIMEOUT",
+        default_value_t = 30
+    )]
+    drain_timeout: u64,
+
+    /// Seconds the itemsaver may take no items before the crawl stops (its items stay in the
+    /// state and are sent on resume); the crawl waits meanwhile.
+    #[arg(
+        long = "itemsaver_timeout",
+        alias = "itemsaver-timeout",
+        value_name = "SECS",
+        env = "SPINNERET_ITEMSAVER_TIMEOUT",
+        default_value_t = 300
+    )]
+    itemsaver_timeout: u64,
+
     /// Fetch limits of the in-process worker (used only without --worker_hosts; remote workers
     /// take these flags themselves).
     #[command(
@@ -319,6 +371,11 @@ impl Args {
             .unwrap_or_default();
         let limits = spec.as_ref().map(|s| s.limits.clone()).unwrap_or_default();
         let defaults = EngineConfig::default();
+        let task = self
+            .task
+            .clone()
+            .or_else(|| spider.as_ref().map(|s| s.name.clone()))
+            .unwrap_or_else(|| defaults.task.clone());
         let worker_hosts = self
             .worker_hosts
             .iter()
@@ -334,11 +391,7 @@ impl Args {
         Ok(EngineConfig {
             seeds,
             parser: self.parser.clone(),
-            task: self
-                .task
-                .clone()
-                .or_else(|| spider.as_ref().map(|s| s.name.clone()))
-                .unwrap_or(defaults.task),
+
             concurrency: self.concurrency.max(1),
             per_host: self
                 .per_host
@@ -371,6 +424,22 @@ impl Args {
             heartbeat: Duration::from_millis(self.heartbeat_ms.max(10)),
             heartbeat_misses: self.heartbeat_misses.max(1),
             no_workers_timeout: Duration::from_secs(self.no_workers_timeout),
+            state_dir: (!self.no_state).then(|| {
+                self.state
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from(format!("{task}.state")))
+            }),
+            state_sync: Duration::from_millis(self.state_sync_ms.max(1)),
+            resume: if self.resume {
+                ResumeMode::Require
+            } else if self.fresh {
+                ResumeMode::Fresh
+            } else {
+                ResumeMode::Auto
+            },
+            drain_timeout: Duration::from_secs(self.drain_timeout),
+            itemsaver_timeout: Duration::from_secs(self.itemsaver_timeout.max(1)),
+            task,
             ..defaults
         })
     }
@@ -420,9 +489,6 @@ async fn crawl(args: &Args) -> anyhow::Result<()> {
         return Ok(());
     }
     let config = args.config()?;
-    if config.seeds.is_empty() {
-        anyhow::bail!("no start URL: pass --seed URL or give the spider start_urls");
-    }
     let shutdown = CancellationToken::new();
     common::cli::cancel_on_signals(shutdown.clone());
     let summary = engine::run(config, shutdown).await?;

@@ -1,11 +1,12 @@
 //! The end-of-crawl summary: what was fetched, what failed and why, where items went.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 
 /// Figures for one worker.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct WorkerShare {
     /// The worker's address.
     pub addr: String,
@@ -16,7 +17,8 @@ pub struct WorkerShare {
 }
 
 /// What a crawl did, printed at the end and written as JSON with `--summary_json`.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Summary {
     /// Pages fetched and parsed.
     pub pages_ok: u64,
@@ -56,6 +58,8 @@ pub struct Summary {
     pub items_at: String,
     /// The engine's peak resident memory in MiB, where the OS reports it.
     pub peak_rss_mb: Option<f64>,
+    /// Where the crawl's state was kept, when it stopped early and can be resumed.
+    pub resumable_state: Option<String>,
 }
 
 /// The peak resident memory of this process in MiB (Linux `VmHWM`), if known.
@@ -67,6 +71,24 @@ pub fn peak_rss_mb() -> Option<f64> {
 }
 
 impl Summary {
+    /// Adds the figures of an earlier run of the same crawl (a resume).
+    pub fn restore_counters(&mut self, before: &Summary) {
+        self.pages_ok += before.pages_ok;
+        self.pages_redirected += before.pages_redirected;
+        self.retries += before.retries;
+        self.robots_fetched += before.robots_fetched;
+        self.items_dropped += before.items_dropped;
+        self.links_offsite += before.links_offsite;
+        self.links_over_limit += before.links_over_limit;
+        self.worker_retries += before.worker_retries;
+        for (reason, n) in &before.pages_failed {
+            *self.pages_failed.entry(reason.clone()).or_default() += n;
+        }
+        for (reason, n) in &before.skipped {
+            *self.skipped.entry(reason.clone()).or_default() += n;
+        }
+    }
+
     /// Pages that failed, all reasons together.
     pub fn failed_total(&self) -> u64 {
         self.pages_failed.values().sum()
@@ -120,6 +142,13 @@ impl fmt::Display for Summary {
         }
         if let Some(mb) = self.peak_rss_mb {
             row(f, "peak memory", &format!("{mb:.0} MiB"))?;
+        }
+        if let Some(state) = &self.resumable_state {
+            row(f, "resumable state", state)?;
+            writeln!(
+                f,
+                "  (run the same command again, or add --resume, to carry on)"
+            )?;
         }
         write!(f, "  {:<18}{}", "items at", self.items_at)
     }

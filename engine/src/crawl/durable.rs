@@ -1,0 +1,120 @@
+//! The crawl's side of the durable state: recording changes in order, and starting from what
+//! an earlier run left.
+
+use super::{Crawl, host_key};
+use crate::error::EngineError;
+use crate::robots;
+use crate::sink::Spooled;
+use crate::state::{QueueEntry, Restored};
+use crate::summary::Summary;
+use common::{Item, Request};
+use tokio::time::Instant;
+use tracing::warn;
+use url::Url;
+
+/// A state change waiting to be sent to the writer; kept in order, so that a request's links
+/// and items are recorded with (never after) its removal from the queue.
+#[derive(Debug)]
+pub(super) enum Pending {
+    Seen(u64),
+    Enqueue(u64, Request, u32),
+    Finish(u64),
+    Spool(u64, Item),
+}
+
+impl Crawl {
+    /// Records that request `id` is done for good (0: not a durable request).
+    pub(super) fn finished(&mut self, id: u64) {
+        if self.durable && id != 0 {
+            self.pending.push(Pending::Finish(id));
+        }
+    }
+
+    /// Gives items their spool sequence numbers and records them in the spool.
+    pub(super) fn spool(&mut self, items: Vec<Item>) -> Vec<Spooled> {
+        items
+            .into_iter()
+            .map(|item| {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                if self.durable {
+                    self.pending.push(Pending::Spool(seq, item.clone()));
+                }
+                (seq, item)
+            })
+            .collect()
+    }
+
+    /// Sends the recorded changes to the state writer, in order.
+    pub(super) async fn flush_pending(&mut self) -> Result<(), EngineError> {
+        for change in std::mem::take(&mut self.pending) {
+            match change {
+                Pending::Seen(fp) => self.state.seen(fp).await?,
+                Pending::Enqueue(id, request, redirects) => {
+                    self.state
+                        .enqueue(id, &QueueEntry { request, redirects })
+                        .await?
+                }
+                Pending::Finish(id) => self.state.finish(id).await?,
+                Pending::Spool(seq, item) => self.state.spool(seq, &item).await?,
+            }
+        }
+        Ok(())
+    }
+
+    /// The running figures, for the state.
+    pub(super) fn counters_json(&self) -> String {
+        let mut counters = self.summary.clone();
+        counters.items_saved = self.items_saved_before + self.sink.saved();
+        serde_json::to_string(&counters).unwrap_or_default()
+    }
+
+    /// Loads what an earlier run left (seen URLs, queue, undelivered items, figures), then
+    /// queues the seeds (those already seen are skipped).
+    pub(super) async fn start(&mut self, restored: Restored) -> Result<(), EngineError> {
+        let now = Instant::now();
+        for fp in restored.seen {
+            self.frontier.mark_seen(fp);
+        }
+        for (id, entry) in restored.queue {
+            self.next_id = self.next_id.max(id + 1);
+            let Ok(url) = Url::parse(&entry.request.url) else {
+                warn!(url = %entry.request.url, "unreadable queued URL in the state; dropped");
+                continue;
+            };
+            self.frontier.restore(
+                entry.request,
+                host_key(&url),
+                entry.redirects,
+                id,
+                || robots::robots_url(&url),
+                now,
+            );
+        }
+        if let Some(json) = restored.counters
+            && let Ok(before) = serde_json::from_str::<Summary>(&json)
+        {
+            self.summary.restore_counters(&before);
+            self.items_saved_before = before.items_saved;
+        }
+        self.next_seq = restored.spool.last().map_or(1, |(seq, _)| seq + 1);
+        // Items fetched but not acknowledged before: sent first, in order.
+        self.sink.send(restored.spool).await?;
+        let (parser, spider) = match &self.config.spider {
+            Some(s) => (s.start_rule.clone(), Some(s.hash)),
+            None => (self.config.parser.clone(), None),
+        };
+        for seed in self.config.seeds.clone() {
+            let request = Request {
+                url: seed.to_string(),
+                parser: parser.clone(),
+                depth: 0,
+                task: self.config.task.clone(),
+                meta: Default::default(),
+                spider,
+            };
+            self.push(&seed, request, 0, now);
+        }
+        self.flush_pending().await
+    }
+}

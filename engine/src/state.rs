@@ -1,0 +1,491 @@
+//! The crawl's durable state: what is queued or in flight, every URL seen, items not yet
+//! acknowledged by the itemsaver, and the running figures. Kept in SQLite (WAL), written by one
+//! task in batched transactions, so a crawl killed at any moment resumes where it stopped.
+//!
+//! The invariant that makes resuming exact: a request leaves the queue in the same transaction
+//! that records the links it discovered and spools its items. After a crash, every request not
+//! recorded as finished is fetched again; nothing recorded is lost.
+
+use common::{Item, Request};
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, error, info};
+
+/// Operations buffered before the writer task must catch up.
+const OPS_BUFFER: usize = 65_536;
+/// Operations per transaction at most, so one commit stays short.
+const MAX_OPS_PER_COMMIT: usize = 50_000;
+
+/// Why the state could not be opened or written.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    /// SQLite failed.
+    #[error("crawl state {path}: {source}")]
+    Sqlite {
+        /// The state file.
+        path: PathBuf,
+        /// What SQLite said.
+        source: rusqlite::Error,
+    },
+    /// The directory could not be created or removed.
+    #[error("crawl state {path}: {source}")]
+    Io {
+        /// The state directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A stored record does not decode (a damaged or foreign file).
+    #[error("crawl state {path}: damaged record: {message}")]
+    Damaged {
+        /// The state file.
+        path: PathBuf,
+        /// What did not decode.
+        message: String,
+    },
+    /// `--resume` was given but there is nothing to resume.
+    #[error("nothing to resume: no unfinished crawl in {0}")]
+    NothingToResume(PathBuf),
+    /// The writer task stopped.
+    #[error("crawl state writer stopped")]
+    WriterStopped,
+}
+
+/// A queued request as stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct QueueEntry {
+    /// The request.
+    pub request: Request,
+    /// Redirect hops that led to it.
+    pub redirects: u32,
+}
+
+/// What a state directory held when it was opened.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// Whether an unfinished crawl was found.
+    pub resumed: bool,
+    /// Fingerprints of every URL seen.
+    pub seen: Vec<u64>,
+    /// Requests queued or in flight when the crawl stopped, by id.
+    pub queue: Vec<(u64, QueueEntry)>,
+    /// Items not acknowledged by the itemsaver, by spool sequence, in order.
+    pub spool: Vec<(u64, Item)>,
+    /// The running figures (a serialized summary), if saved.
+    pub counters: Option<String>,
+}
+
+/// One change to the state.
+#[derive(Debug)]
+enum Op {
+    Seen(u64),
+    Enqueue(u64, Vec<u8>),
+    Finish(u64),
+    Spool(u64, Vec<u8>),
+    Acked(Vec<u64>),
+    Counters(String),
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+/// Sends changes to the state writer; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct StateHandle {
+    tx: Option<mpsc::Sender<Op>>,
+}
+
+impl StateHandle {
+    /// A handle that records nothing (`--no_state`).
+    pub fn disabled() -> StateHandle {
+        StateHandle { tx: None }
+    }
+
+    async fn send(&self, op: Op) -> Result<(), StateError> {
+        match &self.tx {
+            Some(tx) => tx.send(op).await.map_err(|_| StateError::WriterStopped),
+            None => Ok(()),
+        }
+    }
+
+    /// Records that a URL fingerprint was seen.
+    pub async fn seen(&self, fingerprint: u64) -> Result<(), StateError> {
+        self.send(Op::Seen(fingerprint)).await
+    }
+
+    /// Records a queued request under `id`.
+    pub async fn enqueue(&self, id: u64, entry: &QueueEntry) -> Result<(), StateError> {
+        if self.tx.is_none() {
+            return Ok(());
+        }
+        let bytes = bincode::serialize(entry).map_err(|e| damaged_op(e.to_string()))?;
+        self.send(Op::Enqueue(id, bytes)).await
+    }
+
+    /// Records that request `id` is finished for good.
+    pub async fn finish(&self, id: u64) -> Result<(), StateError> {
+        self.send(Op::Finish(id)).await
+    }
+
+    /// Spools an item under sequence `seq` until the itemsaver acknowledges it.
+    pub async fn spool(&self, seq: u64, item: &Item) -> Result<(), StateError> {
+        if self.tx.is_none() {
+            return Ok(());
+        }
+        let bytes = bincode::serialize(item).map_err(|e| damaged_op(e.to_string()))?;
+        self.send(Op::Spool(seq, bytes)).await
+    }
+
+    /// Removes acknowledged items from the spool.
+    pub async fn acked(&self, seqs: Vec<u64>) -> Result<(), StateError> {
+        self.send(Op::Acked(seqs)).await
+    }
+
+    /// Saves the running figures.
+    pub async fn counters(&self, json: String) -> Result<(), StateError> {
+        self.send(Op::Counters(json)).await
+    }
+
+    /// Commits everything sent so far and waits for it.
+    pub async fn flush(&self) -> Result<(), StateError> {
+        let Some(tx) = &self.tx else { return Ok(()) };
+        let (done, wait) = oneshot::channel();
+        tx.send(Op::Flush(done))
+            .await
+            .map_err(|_| StateError::WriterStopped)?;
+        wait.await
+            .map_err(|_| StateError::WriterStopped)?
+            .map_err(damaged_op)
+    }
+}
+
+fn damaged_op(message: String) -> StateError {
+    StateError::Damaged {
+        path: PathBuf::new(),
+        message,
+    }
+}
+
+/// The state directory of a crawl.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    dir: PathBuf,
+}
+
+impl StateDir {
+    /// The state kept in `dir`.
+    pub fn new(dir: impl Into<PathBuf>) -> StateDir {
+        StateDir { dir: dir.into() }
+    }
+
+    /// The directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    fn db(&self) -> PathBuf {
+        self.dir.join("state.db")
+    }
+
+    /// Whether the directory holds an unfinished crawl.
+    pub fn has_unfinished(&self) -> bool {
+        self.db().exists()
+    }
+
+    /// Removes the state of a crawl that finished.
+    pub fn remove(&self) -> Result<(), StateError> {
+        match std::fs::remove_dir_all(&self.dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(StateError::Io {
+                path: self.dir.clone(),
+                source: e,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Opens the state (creating it), reads back what it holds, and starts the writer task,
+    /// which commits every `sync`.
+    pub fn open(&self, sync: Duration) -> Result<(StateHandle, Restored), StateError> {
+        std::fs::create_dir_all(&self.dir).map_err(|source| StateError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let path = self.db();
+        let sqlite = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(sqlite)?;
+        // A committed transaction survives the process being killed; only a power cut could
+        // lose the last commits, and those are re-fetched on resume.
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(sqlite)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+             CREATE TABLE IF NOT EXISTS seen (fp INTEGER PRIMARY KEY);
+             CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY, entry BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, item BLOB NOT NULL);",
+        )
+        .map_err(sqlite)?;
+        let restored = restore(&conn, &path)?;
+        let (tx, rx) = mpsc::channel(OPS_BUFFER);
+        let writer_path = path.clone();
+        std::thread::Builder::new()
+            .name("state-writer".into())
+            .spawn(move || write_loop(conn, rx, sync, writer_path))
+            .map_err(|source| StateError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+        Ok((StateHandle { tx: Some(tx) }, restored))
+    }
+}
+
+fn restore(conn: &Connection, path: &Path) -> Result<Restored, StateError> {
+    let sqlite = |source| StateError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let damaged = |message: String| StateError::Damaged {
+        path: path.to_owned(),
+        message,
+    };
+    let mut r = Restored::default();
+    let mut stmt = conn.prepare("SELECT fp FROM seen").map_err(sqlite)?;
+    r.seen = stmt
+        .query_map([], |row| row.get::<_, i64>(0))
+        .map_err(sqlite)?
+        .map(|fp| fp.map(|v| v as u64))
+        .collect::<Result<_, _>>()
+        .map_err(sqlite)?;
+    let mut stmt = conn
+        .prepare("SELECT id, entry FROM queue ORDER BY id")
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(sqlite)?;
+    for row in rows {
+        let (id, bytes) = row.map_err(sqlite)?;
+        let entry: QueueEntry =
+            bincode::deserialize(&bytes).map_err(|e| damaged(format!("queue entry {id}: {e}")))?;
+        r.queue.push((id, entry));
+    }
+    let mut stmt = conn
+        .prepare("SELECT seq, item FROM spool ORDER BY seq")
+        .map_err(sqlite)?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(sqlite)?;
+    for row in rows {
+        let (seq, bytes) = row.map_err(sqlite)?;
+        let item: Item = bincode::deserialize(&bytes)
+            .map_err(|e| damaged(format!("spooled item {seq}: {e}")))?;
+        r.spool.push((seq, item));
+    }
+    r.counters = conn
+        .query_row("SELECT value FROM meta WHERE key = 'counters'", [], |row| {
+            row.get(0)
+        })
+        .ok();
+    r.resumed = !r.seen.is_empty();
+    Ok(r)
+}
+
+/// The writer: gathers operations and commits them in batches, every `sync` or when asked.
+fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, sync: Duration, path: PathBuf) {
+    let mut batch: Vec<Op> = Vec::new();
+    loop {
+        // Wait for the first operation, then gather what arrives within the sync interval.
+        let Some(first) = rx.blocking_recv() else {
+            break;
+        };
+        batch.push(first);
+        let deadline = std::time::Instant::now() + sync;
+        let mut flush_now = matches!(batch.last(), Some(Op::Flush(_)));
+        while !flush_now && batch.len() < MAX_OPS_PER_COMMIT {
+            match rx.try_recv() {
+                Ok(op) => {
+                    flush_now = matches!(op, Op::Flush(_));
+                    batch.push(op);
+                }
+                Err(mpsc::error::TryRecvError::Empty) => {
+                    let left = deadline.saturating_duration_since(std::time::Instant::now());
+                    if left.is_zero() {
+                        break;
+                    }
+                    std::thread::sleep(left.min(Duration::from_millis(5)));
+                }
+                Err(mpsc::error::TryRecvError::Disconnected) => break,
+            }
+        }
+        let result = commit(&mut conn, &mut batch).map_err(|e| e.to_string());
+        if let Err(e) = &result {
+            error!(state = %path.display(), cause = %e, "writing the crawl state failed");
+        }
+        for op in batch.drain(..) {
+            if let Op::Flush(done) = op {
+                let _ = done.send(result.clone());
+            }
+        }
+    }
+    debug!(state = %path.display(), "state writer stopped");
+}
+
+fn commit(conn: &mut Connection, batch: &mut [Op]) -> rusqlite::Result<()> {
+    let tx = conn.transaction()?;
+    {
+        let mut seen = tx.prepare_cached("INSERT OR IGNORE INTO seen (fp) VALUES (?1)")?;
+        let mut enqueue =
+            tx.prepare_cached("INSERT OR REPLACE INTO queue (id, entry) VALUES (?1, ?2)")?;
+        let mut finish = tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?;
+        let mut spool =
+            tx.prepare_cached("INSERT OR REPLACE INTO spool (seq, item) VALUES (?1, ?2)")?;
+        let mut acked = tx.prepare_cached("DELETE FROM spool WHERE seq = ?1")?;
+        let mut counters =
+            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?1)")?;
+        for op in batch.iter() {
+            match op {
+                Op::Seen(fp) => {
+                    seen.execute([*fp as i64])?;
+                }
+                Op::Enqueue(id, entry) => {
+                    enqueue.execute(params![*id as i64, entry])?;
+                }
+                Op::Finish(id) => {
+                    finish.execute([*id as i64])?;
+                }
+                Op::Spool(seq, item) => {
+                    spool.execute(params![*seq as i64, item])?;
+                }
+                Op::Acked(seqs) => {
+                    for seq in seqs {
+                        acked.execute([*seq as i64])?;
+                    }
+                }
+                Op::Counters(json) => {
+                    counters.execute([json])?;
+                }
+                Op::Flush(_) => {}
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// Logs what a resumed crawl found.
+pub fn log_restored(dir: &Path, r: &Restored) {
+    if r.resumed {
+        info!(
+            state = %dir.display(),
+            seen = r.seen.len(),
+            queued = r.queue.len(),
+            undelivered_items = r.spool.len(),
+            "resuming an unfinished crawl"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use common::Payload;
+
+    fn request(url: &str) -> Request {
+        Request {
+            url: url.into(),
+            parser: "links".into(),
+            depth: 1,
+            task: "t".into(),
+            meta: Default::default(),
+            spider: None,
+        }
+    }
+
+    fn item(id: &str) -> Item {
+        Item {
+            id: id.into(),
+            url: id.into(),
+            kind: "page".into(),
+            task: "t".into(),
+            payload: Payload::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn what_was_committed_comes_back() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("crawl.state"));
+        {
+            let (handle, restored) = state.open(Duration::from_millis(10)).expect("open");
+            assert!(!restored.resumed);
+            for (id, url) in [
+                (1, "http://a.test/1"),
+                (2, "http://a.test/2"),
+                (3, "http://a.test/3"),
+            ] {
+                handle.seen(id * 100).await.expect("seen");
+                handle
+                    .enqueue(
+                        id,
+                        &QueueEntry {
+                            request: request(url),
+                            redirects: 0,
+                        },
+                    )
+                    .await
+                    .expect("enqueue");
+            }
+            handle.finish(2).await.expect("finish");
+            handle.spool(1, &item("x")).await.expect("spool");
+            handle.spool(2, &item("y")).await.expect("spool");
+            handle.acked(vec![1]).await.expect("acked");
+            handle
+                .counters("{\"pages_ok\":1}".into())
+                .await
+                .expect("counters");
+            handle.flush().await.expect("flush");
+        }
+        assert!(state.has_unfinished());
+        let (_handle, r) = state.open(Duration::from_millis(10)).expect("reopen");
+        assert!(r.resumed);
+        let mut seen = r.seen.clone();
+        seen.sort();
+        assert_eq!(seen, vec![100, 200, 300]);
+        let queued: Vec<(u64, String)> = r
+            .queue
+            .iter()
+            .map(|(id, e)| (*id, e.request.url.clone()))
+            .collect();
+        assert_eq!(
+            queued,
+            vec![
+                (1, "http://a.test/1".to_owned()),
+                (3, "http://a.test/3".to_owned())
+            ]
+        );
+        assert_eq!(
+            r.spool
+                .iter()
+                .map(|(s, i)| (*s, i.id.as_str()))
+                .collect::<Vec<_>>(),
+            vec![(2, "y")]
+        );
+        assert_eq!(r.counters.as_deref(), Some("{\"pages_ok\":1}"));
+        state.remove().expect("remove");
+        assert!(!state.has_unfinished());
+    }
+
+    #[tokio::test]
+    async fn disabled_state_records_nothing() {
+        let handle = StateHandle::disabled();
+        handle.seen(1).await.expect("seen");
+        handle.flush().await.expect("flush");
+    }
+}
