@@ -3,6 +3,7 @@
 //!
 //! Nothing outside this crate defines a type that crosses the wire.
 
+pub mod activity;
 pub mod canon;
 pub mod cli;
 pub mod hosts;

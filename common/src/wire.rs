@@ -140,6 +140,9 @@ pub enum FetchError {
     /// The parser failed on the page.
     #[error("parse failed: {0}")]
     Parse(String),
+    /// The worker is shutting down and takes no new work; send the request elsewhere.
+    #[error("worker unavailable: {0}")]
+    Unavailable(String),
     /// Any other failure, described.
     #[error("{0}")]
     Other(String),
@@ -159,6 +162,7 @@ impl FetchError {
             FetchError::UnknownParser(_) => "unknown_parser".into(),
             FetchError::UnknownSpider(_) => "unknown_spider".into(),
             FetchError::Parse(_) => "parse".into(),
+            FetchError::Unavailable(_) => "worker_unavailable".into(),
             FetchError::Other(_) => "other".into(),
         }
     }

@@ -27,10 +27,22 @@ pub async fn run(
     server: ItemSaverServer,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    // On shutdown, refuse new batches (the engine keeps them and re-sends), let the commits
+    // in progress finish, then close.
+    let close = CancellationToken::new();
+    let drainer = server.clone();
+    let closing = close.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        if !drainer.drain(std::time::Duration::from_secs(10)).await {
+            tracing::warn!("commits still running at the drain timeout");
+        }
+        closing.cancel();
+    });
     accept_loop(
         listener,
         ServerLimits::default(),
-        shutdown,
+        close,
         move |stream, _peer| {
             let server = server.clone();
             // Calls past this are refused rather than queued without bound; a well-behaved

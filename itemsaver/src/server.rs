@@ -1,6 +1,7 @@
 //! The `ItemSaverService` implementation: batches go to the store, acks follow the commit.
 
 use crate::store::Store;
+use common::activity::Activity;
 use common::{Item, ItemSaverService, SaveAck, SaveError};
 use std::sync::Arc;
 use tarpc::context::Context;
@@ -14,12 +15,22 @@ pub const DEFAULT_MAX_BATCH: usize = 50_000;
 pub struct ItemSaverServer {
     store: Arc<Store>,
     max_batch: usize,
+    activity: Activity,
 }
 
 impl ItemSaverServer {
     /// Serves `store`, refusing batches over `max_batch` items.
     pub fn new(store: Arc<Store>, max_batch: usize) -> Self {
-        ItemSaverServer { store, max_batch }
+        ItemSaverServer {
+            store,
+            max_batch,
+            activity: Activity::default(),
+        }
+    }
+
+    /// Stops taking batches and waits (at most `timeout`) for the commits in progress.
+    pub async fn drain(&self, timeout: std::time::Duration) -> bool {
+        self.activity.drain(timeout).await
     }
 }
 
@@ -31,6 +42,9 @@ impl ItemSaverService for ItemSaverServer {
                 limit: self.max_batch as u64,
             });
         }
+        let Some(_working) = self.activity.start() else {
+            return Err(SaveError::Store("the itemsaver is shutting down".into()));
+        };
         let store = self.store.clone();
         // SQLite blocks; the commit (and its fsync) happens off the async threads. The task runs
         // to completion even if the caller gives up, so a committed batch is never half-written.

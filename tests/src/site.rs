@@ -176,6 +176,8 @@ pub type Hits = Arc<Mutex<BTreeMap<String, u64>>>;
 struct AppState {
     site: Site,
     hits: Hits,
+    total: Arc<tokio::sync::watch::Sender<u64>>,
+    latency: std::time::Duration,
 }
 
 /// A running test site.
@@ -185,21 +187,35 @@ pub struct TestSite {
     /// The site it serves.
     pub site: Site,
     hits: Hits,
+    total: Arc<tokio::sync::watch::Sender<u64>>,
     shutdown: CancellationToken,
 }
 
 impl TestSite {
     /// Serves a site of `pages` pages on `listener` until dropped.
     pub async fn serve(listener: TcpListener, pages: usize) -> std::io::Result<TestSite> {
+        TestSite::serve_slowly(listener, pages, std::time::Duration::ZERO).await
+    }
+
+    /// Serves a site whose every answer takes `latency`, so a crawl lasts long enough to be
+    /// interrupted.
+    pub async fn serve_slowly(
+        listener: TcpListener,
+        pages: usize,
+        latency: std::time::Duration,
+    ) -> std::io::Result<TestSite> {
         let addr = listener.local_addr()?;
         let site = Site {
             pages: pages.max(1),
             port: addr.port(),
         };
         let hits: Hits = Arc::default();
+        let total = Arc::new(tokio::sync::watch::Sender::new(0));
         let state = AppState {
             site,
             hits: hits.clone(),
+            total: total.clone(),
+            latency,
         };
         let app = Router::new().fallback(handle).with_state(state);
         let shutdown = CancellationToken::new();
@@ -213,6 +229,7 @@ impl TestSite {
             addr,
             site,
             hits,
+            total,
             shutdown,
         })
     }
@@ -225,6 +242,20 @@ impl TestSite {
     /// The absolute URL of `path` on this site.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
+    }
+
+    /// Binds `127.0.0.1:0` and serves a site of `pages` pages, each answer taking `latency`.
+    pub async fn start_slowly(
+        pages: usize,
+        latency: std::time::Duration,
+    ) -> std::io::Result<TestSite> {
+        TestSite::serve_slowly(TcpListener::bind("127.0.0.1:0").await?, pages, latency).await
+    }
+
+    /// Waits until the site has been hit at least `n` times in all.
+    pub async fn wait_for_hits(&self, n: u64) {
+        let mut watch = self.total.subscribe();
+        let _ = watch.wait_for(|total| *total >= n).await;
     }
 
     /// Hits per path so far.
@@ -248,6 +279,11 @@ async fn handle(State(state): State<AppState>, uri: Uri) -> Response {
     }
     if let Ok(mut hits) = state.hits.lock() {
         *hits.entry(path.clone()).or_default() += 1;
+    }
+    state.total.send_modify(|total| *total += 1);
+    if !state.latency.is_zero() {
+        // Server latency, so a crawl lasts long enough to be interrupted mid-way.
+        tokio::time::sleep(state.latency).await;
     }
     match state.site.doc(&path) {
         Some(doc) => respond(StatusCode::OK, doc.content_type, doc.body),

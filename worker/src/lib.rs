@@ -22,16 +22,31 @@ use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-/// Serves `server` on `listener` until `shutdown` is cancelled.
+/// How long a stopping worker waits for its requests in flight.
+pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Serves `server` on `listener` until `shutdown` is cancelled, then drains: new requests
+/// are refused (the engine sends them elsewhere) while those in flight finish.
 pub async fn run(
     listener: TcpListener,
     server: CrawlServer,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
+    let close = CancellationToken::new();
+    let drainer = server.clone();
+    let closing = close.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        tracing::info!("draining: refusing new requests, finishing those in flight");
+        if !drainer.drain(DRAIN_TIMEOUT).await {
+            tracing::warn!("requests still in flight at the drain timeout");
+        }
+        closing.cancel();
+    });
     accept_loop(
         listener,
         ServerLimits::default(),
-        shutdown,
+        close,
         move |stream, _peer| {
             let server = server.clone();
             // Calls past this are refused rather than queued without bound; a well-behaved

@@ -5,6 +5,7 @@ use crate::config::WorkerConfig;
 use crate::fetch::{ClientBuildError, Fetcher};
 use crate::parsers::{Extracted, Page, Parser, Registry};
 use crate::spider::{self, CompiledSpider};
+use common::activity::{Activity, Working};
 use common::{
     CrawlService, FetchError, FetchFacts, ParseResult, ParserInfo, Request, RobotsFile, WorkerInfo,
     WorkerStatus,
@@ -37,41 +38,9 @@ struct Shared {
     info: WorkerInfo,
     max_links: usize,
     started: Instant,
-    counters: Counters,
-}
-
-/// What the worker has done, for `status`.
-#[derive(Default)]
-struct Counters {
-    in_flight: AtomicU64,
+    activity: Activity,
     done: AtomicU64,
     failed: AtomicU64,
-}
-
-/// Counts a request in flight for as long as it lives, then as done or failed.
-struct InFlight<'a>(&'a Counters);
-
-impl<'a> InFlight<'a> {
-    fn start(counters: &'a Counters) -> Self {
-        counters.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(counters)
-    }
-
-    fn finish<T, E>(self, result: Result<T, E>) -> Result<T, E> {
-        let counter = if result.is_ok() {
-            &self.0.done
-        } else {
-            &self.0.failed
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        result
-    }
-}
-
-impl Drop for InFlight<'_> {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
 }
 
 #[derive(Default)]
@@ -137,7 +106,9 @@ impl CrawlServer {
                 info,
                 max_links: config.max_links_per_page,
                 started: Instant::now(),
-                counters: Counters::default(),
+                activity: Activity::default(),
+                done: AtomicU64::new(0),
+                failed: AtomicU64::new(0),
             }),
         })
     }
@@ -164,16 +135,29 @@ impl CrawlServer {
 
     /// Health and load; the body of the `status` RPC.
     pub fn worker_status(&self) -> WorkerStatus {
-        let c = &self.shared.counters;
+        let s = &self.shared;
         WorkerStatus {
-            node_id: self.shared.info.node_id.clone(),
-            version: self.shared.info.version.clone(),
-            uptime_secs: self.shared.started.elapsed().as_secs(),
-            in_flight: c.in_flight.load(Ordering::Relaxed),
-            done: c.done.load(Ordering::Relaxed),
-            failed: c.failed.load(Ordering::Relaxed),
-            paused: false,
+            node_id: s.info.node_id.clone(),
+            version: s.info.version.clone(),
+            uptime_secs: s.started.elapsed().as_secs(),
+            in_flight: s.activity.in_flight(),
+            done: s.done.load(Ordering::Relaxed),
+            failed: s.failed.load(Ordering::Relaxed),
+            paused: s.activity.is_draining(),
         }
+    }
+
+    /// Stops taking work and waits (at most `timeout`) for the requests in flight; the engine
+    /// sends refused requests to other workers.
+    pub async fn drain(&self, timeout: std::time::Duration) -> bool {
+        self.shared.activity.drain(timeout).await
+    }
+
+    fn begin(&self) -> Result<Working, FetchError> {
+        self.shared
+            .activity
+            .start()
+            .ok_or_else(|| FetchError::Unavailable("shutting down".into()))
     }
 
     /// Compiles `source` and keeps it; the body of the `load_spider` RPC.
@@ -229,6 +213,7 @@ impl CrawlServer {
 
     /// Fetches and parses one request; the body of the `crawl` RPC.
     pub async fn crawl_one(&self, request: Request) -> Result<ParseResult, FetchError> {
+        let _working = self.begin()?;
         let job = self.job(&request)?;
         let url = Url::parse(&request.url)
             .map_err(|e| FetchError::InvalidUrl(format!("{}: {e}", request.url)))?;
@@ -284,6 +269,7 @@ impl CrawlServer {
 
     /// Fetches a robots.txt; the body of the `robots` RPC.
     pub async fn robots_one(&self, url: String) -> Result<RobotsFile, FetchError> {
+        let _working = self.begin()?;
         let url = Url::parse(&url).map_err(|e| FetchError::InvalidUrl(format!("{url}: {e}")))?;
         let _permit = self
             .shared
@@ -297,8 +283,14 @@ impl CrawlServer {
 
 impl CrawlService for CrawlServer {
     async fn crawl(self, _: Context, request: Request) -> Result<ParseResult, FetchError> {
-        let counting = InFlight::start(&self.shared.counters);
-        counting.finish(self.crawl_one(request).await)
+        let result = self.crawl_one(request).await;
+        let counter = if result.is_ok() {
+            &self.shared.done
+        } else {
+            &self.shared.failed
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        result
     }
 
     async fn robots(self, _: Context, url: String) -> Result<RobotsFile, FetchError> {

@@ -10,6 +10,17 @@ use tarpc::client::RpcError;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
+impl Answer {
+    /// Whether the worker refused the request because it is shutting down.
+    fn worker_unavailable(&self) -> bool {
+        matches!(
+            self,
+            Answer::Page(Err(FetchError::Unavailable(_)))
+                | Answer::Robots(Err(FetchError::Unavailable(_)))
+        )
+    }
+}
+
 impl Crawl {
     pub(super) async fn complete(&mut self, done: Completion) -> Result<(), EngineError> {
         let now = Instant::now();
@@ -24,6 +35,20 @@ impl Crawl {
             self.pages_in_flight -= 1;
         }
         let answer = match outcome {
+            Ok(answer) if answer.worker_unavailable() => {
+                // A worker that is shutting down refused it: take the worker out of the
+                // rotation and send the request elsewhere.
+                let addr = lease.worker().addr.clone();
+                self.pool.retire(lease, "the worker is shutting down");
+                self.worker_failed(
+                    dispatched,
+                    worker,
+                    &addr,
+                    &"the worker is shutting down",
+                    now,
+                );
+                return Ok(());
+            }
             Ok(answer) => {
                 self.pool.release(lease);
                 answer

@@ -199,6 +199,7 @@ impl Crawl {
         let mut drain_deadline: Option<Instant> = None;
         let mut progress = tokio::time::interval(self.config.progress_interval);
         progress.tick().await;
+        let mut counters_saved = Instant::now();
         loop {
             let now = Instant::now();
             let at_max_pages = self
@@ -250,12 +251,13 @@ impl Crawl {
                     );
                     break;
                 }
-                Event::Progress => {
-                    self.log_progress(in_flight.len());
-                    self.state.counters(self.counters_json()).await?;
-                }
+                Event::Progress => self.log_progress(in_flight.len()),
             }
             self.flush_pending().await?;
+            if counters_saved.elapsed() >= self.config.state_sync && self.durable {
+                self.state.counters(self.counters_json()).await?;
+                counters_saved = Instant::now();
+            }
         }
         Ok(if interrupted {
             Stopped::Interrupted

@@ -37,10 +37,16 @@ pub struct Server {
 impl Server {
     /// Starts `name` with `args` and `--port 0`, and waits for it to say where it listens.
     pub async fn start(name: &str, args: &[&str], dir: &Path) -> Server {
+        let mut all = args.to_vec();
+        all.extend(["--port", "0"]);
+        Server::start_on(name, &all, dir).await
+    }
+
+    /// Starts `name` with `args` (which give the port), and waits for it to say where it listens.
+    pub async fn start_on(name: &str, args: &[&str], dir: &Path) -> Server {
         let log = dir.join(format!("{name}-{}.log", unique()));
         let mut child = Command::new(bin(name))
             .args(args)
-            .args(["--port", "0"])
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))
@@ -84,6 +90,14 @@ impl Server {
     /// The process id.
     pub fn pid(&self) -> u32 {
         self._child.id().unwrap_or(0)
+    }
+
+    /// Waits for the process to exit on its own (bounded) and returns its status.
+    pub async fn wait_exit(mut self) -> std::process::ExitStatus {
+        tokio::time::timeout(Duration::from_secs(60), self._child.wait())
+            .await
+            .expect("the server did not exit")
+            .expect("wait")
     }
 
     /// The server's log so far, for failure messages.
@@ -161,6 +175,72 @@ pub async fn run_bin(
     envs: &[(&str, &str)],
 ) -> (ExitStatus, String, String) {
     run_bin_in(None, name, args, envs).await
+}
+
+/// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to process `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// An engine running in the background, to be interrupted.
+pub struct EngineProc {
+    child: Child,
+    summary_path: PathBuf,
+}
+
+impl EngineProc {
+    /// Starts the engine with `args` in `dir`.
+    pub fn spawn(dir: &Path, args: &[String]) -> EngineProc {
+        let summary_path = dir.join(format!("summary-{}.json", unique()));
+        let child = Command::new(bin("engine"))
+            .current_dir(dir)
+            .args(args)
+            .args([
+                "--summary_json".to_owned(),
+                summary_path.display().to_string(),
+            ])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start engine");
+        EngineProc {
+            child,
+            summary_path,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub async fn kill9(mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Waits for it to exit (bounded by [`ENGINE_TIMEOUT`]).
+    pub async fn wait(self) -> EngineRun {
+        let out = tokio::time::timeout(ENGINE_TIMEOUT, self.child.wait_with_output())
+            .await
+            .unwrap_or_else(|_| panic!("the engine did not finish within {ENGINE_TIMEOUT:?}"))
+            .expect("wait");
+        let summary = std::fs::read_to_string(&self.summary_path)
+            .ok()
+            .map(|s| serde_json::from_str(&s).expect("summary json"));
+        EngineRun {
+            status: out.status,
+            stdout: String::from_utf8_lossy(&out.stdout).into(),
+            stderr: String::from_utf8_lossy(&out.stderr).into(),
+            summary,
+        }
+    }
 }
 
 /// Runs the engine with `args` in `dir`, writing its summary there.

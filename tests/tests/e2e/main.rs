@@ -3,6 +3,7 @@
 //! The binaries are found next to this test executable; `make test` builds them first.
 
 mod cli;
+mod faults;
 mod harness;
 mod hostile;
 mod pipeline;
