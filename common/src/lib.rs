@@ -8,6 +8,7 @@ pub mod canon;
 pub mod cli;
 pub mod hosts;
 pub mod service;
+pub mod traffic;
 pub mod transport;
 pub mod value;
 pub mod wire;

@@ -4,6 +4,7 @@
 //! one connection; the server goes on serving the others.
 
 use crate::service::{CrawlServiceClient, ItemSaverServiceClient};
+use crate::traffic::{Counted, Traffic};
 use serde::{Deserialize, Serialize};
 use std::future::Future;
 use std::io;
@@ -13,6 +14,7 @@ use std::time::{Duration, Instant};
 use tarpc::serde_transport::Transport;
 use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::LengthDelimitedCodec;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -27,6 +29,9 @@ pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
 
 /// A bincode-over-TCP transport carrying `In` from the peer and `Out` to it.
 pub type TcpTransport<In, Out> = Transport<TcpStream, In, Out, Bincode<In, Out>>;
+
+/// A client transport whose traffic is counted.
+pub type CountedTransport<In, Out> = Transport<Counted<TcpStream>, In, Out, Bincode<In, Out>>;
 
 /// Why a connection to a peer could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -50,23 +55,25 @@ pub enum ConnectError {
 }
 
 /// Wraps an accepted or connected stream in the project's framing and codec.
-pub fn frame<In, Out>(stream: TcpStream) -> TcpTransport<In, Out>
+pub fn frame<S, In, Out>(stream: S) -> Transport<S, In, Out, Bincode<In, Out>>
 where
+    S: AsyncRead + AsyncWrite,
     In: for<'de> Deserialize<'de>,
     Out: Serialize,
 {
-    let _ = stream.set_nodelay(true);
     let framed = LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME_BYTES)
         .new_framed(stream);
     tarpc::serde_transport::new(framed, Bincode::default())
 }
 
-/// Opens a framed connection to `addr` (`host:port`), giving up after `timeout`.
+/// Opens a framed connection to `addr` (`host:port`), giving up after `timeout`; its bytes are
+/// counted into `traffic`.
 pub async fn connect<In, Out>(
     addr: &str,
     timeout: Duration,
-) -> Result<TcpTransport<In, Out>, ConnectError>
+    traffic: &Arc<Traffic>,
+) -> Result<CountedTransport<In, Out>, ConnectError>
 where
     In: for<'de> Deserialize<'de>,
     Out: Serialize,
@@ -80,7 +87,10 @@ where
             addr: addr.to_owned(),
             source,
         }),
-        Ok(Ok(stream)) => Ok(frame(stream)),
+        Ok(Ok(stream)) => {
+            let _ = stream.set_nodelay(true);
+            Ok(frame(Counted::new(stream, traffic.clone())))
+        }
     }
 }
 
@@ -88,8 +98,9 @@ where
 pub async fn connect_worker(
     addr: &str,
     timeout: Duration,
+    traffic: &Arc<Traffic>,
 ) -> Result<CrawlServiceClient, ConnectError> {
-    let transport = connect(addr, timeout).await?;
+    let transport = connect(addr, timeout, traffic).await?;
     Ok(CrawlServiceClient::new(tarpc::client::Config::default(), transport).spawn())
 }
 
@@ -97,8 +108,9 @@ pub async fn connect_worker(
 pub async fn connect_itemsaver(
     addr: &str,
     timeout: Duration,
+    traffic: &Arc<Traffic>,
 ) -> Result<ItemSaverServiceClient, ConnectError> {
-    let transport = connect(addr, timeout).await?;
+    let transport = connect(addr, timeout, traffic).await?;
     Ok(ItemSaverServiceClient::new(tarpc::client::Config::default(), transport).spawn())
 }
 
@@ -164,6 +176,7 @@ where
             },
         };
         debug!(%peer, "connection accepted");
+        let _ = stream.set_nodelay(true);
         let conn = serve_conn(stream, peer);
         let conn_shutdown = shutdown.clone();
         tracker.spawn(async move {
@@ -227,12 +240,14 @@ mod tests {
         );
 
         // The server still serves a well-behaved peer.
-        let mut t: TcpTransport<String, String> =
-            connect(&addr.to_string(), Duration::from_secs(5))
+        let traffic = Arc::new(Traffic::default());
+        let mut t: CountedTransport<String, String> =
+            connect(&addr.to_string(), Duration::from_secs(5), &traffic)
                 .await
                 .expect("connect");
         t.send("hello".to_owned()).await.expect("send");
         assert_eq!(t.next().await.expect("reply").expect("frame"), "hello");
+        assert!(traffic.bytes() > 0, "the connection's bytes are counted");
         shutdown.cancel();
     }
 
@@ -241,7 +256,7 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         drop(listener);
-        let err = connect::<String, String>(&addr, Duration::from_secs(5))
+        let err = connect::<String, String>(&addr, Duration::from_secs(5), &Arc::default())
             .await
             .err()
             .expect("connecting to a closed port must fail");

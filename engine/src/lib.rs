@@ -19,6 +19,7 @@ pub use config::{EngineConfig, SpiderRun};
 pub use error::EngineError;
 pub use summary::Summary;
 
+use common::traffic::Traffic;
 use common::transport;
 use config::ResumeMode;
 use crawl::Stopped;
@@ -80,13 +81,15 @@ pub async fn run(
     if config.seeds.is_empty() && !restored.resumed {
         return Err(EngineError::NoSeeds);
     }
+    let traffic = Arc::new(Traffic::default());
     let (target, items_at) = match &config.itemsaver_host {
         Some(addr) => {
-            let client = connect_itemsaver(addr, &config).await?;
+            let client = connect_itemsaver(addr, &config, &traffic).await?;
             (
                 Target::Remote {
                     addr: addr.clone(),
                     client,
+                    traffic: traffic.clone(),
                 },
                 format!("itemsaver at {addr}"),
             )
@@ -125,9 +128,15 @@ pub async fn run(
             concurrency = info.concurrency,
             "fetching with a worker in this process"
         );
-        Pool::in_process(worker::in_process(server), info, job, pool_config)
+        Pool::in_process(
+            worker::in_process(server),
+            info,
+            job,
+            pool_config,
+            traffic.clone(),
+        )
     } else {
-        Pool::connect(&config.worker_hosts, job, pool_config).await?
+        Pool::connect(&config.worker_hosts, job, pool_config, traffic.clone()).await?
     };
     let sink = ItemSink::start(
         target,
@@ -157,12 +166,13 @@ pub async fn run(
 async fn connect_itemsaver(
     addr: &str,
     config: &EngineConfig,
+    traffic: &Arc<Traffic>,
 ) -> Result<common::ItemSaverServiceClient, EngineError> {
     let fail = |cause: String| EngineError::ItemSaver {
         addr: addr.into(),
         cause,
     };
-    let client = transport::connect_itemsaver(addr, config.connect_timeout)
+    let client = transport::connect_itemsaver(addr, config.connect_timeout, traffic)
         .await
         .map_err(|e| fail(e.to_string()))?;
     client

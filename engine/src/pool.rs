@@ -8,6 +8,7 @@
 //! are cancelled so their requests can go elsewhere. It is then reconnected with back-off and
 //! rejoins with fresh leases.
 
+use common::traffic::Traffic;
 use common::{CrawlServiceClient, WorkerInfo, transport};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -177,6 +178,7 @@ pub enum PoolError {
 /// Everything the supervisors share with the pool.
 #[derive(Debug)]
 struct Shared {
+    traffic: Arc<Traffic>,
     tx: mpsc::UnboundedSender<Lease>,
     /// Leases in circulation (in the channel or out on requests), valid or not yet discarded.
     live: AtomicUsize,
@@ -239,6 +241,7 @@ impl Pool {
         hosts: &[String],
         job: Job,
         config: PoolConfig,
+        traffic: Arc<Traffic>,
     ) -> Result<Pool, PoolError> {
         let mut unique: Vec<&String> = Vec::new();
         for h in hosts {
@@ -249,7 +252,13 @@ impl Pool {
         let timeout = config.connect_timeout;
         let attempts = unique.into_iter().map(|addr| {
             let job = job.clone();
-            async move { (addr.clone(), connect_one(addr, &job, timeout).await) }
+            let traffic = traffic.clone();
+            async move {
+                (
+                    addr.clone(),
+                    connect_one(addr, &job, timeout, &traffic).await,
+                )
+            }
         });
         let mut connected: Vec<(String, CrawlServiceClient, WorkerInfo)> = Vec::new();
         let mut unable = None;
@@ -284,7 +293,7 @@ impl Pool {
                 },
             });
         }
-        let pool = Pool::build(connected, job, config, false);
+        let pool = Pool::build(connected, job, config, false, traffic);
         for worker in &pool.workers {
             tokio::spawn(supervise(
                 worker.clone(),
@@ -301,8 +310,15 @@ impl Pool {
         info: WorkerInfo,
         job: Job,
         config: PoolConfig,
+        traffic: Arc<Traffic>,
     ) -> Pool {
-        Pool::build(vec![("in-process".into(), client, info)], job, config, true)
+        Pool::build(
+            vec![("in-process".into(), client, info)],
+            job,
+            config,
+            true,
+            traffic,
+        )
     }
 
     fn build(
@@ -310,9 +326,11 @@ impl Pool {
         job: Job,
         config: PoolConfig,
         local: bool,
+        traffic: Arc<Traffic>,
     ) -> Pool {
         let (tx, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
+            traffic,
             tx,
             live: AtomicUsize::new(0),
             config,
@@ -420,6 +438,11 @@ impl Pool {
         self.shared.live.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// The RPC traffic counter of the crawl.
+    pub fn traffic(&self) -> &Arc<Traffic> {
+        &self.shared.traffic
+    }
+
     /// Every worker ever in the pool.
     pub fn workers(&self) -> &[Arc<WorkerConn>] {
         &self.workers
@@ -440,10 +463,12 @@ async fn connect_one(
     addr: &str,
     job: &Job,
     timeout: Duration,
+    traffic: &Arc<Traffic>,
 ) -> Result<(CrawlServiceClient, WorkerInfo), Failure> {
-    let client = transport::connect_worker(addr, timeout)
+    let client = transport::connect_worker(addr, timeout, traffic)
         .await
         .map_err(|e| Failure::Unreachable(e.to_string()))?;
+    traffic.call();
     let info = client
         .info(transport::deadline(timeout))
         .await
@@ -472,7 +497,14 @@ async fn supervise(worker: Arc<WorkerConn>, shared: Arc<Shared>, stop: Cancellat
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            match connect_one(&worker.addr, &shared.job, config.connect_timeout).await {
+            match connect_one(
+                &worker.addr,
+                &shared.job,
+                config.connect_timeout,
+                &shared.traffic,
+            )
+            .await
+            {
                 Ok((client, info)) => {
                     let slots = shared.slots(&info);
                     if let Ok(mut link) = worker.link.lock() {
@@ -551,7 +583,13 @@ mod tests {
             no_workers_timeout: Duration::from_millis(10),
             ..PoolConfig::default()
         };
-        Pool::build(workers, Job::Parser("links".into()), config, true)
+        Pool::build(
+            workers,
+            Job::Parser("links".into()),
+            config,
+            true,
+            Arc::default(),
+        )
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! bounded: a slow or absent itemsaver slows the crawl instead of growing memory.
 
 use crate::state::StateHandle;
+use common::traffic::Traffic;
 use common::{Item, ItemSaverServiceClient, transport};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +52,8 @@ pub enum Target {
         addr: String,
         /// The connected client.
         client: ItemSaverServiceClient,
+        /// Where its traffic is counted.
+        traffic: Arc<Traffic>,
     },
     /// The itemsaver inside this process.
     Local(ItemSaverServiceClient),
@@ -221,7 +224,13 @@ impl Sender {
         let mut reported = false;
         loop {
             let client = match &self.target {
-                Target::Remote { client, .. } | Target::Local(client) => client.clone(),
+                Target::Remote {
+                    client, traffic, ..
+                } => {
+                    traffic.call();
+                    client.clone()
+                }
+                Target::Local(client) => client.clone(),
             };
             let cause = match client
                 .save(transport::deadline(self.config.rpc_timeout), items.clone())
@@ -263,8 +272,13 @@ impl Sender {
     }
 
     async fn reconnect(&mut self) {
-        if let Target::Remote { addr, client } = &mut self.target {
-            match transport::connect_itemsaver(addr, self.config.connect_timeout).await {
+        if let Target::Remote {
+            addr,
+            client,
+            traffic,
+        } = &mut self.target
+        {
+            match transport::connect_itemsaver(addr, self.config.connect_timeout, traffic).await {
                 Ok(fresh) => {
                     debug!(itemsaver = %addr, "reconnected");
                     *client = fresh;

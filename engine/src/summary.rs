@@ -60,6 +60,22 @@ pub struct Summary {
     pub peak_rss_mb: Option<f64>,
     /// Where the crawl's state was kept, when it stopped early and can be resumed.
     pub resumable_state: Option<String>,
+    /// CPU time (user and system) the engine process used, in seconds, where the OS reports it.
+    pub cpu_secs: Option<f64>,
+    /// RPC calls the engine made (crawl, robots, save, heartbeat, ...).
+    pub rpc_calls: u64,
+    /// Bytes the engine's RPC connections carried, both ways (0 in single-machine mode).
+    pub rpc_bytes: u64,
+}
+
+/// The CPU time this process used so far in seconds (Linux `/proc/self/stat`), if known.
+pub fn cpu_secs() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+    // utime and stime are fields 14 and 15 of the line, in ticks of 1/100 s (USER_HZ).
+    Some((ticks(11)? + ticks(12)?) / 100.0)
 }
 
 /// The peak resident memory of this process in MiB (Linux `VmHWM`), if known.

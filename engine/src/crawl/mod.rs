@@ -289,6 +289,7 @@ impl Crawl {
             None => lease,
         };
         lease.worker().requests.fetch_add(1, Ordering::Relaxed);
+        self.pool.traffic().call();
         let client = lease.client().clone();
         // A worker marked down (missed heartbeats, broken connection) ends its calls at once,
         // so their requests can go elsewhere instead of waiting out the deadline.
@@ -385,6 +386,9 @@ impl Crawl {
         summary.left_in_queue = frontier.queued() as u64;
         summary.stopped = stopped.as_str().into();
         summary.peak_rss_mb = crate::summary::peak_rss_mb();
+        summary.cpu_secs = crate::summary::cpu_secs();
+        summary.rpc_calls = pool.traffic().calls();
+        summary.rpc_bytes = pool.traffic().bytes();
         summary.workers = pool
             .workers()
             .iter()
