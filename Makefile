@@ -1,7 +1,7 @@
 # Spinneret: `make demo` to see a crawl, `make test` to run every test.
 CARGO ?= cargo
 
-.PHONY: build demo test check fmt clippy clean
+.PHONY: build demo test check fmt clippy clean bench bench-quick release
 
 ## build: compile every crate and binary (debug)
 build:
@@ -14,6 +14,19 @@ demo: build
 ## test: build the binaries the end-to-end tests spawn, then run every test
 test: build
 	$(CARGO) test --workspace
+
+## release: optimised binaries, as the benchmark measures them
+release:
+	$(CARGO) build --release --workspace --bins
+
+## bench: the full benchmark (20,000 pages) and the criterion benches; writes target/bench/report.json
+bench: release
+	target/release/bench
+	$(CARGO) bench -p bench --bench core -- --warm-up-time 1 --measurement-time 3
+
+## bench-quick: the same measurements on a small site, in under a minute
+bench-quick: release
+	target/release/bench --quick
 
 ## check: formatting, lints and tests, as before every commit
 check: fmt clippy test

@@ -1,0 +1,518 @@
+//! `bench`: measures Spinneret on this machine against the machine's own limits, and writes
+//! `target/bench/report.json`. `make bench` runs it on release binaries; `--quick` is small.
+
+use anyhow::{Context as _, bail};
+use bench::pages::Site;
+use bench::server::{Server, Tally};
+use clap::Parser;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Measures crawl speed, CPU, RPC overhead and memory on this machine, and writes a report.
+#[derive(Parser, Debug)]
+#[command(name = "bench")]
+struct Args {
+    /// Pages in the benchmark site.
+    #[arg(long, default_value_t = 20_000)]
+    pages: usize,
+    /// A small run (2,000 pages and smaller memory figures) that finishes in under a minute.
+    #[arg(long)]
+    quick: bool,
+    /// Requests in flight in the crawls.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Latency the server adds in the latency-bound run, in milliseconds.
+    #[arg(long = "latency_ms", default_value_t = 50)]
+    latency_ms: u64,
+    /// Where the JSON report goes.
+    #[arg(long, default_value = "target/bench/report.json")]
+    out: PathBuf,
+    /// Measure only the frontier's memory per URL with N URLs and print it (run in a fresh
+    /// process, so memory freed by earlier steps cannot hide growth).
+    #[arg(long = "measure_seen", value_name = "N", hide = true)]
+    measure_seen: Option<usize>,
+}
+
+struct Sizes {
+    pages: usize,
+    latency_pages: usize,
+    seen: [usize; 2],
+    items: usize,
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = Args::parse();
+    match run(&args).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: &Args) -> anyhow::Result<()> {
+    if let Some(n) = args.measure_seen {
+        println!("{}", seen_bytes_per_url(n));
+        return Ok(());
+    }
+    let sizes = if args.quick {
+        Sizes {
+            pages: args.pages.min(2_000),
+            latency_pages: 500,
+            seen: [100_000, 1_000_000],
+            items: 50_000,
+        }
+    } else {
+        Sizes {
+            pages: args.pages,
+            latency_pages: 10_000.min(args.pages),
+            seen: [1_000_000, 10_000_000],
+            items: 200_000,
+        }
+    };
+    let bins = std::env::current_exe()?
+        .parent()
+        .context("no binary directory")?
+        .to_owned();
+    for b in ["engine", "worker", "itemsaver"] {
+        if !bins.join(b).exists() {
+            bail!(
+                "{} is not built next to bench; run `cargo build --release --workspace --bins`",
+                bins.join(b).display()
+            );
+        }
+    }
+    let dir = tempfile::tempdir()?;
+    let site = Arc::new(Site::new(sizes.pages));
+    let server = Server::start(site.clone()).await?;
+    let c = args.concurrency;
+
+    step(
+        1,
+        "server_raw_pages_per_s: every page by a tight concurrent client",
+    );
+    let server_raw = server_raw(&server, sizes.pages, c).await?;
+    server.reset();
+
+    step(
+        2,
+        "parse_ceiling_pages_per_s: the links parser over every page, all cores",
+    );
+    let parse_site = site.clone();
+    let parse_ceiling = tokio::task::spawn_blocking(move || parse_ceiling(&parse_site)).await??;
+
+    step(
+        3,
+        "inprocess_pages_per_s: engine --seed, single-machine mode",
+    );
+    let crawl_flags = vec![
+        format!("--seed={}", server.url(0)),
+        format!("--concurrency={c}"),
+        format!("--per_host={c}"),
+        "--no_state".to_owned(),
+    ];
+    let mut flags = crawl_flags.clone();
+    flags.push(format!(
+        "--store={}",
+        dir.path().join("inprocess.db").display()
+    ));
+    let inprocess = engine(&bins, dir.path(), &flags).await?;
+    let inprocess_tally = server.tally();
+    server.reset();
+
+    step(
+        4,
+        "distributed_pages_per_s: itemsaver + two workers + engine over loopback RPC",
+    );
+    let store = dir.path().join("distributed.db");
+    let saver = spawn_server(
+        &bins,
+        "itemsaver",
+        &[format!("--store={}", store.display())],
+    )
+    .await?;
+    let w0 = spawn_server(&bins, "worker", &[format!("--concurrency={c}")]).await?;
+    let w1 = spawn_server(&bins, "worker", &[format!("--concurrency={c}")]).await?;
+    let mut flags = crawl_flags.clone();
+    flags.push(format!("--itemsaver_host={}", saver.addr));
+    flags.push(format!("--worker_hosts={},{}", w0.addr, w1.addr));
+    let distributed = engine(&bins, dir.path(), &flags).await?;
+    let tally = server.tally();
+    let others_cpu: f64 = [&saver, &w0, &w1]
+        .iter()
+        .map(|s| process_cpu_secs(s.pid()).unwrap_or(0.0))
+        .sum();
+    drop((saver, w0, w1));
+    let items_stored = itemsaver::Store::open(&store)?.count(None)?;
+    let pages = tally.fetched.max(1) as f64;
+    let engine_cpu = distributed["cpu_secs"].as_f64().unwrap_or(0.0);
+    let cpu_ms_per_page = (engine_cpu + others_cpu) * 1000.0 / pages;
+    let rpc_calls_per_page = distributed["rpc_calls"].as_f64().unwrap_or(0.0) / pages;
+    let rpc_bytes_per_page = distributed["rpc_bytes"].as_f64().unwrap_or(0.0) / pages;
+    server.reset();
+
+    step(
+        5,
+        "latency_bound_pages_per_s: the server waits before every answer",
+    );
+    server.set_latency(Duration::from_millis(args.latency_ms));
+    let mut flags = crawl_flags.clone();
+    flags.push(format!(
+        "--store={}",
+        dir.path().join("latency.db").display()
+    ));
+    flags.push(format!("--max_pages={}", sizes.latency_pages));
+    let latency = engine(&bins, dir.path(), &flags).await?;
+    server.set_latency(Duration::ZERO);
+    let ideal = c as f64 / (args.latency_ms as f64 / 1000.0);
+
+    step(
+        6,
+        "seen_bytes_per_url: engine memory per URL known (seen set plus queue)",
+    );
+    let mut seen = [0.0; 2];
+    for (slot, n) in seen.iter_mut().zip(sizes.seen) {
+        let out = Command::new(std::env::current_exe()?)
+            .arg(format!("--measure_seen={n}"))
+            .output()
+            .await?;
+        *slot = String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse()
+            .context("seen measurement")?;
+    }
+
+    step(
+        7,
+        "itemsaver_items_per_s: saves into the default store, batches of 500",
+    );
+    let items_per_s = itemsaver_items_per_s(dir.path(), sizes.items).await?;
+
+    let num = |v: &Value| v.as_f64().unwrap_or(0.0);
+    let inprocess_pps = num(&inprocess["pages_per_sec"]);
+    let distributed_pps = num(&distributed["pages_per_sec"]);
+    let report = json!({
+        "server_raw_pages_per_s": round(server_raw),
+        "parse_ceiling_pages_per_s": round(parse_ceiling),
+        "inprocess_pages_per_s": round(inprocess_pps),
+        "distributed_pages_per_s": round(distributed_pps),
+        "cpu_ms_per_page": round3(cpu_ms_per_page),
+        "rpc_calls_per_page": round3(rpc_calls_per_page),
+        "rpc_bytes_per_page": round(rpc_bytes_per_page),
+        "latency_bound_pages_per_s": round(num(&latency["pages_per_sec"])),
+        "latency_bound_ideal_pages_per_s": round(ideal),
+        "seen_bytes_per_url": round(seen[1]),
+        "itemsaver_items_per_s": round(items_per_s),
+        "ratio_distributed_to_inprocess": round3(distributed_pps / inprocess_pps.max(1e-9)),
+        "ratio_inprocess_to_parse_ceiling": round3(inprocess_pps / parse_ceiling.max(1e-9)),
+        "correctness": {
+            "pages": sizes.pages,
+            "pages_fetched": tally.fetched,
+            "unique": tally.unique,
+            "duplicates": tally.duplicates,
+            "missing": tally.missing,
+            "items_stored": items_stored,
+            "inprocess_exact": exact(&inprocess_tally, sizes.pages),
+        },
+        "context": {
+            "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            "cpu": cpu_model(),
+            "concurrency": c,
+            "latency_ms": args.latency_ms,
+            "latency_bound_pages": sizes.latency_pages,
+            "seen_bytes_per_url_at": { sizes.seen[0].to_string(): round(seen[0]), sizes.seen[1].to_string(): round(seen[1]) },
+            "items_saved_in_store_bench": sizes.items,
+            "binaries": bins.display().to_string(),
+        }
+    });
+    print_table(&report);
+    if let Some(parent) = args.out.parent() {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
+    println!("report written to {}", args.out.display());
+    if !exact(&tally, sizes.pages) || items_stored != sizes.pages as u64 {
+        bail!(
+            "the distributed crawl was not exact: {tally:?}, {items_stored} items stored for {} pages",
+            sizes.pages
+        );
+    }
+    Ok(())
+}
+
+fn step(n: u32, what: &str) {
+    eprintln!("[{n}] {what}");
+}
+
+fn exact(t: &Tally, pages: usize) -> bool {
+    t.fetched == pages as u64 && t.unique == pages as u64 && t.duplicates == 0 && t.missing == 0
+}
+
+fn round(x: f64) -> f64 {
+    x.round()
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
+
+async fn server_raw(server: &Server, pages: usize, concurrency: usize) -> anyhow::Result<f64> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let started = Instant::now();
+    let fetched = futures::stream::iter(0..pages)
+        .map(|i| {
+            let client = client.clone();
+            let url = server.url(i);
+            async move { client.get(url).send().await?.bytes().await.map(|b| b.len()) }
+        })
+        .buffer_unordered(concurrency)
+        .filter(|r| futures::future::ready(r.is_ok()))
+        .count()
+        .await;
+    if fetched != pages {
+        bail!("the raw client fetched {fetched} of {pages} pages");
+    }
+    Ok(pages as f64 / started.elapsed().as_secs_f64())
+}
+
+fn parse_ceiling(site: &Site) -> anyhow::Result<f64> {
+    use worker::parsers::{LinksParser, Page, Parser as _};
+    let pages: Vec<(url::Url, Vec<u8>)> = (0..site.pages)
+        .map(|i| {
+            (
+                url::Url::parse(&format!("http://bench.test/p/{i}.html")).expect("url"),
+                site.page(i),
+            )
+        })
+        .collect();
+    let request = common::Request {
+        url: String::new(),
+        parser: "links".into(),
+        depth: 0,
+        task: "bench".into(),
+        meta: Default::default(),
+        spider: None,
+    };
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let started = Instant::now();
+    let links: usize = std::thread::scope(|scope| {
+        let handles: Vec<_> = pages
+            .chunks(pages.len().div_ceil(threads))
+            .map(|chunk| {
+                let request = &request;
+                scope.spawn(move || {
+                    let mut links = 0;
+                    for (url, body) in chunk {
+                        let html = std::str::from_utf8(body).unwrap_or("");
+                        let page = Page {
+                            request,
+                            url,
+                            html,
+                            max_links: 5_000,
+                        };
+                        links += LinksParser.parse(&page).map(|e| e.links.len()).unwrap_or(0);
+                    }
+                    links
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap_or(0)).sum()
+    });
+    let elapsed = started.elapsed().as_secs_f64();
+    if links != site.pages * bench::pages::LINKS_PER_PAGE {
+        bail!(
+            "the parser found {links} links, expected {}",
+            site.pages * bench::pages::LINKS_PER_PAGE
+        );
+    }
+    Ok(site.pages as f64 / elapsed)
+}
+
+/// Runs the engine to the end and returns its JSON summary.
+async fn engine(bins: &Path, dir: &Path, flags: &[String]) -> anyhow::Result<Value> {
+    let summary = dir.join("summary.json");
+    let _ = std::fs::remove_file(&summary);
+    let out = Command::new(bins.join("engine"))
+        .current_dir(dir)
+        .args(flags)
+        .arg(format!("--summary_json={}", summary.display()))
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .output()
+        .await?;
+    if !out.status.success() {
+        bail!("engine failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_str(&std::fs::read_to_string(&summary)?)?)
+}
+
+struct Spawned {
+    addr: String,
+    child: Child,
+}
+
+impl Spawned {
+    fn pid(&self) -> u32 {
+        self.child.id().unwrap_or(0)
+    }
+}
+
+async fn spawn_server(bins: &Path, name: &str, flags: &[String]) -> anyhow::Result<Spawned> {
+    let mut child = Command::new(bins.join(name))
+        .args(flags)
+        .arg("--port=0")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let stdout = child.stdout.take().context("stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
+        .await??
+        .context("no address")?;
+    let addr = line
+        .strip_prefix("listening on ")
+        .context("unexpected first line")?
+        .to_owned();
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok(Spawned { addr, child })
+}
+
+/// CPU seconds (user + system) process `pid` used so far.
+fn process_cpu_secs(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some((fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / 100.0)
+}
+
+fn rss_bytes() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+        * 1024.0
+}
+
+/// Memory the engine's frontier grows by per URL it knows (seen and queued), with `n`
+/// synthetic URLs on 1,000 hosts.
+fn seen_bytes_per_url(n: usize) -> f64 {
+    use engine::frontier::{Frontier, PolitenessConfig};
+    let before = rss_bytes();
+    let mut frontier = Frontier::new(PolitenessConfig {
+        per_host: 8,
+        delay: Duration::ZERO,
+        max_backoff: Duration::from_secs(60),
+        max_pages_per_host: None,
+        robots: false,
+    });
+    let now = tokio::time::Instant::now();
+    for k in 0..n {
+        let host = format!("site{}.example:80", k % 1_000);
+        let url = format!("http://site{}.example/articles/{k}/index.html", k % 1_000);
+        let fp = common::fingerprint(&url);
+        let request = common::Request {
+            url,
+            parser: "links".into(),
+            depth: 3,
+            task: "default".into(),
+            meta: Default::default(),
+            spider: None,
+        };
+        frontier.push(request, host, fp, 0, k as u64 + 1, String::new, now);
+    }
+    let grown = rss_bytes() - before;
+    let per_url = grown / n as f64;
+    drop(frontier);
+    per_url
+}
+
+async fn itemsaver_items_per_s(dir: &Path, n: usize) -> anyhow::Result<f64> {
+    let store = Arc::new(itemsaver::Store::open(dir.join("store-bench.db"))?);
+    let client = itemsaver::in_process(itemsaver::ItemSaverServer::new(
+        store,
+        itemsaver::DEFAULT_MAX_BATCH,
+    ));
+    let item = |i: usize| {
+        let mut payload = common::Payload::new();
+        payload.insert(
+            "title".into(),
+            common::Value::Text(format!("Benchmark page {i}")),
+        );
+        payload.insert(
+            "description".into(),
+            common::Value::Text(format!("Page {i} of the benchmark site")),
+        );
+        payload.insert("outlinks".into(), common::Value::Int(50));
+        let url = format!("http://bench.test/p/{i}.html");
+        common::Item {
+            id: url.clone(),
+            url,
+            kind: "page".into(),
+            task: "bench".into(),
+            payload,
+        }
+    };
+    let started = Instant::now();
+    for start in (0..n).step_by(500) {
+        let batch: Vec<common::Item> = (start..(start + 500).min(n)).map(item).collect();
+        client
+            .save(common::transport::deadline(Duration::from_secs(60)), batch)
+            .await?
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn print_table(report: &Value) {
+    let targets: [(&str, &str); 13] = [
+        ("server_raw_pages_per_s", ""),
+        ("parse_ceiling_pages_per_s", ""),
+        ("inprocess_pages_per_s", ""),
+        ("distributed_pages_per_s", ""),
+        ("cpu_ms_per_page", "<= 0.4"),
+        ("rpc_calls_per_page", "<= 3"),
+        ("rpc_bytes_per_page", "<= 5000"),
+        ("latency_bound_pages_per_s", ">= 0.9 x ideal"),
+        ("latency_bound_ideal_pages_per_s", ""),
+        ("seen_bytes_per_url", "<= 64"),
+        ("itemsaver_items_per_s", ">= 100000"),
+        ("ratio_distributed_to_inprocess", ">= 0.9"),
+        ("ratio_inprocess_to_parse_ceiling", ">= 0.7"),
+    ];
+    println!("{:<34} {:>14}  target", "measure", "value");
+    for (key, target) in targets {
+        println!("{key:<34} {:>14}  {target}", report[key].to_string());
+    }
+    println!("correctness: {}", report["correctness"]);
+}
