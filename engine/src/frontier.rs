@@ -8,7 +8,7 @@
 use crate::robots::Rules;
 use common::Request;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -78,7 +78,7 @@ enum RobotsState {
 
 #[derive(Debug)]
 struct Host {
-    pending: VecDeque<Dispatched>,
+    pending: VecDeque<Queued>,
     in_flight: usize,
     next_allowed: Instant,
     robots: RobotsState,
@@ -102,10 +102,10 @@ impl Host {
     }
 
     /// Why a page must not be sent, if it must not.
-    fn refusal(&self, d: &Dispatched, max_pages: Option<u64>) -> Option<&'static str> {
+    fn refusal(&self, d: &Queued, max_pages: Option<u64>) -> Option<&'static str> {
         match &self.robots {
             RobotsState::Known(Rules::DisallowAll) => return Some("robots_unavailable"),
-            RobotsState::Known(rules) if !rules.allows(&d.request.url) => {
+            RobotsState::Known(rules) if !rules.allows(&d.url) => {
                 return Some("robots_disallowed");
             }
             _ => {}
@@ -114,6 +114,31 @@ impl Host {
         let first_try = d.attempts == 0 && d.worker_failures == 0;
         (first_try && max_pages.is_some_and(|max| self.pages >= max)).then_some("host_page_cap")
     }
+}
+
+/// Everything of a request but its URL, depth and history: shared by the many requests that
+/// have it (one per parser, task, metadata and spider in use), so the queue stores an index.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Origin {
+    parser: String,
+    task: String,
+    meta: BTreeMap<String, String>,
+    spider: Option<u64>,
+}
+
+/// A queued request, compact, since the queue may hold millions: the URL, a few small
+/// numbers, and the index of its [`Origin`]. Its host is the queue it sits in.
+#[derive(Debug)]
+struct Queued {
+    url: Box<str>,
+    id: u64,
+    depth: u32,
+    redirects: u32,
+    origin: u32,
+    attempts: u16,
+    worker_failures: u16,
+    last_worker: Option<u32>,
+    kind: Kind,
 }
 
 /// A request waiting out its retry back-off.
@@ -156,6 +181,7 @@ pub struct Frontier {
     deferred: BinaryHeap<Reverse<Deferred>>,
     next_seq: u64,
     queued: usize,
+    origins: Vec<Origin>,
 }
 
 impl Frontier {
@@ -173,6 +199,7 @@ impl Frontier {
             deferred: BinaryHeap::new(),
             next_seq: 0,
             queued: 0,
+            origins: Vec::new(),
         }
     }
 
@@ -212,6 +239,7 @@ impl Frontier {
         robots_url: impl FnOnce() -> String,
         now: Instant,
     ) {
+        let origin = self.intern(&request);
         if !self.hosts.contains_key(&host) {
             let mut new_host = Host {
                 pending: VecDeque::new(),
@@ -225,45 +253,108 @@ impl Frontier {
             };
             if self.config.robots {
                 new_host.robots = RobotsState::Unknown;
-                let robots_request = Request {
-                    url: robots_url(),
-                    ..request.clone()
-                };
-                new_host.pending.push_back(new_dispatched(
-                    robots_request,
-                    host.clone(),
+                let robots = queued(
+                    robots_url().into_boxed_str(),
+                    0,
+                    request.depth,
+                    0,
+                    origin,
                     Kind::Robots,
-                    0,
-                    0,
-                ));
+                );
+                new_host.pending.push_back(robots);
                 self.queued += 1;
             }
             self.hosts.insert(host.clone(), new_host);
         }
         if let Some(h) = self.hosts.get_mut(&host) {
-            h.pending.push_back(new_dispatched(
-                request,
-                host.clone(),
-                Kind::Page,
-                redirects,
+            let url = request.url.into_boxed_str();
+            h.pending.push_back(queued(
+                url,
                 id,
+                request.depth,
+                redirects,
+                origin,
+                Kind::Page,
             ));
             self.queued += 1;
         }
         self.schedule(&host, now);
     }
 
+    /// The index of `request`'s origin, added if new. Origins are few (one per parser, task,
+    /// metadata and spider in use); the last one used is checked first.
+    fn intern(&mut self, request: &Request) -> u32 {
+        let same = |o: &Origin| {
+            o.parser == request.parser
+                && o.task == request.task
+                && o.spider == request.spider
+                && o.meta == request.meta
+        };
+        if let Some(i) = self.origins.iter().rposition(same) {
+            return i as u32;
+        }
+        self.origins.push(Origin {
+            parser: request.parser.clone(),
+            task: request.task.clone(),
+            meta: request.meta.clone(),
+            spider: request.spider,
+        });
+        (self.origins.len() - 1) as u32
+    }
+
+    /// Turns a dispatched request back into a queue entry.
+    fn compact(&mut self, d: Dispatched) -> Queued {
+        let origin = self.intern(&d.request);
+        Queued {
+            url: d.request.url.into_boxed_str(),
+            id: d.id,
+            depth: d.request.depth,
+            redirects: d.redirects,
+            origin,
+            attempts: d.attempts.min(u32::from(u16::MAX)) as u16,
+            worker_failures: d.worker_failures.min(u32::from(u16::MAX)) as u16,
+            last_worker: d.last_worker.map(|w| w as u32),
+            kind: d.kind,
+        }
+    }
+
+    /// Rebuilds the full request of a queue entry of `host`.
+    fn expand(&self, q: Queued, host: &str) -> Dispatched {
+        let o = &self.origins[q.origin as usize];
+        Dispatched {
+            id: q.id,
+            request: Request {
+                url: q.url.into_string(),
+                parser: o.parser.clone(),
+                depth: q.depth,
+                task: o.task.clone(),
+                meta: o.meta.clone(),
+                spider: o.spider,
+            },
+            host: host.to_owned(),
+            kind: q.kind,
+            attempts: u32::from(q.attempts),
+            worker_failures: u32::from(q.worker_failures),
+            last_worker: q.last_worker.map(|w| w as usize),
+            redirects: q.redirects,
+        }
+    }
+
     /// Puts a request back at the front of its host's queue (its worker failed it).
     pub fn requeue_front(&mut self, dispatched: Dispatched, now: Instant) {
         let host = dispatched.host.clone();
+        if !self.hosts.contains_key(&host) {
+            return;
+        }
+        let entry = self.compact(dispatched);
         if let Some(h) = self.hosts.get_mut(&host) {
-            if dispatched.kind == Kind::Robots {
+            if entry.kind == Kind::Robots {
                 h.robots = RobotsState::Unknown;
             }
-            h.pending.push_front(dispatched);
+            h.pending.push_front(entry);
             self.queued += 1;
-            self.schedule(&host, now);
         }
+        self.schedule(&host, now);
     }
 
     /// Holds a request back until `at`, then puts it at the front of its host's queue.
@@ -339,6 +430,7 @@ impl Frontier {
             if d.kind == Kind::Page {
                 if let Some(reason) = h.refusal(&d, config.max_pages_per_host) {
                     self.schedule(&name, now);
+                    let d = self.expand(d, &name);
                     return Some(Popped::Skip(d, reason));
                 }
                 if d.attempts == 0 && d.worker_failures == 0 {
@@ -350,6 +442,7 @@ impl Frontier {
             h.in_flight += 1;
             h.next_allowed = now + (h.delay + h.backoff).min(config.max_backoff.max(h.delay));
             self.schedule(&name, now);
+            let d = self.expand(d, &name);
             return Some(Popped::Send(d));
         }
         None
@@ -442,22 +535,17 @@ impl Frontier {
     }
 }
 
-fn new_dispatched(
-    request: Request,
-    host: String,
-    kind: Kind,
-    redirects: u32,
-    id: u64,
-) -> Dispatched {
-    Dispatched {
+fn queued(url: Box<str>, id: u64, depth: u32, redirects: u32, origin: u32, kind: Kind) -> Queued {
+    Queued {
+        url,
         id,
-        request,
-        host,
-        kind,
+        depth,
+        redirects,
+        origin,
         attempts: 0,
         worker_failures: 0,
         last_worker: None,
-        redirects,
+        kind,
     }
 }
 
