@@ -30,7 +30,7 @@ impl Parser for LinksDomParser {
             })
         };
         // Attribute values in scraper's DOM are already entity-decoded; re-encode `&` so the
-        // shared LinkSet, which decodes as lol_html's raw values need, sees the same text.
+        // shared LinkSet, which decodes the raw values the streaming scanner sees, gets the same text.
         let raw = |s: &str| s.replace('&', "&amp;");
         let base_href = doc
             .select(&select("base[href]")?)

@@ -3,6 +3,7 @@
 mod links;
 mod links_dom;
 mod page;
+mod scan;
 
 pub use links::LinksParser;
 pub use links_dom::LinksDomParser;
@@ -266,6 +267,48 @@ mod tests {
             total < 100_000,
             "links resolve against the page URL: {total} bytes"
         );
+    }
+
+    #[test]
+    fn streaming_and_dom_parsers_agree() {
+        let mut pages: Vec<String> = vec![FIXTURE.to_owned()];
+        pages.push(r#"<html><head><base href="http://cdn.test/x/"><title>A &amp; B</title></head>
+            <body><!-- <a href="/commented-out">no</a> --><script>var s = '<a href="/in-script">';</script>
+            <style>a[href="/in-style"] {}</style><textarea><a href="/in-textarea"></a></textarea>
+            <A HREF='/upper'>u</A><a href=/unquoted>x</a><a data-x="y>z" href="/after-gt-in-quotes">g</a>
+            <a href="/first" href="/second">dup</a><a>none</a><a href="">empty</a>
+            <svg><a href="/in-svg">s</a></svg><noscript><a href="/in-noscript">n</a></noscript>
+            <meta content="late" name="DESCRIPTION"><p>a < b and c<d</p><a href="/last">l</a></body></html>"#.to_owned());
+        // The realistic dense pages the benchmark crawls.
+        let site = bench_like_page();
+        pages.push(site);
+        for html in &pages {
+            let req = request();
+            let url = Url::parse(&req.url).expect("url");
+            let page = Page {
+                request: &req,
+                url: &url,
+                html,
+                max_links: 5_000,
+            };
+            let fast = LinksParser.parse(&page).expect("links");
+            let dom = LinksDomParser.parse(&page).expect("links-dom");
+            assert_eq!(fast, dom, "parsers disagree on:\n{html}");
+        }
+    }
+
+    fn bench_like_page() -> String {
+        let mut html = String::from(
+            "<!doctype html><html><head><meta charset=\"utf-8\"><title>Bench</title></head><body>",
+        );
+        for i in 0..200 {
+            html.push_str(&format!(
+                "<div class=\"row\" data-id=\"{i}\"><span class=\"k\">x</span><ul><li><em>y</em></li></ul>\
+                 <a href=\"/p/{i}.html\" class=\"link\">Page {i}</a><img src=\"/i/{i}.png\" alt=\"\"></div>"
+            ));
+        }
+        html.push_str("</body></html>");
+        html
     }
 
     #[test]
