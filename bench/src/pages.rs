@@ -103,7 +103,9 @@ impl Site {
     /// The HTML of page `i`: the shared markup cut at a page-specific length, with its links
     /// spread through it.
     pub fn page(&self, i: usize) -> Vec<u8> {
-        let target = MIN_BYTES + (mix(i as u64) % (MAX_BYTES - MIN_BYTES) as u64) as usize;
+        // Skewed towards small pages: sizes from 30 to 100 KB, about 53 KB on average.
+        let u = (mix(i as u64) % 1_000) as usize;
+        let target = MIN_BYTES + (MAX_BYTES - MIN_BYTES) * u * u / 1_000_000;
         let end = self
             .cuts
             .iter()
@@ -152,6 +154,13 @@ impl Site {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pages_average_about_fifty_kilobytes() {
+        let site = Site::new(2_000);
+        let mean = (0..2_000).map(|i| site.page(i).len()).sum::<usize>() / 2_000;
+        assert!((45_000..=60_000).contains(&mean), "mean page size {mean}");
+    }
 
     #[test]
     fn pages_are_dense_sized_and_linked_as_promised() {
