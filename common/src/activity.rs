@@ -26,7 +26,7 @@ pub struct Working {
 
 impl Drop for Working {
     fn drop(&mut self) {
-        if self.inner.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        if self.inner.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.inner.idle.notify_waiters();
         }
     }
@@ -46,18 +46,18 @@ impl Activity {
 
     /// Work in progress.
     pub fn in_flight(&self) -> u64 {
-        self.inner.in_flight.load(Ordering::Acquire)
+        self.inner.in_flight.load(Ordering::SeqCst)
     }
 
     /// Whether new work is refused.
     pub fn is_draining(&self) -> bool {
-        self.inner.draining.load(Ordering::Acquire)
+        self.inner.draining.load(Ordering::SeqCst)
     }
 
     /// Refuses new work and waits (at most `timeout`) for the work in progress to end; returns
     /// whether it all did.
     pub async fn drain(&self, timeout: Duration) -> bool {
-        self.inner.draining.store(true, Ordering::Release);
+        self.inner.draining.store(true, Ordering::SeqCst);
         let wait = async {
             loop {
                 let idle = self.inner.idle.notified();

@@ -226,6 +226,9 @@ pub struct Pool {
     shared: Arc<Shared>,
     /// Stops the supervisors when the pool is dropped.
     stop: CancellationToken,
+    /// Since when no worker has been up, while that lasts: the no-workers timeout counts from
+    /// there, however often the crawl loop asks again.
+    all_down_since: Option<tokio::time::Instant>,
 }
 
 impl Drop for Pool {
@@ -371,6 +374,7 @@ impl Pool {
             rx,
             shared,
             stop: CancellationToken::new(),
+            all_down_since: None,
         }
     }
 
@@ -379,14 +383,19 @@ impl Pool {
     pub async fn acquire(&mut self) -> Option<Lease> {
         loop {
             let lease = if self.shared.live.load(Ordering::Relaxed) == 0 {
-                warn!(timeout = ?self.shared.config.no_workers_timeout, "no worker is up; waiting for one to come back");
-                tokio::time::timeout(self.shared.config.no_workers_timeout, self.rx.recv())
+                let timeout = self.shared.config.no_workers_timeout;
+                let since = *self.all_down_since.get_or_insert_with(|| {
+                    warn!(?timeout, "no worker is up; waiting for one to come back");
+                    tokio::time::Instant::now()
+                });
+                tokio::time::timeout_at(since + timeout, self.rx.recv())
                     .await
                     .ok()??
             } else {
                 self.rx.recv().await?
             };
             if lease.is_valid() {
+                self.all_down_since = None;
                 return Some(lease);
             }
             self.shared.live.fetch_sub(1, Ordering::Relaxed);
@@ -477,6 +486,14 @@ async fn connect_one(
                 "{addr} connected but did not answer as a worker: {e}"
             ))
         })?;
+    // A worker that is shutting down answers, but takes no work: not back yet.
+    let status = client
+        .status(transport::deadline(timeout))
+        .await
+        .map_err(|e| Failure::Unreachable(format!("{addr} did not answer its status: {e}")))?;
+    if status.paused {
+        return Err(Failure::Unreachable(format!("{addr} is shutting down")));
+    }
     job.prepare(&client, &info, timeout)
         .await
         .map_err(Failure::Unable)?;
@@ -542,6 +559,9 @@ async fn supervise(worker: Arc<WorkerConn>, shared: Arc<Shared>, stop: Cancellat
         )
         .await
         {
+            Ok(Ok(status)) if status.paused => {
+                shared.mark_down(&worker, link.generation, "it is shutting down");
+            }
             Ok(Ok(_)) => misses = 0,
             Ok(Err(tarpc::client::RpcError::Shutdown)) => {
                 shared.mark_down(&worker, link.generation, "connection closed");

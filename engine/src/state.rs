@@ -78,13 +78,29 @@ pub struct Restored {
     pub counters: Option<String>,
 }
 
-/// One change to the state.
+/// A change the crawl records; a page's changes are recorded together, as one group.
+#[derive(Debug)]
+pub enum Change {
+    /// A URL fingerprint was seen.
+    Seen(u64),
+    /// A request was queued under an id.
+    Enqueue(u64, QueueEntry),
+    /// A request is done for good.
+    Finish(u64),
+    /// An item waits for the itemsaver under a sequence number.
+    Spool(u64, Item),
+}
+
+/// One message to the writer.
 #[derive(Debug)]
 enum Op {
     Seen(u64),
     Enqueue(u64, Vec<u8>),
     Finish(u64),
     Spool(u64, Vec<u8>),
+    /// Changes committed in one transaction, never split (a page's links, items and removal
+    /// from the queue).
+    Group(Vec<Op>),
     Acked(Vec<u64>),
     Counters(String),
     Flush(oneshot::Sender<Result<(), String>>),
@@ -107,6 +123,29 @@ impl StateHandle {
             Some(tx) => tx.send(op).await.map_err(|_| StateError::WriterStopped),
             None => Ok(()),
         }
+    }
+
+    /// Records `changes` in one transaction: all of them survive a crash, or none.
+    pub async fn record(&self, changes: Vec<Change>) -> Result<(), StateError> {
+        if self.tx.is_none() || changes.is_empty() {
+            return Ok(());
+        }
+        let mut ops = Vec::with_capacity(changes.len());
+        for change in changes {
+            ops.push(match change {
+                Change::Seen(fp) => Op::Seen(fp),
+                Change::Finish(id) => Op::Finish(id),
+                Change::Enqueue(id, entry) => Op::Enqueue(
+                    id,
+                    bincode::serialize(&entry).map_err(|e| damaged_op(e.to_string()))?,
+                ),
+                Change::Spool(seq, item) => Op::Spool(
+                    seq,
+                    bincode::serialize(&item).map_err(|e| damaged_op(e.to_string()))?,
+                ),
+            });
+        }
+        self.send(Op::Group(ops)).await
     }
 
     /// Records that a URL fingerprint was seen.
@@ -326,13 +365,19 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, sync: Duration, 
             }
         }
         let result = commit(&mut conn, &mut batch).map_err(|e| e.to_string());
+        let failed = result.is_err();
         if let Err(e) = &result {
-            error!(state = %path.display(), cause = %e, "writing the crawl state failed");
+            error!(state = %path.display(), cause = %e, "writing the crawl state failed; the crawl stops");
         }
         for op in batch.drain(..) {
             if let Op::Flush(done) = op {
                 let _ = done.send(result.clone());
             }
+        }
+        if failed {
+            // Nothing after a lost batch may be committed, or the state would no longer be
+            // consistent: stop, so that every later call fails and the crawl ends.
+            break;
         }
     }
     debug!(state = %path.display(), "state writer stopped");
@@ -350,7 +395,14 @@ fn commit(conn: &mut Connection, batch: &mut [Op]) -> rusqlite::Result<()> {
         let mut acked = tx.prepare_cached("DELETE FROM spool WHERE seq = ?1")?;
         let mut counters =
             tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?1)")?;
+        let mut flat: Vec<&Op> = Vec::with_capacity(batch.len());
         for op in batch.iter() {
+            match op {
+                Op::Group(ops) => flat.extend(ops.iter()),
+                other => flat.push(other),
+            }
+        }
+        for op in flat {
             match op {
                 Op::Seen(fp) => {
                     seen.execute([*fp as i64])?;
@@ -372,7 +424,7 @@ fn commit(conn: &mut Connection, batch: &mut [Op]) -> rusqlite::Result<()> {
                 Op::Counters(json) => {
                     counters.execute([json])?;
                 }
-                Op::Flush(_) => {}
+                Op::Flush(_) | Op::Group(_) => {}
             }
         }
     }

@@ -38,15 +38,12 @@ impl Crawl {
             Ok(answer) if answer.worker_unavailable() => {
                 // A worker that is shutting down refused it: take the worker out of the
                 // rotation and send the request elsewhere.
-                let addr = lease.worker().addr.clone();
                 self.pool.retire(lease, "the worker is shutting down");
-                self.worker_failed(
-                    dispatched,
-                    worker,
-                    &addr,
-                    &"the worker is shutting down",
-                    now,
-                );
+                // Not a failure of the request or of the work: it simply goes elsewhere.
+                let mut d = dispatched;
+                d.last_worker = Some(worker);
+                self.summary.worker_retries += 1;
+                self.frontier.requeue_front(d, now);
                 return Ok(());
             }
             Ok(answer) => {

@@ -5,22 +5,16 @@ use super::{Crawl, host_key};
 use crate::error::EngineError;
 use crate::robots;
 use crate::sink::Spooled;
-use crate::state::{QueueEntry, Restored};
+use crate::state::{Change, Restored};
 use crate::summary::Summary;
 use common::{Item, Request};
 use tokio::time::Instant;
 use tracing::warn;
 use url::Url;
 
-/// A state change waiting to be sent to the writer; kept in order, so that a request's links
-/// and items are recorded with (never after) its removal from the queue.
-#[derive(Debug)]
-pub(super) enum Pending {
-    Seen(u64),
-    Enqueue(u64, Request, u32),
-    Finish(u64),
-    Spool(u64, Item),
-}
+/// A state change waiting to be sent to the writer; the changes of one loop turn (a page's
+/// links, items and removal from the queue) go as one group, committed together or not at all.
+pub(super) type Pending = Change;
 
 impl Crawl {
     /// Records that request `id` is done for good (0: not a durable request).
@@ -45,20 +39,10 @@ impl Crawl {
             .collect()
     }
 
-    /// Sends the recorded changes to the state writer, in order.
+    /// Sends the recorded changes to the state writer as one group.
     pub(super) async fn flush_pending(&mut self) -> Result<(), EngineError> {
-        for change in std::mem::take(&mut self.pending) {
-            match change {
-                Pending::Seen(fp) => self.state.seen(fp).await?,
-                Pending::Enqueue(id, request, redirects) => {
-                    self.state
-                        .enqueue(id, &QueueEntry { request, redirects })
-                        .await?
-                }
-                Pending::Finish(id) => self.state.finish(id).await?,
-                Pending::Spool(seq, item) => self.state.spool(seq, &item).await?,
-            }
-        }
+        let changes = std::mem::take(&mut self.pending);
+        self.state.record(changes).await?;
         Ok(())
     }
 

@@ -344,7 +344,10 @@ impl Crawl {
             self.next_id += 1;
             if let Some(request) = entry {
                 self.pending.push(Pending::Seen(fp));
-                self.pending.push(Pending::Enqueue(id, request, redirects));
+                self.pending.push(Pending::Enqueue(
+                    id,
+                    crate::state::QueueEntry { request, redirects },
+                ));
             }
         }
         queued
@@ -373,7 +376,19 @@ impl Crawl {
             items_saved_before,
             ..
         } = self;
-        summary.items_saved = items_saved_before + saved?;
+        let saved = match saved {
+            Ok(n) => n,
+            Err(e) => {
+                // Keep what the state has (the undelivered items are in its spool) before
+                // reporting the failure.
+                let _ = state
+                    .counters(serde_json::to_string(&summary).unwrap_or_default())
+                    .await;
+                let _ = state.flush().await;
+                return Err(e.into());
+            }
+        };
+        summary.items_saved = items_saved_before + saved;
         let elapsed = started.elapsed().as_secs_f64();
         summary.elapsed_secs = elapsed;
         let pages = summary.pages_ok + summary.failed_total() + summary.pages_redirected;

@@ -244,7 +244,9 @@ async fn with_every_worker_down_the_crawl_waits_for_one_to_return() {
 async fn when_no_worker_returns_the_crawl_fails_and_keeps_its_state() {
     let mut c = Cluster::start(1).await;
     let mut args = c.engine_args();
-    args.push("--no_workers_timeout=1".into());
+    // A progress tick more often than the timeout must not keep restarting it.
+    args.push("--no_workers_timeout=2".into());
+    args.push("--progress_secs=1".into());
     let engine = EngineProc::spawn(c.dir.path(), &args);
     c.site.wait_for_hits(30).await;
     signal(c.workers.remove(0).pid(), "KILL");

@@ -278,7 +278,8 @@ mod tests {
             <A HREF='/upper'>u</A><a href=/unquoted>x</a><a data-x="y>z" href="/after-gt-in-quotes">g</a>
             <a href="/first" href="/second">dup</a><a>none</a><a href="">empty</a>
             <svg><a href="/in-svg">s</a></svg><noscript><a href="/in-noscript">n</a></noscript>
-            <meta content="late" name="DESCRIPTION"><p>a < b and c<d</p><a href="/last">l</a></body></html>"#.to_owned());
+            <meta content="late" name="DESCRIPTION"><p>a < b and c<d</p><!--><a href="/after-empty-comment">e</a>
+            <!---><a href="/after-dash-comment">d</a><a href="/last">l</a></body></html>"#.to_owned());
         // The realistic dense pages the benchmark crawls.
         let site = bench_like_page();
         pages.push(site);

@@ -122,7 +122,15 @@ pub fn scan<'a>(
         i += p;
         let rest = &bytes[i + 1..];
         if rest.starts_with(b"!--") {
-            i = find(&bytes[i + 4..], b"-->").map_or(bytes.len(), |e| i + 4 + e + 3);
+            // `<!-->` and `<!--->` are complete (empty) comments.
+            let body = &bytes[i + 4..];
+            i = if body.starts_with(b">") {
+                i + 5
+            } else if body.starts_with(b"->") {
+                i + 6
+            } else {
+                find(body, b"-->").map_or(bytes.len(), |e| i + 4 + e + 3)
+            };
             continue;
         }
         if rest
