@@ -139,6 +139,23 @@ impl Default for ServerLimits {
     }
 }
 
+/// Returns a token that is cancelled once `shutdown` has fired and `drain` (the server
+/// refusing new work and finishing what it has) has completed: the accept loop's stop signal
+/// for a server that drains.
+pub fn close_after_drain<F>(shutdown: CancellationToken, drain: F) -> CancellationToken
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let close = CancellationToken::new();
+    let closing = close.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        drain.await;
+        closing.cancel();
+    });
+    close
+}
+
 /// Accepts connections until `shutdown`, running `serve_conn` for each on its own task.
 ///
 /// A permit is taken before `accept`, so at most `limits.max_connections` run at once. After

@@ -148,34 +148,6 @@ impl StateHandle {
         self.send(Op::Group(ops)).await
     }
 
-    /// Records that a URL fingerprint was seen.
-    pub async fn seen(&self, fingerprint: u64) -> Result<(), StateError> {
-        self.send(Op::Seen(fingerprint)).await
-    }
-
-    /// Records a queued request under `id`.
-    pub async fn enqueue(&self, id: u64, entry: &QueueEntry) -> Result<(), StateError> {
-        if self.tx.is_none() {
-            return Ok(());
-        }
-        let bytes = bincode::serialize(entry).map_err(|e| damaged_op(e.to_string()))?;
-        self.send(Op::Enqueue(id, bytes)).await
-    }
-
-    /// Records that request `id` is finished for good.
-    pub async fn finish(&self, id: u64) -> Result<(), StateError> {
-        self.send(Op::Finish(id)).await
-    }
-
-    /// Spools an item under sequence `seq` until the itemsaver acknowledges it.
-    pub async fn spool(&self, seq: u64, item: &Item) -> Result<(), StateError> {
-        if self.tx.is_none() {
-            return Ok(());
-        }
-        let bytes = bincode::serialize(item).map_err(|e| damaged_op(e.to_string()))?;
-        self.send(Op::Spool(seq, bytes)).await
-    }
-
     /// Removes acknowledged items from the spool.
     pub async fn acked(&self, seqs: Vec<u64>) -> Result<(), StateError> {
         self.send(Op::Acked(seqs)).await
@@ -477,26 +449,28 @@ mod tests {
         {
             let (handle, restored) = state.open(Duration::from_millis(10)).expect("open");
             assert!(!restored.resumed);
+            let mut changes = Vec::new();
             for (id, url) in [
                 (1, "http://a.test/1"),
                 (2, "http://a.test/2"),
                 (3, "http://a.test/3"),
             ] {
-                handle.seen(id * 100).await.expect("seen");
-                handle
-                    .enqueue(
-                        id,
-                        &QueueEntry {
-                            request: request(url),
-                            redirects: 0,
-                        },
-                    )
-                    .await
-                    .expect("enqueue");
+                changes.push(Change::Seen(id * 100));
+                changes.push(Change::Enqueue(
+                    id,
+                    QueueEntry {
+                        request: request(url),
+                        redirects: 0,
+                    },
+                ));
             }
-            handle.finish(2).await.expect("finish");
-            handle.spool(1, &item("x")).await.expect("spool");
-            handle.spool(2, &item("y")).await.expect("spool");
+            handle.record(changes).await.expect("record");
+            let page_done = vec![
+                Change::Finish(2),
+                Change::Spool(1, item("x")),
+                Change::Spool(2, item("y")),
+            ];
+            handle.record(page_done).await.expect("record");
             handle.acked(vec![1]).await.expect("acked");
             handle
                 .counters("{\"pages_ok\":1}".into())
@@ -537,7 +511,7 @@ mod tests {
     #[tokio::test]
     async fn disabled_state_records_nothing() {
         let handle = StateHandle::disabled();
-        handle.seen(1).await.expect("seen");
+        handle.record(vec![Change::Seen(1)]).await.expect("record");
         handle.flush().await.expect("flush");
     }
 }

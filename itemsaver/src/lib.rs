@@ -12,7 +12,7 @@ pub use store::{Store, StoreError};
 
 use common::ItemSaverService;
 use common::ItemSaverServiceClient;
-use common::transport::{ServerLimits, accept_loop, frame};
+use common::transport::{ServerLimits, accept_loop, close_after_drain, frame};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
@@ -29,15 +29,11 @@ pub async fn run(
 ) -> std::io::Result<()> {
     // On shutdown, refuse new batches (the engine keeps them and re-sends), let the commits
     // in progress finish, then close.
-    let close = CancellationToken::new();
     let drainer = server.clone();
-    let closing = close.clone();
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
+    let close = close_after_drain(shutdown, async move {
         if !drainer.drain(std::time::Duration::from_secs(10)).await {
             tracing::warn!("commits still running at the drain timeout");
         }
-        closing.cancel();
     });
     accept_loop(
         listener,

@@ -16,7 +16,7 @@ pub use server::CrawlServer;
 
 use common::CrawlService;
 use common::CrawlServiceClient;
-use common::transport::{ServerLimits, accept_loop, frame};
+use common::transport::{ServerLimits, accept_loop, close_after_drain, frame};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
@@ -32,16 +32,12 @@ pub async fn run(
     server: CrawlServer,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let close = CancellationToken::new();
     let drainer = server.clone();
-    let closing = close.clone();
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
+    let close = close_after_drain(shutdown, async move {
         tracing::info!("draining: refusing new requests, finishing those in flight");
         if !drainer.drain(DRAIN_TIMEOUT).await {
             tracing::warn!("requests still in flight at the drain timeout");
         }
-        closing.cancel();
     });
     accept_loop(
         listener,

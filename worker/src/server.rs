@@ -153,6 +153,15 @@ impl CrawlServer {
         self.shared.activity.drain(timeout).await
     }
 
+    /// Waits for one of the worker's `--concurrency` slots.
+    async fn permit(&self) -> Result<tokio::sync::SemaphorePermit<'_>, FetchError> {
+        self.shared
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| FetchError::Other("worker is shutting down".into()))
+    }
+
     fn begin(&self) -> Result<Working, FetchError> {
         self.shared
             .activity
@@ -217,12 +226,7 @@ impl CrawlServer {
         let job = self.job(&request)?;
         let url = Url::parse(&request.url)
             .map_err(|e| FetchError::InvalidUrl(format!("{}: {e}", request.url)))?;
-        let _permit = self
-            .shared
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| FetchError::Other("worker is shutting down".into()))?;
+        let _permit = self.permit().await?;
         let fetched = self
             .shared
             .fetcher
@@ -271,12 +275,7 @@ impl CrawlServer {
     pub async fn robots_one(&self, url: String) -> Result<RobotsFile, FetchError> {
         let _working = self.begin()?;
         let url = Url::parse(&url).map_err(|e| FetchError::InvalidUrl(format!("{url}: {e}")))?;
-        let _permit = self
-            .shared
-            .permits
-            .acquire()
-            .await
-            .map_err(|_| FetchError::Other("worker is shutting down".into()))?;
+        let _permit = self.permit().await?;
         self.shared.fetcher.fetch_robots(&url).await
     }
 }
