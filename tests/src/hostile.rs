@@ -134,11 +134,11 @@ impl HostileServer {
             .unwrap_or(0)
     }
 
-    /// The shortest time between the starts of two consecutive requests.
-    pub fn min_start_gap(&self) -> Option<Duration> {
+    /// The times between the starts of consecutive requests.
+    pub fn start_gaps(&self) -> Vec<Duration> {
         let mut starts: Vec<Instant> = self.log().iter().map(|h| h.start).collect();
         starts.sort();
-        starts.windows(2).map(|w| w[1] - w[0]).min()
+        starts.windows(2).map(|w| w[1] - w[0]).collect()
     }
 }
 
