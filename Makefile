@@ -40,4 +40,4 @@ clippy:
 ## clean: remove build output and demo files
 clean:
 	$(CARGO) clean
-	rm -f items.db items.db-wal items.db-shm
+	rm -rf items.db items.db-wal items.db-shm *.state
