@@ -114,7 +114,7 @@ impl Summary {
 impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let row = |f: &mut fmt::Formatter<'_>, label: &str, value: &dyn fmt::Display| {
-            writeln!(f, "  {label:<18}{value}")
+            writeln!(f, "  {label:<22}{value}")
         };
         writeln!(f, "crawl {} in {:.1}s", self.stopped, self.elapsed_secs)?;
         row(f, "pages ok", &self.pages_ok)?;
@@ -166,6 +166,6 @@ impl fmt::Display for Summary {
                 "  (run the same command again, or add --resume, to carry on)"
             )?;
         }
-        write!(f, "  {:<18}{}", "items at", self.items_at)
+        write!(f, "  {:<22}{}", "items at", self.items_at)
     }
 }
