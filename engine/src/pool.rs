@@ -97,8 +97,6 @@ pub struct WorkerConn {
     pub requests: AtomicU64,
     link: Mutex<Link>,
     up: AtomicBool,
-    /// Whether it runs inside this process (never supervised).
-    local: bool,
 }
 
 impl WorkerConn {
@@ -296,7 +294,7 @@ impl Pool {
                 },
             });
         }
-        let pool = Pool::build(connected, job, config, false, traffic);
+        let pool = Pool::build(connected, job, config, traffic);
         for worker in &pool.workers {
             tokio::spawn(supervise(
                 worker.clone(),
@@ -319,7 +317,6 @@ impl Pool {
             vec![("in-process".into(), client, info)],
             job,
             config,
-            true,
             traffic,
         )
     }
@@ -328,7 +325,6 @@ impl Pool {
         clients: Vec<(String, CrawlServiceClient, WorkerInfo)>,
         job: Job,
         config: PoolConfig,
-        local: bool,
         traffic: Arc<Traffic>,
     ) -> Pool {
         let (tx, rx) = mpsc::unbounded_channel();
@@ -354,7 +350,6 @@ impl Pool {
                         down: CancellationToken::new(),
                     }),
                     up: AtomicBool::new(true),
-                    local,
                 })
             })
             .collect();
@@ -502,9 +497,6 @@ async fn connect_one(
 
 /// Watches one worker: heartbeats while it is up, reconnects with back-off while it is down.
 async fn supervise(worker: Arc<WorkerConn>, shared: Arc<Shared>, stop: CancellationToken) {
-    if worker.local {
-        return;
-    }
     let config = shared.config;
     let mut misses = 0;
     let mut backoff = Duration::from_millis(250);
@@ -603,13 +595,7 @@ mod tests {
             no_workers_timeout: Duration::from_millis(10),
             ..PoolConfig::default()
         };
-        Pool::build(
-            workers,
-            Job::Parser("links".into()),
-            config,
-            true,
-            Arc::default(),
-        )
+        Pool::build(workers, Job::Parser("links".into()), config, Arc::default())
     }
 
     #[tokio::test]

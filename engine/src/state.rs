@@ -260,10 +260,6 @@ fn restore(conn: &Connection, path: &Path) -> Result<Restored, StateError> {
         path: path.to_owned(),
         source,
     };
-    let damaged = |message: String| StateError::Damaged {
-        path: path.to_owned(),
-        message,
-    };
     let mut r = Restored::default();
     let mut stmt = conn.prepare("SELECT fp FROM seen").map_err(sqlite)?;
     r.seen = stmt
@@ -272,34 +268,18 @@ fn restore(conn: &Connection, path: &Path) -> Result<Restored, StateError> {
         .map(|fp| fp.map(|v| v as u64))
         .collect::<Result<_, _>>()
         .map_err(sqlite)?;
-    let mut stmt = conn
-        .prepare("SELECT id, entry FROM queue ORDER BY id")
-        .map_err(sqlite)?;
-    let rows = stmt
-        .query_map([], |row| {
-            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?))
-        })
-        .map_err(sqlite)?;
-    for row in rows {
-        let (id, bytes) = row.map_err(sqlite)?;
-        let entry: QueueEntry =
-            bincode::deserialize(&bytes).map_err(|e| damaged(format!("queue entry {id}: {e}")))?;
-        r.queue.push((id, entry));
-    }
-    let mut stmt = conn
-        .prepare("SELECT seq, item FROM spool ORDER BY seq")
-        .map_err(sqlite)?;
-    let rows = stmt
-        .query_map([], |row| {
-            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?))
-        })
-        .map_err(sqlite)?;
-    for row in rows {
-        let (seq, bytes) = row.map_err(sqlite)?;
-        let item: Item = bincode::deserialize(&bytes)
-            .map_err(|e| damaged(format!("spooled item {seq}: {e}")))?;
-        r.spool.push((seq, item));
-    }
+    r.queue = load_records(
+        conn,
+        path,
+        "SELECT id, entry FROM queue ORDER BY id",
+        "queue entry",
+    )?;
+    r.spool = load_records(
+        conn,
+        path,
+        "SELECT seq, item FROM spool ORDER BY seq",
+        "spooled item",
+    )?;
     r.counters = conn
         .query_row("SELECT value FROM meta WHERE key = 'counters'", [], |row| {
             row.get(0)
@@ -307,6 +287,35 @@ fn restore(conn: &Connection, path: &Path) -> Result<Restored, StateError> {
         .ok();
     r.resumed = !r.seen.is_empty();
     Ok(r)
+}
+
+/// Reads `(key, bincode record)` rows in key order, decoding each record.
+fn load_records<T: serde::de::DeserializeOwned>(
+    conn: &Connection,
+    path: &Path,
+    sql: &str,
+    what: &str,
+) -> Result<Vec<(u64, T)>, StateError> {
+    let sqlite = |source| StateError::Sqlite {
+        path: path.to_owned(),
+        source,
+    };
+    let mut stmt = conn.prepare(sql).map_err(sqlite)?;
+    let rows = stmt
+        .query_map([], |row| {
+            Ok((row.get::<_, i64>(0)? as u64, row.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(sqlite)?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (key, bytes) = row.map_err(sqlite)?;
+        let record = bincode::deserialize(&bytes).map_err(|e| StateError::Damaged {
+            path: path.to_owned(),
+            message: format!("{what} {key}: {e}"),
+        })?;
+        out.push((key, record));
+    }
+    Ok(out)
 }
 
 /// The writer: gathers operations and commits them in batches, every `sync` or when asked.

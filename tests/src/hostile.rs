@@ -77,13 +77,7 @@ impl HostileServer {
             counts: Arc::default(),
         };
         let app = Router::new().fallback(handle).with_state(state);
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await;
-        });
+        let shutdown = crate::serve_router(listener, app);
         Ok(HostileServer {
             addr,
             log,

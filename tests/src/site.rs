@@ -218,13 +218,7 @@ impl TestSite {
             latency,
         };
         let app = Router::new().fallback(handle).with_state(state);
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        tokio::spawn(async move {
-            let _ = axum::serve(listener, app)
-                .with_graceful_shutdown(token.cancelled_owned())
-                .await;
-        });
+        let shutdown = crate::serve_router(listener, app);
         Ok(TestSite {
             addr,
             site,
