@@ -3,15 +3,54 @@
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+/// How log lines are written.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+/// The logging flags every binary takes.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct LogArgs {
+    /// Log line format: `text` for people, `json` for log collectors. Filter with RUST_LOG.
+    #[arg(
+        long = "log-format",
+        alias = "log_format",
+        value_name = "FORMAT",
+        env = "SPINNERET_LOG_FORMAT",
+        default_value = "text"
+    )]
+    pub log_format: LogFormat,
+}
+
 /// Sends `tracing` output to stderr, filtered by `RUST_LOG` (default `info`, with tarpc's own
 /// per-connection chatter held to errors; ours says what matters).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,tarpc=error"));
-    let _ = tracing_subscriber::fmt()
+    init_tracing_with(LogFormat::Text, "info", std::io::stderr);
+}
+
+/// Like [`init_tracing`], in `format`, at `default_level` when `RUST_LOG` is unset, written
+/// through `writer` (a progress bar's writer keeps log lines from tearing the bar).
+pub fn init_tracing_with<W>(format: LogFormat, default_level: &str, writer: W)
+where
+    W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
+{
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(format!("{default_level},tarpc=error"))
+    });
+    // Colours only where someone reads them live, not in log files.
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(writer);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
 }
 
 /// Cancels `token` on the first SIGINT or SIGTERM; exits the process at once on the second.

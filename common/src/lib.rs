@@ -7,6 +7,7 @@ pub mod activity;
 pub mod canon;
 pub mod cli;
 pub mod hosts;
+pub mod metrics_http;
 pub mod service;
 pub mod traffic;
 pub mod transport;

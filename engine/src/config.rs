@@ -75,6 +75,8 @@ pub struct EngineConfig {
     pub drain_timeout: Duration,
     /// How long the itemsaver may take no items before the crawl stops (its items kept).
     pub itemsaver_timeout: Duration,
+    /// Keep running when idle, waiting for tasks from the admin API (`--serve`).
+    pub serve: bool,
 }
 
 /// What to do with the state an earlier run left.
@@ -139,6 +141,7 @@ impl Default for EngineConfig {
             resume: ResumeMode::Auto,
             drain_timeout: Duration::from_secs(30),
             itemsaver_timeout: Duration::from_secs(300),
+            serve: false,
         }
     }
 }

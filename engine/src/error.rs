@@ -66,4 +66,8 @@ pub enum EngineError {
     /// Items could not be delivered.
     #[error(transparent)]
     Sink(#[from] SinkError),
+
+    /// The engine's own task could not be started.
+    #[error(transparent)]
+    Task(#[from] crate::tasks::TaskError),
 }

@@ -6,6 +6,7 @@
 //! crawl. Politeness lives here, in the one dispatcher, so it holds across every worker.
 
 use crate::robots::Rules;
+use crate::tasks::Hold;
 use common::Request;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
@@ -182,6 +183,8 @@ pub struct Frontier {
     next_seq: u64,
     queued: usize,
     origins: Vec<Origin>,
+    /// Requests of paused or capped tasks, taken out of their host queues until resumed.
+    parked: Vec<(String, Queued)>,
 }
 
 impl Frontier {
@@ -200,6 +203,7 @@ impl Frontier {
             next_seq: 0,
             queued: 0,
             origins: Vec::new(),
+            parked: Vec::new(),
         }
     }
 
@@ -408,7 +412,8 @@ impl Frontier {
     }
 
     /// Takes the next request that may be sent now, from the next host whose turn it is.
-    pub fn pop(&mut self, now: Instant) -> Option<Popped> {
+    /// `hold` says, by task name, whether a page may go, waits parked, or is dropped.
+    pub fn pop(&mut self, now: Instant, hold: impl Fn(&str) -> Hold) -> Option<Popped> {
         self.wake(now);
         let config = self.config;
         while let Some(name) = self.ready.pop_front() {
@@ -428,6 +433,19 @@ impl Frontier {
             };
             self.queued -= 1;
             if d.kind == Kind::Page {
+                match hold(&self.origins[d.origin as usize].task) {
+                    Hold::Go => {}
+                    Hold::Park => {
+                        self.parked.push((name.clone(), d));
+                        self.schedule(&name, now);
+                        continue;
+                    }
+                    Hold::Drop => {
+                        self.schedule(&name, now);
+                        let d = self.expand(d, &name);
+                        return Some(Popped::Skip(d, "task_closed"));
+                    }
+                }
                 if let Some(reason) = h.refusal(&d, config.max_pages_per_host) {
                     self.schedule(&name, now);
                     let d = self.expand(d, &name);
@@ -446,6 +464,37 @@ impl Frontier {
             return Some(Popped::Send(d));
         }
         None
+    }
+
+    /// Puts the parked requests of task `task` back in their host queues, in order.
+    pub fn unpark(&mut self, task: &str, now: Instant) {
+        let (back, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(_, q)| self.origins[q.origin as usize].task == task);
+        self.parked = keep;
+        for (host, q) in back {
+            if let Some(h) = self.hosts.get_mut(&host) {
+                h.pending.push_back(q);
+                self.queued += 1;
+            }
+            self.schedule(&host, now);
+        }
+    }
+
+    /// Takes the parked requests of task `task` out for good.
+    pub fn drop_parked(&mut self, task: &str) -> Vec<Dispatched> {
+        let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
+            .into_iter()
+            .partition(|(_, q)| self.origins[q.origin as usize].task == task);
+        self.parked = keep;
+        gone.into_iter()
+            .map(|(host, q)| self.expand(q, &host))
+            .collect()
+    }
+
+    /// Requests parked for paused or capped tasks.
+    pub fn parked(&self) -> usize {
+        self.parked.len()
     }
 
     /// Records that a request to `host` finished, freeing a slot for that host.
@@ -588,7 +637,7 @@ mod tests {
     }
 
     fn send(f: &mut Frontier, now: Instant) -> Option<Dispatched> {
-        match f.pop(now)? {
+        match f.pop(now, |_| Hold::Go)? {
             Popped::Send(d) => Some(d),
             Popped::Skip(d, why) => panic!("unexpected skip of {} ({why})", d.request.url),
         }
@@ -631,7 +680,10 @@ mod tests {
         push(&mut f, "fast.test", "/2", now);
         assert_eq!(send(&mut f, now).expect("first").host, "slow.test");
         assert_eq!(send(&mut f, now).expect("second").host, "fast.test");
-        assert!(f.pop(now).is_none(), "both hosts are at their limit of 1");
+        assert!(
+            f.pop(now, |_| Hold::Go).is_none(),
+            "both hosts are at their limit of 1"
+        );
         f.done("fast.test", now);
         assert_eq!(
             send(&mut f, now).expect("fast again").request.url,
@@ -657,7 +709,8 @@ mod tests {
         assert_eq!(send(&mut f, t0).expect("a1").host, "a.test");
         assert_eq!(send(&mut f, t0).expect("b1").host, "b.test");
         assert!(
-            f.pop(t0 + Duration::from_millis(99)).is_none(),
+            f.pop(t0 + Duration::from_millis(99), |_| Hold::Go)
+                .is_none(),
             "a.test must wait 100 ms"
         );
         assert_eq!(f.next_wake(), Some(t0 + Duration::from_millis(100)));
@@ -684,7 +737,7 @@ mod tests {
         assert_eq!(robots.kind, Kind::Robots);
         assert_eq!(robots.request.url, "http://a.test/robots.txt");
         assert!(
-            f.pop(now).is_none(),
+            f.pop(now, |_| Hold::Go).is_none(),
             "nothing else goes while robots.txt is in flight"
         );
         let body = b"User-agent: *\nDisallow: /private/\n";
@@ -700,7 +753,7 @@ mod tests {
             send(&mut f, now).expect("allowed").request.url,
             "http://a.test/ok"
         );
-        match f.pop(now) {
+        match f.pop(now, |_| Hold::Go) {
             Some(Popped::Skip(d, "robots_disallowed")) => {
                 assert_eq!(d.request.url, "http://a.test/private/x")
             }
@@ -722,7 +775,10 @@ mod tests {
         f.done("a.test", t0);
         f.robots_known("a.test", Rules::AllowAll, Some(Duration::from_secs(2)), t0);
         send(&mut f, t0).expect("page 1");
-        assert!(f.pop(t0 + Duration::from_millis(1_999)).is_none());
+        assert!(
+            f.pop(t0 + Duration::from_millis(1_999), |_| Hold::Go)
+                .is_none()
+        );
         assert!(send(&mut f, t0 + Duration::from_secs(2)).is_some());
     }
 
@@ -739,7 +795,8 @@ mod tests {
         f.throttle("a.test", None, t0);
         assert_eq!(f.backoff("a.test"), Duration::from_millis(500));
         assert!(
-            f.pop(t0 + Duration::from_millis(499)).is_none(),
+            f.pop(t0 + Duration::from_millis(499), |_| Hold::Go)
+                .is_none(),
             "backed off"
         );
         f.recovered("a.test");
@@ -750,7 +807,8 @@ mod tests {
         assert_eq!(f.backoff("a.test"), Duration::ZERO);
         f.throttle("a.test", Some(Duration::from_secs(3)), t0);
         assert!(
-            f.pop(t0 + Duration::from_millis(2_999)).is_none(),
+            f.pop(t0 + Duration::from_millis(2_999), |_| Hold::Go)
+                .is_none(),
             "Retry-After holds"
         );
         assert!(send(&mut f, t0 + Duration::from_secs(3)).is_some());
@@ -769,7 +827,7 @@ mod tests {
         assert_eq!(f.queued(), 2);
         assert_eq!(send(&mut f, t0).expect("2").request.url, "http://a.test/2");
         f.done("a.test", t0);
-        assert!(f.pop(t0).is_none());
+        assert!(f.pop(t0, |_| Hold::Go).is_none());
         assert_eq!(f.next_wake(), Some(t0 + Duration::from_secs(1)));
         let again = send(&mut f, t0 + Duration::from_secs(1)).expect("retry");
         assert_eq!(
@@ -790,8 +848,34 @@ mod tests {
         }
         send(&mut f, now).expect("1");
         send(&mut f, now).expect("2");
-        assert!(matches!(f.pop(now), Some(Popped::Skip(_, "host_page_cap"))));
-        assert!(matches!(f.pop(now), Some(Popped::Skip(_, "host_page_cap"))));
-        assert!(f.pop(now).is_none());
+        assert!(matches!(
+            f.pop(now, |_| Hold::Go),
+            Some(Popped::Skip(_, "host_page_cap"))
+        ));
+        assert!(matches!(
+            f.pop(now, |_| Hold::Go),
+            Some(Popped::Skip(_, "host_page_cap"))
+        ));
+        assert!(f.pop(now, |_| Hold::Go).is_none());
+    }
+
+    #[test]
+    fn held_tasks_are_parked_then_unparked_or_dropped() {
+        let now = Instant::now();
+        let mut f = Frontier::new(config());
+        for path in ["/1", "/2"] {
+            push(&mut f, "a.test", path, now);
+        }
+        let hold = |task: &str| if task == "t" { Hold::Park } else { Hold::Go };
+        assert!(f.pop(now, hold).is_none(), "a paused task's pages wait");
+        assert_eq!(f.parked(), 2);
+        assert_eq!(f.queued(), 0);
+        f.unpark("t", now);
+        assert_eq!((f.parked(), f.queued()), (0, 2));
+        assert!(f.pop(now, hold).is_none());
+        let dropped = f.drop_parked("t");
+        assert_eq!(dropped.len(), 2);
+        assert_eq!(dropped[0].request.url, "http://a.test/1", "order kept");
+        assert_eq!(f.parked(), 0);
     }
 }

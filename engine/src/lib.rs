@@ -4,16 +4,21 @@
 //! With no worker hosts it runs a worker in this process, and with no itemsaver it stores items
 //! itself, so one command crawls a site on one machine.
 
+pub mod admin;
 pub mod config;
+pub mod control;
 pub mod crawl;
 pub mod error;
 pub mod frontier;
+pub mod metrics;
 pub mod pool;
+pub mod progress;
 pub mod robots;
 pub mod scope;
 pub mod sink;
 pub mod state;
 pub mod summary;
+pub mod tasks;
 
 pub use config::{EngineConfig, SpiderRun};
 pub use error::EngineError;
@@ -57,10 +62,30 @@ pub fn parse_seed(seed: &str) -> Result<url::Url, EngineError> {
     })
 }
 
+/// How a crawl is watched and steered while it runs.
+#[derive(Debug, Default)]
+pub struct Operate {
+    /// Serve the admin API, metrics and dashboard on this listener.
+    pub admin: Option<tokio::net::TcpListener>,
+    /// The bearer token changes through the admin API need.
+    pub admin_token: Option<String>,
+    /// How progress is shown.
+    pub progress: progress::Progress,
+}
+
 /// Connects to the itemsaver and the workers (or starts them in-process) and runs the crawl,
 /// resuming it from its state directory when an earlier run did not finish.
 pub async fn run(
     config: EngineConfig,
+    shutdown: CancellationToken,
+) -> Result<Summary, EngineError> {
+    run_with(config, Operate::default(), shutdown).await
+}
+
+/// [`run`], watched and steered as `operate` says.
+pub async fn run_with(
+    config: EngineConfig,
+    operate: Operate,
     shutdown: CancellationToken,
 ) -> Result<Summary, EngineError> {
     let state_dir = config.state_dir.as_ref().map(StateDir::new);
@@ -78,7 +103,7 @@ pub async fn run(
         }
         None => (StateHandle::disabled(), Restored::default()),
     };
-    if config.seeds.is_empty() && !restored.resumed {
+    if config.seeds.is_empty() && !restored.resumed && !config.serve {
         return Err(EngineError::NoSeeds);
     }
     let traffic = Arc::new(Traffic::default());
@@ -105,9 +130,11 @@ pub async fn run(
             )
         }
     };
-    let job = match &config.spider {
-        Some(spider) => pool::Job::Spider(spider.source.clone()),
-        None => pool::Job::Parser(config.parser.clone()),
+    // An engine that only serves API tasks asks nothing of its workers up front.
+    let jobs = match &config.spider {
+        _ if config.serve && config.seeds.is_empty() && !restored.resumed => Vec::new(),
+        Some(spider) => vec![pool::Job::Spider(spider.source.clone())],
+        None => vec![pool::Job::Parser(config.parser.clone())],
     };
     let pool_config = pool::PoolConfig {
         max_slots: config.concurrency,
@@ -131,12 +158,12 @@ pub async fn run(
         Pool::in_process(
             worker::in_process(server),
             info,
-            job,
+            jobs,
             pool_config,
             traffic.clone(),
         )
     } else {
-        Pool::connect(&config.worker_hosts, job, pool_config, traffic.clone()).await?
+        Pool::connect(&config.worker_hosts, jobs, pool_config, traffic.clone()).await?
     };
     let sink = ItemSink::start(
         target,
@@ -149,7 +176,23 @@ pub async fn run(
         },
         state.clone(),
     );
-    let crawl = crawl::Crawl::new(config, pool, sink, items_at, state, state_dir.is_some());
+    let crawl = crawl::Crawl::new(
+        config,
+        pool,
+        sink,
+        items_at,
+        state,
+        state_dir.is_some(),
+        operate.progress,
+    );
+    let admin_stop = CancellationToken::new();
+    let _stop_admin = admin_stop.clone().drop_guard();
+    if let Some(listener) = operate.admin {
+        if let Ok(addr) = listener.local_addr() {
+            info!(url = %format!("http://{addr}/"), auth = operate.admin_token.is_some(), "admin server and dashboard listening");
+        }
+        admin::serve(listener, crawl.handle(), operate.admin_token, admin_stop);
+    }
     let (stopped, mut summary) = crawl.run(restored, shutdown).await?;
     if let Some(dir) = state_dir {
         if stopped == Stopped::Interrupted {

@@ -20,7 +20,7 @@ struct Args {
         value_name = "URL",
         env = "SPINNERET_SEEDS",
         value_delimiter = ' ',
-        required_unless_present_any = ["spider", "check_spider", "resume"]
+        required_unless_present_any = ["spider", "check_spider", "resume", "serve"]
     )]
     seeds: Vec<String>,
 
@@ -176,7 +176,32 @@ struct Args {
     )]
     batch_interval_ms: u64,
 
-    /// Seconds between progress log lines.
+    /// Serve the admin API, Prometheus /metrics and the live dashboard on ADDR (`PORT` or
+    /// `:PORT` listen on 127.0.0.1; give an IP, such as 0.0.0.0:8080, to listen elsewhere).
+    #[arg(long, value_name = "ADDR", env = "SPINNERET_ADMIN", value_parser = common::metrics_http::parse_listen_addr)]
+    admin: Option<std::net::SocketAddr>,
+
+    /// Bearer token the admin API's changes (POST, DELETE) require; reads stay open.
+    #[arg(
+        long = "admin_token",
+        alias = "admin-token",
+        value_name = "TOKEN",
+        env = "SPINNERET_ADMIN_TOKEN",
+        requires = "admin",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+
+    /// Keep running when idle and wait for tasks from the admin API (stop with Ctrl-C).
+    #[arg(long, env = "SPINNERET_SERVE", requires = "admin")]
+    serve: bool,
+
+    /// No progress line or progress logs, and only warnings and errors logged (RUST_LOG
+    /// still wins); the summary is still printed.
+    #[arg(long, short = 'q', env = "SPINNERET_QUIET")]
+    quiet: bool,
+
+    /// Seconds between progress log lines (when stderr is not a terminal).
     #[arg(
         long = "progress_secs",
         value_name = "SECS",
@@ -330,6 +355,9 @@ struct Args {
         next_help_heading = "Fetch limits (in-process worker only; remote workers take these flags)"
     )]
     fetch: worker::cli::FetchArgs,
+
+    #[command(flatten, next_help_heading = "Logging")]
+    log: common::cli::LogArgs,
 }
 
 impl Args {
@@ -439,6 +467,7 @@ impl Args {
             },
             drain_timeout: Duration::from_secs(self.drain_timeout),
             itemsaver_timeout: Duration::from_secs(self.itemsaver_timeout.max(1)),
+            serve: self.serve,
             task,
             ..defaults
         })
@@ -448,8 +477,11 @@ impl Args {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::cli::init_tracing();
-    match crawl(&args).await {
+    let json = args.log.log_format == common::cli::LogFormat::Json;
+    let progress = engine::progress::Progress::detect(args.quiet, json);
+    let level = if args.quiet { "warn" } else { "info" };
+    common::cli::init_tracing_with(args.log.log_format, level, progress.log_writer());
+    match crawl(&args, progress).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -458,7 +490,7 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn crawl(args: &Args) -> anyhow::Result<()> {
+async fn crawl(args: &Args, progress: engine::progress::Progress) -> anyhow::Result<()> {
     if let Some(path) = &args.check_spider {
         let (run, spec) = engine::load_spider(path)?;
         let rules: Vec<String> = spec
@@ -491,7 +523,23 @@ async fn crawl(args: &Args) -> anyhow::Result<()> {
     let config = args.config()?;
     let shutdown = CancellationToken::new();
     common::cli::cancel_on_signals(shutdown.clone());
-    let summary = engine::run(config, shutdown).await?;
+    let admin = match args.admin {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for --admin: {e}"))?;
+            // Scripts and tests read this line to learn the port when given port 0.
+            eprintln!("admin on http://{}/", listener.local_addr()?);
+            Some(listener)
+        }
+        None => None,
+    };
+    let operate = engine::Operate {
+        admin,
+        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        progress,
+    };
+    let summary = engine::run_with(config, operate, shutdown).await?;
     println!("{summary}");
     if let Some(path) = &args.summary_json {
         let json = serde_json::to_string_pretty(&summary)?;

@@ -7,11 +7,17 @@
 //! connection breaks, is marked down: its leases stop being handed out, and its calls in flight
 //! are cancelled so their requests can go elsewhere. It is then reconnected with back-off and
 //! rejoins with fresh leases.
+//!
+//! An operator steers workers through a [`PoolControl`]: adding one at runtime, pausing it (its
+//! leases stop being handed out; calls in flight finish), resuming it, or removing it. Every
+//! such change moves the worker to a new lease epoch, so leases of an older epoch are
+//! discarded as they come back and a worker never holds more than its slots.
 
 use common::traffic::Traffic;
 use common::{CrawlServiceClient, WorkerInfo, transport};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use serde::Serialize;
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
@@ -86,23 +92,90 @@ struct Link {
     down: CancellationToken,
 }
 
+/// What an operator asked of a worker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Admin {
+    Active = 0,
+    Paused = 1,
+    Removed = 2,
+}
+
+/// The last heartbeat a worker answered.
+#[derive(Clone, Debug)]
+struct Heartbeat {
+    at: std::time::Instant,
+    status: common::WorkerStatus,
+}
+
 /// One worker of the pool.
 #[derive(Debug)]
 pub struct WorkerConn {
-    /// Position in the pool, for per-worker counters.
+    /// Position in the pool, for per-worker counters; never reused, so it is also the id the
+    /// admin API names the worker by.
     pub index: usize,
     /// The address it is reached at (or `in-process`).
     pub addr: String,
     /// Requests sent to it.
     pub requests: AtomicU64,
+    /// Requests sent to it and not answered yet.
+    pub in_flight: AtomicU64,
     link: Mutex<Link>,
     up: AtomicBool,
+    admin: AtomicU8,
+    /// Bumped by every pause, resume and removal: leases of another epoch are discarded.
+    epoch: AtomicU64,
+    /// Serialises the lease decisions of the supervisor and the operator.
+    leasing: Mutex<()>,
+    /// Remote workers are reconnected when they fail; the in-process one cannot fail.
+    remote: bool,
+    heartbeat: Mutex<Option<Heartbeat>>,
 }
 
 impl WorkerConn {
+    fn new(
+        index: usize,
+        addr: String,
+        client: CrawlServiceClient,
+        info: WorkerInfo,
+        remote: bool,
+    ) -> Self {
+        WorkerConn {
+            index,
+            addr,
+            requests: AtomicU64::new(0),
+            in_flight: AtomicU64::new(0),
+            link: Mutex::new(Link {
+                client,
+                info,
+                generation: 0,
+                down: CancellationToken::new(),
+            }),
+            up: AtomicBool::new(true),
+            admin: AtomicU8::new(Admin::Active as u8),
+            epoch: AtomicU64::new(0),
+            leasing: Mutex::new(()),
+            remote,
+            heartbeat: Mutex::new(None),
+        }
+    }
+
     /// Whether the worker is marked down.
     pub fn is_down(&self) -> bool {
-        !self.up.load(Ordering::Relaxed)
+        !self.up.load(Ordering::SeqCst)
+    }
+
+    fn admin(&self) -> Admin {
+        match self.admin.load(Ordering::SeqCst) {
+            0 => Admin::Active,
+            1 => Admin::Paused,
+            _ => Admin::Removed,
+        }
+    }
+
+    /// Whether an operator removed it from the pool.
+    pub fn is_removed(&self) -> bool {
+        self.admin() == Admin::Removed
     }
 
     /// The client of the worker's current connection.
@@ -124,6 +197,72 @@ impl WorkerConn {
             .map(|l| l.clone())
             .unwrap_or_else(|e| e.into_inner().clone())
     }
+
+    fn leasing(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.leasing.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn record_heartbeat(&self, status: common::WorkerStatus) {
+        if let Ok(mut h) = self.heartbeat.lock() {
+            *h = Some(Heartbeat {
+                at: std::time::Instant::now(),
+                status,
+            });
+        }
+    }
+
+    /// The worker as the admin API shows it.
+    pub fn view(&self) -> WorkerView {
+        let heartbeat = self.heartbeat.lock().ok().and_then(|h| h.clone());
+        let in_flight = self.in_flight.load(Ordering::Relaxed);
+        let state = match self.admin() {
+            Admin::Removed if in_flight > 0 => "draining",
+            Admin::Removed => "removed",
+            Admin::Paused => "paused",
+            Admin::Active if self.is_down() => "down",
+            Admin::Active => "up",
+        };
+        WorkerView {
+            id: self.index,
+            addr: self.addr.clone(),
+            node_id: self.info().node_id,
+            state,
+            up: !self.is_down(),
+            heartbeat_age_secs: heartbeat.as_ref().map(|h| h.at.elapsed().as_secs_f64()),
+            requests: self.requests.load(Ordering::Relaxed),
+            in_flight,
+            done: heartbeat.as_ref().map_or(0, |h| h.status.done),
+            failed: heartbeat.as_ref().map_or(0, |h| h.status.failed),
+            uptime_secs: heartbeat.as_ref().map_or(0, |h| h.status.uptime_secs),
+        }
+    }
+}
+
+/// A worker as the admin API and the dashboard show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerView {
+    /// The id to name it by in `/api/workers/{id}`.
+    pub id: usize,
+    /// Its address.
+    pub addr: String,
+    /// The node id it reported.
+    pub node_id: String,
+    /// `up`, `down`, `paused`, `draining` (removed, requests still in flight) or `removed`.
+    pub state: &'static str,
+    /// Whether its connection is up (a paused worker may be up or down).
+    pub up: bool,
+    /// Seconds since it last answered a heartbeat; `null` before the first.
+    pub heartbeat_age_secs: Option<f64>,
+    /// Requests this engine sent it.
+    pub requests: u64,
+    /// Requests this engine sent it that are not answered yet.
+    pub in_flight: u64,
+    /// Requests it reports done (since it started, for any engine).
+    pub done: u64,
+    /// Requests it reports failed (since it started, for any engine).
+    pub failed: u64,
+    /// Seconds since it started, as it reported.
+    pub uptime_secs: u64,
 }
 
 /// The right to send one request to one worker; give it back with [`Pool::release`].
@@ -131,6 +270,7 @@ impl WorkerConn {
 pub struct Lease {
     worker: Arc<WorkerConn>,
     generation: u64,
+    epoch: u64,
     client: CrawlServiceClient,
     down: CancellationToken,
 }
@@ -152,7 +292,10 @@ impl Lease {
     }
 
     fn is_valid(&self) -> bool {
-        !self.worker.is_down() && !self.down.is_cancelled()
+        !self.worker.is_down()
+            && !self.down.is_cancelled()
+            && self.worker.admin() == Admin::Active
+            && self.worker.epoch.load(Ordering::SeqCst) == self.epoch
     }
 }
 
@@ -173,7 +316,32 @@ pub enum PoolError {
     },
 }
 
-/// Everything the supervisors share with the pool.
+/// Why an operator's request about a worker was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// No worker has this id.
+    #[error("no worker has id {0}")]
+    NotFound(usize),
+    /// The worker was removed; it can be added again under a new id.
+    #[error("worker {0} was removed")]
+    Removed(usize),
+    /// The address is not `host:port`.
+    #[error("{0}")]
+    BadAddress(String),
+    /// The worker is already in the pool.
+    #[error("{addr} is already in the pool as worker {id}")]
+    Duplicate {
+        /// The address asked for.
+        addr: String,
+        /// The id it has.
+        id: usize,
+    },
+    /// It could not be reached, or cannot do the crawl's tasks.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// Everything the supervisors and the operator share with the pool.
 #[derive(Debug)]
 struct Shared {
     traffic: Arc<Traffic>,
@@ -181,7 +349,12 @@ struct Shared {
     /// Leases in circulation (in the channel or out on requests), valid or not yet discarded.
     live: AtomicUsize,
     config: PoolConfig,
-    job: Job,
+    /// What every worker must be able to do: one entry per parser or spider in use.
+    jobs: Mutex<Vec<Job>>,
+    /// Every worker ever in the pool, by index.
+    workers: RwLock<Vec<Arc<WorkerConn>>>,
+    /// Stops the supervisors when the pool is dropped.
+    stop: CancellationToken,
 }
 
 impl Shared {
@@ -189,14 +362,37 @@ impl Shared {
         (info.concurrency.max(1) as usize).min(self.config.max_slots.max(1))
     }
 
-    /// Puts `count` fresh leases of `worker`'s current link into circulation.
+    fn jobs(&self) -> Vec<Job> {
+        self.jobs.lock().map(|j| j.clone()).unwrap_or_default()
+    }
+
+    fn workers(&self) -> Vec<Arc<WorkerConn>> {
+        self.workers.read().map(|w| w.clone()).unwrap_or_default()
+    }
+
+    fn worker(&self, id: usize) -> Result<Arc<WorkerConn>, ControlError> {
+        let worker = self
+            .workers
+            .read()
+            .ok()
+            .and_then(|w| w.get(id).cloned())
+            .ok_or(ControlError::NotFound(id))?;
+        if worker.is_removed() {
+            return Err(ControlError::Removed(id));
+        }
+        Ok(worker)
+    }
+
+    /// Puts `count` fresh leases of `worker`'s current link and epoch into circulation.
     fn add_leases(&self, worker: &Arc<WorkerConn>, count: usize) {
         let link = worker.link();
+        let epoch = worker.epoch.load(Ordering::SeqCst);
         for _ in 0..count {
             self.live.fetch_add(1, Ordering::Relaxed);
             let lease = Lease {
                 worker: worker.clone(),
                 generation: link.generation,
+                epoch,
                 client: link.client.clone(),
                 down: link.down.clone(),
             };
@@ -209,21 +405,23 @@ impl Shared {
     /// Marks the worker down if `generation` is still its link; idempotent.
     fn mark_down(&self, worker: &WorkerConn, generation: u64, why: &str) {
         let link = worker.link();
-        if link.generation == generation && worker.up.swap(false, Ordering::Relaxed) {
+        if link.generation == generation && worker.up.swap(false, Ordering::SeqCst) {
             warn!(worker = %worker.addr, %why, "worker marked down; its requests go to other workers");
             link.down.cancel();
         }
+    }
+
+    /// Starts a worker's supervisor.
+    fn supervise(self: &Arc<Self>, worker: Arc<WorkerConn>) {
+        tokio::spawn(supervise(worker, self.clone(), self.stop.clone()));
     }
 }
 
 /// Connected workers and their leases.
 #[derive(Debug)]
 pub struct Pool {
-    workers: Vec<Arc<WorkerConn>>,
     rx: mpsc::UnboundedReceiver<Lease>,
     shared: Arc<Shared>,
-    /// Stops the supervisors when the pool is dropped.
-    stop: CancellationToken,
     /// Since when no worker has been up, while that lasts: the no-workers timeout counts from
     /// there, however often the crawl loop asks again.
     all_down_since: Option<tokio::time::Instant>,
@@ -231,16 +429,16 @@ pub struct Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        self.stop.cancel();
+        self.shared.stop.cancel();
     }
 }
 
 impl Pool {
     /// Connects to every host, logging each result, and keeps those that answer and can do
-    /// `job`; fails only when none is left. Each worker is then supervised.
+    /// `jobs`; fails only when none is left. Each worker is then supervised.
     pub async fn connect(
         hosts: &[String],
-        job: Job,
+        jobs: Vec<Job>,
         config: PoolConfig,
         traffic: Arc<Traffic>,
     ) -> Result<Pool, PoolError> {
@@ -252,12 +450,12 @@ impl Pool {
         }
         let timeout = config.connect_timeout;
         let attempts = unique.into_iter().map(|addr| {
-            let job = job.clone();
+            let jobs = jobs.clone();
             let traffic = traffic.clone();
             async move {
                 (
                     addr.clone(),
-                    connect_one(addr, &job, timeout, &traffic).await,
+                    connect_one(addr, &jobs, timeout, &traffic).await,
                 )
             }
         });
@@ -294,65 +492,59 @@ impl Pool {
                 },
             });
         }
-        let pool = Pool::build(connected, job, config, traffic);
-        for worker in &pool.workers {
-            tokio::spawn(supervise(
-                worker.clone(),
-                pool.shared.clone(),
-                pool.stop.clone(),
-            ));
+        let pool = Pool::build(connected, true, jobs, config, traffic);
+        for worker in pool.workers() {
+            pool.shared.supervise(worker);
         }
         Ok(pool)
     }
 
-    /// Builds a pool of one worker running in this process (never supervised).
+    /// Builds a pool of one worker running in this process; it is only watched for its
+    /// heartbeat figures, since it cannot go down.
     pub fn in_process(
         client: CrawlServiceClient,
         info: WorkerInfo,
-        job: Job,
+        jobs: Vec<Job>,
         config: PoolConfig,
         traffic: Arc<Traffic>,
     ) -> Pool {
-        Pool::build(
+        let pool = Pool::build(
             vec![("in-process".into(), client, info)],
-            job,
+            false,
+            jobs,
             config,
             traffic,
-        )
+        );
+        for worker in pool.workers() {
+            pool.shared.supervise(worker);
+        }
+        pool
     }
 
     fn build(
         clients: Vec<(String, CrawlServiceClient, WorkerInfo)>,
-        job: Job,
+        remote: bool,
+        jobs: Vec<Job>,
         config: PoolConfig,
         traffic: Arc<Traffic>,
     ) -> Pool {
         let (tx, rx) = mpsc::unbounded_channel();
+        let workers: Vec<Arc<WorkerConn>> = clients
+            .into_iter()
+            .enumerate()
+            .map(|(index, (addr, client, info))| {
+                Arc::new(WorkerConn::new(index, addr, client, info, remote))
+            })
+            .collect();
         let shared = Arc::new(Shared {
             traffic,
             tx,
             live: AtomicUsize::new(0),
             config,
-            job,
+            jobs: Mutex::new(jobs),
+            workers: RwLock::new(workers.clone()),
+            stop: CancellationToken::new(),
         });
-        let workers: Vec<Arc<WorkerConn>> = clients
-            .into_iter()
-            .enumerate()
-            .map(|(index, (addr, client, info))| {
-                Arc::new(WorkerConn {
-                    index,
-                    addr,
-                    requests: AtomicU64::new(0),
-                    link: Mutex::new(Link {
-                        client,
-                        info,
-                        generation: 0,
-                        down: CancellationToken::new(),
-                    }),
-                    up: AtomicBool::new(true),
-                })
-            })
-            .collect();
         // Interleave the first leases so that workers take turns from the start.
         let deepest = workers
             .iter()
@@ -365,19 +557,31 @@ impl Pool {
             }
         }
         Pool {
-            workers,
             rx,
             shared,
-            stop: CancellationToken::new(),
             all_down_since: None,
         }
     }
 
+    /// A handle for steering the pool's workers while the crawl runs.
+    pub fn control(&self) -> PoolControl {
+        PoolControl {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// Waits for the next lease. When every worker is down it waits up to the no-workers
-    /// timeout for one to come back, and returns `None` if none does.
+    /// timeout for one to come back, and returns `None` if none does. Paused workers are
+    /// waited for without a limit: an operator will resume them.
     pub async fn acquire(&mut self) -> Option<Lease> {
         loop {
-            let lease = if self.shared.live.load(Ordering::Relaxed) == 0 {
+            let any_paused = || {
+                self.shared
+                    .workers()
+                    .iter()
+                    .any(|w| w.admin() == Admin::Paused)
+            };
+            let lease = if self.shared.live.load(Ordering::Relaxed) == 0 && !any_paused() {
                 let timeout = self.shared.config.no_workers_timeout;
                 let since = *self.all_down_since.get_or_insert_with(|| {
                     warn!(?timeout, "no worker is up; waiting for one to come back");
@@ -429,7 +633,8 @@ impl Pool {
 
     /// Gives a lease back after its request finished.
     pub fn release(&self, lease: Lease) {
-        // A lease of a down connection is discarded; so is one the channel cannot take.
+        // A lease of a down connection or an old epoch is discarded; so is one the channel
+        // cannot take.
         if !lease.is_valid() || self.shared.tx.send(lease).is_err() {
             self.shared.live.fetch_sub(1, Ordering::Relaxed);
         }
@@ -447,14 +652,172 @@ impl Pool {
         &self.shared.traffic
     }
 
-    /// Every worker ever in the pool.
-    pub fn workers(&self) -> &[Arc<WorkerConn>] {
-        &self.workers
+    /// Every worker ever in the pool, removed ones included.
+    pub fn workers(&self) -> Vec<Arc<WorkerConn>> {
+        self.shared.workers()
     }
 
-    /// Workers not marked down.
+    /// The worker with this index, if there is one.
+    pub fn worker(&self, index: usize) -> Option<Arc<WorkerConn>> {
+        self.shared
+            .workers
+            .read()
+            .ok()
+            .and_then(|w| w.get(index).cloned())
+    }
+
+    /// Workers up and taking work (not down, paused or removed).
     pub fn workers_up(&self) -> usize {
-        self.workers.iter().filter(|w| !w.is_down()).count()
+        self.shared
+            .workers()
+            .iter()
+            .filter(|w| !w.is_down() && w.admin() == Admin::Active)
+            .count()
+    }
+}
+
+/// Steers the workers of a running crawl: the admin API's handle on the pool.
+#[derive(Clone, Debug)]
+pub struct PoolControl {
+    shared: Arc<Shared>,
+}
+
+impl PoolControl {
+    /// Every worker not removed (or still draining), as the admin API shows them.
+    pub fn views(&self) -> Vec<WorkerView> {
+        self.shared
+            .workers()
+            .iter()
+            .map(|w| w.view())
+            .filter(|v| v.state != "removed")
+            .collect()
+    }
+
+    /// Workers up and taking work.
+    pub fn workers_up(&self) -> usize {
+        self.shared
+            .workers()
+            .iter()
+            .filter(|w| !w.is_down() && w.admin() == Admin::Active)
+            .count()
+    }
+
+    /// Stops handing the worker requests; those in flight finish.
+    pub fn pause(&self, id: usize) -> Result<WorkerView, ControlError> {
+        let worker = self.shared.worker(id)?;
+        let _leasing = worker.leasing();
+        if worker.admin() == Admin::Active {
+            worker.admin.store(Admin::Paused as u8, Ordering::SeqCst);
+            worker.epoch.fetch_add(1, Ordering::SeqCst);
+            info!(worker = %worker.addr, id, "worker paused");
+        }
+        Ok(worker.view())
+    }
+
+    /// Hands the worker requests again.
+    pub fn resume(&self, id: usize) -> Result<WorkerView, ControlError> {
+        let worker = self.shared.worker(id)?;
+        let _leasing = worker.leasing();
+        if worker.admin() == Admin::Paused {
+            worker.admin.store(Admin::Active as u8, Ordering::SeqCst);
+            worker.epoch.fetch_add(1, Ordering::SeqCst);
+            // A worker down now gets its leases from its supervisor when it reconnects.
+            if !worker.is_down() {
+                self.shared
+                    .add_leases(&worker, self.shared.slots(&worker.info()));
+            }
+            info!(worker = %worker.addr, id, "worker resumed");
+        }
+        Ok(worker.view())
+    }
+
+    /// Takes the worker out of the pool for good: no new requests, those in flight finish.
+    pub fn remove(&self, id: usize) -> Result<WorkerView, ControlError> {
+        let worker = self.shared.worker(id)?;
+        let _leasing = worker.leasing();
+        worker.admin.store(Admin::Removed as u8, Ordering::SeqCst);
+        worker.epoch.fetch_add(1, Ordering::SeqCst);
+        info!(worker = %worker.addr, id, "worker removed; its requests in flight finish");
+        Ok(worker.view())
+    }
+
+    /// Connects to a worker at `addr`, readies it for every task, and adds it to the rotation.
+    pub async fn add(&self, addr: &str) -> Result<WorkerView, ControlError> {
+        let addr =
+            common::parse_host_spec(addr).map_err(|e| ControlError::BadAddress(e.to_string()))?;
+        if let Some(known) = self
+            .shared
+            .workers()
+            .iter()
+            .find(|w| w.addr == addr && !w.is_removed())
+        {
+            return Err(ControlError::Duplicate {
+                addr,
+                id: known.index,
+            });
+        }
+        let jobs = self.shared.jobs();
+        let (client, info) = connect_one(
+            &addr,
+            &jobs,
+            self.shared.config.connect_timeout,
+            &self.shared.traffic,
+        )
+        .await
+        .map_err(|(Failure::Unreachable(why) | Failure::Unable(why))| {
+            ControlError::Unreachable(why)
+        })?;
+        let worker = {
+            let mut workers = self
+                .shared
+                .workers
+                .write()
+                .unwrap_or_else(|e| e.into_inner());
+            if let Some(known) = workers
+                .iter()
+                .find(|w| !w.is_removed() && w.info().node_id == info.node_id)
+            {
+                return Err(ControlError::Duplicate {
+                    addr,
+                    id: known.index,
+                });
+            }
+            let worker = Arc::new(WorkerConn::new(workers.len(), addr, client, info, true));
+            workers.push(worker.clone());
+            worker
+        };
+        self.shared
+            .add_leases(&worker, self.shared.slots(&worker.info()));
+        self.shared.supervise(worker.clone());
+        info!(worker = %worker.addr, id = worker.index, "worker added");
+        Ok(worker.view())
+    }
+
+    /// Readies every worker up for another job (a new task's spider), and has workers that
+    /// connect later readied for it too. Fails when no worker could take it.
+    pub async fn add_job(&self, job: Job) -> Result<(), String> {
+        let timeout = self.shared.config.connect_timeout;
+        let mut ready = 0;
+        let mut last_error = None;
+        for worker in self.shared.workers() {
+            if worker.is_down() || worker.is_removed() {
+                continue;
+            }
+            match job.prepare(&worker.client(), &worker.info(), timeout).await {
+                Ok(()) => ready += 1,
+                Err(why) => {
+                    warn!(worker = %worker.addr, %why, "worker cannot do the new task");
+                    last_error = Some(why);
+                }
+            }
+        }
+        if ready == 0 {
+            return Err(last_error.unwrap_or_else(|| "no worker is up".into()));
+        }
+        if let Ok(mut jobs) = self.shared.jobs.lock() {
+            jobs.push(job);
+        }
+        Ok(())
     }
 }
 
@@ -465,7 +828,7 @@ enum Failure {
 
 async fn connect_one(
     addr: &str,
-    job: &Job,
+    jobs: &[Job],
     timeout: Duration,
     traffic: &Arc<Traffic>,
 ) -> Result<(CrawlServiceClient, WorkerInfo), Failure> {
@@ -489,33 +852,34 @@ async fn connect_one(
     if status.paused {
         return Err(Failure::Unreachable(format!("{addr} is shutting down")));
     }
-    job.prepare(&client, &info, timeout)
-        .await
-        .map_err(Failure::Unable)?;
+    for job in jobs {
+        job.prepare(&client, &info, timeout)
+            .await
+            .map_err(Failure::Unable)?;
+    }
     Ok((client, info))
 }
 
 /// Watches one worker: heartbeats while it is up, reconnects with back-off while it is down.
+/// The in-process worker is only asked for its figures.
 async fn supervise(worker: Arc<WorkerConn>, shared: Arc<Shared>, stop: CancellationToken) {
     let config = shared.config;
     let mut misses = 0;
     let mut backoff = Duration::from_millis(250);
     loop {
+        if worker.is_removed() {
+            return;
+        }
         if worker.is_down() {
             tokio::select! {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            match connect_one(
-                &worker.addr,
-                &shared.job,
-                config.connect_timeout,
-                &shared.traffic,
-            )
-            .await
-            {
+            let jobs = shared.jobs();
+            match connect_one(&worker.addr, &jobs, config.connect_timeout, &shared.traffic).await {
                 Ok((client, info)) => {
                     let slots = shared.slots(&info);
+                    let _leasing = worker.leasing();
                     if let Ok(mut link) = worker.link.lock() {
                         let generation = link.generation + 1;
                         *link = Link {
@@ -525,8 +889,11 @@ async fn supervise(worker: Arc<WorkerConn>, shared: Arc<Shared>, stop: Cancellat
                             down: CancellationToken::new(),
                         };
                     }
-                    worker.up.store(true, Ordering::Relaxed);
-                    shared.add_leases(&worker, slots);
+                    worker.up.store(true, Ordering::SeqCst);
+                    // A paused worker gets its leases when it is resumed.
+                    if worker.admin() == Admin::Active {
+                        shared.add_leases(&worker, slots);
+                    }
                     info!(worker = %worker.addr, "worker is back; rejoining the rotation");
                     misses = 0;
                     backoff = Duration::from_millis(250);
@@ -545,12 +912,18 @@ async fn supervise(worker: Arc<WorkerConn>, shared: Arc<Shared>, stop: Cancellat
             _ = link.down.cancelled() => continue,
             _ = tokio::time::sleep(config.heartbeat) => {}
         }
-        match tokio::time::timeout(
+        let answer = tokio::time::timeout(
             config.heartbeat,
             link.client.status(transport::deadline(config.heartbeat)),
         )
-        .await
-        {
+        .await;
+        if let Ok(Ok(status)) = &answer {
+            worker.record_heartbeat(status.clone());
+        }
+        if !worker.remote {
+            continue;
+        }
+        match answer {
             Ok(Ok(status)) if status.paused => {
                 shared.mark_down(&worker, link.generation, "it is shutting down");
             }
@@ -595,7 +968,13 @@ mod tests {
             no_workers_timeout: Duration::from_millis(10),
             ..PoolConfig::default()
         };
-        Pool::build(workers, Job::Parser("links".into()), config, Arc::default())
+        Pool::build(
+            workers,
+            true,
+            vec![Job::Parser("links".into())],
+            config,
+            Arc::default(),
+        )
     }
 
     #[tokio::test]

@@ -48,6 +48,9 @@ struct Args {
     /// Largest batch accepted, in items.
     #[arg(long = "max_batch", value_name = "N", alias = "max-batch", env = "SPINNERET_MAX_BATCH", default_value_t = itemsaver::DEFAULT_MAX_BATCH)]
     max_batch: usize,
+
+    #[command(flatten, next_help_heading = "Logging")]
+    log: common::cli::LogArgs,
 }
 
 #[derive(Subcommand, Debug)]
@@ -71,7 +74,7 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::cli::init_tracing();
+    common::cli::init_tracing_with(args.log.log_format, "info", std::io::stderr);
     match start(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

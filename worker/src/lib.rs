@@ -7,6 +7,7 @@ pub mod charset;
 pub mod cli;
 pub mod config;
 pub mod fetch;
+pub mod metrics;
 pub mod parsers;
 pub mod server;
 pub mod spider;

@@ -44,14 +44,21 @@ struct Args {
     #[arg(long = "list-parsers", alias = "list_parsers")]
     list_parsers: bool,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (`PORT` or `:PORT` is on 127.0.0.1).
+    #[arg(long, value_name = "ADDR", env = "SPINNERET_WORKER_METRICS", value_parser = common::metrics_http::parse_listen_addr)]
+    metrics: Option<SocketAddr>,
+
     #[command(flatten, next_help_heading = "Fetch limits")]
     fetch: FetchArgs,
+
+    #[command(flatten, next_help_heading = "Logging")]
+    log: common::cli::LogArgs,
 }
 
 #[tokio::main]
 async fn main() -> ExitCode {
     let args = Args::parse();
-    common::cli::init_tracing();
+    common::cli::init_tracing_with(args.log.log_format, "info", std::io::stderr);
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -83,6 +90,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     common::cli::cancel_on_signals(shutdown.clone());
+    if let Some(addr) = args.metrics {
+        let router = common::metrics_http::router(server.metrics().registry());
+        let (bound, _) = common::metrics_http::serve(addr, router, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        // Tests and scripts read this line to learn the port when given port 0.
+        println!("metrics on http://{bound}/metrics");
+    }
     worker::run(listener, server, shutdown).await?;
     tracing::info!("worker stopped");
     Ok(())

@@ -41,6 +41,7 @@ struct Shared {
     activity: Activity,
     done: AtomicU64,
     failed: AtomicU64,
+    metrics: crate::metrics::WorkerMetrics,
 }
 
 #[derive(Default)]
@@ -109,6 +110,7 @@ impl CrawlServer {
                 activity: Activity::default(),
                 done: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
+                metrics: crate::metrics::WorkerMetrics::default(),
             }),
         })
     }
@@ -131,6 +133,11 @@ impl CrawlServer {
             }
         }
         info
+    }
+
+    /// The worker's Prometheus metrics.
+    pub fn metrics(&self) -> &crate::metrics::WorkerMetrics {
+        &self.shared.metrics
     }
 
     /// Health and load; the body of the `status` RPC.
@@ -282,11 +289,25 @@ impl CrawlServer {
 
 impl CrawlService for CrawlServer {
     async fn crawl(self, _: Context, request: Request) -> Result<ParseResult, FetchError> {
+        let started = Instant::now();
+        let metrics = &self.shared.metrics;
+        let in_flight = metrics.start();
         let result = self.crawl_one(request).await;
-        let counter = if result.is_ok() {
-            &self.shared.done
-        } else {
-            &self.shared.failed
+        drop(in_flight);
+        let counter = match &result {
+            Ok(page) => {
+                metrics.finished(
+                    "ok".into(),
+                    started.elapsed(),
+                    page.fetch.bytes,
+                    page.items.len(),
+                );
+                &self.shared.done
+            }
+            Err(error) => {
+                metrics.finished(error.reason(), started.elapsed(), 0, 0);
+                &self.shared.failed
+            }
         };
         counter.fetch_add(1, Ordering::Relaxed);
         result

@@ -4,7 +4,9 @@ use super::{Answer, Completion, Crawl, retry_delay};
 use crate::error::EngineError;
 use crate::frontier::{Dispatched, Kind};
 use crate::robots::{self, Rules, Verdict};
+use crate::tasks::TaskState;
 use common::{FetchError, ParseResult, Request, RobotsFile, canonicalize, transport};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tarpc::client::RpcError;
 use tokio::time::Instant;
@@ -28,11 +30,17 @@ impl Crawl {
             dispatched,
             lease,
             outcome,
+            sent,
         } = done;
         let worker = lease.worker().index;
+        lease.worker().in_flight.fetch_sub(1, Ordering::Relaxed);
+        let addr = lease.worker().addr.clone();
+        crate::metrics::EngineMetrics::observe(&self.meter(worker, &addr).1, now - sent);
         self.frontier.done(&dispatched.host, now);
-        if dispatched.kind == Kind::Page {
-            self.pages_in_flight -= 1;
+        if dispatched.kind == Kind::Page
+            && let Some(t) = self.tasks.named_mut(&dispatched.request.task)
+        {
+            t.in_flight -= 1;
         }
         let answer = match outcome {
             Ok(answer) if answer.worker_unavailable() => {
@@ -43,6 +51,7 @@ impl Crawl {
                 let mut d = dispatched;
                 d.last_worker = Some(worker);
                 self.summary.worker_retries += 1;
+                self.metrics.worker_retries.inc();
                 self.frontier.requeue_front(d, now);
                 return Ok(());
             }
@@ -51,7 +60,6 @@ impl Crawl {
                 answer
             }
             Err(error) => {
-                let addr = lease.worker().addr.clone();
                 match error {
                     // The worker is alive but slow or refused the call: keep it.
                     RpcError::DeadlineExceeded | RpcError::Server(_) => self.pool.release(lease),
@@ -65,21 +73,30 @@ impl Crawl {
         match answer {
             Answer::Robots(result) => self.robots_answer(dispatched, result, now),
             Answer::Page(Ok(result)) => {
-                self.outcomes += 1;
                 self.frontier.recovered(&dispatched.host);
+                let task = self.tasks.named_mut(&dispatched.request.task);
                 match &result.redirect {
                     Some(target) => {
+                        if let Some(t) = task {
+                            t.pages_redirected += 1;
+                        }
                         self.summary.pages_redirected += 1;
+                        self.metrics.page(result.fetch.status, "redirect");
                         self.follow_redirect(&dispatched, target, now);
                     }
                     None => {
+                        if let Some(t) = task {
+                            t.pages_ok += 1;
+                            t.items += result.items.len() as u64;
+                        }
                         self.summary.pages_ok += 1;
                         self.summary.items_dropped += u64::from(result.items_dropped);
+                        self.metrics.page(result.fetch.status, "ok");
                         self.follow(&dispatched.request, &result, now);
                     }
                 }
                 // The request leaves the queue with its links and items, in one transaction.
-                self.finished(dispatched.id);
+                self.finished(&dispatched);
                 let items = self.spool(result.items);
                 self.flush_pending().await?;
                 self.items_sent += items.len() as u64;
@@ -88,8 +105,7 @@ impl Crawl {
             Answer::Page(Err(FetchError::UnknownSpider(_))) => {
                 // The worker restarted or forgot the spider: send it again, then retry there
                 // or elsewhere, as for any worker failure.
-                self.reload_spider(worker).await;
-                let addr = self.pool.workers()[worker].addr.clone();
+                self.reload_spider(worker, dispatched.request.spider).await;
                 self.worker_failed(
                     dispatched,
                     worker,
@@ -103,13 +119,15 @@ impl Crawl {
         Ok(())
     }
 
-    async fn reload_spider(&self, worker: usize) {
-        let (Some(spider), Some(conn)) = (&self.config.spider, self.pool.workers().get(worker))
-        else {
+    async fn reload_spider(&self, worker: usize, hash: Option<u64>) {
+        let (Some(source), Some(conn)) = (
+            hash.and_then(|h| self.tasks.spider_source(h)),
+            self.pool.worker(worker),
+        ) else {
             return;
         };
         let ctx = transport::deadline(self.config.connect_timeout);
-        match conn.client().load_spider(ctx, spider.source.clone()).await {
+        match conn.client().load_spider(ctx, source.to_owned()).await {
             Ok(Ok(_)) => info!(worker = %conn.addr, "spider sent again"),
             Ok(Err(why)) => warn!(worker = %conn.addr, %why, "worker refused the spider"),
             Err(e) => warn!(worker = %conn.addr, cause = %e, "could not send the spider"),
@@ -125,19 +143,25 @@ impl Crawl {
         {
             self.frontier
                 .throttle(&d.host, retry_after_secs.map(Duration::from_secs), now);
+            self.metrics.throttled(&d.host);
         }
         if error.is_retryable() && d.attempts < self.config.retries {
             d.attempts += 1;
             d.last_worker = Some(worker);
             self.summary.retries += 1;
+            self.metrics.retries.inc();
             let at = now + retry_delay(&d.request.url, d.attempts);
             debug!(url = %d.request.url, %error, attempt = d.attempts, "retrying later");
             self.frontier.defer(d, at);
         } else {
-            self.outcomes += 1;
             debug!(url = %d.request.url, %error, "page failed");
-            *self.summary.pages_failed.entry(error.reason()).or_default() += 1;
-            self.finished(d.id);
+            let reason = error.reason();
+            let status = match &error {
+                FetchError::Http { status, .. } => *status,
+                _ => 0,
+            };
+            self.metrics.page(status, &reason);
+            self.count_failure(&d, reason);
         }
     }
 
@@ -187,19 +211,15 @@ impl Crawl {
         if d.worker_failures <= self.config.max_worker_failures {
             debug!(url = %d.request.url, %addr, %error, "worker failed the request; requeued");
             self.summary.worker_retries += 1;
+            self.metrics.worker_retries.inc();
             self.frontier.requeue_front(d, now);
             return;
         }
         warn!(url = %d.request.url, %addr, %error, "request failed on too many workers; giving up");
         match d.kind {
             Kind::Page => {
-                self.outcomes += 1;
-                *self
-                    .summary
-                    .pages_failed
-                    .entry("worker_lost".into())
-                    .or_default() += 1;
-                self.finished(d.id);
+                self.metrics.page(0, "worker_lost");
+                self.count_failure(&d, "worker_lost".into());
             }
             Kind::Robots => self
                 .frontier
@@ -209,6 +229,12 @@ impl Crawl {
 
     /// Schedules a redirect's target like a link, at the same depth, within the hop limit.
     fn follow_redirect(&mut self, from: &Dispatched, target: &str, now: Instant) {
+        let Some(task) = self.tasks.index(&from.request.task) else {
+            return;
+        };
+        if self.tasks.at(task).state == TaskState::Closed {
+            return;
+        }
         let Ok(url) = canonicalize(target, None) else {
             *self
                 .summary
@@ -225,7 +251,7 @@ impl Crawl {
                 .or_default() += 1;
             return;
         }
-        if !self.scope.allows(&url) {
+        if !self.tasks.at(task).scope.allows(&url) {
             *self
                 .summary
                 .skipped
@@ -246,8 +272,20 @@ impl Crawl {
 
     /// Schedules the links of a parsed page that are new, in scope and within the limits.
     fn follow(&mut self, parent: &Request, result: &ParseResult, now: Instant) {
+        let Some(task) = self.tasks.index(&parent.task) else {
+            return;
+        };
+        if self.tasks.at(task).state == TaskState::Closed {
+            return;
+        }
         let depth = parent.depth + 1;
-        if self.config.max_depth.is_some_and(|max| depth > max) {
+        if self
+            .tasks
+            .at(task)
+            .def
+            .max_depth
+            .is_some_and(|max| depth > max)
+        {
             self.summary.links_over_limit += result.requests.len() as u64;
             return;
         }
@@ -260,7 +298,7 @@ impl Crawl {
                 self.summary.links_over_limit += 1;
                 continue;
             }
-            if !self.scope.allows(&url) {
+            if !self.tasks.at(task).scope.allows(&url) {
                 self.summary.links_offsite += 1;
                 continue;
             }
@@ -274,5 +312,14 @@ impl Crawl {
             };
             self.push(&url, request, 0, now);
         }
+    }
+
+    /// Counts a page that failed for good, and lets it leave the queue.
+    fn count_failure(&mut self, d: &Dispatched, reason: String) {
+        if let Some(t) = self.tasks.named_mut(&d.request.task) {
+            t.pages_failed += 1;
+        }
+        *self.summary.pages_failed.entry(reason).or_default() += 1;
+        self.finished(d);
     }
 }

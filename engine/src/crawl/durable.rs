@@ -3,11 +3,13 @@
 
 use super::{Crawl, host_key};
 use crate::error::EngineError;
+use crate::frontier::{Dispatched, Kind};
 use crate::robots;
 use crate::sink::Spooled;
 use crate::state::{Change, Restored};
 use crate::summary::Summary;
-use common::{Item, Request};
+use crate::tasks::TaskDef;
+use common::Item;
 use tokio::time::Instant;
 use tracing::warn;
 use url::Url;
@@ -17,10 +19,19 @@ use url::Url;
 pub(super) type Pending = Change;
 
 impl Crawl {
-    /// Records that request `id` is done for good (0: not a durable request).
-    pub(super) fn finished(&mut self, id: u64) {
-        if self.durable && id != 0 {
-            self.pending.push(Pending::Finish(id));
+    /// Records that a page request is done for good: it leaves the durable queue, and its
+    /// task's count of open requests.
+    pub(super) fn finished(&mut self, d: &Dispatched) {
+        if d.kind != Kind::Page {
+            return;
+        }
+        let index = self.tasks.index(&d.request.task);
+        if self.is_durable(index) && d.id != 0 {
+            self.pending.push(Pending::Finish(d.id));
+        }
+        if let Some(t) = self.tasks.named_mut(&d.request.task) {
+            t.open = t.open.saturating_sub(1);
+            t.settle();
         }
     }
 
@@ -60,8 +71,10 @@ impl Crawl {
         for fp in restored.seen {
             self.frontier.mark_seen(fp);
         }
+        let mut restored_open = 0;
         for (id, entry) in restored.queue {
             self.next_id = self.next_id.max(id + 1);
+            restored_open += 1;
             let Ok(url) = Url::parse(&entry.request.url) else {
                 warn!(url = %entry.request.url, "unreadable queued URL in the state; dropped");
                 continue;
@@ -84,20 +97,14 @@ impl Crawl {
         self.next_seq = restored.spool.last().map_or(1, |(seq, _)| seq + 1);
         // Items fetched but not acknowledged before: sent first, in order.
         self.sink.send(restored.spool).await?;
-        let (parser, spider) = match &self.config.spider {
-            Some(s) => (s.start_rule.clone(), Some(s.hash)),
-            None => (self.config.parser.clone(), None),
-        };
-        for seed in self.config.seeds.clone() {
-            let request = Request {
-                url: seed.to_string(),
-                parser: parser.clone(),
-                depth: 0,
-                task: self.config.task.clone(),
-                meta: Default::default(),
-                spider,
-            };
-            self.push(&seed, request, 0, now);
+        // The engine's own task: always, unless it only serves tasks added through the API.
+        if !self.config.serve || !self.config.seeds.is_empty() || restored.resumed {
+            let def = TaskDef::from_config(&self.config);
+            self.add_task(def)?;
+            if let Ok(t) = self.tasks.by_id_mut(1) {
+                t.open += restored_open;
+                t.settle();
+            }
         }
         self.flush_pending().await
     }

@@ -2,22 +2,31 @@
 //! schedule the new links and adjust the host's pace; stop when nothing is queued or in flight.
 
 mod answers;
+mod commands;
 mod durable;
+mod figures;
 
 use crate::config::EngineConfig;
+use crate::control::{self, Command, CrawlEnd, CrawlHandle, Sample};
 use crate::error::EngineError;
 use crate::frontier::{Dispatched, Frontier, Kind, PolitenessConfig, Popped};
+use crate::metrics::EngineMetrics;
 use crate::pool::{Lease, Pool};
+use crate::progress::Progress;
 use crate::robots;
-use crate::scope::Scope;
 use crate::sink::ItemSink;
 use crate::state::{Restored, StateHandle};
 use crate::summary::{Summary, WorkerShare};
+use crate::tasks::{TaskDef, Tasks};
 use common::{FetchError, ParseResult, Request, RobotsFile, fingerprint, transport};
 use durable::Pending;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::histogram::Histogram;
+use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tarpc::client::RpcError;
@@ -32,11 +41,12 @@ enum Answer {
     Robots(Result<RobotsFile, FetchError>),
 }
 
-/// A finished RPC: the request, the lease it used, and what came back.
+/// A finished RPC: the request, the lease it used, what came back, and when it was sent.
 struct Completion {
     dispatched: Dispatched,
     lease: Lease,
     outcome: Result<Answer, RpcError>,
+    sent: Instant,
 }
 
 // A short-lived stack value, moved once per loop turn: boxing would only add an allocation.
@@ -48,6 +58,8 @@ enum Event {
     Wake,
     DrainOver,
     Progress,
+    Publish,
+    Command(Option<Command>),
 }
 
 /// How a crawl ended.
@@ -71,19 +83,16 @@ impl Stopped {
     }
 }
 
-/// One crawl's state: the frontier, the pool, the item sink and the running figures.
+/// One crawl's state: the frontier, the pool, the item sink, the tasks and the running
+/// figures.
 pub struct Crawl {
     config: EngineConfig,
-    scope: Scope,
     frontier: Frontier,
     pool: Pool,
     sink: ItemSink,
     summary: Summary,
     /// The User-Agent token robots.txt groups are matched against.
     agent: String,
-    /// Page fetches that ended (ok, failed, redirected); `--max_pages` counts these.
-    outcomes: u64,
-    pages_in_flight: u64,
     items_sent: u64,
     state: StateHandle,
     durable: bool,
@@ -92,6 +101,21 @@ pub struct Crawl {
     next_seq: u64,
     /// Items acknowledged in earlier runs of a resumed crawl.
     items_saved_before: u64,
+    tasks: Tasks,
+    metrics: Arc<EngineMetrics>,
+    /// Per worker index: its request counter and latency histogram.
+    meters: Vec<Option<(Counter, Histogram)>>,
+    handle: CrawlHandle,
+    end: CrawlEnd,
+    progress: Progress,
+    history: VecDeque<Sample>,
+    started: Instant,
+    /// Items acknowledged when the metrics were last updated.
+    items_saved_metered: u64,
+    /// Requests in flight, as of the last loop turn.
+    in_flight: usize,
+    /// Whether a signal asked the crawl to stop.
+    stopping: bool,
 }
 
 /// The frontier's host key for a URL: host and port.
@@ -114,7 +138,7 @@ fn retry_delay(url: &str, attempt: u32) -> Duration {
 
 impl Crawl {
     /// Prepares a crawl over `pool`, delivering items to `sink` and recording its progress in
-    /// `state` (which may be disabled).
+    /// `state` (which may be disabled), and reporting it through `progress`.
     pub fn new(
         config: EngineConfig,
         pool: Pool,
@@ -122,8 +146,8 @@ impl Crawl {
         items_at: String,
         state: StateHandle,
         durable: bool,
+        progress: Progress,
     ) -> Crawl {
-        let scope = Scope::new(&config.allow_domains, &config.seeds);
         let frontier = Frontier::new(PolitenessConfig {
             per_host: config.per_host,
             delay: config.delay,
@@ -137,9 +161,10 @@ impl Crawl {
             .map_or(common::USER_AGENT_TOKEN.to_owned(), |w| {
                 common::user_agent_token(&w.info().user_agent).to_owned()
             });
+        let metrics = EngineMetrics::shared();
+        let (handle, end) = control::channel(pool.control(), metrics.clone());
         Crawl {
             config,
-            scope,
             frontier,
             pool,
             sink,
@@ -148,8 +173,6 @@ impl Crawl {
                 ..Summary::default()
             },
             agent,
-            outcomes: 0,
-            pages_in_flight: 0,
             items_sent: 0,
             state,
             durable,
@@ -157,7 +180,23 @@ impl Crawl {
             next_id: 1,
             next_seq: 1,
             items_saved_before: 0,
+            tasks: Tasks::default(),
+            metrics,
+            meters: Vec::new(),
+            handle,
+            end,
+            progress,
+            history: VecDeque::new(),
+            started: Instant::now(),
+            items_saved_metered: 0,
+            in_flight: 0,
+            stopping: false,
         }
+    }
+
+    /// A handle for watching and steering the crawl while it runs.
+    pub fn handle(&self) -> CrawlHandle {
+        self.handle.clone()
     }
 
     /// Runs the crawl to the end, or until `shutdown`, and returns how it stopped with its
@@ -167,16 +206,21 @@ impl Crawl {
         restored: Restored,
         shutdown: CancellationToken,
     ) -> Result<(Stopped, Summary), EngineError> {
-        let started = Instant::now();
+        self.started = Instant::now();
+        let started = self.started;
         self.start(restored).await?;
         info!(
             seeds = self.config.seeds.len(),
-            domains = ?self.scope.domains(),
+            tasks = self.tasks.iter().count(),
             workers = self.pool.workers().len(),
             robots = self.config.robots,
+            serve = self.config.serve,
             "crawl started"
         );
-        match self.crawl_loop(&shutdown).await {
+        let result = self.crawl_loop(&shutdown).await;
+        self.publish("finished");
+        self.progress.finish();
+        match result {
             Ok(stopped) => self.finish(started, stopped).await.map(|s| (stopped, s)),
             Err(error) => {
                 // Keep what was fetched: deliver it, or leave it in the state for a resume.
@@ -195,40 +239,41 @@ impl Crawl {
     async fn crawl_loop(&mut self, shutdown: &CancellationToken) -> Result<Stopped, EngineError> {
         let mut in_flight: FuturesUnordered<BoxFuture<'static, Completion>> =
             FuturesUnordered::new();
-        let mut interrupted = false;
         let mut drain_deadline: Option<Instant> = None;
         let mut progress = tokio::time::interval(self.config.progress_interval);
         progress.tick().await;
+        let mut publish = tokio::time::interval(figures::PUBLISH_EVERY);
+        publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut counters_saved = Instant::now();
         loop {
             let now = Instant::now();
-            let at_max_pages = self
-                .config
-                .max_pages
-                .is_some_and(|m| self.outcomes + self.pages_in_flight >= m);
-            let can_dispatch = !interrupted
-                && !at_max_pages
+            self.in_flight = in_flight.len();
+            let stopping = self.stopping;
+            let can_dispatch = !stopping
                 && in_flight.len() < self.config.concurrency
                 && self.frontier.has_ready(now);
-            let wake = (!interrupted && !at_max_pages)
-                .then(|| self.frontier.next_wake())
-                .flatten();
-            if in_flight.is_empty() && !can_dispatch && wake.is_none() {
+            let wake = (!stopping).then(|| self.frontier.next_wake()).flatten();
+            // An operator may still add tasks (`--serve`) or resume a paused one.
+            let waiting_for_operator =
+                !stopping && (self.config.serve || self.tasks.any_paused_with_work());
+            if in_flight.is_empty() && !can_dispatch && wake.is_none() && !waiting_for_operator {
                 break;
             }
             let event = tokio::select! {
                 biased;
-                _ = shutdown.cancelled(), if !interrupted => Event::Shutdown,
+                _ = shutdown.cancelled(), if !stopping => Event::Shutdown,
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => Event::Done(done),
+                command = self.end.commands.recv() => Event::Command(command),
                 lease = self.pool.acquire(), if can_dispatch => Event::Lease(lease),
                 _ = sleep_until(wake), if !can_dispatch && wake.is_some() => Event::Wake,
                 _ = sleep_until(drain_deadline), if drain_deadline.is_some() => Event::DrainOver,
                 _ = progress.tick() => Event::Progress,
+                _ = publish.tick() => Event::Publish,
             };
             match event {
                 Event::Shutdown => {
                     info!(in_flight = in_flight.len(), timeout = ?self.config.drain_timeout, "stopping: finishing the requests in flight");
-                    interrupted = true;
+                    self.stopping = true;
                     drain_deadline = Some(Instant::now() + self.config.drain_timeout);
                 }
                 Event::Done(done) => self.complete(done).await?,
@@ -251,7 +296,17 @@ impl Crawl {
                     );
                     break;
                 }
-                Event::Progress => self.log_progress(in_flight.len()),
+                Event::Progress => {
+                    if self.progress.logs() {
+                        self.log_progress(in_flight.len());
+                    }
+                }
+                Event::Publish => self.publish(if self.stopping { "stopping" } else { "" }),
+                Event::Command(Some(command)) => {
+                    self.command(command);
+                    self.publish("");
+                }
+                Event::Command(None) => {}
             }
             self.flush_pending().await?;
             if counters_saved.elapsed() >= self.config.state_sync && self.durable {
@@ -259,9 +314,9 @@ impl Crawl {
                 counters_saved = Instant::now();
             }
         }
-        Ok(if interrupted {
+        Ok(if self.stopping {
             Stopped::Interrupted
-        } else if self.frontier.queued() > 0 {
+        } else if self.frontier.queued() + self.frontier.parked() > 0 {
             Stopped::MaxPages
         } else {
             Stopped::Done
@@ -271,7 +326,8 @@ impl Crawl {
     fn dispatch(&mut self, lease: Lease) -> Option<BoxFuture<'static, Completion>> {
         let now = Instant::now();
         let dispatched = loop {
-            match self.frontier.pop(now) {
+            let tasks = &self.tasks;
+            match self.frontier.pop(now, |task| tasks.hold(task)) {
                 None => {
                     self.pool.release(lease);
                     return None;
@@ -279,7 +335,10 @@ impl Crawl {
                 Some(Popped::Skip(d, reason)) => {
                     debug!(url = %d.request.url, reason, "not fetched");
                     *self.summary.skipped.entry(reason.into()).or_default() += 1;
-                    self.finished(d.id);
+                    if let Some(t) = self.tasks.named_mut(&d.request.task) {
+                        t.skipped += 1;
+                    }
+                    self.finished(&d);
                 }
                 Some(Popped::Send(d)) => break d,
             }
@@ -288,7 +347,10 @@ impl Crawl {
             Some(avoid) => self.pool.prefer_other(lease, avoid),
             None => lease,
         };
-        lease.worker().requests.fetch_add(1, Ordering::Relaxed);
+        let worker = lease.worker().clone();
+        worker.requests.fetch_add(1, Ordering::Relaxed);
+        worker.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.meter(worker.index, &worker.addr).0.inc();
         self.pool.traffic().call();
         let client = lease.client().clone();
         // A worker marked down (missed heartbeats, broken connection) ends its calls at once,
@@ -296,10 +358,13 @@ impl Crawl {
         let down = lease.down_signal();
         let ctx = transport::deadline(self.config.rpc_timeout);
         let request = dispatched.request.clone();
-        debug!(url = %request.url, kind = ?dispatched.kind, worker = %lease.worker().addr, "dispatch");
+        debug!(url = %request.url, kind = ?dispatched.kind, worker = %worker.addr, "dispatch");
+        let sent = Instant::now();
         Some(match dispatched.kind {
             Kind::Page => {
-                self.pages_in_flight += 1;
+                if let Some(t) = self.tasks.named_mut(&request.task) {
+                    t.in_flight += 1;
+                }
                 Box::pin(async move {
                     let outcome = tokio::select! {
                         r = client.crawl(ctx, request) => r.map(Answer::Page),
@@ -309,6 +374,7 @@ impl Crawl {
                         dispatched,
                         lease,
                         outcome,
+                        sent,
                     }
                 })
             }
@@ -321,16 +387,30 @@ impl Crawl {
                     dispatched,
                     lease,
                     outcome,
+                    sent,
                 }
             }),
         })
     }
 
-    /// Queues a URL (already canonical) unless it was seen; records it durably.
+    /// The request counter and latency histogram of worker `index`, made on first use.
+    fn meter(&mut self, index: usize, addr: &str) -> &(Counter, Histogram) {
+        if self.meters.len() <= index {
+            self.meters.resize_with(index + 1, || None);
+        }
+        let metrics = &self.metrics;
+        self.meters[index].get_or_insert_with(|| metrics.worker(addr))
+    }
+
+    /// Queues a URL (already canonical) unless its task saw it; records it durably when its
+    /// task is the engine's own.
     fn push(&mut self, url: &Url, request: Request, redirects: u32, now: Instant) -> bool {
-        let fp = fingerprint(url.as_str());
+        let index = self.tasks.index(&request.task);
+        let salt = index.map_or(0, |i| self.tasks.at(i).salt);
+        let fp = fingerprint(url.as_str()) ^ salt;
         let id = self.next_id;
-        let entry = self.durable.then(|| request.clone());
+        let entry = self.is_durable(index).then(|| request.clone());
+        let task = request.task.clone();
         let queued = self.frontier.push(
             request,
             host_key(url),
@@ -342,6 +422,10 @@ impl Crawl {
         );
         if queued {
             self.next_id += 1;
+            if let Some(t) = self.tasks.named_mut(&task) {
+                t.open += 1;
+                t.settle();
+            }
             if let Some(request) = entry {
                 self.pending.push(Pending::Seen(fp));
                 self.pending.push(Pending::Enqueue(
@@ -353,11 +437,33 @@ impl Crawl {
         queued
     }
 
+    /// Whether requests of the task at `index` are kept in the durable state: only the
+    /// engine's own task is resumable (and requests of a task not known, from an older state).
+    fn is_durable(&self, index: Option<usize>) -> bool {
+        self.durable && index.is_none_or(|i| i == 0)
+    }
+
+    /// Queues the seeds of a task.
+    fn push_seeds(&mut self, def: &TaskDef, now: Instant) {
+        let (parser, spider) = def.start();
+        for seed in &def.seeds {
+            let request = Request {
+                url: seed.to_string(),
+                parser: parser.clone(),
+                depth: 0,
+                task: def.name.clone(),
+                meta: Default::default(),
+                spider,
+            };
+            self.push(seed, request, 0, now);
+        }
+    }
+
     fn log_progress(&self, in_flight: usize) {
         info!(
             pages_ok = self.summary.pages_ok,
             failed = self.summary.failed_total(),
-            queued = self.frontier.queued(),
+            queued = self.frontier.queued() + self.frontier.parked(),
             in_flight,
             items = self.items_sent,
             workers_up = self.pool.workers_up(),
@@ -398,7 +504,7 @@ impl Crawl {
             0.0
         };
         summary.urls_seen = frontier.seen() as u64;
-        summary.left_in_queue = frontier.queued() as u64;
+        summary.left_in_queue = (frontier.queued() + frontier.parked()) as u64;
         summary.stopped = stopped.as_str().into();
         summary.peak_rss_mb = crate::summary::peak_rss_mb();
         summary.cpu_secs = crate::summary::cpu_secs();

@@ -1,0 +1,277 @@
+//! The admin server (`engine --admin ADDR`): Prometheus metrics, a JSON API to watch and
+//! steer the crawl (workers and tasks), and a live dashboard, all over plain HTTP.
+//!
+//! Reads are open; changes need `Authorization: Bearer TOKEN` when `--admin_token` is set.
+//! Every refusal is a 4xx (or a 502 when a worker cannot be reached) with a JSON body
+//! `{"error": "..."}` saying what was wrong.
+
+mod tasks;
+
+use crate::control::{CrawlHandle, CrawlStatus};
+use crate::pool::{ControlError, WorkerView};
+use crate::tasks::TaskError;
+use axum::Router;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Request, State};
+use axum::http::{Method, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, extract::DefaultBodyLimit};
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+
+/// Largest request body accepted (a task's spider file included).
+pub const MAX_BODY_BYTES: usize = 1 << 20;
+
+/// What the admin handlers share.
+#[derive(Clone)]
+struct Admin {
+    crawl: CrawlHandle,
+    token: Option<Arc<str>>,
+}
+
+/// An API refusal: a status and a message.
+#[derive(Debug)]
+pub struct ApiError(StatusCode, String);
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError(status, message.into())
+    }
+}
+
+#[derive(Serialize)]
+struct ErrorBody<'a> {
+    error: &'a str,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, Json(ErrorBody { error: &self.1 })).into_response()
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        let status = match e {
+            ControlError::NotFound(_) | ControlError::Removed(_) => StatusCode::NOT_FOUND,
+            ControlError::BadAddress(_) => StatusCode::BAD_REQUEST,
+            ControlError::Duplicate { .. } => StatusCode::CONFLICT,
+            ControlError::Unreachable(_) => StatusCode::BAD_GATEWAY,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<TaskError> for ApiError {
+    fn from(e: TaskError) -> Self {
+        let status = match e {
+            TaskError::NotFound(_) => StatusCode::NOT_FOUND,
+            TaskError::Duplicate(_) | TaskError::Finished { .. } => StatusCode::CONFLICT,
+            TaskError::Invalid(_) => StatusCode::BAD_REQUEST,
+            TaskError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, e.to_string())
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(e: JsonRejection) -> Self {
+        ApiError::new(StatusCode::BAD_REQUEST, e.body_text())
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Reads an id from the path: a bad one is a 400 naming it.
+fn id_of<T: std::str::FromStr>(what: &str, text: &str) -> ApiResult<T> {
+    text.parse().map_err(|_| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("{what} id must be a number, not {text:?}"),
+        )
+    })
+}
+
+/// The admin API's routes over `crawl`, guarded by `token` for changes.
+pub fn router(crawl: CrawlHandle, token: Option<String>) -> Router {
+    let admin = Admin {
+        crawl,
+        token: token.map(Arc::from),
+    };
+    Router::new()
+        .route("/", get(dashboard))
+        .route("/metrics", get(metrics))
+        .route("/api/status", get(status))
+        .route("/api/workers", get(list_workers).post(add_worker))
+        .route("/api/workers/{id}", get(get_worker).delete(remove_worker))
+        .route("/api/workers/{id}/pause", post(pause_worker))
+        .route("/api/workers/{id}/resume", post(resume_worker))
+        .route("/api/tasks", get(tasks::list).post(tasks::add))
+        .route("/api/tasks/{id}", get(tasks::get_one).delete(tasks::close))
+        .route("/api/tasks/{id}/pause", post(tasks::pause))
+        .route("/api/tasks/{id}/resume", post(tasks::resume))
+        .fallback(not_found)
+        .layer(middleware::from_fn_with_state(admin.clone(), authorize))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(admin)
+}
+
+/// Serves the admin API on `listener` until `shutdown`.
+pub fn serve(
+    listener: tokio::net::TcpListener,
+    crawl: CrawlHandle,
+    token: Option<String>,
+    shutdown: CancellationToken,
+) -> tokio::task::JoinHandle<()> {
+    let app = router(crawl, token);
+    tokio::spawn(async move {
+        let served = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { shutdown.cancelled().await })
+            .await;
+        if let Err(e) = served {
+            tracing::warn!(error = %e, "admin server stopped");
+        }
+    })
+}
+
+/// Lets reads through; changes need the bearer token when one is set.
+async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if let (Some(token), false) = (&admin.token, reads) {
+        let given = request
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        let ok = given.is_some_and(|g| same(g.as_bytes(), token.as_bytes()));
+        if !ok {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this change needs `Authorization: Bearer TOKEN` with the engine's --admin_token",
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            return response;
+        }
+    }
+    next.run(request).await
+}
+
+/// Compares two secrets in time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no such endpoint; see the README's admin API",
+    )
+}
+
+async fn dashboard() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Html(include_str!("dashboard.html")),
+    )
+}
+
+async fn metrics(State(admin): State<Admin>) -> Response {
+    common::metrics_http::render(admin.crawl.metrics.registry())
+}
+
+/// The body of `GET /api/status`.
+#[derive(Serialize)]
+struct StatusBody {
+    #[serde(flatten)]
+    crawl: Arc<CrawlStatus>,
+    /// Whether changes need the bearer token.
+    auth_required: bool,
+    workers_up: usize,
+    workers: Vec<WorkerView>,
+}
+
+async fn status(State(admin): State<Admin>) -> Json<StatusBody> {
+    Json(StatusBody {
+        crawl: admin.crawl.status(),
+        auth_required: admin.token.is_some(),
+        workers_up: admin.crawl.pool.workers_up(),
+        workers: admin.crawl.pool.views(),
+    })
+}
+
+async fn list_workers(State(admin): State<Admin>) -> Json<Vec<WorkerView>> {
+    Json(admin.crawl.pool.views())
+}
+
+async fn get_worker(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WorkerView>> {
+    let id = id_of::<usize>("worker", &id)?;
+    admin
+        .crawl
+        .pool
+        .views()
+        .into_iter()
+        .find(|w| w.id == id)
+        .map(Json)
+        .ok_or_else(|| ControlError::NotFound(id).into())
+}
+
+/// The body of `POST /api/workers`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewWorker {
+    addr: String,
+}
+
+async fn add_worker(
+    State(admin): State<Admin>,
+    body: Result<Json<NewWorker>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<WorkerView>)> {
+    let Json(new) = body?;
+    let view = admin.crawl.pool.add(&new.addr).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+async fn pause_worker(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WorkerView>> {
+    Ok(Json(admin.crawl.pool.pause(id_of("worker", &id)?)?))
+}
+
+async fn resume_worker(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<WorkerView>> {
+    Ok(Json(admin.crawl.pool.resume(id_of("worker", &id)?)?))
+}
+
+async fn remove_worker(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<WorkerView>)> {
+    let view = admin.crawl.pool.remove(id_of("worker", &id)?)?;
+    Ok((StatusCode::ACCEPTED, Json(view)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+        assert!(!same(b"", b"a"));
+    }
+}

@@ -1,0 +1,197 @@
+//! The task endpoints: `/api/tasks` and `/api/tasks/{id}[/pause|/resume]`.
+
+use super::{Admin, ApiError, ApiResult, id_of};
+use crate::config::SpiderRun;
+use crate::pool::Job;
+use crate::tasks::{TaskDef, TaskView};
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+
+/// The body of `POST /api/tasks`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTask {
+    /// The name items are stored under; `task-ID` when left out.
+    #[serde(default)]
+    pub name: Option<String>,
+    /// Start URLs; a spider's `start_urls` when left out.
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    /// A built-in parser (default `links`); not with `spider`.
+    #[serde(default)]
+    pub parser: Option<String>,
+    /// A spider file's TOML text (see SPIDERS.md); not with `parser`.
+    #[serde(default)]
+    pub spider: Option<String>,
+    /// Pages fetched for this task at most.
+    #[serde(default)]
+    pub max_pages: Option<u64>,
+    /// Deepest link distance from a seed.
+    #[serde(default)]
+    pub max_depth: Option<u32>,
+    /// Domains the task may crawl; its seeds' hosts when left out.
+    #[serde(default)]
+    pub allow_domains: Vec<String>,
+}
+
+fn bad(message: impl Into<String>) -> ApiError {
+    ApiError::new(StatusCode::BAD_REQUEST, message)
+}
+
+impl NewTask {
+    /// Checks the task and turns it into a definition (the spider compiled, the seeds
+    /// canonical).
+    pub fn into_def(self) -> ApiResult<TaskDef> {
+        let name = self.name.unwrap_or_default();
+        if name.len() > 200 || name.chars().any(char::is_control) {
+            return Err(bad(
+                "a task name has at most 200 characters and no control characters",
+            ));
+        }
+        let (spider, spec) = match (&self.parser, self.spider) {
+            (Some(_), Some(_)) => return Err(bad("give a task a parser or a spider, not both")),
+            (_, Some(source)) => {
+                let compiled = worker::spider::compile("the task's spider", &source)
+                    .map_err(|e| bad(e.to_string()))?;
+                let run = SpiderRun {
+                    name: compiled.spec.name.clone(),
+                    hash: compiled.hash,
+                    start_rule: compiled.start_rule.clone(),
+                    source,
+                };
+                (Some(run), Some(compiled.spec))
+            }
+            _ => (None, None),
+        };
+        let seed_texts = match &spec {
+            Some(spec) if self.seeds.is_empty() => spec.start_urls.clone(),
+            _ => self.seeds,
+        };
+        if seed_texts.is_empty() {
+            return Err(bad("a task needs at least one seed URL in \"seeds\""));
+        }
+        let seeds = seed_texts
+            .iter()
+            .map(|s| crate::parse_seed(s).map_err(|e| bad(e.to_string())))
+            .collect::<ApiResult<Vec<_>>>()?;
+        let allow_domains = match &spec {
+            Some(spec) if self.allow_domains.is_empty() => spec.allowed_domains.clone(),
+            _ => self.allow_domains,
+        };
+        let limits = spec.as_ref().map(|s| s.limits.clone()).unwrap_or_default();
+        let name = match (name.is_empty(), &spider) {
+            (true, Some(run)) => run.name.clone(),
+            _ => name,
+        };
+        Ok(TaskDef {
+            name,
+            seeds,
+            parser: self.parser.unwrap_or_else(|| "links".into()),
+            spider,
+            max_pages: self.max_pages.or(limits.max_pages),
+            max_depth: self.max_depth.or(limits.max_depth),
+            allow_domains,
+        })
+    }
+}
+
+pub(super) async fn list(State(admin): State<Admin>) -> Json<Vec<TaskView>> {
+    Json(admin.crawl.status().tasks.clone())
+}
+
+pub(super) async fn get_one(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    let id = id_of::<u64>("task", &id)?;
+    admin
+        .crawl
+        .status()
+        .tasks
+        .iter()
+        .find(|t| t.id == id)
+        .cloned()
+        .map(Json)
+        .ok_or_else(|| crate::tasks::TaskError::NotFound(id).into())
+}
+
+pub(super) async fn add(
+    State(admin): State<Admin>,
+    body: Result<Json<NewTask>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<TaskView>)> {
+    let Json(new) = body?;
+    let def = new.into_def()?;
+    // Every worker must be able to run it, and workers that join later are readied too.
+    let job = match &def.spider {
+        Some(run) => Job::Spider(run.source.clone()),
+        None => Job::Parser(def.parser.clone()),
+    };
+    let spider = def.spider.is_some();
+    admin.crawl.pool.add_job(job).await.map_err(|why| {
+        if spider {
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!("no worker took the spider: {why}"),
+            )
+        } else {
+            bad(format!("no worker can run this task: {why}"))
+        }
+    })?;
+    let view = admin.crawl.add_task(def).await?;
+    Ok((StatusCode::CREATED, Json(view)))
+}
+
+pub(super) async fn pause(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    Ok(Json(admin.crawl.pause_task(id_of("task", &id)?).await?))
+}
+
+pub(super) async fn resume(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    Ok(Json(admin.crawl.resume_task(id_of("task", &id)?).await?))
+}
+
+pub(super) async fn close(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    Ok(Json(admin.crawl.close_task(id_of("task", &id)?).await?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn task(json: &str) -> ApiResult<TaskDef> {
+        serde_json::from_str::<NewTask>(json)
+            .map_err(|e| bad(e.to_string()))?
+            .into_def()
+    }
+
+    #[test]
+    fn a_task_needs_seeds_and_one_way_to_parse() {
+        let err = task(r#"{"seeds": []}"#).expect_err("no seeds");
+        assert!(err.1.contains("at least one seed"), "{}", err.1);
+        let err = task(r#"{"seeds": ["http://a.test/"], "parser": "links", "spider": "x"}"#)
+            .expect_err("both");
+        assert!(err.1.contains("not both"), "{}", err.1);
+        let err = task(r#"{"seeds": ["ftp://a.test/"]}"#).expect_err("bad seed");
+        assert!(err.1.contains("ftp://a.test/"), "{}", err.1);
+        let def = task(r#"{"seeds": ["http://a.test/x"], "max_pages": 5}"#).expect("ok");
+        assert_eq!(def.parser, "links");
+        assert_eq!(def.max_pages, Some(5));
+        assert_eq!(def.name, "", "named by the crawl");
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        assert!(serde_json::from_str::<NewTask>(r#"{"seeds": [], "speed": 9}"#).is_err());
+    }
+}

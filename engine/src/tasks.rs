@@ -1,0 +1,393 @@
+//! Crawl tasks: a seed set plus a parser or spider and its limits. The engine runs the task
+//! its flags describe, and the admin API adds, pauses, resumes and closes more while it runs.
+
+use crate::config::{EngineConfig, SpiderRun};
+use crate::scope::Scope;
+use serde::Serialize;
+use std::collections::HashMap;
+use url::Url;
+
+/// What a task is asked to do.
+#[derive(Clone, Debug)]
+pub struct TaskDef {
+    /// The name items are stored under; unique in the engine.
+    pub name: String,
+    /// Canonical start URLs.
+    pub seeds: Vec<Url>,
+    /// The built-in parser, when there is no spider.
+    pub parser: String,
+    /// The spider run instead of `parser`.
+    pub spider: Option<SpiderRun>,
+    /// Pages fetched for this task at most.
+    pub max_pages: Option<u64>,
+    /// Deepest link distance from a seed that is fetched.
+    pub max_depth: Option<u32>,
+    /// Domains the task may crawl; empty means its seeds' hosts.
+    pub allow_domains: Vec<String>,
+}
+
+impl TaskDef {
+    /// The task the engine's own flags describe.
+    pub fn from_config(config: &EngineConfig) -> TaskDef {
+        TaskDef {
+            name: config.task.clone(),
+            seeds: config.seeds.clone(),
+            parser: config.parser.clone(),
+            spider: config.spider.clone(),
+            max_pages: config.max_pages,
+            max_depth: config.max_depth,
+            allow_domains: config.allow_domains.clone(),
+        }
+    }
+
+    /// The parser (or spider rule) and spider hash its seed requests carry.
+    pub fn start(&self) -> (String, Option<u64>) {
+        match &self.spider {
+            Some(s) => (s.start_rule.clone(), Some(s.hash)),
+            None => (self.parser.clone(), None),
+        }
+    }
+}
+
+/// Where a task is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskState {
+    /// Requests are being sent.
+    Running,
+    /// Its requests are held until it is resumed; those in flight finish.
+    Paused,
+    /// Closed by an operator: queued requests dropped, in-flight results still saved.
+    Closed,
+    /// Reached its `max_pages`; what is left stays queued, unsent.
+    Capped,
+    /// Nothing of it is left queued or in flight.
+    Done,
+}
+
+/// What the frontier does with a task's request when its turn comes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Send it.
+    Go,
+    /// Keep it aside, unsent, until the task resumes.
+    Park,
+    /// Drop it.
+    Drop,
+}
+
+/// One task and its running figures.
+#[derive(Debug)]
+pub struct Task {
+    /// Its id in the admin API (the engine's own task is 1).
+    pub id: u64,
+    /// What it was asked to do.
+    pub def: TaskDef,
+    /// The URLs it may follow.
+    pub scope: Scope,
+    /// Mixed into URL fingerprints so two tasks may fetch the same URL; 0 for the first task,
+    /// whose durable seen set predates tasks.
+    pub salt: u64,
+    /// Where it is in its life.
+    pub state: TaskState,
+    /// Requests queued, parked or in flight.
+    pub open: u64,
+    /// Pages in flight.
+    pub in_flight: u64,
+    /// Pages fetched and parsed.
+    pub pages_ok: u64,
+    /// Pages that failed for good.
+    pub pages_failed: u64,
+    /// Pages that were redirected elsewhere.
+    pub pages_redirected: u64,
+    /// Requests not sent (robots.txt, caps, closed).
+    pub skipped: u64,
+    /// Items extracted and sent to the itemsaver.
+    pub items: u64,
+}
+
+impl Task {
+    /// Page fetches that ended, the count `max_pages` limits.
+    pub fn outcomes(&self) -> u64 {
+        self.pages_ok + self.pages_failed + self.pages_redirected
+    }
+
+    /// What the frontier does with this task's next request.
+    pub fn hold(&self) -> Hold {
+        match self.state {
+            TaskState::Closed => Hold::Drop,
+            TaskState::Paused | TaskState::Capped => Hold::Park,
+            TaskState::Running | TaskState::Done => {
+                if self
+                    .def
+                    .max_pages
+                    .is_some_and(|max| self.outcomes() + self.in_flight >= max)
+                {
+                    Hold::Park
+                } else {
+                    Hold::Go
+                }
+            }
+        }
+    }
+
+    /// Moves a running task to done or capped when nothing of it can be sent any more.
+    pub fn settle(&mut self) {
+        if !matches!(self.state, TaskState::Running | TaskState::Done) {
+            return;
+        }
+        let capped = self.def.max_pages.is_some_and(|max| self.outcomes() >= max);
+        self.state = if self.open == 0 {
+            TaskState::Done
+        } else if capped && self.in_flight == 0 {
+            TaskState::Capped
+        } else {
+            TaskState::Running
+        };
+    }
+
+    /// The task as the admin API shows it.
+    pub fn view(&self) -> TaskView {
+        TaskView {
+            id: self.id,
+            name: self.def.name.clone(),
+            state: self.state,
+            seeds: self.def.seeds.iter().map(Url::to_string).collect(),
+            parser: self.def.parser.clone(),
+            spider: self.def.spider.as_ref().map(|s| s.name.clone()),
+            max_pages: self.def.max_pages,
+            max_depth: self.def.max_depth,
+            pages_ok: self.pages_ok,
+            pages_failed: self.pages_failed,
+            skipped: self.skipped,
+            items: self.items,
+            queued: self.open.saturating_sub(self.in_flight),
+            in_flight: self.in_flight,
+        }
+    }
+}
+
+/// A task as the admin API and the dashboard show it.
+#[derive(Clone, Debug, Serialize)]
+pub struct TaskView {
+    /// Its id, for `/api/tasks/{id}`.
+    pub id: u64,
+    /// Its name (items are stored under it).
+    pub name: String,
+    /// `running`, `paused`, `closed`, `capped` or `done`.
+    pub state: TaskState,
+    /// Its start URLs.
+    pub seeds: Vec<String>,
+    /// Its parser (or the spider's start rule).
+    pub parser: String,
+    /// Its spider's name, if it runs one.
+    pub spider: Option<String>,
+    /// Its page limit.
+    pub max_pages: Option<u64>,
+    /// Its depth limit.
+    pub max_depth: Option<u32>,
+    /// Pages fetched and parsed.
+    pub pages_ok: u64,
+    /// Pages that failed for good.
+    pub pages_failed: u64,
+    /// Requests not sent.
+    pub skipped: u64,
+    /// Items extracted.
+    pub items: u64,
+    /// Requests waiting (queued, retrying or held).
+    pub queued: u64,
+    /// Pages in flight.
+    pub in_flight: u64,
+}
+
+/// Why a task operation was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum TaskError {
+    /// No task has this id.
+    #[error("no task has id {0}")]
+    NotFound(u64),
+    /// Another task has this name.
+    #[error("a task named {0:?} already exists")]
+    Duplicate(String),
+    /// The task is closed or finished; it cannot change state.
+    #[error("task {id} is {state:?} and cannot be {action}")]
+    Finished {
+        /// The task.
+        id: u64,
+        /// Its state.
+        state: TaskState,
+        /// What was asked.
+        action: &'static str,
+    },
+    /// The task definition is unusable.
+    #[error("{0}")]
+    Invalid(String),
+    /// The crawl is no longer running.
+    #[error("the crawl has stopped")]
+    Stopped,
+}
+
+/// Every task of the engine, by id and by name.
+#[derive(Debug, Default)]
+pub struct Tasks {
+    list: Vec<Task>,
+    by_name: HashMap<String, usize>,
+}
+
+impl Tasks {
+    /// Adds a task and returns its id.
+    /// A task left unnamed is named `task-ID`.
+    pub fn add(&mut self, mut def: TaskDef) -> Result<u64, TaskError> {
+        if def.name.is_empty() {
+            def.name = format!("task-{}", self.list.len() + 1);
+        }
+        if self.by_name.contains_key(&def.name) {
+            return Err(TaskError::Duplicate(def.name));
+        }
+        let index = self.list.len();
+        let salt = if index == 0 {
+            0
+        } else {
+            common::fingerprint(&format!("task:{}", def.name))
+        };
+        let id = index as u64 + 1;
+        self.by_name.insert(def.name.clone(), index);
+        self.list.push(Task {
+            id,
+            scope: Scope::new(&def.allow_domains, &def.seeds),
+            def,
+            salt,
+            state: TaskState::Running,
+            open: 0,
+            in_flight: 0,
+            pages_ok: 0,
+            pages_failed: 0,
+            pages_redirected: 0,
+            skipped: 0,
+            items: 0,
+        });
+        Ok(id)
+    }
+
+    /// The index of the task named `name`.
+    pub fn index(&self, name: &str) -> Option<usize> {
+        self.by_name.get(name).copied()
+    }
+
+    /// The task named `name`.
+    pub fn named(&self, name: &str) -> Option<&Task> {
+        self.index(name).map(|i| &self.list[i])
+    }
+
+    /// The task named `name`, to update.
+    pub fn named_mut(&mut self, name: &str) -> Option<&mut Task> {
+        self.index(name).map(|i| &mut self.list[i])
+    }
+
+    /// The task at `index`.
+    pub fn at(&self, index: usize) -> &Task {
+        &self.list[index]
+    }
+
+    /// The task with id `id`, to update.
+    pub fn by_id_mut(&mut self, id: u64) -> Result<&mut Task, TaskError> {
+        usize::try_from(id)
+            .ok()
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| self.list.get_mut(i))
+            .ok_or(TaskError::NotFound(id))
+    }
+
+    /// What the frontier does with a request of task `name`.
+    pub fn hold(&self, name: &str) -> Hold {
+        self.named(name).map_or(Hold::Go, Task::hold)
+    }
+
+    /// Every task.
+    pub fn iter(&self) -> impl Iterator<Item = &Task> {
+        self.list.iter()
+    }
+
+    /// Whether a paused task still has requests: the engine waits for it to be resumed.
+    pub fn any_paused_with_work(&self) -> bool {
+        self.list
+            .iter()
+            .any(|t| t.state == TaskState::Paused && t.open > 0)
+    }
+
+    /// Whether a task stopped at its page cap with requests left unsent.
+    pub fn any_capped(&self) -> bool {
+        self.list
+            .iter()
+            .any(|t| t.open > t.in_flight && t.hold() == Hold::Park && t.state != TaskState::Paused)
+    }
+
+    /// The spider source with content hash `hash`, if a task runs it.
+    pub fn spider_source(&self, hash: u64) -> Option<&str> {
+        self.list
+            .iter()
+            .filter_map(|t| t.def.spider.as_ref())
+            .find(|s| s.hash == hash)
+            .map(|s| s.source.as_str())
+    }
+
+    /// Every task as the admin API shows it.
+    pub fn views(&self) -> Vec<TaskView> {
+        self.list.iter().map(Task::view).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(name: &str, max_pages: Option<u64>) -> TaskDef {
+        TaskDef {
+            name: name.into(),
+            seeds: vec![Url::parse("http://a.test/").expect("url")],
+            parser: "links".into(),
+            spider: None,
+            max_pages,
+            max_depth: None,
+            allow_domains: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn names_are_unique_and_ids_count_from_one() {
+        let mut tasks = Tasks::default();
+        assert_eq!(tasks.add(def("a", None)).expect("a"), 1);
+        assert_eq!(tasks.add(def("b", None)).expect("b"), 2);
+        assert!(matches!(
+            tasks.add(def("a", None)),
+            Err(TaskError::Duplicate(_))
+        ));
+        assert!(matches!(tasks.by_id_mut(3), Err(TaskError::NotFound(3))));
+        assert!(matches!(tasks.by_id_mut(0), Err(TaskError::NotFound(0))));
+        assert_eq!(
+            tasks.named("a").expect("a").salt,
+            0,
+            "the first task keeps plain fingerprints"
+        );
+        assert_ne!(tasks.named("b").expect("b").salt, 0);
+    }
+
+    #[test]
+    fn a_task_at_its_cap_holds_its_requests() {
+        let mut tasks = Tasks::default();
+        tasks.add(def("a", Some(2))).expect("a");
+        let t = tasks.named_mut("a").expect("a");
+        t.open = 5;
+        assert_eq!(t.hold(), Hold::Go);
+        t.in_flight = 1;
+        t.pages_ok = 1;
+        assert_eq!(t.hold(), Hold::Park, "one done and one in flight make two");
+        t.in_flight = 0;
+        t.pages_ok = 2;
+        t.open = 3;
+        t.settle();
+        assert_eq!(t.state, TaskState::Capped);
+        t.state = TaskState::Closed;
+        assert_eq!(t.hold(), Hold::Drop);
+    }
+}
