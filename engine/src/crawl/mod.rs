@@ -245,6 +245,7 @@ impl Crawl {
         let mut publish = tokio::time::interval(figures::PUBLISH_EVERY);
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut counters_saved = Instant::now();
+        self.publish("");
         loop {
             let now = Instant::now();
             self.in_flight = in_flight.len();

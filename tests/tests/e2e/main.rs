@@ -2,6 +2,8 @@
 //!
 //! The binaries are found next to this test executable; `make test` builds them first.
 
+mod admin;
+mod admin_harness;
 mod cli;
 mod faults;
 mod harness;
