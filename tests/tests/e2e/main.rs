@@ -5,6 +5,7 @@
 mod admin;
 mod admin_harness;
 mod cli;
+mod dashboard;
 mod faults;
 mod harness;
 mod hostile;
