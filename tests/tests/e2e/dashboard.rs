@@ -64,7 +64,10 @@ impl Browser {
             {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "chromedriver did not start");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "chromedriver did not start"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let caps = serde_json::json!({
@@ -119,13 +122,22 @@ impl Browser {
         let ok = response.status().is_success();
         let v = response.json_text().await.map_err(|e| e.to_string())?;
         if ok {
-            Ok(if path == "/session" { v["value"].clone() } else { v["value"].clone() })
+            Ok(if path == "/session" {
+                v["value"].clone()
+            } else {
+                v["value"].clone()
+            })
         } else {
             Err(v["value"]["message"].as_str().unwrap_or("error").to_owned())
         }
     }
 
-    async fn call(&self, method: &str, path: &str, body: Option<serde_json::Value>) -> serde_json::Value {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<serde_json::Value>,
+    ) -> serde_json::Value {
         self.try_call(method, path, body)
             .await
             .unwrap_or_else(|e| panic!("WebDriver {method} {path}: {e}"))
@@ -189,7 +201,11 @@ impl Browser {
             };
             let id = found[ELEMENT].as_str().expect("element id").to_owned();
             if self
-                .try_call("POST", &format!("/element/{id}/click"), Some(serde_json::json!({})))
+                .try_call(
+                    "POST",
+                    &format!("/element/{id}/click"),
+                    Some(serde_json::json!({})),
+                )
                 .await
                 .is_ok()
             {
@@ -252,7 +268,9 @@ async fn the_dashboard_shows_a_live_crawl_in_headless_chromium() {
 
     // The figures arrive, then move, on the same page: no reload.
     let first = browser
-        .wait_text("#pages-done", "pages done", |t| number(t).is_some_and(|n| n > 0))
+        .wait_text("#pages-done", "pages done", |t| {
+            number(t).is_some_and(|n| n > 0)
+        })
         .await;
     let first = number(&first).unwrap_or(0);
     browser
@@ -291,7 +309,9 @@ async fn the_dashboard_shows_a_live_crawl_in_headless_chromium() {
     let chart = if chart == 0 {
         // The chart needs two seconds of history.
         browser
-            .wait_text("#chart", "the throughput chart", |t| !t.contains("collecting"))
+            .wait_text("#chart", "the throughput chart", |t| {
+                !t.contains("collecting")
+            })
             .await;
         browser
             .call(
@@ -321,7 +341,11 @@ async fn the_dashboard_shows_a_live_crawl_in_headless_chromium() {
         .wait_text("#tasks tbody", "the task, paused", |t| t.contains("PAUSED"))
         .await;
     let png = browser.screenshot().await;
-    assert!(png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000, "{} bytes", png.len());
+    assert!(
+        png.starts_with(b"\x89PNG\r\n\x1a\n") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
     let shot = target_dir().join("dashboard.png");
     std::fs::write(&shot, &png).expect("write the screenshot");
     browser

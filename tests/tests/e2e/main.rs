@@ -9,5 +9,6 @@ mod dashboard;
 mod faults;
 mod harness;
 mod hostile;
+mod operate;
 mod pipeline;
 mod spiders;
