@@ -1072,4 +1072,45 @@ mod tests {
             "one slot, one lease"
         );
     }
+
+    #[tokio::test]
+    async fn pause_and_resume_never_double_a_workers_slots() {
+        let mut pool = pool(vec![in_process_worker(2), in_process_worker(2)], 100);
+        let control = pool.control();
+        let out = pool.acquire().await.expect("lease");
+        assert_eq!(out.worker().index, 0);
+        control.pause(0).expect("pause");
+        control.resume(0).expect("resume");
+        control.pause(0).expect("pause again");
+        control.resume(0).expect("resume again");
+        // The lease taken before the pause comes back and is discarded: worker 0 has its two
+        // fresh slots, worker 1 its two, and nothing more.
+        pool.release(out);
+        let mut got = Vec::new();
+        while let Some(Some(lease)) = pool.acquire().now_or_never() {
+            got.push(lease.worker().index);
+        }
+        got.sort_unstable();
+        assert_eq!(got, vec![0, 0, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_paused_worker_gets_nothing_and_the_pool_waits_for_it() {
+        let mut pool = pool(vec![in_process_worker(1)], 100);
+        let control = pool.control();
+        assert_eq!(control.pause(0).expect("pause").state, "paused");
+        assert!(
+            pool.acquire().now_or_never().is_none(),
+            "no lease while paused, and no no-workers failure either"
+        );
+        control.resume(0).expect("resume");
+        assert_eq!(pool.acquire().await.expect("lease").worker().index, 0);
+        assert!(matches!(control.pause(7), Err(ControlError::NotFound(7))));
+        control.remove(0).expect("remove");
+        assert!(matches!(control.resume(0), Err(ControlError::Removed(0))));
+        assert!(
+            control.views().is_empty(),
+            "a removed worker with nothing in flight is gone"
+        );
+    }
 }

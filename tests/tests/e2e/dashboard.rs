@@ -122,11 +122,7 @@ impl Browser {
         let ok = response.status().is_success();
         let v = response.json_text().await.map_err(|e| e.to_string())?;
         if ok {
-            Ok(if path == "/session" {
-                v["value"].clone()
-            } else {
-                v["value"].clone()
-            })
+            Ok(v["value"].clone())
         } else {
             Err(v["value"]["message"].as_str().unwrap_or("error").to_owned())
         }
