@@ -416,7 +416,7 @@ impl Args {
             .filter(|h| !h.trim().is_empty())
             .map(|h| common::parse_host_spec(h).map_err(EngineError::BadItemSaverHost))
             .transpose()?;
-        let serve_only = seeds.is_empty() && !self.resume;
+        let serve_only = self.serve && seeds.is_empty() && !self.resume;
         Ok(EngineConfig {
             seeds,
             parser: self.parser.clone(),
@@ -455,7 +455,7 @@ impl Args {
             no_workers_timeout: Duration::from_secs(self.no_workers_timeout),
             // An engine that only serves API tasks has nothing durable to keep (API tasks
             // are not resumed).
-            state_dir: (!self.no_state && !(self.serve && serve_only)).then(|| {
+            state_dir: (!self.no_state && !serve_only).then(|| {
                 self.state
                     .clone()
                     .unwrap_or_else(|| PathBuf::from(format!("{task}.state")))

@@ -11,7 +11,9 @@
 //! An operator steers workers through a [`PoolControl`]: adding one at runtime, pausing it (its
 //! leases stop being handed out; calls in flight finish), resuming it, or removing it. Every
 //! such change moves the worker to a new lease epoch, so leases of an older epoch are
-//! discarded as they come back and a worker never holds more than its slots.
+//! discarded as they come back. A worker resumed while calls from before its pause are still
+//! running gets its full slots at once, so for that while it may have more calls than slots
+//! (its own concurrency limit queues them).
 
 use common::traffic::Traffic;
 use common::{CrawlServiceClient, WorkerInfo, transport};
@@ -51,7 +53,7 @@ impl Default for PoolConfig {
 }
 
 /// What every worker of a crawl must be able to do.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Job {
     /// Run this built-in parser.
     Parser(String),
@@ -796,6 +798,10 @@ impl PoolControl {
     /// Readies every worker up for another job (a new task's spider), and has workers that
     /// connect later readied for it too. Fails when no worker could take it.
     pub async fn add_job(&self, job: Job) -> Result<(), String> {
+        if self.shared.jobs().contains(&job) {
+            // Every worker in the pool was readied for it already.
+            return Ok(());
+        }
         let timeout = self.shared.config.connect_timeout;
         let mut ready = 0;
         let mut last_error = None;

@@ -112,6 +112,16 @@ impl Task {
         self.pages_ok + self.pages_failed + self.pages_redirected
     }
 
+    /// Whether it reached its page cap.
+    pub fn capped(&self) -> bool {
+        self.def.max_pages.is_some_and(|max| self.outcomes() >= max)
+    }
+
+    /// Whether new links of its pages are scheduled: not once it is closed or capped.
+    pub fn accepts_links(&self) -> bool {
+        self.state != TaskState::Closed && !self.capped()
+    }
+
     /// What the frontier does with this task's next request.
     pub fn hold(&self) -> Hold {
         match self.state {
@@ -239,7 +249,13 @@ impl Tasks {
     /// A task left unnamed is named `task-ID`.
     pub fn add(&mut self, mut def: TaskDef) -> Result<u64, TaskError> {
         if def.name.is_empty() {
-            def.name = format!("task-{}", self.list.len() + 1);
+            let id = self.list.len() + 1;
+            def.name = format!("task-{id}");
+            let mut n = 1;
+            while self.by_name.contains_key(&def.name) {
+                n += 1;
+                def.name = format!("task-{id}-{n}");
+            }
         }
         if self.by_name.contains_key(&def.name) {
             return Err(TaskError::Duplicate(def.name));
@@ -312,7 +328,7 @@ impl Tasks {
     pub fn any_paused_with_work(&self) -> bool {
         self.list
             .iter()
-            .any(|t| t.state == TaskState::Paused && t.open > 0)
+            .any(|t| t.state == TaskState::Paused && t.open > 0 && !t.capped())
     }
 
     /// Whether a task stopped at its page cap with requests left unsent.

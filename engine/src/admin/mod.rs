@@ -140,6 +140,15 @@ pub fn serve(
 /// Lets reads through; changes need the bearer token when one is set.
 async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
+    if !reads && cross_origin(request.headers()) {
+        // A page elsewhere must not steer the crawl through the operator's browser; the
+        // dashboard is served from here, and curl sends no Origin.
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "changes from pages of another origin are refused",
+        )
+        .into_response();
+    }
     if let (Some(token), false) = (&admin.token, reads) {
         let given = request
             .headers()
@@ -161,6 +170,23 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         }
     }
     next.run(request).await
+}
+
+/// Whether a browser sent the request from a page of another origin than this server.
+fn cross_origin(headers: &header::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return false;
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    match (origin_host, host) {
+        (Some(o), Some(h)) => !o.eq_ignore_ascii_case(h),
+        _ => true,
+    }
 }
 
 /// Compares two secrets in time that does not depend on where they differ.
@@ -266,6 +292,30 @@ async fn remove_worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn changes_from_other_origins_are_spotted() {
+        let headers = |pairs: &[(header::HeaderName, &'static str)]| {
+            let mut h = header::HeaderMap::new();
+            for (k, v) in pairs {
+                h.insert(k.clone(), header::HeaderValue::from_static(v));
+            }
+            h
+        };
+        assert!(!cross_origin(&headers(&[(header::HOST, "127.0.0.1:8080")])));
+        assert!(!cross_origin(&headers(&[
+            (header::HOST, "127.0.0.1:8080"),
+            (header::ORIGIN, "http://127.0.0.1:8080"),
+        ])));
+        assert!(cross_origin(&headers(&[
+            (header::HOST, "127.0.0.1:8080"),
+            (header::ORIGIN, "https://evil.example"),
+        ])));
+        assert!(cross_origin(&headers(&[
+            (header::HOST, "127.0.0.1:8080"),
+            (header::ORIGIN, "null"),
+        ])));
+    }
 
     #[test]
     fn secrets_compare_whole() {

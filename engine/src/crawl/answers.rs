@@ -4,7 +4,6 @@ use super::{Answer, Completion, Crawl, retry_delay};
 use crate::error::EngineError;
 use crate::frontier::{Dispatched, Kind};
 use crate::robots::{self, Rules, Verdict};
-use crate::tasks::TaskState;
 use common::{FetchError, ParseResult, Request, RobotsFile, canonicalize, transport};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -40,7 +39,7 @@ impl Crawl {
         if dispatched.kind == Kind::Page
             && let Some(t) = self.tasks.named_mut(&dispatched.request.task)
         {
-            t.in_flight -= 1;
+            t.in_flight = t.in_flight.saturating_sub(1);
         }
         let answer = match outcome {
             Ok(answer) if answer.worker_unavailable() => {
@@ -232,7 +231,7 @@ impl Crawl {
         let Some(task) = self.tasks.index(&from.request.task) else {
             return;
         };
-        if self.tasks.at(task).state == TaskState::Closed {
+        if !self.tasks.at(task).accepts_links() {
             return;
         }
         let Ok(url) = canonicalize(target, None) else {
@@ -275,7 +274,9 @@ impl Crawl {
         let Some(task) = self.tasks.index(&parent.task) else {
             return;
         };
-        if self.tasks.at(task).state == TaskState::Closed {
+        if !self.tasks.at(task).accepts_links() {
+            // Closed, or at its page cap: its links would only be fetched to be dropped.
+            self.summary.links_over_limit += result.requests.len() as u64;
             return;
         }
         let depth = parent.depth + 1;

@@ -36,7 +36,9 @@ impl Crawl {
     fn pause_task(&mut self, id: u64) -> Result<TaskView, TaskError> {
         let task = self.tasks.by_id_mut(id)?;
         match task.state {
-            TaskState::Running | TaskState::Capped | TaskState::Paused => {
+            // Capped: nothing of it will be sent again; pausing changes nothing.
+            TaskState::Capped => Ok(task.view()),
+            TaskState::Running | TaskState::Paused => {
                 task.state = TaskState::Paused;
                 info!(id, task = %task.def.name, "task paused");
                 Ok(task.view())

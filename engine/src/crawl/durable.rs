@@ -74,13 +74,16 @@ impl Crawl {
         let mut restored_open = 0;
         for (id, entry) in restored.queue {
             self.next_id = self.next_id.max(id + 1);
-            restored_open += 1;
             let Ok(url) = Url::parse(&entry.request.url) else {
                 warn!(url = %entry.request.url, "unreadable queued URL in the state; dropped");
                 continue;
             };
+            // The durable queue holds the engine's own task only.
+            let mut request = entry.request;
+            request.task = self.config.task.clone();
+            restored_open += 1;
             self.frontier.restore(
-                entry.request,
+                request,
                 host_key(&url),
                 entry.redirects,
                 id,

@@ -315,7 +315,10 @@ impl Crawl {
                 counters_saved = Instant::now();
             }
         }
-        Ok(if self.stopping {
+        // A serving engine ends on a signal; when its own task is finished (or it has none)
+        // there is nothing to resume.
+        let own_done = self.tasks.iter().next().is_none_or(|t| t.open == 0);
+        Ok(if self.stopping && !(self.config.serve && own_done) {
             Stopped::Interrupted
         } else if self.frontier.queued() + self.frontier.parked() > 0 {
             Stopped::MaxPages

@@ -73,6 +73,10 @@ async fn the_admin_api_answers_every_endpoint_and_refuses_bad_input() {
         .call("POST", "/api/workers/0/pause", None, false)
         .await;
     assert_eq!(a.status, 401);
+    let a = engine
+        .call_with_origin("POST", "/api/workers/0/pause", "https://evil.example")
+        .await;
+    assert_eq!(a.status, 403, "a change from another origin: {}", a.text);
 
     // Bad input: a 4xx naming the problem.
     let bad_tasks = [

@@ -126,6 +126,23 @@ impl AdminEngine {
         Answer { status, json, text }
     }
 
+    /// Sends a change with the token, as a browser on a page of `origin` would.
+    pub async fn call_with_origin(&self, method: &str, path: &str, origin: &str) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let mut request = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("origin", origin);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("admin server answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Answer { status, json, text }
+    }
+
     /// `GET path` as JSON, which must succeed.
     pub async fn get(&self, path: &str) -> serde_json::Value {
         let a = self.call("GET", path, None, false).await;
