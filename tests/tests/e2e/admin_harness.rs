@@ -109,6 +109,23 @@ impl AdminEngine {
         body: Option<&str>,
         token: Option<&str>,
     ) -> Answer {
+        self.send(method, path, body, token, None).await
+    }
+
+    /// Sends a change with the token, as a browser on a page of `origin` would.
+    pub async fn call_with_origin(&self, method: &str, path: &str, origin: &str) -> Answer {
+        self.send(method, path, None, self.token.as_deref(), Some(origin))
+            .await
+    }
+
+    async fn send(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+        token: Option<&str>,
+        origin: Option<&str>,
+    ) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut request = self.http.request(method, format!("{}{path}", self.base));
         if let Some(body) = body {
@@ -119,22 +136,8 @@ impl AdminEngine {
         if let Some(token) = token {
             request = request.bearer_auth(token);
         }
-        let response = request.send().await.expect("admin server answers");
-        let status = response.status().as_u16();
-        let text = response.text().await.expect("body");
-        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
-        Answer { status, json, text }
-    }
-
-    /// Sends a change with the token, as a browser on a page of `origin` would.
-    pub async fn call_with_origin(&self, method: &str, path: &str, origin: &str) -> Answer {
-        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.base))
-            .header("origin", origin);
-        if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
         }
         let response = request.send().await.expect("admin server answers");
         let status = response.status().as_u16();
