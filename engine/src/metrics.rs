@@ -8,7 +8,6 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 /// Hosts given their own throttling series at most; the rest share `host="other"`, so a crawl
 /// over millions of hosts cannot grow the metrics without bound.
@@ -207,11 +206,6 @@ impl EngineMetrics {
         self.host_throttled
             .get_or_create(&HostLabels { host })
             .inc();
-    }
-
-    /// Records one request's round trip on a worker's histogram.
-    pub fn observe(histogram: &Histogram, took: Duration) {
-        histogram.observe(took.as_secs_f64());
     }
 }
 

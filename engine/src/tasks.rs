@@ -146,10 +146,9 @@ impl Task {
         if !matches!(self.state, TaskState::Running | TaskState::Done) {
             return;
         }
-        let capped = self.def.max_pages.is_some_and(|max| self.outcomes() >= max);
         self.state = if self.open == 0 {
             TaskState::Done
-        } else if capped && self.in_flight == 0 {
+        } else if self.capped() && self.in_flight == 0 {
             TaskState::Capped
         } else {
             TaskState::Running
@@ -329,13 +328,6 @@ impl Tasks {
         self.list
             .iter()
             .any(|t| t.state == TaskState::Paused && t.open > 0 && !t.capped())
-    }
-
-    /// Whether a task stopped at its page cap with requests left unsent.
-    pub fn any_capped(&self) -> bool {
-        self.list
-            .iter()
-            .any(|t| t.open > t.in_flight && t.hold() == Hold::Park && t.state != TaskState::Paused)
     }
 
     /// The spider source with content hash `hash`, if a task runs it.

@@ -34,7 +34,9 @@ impl Crawl {
         let worker = lease.worker().index;
         lease.worker().in_flight.fetch_sub(1, Ordering::Relaxed);
         let addr = lease.worker().addr.clone();
-        crate::metrics::EngineMetrics::observe(&self.meter(worker, &addr).1, now - sent);
+        self.meter(worker, &addr)
+            .1
+            .observe((now - sent).as_secs_f64());
         self.frontier.done(&dispatched.host, now);
         if dispatched.kind == Kind::Page
             && let Some(t) = self.tasks.named_mut(&dispatched.request.task)
