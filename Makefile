@@ -1,7 +1,7 @@
 # Spinneret: `make demo` to see a crawl, `make test` to run every test.
 CARGO ?= cargo
 
-.PHONY: build demo test check fmt clippy clean bench bench-quick release
+.PHONY: build deps demo test check fmt clippy clean bench bench-quick release
 
 ## build: compile every crate and binary (debug)
 build:
@@ -11,8 +11,12 @@ build:
 demo: build
 	./scripts/demo.sh
 
-## test: build the binaries the end-to-end tests spawn, then run every test
-test: build
+## deps: install the system packages the tests need, if any is missing (scripts/deps.sh lists them)
+deps:
+	./scripts/deps.sh
+
+## test: install what the tests need, build the binaries they spawn, then run every test
+test: deps build
 	$(CARGO) test --workspace
 
 ## release: optimised binaries, as the benchmark measures them

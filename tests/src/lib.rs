@@ -21,3 +21,27 @@ pub fn serve_router(
     });
     shutdown
 }
+
+/// Returns the path of an external program a test needs (from `env` if set, else `default`),
+/// and fails the test at once with `scripts/deps.sh`'s one-line instruction when it is missing.
+///
+/// `make test` installs these through `make deps` first, so this only fires when the tests are
+/// run another way on a machine that lacks them.
+pub fn require_program(env: &str, default: &str) -> std::path::PathBuf {
+    let path = std::env::var_os(env).map_or_else(|| default.into(), std::path::PathBuf::from);
+    if path.exists() {
+        return path;
+    }
+    let deps = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/deps.sh");
+    let instruction = std::process::Command::new(&deps)
+        .arg("--check")
+        .output()
+        .ok()
+        .map(|out| String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        .filter(|line| !line.is_empty())
+        .unwrap_or_else(|| "run `make deps` to install the tests' system packages".to_owned());
+    panic!(
+        "{} is missing (or set {env}): {instruction}",
+        path.display()
+    );
+}

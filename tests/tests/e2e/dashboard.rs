@@ -4,7 +4,7 @@
 
 use crate::admin_harness::{AdminEngine, WAIT, task};
 use base64::Engine as _;
-use spinneret_tests::TestSite;
+use spinneret_tests::{TestSite, require_program};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,17 +12,6 @@ use tokio::process::{Child, Command};
 
 /// The W3C WebDriver key of an element reference.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
-
-fn found(env: &str, default: &str) -> PathBuf {
-    let path = std::env::var_os(env).map_or_else(|| PathBuf::from(default), PathBuf::from);
-    assert!(
-        path.exists(),
-        "{} is missing: install Debian's chromium and chromium-driver \
-         (`apt-get install -y chromium chromium-driver`; .ci/run does), or set {env}",
-        path.display()
-    );
-    path
-}
 
 /// Where cargo builds: the screenshot goes there.
 fn target_dir() -> PathBuf {
@@ -43,8 +32,8 @@ struct Browser {
 
 impl Browser {
     async fn start(profile: &std::path::Path) -> Browser {
-        let chromium = found("CHROMIUM", "/usr/bin/chromium");
-        let driver_bin = found("CHROMEDRIVER", "/usr/bin/chromedriver");
+        let chromium = require_program("CHROMIUM", "/usr/bin/chromium");
+        let driver_bin = require_program("CHROMEDRIVER", "/usr/bin/chromedriver");
         let port = crate::harness::closed_port();
         let driver = Command::new(driver_bin)
             .arg(format!("--port={port}"))

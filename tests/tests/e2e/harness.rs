@@ -179,7 +179,7 @@ pub async fn run_bin(
 
 /// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to process `pid`.
 pub fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new("kill")
+    let status = std::process::Command::new(spinneret_tests::require_program("KILL", "/bin/kill"))
         .args([format!("-{signal}"), pid.to_string()])
         .status()
         .expect("run kill");
