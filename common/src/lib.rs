@@ -6,9 +6,11 @@
 pub mod activity;
 pub mod canon;
 pub mod cli;
+pub mod codec;
 pub mod hosts;
 pub mod metrics_http;
 pub mod service;
+pub mod time;
 pub mod traffic;
 pub mod transport;
 pub mod value;

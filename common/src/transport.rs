@@ -3,6 +3,7 @@
 //! Both ends use [`MAX_FRAME_BYTES`]. A frame over it, or bytes that do not decode, end that
 //! one connection; the server goes on serving the others.
 
+use crate::codec::{Side, WireCodec};
 use crate::service::{CrawlServiceClient, ItemSaverServiceClient};
 use crate::traffic::{Counted, Traffic};
 use serde::{Deserialize, Serialize};
@@ -12,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tarpc::serde_transport::Transport;
-use tarpc::tokio_serde::formats::Bincode;
 use tarpc::tokio_util::codec::LengthDelimitedCodec;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
@@ -28,10 +28,10 @@ use tracing::{debug, info, warn};
 pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
 
 /// A bincode-over-TCP transport carrying `In` from the peer and `Out` to it.
-pub type TcpTransport<In, Out> = Transport<TcpStream, In, Out, Bincode<In, Out>>;
+pub type TcpTransport<In, Out> = Transport<TcpStream, In, Out, WireCodec<In, Out>>;
 
 /// A client transport whose traffic is counted.
-pub type CountedTransport<In, Out> = Transport<Counted<TcpStream>, In, Out, Bincode<In, Out>>;
+pub type CountedTransport<In, Out> = Transport<Counted<TcpStream>, In, Out, WireCodec<In, Out>>;
 
 /// Why a connection to a peer could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -54,8 +54,9 @@ pub enum ConnectError {
     },
 }
 
-/// Wraps an accepted or connected stream in the project's framing and codec.
-pub fn frame<S, In, Out>(stream: S) -> Transport<S, In, Out, Bincode<In, Out>>
+/// Wraps an accepted (`Side::Server`) or connected (`Side::Client`) stream in the project's
+/// framing and codec.
+pub fn frame<S, In, Out>(stream: S, side: Side) -> Transport<S, In, Out, WireCodec<In, Out>>
 where
     S: AsyncRead + AsyncWrite,
     In: for<'de> Deserialize<'de>,
@@ -64,7 +65,7 @@ where
     let framed = LengthDelimitedCodec::builder()
         .max_frame_length(MAX_FRAME_BYTES)
         .new_framed(stream);
-    tarpc::serde_transport::new(framed, Bincode::default())
+    tarpc::serde_transport::new(framed, WireCodec::new(side))
 }
 
 /// Opens a framed connection to `addr` (`host:port`), giving up after `timeout`; its bytes are
@@ -89,7 +90,7 @@ where
         }),
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            Ok(frame(Counted::new(stream, traffic.clone())))
+            Ok(frame(Counted::new(stream, traffic.clone()), Side::Client))
         }
     }
 }
@@ -114,10 +115,11 @@ pub async fn connect_itemsaver(
     Ok(ItemSaverServiceClient::new(tarpc::client::Config::default(), transport).spawn())
 }
 
-/// Returns a call context whose deadline is `timeout` from now; every RPC gets one.
+/// Returns a call context whose deadline is `timeout` from now (at most
+/// [`MAX_DEADLINE`](crate::codec::MAX_DEADLINE)); every RPC gets one.
 pub fn deadline(timeout: Duration) -> tarpc::context::Context {
     let mut ctx = tarpc::context::current();
-    ctx.deadline = Instant::now() + timeout;
+    ctx.deadline = Instant::now() + timeout.min(crate::codec::MAX_DEADLINE);
     ctx
 }
 
@@ -229,7 +231,7 @@ mod tests {
             ServerLimits::default(),
             token,
             |stream, _| async move {
-                let mut t: TcpTransport<String, String> = frame(stream);
+                let mut t: TcpTransport<String, String> = frame(stream, Side::Server);
                 while let Some(Ok(msg)) = t.next().await {
                     if t.send(msg).await.is_err() {
                         break;

@@ -8,6 +8,7 @@
 use crate::robots::Rules;
 use crate::tasks::Hold;
 use common::Request;
+use common::time::later;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -458,7 +459,11 @@ impl Frontier {
                 h.robots = RobotsState::Fetching;
             }
             h.in_flight += 1;
-            h.next_allowed = now + (h.delay + h.backoff).min(config.max_backoff.max(h.delay));
+            let gap = h
+                .delay
+                .saturating_add(h.backoff)
+                .min(config.max_backoff.max(h.delay));
+            h.next_allowed = later(now, gap);
             self.schedule(&name, now);
             let d = self.expand(d, &name);
             return Some(Popped::Send(d));
@@ -530,11 +535,14 @@ impl Frontier {
             let wait = match retry_after {
                 Some(asked) => asked.min(max),
                 None => {
-                    h.backoff = (h.backoff * 2).clamp(Duration::from_millis(250), max);
+                    h.backoff = h.backoff.saturating_mul(2).clamp(
+                        Duration::from_millis(250),
+                        max.max(Duration::from_millis(250)),
+                    );
                     h.backoff
                 }
             };
-            h.next_allowed = h.next_allowed.max(now + wait);
+            h.next_allowed = h.next_allowed.max(later(now, wait));
         }
     }
 
@@ -780,6 +788,28 @@ mod tests {
                 .is_none()
         );
         assert!(send(&mut f, t0 + Duration::from_secs(2)).is_some());
+    }
+
+    #[test]
+    fn huge_delays_and_retry_afters_never_overflow() {
+        let t0 = Instant::now();
+        let mut f = Frontier::new(PolitenessConfig {
+            delay: Duration::MAX,
+            max_backoff: Duration::MAX,
+            ..config()
+        });
+        for i in 0..3 {
+            push(&mut f, "a.test", &format!("/{i}"), t0);
+        }
+        send(&mut f, t0).expect("the first request goes at once");
+        f.done("a.test", t0);
+        f.throttle("a.test", Some(Duration::MAX), t0);
+        f.throttle("a.test", None, t0);
+        assert!(
+            f.pop(t0 + Duration::from_secs(86_400), |_| Hold::Go)
+                .is_none()
+        );
+        assert!(f.next_wake().is_some_and(|at| at > t0));
     }
 
     #[test]

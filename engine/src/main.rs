@@ -138,6 +138,7 @@ struct Args {
 
     /// Seconds a worker gets to answer one request before it is tried elsewhere.
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
         long = "rpc_timeout",
         value_name = "SECS",
         alias = "rpc-timeout",
@@ -148,6 +149,7 @@ struct Args {
 
     /// Seconds allowed to connect to a worker or the itemsaver.
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=3_600),
         long = "connect_timeout",
         value_name = "SECS",
         alias = "connect-timeout",
@@ -168,6 +170,7 @@ struct Args {
 
     /// Milliseconds an item may wait before a partial batch is sent.
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=3_600_000),
         long = "batch_interval_ms",
         value_name = "MS",
         alias = "batch-interval-ms",
@@ -203,6 +206,7 @@ struct Args {
 
     /// Seconds between progress log lines (when stderr is not a terminal).
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
         long = "progress_secs",
         value_name = "SECS",
         alias = "progress-secs",
@@ -222,7 +226,8 @@ struct Args {
 
     /// Least milliseconds between two requests to one host, across all workers. Default: the
     /// spider's politeness.delay_ms, or 0.
-    #[arg(long, value_name = "MS", env = "SPINNERET_DELAY_MS")]
+    #[arg(
+        value_parser = clap::value_parser!(u64).range(0..=86_400_000),long, value_name = "MS", env = "SPINNERET_DELAY_MS")]
     delay: Option<u64>,
 
     /// Do not fetch or obey robots.txt.
@@ -259,6 +264,7 @@ struct Args {
 
     /// Longest a host is slowed down, in seconds, by back-off, Retry-After or Crawl-delay.
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
         long = "max_backoff",
         alias = "max-backoff",
         value_name = "SECS",
@@ -269,6 +275,7 @@ struct Args {
 
     /// Milliseconds between heartbeats to each worker.
     #[arg(
+        value_parser = clap::value_parser!(u64).range(10..=3_600_000),
         long = "heartbeat_ms",
         alias = "heartbeat-ms",
         value_name = "MS",
@@ -279,6 +286,7 @@ struct Args {
 
     /// Heartbeats a worker may miss in a row before it is marked down and its requests move.
     #[arg(
+        value_parser = clap::value_parser!(u32).range(1..=1_000),
         long = "heartbeat_misses",
         alias = "heartbeat-misses",
         value_name = "N",
@@ -289,6 +297,7 @@ struct Args {
 
     /// Seconds the crawl waits for a worker to come back when every worker is down.
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=604_800),
         long = "no_workers_timeout",
         alias = "no-workers-timeout",
         value_name = "SECS",
@@ -319,6 +328,7 @@ struct Args {
     /// Milliseconds between commits of the state (batched for speed; a crash refetches at most
     /// the pages finished in the last interval).
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=60_000),
         long = "state_sync_ms",
         alias = "state-sync-ms",
         value_name = "MS",
@@ -329,6 +339,7 @@ struct Args {
 
     /// Seconds a stopping crawl (first SIGINT or SIGTERM) waits for its requests in flight.
     #[arg(
+        value_parser = clap::value_parser!(u64).range(0..=86_400),
         long = "drain_timeout",
         alias = "drain-timeout",
         value_name = "SECS",
@@ -340,6 +351,7 @@ struct Args {
     /// Seconds the itemsaver may take no items before the crawl stops (its items stay in the
     /// state and are sent on resume); the crawl waits meanwhile.
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=604_800),
         long = "itemsaver_timeout",
         alias = "itemsaver-timeout",
         value_name = "SECS",

@@ -589,7 +589,7 @@ impl Pool {
                     warn!(?timeout, "no worker is up; waiting for one to come back");
                     tokio::time::Instant::now()
                 });
-                tokio::time::timeout_at(since + timeout, self.rx.recv())
+                tokio::time::timeout_at(common::time::later(since, timeout), self.rx.recv())
                     .await
                     .ok()??
             } else {

@@ -12,6 +12,7 @@ pub use store::{Store, StoreError};
 
 use common::ItemSaverService;
 use common::ItemSaverServiceClient;
+use common::codec::Side;
 use common::transport::{ServerLimits, accept_loop, close_after_drain, frame};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
@@ -45,8 +46,8 @@ pub async fn run(
             // engine never sends that many.
             let limit = MAX_REQUESTS_PER_CONNECTION;
             async move {
-                let channel =
-                    BaseChannel::with_defaults(frame(stream)).max_concurrent_requests(limit);
+                let channel = BaseChannel::with_defaults(frame(stream, Side::Server))
+                    .max_concurrent_requests(limit);
                 channel
                     .execute(server.serve())
                     .for_each(|response| async move {

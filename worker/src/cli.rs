@@ -17,6 +17,7 @@ pub struct FetchArgs {
 
     /// Seconds allowed to open a connection to a site.
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=3_600),
         long = "fetch_connect_timeout",
         alias = "fetch-connect-timeout",
         value_name = "SECS",
@@ -27,6 +28,7 @@ pub struct FetchArgs {
 
     /// Seconds allowed for a whole fetch, headers and body; a server that drips bytes is cut off.
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
         long,
         value_name = "SECS",
         env = "SPINNERET_TIMEOUT",
@@ -36,6 +38,7 @@ pub struct FetchArgs {
 
     /// Largest body read, in bytes, after decompression; the download stops there (too_large).
     #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=1_073_741_824),
         long = "max_body_bytes",
         alias = "max-body-bytes",
         value_name = "BYTES",

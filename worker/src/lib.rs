@@ -17,6 +17,7 @@ pub use server::CrawlServer;
 
 use common::CrawlService;
 use common::CrawlServiceClient;
+use common::codec::Side;
 use common::transport::{ServerLimits, accept_loop, close_after_drain, frame};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
@@ -50,8 +51,8 @@ pub async fn run(
             // engine never sends that many.
             let limit = server.worker_info().concurrency as usize * 2 + 16;
             async move {
-                let channel =
-                    BaseChannel::with_defaults(frame(stream)).max_concurrent_requests(limit);
+                let channel = BaseChannel::with_defaults(frame(stream, Side::Server))
+                    .max_concurrent_requests(limit);
                 channel
                     .execute(server.serve())
                     .for_each(|response| async move {

@@ -275,7 +275,10 @@ impl Crawl {
                 Event::Shutdown => {
                     info!(in_flight = in_flight.len(), timeout = ?self.config.drain_timeout, "stopping: finishing the requests in flight");
                     self.stopping = true;
-                    drain_deadline = Some(Instant::now() + self.config.drain_timeout);
+                    drain_deadline = Some(common::time::later(
+                        Instant::now(),
+                        self.config.drain_timeout,
+                    ));
                 }
                 Event::Done(done) => self.complete(done).await?,
                 Event::Lease(Some(lease)) => {

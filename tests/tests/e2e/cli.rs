@@ -183,3 +183,47 @@ async fn export_of_a_missing_store_is_an_error() {
     .await;
     assert_one_error(status, &stderr, &missing);
 }
+
+#[tokio::test]
+async fn absurd_durations_are_refused_naming_the_flag() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let huge = u64::MAX.to_string();
+    for (flag, value) in [
+        ("--delay", huge.as_str()),
+        ("--rpc_timeout", huge.as_str()),
+        ("--drain_timeout", huge.as_str()),
+        ("--max_backoff", huge.as_str()),
+        ("--connect_timeout", huge.as_str()),
+        ("--no_workers_timeout", huge.as_str()),
+        ("--itemsaver_timeout", huge.as_str()),
+        ("--heartbeat_ms", huge.as_str()),
+        ("--state_sync_ms", huge.as_str()),
+        ("--timeout", huge.as_str()),
+        ("--fetch_connect_timeout", huge.as_str()),
+        ("--progress_secs", "0"),
+        ("--batch_interval_ms", "0"),
+        ("--heartbeat_ms", "0"),
+    ] {
+        let run = run_engine(
+            dir.path(),
+            &[s(flag), s(value), s("--seed"), s("http://127.0.0.1:1/")],
+        )
+        .await;
+        assert_eq!(
+            run.status.code(),
+            Some(2),
+            "{flag} {value} must be a usage error: {}",
+            run.stderr
+        );
+        assert!(
+            run.stderr.contains(flag) && !run.stderr.contains("panicked"),
+            "{flag} {value}: {}",
+            run.stderr
+        );
+    }
+    for (flag, value) in [("--timeout", huge.as_str()), ("--max_body_bytes", "0")] {
+        let (status, _, stderr) = run_bin("worker", &[s(flag), s(value)], &[]).await;
+        assert_eq!(status.code(), Some(2), "worker {flag} {value}: {stderr}");
+        assert!(stderr.contains(flag), "worker {flag} {value}: {stderr}");
+    }
+}

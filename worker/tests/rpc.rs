@@ -1,0 +1,77 @@
+//! The worker's RPC port against peers that send what a well-behaved engine never would.
+
+use common::service::{CrawlServiceRequest, CrawlServiceResponse};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use worker::{CrawlServer, WorkerConfig};
+
+async fn start_worker() -> (std::net::SocketAddr, CancellationToken) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let server = CrawlServer::new(&WorkerConfig::default()).expect("server");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(worker::run(listener, server, shutdown.clone()));
+    (addr, shutdown)
+}
+
+/// Encodes a `status` request the way tarpc does, then rewrites its deadline to `secs` seconds
+/// from now: the varint right after the request's variant tag.
+fn status_request_with_deadline(secs: u64) -> Vec<u8> {
+    use bincode::Options;
+    let mut ctx = tarpc::context::current();
+    ctx.deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let msg = tarpc::ClientMessage::Request(tarpc::Request {
+        context: ctx,
+        id: 7,
+        message: CrawlServiceRequest::Status {},
+    });
+    let bytes = bincode::DefaultOptions::new()
+        .serialize(&msg)
+        .expect("serialize");
+    assert_eq!(bytes[0], 0, "the Request variant");
+    assert!(bytes[1] < 251, "a one-byte deadline varint");
+    let mut patched = vec![0u8, 253];
+    patched.extend_from_slice(&secs.to_le_bytes());
+    patched.extend_from_slice(&bytes[2..]);
+    patched
+}
+
+async fn send_frame(stream: &mut TcpStream, frame: &[u8]) {
+    stream
+        .write_all(&(frame.len() as u32).to_be_bytes())
+        .await
+        .expect("write length");
+    stream.write_all(frame).await.expect("write frame");
+}
+
+async fn read_frame(stream: &mut TcpStream) -> Option<Vec<u8>> {
+    let mut len = [0u8; 4];
+    stream.read_exact(&mut len).await.ok()?;
+    let mut frame = vec![0u8; u32::from_be_bytes(len) as usize];
+    stream.read_exact(&mut frame).await.ok()?;
+    Some(frame)
+}
+
+#[tokio::test]
+async fn a_deadline_years_ahead_is_answered_not_a_panic() {
+    use bincode::Options;
+    let (addr, shutdown) = start_worker().await;
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    send_frame(&mut stream, &status_request_with_deadline(u64::MAX)).await;
+    let frame = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut stream))
+        .await
+        .expect("an answer in time")
+        .expect("the worker answers instead of dropping the connection");
+    let response: tarpc::Response<CrawlServiceResponse> = bincode::DefaultOptions::new()
+        .deserialize(&frame)
+        .expect("a response");
+    assert_eq!(response.request_id, 7);
+    assert!(
+        matches!(response.message, Ok(CrawlServiceResponse::Status(_))),
+        "{:?}",
+        response.message
+    );
+    shutdown.cancel();
+}
