@@ -473,7 +473,10 @@ async fn itemsaver_items_per_s(dir: &Path, n: usize) -> anyhow::Result<f64> {
     };
     let started = Instant::now();
     for start in (0..n).step_by(500) {
-        let batch: Vec<common::Item> = (start..(start + 500).min(n)).map(item).collect();
+        let batch = common::Batch {
+            items: (start..(start + 500).min(n)).map(item).collect(),
+            pages: Vec::new(),
+        };
         client
             .save(common::transport::deadline(Duration::from_secs(60)), batch)
             .await?

@@ -4,10 +4,12 @@
 //! Nothing outside this crate defines a type that crosses the wire.
 
 pub mod activity;
+pub mod budget;
 pub mod canon;
 pub mod cli;
 pub mod codec;
 pub mod hosts;
+pub mod listen;
 pub mod metrics_http;
 pub mod service;
 pub mod time;
@@ -21,8 +23,8 @@ pub use hosts::{HostSpecError, parse_host_spec};
 pub use service::{CrawlService, CrawlServiceClient, ItemSaverService, ItemSaverServiceClient};
 pub use value::{Payload, Scalar, Value};
 pub use wire::{
-    FetchError, FetchFacts, FollowUp, Item, ParseResult, ParserInfo, Request, RobotsFile, SaveAck,
-    SaveError, WorkerInfo, WorkerStatus,
+    Batch, FetchError, FetchFacts, FollowUp, Item, PageYield, ParseResult, ParserInfo, Request,
+    RobotsFile, SaveAck, SaveError, WorkerInfo, WorkerStatus,
 };
 
 /// The version of Spinneret this build belongs to, reported by workers in `info`.

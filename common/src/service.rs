@@ -1,7 +1,7 @@
 //! The tarpc service traits: what a worker and an itemsaver answer.
 
 use crate::wire::{
-    FetchError, Item, ParseResult, Request, RobotsFile, SaveAck, SaveError, WorkerInfo,
+    Batch, FetchError, ParseResult, Request, RobotsFile, SaveAck, SaveError, WorkerInfo,
     WorkerStatus,
 };
 
@@ -25,7 +25,7 @@ pub trait CrawlService {
 #[tarpc::service]
 pub trait ItemSaverService {
     /// Stores a batch in one transaction and answers only after it is committed.
-    async fn save(batch: Vec<Item>) -> Result<SaveAck, SaveError>;
+    async fn save(batch: Batch) -> Result<SaveAck, SaveError>;
     /// Counts the stored items, of one task or of all.
     async fn count(task: Option<String>) -> Result<u64, SaveError>;
 }

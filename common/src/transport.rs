@@ -1,4 +1,5 @@
-//! The one place RPC connections are made: framing, frame limit, deadlines, accept loop.
+//! The one place RPC connections are made: framing, frame limit, deadlines. The server's end,
+//! the accept loop and its limits, is in [`crate::listen`].
 //!
 //! Both ends use [`MAX_FRAME_BYTES`]. A frame over it, or bytes that do not decode, end that
 //! one connection; the server goes on serving the others.
@@ -7,19 +8,13 @@ use crate::codec::{Side, WireCodec};
 use crate::service::{CrawlServiceClient, ItemSaverServiceClient};
 use crate::traffic::{Counted, Traffic};
 use serde::{Deserialize, Serialize};
-use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tarpc::serde_transport::Transport;
 use tarpc::tokio_util::codec::LengthDelimitedCodec;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
-use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tokio::net::TcpStream;
 
 /// The largest frame either end sends or accepts, in bytes.
 ///
@@ -123,152 +118,10 @@ pub fn deadline(timeout: Duration) -> tarpc::context::Context {
     ctx
 }
 
-/// Limits a server applies to its peers.
-#[derive(Clone, Copy, Debug)]
-pub struct ServerLimits {
-    /// Connections served at once; the next `accept` waits for a free slot.
-    pub max_connections: usize,
-    /// How long to wait for open connections to finish after shutdown.
-    pub drain_timeout: Duration,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        ServerLimits {
-            max_connections: 256,
-            drain_timeout: Duration::from_secs(10),
-        }
-    }
-}
-
-/// Returns a token that is cancelled once `shutdown` has fired and `drain` (the server
-/// refusing new work and finishing what it has) has completed: the accept loop's stop signal
-/// for a server that drains.
-pub fn close_after_drain<F>(shutdown: CancellationToken, drain: F) -> CancellationToken
-where
-    F: Future<Output = ()> + Send + 'static,
-{
-    let close = CancellationToken::new();
-    let closing = close.clone();
-    tokio::spawn(async move {
-        shutdown.cancelled().await;
-        drain.await;
-        closing.cancel();
-    });
-    close
-}
-
-/// Accepts connections until `shutdown`, running `serve_conn` for each on its own task.
-///
-/// A permit is taken before `accept`, so at most `limits.max_connections` run at once. After
-/// shutdown, connections get `limits.drain_timeout` to finish, then are dropped.
-pub async fn accept_loop<F, Fut>(
-    listener: TcpListener,
-    limits: ServerLimits,
-    shutdown: CancellationToken,
-    mut serve_conn: F,
-) -> io::Result<()>
-where
-    F: FnMut(TcpStream, SocketAddr) -> Fut,
-    Fut: Future<Output = ()> + Send + 'static,
-{
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let tracker = TaskTracker::new();
-    loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually out of file descriptors: wait a little rather than spin.
-                    warn!(cause = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        debug!(%peer, "connection accepted");
-        let _ = stream.set_nodelay(true);
-        let conn = serve_conn(stream, peer);
-        let conn_shutdown = shutdown.clone();
-        tracker.spawn(async move {
-            tokio::select! {
-                _ = conn => debug!(%peer, "connection closed"),
-                _ = conn_shutdown.cancelled() => debug!(%peer, "connection closed at shutdown"),
-            }
-            drop(permit);
-        });
-    }
-    tracker.close();
-    if tokio::time::timeout(limits.drain_timeout, tracker.wait())
-        .await
-        .is_err()
-    {
-        info!("connections still open after the drain timeout; closing them");
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use futures::{SinkExt, StreamExt};
-
-    async fn echo_server() -> (SocketAddr, CancellationToken) {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        let shutdown = CancellationToken::new();
-        let token = shutdown.clone();
-        tokio::spawn(accept_loop(
-            listener,
-            ServerLimits::default(),
-            token,
-            |stream, _| async move {
-                let mut t: TcpTransport<String, String> = frame(stream, Side::Server);
-                while let Some(Ok(msg)) = t.next().await {
-                    if t.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            },
-        ));
-        (addr, shutdown)
-    }
-
-    #[tokio::test]
-    async fn garbage_frame_closes_only_that_connection() {
-        use tokio::io::{AsyncReadExt, AsyncWriteExt};
-        let (addr, shutdown) = echo_server().await;
-
-        // A length prefix far over the limit, then garbage.
-        let mut raw = TcpStream::connect(addr).await.expect("connect raw");
-        raw.write_all(&u32::MAX.to_be_bytes()).await.expect("write");
-        raw.write_all(b"garbage garbage").await.expect("write");
-        let mut buf = [0u8; 16];
-        let n = raw.read(&mut buf).await.unwrap_or(0);
-        assert_eq!(
-            n, 0,
-            "the server must close a connection that sent an oversized frame"
-        );
-
-        // The server still serves a well-behaved peer.
-        let traffic = Arc::new(Traffic::default());
-        let mut t: CountedTransport<String, String> =
-            connect(&addr.to_string(), Duration::from_secs(5), &traffic)
-                .await
-                .expect("connect");
-        t.send("hello".to_owned()).await.expect("send");
-        assert_eq!(t.next().await.expect("reply").expect("frame"), "hello");
-        assert!(traffic.bytes() > 0, "the connection's bytes are counted");
-        shutdown.cancel();
-    }
+    use tokio::net::TcpListener;
 
     #[tokio::test]
     async fn connect_to_closed_port_names_the_address() {

@@ -51,6 +51,7 @@ pub struct FetchFacts {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ParseResult {
     /// Items the parser extracted.
+    #[serde(deserialize_with = "crate::budget::items")]
     pub items: Vec<Item>,
     /// Links the parser wants followed.
     pub requests: Vec<FollowUp>,
@@ -219,6 +220,33 @@ pub struct WorkerStatus {
     pub failed: u64,
     /// Whether it refuses new work.
     pub paused: bool,
+}
+
+/// Items for the itemsaver to store in one transaction.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The items. A page's items travel in one batch, unless that page alone is refused as too
+    /// large.
+    #[serde(deserialize_with = "crate::budget::items")]
+    pub items: Vec<Item>,
+    /// For each page and kind of position-keyed items the batch covers, how many that page
+    /// yields now: stored items of the page at higher positions are stale and deleted in the
+    /// same transaction.
+    #[serde(deserialize_with = "crate::budget::page_yields")]
+    pub pages: Vec<PageYield>,
+}
+
+/// How many position-keyed items (ids `URL#KIND-N`) of one kind a page yielded when fetched.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageYield {
+    /// The task the items belong to.
+    pub task: String,
+    /// The page.
+    pub url: String,
+    /// The kind of item.
+    pub kind: String,
+    /// Items of that kind at positions `0..count`; those at `count` and beyond are stale.
+    pub count: u32,
 }
 
 /// The itemsaver's answer to a batch: sent only after the batch is committed.

@@ -7,7 +7,7 @@
 
 use crate::state::StateHandle;
 use common::traffic::Traffic;
-use common::{Item, ItemSaverServiceClient, transport};
+use common::{Batch, Item, ItemSaverServiceClient, transport};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -233,7 +233,13 @@ impl Sender {
                 Target::Local(client) => client.clone(),
             };
             let cause = match client
-                .save(transport::deadline(self.config.rpc_timeout), items.clone())
+                .save(
+                    transport::deadline(self.config.rpc_timeout),
+                    Batch {
+                        items: items.clone(),
+                        pages: Vec::new(),
+                    },
+                )
                 .await
             {
                 Ok(Ok(ack)) => {

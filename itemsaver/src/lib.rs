@@ -12,8 +12,7 @@ pub use store::{Store, StoreError};
 
 use common::ItemSaverService;
 use common::ItemSaverServiceClient;
-use common::codec::Side;
-use common::transport::{ServerLimits, accept_loop, close_after_drain, frame};
+use common::listen::{Accepted, ServerLimits, accept_loop, close_after_drain};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
@@ -26,6 +25,7 @@ pub const MAX_REQUESTS_PER_CONNECTION: usize = 64;
 pub async fn run(
     listener: TcpListener,
     server: ItemSaverServer,
+    limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     // On shutdown, refuse new batches (the engine keeps them and re-sends), let the commits
@@ -36,27 +36,22 @@ pub async fn run(
             tracing::warn!("commits still running at the drain timeout");
         }
     });
-    accept_loop(
-        listener,
-        ServerLimits::default(),
-        close,
-        move |stream, _peer| {
-            let server = server.clone();
-            // Calls past this are refused rather than queued without bound; a well-behaved
-            // engine never sends that many.
-            let limit = MAX_REQUESTS_PER_CONNECTION;
-            async move {
-                let channel = BaseChannel::with_defaults(frame(stream, Side::Server))
-                    .max_concurrent_requests(limit);
-                channel
-                    .execute(server.serve())
-                    .for_each(|response| async move {
-                        tokio::spawn(response);
-                    })
-                    .await;
-            }
-        },
-    )
+    accept_loop(listener, limits, close, move |conn: Accepted| {
+        let server = server.clone();
+        // Calls past this are refused rather than queued without bound; a well-behaved
+        // engine never sends that many.
+        let limit = MAX_REQUESTS_PER_CONNECTION;
+        async move {
+            let channel =
+                BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
+            channel
+                .execute(server.serve())
+                .for_each(|response| async move {
+                    tokio::spawn(response);
+                })
+                .await;
+        }
+    })
     .await
 }
 

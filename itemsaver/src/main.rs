@@ -49,6 +49,9 @@ struct Args {
     #[arg(long = "max_batch", value_name = "N", alias = "max-batch", env = "SPINNERET_MAX_BATCH", default_value_t = itemsaver::DEFAULT_MAX_BATCH)]
     max_batch: usize,
 
+    #[command(flatten, next_help_heading = "Connection limits")]
+    limits: common::listen::LimitArgs,
+
     #[command(flatten, next_help_heading = "Logging")]
     log: common::cli::LogArgs,
 }
@@ -115,6 +118,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
     itemsaver::run(
         listener,
         ItemSaverServer::new(store, args.max_batch),
+        args.limits.limits(),
         shutdown,
     )
     .await?;

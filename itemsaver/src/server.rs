@@ -2,7 +2,7 @@
 
 use crate::store::Store;
 use common::activity::Activity;
-use common::{Item, ItemSaverService, SaveAck, SaveError};
+use common::{Batch, ItemSaverService, SaveAck, SaveError};
 use std::sync::Arc;
 use tarpc::context::Context;
 use tracing::{debug, error};
@@ -35,10 +35,10 @@ impl ItemSaverServer {
 }
 
 impl ItemSaverService for ItemSaverServer {
-    async fn save(self, _: Context, batch: Vec<Item>) -> Result<SaveAck, SaveError> {
-        if batch.len() > self.max_batch {
+    async fn save(self, _: Context, batch: Batch) -> Result<SaveAck, SaveError> {
+        if batch.items.len() > self.max_batch {
             return Err(SaveError::BatchTooLarge {
-                items: batch.len() as u64,
+                items: batch.items.len() as u64,
                 limit: self.max_batch as u64,
             });
         }
@@ -48,7 +48,7 @@ impl ItemSaverService for ItemSaverServer {
         let store = self.store.clone();
         // SQLite blocks; the commit (and its fsync) happens off the async threads. The task runs
         // to completion even if the caller gives up, so a committed batch is never half-written.
-        let saved = tokio::task::spawn_blocking(move || store.save(&batch))
+        let saved = tokio::task::spawn_blocking(move || store.save(&batch.items))
             .await
             .map_err(|e| SaveError::Store(format!("save task failed: {e}")))?
             .map_err(|e| {

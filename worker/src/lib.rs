@@ -17,8 +17,7 @@ pub use server::CrawlServer;
 
 use common::CrawlService;
 use common::CrawlServiceClient;
-use common::codec::Side;
-use common::transport::{ServerLimits, accept_loop, close_after_drain, frame};
+use common::listen::{Accepted, ServerLimits, accept_loop, close_after_drain};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
@@ -32,6 +31,7 @@ pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30
 pub async fn run(
     listener: TcpListener,
     server: CrawlServer,
+    limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let drainer = server.clone();
@@ -41,27 +41,22 @@ pub async fn run(
             tracing::warn!("requests still in flight at the drain timeout");
         }
     });
-    accept_loop(
-        listener,
-        ServerLimits::default(),
-        close,
-        move |stream, _peer| {
-            let server = server.clone();
-            // Calls past this are refused rather than queued without bound; a well-behaved
-            // engine never sends that many.
-            let limit = server.worker_info().concurrency as usize * 2 + 16;
-            async move {
-                let channel = BaseChannel::with_defaults(frame(stream, Side::Server))
-                    .max_concurrent_requests(limit);
-                channel
-                    .execute(server.serve())
-                    .for_each(|response| async move {
-                        tokio::spawn(response);
-                    })
-                    .await;
-            }
-        },
-    )
+    accept_loop(listener, limits, close, move |conn: Accepted| {
+        let server = server.clone();
+        // Calls past this are refused rather than queued without bound; a well-behaved
+        // engine never sends that many.
+        let limit = server.worker_info().concurrency as usize * 2 + 16;
+        async move {
+            let channel =
+                BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
+            channel
+                .execute(server.serve())
+                .for_each(|response| async move {
+                    tokio::spawn(response);
+                })
+                .await;
+        }
+    })
     .await
 }
 

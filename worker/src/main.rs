@@ -51,6 +51,9 @@ struct Args {
     #[command(flatten, next_help_heading = "Fetch limits")]
     fetch: FetchArgs,
 
+    #[command(flatten, next_help_heading = "Connection limits")]
+    limits: common::listen::LimitArgs,
+
     #[command(flatten, next_help_heading = "Logging")]
     log: common::cli::LogArgs,
 }
@@ -98,7 +101,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         // Tests and scripts read this line to learn the port when given port 0.
         println!("metrics on http://{bound}/metrics");
     }
-    worker::run(listener, server, shutdown).await?;
+    worker::run(listener, server, args.limits.limits(), shutdown).await?;
     tracing::info!("worker stopped");
     Ok(())
 }

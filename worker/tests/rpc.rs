@@ -12,7 +12,12 @@ async fn start_worker() -> (std::net::SocketAddr, CancellationToken) {
     let addr = listener.local_addr().expect("addr");
     let server = CrawlServer::new(&WorkerConfig::default()).expect("server");
     let shutdown = CancellationToken::new();
-    tokio::spawn(worker::run(listener, server, shutdown.clone()));
+    tokio::spawn(worker::run(
+        listener,
+        server,
+        Default::default(),
+        shutdown.clone(),
+    ));
     (addr, shutdown)
 }
 

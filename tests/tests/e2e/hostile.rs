@@ -461,3 +461,72 @@ fn assert_spaced(starts: &[Instant], delay: Duration, what: &str) {
         last - first
     );
 }
+
+/// Raises this process's open-file limit (inherited by the binaries it starts) to `want`, or
+/// to the hard limit when that is lower.
+fn raise_open_files(want: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct passed to them.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit), 0);
+        limit.rlim_cur = limit.rlim_cur.max(want.min(limit.rlim_max));
+        assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &limit), 0);
+    }
+}
+
+/// Opens `n` TCP connections to `port` from 127.0.0.2 and holds them silent; connections the
+/// server never accepts (its backlog full) are given up after a few seconds.
+async fn idle_connections(port: u16, n: usize) -> Vec<tokio::net::TcpStream> {
+    let attempts = (0..n).map(|_| async move {
+        let socket = tokio::net::TcpSocket::new_v4().ok()?;
+        socket.bind("127.0.0.2:0".parse().ok()?).ok()?;
+        let target = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+        tokio::time::timeout(Duration::from_secs(3), socket.connect(target))
+            .await
+            .ok()?
+            .ok()
+    });
+    futures::future::join_all(attempts)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_from_one_address_cannot_starve_the_rpc_ports() {
+    raise_open_files(8_192);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = spinneret_tests::TestSite::start(40).await.expect("site");
+    let store = dir.path().join("items.db");
+    let store_arg = store.display().to_string();
+    let saver = Server::start("itemsaver", &["--store", &store_arg], dir.path()).await;
+    let worker = Server::start("worker", &[], dir.path()).await;
+    let mut idle = idle_connections(worker.port(), 2_000).await;
+    idle.extend(idle_connections(saver.port(), 2_000).await);
+    assert!(idle.len() > 1_000, "the flood connected: {}", idle.len());
+
+    let run = run_engine(
+        dir.path(),
+        &[
+            format!("--itemsaver_host=:{}", saver.port()),
+            format!("--worker_hosts=:{}", worker.port()),
+            "--seed".into(),
+            site.url("/"),
+        ],
+    )
+    .await;
+    assert!(
+        run.status.success(),
+        "the engine could not crawl past the idle flood: {}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let pages = site.site.ok_paths().len() as u64;
+    assert_eq!(run.summary()["items_saved"], pages);
+    assert_eq!(export(&store).await.len() as u64, pages);
+    drop(idle);
+}

@@ -1,0 +1,473 @@
+//! The server's end of RPC: the accept loop, the limits it holds peers to, and the transport
+//! each accepted connection is served over.
+//!
+//! No peer can starve a port: a connection slot is taken before `accept`, one address holds
+//! at most [`ServerLimits::max_connections_per_ip`] of them, and a connection that completes no
+//! frame within [`ServerLimits::first_frame_timeout`] of opening, or none for
+//! [`ServerLimits::idle_timeout`], stops being read. A stopping server stops reading from its
+//! connections but writes every answer it computed before closing them.
+
+use crate::codec::Side;
+use crate::transport::{TcpTransport, frame};
+use futures::{Sink, Stream};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::future::Future;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::time::{Instant, Sleep};
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info, warn};
+
+/// Limits a server applies to its peers.
+#[derive(Clone, Copy, Debug)]
+pub struct ServerLimits {
+    /// Connections served at once; the next `accept` waits for a free slot.
+    pub max_connections: usize,
+    /// Connections one peer address may hold at once; more are closed as soon as accepted.
+    pub max_connections_per_ip: usize,
+    /// How long a new connection has to send its first complete frame.
+    pub first_frame_timeout: Duration,
+    /// How long a connection may go without sending a complete frame.
+    pub idle_timeout: Duration,
+    /// How long to wait for open connections to finish after shutdown.
+    pub drain_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        ServerLimits {
+            max_connections: 256,
+            max_connections_per_ip: 32,
+            first_frame_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(600),
+            drain_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// The connection-limit flags of `worker` and `itemsaver`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct LimitArgs {
+    /// Connections served at once.
+    #[arg(
+        long = "max_connections",
+        alias = "max-connections",
+        value_name = "N",
+        env = "SPINNERET_MAX_CONNECTIONS",
+        default_value_t = ServerLimits::default().max_connections,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000)
+    )]
+    pub max_connections: usize,
+
+    /// Connections one peer address may hold at once.
+    #[arg(
+        long = "max_connections_per_ip",
+        alias = "max-connections-per-ip",
+        value_name = "N",
+        env = "SPINNERET_MAX_CONNECTIONS_PER_IP",
+        default_value_t = ServerLimits::default().max_connections_per_ip,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000)
+    )]
+    pub max_connections_per_ip: usize,
+
+    /// Seconds a new connection has to send its first complete request.
+    #[arg(
+        long = "first_frame_timeout",
+        alias = "first-frame-timeout",
+        value_name = "SECS",
+        env = "SPINNERET_FIRST_FRAME_TIMEOUT",
+        default_value_t = ServerLimits::default().first_frame_timeout.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=3_600)
+    )]
+    pub first_frame_timeout: u64,
+
+    /// Seconds a connection may go without sending a complete request before it is closed.
+    #[arg(
+        long = "idle_timeout",
+        alias = "idle-timeout",
+        value_name = "SECS",
+        env = "SPINNERET_IDLE_TIMEOUT",
+        default_value_t = ServerLimits::default().idle_timeout.as_secs(),
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub idle_timeout: u64,
+}
+
+impl LimitArgs {
+    /// The limits these flags describe.
+    pub fn limits(&self) -> ServerLimits {
+        ServerLimits {
+            max_connections: self.max_connections,
+            max_connections_per_ip: self.max_connections_per_ip,
+            first_frame_timeout: Duration::from_secs(self.first_frame_timeout),
+            idle_timeout: Duration::from_secs(self.idle_timeout),
+            ..ServerLimits::default()
+        }
+    }
+}
+
+/// Returns a token that is cancelled once `shutdown` has fired and `drain` (the server
+/// refusing new work and finishing what it has) has completed: the accept loop's stop signal
+/// for a server that drains.
+pub fn close_after_drain<F>(shutdown: CancellationToken, drain: F) -> CancellationToken
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let close = CancellationToken::new();
+    let closing = close.clone();
+    tokio::spawn(async move {
+        shutdown.cancelled().await;
+        drain.await;
+        closing.cancel();
+    });
+    close
+}
+
+/// Connections per peer address.
+#[derive(Debug, Default)]
+struct PeerCounts {
+    by_ip: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One connection's place in its address's count; gives it back when dropped.
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    ip: IpAddr,
+}
+
+impl PeerCounts {
+    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let mut by_ip = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        let n = by_ip.entry(ip).or_default();
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot {
+            counts: self.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut by_ip = self.counts.by_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// An accepted connection, to be served over [`Accepted::transport`].
+#[derive(Debug)]
+pub struct Accepted {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Who connected.
+    pub peer: SocketAddr,
+    limits: ServerLimits,
+    close: CancellationToken,
+}
+
+impl Accepted {
+    /// The connection as a server transport: framed, decoded, and watched for silence and for
+    /// the server's close.
+    pub fn transport<In, Out>(self) -> ServerTransport<In, Out>
+    where
+        In: for<'de> Deserialize<'de>,
+        Out: Serialize,
+    {
+        ServerTransport {
+            inner: Box::pin(frame(self.stream, Side::Server)),
+            close: Box::pin(self.close.cancelled_owned()),
+            silence: Box::pin(tokio::time::sleep(self.limits.first_frame_timeout)),
+            idle_timeout: self.limits.idle_timeout,
+            peer: self.peer,
+            ended: false,
+        }
+    }
+}
+
+/// A server connection that stops reading when the peer goes silent or the server closes.
+///
+/// Stopping reading is how tarpc is told to finish: it then writes the answers of every
+/// request in flight and ends the connection, so no computed answer is lost.
+pub struct ServerTransport<In, Out> {
+    inner: Pin<Box<TcpTransport<In, Out>>>,
+    close: Pin<Box<WaitForCancellationFutureOwned>>,
+    silence: Pin<Box<Sleep>>,
+    idle_timeout: Duration,
+    peer: SocketAddr,
+    ended: bool,
+}
+
+impl<In, Out> Stream for ServerTransport<In, Out>
+where
+    In: for<'de> Deserialize<'de>,
+    Out: Serialize,
+{
+    type Item = io::Result<In>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        if self.ended {
+            return Poll::Ready(None);
+        }
+        if self.close.as_mut().poll(cx).is_ready() {
+            debug!(peer = %self.peer, "server closing: no more requests read");
+            self.ended = true;
+            return Poll::Ready(None);
+        }
+        match self.inner.as_mut().poll_next(cx) {
+            Poll::Ready(Some(item)) => {
+                let next = Instant::now() + self.idle_timeout;
+                self.silence.as_mut().reset(next);
+                Poll::Ready(Some(item))
+            }
+            Poll::Ready(None) => {
+                self.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                if self.silence.as_mut().poll(cx).is_ready() {
+                    info!(peer = %self.peer, "closing a connection that sent no complete request in time");
+                    self.ended = true;
+                    return Poll::Ready(None);
+                }
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<In, Out: Serialize> Sink<Out> for ServerTransport<In, Out> {
+    type Error = io::Error;
+
+    fn poll_ready(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_ready(cx)
+    }
+
+    fn start_send(mut self: Pin<&mut Self>, item: Out) -> io::Result<()> {
+        self.inner.as_mut().start_send(item)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.inner.as_mut().poll_close(cx)
+    }
+}
+
+/// Refusals of one address, reported at most once per interval.
+const REFUSAL_REPORT_EVERY: Duration = Duration::from_secs(10);
+
+/// Accepts connections until `shutdown`, running `serve_conn` for each on its own task.
+///
+/// A permit is taken before `accept`, so at most `limits.max_connections` run at once, and
+/// an address over `limits.max_connections_per_ip` has its new connections closed at once.
+/// After shutdown the connections stop reading requests, write the answers they owe, and
+/// close; those still open after `limits.drain_timeout` are dropped.
+pub async fn accept_loop<F, Fut>(
+    listener: TcpListener,
+    limits: ServerLimits,
+    shutdown: CancellationToken,
+    mut serve_conn: F,
+) -> io::Result<()>
+where
+    F: FnMut(Accepted) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let counts = Arc::new(PeerCounts::default());
+    let tracker = TaskTracker::new();
+    let abort = CancellationToken::new();
+    let mut refused = 0u64;
+    let mut refusals_reported = Instant::now() - REFUSAL_REPORT_EVERY;
+    loop {
+        let permit = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+        };
+        let (stream, peer) = tokio::select! {
+            _ = shutdown.cancelled() => break,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Usually out of file descriptors: wait a little rather than spin.
+                    warn!(cause = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Some(slot) = counts.take(peer.ip(), limits.max_connections_per_ip) else {
+            refused += 1;
+            if refusals_reported.elapsed() >= REFUSAL_REPORT_EVERY {
+                warn!(%peer, refused, limit = limits.max_connections_per_ip, "refusing connections over the per-address limit");
+                refusals_reported = Instant::now();
+                refused = 0;
+            }
+            continue;
+        };
+        debug!(%peer, "connection accepted");
+        let _ = stream.set_nodelay(true);
+        let conn = serve_conn(Accepted {
+            stream,
+            peer,
+            limits,
+            close: shutdown.clone(),
+        });
+        let abort = abort.clone();
+        tracker.spawn(async move {
+            tokio::select! {
+                _ = conn => debug!(%peer, "connection closed"),
+                _ = abort.cancelled() => debug!(%peer, "connection dropped at the drain timeout"),
+            }
+            drop((permit, slot));
+        });
+    }
+    tracker.close();
+    if tokio::time::timeout(limits.drain_timeout, tracker.wait())
+        .await
+        .is_err()
+    {
+        info!("connections still open after the drain timeout; closing them");
+        abort.cancel();
+        tracker.wait().await;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::traffic::Traffic;
+    use crate::transport::{CountedTransport, connect};
+    use futures::{SinkExt, StreamExt};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn echo_server(limits: ServerLimits) -> (SocketAddr, CancellationToken) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        tokio::spawn(accept_loop(
+            listener,
+            limits,
+            shutdown.clone(),
+            |conn| async move {
+                let mut t: ServerTransport<String, String> = conn.transport();
+                while let Some(Ok(msg)) = t.next().await {
+                    if t.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            },
+        ));
+        (addr, shutdown)
+    }
+
+    async fn echo_once(addr: SocketAddr) {
+        let traffic = Arc::new(Traffic::default());
+        let mut t: CountedTransport<String, String> =
+            connect(&addr.to_string(), Duration::from_secs(5), &traffic)
+                .await
+                .expect("connect");
+        t.send("hello".to_owned()).await.expect("send");
+        assert_eq!(t.next().await.expect("reply").expect("frame"), "hello");
+        assert!(traffic.bytes() > 0, "the connection's bytes are counted");
+    }
+
+    /// Reads until the server closes the connection; returns the bytes read.
+    async fn read_to_close(stream: &mut TcpStream) -> usize {
+        let mut buf = Vec::new();
+        stream.read_to_end(&mut buf).await.unwrap_or(0)
+    }
+
+    #[tokio::test]
+    async fn garbage_frame_closes_only_that_connection() {
+        let (addr, shutdown) = echo_server(ServerLimits::default()).await;
+        // A length prefix far over the limit, then garbage.
+        let mut raw = TcpStream::connect(addr).await.expect("connect raw");
+        raw.write_all(&u32::MAX.to_be_bytes()).await.expect("write");
+        raw.write_all(b"garbage garbage").await.expect("write");
+        assert_eq!(
+            read_to_close(&mut raw).await,
+            0,
+            "the server must close a connection that sent an oversized frame"
+        );
+        echo_once(addr).await;
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_silent_or_trickling_connection_is_closed_at_its_timeout() {
+        let limits = ServerLimits {
+            first_frame_timeout: Duration::from_millis(200),
+            ..ServerLimits::default()
+        };
+        let (addr, shutdown) = echo_server(limits).await;
+        let mut silent = TcpStream::connect(addr).await.expect("connect");
+        let mut trickle = TcpStream::connect(addr).await.expect("connect");
+        // Half a frame: a length prefix promising bytes that never come.
+        trickle
+            .write_all(&100u32.to_be_bytes())
+            .await
+            .expect("write");
+        let closed = tokio::time::timeout(Duration::from_secs(10), async {
+            (
+                read_to_close(&mut silent).await,
+                read_to_close(&mut trickle).await,
+            )
+        })
+        .await
+        .expect("both are closed long before ten seconds");
+        assert_eq!(closed, (0, 0));
+        shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn one_address_cannot_take_every_slot() {
+        let limits = ServerLimits {
+            max_connections: 8,
+            max_connections_per_ip: 4,
+            ..ServerLimits::default()
+        };
+        let (addr, shutdown) = echo_server(limits).await;
+        let mut hogs = Vec::new();
+        for _ in 0..20 {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind("127.0.0.2:0".parse().expect("addr"))
+                .expect("bind 127.0.0.2");
+            hogs.push(socket.connect(addr).await.expect("connect"));
+        }
+        // The server closes every connection of 127.0.0.2 past its fourth.
+        let mut closed = 0;
+        for hog in &mut hogs[4..] {
+            closed += usize::from(
+                tokio::time::timeout(Duration::from_secs(5), read_to_close(hog))
+                    .await
+                    .is_ok(),
+            );
+        }
+        assert_eq!(closed, 16);
+        echo_once(addr).await;
+        shutdown.cancel();
+    }
+}
