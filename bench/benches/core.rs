@@ -38,6 +38,7 @@ fn link_extraction(c: &mut Criterion) {
         url: &url,
         html: &html,
         max_links: 5_000,
+        budget: &worker::parsers::Budget::unlimited(),
     };
     let mut group = c.benchmark_group("link_extraction_50kb_page");
     group.bench_function("links_streaming", |b| {
@@ -64,6 +65,7 @@ fn declarative_extractor(c: &mut Criterion) {
         url: &url,
         html: &html,
         max_links: 5_000,
+        budget: &worker::parsers::Budget::unlimited(),
     };
     let rule = spider.rule("listing").expect("rule");
     c.bench_function("spider_listing_page_10_items", |b| {
@@ -115,6 +117,7 @@ fn bincode_round_trip(c: &mut Criterion) {
         },
         redirect: None,
         items_dropped: 0,
+        items_truncated: 0,
     };
     c.bench_function("bincode_round_trip_parse_result_50_links", |b| {
         b.iter(|| {

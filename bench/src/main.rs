@@ -321,6 +321,7 @@ fn parse_ceiling(site: &Site) -> anyhow::Result<f64> {
                             url,
                             html,
                             max_links: 5_000,
+                            budget: &worker::parsers::Budget::unlimited(),
                         };
                         links += LinksParser.parse(&page).map(|e| e.links.len()).unwrap_or(0);
                     }

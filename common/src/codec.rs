@@ -51,6 +51,11 @@ impl<In, Out> WireCodec<In, Out> {
     }
 }
 
+/// The size of `value` as the codec encodes it, in bytes.
+pub fn encoded_len<T: Serialize>(value: &T) -> u64 {
+    options().serialized_size(value).unwrap_or(u64::MAX)
+}
+
 fn options() -> impl Options + Copy {
     bincode::DefaultOptions::new()
 }

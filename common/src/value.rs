@@ -96,6 +96,19 @@ impl Value {
         }
     }
 
+    /// Roughly how many bytes the value takes: its text, or eight bytes a number.
+    pub fn approx_bytes(&self) -> usize {
+        let scalar = |s: &Scalar| match s {
+            Scalar::Text(t) => t.len() + 8,
+            _ => 8,
+        };
+        match self {
+            Value::Text(s) => s.len() + 8,
+            Value::List(items) => 8 + items.iter().map(scalar).sum::<usize>(),
+            _ => 8,
+        }
+    }
+
     /// Returns the text when the value is text.
     pub fn as_text(&self) -> Option<&str> {
         match self {

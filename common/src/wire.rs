@@ -62,6 +62,8 @@ pub struct ParseResult {
     pub redirect: Option<String>,
     /// Items dropped because a required field was missing.
     pub items_dropped: u32,
+    /// Items not extracted because the page's result reached the worker's size limit.
+    pub items_truncated: u32,
 }
 
 /// A robots.txt response, as fetched; the engine interprets it (RFC 9309).
@@ -86,6 +88,32 @@ pub struct Item {
     pub task: String,
     /// The item's fields.
     pub payload: Payload,
+}
+
+impl Item {
+    /// Roughly how many bytes the item takes on the wire and in a batch: its text plus a
+    /// little per field; what size limits are measured in.
+    pub fn approx_bytes(&self) -> usize {
+        let payload: usize = self
+            .payload
+            .iter()
+            .map(|(k, v)| k.len() + v.approx_bytes())
+            .sum();
+        self.id.len() + self.url.len() + self.kind.len() + self.task.len() + payload + 32
+    }
+
+    /// Elements the item counts for in a message's decoding budget (see [`crate::budget`]).
+    pub fn elements(&self) -> usize {
+        1 + self.payload.len()
+            + self
+                .payload
+                .values()
+                .map(|v| match v {
+                    crate::Value::List(items) => items.len(),
+                    _ => 0,
+                })
+                .sum::<usize>()
+    }
 }
 
 /// Why a worker could not produce a `ParseResult` for a request.
@@ -141,6 +169,14 @@ pub enum FetchError {
     /// The parser failed on the page.
     #[error("parse failed: {0}")]
     Parse(String),
+    /// The page's result would not fit in one RPC frame.
+    #[error("result of {bytes} bytes is over the frame limit of {limit}")]
+    ResultTooLarge {
+        /// The encoded size of the result.
+        bytes: u64,
+        /// The most a result may take.
+        limit: u64,
+    },
     /// The worker is shutting down and takes no new work; send the request elsewhere.
     #[error("worker unavailable: {0}")]
     Unavailable(String),
@@ -163,6 +199,7 @@ impl FetchError {
             FetchError::UnknownParser(_) => "unknown_parser".into(),
             FetchError::UnknownSpider(_) => "unknown_spider".into(),
             FetchError::Parse(_) => "parse".into(),
+            FetchError::ResultTooLarge { .. } => "result_too_large".into(),
             FetchError::Unavailable(_) => "worker_unavailable".into(),
             FetchError::Other(_) => "other".into(),
         }
@@ -303,6 +340,7 @@ mod tests {
             },
             redirect: None,
             items_dropped: 0,
+            items_truncated: 0,
         }
     }
 

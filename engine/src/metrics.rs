@@ -67,7 +67,20 @@ pub struct EngineMetrics {
     pub retries: Counter,
     /// Requests moved to another worker after a worker failed them.
     pub worker_retries: Counter,
+    /// Items workers did not extract because a page's result reached its size limit.
+    pub items_truncated: Counter,
+    /// Items the item store refused on their own, kept in the state's dead letters.
+    pub items_rejected: Counter,
+    /// URLs refused before they were queued, by reason (`host_queue_full`).
+    pub urls_refused: Family<ReasonLabels, Counter>,
     hosts: Mutex<HashSet<String>>,
+}
+
+/// The label of a refusal.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabels {
+    /// Why.
+    pub reason: String,
 }
 
 impl Default for EngineMetrics {
@@ -85,6 +98,24 @@ impl Default for EngineMetrics {
         let host_throttled = Family::<HostLabels, Counter>::default();
         let retries = Counter::default();
         let worker_retries = Counter::default();
+        let items_truncated = Counter::default();
+        let items_rejected = Counter::default();
+        let urls_refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "items_truncated",
+            "Items not extracted because a page's result reached the worker's size limit",
+            items_truncated.clone(),
+        );
+        registry.register(
+            "items_rejected",
+            "Items the item store refused on their own (kept as dead letters in the state)",
+            items_rejected.clone(),
+        );
+        registry.register(
+            "urls_refused",
+            "URLs refused before they were queued, by reason",
+            urls_refused.clone(),
+        );
         registry.register(
             "pages",
             "Pages whose fetch ended, by HTTP status class and outcome",
@@ -149,6 +180,9 @@ impl Default for EngineMetrics {
             host_throttled,
             retries,
             worker_retries,
+            items_truncated,
+            items_rejected,
+            urls_refused,
             hosts: Mutex::new(HashSet::new()),
         }
     }

@@ -36,6 +36,11 @@ pub struct Summary {
     pub items_saved: u64,
     /// Items dropped because a required field was missing.
     pub items_dropped: u64,
+    /// Items workers did not extract because a page's result reached `--max_result_bytes`.
+    pub items_truncated: u64,
+    /// Items the item store refused on their own (too large, invalid); kept as dead letters
+    /// in the crawl state with their reason.
+    pub items_rejected: u64,
     /// Distinct URLs seen (scheduled or not).
     pub urls_seen: u64,
     /// Links skipped because they were outside the allowed domains.
@@ -94,6 +99,8 @@ impl Summary {
         self.retries += before.retries;
         self.robots_fetched += before.robots_fetched;
         self.items_dropped += before.items_dropped;
+        self.items_truncated += before.items_truncated;
+        self.items_rejected += before.items_rejected;
         self.links_offsite += before.links_offsite;
         self.links_over_limit += before.links_over_limit;
         self.worker_retries += before.worker_retries;
@@ -137,6 +144,12 @@ impl fmt::Display for Summary {
         row(f, "items saved", &self.items_saved)?;
         if self.items_dropped > 0 {
             row(f, "items dropped", &self.items_dropped)?;
+        }
+        if self.items_truncated > 0 {
+            row(f, "items truncated", &self.items_truncated)?;
+        }
+        if self.items_rejected > 0 {
+            row(f, "items rejected", &self.items_rejected)?;
         }
         row(f, "urls seen", &self.urls_seen)?;
         row(f, "links offsite", &self.links_offsite)?;

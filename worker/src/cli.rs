@@ -56,6 +56,19 @@ pub struct FetchArgs {
         default_value_t = 5_000
     )]
     pub max_links_per_page: usize,
+
+    /// Bytes of items and links one page's result may take; extraction stops there and the
+    /// items cut are counted (items_truncated).
+    #[arg(
+        long = "max_result_bytes",
+        alias = "max-result-bytes",
+        value_name = "BYTES",
+        env = "SPINNERET_MAX_RESULT_BYTES",
+        default_value_t = crate::config::DEFAULT_MAX_RESULT_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+            .range(65_536..=(common::transport::MAX_FRAME_BYTES / 2) as u64)
+    )]
+    pub max_result_bytes: usize,
 }
 
 impl FetchArgs {
@@ -65,6 +78,7 @@ impl FetchArgs {
         WorkerConfig {
             concurrency: concurrency.max(1),
             max_links_per_page: self.max_links_per_page,
+            max_result_bytes: self.max_result_bytes,
             fetch: FetchConfig {
                 user_agent: self.user_agent.clone().unwrap_or(defaults.user_agent),
                 connect_timeout: Duration::from_secs(self.fetch_connect_timeout.max(1)),

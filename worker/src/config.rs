@@ -30,6 +30,9 @@ impl Default for FetchConfig {
     }
 }
 
+/// Bytes of items and links one page may yield by default: a quarter of the RPC frame.
+pub const DEFAULT_MAX_RESULT_BYTES: usize = common::transport::MAX_FRAME_BYTES / 4;
+
 /// Everything a worker needs to serve.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {
@@ -37,6 +40,8 @@ pub struct WorkerConfig {
     pub concurrency: u32,
     /// Follow-up links returned per page at most, so one page cannot flood the engine.
     pub max_links_per_page: usize,
+    /// Bytes of items and links one page's result may take; extraction stops there.
+    pub max_result_bytes: usize,
     /// How pages are fetched.
     pub fetch: FetchConfig,
 }
@@ -46,6 +51,7 @@ impl Default for WorkerConfig {
         WorkerConfig {
             concurrency: 64,
             max_links_per_page: 5_000,
+            max_result_bytes: DEFAULT_MAX_RESULT_BYTES,
             fetch: FetchConfig::default(),
         }
     }

@@ -3,7 +3,7 @@
 use crate::charset;
 use crate::config::WorkerConfig;
 use crate::fetch::{ClientBuildError, Fetcher};
-use crate::parsers::{Extracted, Page, Parser, Registry};
+use crate::parsers::{Budget, Extracted, Page, ParseError, Parser, Registry};
 use crate::spider::{self, CompiledSpider};
 use common::activity::{Activity, Working};
 use common::{
@@ -23,6 +23,13 @@ use url::Url;
 /// that still uses it sends it again.
 const MAX_SPIDERS: usize = 64;
 
+/// The deadline of a call that names none (in-process callers and tests).
+const DEFAULT_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The largest encoded result a worker answers with: the frame limit, less room for tarpc's
+/// envelope around it.
+const MAX_RESULT_FRAME: u64 = (common::transport::MAX_FRAME_BYTES - 64 * 1024) as u64;
+
 /// Serves crawl requests; clones share one HTTP client, registry, spider cache and
 /// concurrency limit.
 #[derive(Clone)]
@@ -37,6 +44,7 @@ struct Shared {
     permits: Semaphore,
     info: WorkerInfo,
     max_links: usize,
+    max_result_bytes: usize,
     started: Instant,
     activity: Activity,
     done: AtomicU64,
@@ -64,17 +72,17 @@ impl Job {
         }
     }
 
-    fn run(&self, page: &Page<'_>) -> Result<Extracted, String> {
+    fn run(&self, page: &Page<'_>) -> Result<Extracted, ParseError> {
         match self {
-            Job::Builtin(p) => p.parse(page).map_err(|e| e.to_string()),
+            Job::Builtin(p) => p.parse(page),
             Job::Spider(s) => {
-                let rule = s.rule(&page.request.parser).ok_or_else(|| {
-                    format!(
-                        "spider {} has no rule {:?}",
-                        s.spec.name, page.request.parser
-                    )
-                })?;
-                Ok(spider::run(s, rule, page))
+                let rule = s
+                    .rule(&page.request.parser)
+                    .ok_or_else(|| ParseError::Failed {
+                        parser: format!("spider:{}", s.spec.name),
+                        message: format!("no rule {:?}", page.request.parser),
+                    })?;
+                Ok(spider::run(s, rule, page)?)
             }
         }
     }
@@ -106,6 +114,7 @@ impl CrawlServer {
                 permits: Semaphore::new(config.concurrency.max(1) as usize),
                 info,
                 max_links: config.max_links_per_page,
+                max_result_bytes: config.max_result_bytes,
                 started: Instant::now(),
                 activity: Activity::default(),
                 done: AtomicU64::new(0),
@@ -227,8 +236,19 @@ impl CrawlServer {
         }
     }
 
-    /// Fetches and parses one request; the body of the `crawl` RPC.
+    /// Fetches and parses one request, within the default RPC deadline.
     pub async fn crawl_one(&self, request: Request) -> Result<ParseResult, FetchError> {
+        self.crawl_until(request, Instant::now() + DEFAULT_DEADLINE)
+            .await
+    }
+
+    /// Fetches and parses one request, abandoning the parse at `deadline` (when the engine
+    /// stops waiting for it); the body of the `crawl` RPC.
+    pub async fn crawl_until(
+        &self,
+        request: Request,
+        deadline: Instant,
+    ) -> Result<ParseResult, FetchError> {
         let _working = self.begin()?;
         let job = self.job(&request)?;
         let url = Url::parse(&request.url)
@@ -253,29 +273,50 @@ impl CrawlServer {
             });
         }
         let max_links = self.shared.max_links;
+        let max_bytes = self.shared.max_result_bytes;
+        let started = Instant::now();
         // Parsing is CPU work; keep it off the async threads. A panic in a parser becomes an
-        // error for this page, never a dead worker.
+        // error for this page, never a dead worker. The thread cannot be cancelled, so the
+        // parse checks the deadline itself and gives up there.
         let extracted = tokio::task::spawn_blocking(move || {
             let (html, _) = charset::decode(&fetched.body, fetched.content_type.as_deref());
+            let budget = Budget::new(max_bytes, Some(deadline));
             let page = Page {
                 request: &request,
                 url: &fetched.final_url,
                 html: &html,
                 max_links,
+                budget: &budget,
             };
             job.run(&page)
         })
         .await
         .map_err(|e| FetchError::Parse(format!("parser panicked: {e}")))?
-        .map_err(FetchError::Parse)?;
-        debug!(url = %facts.final_url, items = extracted.items.len(), links = extracted.links.len(), "parsed");
-        Ok(ParseResult {
+        .map_err(|e| match e {
+            ParseError::Overtime(_) => FetchError::Timeout {
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            },
+            failed @ ParseError::Failed { .. } => FetchError::Parse(failed.to_string()),
+        })?;
+        debug!(url = %facts.final_url, items = extracted.items.len(), links = extracted.links.len(), truncated = extracted.truncated, "parsed");
+        let result = ParseResult {
             items: extracted.items,
             requests: extracted.links,
             fetch: facts,
             redirect: None,
             items_dropped: extracted.dropped,
-        })
+            items_truncated: extracted.truncated,
+        };
+        // An answer over the frame limit would break the connection and every call on it;
+        // a parser that ignored its budget gets a typed error instead.
+        let bytes = common::codec::encoded_len(&result);
+        if bytes > MAX_RESULT_FRAME {
+            return Err(FetchError::ResultTooLarge {
+                bytes,
+                limit: MAX_RESULT_FRAME,
+            });
+        }
+        Ok(result)
     }
 
     /// Fetches a robots.txt; the body of the `robots` RPC.
@@ -288,11 +329,11 @@ impl CrawlServer {
 }
 
 impl CrawlService for CrawlServer {
-    async fn crawl(self, _: Context, request: Request) -> Result<ParseResult, FetchError> {
+    async fn crawl(self, ctx: Context, request: Request) -> Result<ParseResult, FetchError> {
         let started = Instant::now();
         let metrics = &self.shared.metrics;
         let in_flight = metrics.start();
-        let result = self.crawl_one(request).await;
+        let result = self.crawl_until(request, ctx.deadline).await;
         drop(in_flight);
         let counter = match &result {
             Ok(page) => {

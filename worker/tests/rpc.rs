@@ -80,3 +80,90 @@ async fn a_deadline_years_ahead_is_answered_not_a_panic() {
     );
     shutdown.cancel();
 }
+
+/// A parser that ignores every bound: one 40 MB item per page.
+struct Flood;
+
+impl worker::parsers::Parser for Flood {
+    fn info(&self) -> common::ParserInfo {
+        common::ParserInfo {
+            name: "flood".into(),
+            description: "one huge item".into(),
+        }
+    }
+
+    fn parse(
+        &self,
+        page: &worker::parsers::Page<'_>,
+    ) -> Result<worker::parsers::Extracted, worker::parsers::ParseError> {
+        let mut payload = common::Payload::new();
+        payload.insert("blob".into(), common::Value::Text("x".repeat(40 << 20)));
+        Ok(worker::parsers::Extracted {
+            items: vec![common::Item {
+                id: page.url.to_string(),
+                url: page.url.to_string(),
+                kind: "blob".into(),
+                task: page.request.task.clone(),
+                payload,
+            }],
+            ..Default::default()
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_result_over_the_frame_limit_is_a_typed_error_and_the_connection_lives() {
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(|| async {
+            (
+                [(axum::http::header::CONTENT_TYPE, "text/html")],
+                "<title>x</title>",
+            )
+        }),
+    );
+    let site = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let site_addr = site.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(site, app).await });
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let mut registry = worker::parsers::Registry::builtin();
+    registry.register(std::sync::Arc::new(Flood));
+    let server = CrawlServer::with_registry(&WorkerConfig::default(), registry).expect("server");
+    let shutdown = CancellationToken::new();
+    tokio::spawn(worker::run(
+        listener,
+        server,
+        Default::default(),
+        shutdown.clone(),
+    ));
+    let client = common::transport::connect_worker(
+        &addr.to_string(),
+        Duration::from_secs(5),
+        &Default::default(),
+    )
+    .await
+    .expect("connect");
+    let request = common::Request {
+        url: format!("http://{site_addr}/"),
+        parser: "flood".into(),
+        depth: 0,
+        task: "t".into(),
+        meta: Default::default(),
+        spider: None,
+    };
+    let answer = client
+        .crawl(common::transport::deadline(Duration::from_secs(30)), request)
+        .await
+        .expect("an answer, not a broken connection");
+    match answer {
+        Err(e) => assert_eq!(e.reason(), "result_too_large", "{e}"),
+        Ok(_) => panic!("a 40 MB result cannot cross a 32 MiB frame"),
+    }
+    client
+        .status(common::transport::deadline(Duration::from_secs(5)))
+        .await
+        .expect("the same connection still serves calls");
+    shutdown.cancel();
+}

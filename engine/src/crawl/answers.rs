@@ -92,6 +92,10 @@ impl Crawl {
                         }
                         self.summary.pages_ok += 1;
                         self.summary.items_dropped += u64::from(result.items_dropped);
+                        self.summary.items_truncated += u64::from(result.items_truncated);
+                        self.metrics
+                            .items_truncated
+                            .inc_by(u64::from(result.items_truncated));
                         self.metrics.page(result.fetch.status, "ok");
                         self.follow(&dispatched.request, &result, now);
                     }

@@ -54,15 +54,16 @@ impl Parser for LinksParser {
             },
             |text| title = text,
         );
-        let mut links = LinkSet::new(LinkSet::base_for(page.url, base_href), page.max_links);
+        let mut links = LinkSet::for_page(page, base_href);
         for h in &hrefs {
+            page.budget.check_time()?;
             links.add(h);
         }
         let item = page_item(page, title, description, href_count);
         Ok(Extracted {
             items: vec![item],
-            links: links.into_links(),
-            dropped: 0,
+            links: links.finish(page.budget),
+            ..Extracted::default()
         })
     }
 }

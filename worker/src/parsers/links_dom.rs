@@ -24,7 +24,7 @@ impl Parser for LinksDomParser {
     fn parse(&self, page: &Page<'_>) -> Result<Extracted, ParseError> {
         let doc = Html::parse_document(page.html);
         let select = |css: &str| {
-            Selector::parse(css).map_err(|e| ParseError {
+            Selector::parse(css).map_err(|e| ParseError::Failed {
                 parser: "links-dom".into(),
                 message: e.to_string(),
             })
@@ -51,11 +51,9 @@ impl Parser for LinksDomParser {
             })
             .and_then(|m| m.value().attr("content"))
             .map(raw);
-        let mut links = LinkSet::new(
-            LinkSet::base_for(page.url, base_href.as_deref()),
-            page.max_links,
-        );
+        let mut links = LinkSet::for_page(page, base_href.as_deref());
         for a in doc.select(&select("a[href]")?) {
+            page.budget.check_time()?;
             if let Some(h) = a.value().attr("href") {
                 links.add(&raw(h));
             }
@@ -64,8 +62,8 @@ impl Parser for LinksDomParser {
         let item = page_item(page, &title, description.as_deref(), outlinks);
         Ok(Extracted {
             items: vec![item],
-            links: links.into_links(),
-            dropped: 0,
+            links: links.finish(page.budget),
+            ..Extracted::default()
         })
     }
 }

@@ -1,10 +1,12 @@
 //! The parser registry: parsers are plugins looked up by the name a request carries.
 
+mod budget;
 mod links;
 mod links_dom;
 mod page;
 mod scan;
 
+pub use budget::{Budget, Overtime};
 pub use links::LinksParser;
 pub use links_dom::LinksDomParser;
 pub use page::{LinkSet, page_item};
@@ -25,6 +27,8 @@ pub struct Page<'a> {
     pub html: &'a str,
     /// The most follow-up links to return.
     pub max_links: usize,
+    /// Bytes the result may take and the deadline of the parse.
+    pub budget: &'a Budget,
 }
 
 /// What a parser got out of a page.
@@ -36,19 +40,28 @@ pub struct Extracted {
     pub links: Vec<FollowUp>,
     /// Items dropped because a required field was missing.
     pub dropped: u32,
+    /// Items not extracted because the result reached its byte budget.
+    pub truncated: u32,
 }
 
 /// Why a parser failed on a page.
 #[derive(Debug, thiserror::Error)]
-#[error("{parser}: {message}")]
-pub struct ParseError {
-    /// The parser that failed.
-    pub parser: String,
-    /// What went wrong.
-    pub message: String,
+pub enum ParseError {
+    /// The parser could not make sense of the page, or of its own rules.
+    #[error("{parser}: {message}")]
+    Failed {
+        /// The parser that failed.
+        parser: String,
+        /// What went wrong.
+        message: String,
+    },
+    /// The parse ran past its deadline and was abandoned.
+    #[error(transparent)]
+    Overtime(#[from] Overtime),
 }
 
-/// Turns a page into items and links. Parsers run on a blocking thread, one page at a time.
+/// Turns a page into items and links. Parsers run on a blocking thread, one page at a time;
+/// they keep their result within `page.budget` and check its deadline in their loops.
 pub trait Parser: Send + Sync {
     /// The registry name and a line on what it does.
     fn info(&self) -> ParserInfo;
@@ -122,6 +135,7 @@ mod tests {
             url: &url,
             html,
             max_links: 100,
+            budget: &Budget::unlimited(),
         };
         Registry::builtin()
             .get(parser)
@@ -215,6 +229,7 @@ mod tests {
                     url: &url,
                     html,
                     max_links: 100,
+                    budget: &Budget::unlimited(),
                 };
                 let got = Registry::builtin().get(parser).expect("p").parse(&page);
                 assert!(got.is_ok(), "{parser} failed on {html:?}: {got:?}");
@@ -234,6 +249,7 @@ mod tests {
             url: &url,
             html: &html,
             max_links: 10,
+            budget: &Budget::unlimited(),
         };
         let e = LinksParser.parse(&page).expect("parse");
         assert_eq!(e.links.len(), 10);
@@ -255,6 +271,7 @@ mod tests {
             url: &url,
             html: &html,
             max_links: 5_000,
+            budget: &Budget::unlimited(),
         };
         let e = LinksParser.parse(&page).expect("parse");
         let total: usize = e.links.iter().map(|l| l.url.len()).sum();
@@ -291,6 +308,7 @@ mod tests {
                 url: &url,
                 html,
                 max_links: 5_000,
+                budget: &Budget::unlimited(),
             };
             let fast = LinksParser.parse(&page).expect("links");
             let dom = LinksDomParser.parse(&page).expect("links-dom");

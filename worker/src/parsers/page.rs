@@ -1,6 +1,6 @@
 //! What the link parsers share: resolving and bounding links, and the `page` item.
 
-use super::Page;
+use super::{Budget, Page};
 use common::{FollowUp, Item, Payload, Value, canonicalize};
 use std::collections::HashSet;
 use url::Url;
@@ -11,7 +11,8 @@ const MAX_TITLE_CHARS: usize = 1_000;
 const MAX_DESCRIPTION_CHARS: usize = 4_000;
 /// Longest link (or `<base href>`) kept, in bytes; the engine applies its own, lower limit.
 pub const MAX_LINK_BYTES: usize = 8 * 1024;
-/// Most bytes of links returned for one page, so a hostile page cannot blow up the answer.
+/// Most bytes of links returned for one page, so a hostile page cannot blow up the answer;
+/// links also take at most half of the page's result budget, leaving the rest for items.
 pub const MAX_LINKS_TOTAL_BYTES: usize = 4 * 1024 * 1024;
 
 /// The distinct crawlable links of a page, resolved and canonical, in document order.
@@ -21,6 +22,7 @@ pub struct LinkSet {
     seen: HashSet<String>,
     links: Vec<FollowUp>,
     max: usize,
+    max_bytes: usize,
     bytes: usize,
     /// Every `<a href>` seen, kept or not.
     pub outlinks: u64,
@@ -34,8 +36,18 @@ impl LinkSet {
             seen: HashSet::new(),
             links: Vec::new(),
             max,
+            max_bytes: MAX_LINKS_TOTAL_BYTES,
             bytes: 0,
             outlinks: 0,
+        }
+    }
+
+    /// An empty set for `page`, resolving against its `<base href>` (when it has a usable
+    /// one) or its URL, within the page's link count and half its result budget.
+    pub fn for_page(page: &Page<'_>, base_href: Option<&str>) -> Self {
+        LinkSet {
+            max_bytes: MAX_LINKS_TOTAL_BYTES.min(page.budget.max_bytes() / 2),
+            ..LinkSet::new(LinkSet::base_for(page.url, base_href), page.max_links)
         }
     }
 
@@ -80,11 +92,19 @@ impl LinkSet {
     }
 
     fn is_full(&self) -> bool {
-        self.links.len() >= self.max || self.bytes >= MAX_LINKS_TOTAL_BYTES
+        self.links.len() >= self.max || self.bytes >= self.max_bytes
     }
 
     /// The kept links.
     pub fn into_links(self) -> Vec<FollowUp> {
+        self.links
+    }
+
+    /// The kept links, their bytes spent from `budget` (they always fit: links take at most
+    /// half of it).
+    pub fn finish(self, budget: &Budget) -> Vec<FollowUp> {
+        let bytes: usize = self.links.iter().map(|l| l.url.len() + 16).sum();
+        budget.take(bytes);
         self.links
     }
 }

@@ -2,7 +2,7 @@
 
 use super::compile::{CompiledExtract, CompiledField, CompiledRule, CompiledSpider};
 use super::spec::{FieldType, Take};
-use crate::parsers::{Extracted, LinkSet, Page};
+use crate::parsers::{Extracted, LinkSet, Overtime, Page};
 use common::{Item, Payload, Scalar, Value};
 use scraper::{ElementRef, Html, Selector};
 use url::Url;
@@ -14,25 +14,25 @@ const MAX_FIELD_CHARS: usize = 64 * 1024;
 /// Values one list field keeps at most.
 const MAX_LIST_VALUES: usize = 1_000;
 
-/// Applies rule `rule` of `spider` to `page`.
-pub fn run(spider: &CompiledSpider, rule: &CompiledRule, page: &Page<'_>) -> Extracted {
+/// Applies rule `rule` of `spider` to `page`: the links it follows first (they keep the crawl
+/// going, and take at most half of the page's budget), then the items that fit in the rest.
+pub fn run(
+    spider: &CompiledSpider,
+    rule: &CompiledRule,
+    page: &Page<'_>,
+) -> Result<Extracted, Overtime> {
     let doc = Html::parse_document(page.html);
     let mut out = Extracted::default();
-    for x in &rule.extract {
-        extract_kind(x, &doc, page, &mut out);
-    }
     let base_href = Selector::parse("base[href]").ok().and_then(|s| {
         doc.select(&s)
             .next()
             .and_then(|b| b.value().attr("href"))
             .map(|h| h.replace('&', "&amp;"))
     });
-    let mut links = LinkSet::new(
-        LinkSet::base_for(page.url, base_href.as_deref()),
-        page.max_links,
-    );
+    let mut links = LinkSet::for_page(page, base_href.as_deref());
     for f in &rule.follow {
         for el in doc.select(&f.selector) {
+            page.budget.check_time()?;
             // DOM attribute values are decoded already; LinkSet expects raw ones.
             let Some(raw) = el.value().attr(&f.attr).map(|v| v.replace('&', "&amp;")) else {
                 continue;
@@ -50,23 +50,39 @@ pub fn run(spider: &CompiledSpider, rule: &CompiledRule, page: &Page<'_>) -> Ext
             }
         }
     }
-    out.links = links.into_links();
-    out
+    out.links = links.finish(page.budget);
+    for x in &rule.extract {
+        extract_kind(x, &doc, page, &mut out)?;
+    }
+    Ok(out)
 }
 
-fn extract_kind(x: &CompiledExtract, doc: &Html, page: &Page<'_>, out: &mut Extracted) {
-    let scopes: Vec<ElementRef> = match &x.scope {
-        Some(sel) => doc.select(sel).collect(),
-        None => vec![doc.root_element()],
+fn extract_kind(
+    x: &CompiledExtract,
+    doc: &Html,
+    page: &Page<'_>,
+    out: &mut Extracted,
+) -> Result<(), Overtime> {
+    let mut scopes: Box<dyn Iterator<Item = ElementRef>> = match &x.scope {
+        Some(sel) => Box::new(doc.select(sel)),
+        None => Box::new(std::iter::once(doc.root_element())),
     };
-    for (position, scope) in scopes.into_iter().enumerate() {
-        if out.items.len() >= MAX_ITEMS_PER_PAGE {
-            return;
+    // Position-keyed ids number the items kept, so a page that yields fewer items next time
+    // leaves exactly the higher positions stale.
+    let mut position = 0usize;
+    while let Some(scope) = scopes.next() {
+        page.budget.check_time()?;
+        if out.items.len() >= MAX_ITEMS_PER_PAGE || out.truncated > 0 {
+            // Out of room: count the rest instead of extracting it.
+            out.truncated = out
+                .truncated
+                .saturating_add(1 + scopes.count().min(u32::MAX as usize) as u32);
+            return Ok(());
         }
         let mut payload = Payload::new();
         let mut complete = true;
         for field in &x.fields {
-            match field_value(field, scope, page.url) {
+            match field_value(field, scope, page)? {
                 Some(v) => {
                     payload.insert(field.name.clone(), v);
                 }
@@ -93,14 +109,21 @@ fn extract_kind(x: &CompiledExtract, doc: &Html, page: &Page<'_>, out: &mut Extr
                 .and_then(|f| payload.get(f))
                 .and_then(id_text)
                 .unwrap_or_else(|| format!("{}#{}-{position}", page.url, x.kind));
-        out.items.push(Item {
+        let item = Item {
             id,
             url: page.url.to_string(),
             kind: x.kind.clone(),
             task: page.request.task.clone(),
             payload,
-        });
+        };
+        if !page.budget.take(item.approx_bytes()) {
+            out.truncated = out.truncated.saturating_add(1);
+            continue;
+        }
+        position += 1;
+        out.items.push(item);
     }
+    Ok(())
 }
 
 /// The text of a value used as an id.
@@ -120,28 +143,34 @@ fn scalar_text(s: &Scalar) -> String {
     }
 }
 
-/// A field's value in `scope`, or `None` when nothing usable was found.
-fn field_value(field: &CompiledField, scope: ElementRef<'_>, page_url: &Url) -> Option<Value> {
-    let elements: Vec<ElementRef> = match &field.selector {
-        Some(sel) => scope.select(sel).collect(),
-        None => vec![scope],
+/// A field's value in `scope`, or `None` when nothing usable was found. Matches are taken
+/// one at a time and no more than the field keeps, however many the scope holds.
+fn field_value(
+    field: &CompiledField,
+    scope: ElementRef<'_>,
+    page: &Page<'_>,
+) -> Result<Option<Value>, Overtime> {
+    let elements: Box<dyn Iterator<Item = ElementRef>> = match &field.selector {
+        Some(sel) => Box::new(scope.select(sel)),
+        None => Box::new(std::iter::once(scope)),
     };
     let mut values = Vec::new();
     for el in elements {
+        page.budget.check_time()?;
         let raw = match &field.attr {
             Some(attr) => match el.value().attr(attr) {
                 Some(v) => v.to_owned(),
                 None => continue,
             },
             None => match field.take {
-                Take::Text => el.text().collect::<String>(),
-                Take::Html => el.inner_html(),
+                Take::Text => bounded_text(el),
+                Take::Html => bounded_inner_html(el),
             },
         };
         let Some(text) = refine(field, raw) else {
             continue;
         };
-        let Some(scalar) = convert(field.kind, &text, page_url) else {
+        let Some(scalar) = convert(field.kind, &text, page.url) else {
             continue;
         };
         values.push(scalar);
@@ -149,11 +178,78 @@ fn field_value(field: &CompiledField, scope: ElementRef<'_>, page_url: &Url) -> 
             break;
         }
     }
-    if field.all {
+    Ok(if field.all {
         (!values.is_empty()).then_some(Value::List(values))
     } else {
         values.into_iter().next().map(Value::from)
+    })
+}
+
+/// Raw text read from one element at most, before trimming: enough for
+/// [`MAX_FIELD_CHARS`] characters after white space is collapsed, in all but absurd cases.
+const MAX_RAW_FIELD_BYTES: usize = 4 * 4 * MAX_FIELD_CHARS;
+
+/// The element's text, read no further than [`MAX_RAW_FIELD_BYTES`].
+fn bounded_text(el: ElementRef<'_>) -> String {
+    let mut text = String::new();
+    for piece in el.text() {
+        let room = MAX_RAW_FIELD_BYTES - text.len();
+        if piece.len() >= room {
+            text.push_str(&piece[..floor_char_boundary(piece, room)]);
+            break;
+        }
+        text.push_str(piece);
     }
+    text
+}
+
+/// The element's inner HTML, serialised no further than [`MAX_RAW_FIELD_BYTES`].
+fn bounded_inner_html(el: ElementRef<'_>) -> String {
+    let mut out = Capped(Vec::new());
+    let opts = html5ever::serialize::SerializeOpts {
+        scripting_enabled: false,
+        traversal_scope: html5ever::serialize::TraversalScope::ChildrenOnly(None),
+        create_missing_parent: false,
+    };
+    // Stopping early is the point: the error only says the cap was reached.
+    let _ = html5ever::serialize::serialize(&mut out, &el, opts);
+    let bytes = out.0;
+    match String::from_utf8(bytes) {
+        Ok(s) => s,
+        Err(e) => {
+            let valid = e.utf8_error().valid_up_to();
+            let mut bytes = e.into_bytes();
+            bytes.truncate(valid);
+            String::from_utf8(bytes).unwrap_or_default()
+        }
+    }
+}
+
+/// A writer that takes [`MAX_RAW_FIELD_BYTES`] and then refuses more.
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let room = MAX_RAW_FIELD_BYTES - self.0.len();
+        if room == 0 {
+            return Err(std::io::Error::other("field is long enough"));
+        }
+        let n = buf.len().min(room);
+        self.0.extend_from_slice(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The largest index at most `i` that is on a character boundary of `s`.
+fn floor_char_boundary(s: &str, i: usize) -> usize {
+    (0..=i.min(s.len()))
+        .rev()
+        .find(|&j| s.is_char_boundary(j))
+        .unwrap_or(0)
 }
 
 /// Trims and applies the field's regex; an empty or unmatched value counts as missing.

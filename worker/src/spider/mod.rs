@@ -11,7 +11,7 @@ pub use extract::run;
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::parsers::{Extracted, Page};
+    use crate::parsers::{Budget, Extracted, Overtime, Page};
     use common::{Request, Scalar, Value};
     use url::Url;
 
@@ -75,6 +75,15 @@ fields.name = { selector = "h3" }
 "#;
 
     fn run_on(spider: &CompiledSpider, rule: &str, html: &str) -> Extracted {
+        run_within(spider, rule, html, &Budget::unlimited()).expect("no deadline")
+    }
+
+    fn run_within(
+        spider: &CompiledSpider,
+        rule: &str,
+        html: &str,
+        budget: &Budget,
+    ) -> Result<Extracted, Overtime> {
         let request = Request {
             url: PAGE_URL.into(),
             parser: rule.into(),
@@ -89,6 +98,7 @@ fields.name = { selector = "h3" }
             url: &url,
             html,
             max_links: 100,
+            budget,
         };
         run(spider, spider.rule(rule).expect("rule"), &page)
     }
@@ -188,6 +198,40 @@ fields.name = { selector = "h3" }
         let e = run_on(&spider, "author", "<h3>Albert Einstein</h3>");
         assert_eq!(e.items[0].id, "http://quotes.test/page/1/#author-0");
         assert_eq!(e.items[0].payload["name"], text("Albert Einstein"));
+    }
+
+    /// A listing of `n` quotes with ten tags each.
+    fn many_quotes(n: usize) -> String {
+        let quote = "<div class=\"quote\" data-id=\"q\"><span class=\"text\">“Q”</span>\
+            <small class=\"author\">A</small><div class=\"tags\">"
+            .to_owned()
+            + &"<a class=\"tag\">t</a>".repeat(10)
+            + "</div></div>";
+        format!("<html><body>{}</body></html>", quote.repeat(n))
+    }
+
+    #[test]
+    fn items_past_the_byte_budget_are_cut_and_counted() {
+        let spider = compile("quotes.toml", SPIDER).expect("compile");
+        let html = many_quotes(1_000);
+        let full = run_on(&spider, "listing", &html);
+        assert_eq!(full.items.len(), 1_000);
+        let budget = Budget::new(20_000, None);
+        let cut = run_within(&spider, "listing", &html, &budget).expect("in time");
+        assert!(!cut.items.is_empty() && cut.items.len() < 1_000);
+        assert_eq!(cut.items.len() + cut.truncated as usize, 1_000);
+        assert_eq!(cut.items[..], full.items[..cut.items.len()], "the first ones are kept whole");
+    }
+
+    #[test]
+    fn a_parse_past_its_deadline_is_abandoned() {
+        let spider = compile("quotes.toml", SPIDER).expect("compile");
+        let html = many_quotes(2_000);
+        let late = Budget::new(usize::MAX, Some(std::time::Instant::now()));
+        assert_eq!(
+            run_within(&spider, "listing", &html, &late).map(|e| e.items.len()),
+            Err(Overtime)
+        );
     }
 
     fn error(source: &str) -> SpiderError {
