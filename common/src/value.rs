@@ -96,11 +96,12 @@ impl Value {
         }
     }
 
-    /// Roughly how many bytes the value takes: its text, or eight bytes a number.
+    /// Roughly how many bytes the value takes: its text, plus 16 bytes a list element (so
+    /// a byte limit also bounds how many elements a message holds; see `budget`).
     pub fn approx_bytes(&self) -> usize {
         let scalar = |s: &Scalar| match s {
-            Scalar::Text(t) => t.len() + 8,
-            _ => 8,
+            Scalar::Text(t) => t.len() + 16,
+            _ => 16,
         };
         match self {
             Value::Text(s) => s.len() + 8,

@@ -297,6 +297,7 @@ async fn respond(state: &AppState, path: &str, hit: u64) -> Response {
             reply(StatusCode::OK, "application/octet-stream", Body::from_stream(chunks))
         }
         "/private/secret.html" => html("<title>Secret</title>".into()),
+        "/quotes/nested/" => html(nested_quotes()),
         slow if slow.starts_with("/slow/") => {
             // Server latency, so that overlapping requests show in the log.
             tokio::time::sleep(SLOW_PAGE_LATENCY).await;
@@ -304,6 +305,24 @@ async fn respond(state: &AppState, path: &str, hit: u64) -> Response {
         }
         _ => dynamic(path),
     }
+}
+
+/// Depth of the nested quotes page.
+pub const NESTED_QUOTES: usize = 10_000;
+
+/// [`NESTED_QUOTES`] `div.quote` nested in one another, with 1,000 `a.tag` and an author in the
+/// middle: every scope of a quotes spider selects all of them, so its output explodes unless
+/// the worker bounds it.
+fn nested_quotes() -> String {
+    let mut page = String::from("<html><body>");
+    page.push_str(&"<div class=\"quote\">".repeat(NESTED_QUOTES));
+    page.push_str("<span class=\"text\">“Deep.”</span><small class=\"author\">Anon</small>");
+    for i in 0..1_000 {
+        page.push_str(&format!("<a class=\"tag\">tag-number-{i}</a>"));
+    }
+    page.push_str(&"</div>".repeat(NESTED_QUOTES));
+    page.push_str("</body></html>");
+    page
 }
 
 /// Endpoints with a number or a growing path in them.

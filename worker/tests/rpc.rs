@@ -154,7 +154,10 @@ async fn a_result_over_the_frame_limit_is_a_typed_error_and_the_connection_lives
         spider: None,
     };
     let answer = client
-        .crawl(common::transport::deadline(Duration::from_secs(30)), request)
+        .crawl(
+            common::transport::deadline(Duration::from_secs(30)),
+            request,
+        )
         .await
         .expect("an answer, not a broken connection");
     match answer {

@@ -95,11 +95,6 @@ impl LinkSet {
         self.links.len() >= self.max || self.bytes >= self.max_bytes
     }
 
-    /// The kept links.
-    pub fn into_links(self) -> Vec<FollowUp> {
-        self.links
-    }
-
     /// The kept links, their bytes spent from `budget` (they always fit: links take at most
     /// half of it).
     pub fn finish(self, budget: &Budget) -> Vec<FollowUp> {

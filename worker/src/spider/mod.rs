@@ -220,7 +220,11 @@ fields.name = { selector = "h3" }
         let cut = run_within(&spider, "listing", &html, &budget).expect("in time");
         assert!(!cut.items.is_empty() && cut.items.len() < 1_000);
         assert_eq!(cut.items.len() + cut.truncated as usize, 1_000);
-        assert_eq!(cut.items[..], full.items[..cut.items.len()], "the first ones are kept whole");
+        assert_eq!(
+            cut.items[..],
+            full.items[..cut.items.len()],
+            "the first ones are kept whole"
+        );
     }
 
     #[test]
