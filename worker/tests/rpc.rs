@@ -170,3 +170,73 @@ async fn a_result_over_the_frame_limit_is_a_typed_error_and_the_connection_lives
         .expect("the same connection still serves calls");
     shutdown.cancel();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_worker_writes_every_answer_it_computed() {
+    const CALLS: usize = 24;
+    let (arrived, mut arrivals) = tokio::sync::watch::channel(0usize);
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || {
+            arrived.send_modify(|n| *n += 1);
+            async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                // Answers of a megabyte each take a while to write.
+                let links: String = (0..5_000)
+                    .map(|i| format!("<a href=\"/{i}/{}\">x</a>", "p".repeat(180)))
+                    .collect();
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/html")],
+                    format!("<title>slow</title>{links}"),
+                )
+            }
+        }),
+    );
+    let site = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let site_addr = site.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(site, app).await });
+
+    let (addr, shutdown) = start_worker().await;
+    let client = common::transport::connect_worker(
+        &addr.to_string(),
+        Duration::from_secs(5),
+        &Default::default(),
+    )
+    .await
+    .expect("connect");
+    let calls: Vec<_> = (0..CALLS)
+        .map(|i| {
+            let client = client.clone();
+            let request = common::Request {
+                url: format!("http://{site_addr}/slow?{i}"),
+                parser: "links".into(),
+                depth: 0,
+                task: "t".into(),
+                meta: Default::default(),
+                spider: None,
+            };
+            tokio::spawn(async move {
+                client
+                    .crawl(
+                        common::transport::deadline(Duration::from_secs(30)),
+                        request,
+                    )
+                    .await
+            })
+        })
+        .collect();
+    // Every call reaches the site through the worker, then the worker is told to stop while
+    // they run.
+    arrivals
+        .wait_for(|n| *n == CALLS)
+        .await
+        .expect("every call is fetching");
+    shutdown.cancel();
+    for call in calls {
+        let answer = call.await.expect("join");
+        assert!(
+            matches!(answer, Ok(Ok(_))),
+            "a call in flight at the drain lost its answer: {answer:?}"
+        );
+    }
+}
