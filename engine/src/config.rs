@@ -41,8 +41,9 @@ pub struct EngineConfig {
     pub batch_interval: Duration,
     /// How often progress is logged.
     pub progress_interval: Duration,
-    /// Times a request is moved to another worker after a worker (not the site) failed it.
-    pub max_worker_failures: u32,
+    /// Different worker processes that may die holding one page before the page is given up
+    /// as `poison_page`; a worker that leaves, is paused or removed never counts.
+    pub max_worker_deaths: u32,
     /// Least time between two requests to one host.
     pub delay: Duration,
     /// Retries of a page after a failure that may pass (connection, timeout, 5xx, 429).
@@ -124,7 +125,7 @@ impl Default for EngineConfig {
             batch_size: 500,
             batch_interval: Duration::from_millis(500),
             progress_interval: Duration::from_secs(5),
-            max_worker_failures: 5,
+            max_worker_deaths: 3,
             delay: Duration::ZERO,
             retries: 2,
             max_redirects: 10,

@@ -34,10 +34,13 @@ pub struct Dispatched {
     pub host: String,
     /// Page or robots.txt.
     pub kind: Kind,
-    /// Retries spent on failures of the site (timeouts, 5xx, 429, connection errors).
+    /// Retries spent on failures of the site (timeouts, 5xx, 429, connection errors) and on
+    /// calls that overran the RPC deadline.
     pub attempts: u32,
-    /// Times a worker failed it (connection lost, deadline) rather than the site.
-    pub worker_failures: u32,
+    /// Times it went back to the queue uncharged, its worker gone before answering.
+    pub requeues: u32,
+    /// The distinct worker processes (hashes of their node ids) that died holding it.
+    pub deaths: Vec<u64>,
     /// The worker that last failed it, to try another one next.
     pub last_worker: Option<usize>,
     /// Redirect hops that led to this request.
@@ -113,7 +116,7 @@ impl Host {
             _ => {}
         }
         // Retries of a page already counted do not count again.
-        let first_try = d.attempts == 0 && d.worker_failures == 0;
+        let first_try = d.attempts == 0 && d.requeues == 0;
         (first_try && max_pages.is_some_and(|max| self.pages >= max)).then_some("host_page_cap")
     }
 }
@@ -138,9 +141,11 @@ struct Queued {
     redirects: u32,
     origin: u32,
     attempts: u16,
-    worker_failures: u16,
+    requeues: u16,
     last_worker: Option<u32>,
     kind: Kind,
+    /// Worker deaths it was in flight for; `None` for nearly every entry.
+    deaths: Option<Box<[u64]>>,
 }
 
 /// A request waiting out its retry back-off.
@@ -317,9 +322,10 @@ impl Frontier {
             redirects: d.redirects,
             origin,
             attempts: d.attempts.min(u32::from(u16::MAX)) as u16,
-            worker_failures: d.worker_failures.min(u32::from(u16::MAX)) as u16,
+            requeues: d.requeues.min(u32::from(u16::MAX)) as u16,
             last_worker: d.last_worker.map(|w| w as u32),
             kind: d.kind,
+            deaths: (!d.deaths.is_empty()).then(|| d.deaths.into_boxed_slice()),
         }
     }
 
@@ -339,7 +345,8 @@ impl Frontier {
             host: host.to_owned(),
             kind: q.kind,
             attempts: u32::from(q.attempts),
-            worker_failures: u32::from(q.worker_failures),
+            requeues: u32::from(q.requeues),
+            deaths: q.deaths.map(Vec::from).unwrap_or_default(),
             last_worker: q.last_worker.map(|w| w as usize),
             redirects: q.redirects,
         }
@@ -452,7 +459,7 @@ impl Frontier {
                     let d = self.expand(d, &name);
                     return Some(Popped::Skip(d, reason));
                 }
-                if d.attempts == 0 && d.worker_failures == 0 {
+                if d.attempts == 0 && d.requeues == 0 {
                     h.pages += 1;
                 }
             } else {
@@ -600,9 +607,10 @@ fn queued(url: Box<str>, id: u64, depth: u32, redirects: u32, origin: u32, kind:
         redirects,
         origin,
         attempts: 0,
-        worker_failures: 0,
+        requeues: 0,
         last_worker: None,
         kind,
+        deaths: None,
     }
 }
 

@@ -242,6 +242,19 @@ struct Args {
     #[arg(long, value_name = "N", env = "SPINNERET_RETRIES", default_value_t = 2)]
     retries: u32,
 
+    /// Different workers that may die (crash, lose their connection) while holding one page
+    /// before it is given up as poison_page. Workers that drain, restart cleanly, are paused or
+    /// removed never count against a page.
+    #[arg(
+        long = "max_worker_deaths",
+        alias = "max-worker-deaths",
+        value_name = "N",
+        env = "SPINNERET_MAX_WORKER_DEATHS",
+        default_value_t = EngineConfig::default().max_worker_deaths,
+        value_parser = clap::value_parser!(u32).range(1..=1_000)
+    )]
+    max_worker_deaths: u32,
+
     /// Redirect hops followed from one URL; each hop is deduplicated and scoped like a link.
     #[arg(
         long = "max_redirects",
@@ -457,6 +470,7 @@ impl Args {
                 .map_or(defaults.delay, Duration::from_millis),
             robots: !self.ignore_robots,
             retries: self.retries,
+            max_worker_deaths: self.max_worker_deaths,
             max_redirects: self.max_redirects,
             max_pages_per_host: (self.max_pages_per_host > 0).then_some(self.max_pages_per_host),
             max_backoff: Duration::from_secs(self.max_backoff.max(1)),
@@ -484,7 +498,6 @@ impl Args {
             itemsaver_timeout: Duration::from_secs(self.itemsaver_timeout.max(1)),
             serve: self.serve,
             task,
-            ..defaults
         })
     }
 }

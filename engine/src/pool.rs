@@ -92,6 +92,21 @@ struct Link {
     generation: u64,
     /// Cancelled when this link is marked down, ending its calls in flight.
     down: CancellationToken,
+    /// Set when the worker leaves on purpose (it drains before shutting down): it gets no new
+    /// calls, those in flight finish, and any it drops were not its death.
+    leaving: Arc<AtomicBool>,
+}
+
+impl Link {
+    fn new(client: CrawlServiceClient, info: WorkerInfo, generation: u64) -> Link {
+        Link {
+            client,
+            info,
+            generation,
+            down: CancellationToken::new(),
+            leaving: Arc::default(),
+        }
+    }
 }
 
 /// What an operator asked of a worker.
@@ -147,12 +162,7 @@ impl WorkerConn {
             addr,
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
-            link: Mutex::new(Link {
-                client,
-                info,
-                generation: 0,
-                down: CancellationToken::new(),
-            }),
+            link: Mutex::new(Link::new(client, info, 0)),
             up: AtomicBool::new(true),
             admin: AtomicU8::new(Admin::Active as u8),
             epoch: AtomicU64::new(0),
@@ -173,6 +183,16 @@ impl WorkerConn {
             1 => Admin::Paused,
             _ => Admin::Removed,
         }
+    }
+
+    /// Whether it is leaving on purpose (draining before it shuts down).
+    pub fn is_leaving(&self) -> bool {
+        self.link().leaving.load(Ordering::SeqCst)
+    }
+
+    /// Whether it takes new calls: connected, not leaving, and neither paused nor removed.
+    fn is_taking_work(&self) -> bool {
+        !self.is_down() && !self.is_leaving() && self.admin() == Admin::Active
     }
 
     /// Whether an operator removed it from the pool.
@@ -222,6 +242,7 @@ impl WorkerConn {
             Admin::Removed => "removed",
             Admin::Paused => "paused",
             Admin::Active if self.is_down() => "down",
+            Admin::Active if self.is_leaving() => "draining",
             Admin::Active => "up",
         };
         WorkerView {
@@ -275,6 +296,8 @@ pub struct Lease {
     epoch: u64,
     client: CrawlServiceClient,
     down: CancellationToken,
+    leaving: Arc<AtomicBool>,
+    node: u64,
 }
 
 impl Lease {
@@ -293,9 +316,22 @@ impl Lease {
         self.down.clone()
     }
 
+    /// Set once the worker of this lease's connection leaves on purpose (drains): a call it
+    /// drops from then on was not lost to its death.
+    pub fn leaving_flag(&self) -> Arc<AtomicBool> {
+        self.leaving.clone()
+    }
+
+    /// The worker process this lease's connection reaches: a hash of the node id it reported,
+    /// so a worker restarted in place is another node.
+    pub fn node(&self) -> u64 {
+        self.node
+    }
+
     fn is_valid(&self) -> bool {
         !self.worker.is_down()
             && !self.down.is_cancelled()
+            && !self.leaving.load(Ordering::SeqCst)
             && self.worker.admin() == Admin::Active
             && self.worker.epoch.load(Ordering::SeqCst) == self.epoch
     }
@@ -389,6 +425,7 @@ impl Shared {
     fn add_leases(&self, worker: &Arc<WorkerConn>, count: usize) {
         let link = worker.link();
         let epoch = worker.epoch.load(Ordering::SeqCst);
+        let node = common::fingerprint(&link.info.node_id);
         for _ in 0..count {
             self.live.fetch_add(1, Ordering::Relaxed);
             let lease = Lease {
@@ -397,6 +434,8 @@ impl Shared {
                 epoch,
                 client: link.client.clone(),
                 down: link.down.clone(),
+                leaving: link.leaving.clone(),
+                node,
             };
             if self.tx.send(lease).is_err() {
                 self.live.fetch_sub(1, Ordering::Relaxed);
@@ -410,6 +449,15 @@ impl Shared {
         if link.generation == generation && worker.up.swap(false, Ordering::SeqCst) {
             warn!(worker = %worker.addr, %why, "worker marked down; its requests go to other workers");
             link.down.cancel();
+        }
+    }
+
+    /// Marks the worker as leaving if `generation` is still its link: it gets no new calls,
+    /// and those in flight finish; idempotent.
+    fn withdraw(&self, worker: &WorkerConn, generation: u64, why: &str) {
+        let link = worker.link();
+        if link.generation == generation && !link.leaving.swap(true, Ordering::SeqCst) {
+            info!(worker = %worker.addr, %why, "worker is leaving; its requests in flight finish, new ones go to other workers");
         }
     }
 
@@ -649,6 +697,13 @@ impl Pool {
         self.shared.live.fetch_sub(1, Ordering::Relaxed);
     }
 
+    /// Marks the lease's worker as leaving (it refused a call because it is draining) and
+    /// discards the lease; its other calls in flight finish.
+    pub fn withdraw(&self, lease: Lease, why: &str) {
+        self.shared.withdraw(&lease.worker, lease.generation, why);
+        self.shared.live.fetch_sub(1, Ordering::Relaxed);
+    }
+
     /// The RPC traffic counter of the crawl.
     pub fn traffic(&self) -> &Arc<Traffic> {
         &self.shared.traffic
@@ -668,12 +723,12 @@ impl Pool {
             .and_then(|w| w.get(index).cloned())
     }
 
-    /// Workers up and taking work (not down, paused or removed).
+    /// Workers up and taking work (not down, leaving, paused or removed).
     pub fn workers_up(&self) -> usize {
         self.shared
             .workers()
             .iter()
-            .filter(|w| !w.is_down() && w.admin() == Admin::Active)
+            .filter(|w| w.is_taking_work())
             .count()
     }
 }
@@ -700,7 +755,7 @@ impl PoolControl {
         self.shared
             .workers()
             .iter()
-            .filter(|w| !w.is_down() && w.admin() == Admin::Active)
+            .filter(|w| w.is_taking_work())
             .count()
     }
 
@@ -888,12 +943,7 @@ async fn supervise(worker: Arc<WorkerConn>, shared: Arc<Shared>, stop: Cancellat
                     let _leasing = worker.leasing();
                     if let Ok(mut link) = worker.link.lock() {
                         let generation = link.generation + 1;
-                        *link = Link {
-                            client,
-                            info,
-                            generation,
-                            down: CancellationToken::new(),
-                        };
+                        *link = Link::new(client, info, generation);
                     }
                     worker.up.store(true, Ordering::SeqCst);
                     // A paused worker gets its leases when it is resumed.
@@ -930,8 +980,11 @@ async fn supervise(worker: Arc<WorkerConn>, shared: Arc<Shared>, stop: Cancellat
             continue;
         }
         match answer {
+            // A draining worker finishes what it holds; it closes its connections when done,
+            // and is marked down then.
             Ok(Ok(status)) if status.paused => {
-                shared.mark_down(&worker, link.generation, "it is shutting down");
+                misses = 0;
+                shared.withdraw(&worker, link.generation, "it is draining");
             }
             Ok(Ok(_)) => misses = 0,
             Ok(Err(tarpc::client::RpcError::Shutdown)) => {
@@ -1032,6 +1085,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_leaving_worker_gets_no_new_calls_and_keeps_those_in_flight() {
+        let mut pool = pool(vec![in_process_worker(2), in_process_worker(2)], 100);
+        let held = pool.acquire().await.expect("lease");
+        let leaving = held.worker().clone();
+        pool.shared.withdraw(&leaving, 0, "test");
+        assert!(
+            !held.down_signal().is_cancelled(),
+            "its call in flight is not cancelled"
+        );
+        assert!(held.leaving_flag().load(Ordering::SeqCst));
+        for _ in 0..4 {
+            let lease = pool.acquire().now_or_never().flatten();
+            let Some(lease) = lease else { break };
+            assert_ne!(
+                lease.worker().index,
+                leaving.index,
+                "a leaving worker is handed no new call"
+            );
+        }
+        assert_eq!(pool.workers_up(), 1);
+        assert_eq!(leaving.view().state, "draining");
+    }
+
+    #[tokio::test]
     async fn a_rejoined_worker_gets_fresh_leases_and_old_ones_are_discarded() {
         let mut pool = pool(vec![in_process_worker(1)], 100);
         let old = pool.acquire().await.expect("lease");
@@ -1040,12 +1117,7 @@ mod tests {
         // The supervisor's part, by hand: a new link, up again, fresh leases.
         let fresh = in_process_worker(1);
         if let Ok(mut link) = worker.link.lock() {
-            *link = Link {
-                client: fresh.1,
-                info: fresh.2,
-                generation: 1,
-                down: CancellationToken::new(),
-            };
+            *link = Link::new(fresh.1, fresh.2, 1);
         }
         worker.up.store(true, Ordering::Relaxed);
         pool.shared.add_leases(&worker, 1);

@@ -54,6 +54,8 @@ struct AppState {
     options: HostileOptions,
     log: Arc<Mutex<Vec<Hit>>>,
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
+    /// Requests arrived so far, for tests that wait for one.
+    arrivals: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// A running hostile server.
@@ -61,6 +63,7 @@ pub struct HostileServer {
     /// Where it listens.
     pub addr: SocketAddr,
     log: Arc<Mutex<Vec<Hit>>>,
+    arrivals: tokio::sync::watch::Receiver<u64>,
     shutdown: CancellationToken,
 }
 
@@ -70,17 +73,20 @@ impl HostileServer {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;
         let log: Arc<Mutex<Vec<Hit>>> = Arc::default();
+        let (arrived, arrivals) = tokio::sync::watch::channel(0);
         let state = AppState {
             port: addr.port(),
             options,
             log: log.clone(),
             counts: Arc::default(),
+            arrivals: Arc::new(arrived),
         };
         let app = Router::new().fallback(handle).with_state(state);
         let shutdown = crate::serve_router(listener, app);
         Ok(HostileServer {
             addr,
             log,
+            arrivals,
             shutdown,
         })
     }
@@ -102,6 +108,19 @@ impl HostileServer {
             *hits.entry(hit.path).or_default() += 1;
         }
         hits
+    }
+
+    /// Waits until `path` has been requested `n` times (counting requests as they arrive).
+    pub async fn wait_for_hits(&self, path: &str, n: u64) {
+        let mut arrivals = self.arrivals.clone();
+        loop {
+            if self.hits().get(path).copied().unwrap_or(0) >= n {
+                return;
+            }
+            if arrivals.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
     }
 
     /// Hits on paths starting with `prefix`.
@@ -162,6 +181,7 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
         }
         Err(_) => None,
     };
+    state.arrivals.send_modify(|n| *n += 1);
     let response = respond(&state, &path, hit_number).await;
     if let (Some(i), Ok(mut log)) = (index, state.log.lock()) {
         log[i].end = Some(Instant::now());
@@ -325,6 +345,15 @@ fn nested_quotes() -> String {
     page
 }
 
+/// A page that answers after `ms` milliseconds (`/sleep/{ms}`).
+fn sleepy(ms: u64) -> Response {
+    let body = futures::stream::once(async move {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+        Ok::<_, std::io::Error>(format!("<title>Slept {ms} ms</title>"))
+    });
+    reply(StatusCode::OK, "text/html", Body::from_stream(body))
+}
+
 /// Endpoints with a number or a growing path in them.
 fn dynamic(path: &str) -> Response {
     if let Some(n) = path
@@ -341,6 +370,12 @@ fn dynamic(path: &str) -> Response {
             "<title>Month {n}</title><a href=\"/calendar/{}\">next month</a>",
             n + 1
         ));
+    }
+    if let Some(ms) = path
+        .strip_prefix("/sleep/")
+        .and_then(|ms| ms.parse::<u64>().ok())
+    {
+        return sleepy(ms);
     }
     if path.starts_with("/trap/") {
         return html(format!(

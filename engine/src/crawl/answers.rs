@@ -1,13 +1,12 @@
 //! What the crawl does with each answer: store, follow, retry, slow down, or give up.
 
-use super::{Answer, Completion, Crawl, retry_delay};
+use super::{Answer, Completion, Crawl, Unanswered, retry_delay};
 use crate::error::EngineError;
 use crate::frontier::{Dispatched, Kind};
 use crate::robots::{self, Rules, Verdict};
 use common::{FetchError, ParseResult, Request, RobotsFile, canonicalize, transport};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
-use tarpc::client::RpcError;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
@@ -43,31 +42,29 @@ impl Crawl {
         {
             t.in_flight = t.in_flight.saturating_sub(1);
         }
+        let node = lease.node();
         let answer = match outcome {
             Ok(answer) if answer.worker_unavailable() => {
-                // A worker that is shutting down refused it: take the worker out of the
-                // rotation and send the request elsewhere.
-                self.pool.retire(lease, "the worker is shutting down");
-                // Not a failure of the request or of the work: it simply goes elsewhere.
-                let mut d = dispatched;
-                d.last_worker = Some(worker);
-                self.summary.worker_retries += 1;
-                self.metrics.worker_retries.inc();
-                self.frontier.requeue_front(d, now);
+                // A worker that is draining refused it: it gets no more, its calls in flight
+                // finish, and this request simply goes elsewhere.
+                self.pool
+                    .withdraw(lease, "it refused a request while draining");
+                self.unanswered(dispatched, worker, node, Unanswered::Left, now);
                 return Ok(());
             }
             Ok(answer) => {
                 self.pool.release(lease);
                 answer
             }
-            Err(error) => {
-                match error {
-                    // The worker is alive but slow or refused the call: keep it.
-                    RpcError::DeadlineExceeded | RpcError::Server(_) => self.pool.release(lease),
-                    // The connection is gone (or was marked down).
-                    _ => self.pool.retire(lease, &error.to_string()),
+            Err(miss) => {
+                match &miss {
+                    // The worker is alive but slow, or refused the call: keep it.
+                    Unanswered::Overran | Unanswered::Refused(_) => self.pool.release(lease),
+                    Unanswered::Left => self.pool.withdraw(lease, "it left"),
+                    Unanswered::Died => self.pool.retire(lease, "its connection broke"),
                 }
-                self.worker_failed(dispatched, worker, &addr, &error, now);
+                debug!(url = %dispatched.request.url, %addr, ?miss, "call unanswered");
+                self.unanswered(dispatched, worker, node, miss, now);
                 return Ok(());
             }
         };
@@ -108,16 +105,10 @@ impl Crawl {
                 self.sink.send(items).await?;
             }
             Answer::Page(Err(FetchError::UnknownSpider(_))) => {
-                // The worker restarted or forgot the spider: send it again, then retry there
-                // or elsewhere, as for any worker failure.
+                // The worker forgot the spider: send it again, then retry there or elsewhere,
+                // within the page's retries.
                 self.reload_spider(worker, dispatched.request.spider).await;
-                self.worker_failed(
-                    dispatched,
-                    worker,
-                    &addr,
-                    &"the worker did not have the spider",
-                    now,
-                );
+                self.retry_or_fail(dispatched, worker, "unknown_spider".into(), now);
             }
             Answer::Page(Err(error)) => self.page_failed(dispatched, worker, error, now),
         }
@@ -140,7 +131,7 @@ impl Crawl {
     }
 
     /// A page fetch the site failed: slow the host on 429/503, retry what may pass next time.
-    fn page_failed(&mut self, mut d: Dispatched, worker: usize, error: FetchError, now: Instant) {
+    fn page_failed(&mut self, d: Dispatched, worker: usize, error: FetchError, now: Instant) {
         if let FetchError::Http {
             status: 429 | 503,
             retry_after_secs,
@@ -151,13 +142,8 @@ impl Crawl {
             self.metrics.throttled(&d.host);
         }
         if error.is_retryable() && d.attempts < self.config.retries {
-            d.attempts += 1;
-            d.last_worker = Some(worker);
-            self.summary.retries += 1;
-            self.metrics.retries.inc();
-            let at = now + retry_delay(&d.request.url, d.attempts);
-            debug!(url = %d.request.url, %error, attempt = d.attempts, "retrying later");
-            self.frontier.defer(d, at);
+            debug!(url = %d.request.url, %error, attempt = d.attempts + 1, "retrying later");
+            self.retry_later(d, worker, now);
         } else {
             debug!(url = %d.request.url, %error, "page failed");
             let reason = error.reason();
@@ -167,6 +153,29 @@ impl Crawl {
             };
             self.metrics.page(status, &reason);
             self.count_failure(&d, reason);
+        }
+    }
+
+    /// Spends one of the request's retries: it is sent again after a back-off, to another
+    /// worker when one is free.
+    fn retry_later(&mut self, mut d: Dispatched, worker: usize, now: Instant) {
+        d.attempts += 1;
+        d.last_worker = Some(worker);
+        self.summary.retries += 1;
+        self.metrics.retries.inc();
+        let at = now + retry_delay(&d.request.url, d.attempts);
+        self.frontier.defer(d, at);
+    }
+
+    /// Retries a request within its retries, or gives it up under `reason`.
+    fn retry_or_fail(&mut self, d: Dispatched, worker: usize, reason: String, now: Instant) {
+        match d.kind {
+            Kind::Robots => self.robots_answer(d, Err(FetchError::Other(reason)), now),
+            Kind::Page if d.attempts < self.config.retries => self.retry_later(d, worker, now),
+            Kind::Page => {
+                self.metrics.page(0, &reason);
+                self.count_failure(&d, reason);
+            }
         }
     }
 
@@ -201,35 +210,63 @@ impl Crawl {
         }
     }
 
-    /// Sends a request a worker failed to another worker, up to a bound; a worker's failure
-    /// does not spend the request's own retries.
-    fn worker_failed(
+    /// Deals with a call its worker did not answer. A worker that left, or that overran the
+    /// deadline, costs the request nothing but a retry for the overrun; a worker that died
+    /// holding it counts against it only as one of `--max_worker_deaths` different workers.
+    fn unanswered(
         &mut self,
         mut d: Dispatched,
         worker: usize,
-        addr: &str,
-        error: &dyn std::fmt::Display,
+        node: u64,
+        miss: Unanswered,
         now: Instant,
     ) {
-        d.worker_failures += 1;
-        d.last_worker = Some(worker);
-        if d.worker_failures <= self.config.max_worker_failures {
-            debug!(url = %d.request.url, %addr, %error, "worker failed the request; requeued");
-            self.summary.worker_retries += 1;
-            self.metrics.worker_retries.inc();
-            self.frontier.requeue_front(d, now);
-            return;
-        }
-        warn!(url = %d.request.url, %addr, %error, "request failed on too many workers; giving up");
-        match d.kind {
-            Kind::Page => {
-                self.metrics.page(0, "worker_lost");
-                self.count_failure(&d, "worker_lost".into());
+        match miss {
+            Unanswered::Overran => {
+                let elapsed_ms = self.config.rpc_timeout.as_millis() as u64;
+                match d.kind {
+                    Kind::Page => {
+                        self.page_failed(d, worker, FetchError::Timeout { elapsed_ms }, now)
+                    }
+                    Kind::Robots => {
+                        self.robots_answer(d, Err(FetchError::Timeout { elapsed_ms }), now)
+                    }
+                }
+                return;
             }
-            Kind::Robots => self
-                .frontier
-                .robots_known(&d.host, Rules::DisallowAll, None, now),
+            Unanswered::Refused(why) => {
+                debug!(url = %d.request.url, %why, "the worker refused the call");
+                self.retry_or_fail(d, worker, "worker_refused".into(), now);
+                return;
+            }
+            Unanswered::Left => {}
+            Unanswered::Died => {
+                if !d.deaths.contains(&node) {
+                    d.deaths.push(node);
+                }
+                let limit = self.config.max_worker_deaths.max(1) as usize;
+                if d.deaths.len() >= limit {
+                    warn!(url = %d.request.url, deaths = d.deaths.len(), "every worker holding this request died; giving it up as a poison page");
+                    match d.kind {
+                        Kind::Page => {
+                            self.metrics.page(0, "poison_page");
+                            self.count_failure(&d, "poison_page".into());
+                        }
+                        Kind::Robots => {
+                            self.frontier
+                                .robots_known(&d.host, Rules::DisallowAll, None, now)
+                        }
+                    }
+                    return;
+                }
+            }
         }
+        // Not the request's fault: back to the front of its queue, uncharged.
+        d.requeues = d.requeues.saturating_add(1);
+        d.last_worker = Some(worker);
+        self.summary.worker_retries += 1;
+        self.metrics.worker_retries.inc();
+        self.frontier.requeue_front(d, now);
     }
 
     /// Schedules a redirect's target like a link, at the same depth, within the hop limit.

@@ -41,11 +41,36 @@ enum Answer {
     Robots(Result<RobotsFile, FetchError>),
 }
 
+/// Why a call ended without its worker's answer.
+#[derive(Debug)]
+enum Unanswered {
+    /// The worker died holding it: its connection broke, or it missed its heartbeats.
+    Died,
+    /// The worker left on purpose (it drained and shut down) before answering.
+    Left,
+    /// The call ran past `--rpc_timeout`.
+    Overran,
+    /// The worker's RPC layer refused the call.
+    Refused(String),
+}
+
+impl Unanswered {
+    /// Classifies a failed call; `left` says whether its worker was leaving on purpose.
+    fn from_rpc(error: RpcError, left: bool) -> Unanswered {
+        match error {
+            RpcError::DeadlineExceeded => Unanswered::Overran,
+            RpcError::Server(e) => Unanswered::Refused(e.to_string()),
+            _ if left => Unanswered::Left,
+            _ => Unanswered::Died,
+        }
+    }
+}
+
 /// A finished RPC: the request, the lease it used, what came back, and when it was sent.
 struct Completion {
     dispatched: Dispatched,
     lease: Lease,
-    outcome: Result<Answer, RpcError>,
+    outcome: Result<Answer, Unanswered>,
     sent: Instant,
 }
 
@@ -363,6 +388,8 @@ impl Crawl {
         // A worker marked down (missed heartbeats, broken connection) ends its calls at once,
         // so their requests can go elsewhere instead of waiting out the deadline.
         let down = lease.down_signal();
+        let leaving = lease.leaving_flag();
+        let left = move || leaving.load(Ordering::SeqCst);
         let ctx = transport::deadline(self.config.rpc_timeout);
         let request = dispatched.request.clone();
         debug!(url = %request.url, kind = ?dispatched.kind, worker = %worker.addr, "dispatch");
@@ -376,7 +403,8 @@ impl Crawl {
                     let outcome = tokio::select! {
                         r = client.crawl(ctx, request) => r.map(Answer::Page),
                         _ = down.cancelled() => Err(RpcError::Shutdown),
-                    };
+                    }
+                    .map_err(|e| Unanswered::from_rpc(e, left()));
                     Completion {
                         dispatched,
                         lease,
@@ -389,7 +417,8 @@ impl Crawl {
                 let outcome = tokio::select! {
                     r = client.robots(ctx, request.url) => r.map(Answer::Robots),
                     _ = down.cancelled() => Err(RpcError::Shutdown),
-                };
+                }
+                .map_err(|e| Unanswered::from_rpc(e, left()));
                 Completion {
                     dispatched,
                     lease,

@@ -220,6 +220,11 @@ impl EngineProc {
         self.child.id().unwrap_or(0)
     }
 
+    /// Waits for it to exit, keeping it for [`EngineProc::wait`] to collect.
+    pub async fn exited(&mut self) -> ExitStatus {
+        self.child.wait().await.expect("wait")
+    }
+
     /// Kills it at once (SIGKILL), as a crash would.
     pub async fn kill9(mut self) {
         let _ = self.child.kill().await;

@@ -6,6 +6,7 @@ mod admin;
 mod admin_harness;
 mod cli;
 mod dashboard;
+mod deaths;
 mod faults;
 mod harness;
 mod hostile;
