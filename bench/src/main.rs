@@ -423,6 +423,7 @@ fn seen_bytes_per_url(n: usize) -> f64 {
         delay: Duration::ZERO,
         max_backoff: Duration::from_secs(60),
         max_pages_per_host: None,
+        max_queue_per_host: usize::MAX,
         robots: false,
     });
     let now = tokio::time::Instant::now();

@@ -52,6 +52,8 @@ pub struct EngineConfig {
     pub max_redirects: u32,
     /// Pages fetched from one host at most.
     pub max_pages_per_host: Option<u64>,
+    /// URLs queued for one host at most; links past it are refused (`host_queue_full`).
+    pub max_queue_per_host: usize,
     /// Longest a host is slowed down by back-off, Retry-After or Crawl-delay.
     pub max_backoff: Duration,
     /// Whether robots.txt is fetched and obeyed.
@@ -130,6 +132,7 @@ impl Default for EngineConfig {
             retries: 2,
             max_redirects: 10,
             max_pages_per_host: Some(100_000),
+            max_queue_per_host: 200_000,
             max_backoff: Duration::from_secs(60),
             robots: true,
             local_worker: worker::WorkerConfig::default(),

@@ -67,8 +67,22 @@ pub struct PolitenessConfig {
     pub max_backoff: Duration,
     /// Pages fetched from one host at most.
     pub max_pages_per_host: Option<u64>,
+    /// URLs queued for one host at most; more are refused (`host_queue_full`).
+    pub max_queue_per_host: usize,
     /// Whether robots.txt is fetched and obeyed.
     pub robots: bool,
+}
+
+/// Whether a URL may be queued.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Yes: it is new and its host has room.
+    Open,
+    /// It was seen before.
+    Seen,
+    /// Its host's queue is at `max_queue_per_host`, or holds as many pages as the host has
+    /// left of `max_pages_per_host`. The URL is not marked seen: it may be queued later.
+    HostFull,
 }
 
 #[derive(Debug)]
@@ -210,6 +224,28 @@ impl Frontier {
             queued: 0,
             origins: Vec::new(),
             parked: Vec::new(),
+        }
+    }
+
+    /// Whether a URL of `host` with `fingerprint` may be queued now.
+    pub fn admit(&self, host: &str, fingerprint: u64) -> Admission {
+        if self.seen.contains(&fingerprint) {
+            return Admission::Seen;
+        }
+        let Some(h) = self.hosts.get(host) else {
+            return Admission::Open;
+        };
+        let pages_queued = h.pending.len()
+            - usize::from(h.pending.front().is_some_and(|q| q.kind == Kind::Robots));
+        let budget_left = self
+            .config
+            .max_pages_per_host
+            .map_or(u64::MAX, |max| max.saturating_sub(h.pages));
+        let room = (self.config.max_queue_per_host as u64).min(budget_left);
+        if (pages_queued as u64) < room {
+            Admission::Open
+        } else {
+            Admission::HostFull
         }
     }
 
@@ -624,6 +660,7 @@ mod tests {
             delay: Duration::ZERO,
             max_backoff: Duration::from_secs(60),
             max_pages_per_host: None,
+            max_queue_per_host: 1_000,
             robots: false,
         }
     }
@@ -796,6 +833,40 @@ mod tests {
                 .is_none()
         );
         assert!(send(&mut f, t0 + Duration::from_secs(2)).is_some());
+    }
+
+    #[test]
+    fn a_host_queues_no_more_than_its_cap_or_its_page_budget() {
+        let t0 = Instant::now();
+        let mut f = Frontier::new(PolitenessConfig {
+            max_queue_per_host: 3,
+            ..config()
+        });
+        let admit = |f: &Frontier, host: &str, path: &str| {
+            f.admit(host, common::fingerprint(&format!("http://{host}{path}")))
+        };
+        for i in 0..3 {
+            assert_eq!(admit(&f, "a.test", &format!("/{i}")), Admission::Open);
+            push(&mut f, "a.test", &format!("/{i}"), t0);
+        }
+        assert_eq!(admit(&f, "a.test", "/1"), Admission::Seen);
+        assert_eq!(admit(&f, "a.test", "/new"), Admission::HostFull);
+        assert_eq!(admit(&f, "b.test", "/new"), Admission::Open, "per host");
+        send(&mut f, t0).expect("one leaves the queue");
+        assert_eq!(admit(&f, "a.test", "/new"), Admission::Open, "room again");
+
+        let mut f = Frontier::new(PolitenessConfig {
+            max_pages_per_host: Some(2),
+            ..config()
+        });
+        push(&mut f, "a.test", "/0", t0);
+        send(&mut f, t0).expect("page 1 of 2");
+        push(&mut f, "a.test", "/1", t0);
+        assert_eq!(
+            admit(&f, "a.test", "/2"),
+            Admission::HostFull,
+            "one page fetched and one queued: the budget of two is spoken for"
+        );
     }
 
     #[test]

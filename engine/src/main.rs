@@ -275,6 +275,19 @@ struct Args {
     )]
     max_pages_per_host: u64,
 
+    /// URLs queued for one host at most (and never more than the host has left of
+    /// --max_pages_per_host); links past it are refused and counted as host_queue_full, so a
+    /// site of endless links cannot grow the engine.
+    #[arg(
+        long = "max_queue_per_host",
+        alias = "max-queue-per-host",
+        value_name = "N",
+        env = "SPINNERET_MAX_QUEUE_PER_HOST",
+        default_value_t = EngineConfig::default().max_queue_per_host,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000)
+    )]
+    max_queue_per_host: usize,
+
     /// Longest a host is slowed down, in seconds, by back-off, Retry-After or Crawl-delay.
     #[arg(
         value_parser = clap::value_parser!(u64).range(1..=86_400),
@@ -473,6 +486,7 @@ impl Args {
             max_worker_deaths: self.max_worker_deaths,
             max_redirects: self.max_redirects,
             max_pages_per_host: (self.max_pages_per_host > 0).then_some(self.max_pages_per_host),
+            max_queue_per_host: self.max_queue_per_host,
             max_backoff: Duration::from_secs(self.max_backoff.max(1)),
             local_worker: self.fetch.worker_config(self.concurrency.max(1) as u32),
             spider,

@@ -345,6 +345,20 @@ fn nested_quotes() -> String {
     page
 }
 
+/// Links on each page of the fan trap.
+pub const FAN_OUT: u128 = 5_000;
+
+/// The fan trap: page `n` links to [`FAN_OUT`] pages never linked before (numbered as the
+/// nodes of a tree), so every page fetched brings thousands of new URLs.
+fn fan(n: u128) -> Response {
+    let mut page = format!("<html><head><title>Fan {n}</title></head><body>");
+    for i in 1..=FAN_OUT {
+        page.push_str(&format!("<a href=\"/fan/{}\">.</a>", n * FAN_OUT + i));
+    }
+    page.push_str("</body></html>");
+    html(page)
+}
+
 /// A page that answers after `ms` milliseconds (`/sleep/{ms}`).
 fn sleepy(ms: u64) -> Response {
     let body = futures::stream::once(async move {
@@ -370,6 +384,12 @@ fn dynamic(path: &str) -> Response {
             "<title>Month {n}</title><a href=\"/calendar/{}\">next month</a>",
             n + 1
         ));
+    }
+    if let Some(n) = path
+        .strip_prefix("/fan/")
+        .and_then(|n| n.parse::<u128>().ok())
+    {
+        return fan(n);
     }
     if let Some(ms) = path
         .strip_prefix("/sleep/")

@@ -9,8 +9,8 @@ mod figures;
 use crate::config::EngineConfig;
 use crate::control::{self, Command, CrawlEnd, CrawlHandle, Sample};
 use crate::error::EngineError;
-use crate::frontier::{Dispatched, Frontier, Kind, PolitenessConfig, Popped};
-use crate::metrics::EngineMetrics;
+use crate::frontier::{Admission, Dispatched, Frontier, Kind, PolitenessConfig, Popped};
+use crate::metrics::{EngineMetrics, ReasonLabels};
 use crate::pool::{Lease, Pool};
 use crate::progress::Progress;
 use crate::robots;
@@ -178,6 +178,7 @@ impl Crawl {
             delay: config.delay,
             max_backoff: config.max_backoff,
             max_pages_per_host: config.max_pages_per_host,
+            max_queue_per_host: config.max_queue_per_host,
             robots: config.robots,
         });
         let agent = pool
@@ -444,12 +445,31 @@ impl Crawl {
         let index = self.tasks.index(&request.task);
         let salt = index.map_or(0, |i| self.tasks.at(i).salt);
         let fp = fingerprint(url.as_str()) ^ salt;
+        let host = host_key(url);
+        match self.frontier.admit(&host, fp) {
+            Admission::Open => {}
+            Admission::Seen => return false,
+            Admission::HostFull => {
+                *self
+                    .summary
+                    .skipped
+                    .entry("host_queue_full".into())
+                    .or_default() += 1;
+                self.metrics
+                    .urls_refused
+                    .get_or_create(&ReasonLabels {
+                        reason: "host_queue_full".into(),
+                    })
+                    .inc();
+                return false;
+            }
+        }
         let id = self.next_id;
         let entry = self.is_durable(index).then(|| request.clone());
         let task = request.task.clone();
         let queued = self.frontier.push(
             request,
-            host_key(url),
+            host,
             fp,
             redirects,
             id,

@@ -1,7 +1,7 @@
 //! Crawls of a hostile server: every pathology ends in bounded time, under its reason, without
 //! breaking a process or its memory bound.
 
-use crate::harness::{EngineRun, Server, export, peak_rss_mb, run_engine};
+use crate::harness::{EngineProc, EngineRun, Server, export, peak_rss_mb, run_engine, signal};
 use spinneret_tests::hostile::{
     FLAKY_FAILURES, GBK_TITLE, HostileOptions, HostileServer, NESTED_QUOTES, NO_CHARSET_TITLE,
 };
@@ -561,4 +561,46 @@ async fn a_spider_on_nested_scopes_stores_what_fits_and_counts_the_rest() {
     let rss = c.run.summary()["peak_rss_mb"].as_f64().unwrap_or(0.0);
     // Measured: about 90 MiB (debug build), most of it the 10,000-deep DOM.
     assert!(rss < 160.0, "engine peak {rss} MiB");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_trap_of_endless_links_keeps_engine_memory_flat() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let worker = Server::start("worker", &FETCH_LIMITS, dir.path()).await;
+    let engine = EngineProc::spawn(
+        dir.path(),
+        &[
+            format!("--worker_hosts={}", worker.addr),
+            format!("--seed={}", server.url("/fan/0")),
+            format!("--store={}", dir.path().join("items.db").display()),
+            format!("--state={}", dir.path().join("fan.state").display()),
+        ],
+    );
+    // A minute of crawling the trap: every page fetched offers 5,000 URLs never seen before.
+    // Measured (debug build): 1,106 pages, peak 55 MiB; before the queue bound, 817 pages and
+    // a peak of 618 MiB with 4 million URLs queued.
+    tokio::time::sleep(Duration::from_secs(60)).await;
+    signal(engine.pid(), "TERM");
+    let run = engine.wait().await;
+    assert!(
+        run.status.success(),
+        "engine failed: {}\n{}",
+        run.stdout,
+        run.stderr
+    );
+    let s = run.summary();
+    let pages = s["pages_ok"].as_u64().unwrap_or(0);
+    assert!(pages > 100, "the crawl went on: {s}");
+    assert!(
+        count(s, "skipped", "host_queue_full") > 0,
+        "links past the host's queue bound are refused and counted: {s}"
+    );
+    let rss = s["peak_rss_mb"].as_f64().unwrap_or(f64::MAX);
+    assert!(
+        rss < 128.0,
+        "engine peak {rss:.0} MiB after {pages} pages of the fan trap"
+    );
 }
