@@ -118,6 +118,7 @@ fn bincode_round_trip(c: &mut Criterion) {
         redirect: None,
         items_dropped: 0,
         items_truncated: 0,
+        yields: Vec::new(),
     };
     c.bench_function("bincode_round_trip_parse_result_50_links", |b| {
         b.iter(|| {

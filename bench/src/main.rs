@@ -452,6 +452,7 @@ async fn itemsaver_items_per_s(dir: &Path, n: usize) -> anyhow::Result<f64> {
     let client = itemsaver::in_process(itemsaver::ItemSaverServer::new(
         store,
         itemsaver::DEFAULT_MAX_BATCH,
+        itemsaver::DEFAULT_MAX_ITEM_BYTES,
     ));
     let item = |i: usize| {
         let mut payload = common::Payload::new();

@@ -64,6 +64,10 @@ pub struct ParseResult {
     pub items_dropped: u32,
     /// Items not extracted because the page's result reached the worker's size limit.
     pub items_truncated: u32,
+    /// How many position-keyed items of each kind the page yielded, for every kind its rule
+    /// extracts: stored items of the page at higher positions are stale.
+    #[serde(deserialize_with = "crate::budget::page_yields")]
+    pub yields: Vec<PageYield>,
 }
 
 /// A robots.txt response, as fetched; the engine interprets it (RFC 9309).
@@ -299,13 +303,23 @@ pub enum SaveError {
     /// The store failed (disk full, locked, corrupt, ...).
     #[error("store failed: {0}")]
     Store(String),
-    /// The batch was refused as too large.
+    /// The batch was refused as too large; a smaller one may pass.
     #[error("batch of {items} items is over the limit of {limit}")]
     BatchTooLarge {
         /// Items in the batch.
         items: u64,
         /// The limit.
         limit: u64,
+    },
+    /// One item of the batch can never be stored (too large, or invalid); the rest may be.
+    #[error("item {index} ({id:?}) refused: {reason}")]
+    Rejected {
+        /// Its position in the batch.
+        index: u32,
+        /// Its id.
+        id: String,
+        /// Why.
+        reason: String,
     },
 }
 
@@ -341,6 +355,7 @@ mod tests {
             redirect: None,
             items_dropped: 0,
             items_truncated: 0,
+            yields: Vec::new(),
         }
     }
 

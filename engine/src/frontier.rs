@@ -80,9 +80,23 @@ pub enum Admission {
     Open,
     /// It was seen before.
     Seen,
-    /// Its host's queue is at `max_queue_per_host`, or holds as many pages as the host has
-    /// left of `max_pages_per_host`. The URL is not marked seen: it may be queued later.
-    HostFull,
+    /// Its host's queue holds as many pages as the host has left of `max_pages_per_host`.
+    /// The URL is not marked seen.
+    PageCap,
+    /// Its host's queue is at `max_queue_per_host`. The URL is not marked seen: it may be
+    /// queued later, when there is room.
+    QueueFull,
+}
+
+impl Admission {
+    /// The reason a refused URL is counted under.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Admission::Open | Admission::Seen => None,
+            Admission::PageCap => Some("host_page_cap"),
+            Admission::QueueFull => Some("host_queue_full"),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -241,11 +255,12 @@ impl Frontier {
             .config
             .max_pages_per_host
             .map_or(u64::MAX, |max| max.saturating_sub(h.pages));
-        let room = (self.config.max_queue_per_host as u64).min(budget_left);
-        if (pages_queued as u64) < room {
-            Admission::Open
+        if pages_queued as u64 >= budget_left {
+            Admission::PageCap
+        } else if pages_queued >= self.config.max_queue_per_host {
+            Admission::QueueFull
         } else {
-            Admission::HostFull
+            Admission::Open
         }
     }
 
@@ -850,7 +865,7 @@ mod tests {
             push(&mut f, "a.test", &format!("/{i}"), t0);
         }
         assert_eq!(admit(&f, "a.test", "/1"), Admission::Seen);
-        assert_eq!(admit(&f, "a.test", "/new"), Admission::HostFull);
+        assert_eq!(admit(&f, "a.test", "/new"), Admission::QueueFull);
         assert_eq!(admit(&f, "b.test", "/new"), Admission::Open, "per host");
         send(&mut f, t0).expect("one leaves the queue");
         assert_eq!(admit(&f, "a.test", "/new"), Admission::Open, "room again");
@@ -864,7 +879,7 @@ mod tests {
         push(&mut f, "a.test", "/1", t0);
         assert_eq!(
             admit(&f, "a.test", "/2"),
-            Admission::HostFull,
+            Admission::PageCap,
             "one page fetched and one queued: the budget of two is spoken for"
         );
     }

@@ -122,8 +122,11 @@ pub async fn run_with(
         None => {
             let store = itemsaver::Store::open(&config.store)?;
             info!(store = %config.store.display(), "storing items in this process");
-            let server =
-                itemsaver::ItemSaverServer::new(Arc::new(store), itemsaver::DEFAULT_MAX_BATCH);
+            let server = itemsaver::ItemSaverServer::new(
+                Arc::new(store),
+                itemsaver::DEFAULT_MAX_BATCH,
+                itemsaver::DEFAULT_MAX_ITEM_BYTES,
+            );
             (
                 Target::Local(itemsaver::in_process(server)),
                 config.store.display().to_string(),
@@ -198,7 +201,12 @@ pub async fn run_with(
         if stopped == Stopped::Interrupted {
             summary.resumable_state = Some(dir.path().display().to_string());
         } else {
-            // Finished: nothing to resume, and a re-run starts a fresh crawl.
+            // Finished: nothing to resume, and a re-run starts a fresh crawl. Items the store
+            // refused outlive the state, in a file beside it.
+            let letters = dir.path().with_extension("dead-letters.jsonl");
+            if dir.export_dead_letters(&letters)? > 0 {
+                summary.dead_letters = Some(letters.display().to_string());
+            }
             dir.remove()?;
         }
     }

@@ -6,7 +6,7 @@
 //! that records the links it discovered and spools its items. After a crash, every request not
 //! recorded as finished is fetched again; nothing recorded is lost.
 
-use common::{Item, Request};
+use common::{Item, PageYield, Request};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -63,6 +63,15 @@ pub struct QueueEntry {
     pub redirects: u32,
 }
 
+/// A page's items waiting for the itemsaver, with what the page yields (see [`PageYield`]).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SpooledPage {
+    /// The items.
+    pub items: Vec<Item>,
+    /// Position-keyed items the page yields, by kind.
+    pub yields: Vec<PageYield>,
+}
+
 /// What a state directory held when it was opened.
 #[derive(Debug, Default)]
 pub struct Restored {
@@ -72,8 +81,8 @@ pub struct Restored {
     pub seen: Vec<u64>,
     /// Requests queued or in flight when the crawl stopped, by id.
     pub queue: Vec<(u64, QueueEntry)>,
-    /// Items not acknowledged by the itemsaver, by spool sequence, in order.
-    pub spool: Vec<(u64, Item)>,
+    /// Pages whose items the itemsaver has not acknowledged, by spool sequence, in order.
+    pub spool: Vec<(u64, SpooledPage)>,
     /// The running figures (a serialized summary), if saved.
     pub counters: Option<String>,
 }
@@ -87,8 +96,8 @@ pub enum Change {
     Enqueue(u64, QueueEntry),
     /// A request is done for good.
     Finish(u64),
-    /// An item waits for the itemsaver under a sequence number.
-    Spool(u64, Item),
+    /// A page's items wait for the itemsaver under a sequence number.
+    Spool(u64, SpooledPage),
 }
 
 /// One message to the writer.
@@ -102,6 +111,12 @@ enum Op {
     /// from the queue).
     Group(Vec<Op>),
     Acked(Vec<u64>),
+    DeadLetter {
+        task: String,
+        id: String,
+        reason: String,
+        item: Vec<u8>,
+    },
     Counters(String),
     Flush(oneshot::Sender<Result<(), String>>),
 }
@@ -139,9 +154,9 @@ impl StateHandle {
                     id,
                     bincode::serialize(&entry).map_err(|e| damaged_op(e.to_string()))?,
                 ),
-                Change::Spool(seq, item) => Op::Spool(
+                Change::Spool(seq, page) => Op::Spool(
                     seq,
-                    bincode::serialize(&item).map_err(|e| damaged_op(e.to_string()))?,
+                    bincode::serialize(&page).map_err(|e| damaged_op(e.to_string()))?,
                 ),
             });
         }
@@ -151,6 +166,22 @@ impl StateHandle {
     /// Removes acknowledged items from the spool.
     pub async fn acked(&self, seqs: Vec<u64>) -> Result<(), StateError> {
         self.send(Op::Acked(seqs)).await
+    }
+
+    /// Keeps an item the item store refused on its own, with the reason, so that it is not
+    /// lost (one row per task and id).
+    pub async fn dead_letter(&self, item: Item, reason: String) -> Result<(), StateError> {
+        if self.tx.is_none() {
+            return Ok(());
+        }
+        let bytes = bincode::serialize(&item).map_err(|e| damaged_op(e.to_string()))?;
+        self.send(Op::DeadLetter {
+            task: item.task,
+            id: item.id,
+            reason,
+            item: bytes,
+        })
+        .await
     }
 
     /// Saves the running figures.
@@ -215,6 +246,62 @@ impl StateDir {
         }
     }
 
+    /// Writes the dead letters the state holds, one JSON object a line (`reason` and the
+    /// item's fields), to `out`; returns how many. Called before a finished crawl's state is
+    /// removed, so that no refused item is lost with it.
+    pub fn export_dead_letters(&self, out: &Path) -> Result<u64, StateError> {
+        let path = self.db();
+        let sqlite = |source| StateError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let conn = Connection::open(&path).map_err(sqlite)?;
+        let letters: Vec<(String, Item)> = {
+            let mut stmt = conn
+                .prepare("SELECT reason, item FROM dead_letters ORDER BY at, task, id")
+                .map_err(sqlite)?;
+            let rows = stmt
+                .query_map([], |row| {
+                    Ok((row.get::<_, String>(0)?, row.get::<_, Vec<u8>>(1)?))
+                })
+                .map_err(sqlite)?;
+            let mut letters = Vec::new();
+            for row in rows {
+                let (reason, bytes) = row.map_err(sqlite)?;
+                let item: Item = bincode::deserialize(&bytes).map_err(|e| StateError::Damaged {
+                    path: path.clone(),
+                    message: format!("dead letter: {e}"),
+                })?;
+                letters.push((reason, item));
+            }
+            letters
+        };
+        if letters.is_empty() {
+            return Ok(0);
+        }
+        let io = |source| StateError::Io {
+            path: out.to_owned(),
+            source,
+        };
+        let mut text = String::new();
+        for (reason, item) in &letters {
+            let mut obj = common::value::payload_to_json(&item.payload);
+            for (k, v) in [
+                ("reason", reason),
+                ("task", &item.task),
+                ("id", &item.id),
+                ("url", &item.url),
+                ("kind", &item.kind),
+            ] {
+                obj.insert(k.into(), serde_json::Value::String(v.clone()));
+            }
+            text.push_str(&serde_json::Value::Object(obj).to_string());
+            text.push('\n');
+        }
+        std::fs::write(out, text).map_err(io)?;
+        Ok(letters.len() as u64)
+    }
+
     /// Opens the state (creating it), reads back what it holds, and starts the writer task,
     /// which commits every `sync`.
     pub fn open(&self, sync: Duration) -> Result<(StateHandle, Restored), StateError> {
@@ -238,7 +325,11 @@ impl StateDir {
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS seen (fp INTEGER PRIMARY KEY);
              CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY, entry BLOB NOT NULL);
-             CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, item BLOB NOT NULL);",
+             CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, item BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS pages (seq INTEGER PRIMARY KEY, page BLOB NOT NULL);
+             CREATE TABLE IF NOT EXISTS dead_letters (task TEXT NOT NULL, id TEXT NOT NULL,
+                 reason TEXT NOT NULL, item BLOB NOT NULL, at INTEGER NOT NULL,
+                 PRIMARY KEY (task, id));",
         )
         .map_err(sqlite)?;
         let restored = restore(&conn, &path)?;
@@ -277,9 +368,26 @@ fn restore(conn: &Connection, path: &Path) -> Result<Restored, StateError> {
     r.spool = load_records(
         conn,
         path,
+        "SELECT seq, page FROM pages ORDER BY seq",
+        "spooled page",
+    )?;
+    // A state written before items were spooled by page: one item a row.
+    let single: Vec<(u64, Item)> = load_records(
+        conn,
+        path,
         "SELECT seq, item FROM spool ORDER BY seq",
         "spooled item",
     )?;
+    r.spool.extend(single.into_iter().map(|(seq, item)| {
+        (
+            seq,
+            SpooledPage {
+                items: vec![item],
+                yields: Vec::new(),
+            },
+        )
+    }));
+    r.spool.sort_by_key(|(seq, _)| *seq);
     r.counters = conn
         .query_row("SELECT value FROM meta WHERE key = 'counters'", [], |row| {
             row.get(0)
@@ -372,8 +480,13 @@ fn commit(conn: &mut Connection, batch: &mut [Op]) -> rusqlite::Result<()> {
             tx.prepare_cached("INSERT OR REPLACE INTO queue (id, entry) VALUES (?1, ?2)")?;
         let mut finish = tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?;
         let mut spool =
-            tx.prepare_cached("INSERT OR REPLACE INTO spool (seq, item) VALUES (?1, ?2)")?;
-        let mut acked = tx.prepare_cached("DELETE FROM spool WHERE seq = ?1")?;
+            tx.prepare_cached("INSERT OR REPLACE INTO pages (seq, page) VALUES (?1, ?2)")?;
+        let mut acked = tx.prepare_cached("DELETE FROM pages WHERE seq = ?1")?;
+        let mut acked_old = tx.prepare_cached("DELETE FROM spool WHERE seq = ?1")?;
+        let mut dead = tx.prepare_cached(
+            "INSERT OR REPLACE INTO dead_letters (task, id, reason, item, at)
+             VALUES (?1, ?2, ?3, ?4, strftime('%s', 'now'))",
+        )?;
         let mut counters =
             tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?1)")?;
         let mut flat: Vec<&Op> = Vec::with_capacity(batch.len());
@@ -400,7 +513,16 @@ fn commit(conn: &mut Connection, batch: &mut [Op]) -> rusqlite::Result<()> {
                 Op::Acked(seqs) => {
                     for seq in seqs {
                         acked.execute([*seq as i64])?;
+                        acked_old.execute([*seq as i64])?;
                     }
+                }
+                Op::DeadLetter {
+                    task,
+                    id,
+                    reason,
+                    item,
+                } => {
+                    dead.execute(params![task, id, reason, item])?;
                 }
                 Op::Counters(json) => {
                     counters.execute([json])?;
@@ -476,11 +598,15 @@ mod tests {
             handle.record(changes).await.expect("record");
             let page_done = vec![
                 Change::Finish(2),
-                Change::Spool(1, item("x")),
-                Change::Spool(2, item("y")),
+                Change::Spool(1, page(item("x"))),
+                Change::Spool(2, page(item("y"))),
             ];
             handle.record(page_done).await.expect("record");
             handle.acked(vec![1]).await.expect("acked");
+            handle
+                .dead_letter(item("refused"), "too large".into())
+                .await
+                .expect("dead letter");
             handle
                 .counters("{\"pages_ok\":1}".into())
                 .await
@@ -508,13 +634,27 @@ mod tests {
         assert_eq!(
             r.spool
                 .iter()
-                .map(|(s, i)| (*s, i.id.as_str()))
+                .map(|(s, p)| (*s, p.items[0].id.as_str()))
                 .collect::<Vec<_>>(),
             vec![(2, "y")]
         );
         assert_eq!(r.counters.as_deref(), Some("{\"pages_ok\":1}"));
+        let letters = dir.path().join("letters.jsonl");
+        assert_eq!(state.export_dead_letters(&letters).expect("export"), 1);
+        let text = std::fs::read_to_string(&letters).expect("read");
+        assert!(
+            text.contains("\"reason\":\"too large\"") && text.contains("refused"),
+            "{text}"
+        );
         state.remove().expect("remove");
         assert!(!state.has_unfinished());
+    }
+
+    fn page(item: Item) -> SpooledPage {
+        SpooledPage {
+            items: vec![item],
+            yields: Vec::new(),
+        }
     }
 
     #[tokio::test]

@@ -41,6 +41,8 @@ pub struct Summary {
     /// Items the item store refused on their own (too large, invalid); kept as dead letters
     /// in the crawl state with their reason.
     pub items_rejected: u64,
+    /// Where the dead letters of a finished crawl were written (JSON Lines), if there were any.
+    pub dead_letters: Option<String>,
     /// Distinct URLs seen (scheduled or not).
     pub urls_seen: u64,
     /// Links skipped because they were outside the allowed domains.
@@ -150,6 +152,9 @@ impl fmt::Display for Summary {
         }
         if self.items_rejected > 0 {
             row(f, "items rejected", &self.items_rejected)?;
+        }
+        if let Some(path) = &self.dead_letters {
+            row(f, "dead letters", path)?;
         }
         row(f, "urls seen", &self.urls_seen)?;
         row(f, "links offsite", &self.links_offsite)?;

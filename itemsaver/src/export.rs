@@ -92,22 +92,25 @@ mod tests {
         let mut q = Payload::new();
         q.insert("price".into(), Value::Float(9.5));
         store
-            .save(&[
-                Item {
-                    id: "1".into(),
-                    url: "http://a.test/1".into(),
-                    kind: "page".into(),
-                    task: "t".into(),
-                    payload: p,
-                },
-                Item {
-                    id: "2".into(),
-                    url: "http://a.test/2".into(),
-                    kind: "offer".into(),
-                    task: "t".into(),
-                    payload: q,
-                },
-            ])
+            .save(
+                &[
+                    Item {
+                        id: "1".into(),
+                        url: "http://a.test/1".into(),
+                        kind: "page".into(),
+                        task: "t".into(),
+                        payload: p,
+                    },
+                    Item {
+                        id: "2".into(),
+                        url: "http://a.test/2".into(),
+                        kind: "offer".into(),
+                        task: "t".into(),
+                        payload: q,
+                    },
+                ],
+                &[],
+            )
             .expect("save");
         (dir, store)
     }

@@ -7,7 +7,7 @@ pub mod export;
 pub mod server;
 pub mod store;
 
-pub use server::{DEFAULT_MAX_BATCH, ItemSaverServer};
+pub use server::{DEFAULT_MAX_BATCH, DEFAULT_MAX_ITEM_BYTES, ItemSaverServer};
 pub use store::{Store, StoreError};
 
 use common::ItemSaverService;

@@ -45,9 +45,28 @@ struct Args {
     )]
     store: PathBuf,
 
-    /// Largest batch accepted, in items.
-    #[arg(long = "max_batch", value_name = "N", alias = "max-batch", env = "SPINNERET_MAX_BATCH", default_value_t = itemsaver::DEFAULT_MAX_BATCH)]
+    /// Largest batch accepted, in items; the engine splits a batch this refuses.
+    #[arg(
+        long = "max_batch",
+        value_name = "N",
+        alias = "max-batch",
+        env = "SPINNERET_MAX_BATCH",
+        default_value_t = itemsaver::DEFAULT_MAX_BATCH,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=10_000_000)
+    )]
     max_batch: usize,
+
+    /// Largest item accepted, in bytes of text; a larger item is refused on its own and the
+    /// engine keeps it as a dead letter.
+    #[arg(
+        long = "max_item_bytes",
+        value_name = "BYTES",
+        alias = "max-item-bytes",
+        env = "SPINNERET_MAX_ITEM_BYTES",
+        default_value_t = itemsaver::DEFAULT_MAX_ITEM_BYTES,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(256..=(1 << 30))
+    )]
+    max_item_bytes: usize,
 
     #[command(flatten, next_help_heading = "Connection limits")]
     limits: common::listen::LimitArgs,
@@ -117,7 +136,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
     common::cli::cancel_on_signals(shutdown.clone());
     itemsaver::run(
         listener,
-        ItemSaverServer::new(store, args.max_batch),
+        ItemSaverServer::new(store, args.max_batch, args.max_item_bytes),
         args.limits.limits(),
         shutdown,
     )

@@ -2,7 +2,7 @@
 
 use crate::store::Store;
 use common::activity::Activity;
-use common::{Batch, ItemSaverService, SaveAck, SaveError};
+use common::{Batch, Item, ItemSaverService, SaveAck, SaveError};
 use std::sync::Arc;
 use tarpc::context::Context;
 use tracing::{debug, error};
@@ -10,21 +10,50 @@ use tracing::{debug, error};
 /// Largest batch accepted by default; the engine's batches are far smaller.
 pub const DEFAULT_MAX_BATCH: usize = 50_000;
 
+/// Largest item accepted by default, in bytes (its text, roughly).
+pub const DEFAULT_MAX_ITEM_BYTES: usize = 4 * 1024 * 1024;
+
+/// Longest item id accepted, in bytes.
+pub const MAX_ID_BYTES: usize = 4 * 1024;
+
 /// Serves saves into one store; clones share it.
 #[derive(Clone, Debug)]
 pub struct ItemSaverServer {
     store: Arc<Store>,
     max_batch: usize,
+    max_item_bytes: usize,
     activity: Activity,
 }
 
 impl ItemSaverServer {
-    /// Serves `store`, refusing batches over `max_batch` items.
-    pub fn new(store: Arc<Store>, max_batch: usize) -> Self {
+    /// Serves `store`, refusing batches over `max_batch` items and items over
+    /// `max_item_bytes`.
+    pub fn new(store: Arc<Store>, max_batch: usize, max_item_bytes: usize) -> Self {
         ItemSaverServer {
             store,
             max_batch,
+            max_item_bytes,
             activity: Activity::default(),
+        }
+    }
+
+    /// Why `item` can never be stored, if it cannot.
+    fn refusal(&self, item: &Item) -> Option<String> {
+        let bytes = item.approx_bytes();
+        if item.id.is_empty() {
+            Some("empty id".into())
+        } else if item.id.len() > MAX_ID_BYTES {
+            Some(format!(
+                "id of {} bytes, over {MAX_ID_BYTES}",
+                item.id.len()
+            ))
+        } else if bytes > self.max_item_bytes {
+            Some(format!(
+                "{bytes} bytes, over the limit of {} (--max_item_bytes)",
+                self.max_item_bytes
+            ))
+        } else {
+            None
         }
     }
 
@@ -48,7 +77,19 @@ impl ItemSaverService for ItemSaverServer {
         let store = self.store.clone();
         // SQLite blocks; the commit (and its fsync) happens off the async threads. The task runs
         // to completion even if the caller gives up, so a committed batch is never half-written.
-        let saved = tokio::task::spawn_blocking(move || store.save(&batch.items))
+        if let Some((index, item, reason)) = batch
+            .items
+            .iter()
+            .enumerate()
+            .find_map(|(i, item)| self.refusal(item).map(|why| (i, item, why)))
+        {
+            return Err(SaveError::Rejected {
+                index: index as u32,
+                id: item.id.chars().take(200).collect(),
+                reason,
+            });
+        }
+        let saved = tokio::task::spawn_blocking(move || store.save(&batch.items, &batch.pages))
             .await
             .map_err(|e| SaveError::Store(format!("save task failed: {e}")))?
             .map_err(|e| {

@@ -1,7 +1,7 @@
 //! The embedded SQLite item store: one row per `(task, id)`, written a batch per transaction.
 
-use common::Item;
 use common::value::{payload_from_json, payload_to_json};
+use common::{Item, PageYield};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -47,8 +47,27 @@ CREATE TABLE IF NOT EXISTS items (
     kind     TEXT NOT NULL,
     payload  TEXT NOT NULL,
     saved_at INTEGER NOT NULL,
+    position INTEGER,
     PRIMARY KEY (task, id)
 );";
+
+/// Added after the first release: stores from before get the column when opened.
+const POSITION_COLUMN: &str = "ALTER TABLE items ADD COLUMN position INTEGER";
+
+const PAGE_INDEX: &str = "CREATE INDEX IF NOT EXISTS items_by_page
+    ON items (task, url, kind, position) WHERE position IS NOT NULL";
+
+/// The position of an item keyed by it (`URL#KIND-N`, the id a spider gives an item that has
+/// none of its own), or `None` for an item with an id of its own.
+pub fn position_of(item: &Item) -> Option<u32> {
+    item.id
+        .strip_prefix(item.url.as_str())?
+        .strip_prefix('#')?
+        .strip_prefix(item.kind.as_str())?
+        .strip_prefix('-')?
+        .parse()
+        .ok()
+}
 
 impl Store {
     /// Opens (creating if needed) the store at `path`, in WAL mode with full sync on commit.
@@ -67,6 +86,14 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
+        let has_position: bool = conn
+            .prepare("SELECT 1 FROM pragma_table_info('items') WHERE name = 'position'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(err)?;
+        if !has_position {
+            conn.execute_batch(POSITION_COLUMN).map_err(err)?;
+        }
+        conn.execute_batch(PAGE_INDEX).map_err(err)?;
         Ok(Store {
             conn: Mutex::new(conn),
             path,
@@ -91,8 +118,9 @@ impl Store {
             .map_err(|_| StoreError::Poisoned(self.path.clone()))
     }
 
-    /// Inserts or updates every item of `batch` in one transaction; returns when committed.
-    pub fn save(&self, batch: &[Item]) -> Result<u64, StoreError> {
+    /// Inserts or updates every item of `batch` in one transaction, and deletes the
+    /// position-keyed items the pages of `yields` no longer yield; returns when committed.
+    pub fn save(&self, batch: &[Item], yields: &[PageYield]) -> Result<u64, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
         let now = std::time::SystemTime::now()
@@ -100,17 +128,36 @@ impl Store {
             .map(|d| d.as_millis() as i64)
             .unwrap_or_default();
         {
+            let mut stale = tx
+                .prepare_cached(
+                    "DELETE FROM items WHERE task = ?1 AND url = ?2 AND kind = ?3
+                     AND position IS NOT NULL AND position >= ?4",
+                )
+                .map_err(|e| self.sqlite(e))?;
+            for y in yields {
+                stale
+                    .execute(params![y.task, y.url, y.kind, y.count])
+                    .map_err(|e| self.sqlite(e))?;
+            }
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO items (task, id, url, kind, payload, saved_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+                    "INSERT INTO items (task, id, url, kind, payload, saved_at, position)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
                      ON CONFLICT (task, id) DO UPDATE SET url = excluded.url, kind = excluded.kind,
-                     payload = excluded.payload, saved_at = excluded.saved_at",
+                     payload = excluded.payload, saved_at = excluded.saved_at,
+                     position = excluded.position",
                 )
                 .map_err(|e| self.sqlite(e))?;
             for item in batch {
                 let payload = serde_json::Value::Object(payload_to_json(&item.payload)).to_string();
                 stmt.execute(params![
-                    item.task, item.id, item.url, item.kind, payload, now
+                    item.task,
+                    item.id,
+                    item.url,
+                    item.kind,
+                    payload,
+                    now,
+                    position_of(item)
                 ])
                 .map_err(|e| self.sqlite(e))?;
             }
@@ -248,9 +295,11 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("items.db")).expect("open");
         store
-            .save(&[item("t", "1", "old"), item("t", "2", "two")])
+            .save(&[item("t", "1", "old"), item("t", "2", "two")], &[])
             .expect("save");
-        store.save(&[item("t", "1", "new")]).expect("save again");
+        store
+            .save(&[item("t", "1", "new")], &[])
+            .expect("save again");
         assert_eq!(store.count(None).expect("count"), 2);
         let got = store.get("t", "1").expect("get").expect("present");
         assert_eq!(got, item("t", "1", "new"));
@@ -261,7 +310,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let store = Store::open(dir.path().join("items.db")).expect("open");
         store
-            .save(&[item("a", "1", "x"), item("b", "1", "y")])
+            .save(&[item("a", "1", "x"), item("b", "1", "y")], &[])
             .expect("save");
         assert_eq!(store.count(Some("a")).expect("count"), 1);
         assert_eq!(store.count(None).expect("count"), 2);
@@ -273,7 +322,7 @@ mod tests {
         let path = dir.path().join("items.db");
         Store::open(&path)
             .expect("open")
-            .save(&[item("t", "1", "kept")])
+            .save(&[item("t", "1", "kept")], &[])
             .expect("save");
         let reopened = Store::open(&path).expect("reopen");
         assert_eq!(
@@ -284,6 +333,48 @@ mod tests {
             reopened.payload_fields().expect("fields"),
             vec!["n", "title"]
         );
+    }
+
+    fn positioned(url: &str, kind: &str, n: u32) -> Item {
+        Item {
+            id: format!("{url}#{kind}-{n}"),
+            url: url.into(),
+            kind: kind.into(),
+            task: "t".into(),
+            payload: Payload::new(),
+        }
+    }
+
+    #[test]
+    fn a_page_that_yields_fewer_items_leaves_none_stale() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = Store::open(dir.path().join("items.db")).expect("open");
+        let page = "http://a.test/list";
+        let three: Vec<Item> = (0..3).map(|n| positioned(page, "q", n)).collect();
+        let other = item("t", "own-id", "kept");
+        store
+            .save(&[three.clone(), vec![other.clone()]].concat(), &[])
+            .expect("first crawl");
+        assert_eq!(store.count(None).expect("count"), 4);
+        let yields = |count| PageYield {
+            task: "t".into(),
+            url: page.into(),
+            kind: "q".into(),
+            count,
+        };
+        store
+            .save(&three[..2], &[yields(2)])
+            .expect("re-crawl: two now");
+        assert_eq!(store.count(None).expect("count"), 3);
+        assert!(store.get("t", &three[2].id).expect("get").is_none());
+        store.save(&[], &[yields(0)]).expect("re-crawl: none now");
+        assert_eq!(
+            store.count(None).expect("count"),
+            1,
+            "only the item with its own id"
+        );
+        assert_eq!(position_of(&three[1]), Some(1));
+        assert_eq!(position_of(&other), None);
     }
 
     #[test]

@@ -318,6 +318,17 @@ async fn respond(state: &AppState, path: &str, hit: u64) -> Response {
         }
         "/private/secret.html" => html("<title>Secret</title>".into()),
         "/quotes/nested/" => html(nested_quotes()),
+        "/long-title" => {
+            // One item far larger than the others, and ordinary pages beside it.
+            let links: String = (0..4).map(|i| format!("<a href=\"/slow/{i}\">{i}</a>")).collect();
+            html(format!("<title>{}</title>{links}", "long ".repeat(200)))
+        }
+        "/shrinking" => {
+            // Each fetch lists fewer rows than the one before: 5, then 2, then none.
+            let rows = [5, 2].get(hit as usize - 1).copied().unwrap_or(0);
+            let rows: String = (0..rows).map(|i| format!("<div class=\"row\">row {i}</div>")).collect();
+            html(format!("<title>Shrinking</title>{rows}"))
+        }
         slow if slow.starts_with("/slow/") => {
             // Server latency, so that overlapping requests show in the log.
             tokio::time::sleep(SLOW_PAGE_LATENCY).await;

@@ -306,6 +306,7 @@ impl CrawlServer {
             redirect: None,
             items_dropped: extracted.dropped,
             items_truncated: extracted.truncated,
+            yields: extracted.yields,
         };
         // An answer over the frame limit would break the connection and every call on it;
         // a parser that ignored its budget gets a typed error instead.

@@ -4,6 +4,7 @@ use super::{Answer, Completion, Crawl, Unanswered, retry_delay};
 use crate::error::EngineError;
 use crate::frontier::{Dispatched, Kind};
 use crate::robots::{self, Rules, Verdict};
+use crate::state::SpooledPage;
 use common::{FetchError, ParseResult, Request, RobotsFile, canonicalize, transport};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -99,10 +100,21 @@ impl Crawl {
                 }
                 // The request leaves the queue with its links and items, in one transaction.
                 self.finished(&dispatched);
-                let items = self.spool(result.items);
-                self.flush_pending().await?;
-                self.items_sent += items.len() as u64;
-                self.sink.send(items).await?;
+                let ParseResult {
+                    items,
+                    mut yields,
+                    fetch,
+                    ..
+                } = result;
+                // A page's yields speak for its own task and URL only.
+                yields.retain(|y| y.task == dispatched.request.task && y.url == fetch.final_url);
+                let page = SpooledPage { items, yields };
+                if !page.items.is_empty() || !page.yields.is_empty() {
+                    self.items_sent += page.items.len() as u64;
+                    let spooled = self.spool(page);
+                    self.flush_pending().await?;
+                    self.sink.send(vec![spooled]).await?;
+                }
             }
             Answer::Page(Err(FetchError::UnknownSpider(_))) => {
                 // The worker forgot the spider: send it again, then retry there or elsewhere,

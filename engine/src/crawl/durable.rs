@@ -6,10 +6,9 @@ use crate::error::EngineError;
 use crate::frontier::{Dispatched, Kind};
 use crate::robots;
 use crate::sink::Spooled;
-use crate::state::{Change, Restored};
+use crate::state::{Change, Restored, SpooledPage};
 use crate::summary::Summary;
 use crate::tasks::TaskDef;
-use common::Item;
 use tokio::time::Instant;
 use tracing::warn;
 use url::Url;
@@ -35,19 +34,14 @@ impl Crawl {
         }
     }
 
-    /// Gives items their spool sequence numbers and records them in the spool.
-    pub(super) fn spool(&mut self, items: Vec<Item>) -> Vec<Spooled> {
-        items
-            .into_iter()
-            .map(|item| {
-                let seq = self.next_seq;
-                self.next_seq += 1;
-                if self.durable {
-                    self.pending.push(Pending::Spool(seq, item.clone()));
-                }
-                (seq, item)
-            })
-            .collect()
+    /// Gives a page's items their spool sequence number and records them in the spool.
+    pub(super) fn spool(&mut self, page: SpooledPage) -> Spooled {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        if self.durable {
+            self.pending.push(Pending::Spool(seq, page.clone()));
+        }
+        (seq, page)
     }
 
     /// Sends the recorded changes to the state writer as one group.
@@ -61,6 +55,7 @@ impl Crawl {
     pub(super) fn counters_json(&self) -> String {
         let mut counters = self.summary.clone();
         counters.items_saved = self.items_saved_before + self.sink.saved();
+        counters.items_rejected += self.sink.rejected();
         serde_json::to_string(&counters).unwrap_or_default()
     }
 

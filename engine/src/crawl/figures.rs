@@ -57,8 +57,12 @@ impl Crawl {
         m.items_saved
             .inc_by(saved.saturating_sub(self.items_saved_metered));
         self.items_saved_metered = self.items_saved_metered.max(saved);
+        let rejected = self.sink.rejected();
+        m.items_rejected
+            .inc_by(rejected.saturating_sub(self.items_rejected_metered));
+        self.items_rejected_metered = self.items_rejected_metered.max(rejected);
         m.items_spooled
-            .set(self.items_sent.saturating_sub(self.sink.saved()) as i64);
+            .set(self.items_sent.saturating_sub(self.sink.saved() + rejected) as i64);
         m.queued.set(queued as i64);
         m.in_flight.set(self.in_flight as i64);
         let workers_up = self.pool.workers_up();

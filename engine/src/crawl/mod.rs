@@ -137,6 +137,8 @@ pub struct Crawl {
     started: Instant,
     /// Items acknowledged when the metrics were last updated.
     items_saved_metered: u64,
+    /// Items refused by the store when the metrics were last updated.
+    items_rejected_metered: u64,
     /// Requests in flight, as of the last loop turn.
     in_flight: usize,
     /// Whether a signal asked the crawl to stop.
@@ -215,6 +217,7 @@ impl Crawl {
             history: VecDeque::new(),
             started: Instant::now(),
             items_saved_metered: 0,
+            items_rejected_metered: 0,
             in_flight: 0,
             stopping: false,
         }
@@ -253,7 +256,11 @@ impl Crawl {
                 let _ = self.flush_pending().await;
                 let _ = self.state.counters(self.counters_json()).await;
                 match self.sink.finish().await {
-                    Ok(saved) => info!(saved, "items delivered before stopping"),
+                    Ok(delivered) => info!(
+                        saved = delivered.saved,
+                        rejected = delivered.rejected,
+                        "items delivered before stopping"
+                    ),
                     Err(sink_error) => warn!(%sink_error, "items could not all be delivered"),
                 }
                 let _ = self.state.flush().await;
@@ -449,16 +456,13 @@ impl Crawl {
         match self.frontier.admit(&host, fp) {
             Admission::Open => {}
             Admission::Seen => return false,
-            Admission::HostFull => {
-                *self
-                    .summary
-                    .skipped
-                    .entry("host_queue_full".into())
-                    .or_default() += 1;
+            refused => {
+                let reason = refused.reason().unwrap_or("refused");
+                *self.summary.skipped.entry(reason.into()).or_default() += 1;
                 self.metrics
                     .urls_refused
                     .get_or_create(&ReasonLabels {
-                        reason: "host_queue_full".into(),
+                        reason: reason.into(),
                     })
                     .inc();
                 return false;
@@ -538,8 +542,8 @@ impl Crawl {
             items_saved_before,
             ..
         } = self;
-        let saved = match saved {
-            Ok(n) => n,
+        let delivered = match saved {
+            Ok(delivered) => delivered,
             Err(e) => {
                 // Keep what the state has (the undelivered items are in its spool) before
                 // reporting the failure.
@@ -550,7 +554,8 @@ impl Crawl {
                 return Err(e.into());
             }
         };
-        summary.items_saved = items_saved_before + saved;
+        summary.items_saved = items_saved_before + delivered.saved;
+        summary.items_rejected += delivered.rejected;
         let elapsed = started.elapsed().as_secs_f64();
         summary.elapsed_secs = elapsed;
         let pages = summary.pages_ok + summary.failed_total() + summary.pages_redirected;

@@ -577,6 +577,8 @@ async fn a_fan_trap_of_endless_links_keeps_engine_memory_flat() {
             format!("--seed={}", server.url("/fan/0")),
             format!("--store={}", dir.path().join("items.db").display()),
             format!("--state={}", dir.path().join("fan.state").display()),
+            // No page cap: the queue bound alone must hold memory flat.
+            "--max_pages_per_host=0".into(),
         ],
     );
     // A minute of crawling the trap: every page fetched offers 5,000 URLs never seen before.

@@ -10,6 +10,7 @@ mod deaths;
 mod faults;
 mod harness;
 mod hostile;
+mod items;
 mod operate;
 mod pipeline;
 mod spiders;

@@ -11,7 +11,7 @@ pub use links::LinksParser;
 pub use links_dom::LinksDomParser;
 pub use page::{LinkSet, page_item};
 
-use common::{FollowUp, Item, ParserInfo, Request};
+use common::{FollowUp, Item, PageYield, ParserInfo, Request};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use url::Url;
@@ -42,6 +42,8 @@ pub struct Extracted {
     pub dropped: u32,
     /// Items not extracted because the result reached its byte budget.
     pub truncated: u32,
+    /// How many position-keyed items of each kind the page yielded (see [`PageYield`]).
+    pub yields: Vec<PageYield>,
 }
 
 /// Why a parser failed on a page.

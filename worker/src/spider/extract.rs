@@ -3,7 +3,7 @@
 use super::compile::{CompiledExtract, CompiledField, CompiledRule, CompiledSpider};
 use super::spec::{FieldType, Take};
 use crate::parsers::{Extracted, LinkSet, Overtime, Page};
-use common::{Item, Payload, Scalar, Value};
+use common::{Item, PageYield, Payload, Scalar, Value};
 use scraper::{ElementRef, Html, Selector};
 use url::Url;
 
@@ -67,9 +67,17 @@ fn extract_kind(
         Some(sel) => Box::new(doc.select(sel)),
         None => Box::new(std::iter::once(doc.root_element())),
     };
-    // Position-keyed ids number the items kept, so a page that yields fewer items next time
-    // leaves exactly the higher positions stale.
-    let mut position = 0usize;
+    // Position-keyed ids number the items kept that have no id of their own, so a page that
+    // yields fewer next time leaves exactly the higher positions stale.
+    let mut position = 0u32;
+    let report = |out: &mut Extracted, count: u32| {
+        out.yields.push(PageYield {
+            task: page.request.task.clone(),
+            url: page.url.to_string(),
+            kind: x.kind.clone(),
+            count,
+        });
+    };
     while let Some(scope) = scopes.next() {
         page.budget.check_time()?;
         if out.items.len() >= MAX_ITEMS_PER_PAGE || out.truncated > 0 {
@@ -77,7 +85,7 @@ fn extract_kind(
             out.truncated = out
                 .truncated
                 .saturating_add(1 + scopes.count().min(u32::MAX as usize) as u32);
-            return Ok(());
+            break;
         }
         let mut payload = Payload::new();
         let mut complete = true;
@@ -104,11 +112,9 @@ fn extract_kind(
             out.dropped += 1;
             continue;
         }
-        let id =
-            x.id.as_ref()
-                .and_then(|f| payload.get(f))
-                .and_then(id_text)
-                .unwrap_or_else(|| format!("{}#{}-{position}", page.url, x.kind));
+        let own_id = x.id.as_ref().and_then(|f| payload.get(f)).and_then(id_text);
+        let keyed_by_position = own_id.is_none();
+        let id = own_id.unwrap_or_else(|| format!("{}#{}-{position}", page.url, x.kind));
         let item = Item {
             id,
             url: page.url.to_string(),
@@ -120,9 +126,12 @@ fn extract_kind(
             out.truncated = out.truncated.saturating_add(1);
             continue;
         }
-        position += 1;
+        if keyed_by_position {
+            position += 1;
+        }
         out.items.push(item);
     }
+    report(out, position);
     Ok(())
 }
 
