@@ -69,6 +69,8 @@ pub struct Operate {
     pub admin: Option<tokio::net::TcpListener>,
     /// The bearer token changes through the admin API need.
     pub admin_token: Option<String>,
+    /// More names the admin server answers to without a token (`--admin_host`).
+    pub admin_hosts: Vec<String>,
     /// How progress is shown.
     pub progress: progress::Progress,
 }
@@ -194,7 +196,13 @@ pub async fn run_with(
         if let Ok(addr) = listener.local_addr() {
             info!(url = %format!("http://{addr}/"), auth = operate.admin_token.is_some(), "admin server and dashboard listening");
         }
-        admin::serve(listener, crawl.handle(), operate.admin_token, admin_stop);
+        admin::serve(
+            listener,
+            crawl.handle(),
+            operate.admin_token,
+            &operate.admin_hosts,
+            admin_stop,
+        );
     }
     let (stopped, mut summary) = crawl.run(restored, shutdown).await?;
     if let Some(dir) = state_dir {

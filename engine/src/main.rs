@@ -195,6 +195,20 @@ struct Args {
     )]
     admin_token: Option<String>,
 
+    /// Another name the admin server answers to when it has no --admin_token (repeat or
+    /// comma-separate): without a token it serves only requests naming this machine (loopback,
+    /// its bound address, or every interface address when bound to all), against DNS
+    /// rebinding.
+    #[arg(
+        long = "admin_host",
+        alias = "admin-host",
+        value_name = "NAME",
+        env = "SPINNERET_ADMIN_HOSTS",
+        value_delimiter = ',',
+        requires = "admin"
+    )]
+    admin_hosts: Vec<String>,
+
     /// Keep running when idle and wait for tasks from the admin API (stop with Ctrl-C).
     #[arg(long, env = "SPINNERET_SERVE", requires = "admin")]
     serve: bool,
@@ -579,6 +593,7 @@ async fn crawl(args: &Args, progress: engine::progress::Progress) -> anyhow::Res
     let operate = engine::Operate {
         admin,
         admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        admin_hosts: args.admin_hosts.clone(),
         progress,
     };
     let summary = engine::run_with(config, operate, shutdown).await?;

@@ -5,7 +5,10 @@
 //! Every refusal is a 4xx (or a 502 when a worker cannot be reached) with a JSON body
 //! `{"error": "..."}` saying what was wrong.
 
+mod hosts;
 mod tasks;
+
+pub use hosts::AllowedHosts;
 
 use crate::control::{CrawlHandle, CrawlStatus};
 use crate::pool::{ControlError, WorkerView};
@@ -30,6 +33,7 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 struct Admin {
     crawl: CrawlHandle,
     token: Option<Arc<str>>,
+    hosts: Arc<AllowedHosts>,
 }
 
 /// An API refusal: a status and a message.
@@ -95,11 +99,13 @@ fn id_of<T: std::str::FromStr>(what: &str, text: &str) -> ApiResult<T> {
     })
 }
 
-/// The admin API's routes over `crawl`, guarded by `token` for changes.
-pub fn router(crawl: CrawlHandle, token: Option<String>) -> Router {
+/// The admin API's routes over `crawl`, guarded by `token` for changes; without a token,
+/// served only to requests naming one of `hosts`.
+pub fn router(crawl: CrawlHandle, token: Option<String>, hosts: AllowedHosts) -> Router {
     let admin = Admin {
         crawl,
         token: token.map(Arc::from),
+        hosts: Arc::new(hosts),
     };
     Router::new()
         .route("/", get(dashboard))
@@ -119,14 +125,20 @@ pub fn router(crawl: CrawlHandle, token: Option<String>) -> Router {
         .with_state(admin)
 }
 
-/// Serves the admin API on `listener` until `shutdown`.
+/// Serves the admin API on `listener` until `shutdown`; without a token, only to requests
+/// naming this machine or one of `admin_hosts`.
 pub fn serve(
     listener: tokio::net::TcpListener,
     crawl: CrawlHandle,
     token: Option<String>,
+    admin_hosts: &[String],
     shutdown: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let app = router(crawl, token);
+    let hosts = listener
+        .local_addr()
+        .map(|bound| AllowedHosts::new(bound, admin_hosts))
+        .unwrap_or_default();
+    let app = router(crawl, token, hosts);
     tokio::spawn(async move {
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move { shutdown.cancelled().await })
@@ -137,8 +149,22 @@ pub fn serve(
     })
 }
 
-/// Lets reads through; changes need the bearer token when one is set.
+/// Lets reads through; changes need the bearer token when one is set. Without a token, only
+/// requests that name this machine are served at all (see [`AllowedHosts`]).
 async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    if admin.token.is_none()
+        && let Some(host) = request.headers().get(header::HOST)
+        && !host.to_str().is_ok_and(|h| admin.hosts.allows(h))
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this admin server has no --admin_token and is not known as {:?}; give the name with --admin_host, or use an address of this machine",
+                String::from_utf8_lossy(host.as_bytes())
+            ),
+        )
+        .into_response();
+    }
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     if !reads && cross_origin(request.headers()) {
         // A page elsewhere must not steer the crawl through the operator's browser; the

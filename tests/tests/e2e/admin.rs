@@ -368,3 +368,40 @@ async fn pausing_and_closing_a_task_stops_its_requests_and_the_others_go_on() {
         "every page a fetched has its item"
     );
 }
+
+#[tokio::test]
+async fn without_a_token_only_names_of_this_machine_are_served() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine = AdminEngine::start(
+        dir.path(),
+        &[
+            "--serve".into(),
+            "--admin_host".into(),
+            "crawler.internal".into(),
+        ],
+        None,
+    )
+    .await;
+    let port = engine.base.rsplit(':').next().unwrap_or("0").to_owned();
+    for (host, served) in [
+        // A DNS-rebinding page reaches the server under its own name.
+        ("evil.example".to_owned(), false),
+        (format!("evil.example:{port}"), false),
+        ("10.9.9.9".to_owned(), false),
+        (format!("127.0.0.1:{port}"), true),
+        ("localhost".to_owned(), true),
+        (format!("[::1]:{port}"), true),
+        ("crawler.internal:8080".to_owned(), true),
+    ] {
+        for (method, path) in [("GET", "/api/status"), ("POST", "/api/tasks")] {
+            let a = engine.call_with_host(method, path, &host).await;
+            if served {
+                assert_ne!(a.status, 403, "{method} {path} as {host}: {}", a.text);
+            } else {
+                assert_eq!(a.status, 403, "{method} {path} as {host}: {}", a.text);
+                assert!(a.text.contains("--admin_host"), "{}", a.text);
+            }
+        }
+    }
+    engine.stop().await;
+}

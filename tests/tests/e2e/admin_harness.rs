@@ -112,6 +112,23 @@ impl AdminEngine {
         self.send(method, path, body, token, None).await
     }
 
+    /// Sends a request (no body, no token) that names the server as `host`, as a page on a
+    /// domain that rebinds to this machine would.
+    pub async fn call_with_host(&self, method: &str, path: &str, host: &str) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("host", host)
+            .send()
+            .await
+            .expect("admin server answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Answer { status, json, text }
+    }
+
     /// Sends a change with the token, as a browser on a page of `origin` would.
     pub async fn call_with_origin(&self, method: &str, path: &str, origin: &str) -> Answer {
         self.send(method, path, None, self.token.as_deref(), Some(origin))
