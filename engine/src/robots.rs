@@ -47,10 +47,51 @@ pub enum Verdict {
     TryLater,
 }
 
-/// Interprets a fetched robots.txt for the User-Agent token `agent`.
+/// Allow and Disallow lines kept from one robots.txt; the rest are dropped. Each rule may be
+/// a regular expression every URL of the host is matched against, so a hostile file of many
+/// thousands would make each page cost milliseconds.
+pub const MAX_RULES: usize = 2_000;
+
+/// Whether a robots.txt line is an Allow or Disallow rule.
+fn is_rule(line: &[u8]) -> bool {
+    let line = line.trim_ascii_start();
+    let lower = |n: usize| line.get(..n).map(<[u8]>::to_ascii_lowercase);
+    lower(6).as_deref() == Some(b"allow:".as_slice())
+        || lower(9).as_deref() == Some(b"disallow:".as_slice())
+}
+
+/// How many Allow and Disallow lines `body` has.
+pub fn count_rules(body: &[u8]) -> usize {
+    body.split(|b| *b == b'\n').filter(|l| is_rule(l)).count()
+}
+
+/// `body` with no more than `max` Allow and Disallow lines (the first ones), and how many
+/// were dropped.
+pub fn keep_rules(body: &[u8], max: usize) -> (std::borrow::Cow<'_, [u8]>, usize) {
+    let rules = count_rules(body);
+    if rules <= max {
+        return (std::borrow::Cow::Borrowed(body), 0);
+    }
+    let mut kept = Vec::with_capacity(body.len());
+    let mut seen = 0;
+    for line in body.split(|b| *b == b'\n') {
+        if is_rule(line) {
+            seen += 1;
+            if seen > max {
+                continue;
+            }
+        }
+        kept.extend_from_slice(line);
+        kept.push(b'\n');
+    }
+    (std::borrow::Cow::Owned(kept), rules - max)
+}
+
+/// Interprets a fetched robots.txt for the User-Agent token `agent`, keeping at most
+/// [`MAX_RULES`] of its rules. CPU work on a hostile file: call it off the crawl loop.
 pub fn interpret(file: &RobotsFile, agent: &str) -> Verdict {
     match file.status {
-        200..=299 => match Robot::new(agent, &file.body) {
+        200..=299 => match Robot::new(agent, &keep_rules(&file.body, MAX_RULES).0) {
             Ok(robot) => {
                 let delay = robot
                     .delay
@@ -122,6 +163,24 @@ mod tests {
         ));
         assert!(matches!(interpret(&file(503, ""), "S"), Verdict::TryLater));
         assert!(matches!(interpret(&file(500, ""), "S"), Verdict::TryLater));
+    }
+
+    #[test]
+    fn only_the_first_rules_of_a_huge_file_are_kept() {
+        let mut body = String::from("User-agent: *\nDisallow: /first\n");
+        for i in 0..5_000 {
+            body.push_str(&format!("Disallow: /*{i}*z$\n  allow: /x{i}\n"));
+        }
+        let (kept, dropped) = keep_rules(body.as_bytes(), MAX_RULES);
+        assert_eq!(dropped, 10_001 - MAX_RULES);
+        let kept = String::from_utf8_lossy(&kept);
+        assert!(kept.starts_with("User-agent: *\nDisallow: /first\n"));
+        let Verdict::Known(rules, _) = interpret(&file(200, &body), "S") else {
+            panic!("known")
+        };
+        assert!(!rules.allows("http://a.test/first"));
+        let (same, none) = keep_rules(b"Disallow: /a\n", MAX_RULES);
+        assert_eq!((same.as_ref(), none), (b"Disallow: /a\n".as_slice(), 0));
     }
 
     #[test]

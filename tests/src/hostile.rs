@@ -35,6 +35,23 @@ pub struct HostileOptions {
     pub crawl_delay: Option<f32>,
     /// Hits on robots.txt answered 503 before it is served.
     pub robots_failures: u64,
+    /// Serve a robots.txt of 512 KiB of wildcard rules instead of the usual one.
+    pub robots_bomb: bool,
+}
+
+/// Size of the hostile robots.txt.
+pub const ROBOTS_BOMB_BYTES: usize = 512 * 1024;
+
+/// A robots.txt of [`ROBOTS_BOMB_BYTES`] of distinct wildcard rules, each of which becomes a
+/// regular expression to compile and to match every URL against.
+fn robots_bomb() -> String {
+    let mut robots = String::from("User-agent: *\n");
+    let mut i = 0u64;
+    while robots.len() < ROBOTS_BOMB_BYTES - 64 {
+        robots.push_str(&format!("Disallow: /*{i:x}*z*$\n"));
+        i += 1;
+    }
+    robots
 }
 
 /// One request as the server saw it.
@@ -246,6 +263,11 @@ async fn respond(state: &AppState, path: &str, hit: u64) -> Response {
             if hit <= state.options.robots_failures {
                 return reply(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "try later");
             }
+            if state.options.robots_bomb {
+                // Late, so that the crawl of other hosts is under way when it arrives.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                return reply(StatusCode::OK, "text/plain", robots_bomb());
+            }
             let mut robots = "User-agent: *\nDisallow: /private/\n".to_owned();
             if let Some(delay) = state.options.crawl_delay {
                 robots.push_str(&format!("Crawl-delay: {delay}\n"));
@@ -404,9 +426,19 @@ fn dynamic(path: &str) -> Response {
     }
     if let Some(ms) = path
         .strip_prefix("/sleep/")
+        .and_then(|rest| rest.split('/').next())
         .and_then(|ms| ms.parse::<u64>().ok())
     {
         return sleepy(ms);
+    }
+    if let Some(n) = path
+        .strip_prefix("/list/")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        let links: String = (0..n)
+            .map(|i| format!("<a href=\"/sleep/30/{i}\">{i}</a>"))
+            .collect();
+        return html(format!("<title>List of {n}</title>{links}"));
     }
     if path.starts_with("/trap/") {
         return html(format!(

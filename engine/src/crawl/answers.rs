@@ -191,17 +191,43 @@ impl Crawl {
         }
     }
 
-    /// Applies a host's robots.txt, or schedules another try when the server failed.
+    /// Reads a host's robots.txt on a blocking thread (a hostile file is CPU work the crawl
+    /// loop must not do), or schedules another try when the fetch failed. The host sends
+    /// nothing until the rules are known.
     fn robots_answer(
         &mut self,
-        mut d: Dispatched,
+        d: Dispatched,
         result: Result<RobotsFile, FetchError>,
         now: Instant,
     ) {
-        let verdict = match &result {
-            Ok(file) => robots::interpret(file, &self.agent),
-            Err(_) => Verdict::TryLater,
+        let file = match result {
+            Ok(file) => file,
+            Err(_) => return self.apply_robots(d, Verdict::TryLater, now),
         };
+        let agent = self.agent.clone();
+        let host = d.host.clone();
+        // Polled by the crawl loop: all the work is on the blocking thread.
+        let read = tokio::task::spawn_blocking({
+            let host = host.clone();
+            move || {
+                let rules = robots::count_rules(&file.body);
+                if rules > robots::MAX_RULES {
+                    warn!(%host, rules, kept = robots::MAX_RULES, "robots.txt has too many rules; only the first are applied");
+                }
+                robots::interpret(&file, &agent)
+            }
+        });
+        self.parsing.push(Box::pin(async move {
+            let verdict = read.await.unwrap_or_else(|e| {
+                warn!(%host, cause = %e, "reading robots.txt failed; no rules applied");
+                Verdict::Known(Rules::AllowAll, None)
+            });
+            (d, verdict)
+        }));
+    }
+
+    /// Applies a host's robots.txt, or schedules another try when the server failed.
+    pub(super) fn apply_robots(&mut self, mut d: Dispatched, verdict: Verdict, now: Instant) {
         match verdict {
             Verdict::Known(rules, crawl_delay) => {
                 debug!(host = %d.host, ?rules, ?crawl_delay, "robots.txt");

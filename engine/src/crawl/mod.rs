@@ -79,6 +79,7 @@ struct Completion {
 enum Event {
     Shutdown,
     Done(Completion),
+    Robots(Dispatched, robots::Verdict),
     Lease(Option<Lease>),
     Wake,
     DrainOver,
@@ -143,6 +144,8 @@ pub struct Crawl {
     in_flight: usize,
     /// Whether a signal asked the crawl to stop.
     stopping: bool,
+    /// robots.txt files being read on blocking threads, with the request that fetched each.
+    parsing: FuturesUnordered<BoxFuture<'static, (Dispatched, robots::Verdict)>>,
 }
 
 /// The frontier's host key for a URL: host and port.
@@ -220,6 +223,7 @@ impl Crawl {
             items_rejected_metered: 0,
             in_flight: 0,
             stopping: false,
+            parsing: FuturesUnordered::new(),
         }
     }
 
@@ -290,13 +294,19 @@ impl Crawl {
             // An operator may still add tasks (`--serve`) or resume a paused one.
             let waiting_for_operator =
                 !stopping && (self.config.serve || self.tasks.any_paused_with_work());
-            if in_flight.is_empty() && !can_dispatch && wake.is_none() && !waiting_for_operator {
+            if in_flight.is_empty()
+                && self.parsing.is_empty()
+                && !can_dispatch
+                && wake.is_none()
+                && !waiting_for_operator
+            {
                 break;
             }
             let event = tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !stopping => Event::Shutdown,
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => Event::Done(done),
+                Some((d, verdict)) = self.parsing.next(), if !self.parsing.is_empty() => Event::Robots(d, verdict),
                 command = self.end.commands.recv() => Event::Command(command),
                 lease = self.pool.acquire(), if can_dispatch => Event::Lease(lease),
                 _ = sleep_until(wake), if !can_dispatch && wake.is_some() => Event::Wake,
@@ -314,6 +324,7 @@ impl Crawl {
                     ));
                 }
                 Event::Done(done) => self.complete(done).await?,
+                Event::Robots(d, verdict) => self.apply_robots(d, verdict, Instant::now()),
                 Event::Lease(Some(lease)) => {
                     if let Some(call) = self.dispatch(lease) {
                         in_flight.push(call);
