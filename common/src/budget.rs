@@ -6,10 +6,11 @@
 //! elements while decoding stops such a message after a bounded amount of work and memory.
 
 use crate::value::{Payload, Scalar, Value};
-use crate::wire::{Item, PageYield};
+use crate::wire::{FollowUp, Item, PageYield};
 use serde::Deserialize;
 use serde::de::{self, DeserializeSeed, Deserializer, EnumAccess, MapAccess, SeqAccess, Visitor};
 use std::cell::Cell;
+use std::collections::BTreeMap;
 use std::fmt;
 
 /// Items, payload fields and list values one message may carry in all.
@@ -28,30 +29,93 @@ pub fn items<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<Item>, D:
 /// Page yields one batch may carry (one per page and kind of position-keyed items).
 pub const MAX_PAGE_YIELDS: usize = 100_000;
 
+/// Follow-up links one page's result may carry.
+pub const MAX_FOLLOW_UPS: usize = 100_000;
+
+/// Metadata entries one request may carry.
+pub const MAX_META: usize = 1_000;
+
 /// Decodes a batch's page yields, refusing more than [`MAX_PAGE_YIELDS`].
-pub fn page_yields<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Vec<PageYield>, D::Error> {
-    struct Yields;
-    impl<'de> Visitor<'de> for Yields {
-        type Value = Vec<PageYield>;
+pub fn page_yields<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<PageYield>, D::Error> {
+    d.deserialize_seq(Capped::<Vec<PageYield>>::new(
+        MAX_PAGE_YIELDS,
+        "page yields",
+    ))
+}
 
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a list of page yields")
-        }
+/// Decodes a page's follow-up links, refusing more than [`MAX_FOLLOW_UPS`].
+pub fn follow_ups<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<FollowUp>, D::Error> {
+    d.deserialize_seq(Capped::<Vec<FollowUp>>::new(MAX_FOLLOW_UPS, "links"))
+}
 
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<PageYield>, A::Error> {
-            let mut out = Vec::with_capacity(capacity(seq.size_hint()));
-            while let Some(y) = seq.next_element()? {
-                if out.len() == MAX_PAGE_YIELDS {
-                    return Err(de::Error::custom(format!(
-                        "more than {MAX_PAGE_YIELDS} page yields in one batch"
-                    )));
-                }
-                out.push(y);
-            }
-            Ok(out)
+/// Decodes a request's metadata, refusing more than [`MAX_META`] entries.
+pub fn meta<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, String>, D::Error> {
+    d.deserialize_map(Capped::<BTreeMap<String, String>>::new(
+        MAX_META,
+        "metadata entries",
+    ))
+}
+
+/// A list or map of at most `max` entries.
+struct Capped<T> {
+    max: usize,
+    what: &'static str,
+    out: std::marker::PhantomData<T>,
+}
+
+impl<T> Capped<T> {
+    fn new(max: usize, what: &'static str) -> Self {
+        Capped {
+            max,
+            what,
+            out: std::marker::PhantomData,
         }
     }
-    deserializer.deserialize_seq(Yields)
+
+    fn over<E: de::Error>(&self) -> E {
+        E::custom(format!(
+            "more than {} {} in one message",
+            self.max, self.what
+        ))
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for Capped<Vec<T>> {
+    type Value = Vec<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a list of at most {} {}", self.max, self.what)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+        let mut out = Vec::with_capacity(capacity(seq.size_hint()));
+        while let Some(v) = seq.next_element()? {
+            if out.len() == self.max {
+                return Err(self.over());
+            }
+            out.push(v);
+        }
+        Ok(out)
+    }
+}
+
+impl<'de> Visitor<'de> for Capped<BTreeMap<String, String>> {
+    type Value = BTreeMap<String, String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "a map of at most {} {}", self.max, self.what)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut out = BTreeMap::new();
+        while let Some((k, v)) = map.next_entry()? {
+            if out.len() == self.max {
+                return Err(self.over());
+            }
+            out.insert(k, v);
+        }
+        Ok(out)
+    }
 }
 
 /// What is left to spend.
@@ -299,6 +363,38 @@ mod tests {
             .deserialize(&mut serde_json::Deserializer::from_str(&json))
             .expect("json decode");
         assert_eq!(back, result.items[0]);
+    }
+
+    #[test]
+    fn lists_of_links_and_metadata_are_capped() {
+        let options = bincode::DefaultOptions::new();
+        let result = ParseResult {
+            requests: vec![
+                FollowUp {
+                    url: String::new(),
+                    parser: None,
+                };
+                MAX_FOLLOW_UPS + 1
+            ],
+            ..ParseResult::default()
+        };
+        let bytes = options.serialize(&result).expect("serialize");
+        let err = options
+            .deserialize::<ParseResult>(&bytes)
+            .expect_err("too many links");
+        assert!(err.to_string().contains("links"), "{err}");
+        let request = crate::wire::Request {
+            url: "http://a.test/".into(),
+            parser: "links".into(),
+            depth: 0,
+            task: "t".into(),
+            meta: (0..=MAX_META)
+                .map(|i| (i.to_string(), String::new()))
+                .collect(),
+            spider: None,
+        };
+        let bytes = options.serialize(&request).expect("serialize");
+        assert!(options.deserialize::<crate::wire::Request>(&bytes).is_err());
     }
 
     #[test]

@@ -31,7 +31,8 @@ use tracing::{debug, info, warn};
 pub struct ServerLimits {
     /// Connections served at once; the next `accept` waits for a free slot.
     pub max_connections: usize,
-    /// Connections one peer address may hold at once; more are closed as soon as accepted.
+    /// Connections one peer address (one /64 network for IPv6) may hold at once; more are
+    /// closed as soon as accepted.
     pub max_connections_per_ip: usize,
     /// How long a new connection has to send its first complete frame.
     pub first_frame_timeout: Duration,
@@ -143,8 +144,21 @@ struct PeerSlot {
     ip: IpAddr,
 }
 
+/// The address a peer is counted under: itself for IPv4, its /64 network for IPv6 (one host
+/// is usually given a whole /64).
+fn counted_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+        },
+    }
+}
+
 impl PeerCounts {
     fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+        let ip = counted_as(ip);
         let mut by_ip = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
         let n = by_ip.entry(ip).or_default();
         if *n >= max {
@@ -195,6 +209,7 @@ impl Accepted {
             silence: Box::pin(tokio::time::sleep(self.limits.first_frame_timeout)),
             idle_timeout: self.limits.idle_timeout,
             peer: self.peer,
+            closing_until: None,
             ended: false,
         }
     }
@@ -207,11 +222,21 @@ impl Accepted {
 pub struct ServerTransport<In, Out> {
     inner: Pin<Box<TcpTransport<In, Out>>>,
     close: Pin<Box<WaitForCancellationFutureOwned>>,
+    /// Fires when the peer has been silent too long (or, once closing, quiet long enough).
     silence: Pin<Box<Sleep>>,
     idle_timeout: Duration,
     peer: SocketAddr,
+    /// Once the server closes: reading goes on until the peer is quiet, at most until then.
+    closing_until: Option<Instant>,
     ended: bool,
 }
+
+/// After the server closes, how long a connection keeps reading until its peer falls quiet:
+/// a call the peer sent just as the last answers left is read and refused (the server is
+/// draining), rather than lost with the connection.
+const CLOSING_QUIET: Duration = Duration::from_millis(250);
+/// The longest a closing connection keeps reading.
+const CLOSING_AT_MOST: Duration = Duration::from_secs(2);
 
 impl<In, Out> Stream for ServerTransport<In, Out>
 where
@@ -224,14 +249,19 @@ where
         if self.ended {
             return Poll::Ready(None);
         }
-        if self.close.as_mut().poll(cx).is_ready() {
-            debug!(peer = %self.peer, "server closing: no more requests read");
-            self.ended = true;
-            return Poll::Ready(None);
+        if self.closing_until.is_none() && self.close.as_mut().poll(cx).is_ready() {
+            let until = Instant::now() + CLOSING_AT_MOST;
+            self.closing_until = Some(until);
+            self.silence
+                .as_mut()
+                .reset((Instant::now() + CLOSING_QUIET).min(until));
         }
         match self.inner.as_mut().poll_next(cx) {
             Poll::Ready(Some(item)) => {
-                let next = Instant::now() + self.idle_timeout;
+                let next = match self.closing_until {
+                    Some(until) => (Instant::now() + CLOSING_QUIET).min(until),
+                    None => Instant::now() + self.idle_timeout,
+                };
                 self.silence.as_mut().reset(next);
                 Poll::Ready(Some(item))
             }
@@ -241,7 +271,11 @@ where
             }
             Poll::Pending => {
                 if self.silence.as_mut().poll(cx).is_ready() {
-                    info!(peer = %self.peer, "closing a connection that sent no complete request in time");
+                    if self.closing_until.is_some() {
+                        debug!(peer = %self.peer, "server closing: no more requests read");
+                    } else {
+                        info!(peer = %self.peer, "closing a connection that sent no complete request in time");
+                    }
                     self.ended = true;
                     return Poll::Ready(None);
                 }
@@ -295,7 +329,7 @@ where
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
     let mut refused = 0u64;
-    let mut refusals_reported = Instant::now() - REFUSAL_REPORT_EVERY;
+    let mut refusals_reported: Option<Instant> = None;
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -318,9 +352,9 @@ where
         };
         let Some(slot) = counts.take(peer.ip(), limits.max_connections_per_ip) else {
             refused += 1;
-            if refusals_reported.elapsed() >= REFUSAL_REPORT_EVERY {
+            if refusals_reported.is_none_or(|at| at.elapsed() >= REFUSAL_REPORT_EVERY) {
                 warn!(%peer, refused, limit = limits.max_connections_per_ip, "refusing connections over the per-address limit");
-                refusals_reported = Instant::now();
+                refusals_reported = Some(Instant::now());
                 refused = 0;
             }
             continue;
@@ -397,6 +431,18 @@ mod tests {
     async fn read_to_close(stream: &mut TcpStream) -> usize {
         let mut buf = Vec::new();
         stream.read_to_end(&mut buf).await.unwrap_or(0)
+    }
+
+    #[test]
+    fn ipv6_peers_are_counted_by_their_64() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().expect("ip");
+        let c: IpAddr = "2001:db8:1:3::1".parse().expect("ip");
+        assert_eq!(counted_as(a), counted_as(b));
+        assert_ne!(counted_as(a), counted_as(c));
+        let v4: IpAddr = "127.0.0.2".parse().expect("ip");
+        let mapped: IpAddr = "::ffff:127.0.0.2".parse().expect("ip");
+        assert_eq!(counted_as(mapped), v4);
     }
 
     #[tokio::test]

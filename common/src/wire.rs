@@ -16,6 +16,7 @@ pub struct Request {
     /// The crawl task this request belongs to; items are stored under it.
     pub task: String,
     /// Free-form metadata carried from the request that discovered this one.
+    #[serde(deserialize_with = "crate::budget::meta")]
     pub meta: BTreeMap<String, String>,
     /// The content hash of the spider whose rule `parser` names, for spider crawls; the worker
     /// was sent the spider once with `load_spider`.
@@ -54,6 +55,7 @@ pub struct ParseResult {
     #[serde(deserialize_with = "crate::budget::items")]
     pub items: Vec<Item>,
     /// Links the parser wants followed.
+    #[serde(deserialize_with = "crate::budget::follow_ups")]
     pub requests: Vec<FollowUp>,
     /// How the fetch went.
     pub fetch: FetchFacts,

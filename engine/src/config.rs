@@ -70,6 +70,9 @@ pub struct EngineConfig {
     pub no_workers_timeout: Duration,
     /// Where the crawl's durable state is kept; `None` keeps nothing (`--no_state`).
     pub state_dir: Option<PathBuf>,
+    /// Where items the store refused are written (JSON Lines, appended): at the end of the
+    /// crawl from the state's dead letters, or at once when there is no state.
+    pub dead_letters: PathBuf,
     /// How often the state is committed.
     pub state_sync: Duration,
     /// What to do with an existing state.
@@ -141,6 +144,7 @@ impl Default for EngineConfig {
             heartbeat_misses: 3,
             no_workers_timeout: Duration::from_secs(60),
             state_dir: None,
+            dead_letters: PathBuf::from("default.dead-letters.jsonl"),
             state_sync: Duration::from_millis(200),
             resume: ResumeMode::Auto,
             drain_timeout: Duration::from_secs(30),

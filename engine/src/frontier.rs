@@ -241,8 +241,9 @@ impl Frontier {
         }
     }
 
-    /// Whether a URL of `host` with `fingerprint` may be queued now.
-    pub fn admit(&self, host: &str, fingerprint: u64) -> Admission {
+    /// Whether a URL of `host` with `fingerprint` may be queued now; `bounded` says whether
+    /// the host's queue bound applies (the page cap always does).
+    pub fn admit(&self, host: &str, fingerprint: u64, bounded: bool) -> Admission {
         if self.seen.contains(&fingerprint) {
             return Admission::Seen;
         }
@@ -257,7 +258,7 @@ impl Frontier {
             .map_or(u64::MAX, |max| max.saturating_sub(h.pages));
         if pages_queued as u64 >= budget_left {
             Admission::PageCap
-        } else if pages_queued >= self.config.max_queue_per_host {
+        } else if bounded && pages_queued >= self.config.max_queue_per_host {
             Admission::QueueFull
         } else {
             Admission::Open
@@ -858,7 +859,11 @@ mod tests {
             ..config()
         });
         let admit = |f: &Frontier, host: &str, path: &str| {
-            f.admit(host, common::fingerprint(&format!("http://{host}{path}")))
+            f.admit(
+                host,
+                common::fingerprint(&format!("http://{host}{path}")),
+                true,
+            )
         };
         for i in 0..3 {
             assert_eq!(admit(&f, "a.test", &format!("/{i}")), Admission::Open);
@@ -866,6 +871,11 @@ mod tests {
         }
         assert_eq!(admit(&f, "a.test", "/1"), Admission::Seen);
         assert_eq!(admit(&f, "a.test", "/new"), Admission::QueueFull);
+        assert_eq!(
+            f.admit("a.test", common::fingerprint("http://a.test/seed"), false),
+            Admission::Open,
+            "a seed or a redirect's target is not held to the queue bound"
+        );
         assert_eq!(admit(&f, "b.test", "/new"), Admission::Open, "per host");
         send(&mut f, t0).expect("one leaves the queue");
         assert_eq!(admit(&f, "a.test", "/new"), Admission::Open, "room again");

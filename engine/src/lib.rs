@@ -178,9 +178,12 @@ pub async fn run_with(
             rpc_timeout: config.rpc_timeout,
             unavailable_timeout: config.itemsaver_timeout,
             connect_timeout: config.connect_timeout,
+            dead_letters: config.dead_letters.clone(),
         },
         state.clone(),
     );
+    let dead_letters =
+        std::path::absolute(&config.dead_letters).unwrap_or_else(|_| config.dead_letters.clone());
     let crawl = crawl::Crawl::new(
         config,
         pool,
@@ -211,12 +214,13 @@ pub async fn run_with(
         } else {
             // Finished: nothing to resume, and a re-run starts a fresh crawl. Items the store
             // refused outlive the state, in a file beside it.
-            let letters = dir.path().with_extension("dead-letters.jsonl");
-            if dir.export_dead_letters(&letters)? > 0 {
-                summary.dead_letters = Some(letters.display().to_string());
+            if dir.export_dead_letters(&dead_letters)? > 0 {
+                summary.dead_letters = Some(dead_letters.display().to_string());
             }
             dir.remove()?;
         }
+    } else if summary.items_rejected > 0 {
+        summary.dead_letters = Some(dead_letters.display().to_string());
     }
     Ok(summary)
 }

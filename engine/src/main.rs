@@ -315,7 +315,7 @@ struct Args {
 
     /// Milliseconds between heartbeats to each worker.
     #[arg(
-        value_parser = clap::value_parser!(u64).range(10..=3_600_000),
+        value_parser = clap::value_parser!(u64).range(10..=300_000),
         long = "heartbeat_ms",
         alias = "heartbeat-ms",
         value_name = "MS",
@@ -469,6 +469,10 @@ impl Args {
             .map(|h| common::parse_host_spec(h).map_err(EngineError::BadItemSaverHost))
             .transpose()?;
         let serve_only = self.serve && seeds.is_empty() && !self.resume;
+        let state_path = self
+            .state
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(format!("{task}.state")));
         Ok(EngineConfig {
             seeds,
             parser: self.parser.clone(),
@@ -507,13 +511,10 @@ impl Args {
             heartbeat: Duration::from_millis(self.heartbeat_ms.max(10)),
             heartbeat_misses: self.heartbeat_misses.max(1),
             no_workers_timeout: Duration::from_secs(self.no_workers_timeout),
+            dead_letters: state_path.with_extension("dead-letters.jsonl"),
             // An engine that only serves API tasks has nothing durable to keep (API tasks
             // are not resumed).
-            state_dir: (!self.no_state && !serve_only).then(|| {
-                self.state
-                    .clone()
-                    .unwrap_or_else(|| PathBuf::from(format!("{task}.state")))
-            }),
+            state_dir: (!self.no_state && !serve_only).then(|| state_path.clone()),
             state_sync: Duration::from_millis(self.state_sync_ms.max(1)),
             resume: if self.resume {
                 ResumeMode::Require

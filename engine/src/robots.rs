@@ -47,64 +47,113 @@ pub enum Verdict {
     TryLater,
 }
 
-/// Allow and Disallow lines kept from one robots.txt; the rest are dropped. Each rule may be
-/// a regular expression every URL of the host is matched against, so a hostile file of many
-/// thousands would make each page cost milliseconds.
+/// Allow and Disallow lines kept from the groups of one robots.txt that apply to us; the
+/// rest are dropped. Each rule may be a regular expression every URL of the host is matched
+/// against, so a hostile file of many thousands would make each page cost milliseconds.
 pub const MAX_RULES: usize = 2_000;
 
-/// Whether a robots.txt line is an Allow or Disallow rule.
-fn is_rule(line: &[u8]) -> bool {
-    let line = line.trim_ascii_start();
-    let lower = |n: usize| line.get(..n).map(<[u8]>::to_ascii_lowercase);
-    lower(6).as_deref() == Some(b"allow:".as_slice())
-        || lower(9).as_deref() == Some(b"disallow:".as_slice())
+/// What a robots.txt line is, as far as keeping rules goes.
+enum LineKind<'a> {
+    UserAgent(&'a [u8]),
+    Rule,
+    Other,
 }
 
-/// How many Allow and Disallow lines `body` has.
-pub fn count_rules(body: &[u8]) -> usize {
-    body.split(|b| *b == b'\n').filter(|l| is_rule(l)).count()
-}
-
-/// `body` with no more than `max` Allow and Disallow lines (the first ones), and how many
-/// were dropped.
-pub fn keep_rules(body: &[u8], max: usize) -> (std::borrow::Cow<'_, [u8]>, usize) {
-    let rules = count_rules(body);
-    if rules <= max {
-        return (std::borrow::Cow::Borrowed(body), 0);
+fn line_kind(line: &[u8]) -> LineKind<'_> {
+    let line = line.trim_ascii();
+    let Some(colon) = line.iter().position(|b| *b == b':') else {
+        return LineKind::Other;
+    };
+    let key = line[..colon].trim_ascii().to_ascii_lowercase();
+    match key.as_slice() {
+        b"user-agent" => LineKind::UserAgent(line[colon + 1..].trim_ascii()),
+        b"allow" | b"disallow" => LineKind::Rule,
+        _ => LineKind::Other,
     }
-    let mut kept = Vec::with_capacity(body.len());
-    let mut seen = 0;
-    for line in body.split(|b| *b == b'\n') {
-        if is_rule(line) {
-            seen += 1;
-            if seen > max {
-                continue;
+}
+
+/// `body` keeping only the Allow and Disallow lines of the groups that apply to `agent` (its
+/// own groups when the file names it, else the `*` groups, as RFC 9309 and texting_robots
+/// choose), at most `max` of them, the first ones; and how many of those were dropped.
+pub fn keep_rules<'a>(
+    body: &'a [u8],
+    agent: &str,
+    max: usize,
+) -> (std::borrow::Cow<'a, [u8]>, usize) {
+    let lines = || body.split(|b| *b == b'\n');
+    let agent = agent.to_ascii_lowercase();
+    let names = |ua: &[u8]| ua.eq_ignore_ascii_case(agent.as_bytes());
+    let any_agent_line = lines().any(|l| matches!(line_kind(l), LineKind::UserAgent(_)));
+    let ours_named = lines().any(|l| matches!(line_kind(l), LineKind::UserAgent(ua) if names(ua)));
+    let applies = |ua: &[u8]| if ours_named { names(ua) } else { ua == b"*" };
+    // Which rule lines apply: those in a group whose User-agent lines include ours.
+    let mut keep = Vec::new();
+    let mut capturing = !any_agent_line;
+    let mut in_agents = false;
+    let mut applicable = 0usize;
+    for line in lines() {
+        match line_kind(line) {
+            LineKind::UserAgent(ua) => {
+                if !in_agents {
+                    capturing = false;
+                }
+                in_agents = true;
+                capturing |= applies(ua);
+                keep.push(true);
+            }
+            LineKind::Rule => {
+                in_agents = false;
+                applicable += usize::from(capturing);
+                keep.push(capturing && applicable <= max);
+            }
+            LineKind::Other => {
+                in_agents = false;
+                keep.push(true);
             }
         }
-        kept.extend_from_slice(line);
-        kept.push(b'\n');
     }
-    (std::borrow::Cow::Owned(kept), rules - max)
+    let dropped = applicable.saturating_sub(max);
+    if keep.iter().all(|k| *k) {
+        return (std::borrow::Cow::Borrowed(body), dropped);
+    }
+    let mut kept = Vec::with_capacity(body.len().min(1 << 20));
+    for (line, keep) in lines().zip(keep) {
+        if keep {
+            kept.extend_from_slice(line);
+            kept.push(b'\n');
+        }
+    }
+    (std::borrow::Cow::Owned(kept), dropped)
 }
 
 /// Interprets a fetched robots.txt for the User-Agent token `agent`, keeping at most
-/// [`MAX_RULES`] of its rules. CPU work on a hostile file: call it off the crawl loop.
-pub fn interpret(file: &RobotsFile, agent: &str) -> Verdict {
+/// [`MAX_RULES`] of the rules that apply; also says how many were dropped. CPU work on a
+/// hostile file: call it off the crawl loop.
+pub fn read(file: &RobotsFile, agent: &str) -> (Verdict, usize) {
     match file.status {
-        200..=299 => match Robot::new(agent, &keep_rules(&file.body, MAX_RULES).0) {
-            Ok(robot) => {
-                let delay = robot
-                    .delay
-                    .filter(|d| d.is_finite() && *d > 0.0)
-                    .map(|d| Duration::from_secs_f32(d.min(86_400.0)));
-                Verdict::Known(Rules::Parsed(Arc::new(robot)), delay)
-            }
-            Err(_) => Verdict::Known(Rules::AllowAll, None),
-        },
+        200..=299 => {
+            let (body, dropped) = keep_rules(&file.body, agent, MAX_RULES);
+            let verdict = match Robot::new(agent, &body) {
+                Ok(robot) => {
+                    let delay = robot
+                        .delay
+                        .filter(|d| d.is_finite() && *d > 0.0)
+                        .map(|d| Duration::from_secs_f32(d.min(86_400.0)));
+                    Verdict::Known(Rules::Parsed(Arc::new(robot)), delay)
+                }
+                Err(_) => Verdict::Known(Rules::AllowAll, None),
+            };
+            (verdict, dropped)
+        }
         // Redirects left after the worker followed five, and client errors: no rules.
-        300..=499 => Verdict::Known(Rules::AllowAll, None),
-        _ => Verdict::TryLater,
+        300..=499 => (Verdict::Known(Rules::AllowAll, None), 0),
+        _ => (Verdict::TryLater, 0),
     }
+}
+
+/// [`read`], without the count of rules dropped.
+pub fn interpret(file: &RobotsFile, agent: &str) -> Verdict {
+    read(file, agent).0
 }
 
 /// The robots.txt URL of the host of `url`.
@@ -166,20 +215,44 @@ mod tests {
     }
 
     #[test]
-    fn only_the_first_rules_of_a_huge_file_are_kept() {
+    fn only_the_first_rules_that_apply_to_us_are_kept() {
         let mut body = String::from("User-agent: *\nDisallow: /first\n");
         for i in 0..5_000 {
             body.push_str(&format!("Disallow: /*{i}*z$\n  allow: /x{i}\n"));
         }
-        let (kept, dropped) = keep_rules(body.as_bytes(), MAX_RULES);
+        let (verdict, dropped) = read(&file(200, &body), "S");
         assert_eq!(dropped, 10_001 - MAX_RULES);
-        let kept = String::from_utf8_lossy(&kept);
-        assert!(kept.starts_with("User-agent: *\nDisallow: /first\n"));
-        let Verdict::Known(rules, _) = interpret(&file(200, &body), "S") else {
+        let Verdict::Known(rules, _) = verdict else {
             panic!("known")
         };
         assert!(!rules.allows("http://a.test/first"));
-        let (same, none) = keep_rules(b"Disallow: /a\n", MAX_RULES);
+    }
+
+    #[test]
+    fn other_agents_rules_do_not_crowd_out_ours() {
+        let mut body = String::from("User-agent: OtherBot\nUser-agent: ThirdBot\n");
+        for i in 0..5_000 {
+            body.push_str(&format!("Disallow: /other{i}\n"));
+        }
+        body.push_str("\nUser-agent: Spinneret\nDisallow: /ours\n");
+        body.push_str("\nUser-agent: *\nDisallow: /everyone\n");
+        let (verdict, dropped) = read(&file(200, &body), "Spinneret");
+        assert_eq!(dropped, 0);
+        let Verdict::Known(rules, _) = verdict else {
+            panic!("known")
+        };
+        assert!(!rules.allows("http://a.test/ours"));
+        assert!(rules.allows("http://a.test/other1"));
+        assert!(
+            rules.allows("http://a.test/everyone"),
+            "our own group wins over *"
+        );
+        let Verdict::Known(rules, _) = interpret(&file(200, &body), "Unnamed") else {
+            panic!("known")
+        };
+        assert!(!rules.allows("http://a.test/everyone"));
+        assert!(rules.allows("http://a.test/ours"));
+        let (same, none) = keep_rules(b"Disallow: /a\n", "S", MAX_RULES);
         assert_eq!((same.as_ref(), none), (b"Disallow: /a\n".as_slice(), 0));
     }
 

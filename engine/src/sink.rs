@@ -65,7 +65,7 @@ pub enum Target {
 }
 
 /// How the sink behaves.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct SinkConfig {
     /// Items per batch at most.
     pub batch_size: usize,
@@ -77,6 +77,8 @@ pub struct SinkConfig {
     pub unavailable_timeout: Duration,
     /// Time allowed to reconnect to the itemsaver.
     pub connect_timeout: Duration,
+    /// Where refused items are appended when there is no state to keep them in.
+    pub dead_letters: std::path::PathBuf,
 }
 
 /// What became of the items sent to a sink.
@@ -328,35 +330,67 @@ impl Sender {
                     parts.push(second);
                     parts.push(first);
                 }
-                Outcome::Rejected { index, reason } => {
-                    let item = take_item(&mut part, index);
-                    if let Some(item) = item {
+                Outcome::Rejected { index, reason } => match take_item(&mut part, index) {
+                    Some(item) => {
                         self.dead_letter(item, reason).await?;
+                        parts.push(part);
                     }
-                    parts.push(part);
-                }
+                    // An itemsaver naming an item the batch does not have: wait and retry,
+                    // never spin.
+                    None => parts.push(
+                        self.failed(
+                            part,
+                            &parts,
+                            &mut failing_since,
+                            &mut backoff,
+                            format!(
+                                "the itemsaver refused item {index} of a smaller batch: {reason}"
+                            ),
+                        )
+                        .await?,
+                    ),
+                },
                 Outcome::Failed(cause) => {
-                    let since = *failing_since.get_or_insert_with(|| {
-                        warn!(%cause, "the itemsaver is not taking items; the crawl waits and keeps them spooled");
-                        Instant::now()
-                    });
-                    let waited = since.elapsed();
-                    if waited >= self.config.unavailable_timeout {
-                        let pending = part.iter().map(|p| p.items.len()).sum::<usize>()
-                            + parts.iter().flatten().map(|p| p.items.len()).sum::<usize>();
-                        return Err(SinkError::Unavailable {
-                            waited,
-                            cause,
-                            pending,
-                        });
-                    }
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                    let part = self
+                        .failed(part, &parts, &mut failing_since, &mut backoff, cause)
+                        .await?;
                     parts.push(part);
                 }
             }
         }
         Ok(())
+    }
+
+    /// After a failed save: gives up past the unavailable timeout, otherwise waits out the
+    /// back-off and hands the part back to be tried again.
+    async fn failed(
+        &self,
+        part: Vec<Piece>,
+        rest: &[Vec<Piece>],
+        failing_since: &mut Option<Instant>,
+        backoff: &mut Duration,
+        cause: String,
+    ) -> Result<Vec<Piece>, SinkError> {
+        let since = *failing_since.get_or_insert_with(|| {
+            warn!(%cause, "the itemsaver is not taking items; the crawl waits and keeps them spooled");
+            Instant::now()
+        });
+        let waited = since.elapsed();
+        if waited >= self.config.unavailable_timeout {
+            let pending = part
+                .iter()
+                .chain(rest.iter().flatten())
+                .map(|p| p.items.len())
+                .sum();
+            return Err(SinkError::Unavailable {
+                waited,
+                cause,
+                pending,
+            });
+        }
+        tokio::time::sleep(*backoff).await;
+        *backoff = (*backoff * 2).min(Duration::from_secs(5));
+        Ok(part)
     }
 
     /// One save call; a broken connection is reconnected and tried again at once (an
@@ -409,14 +443,29 @@ impl Sender {
         }
     }
 
-    /// Keeps an item the store refused on its own in the state's dead letters, logged once.
+    /// Keeps an item the store refused on its own, logged once: in the state's dead letters,
+    /// or, without a state, appended to the dead-letters file at once.
     async fn dead_letter(&mut self, item: Item, reason: String) -> Result<(), SinkError> {
         warn!(task = %item.task, id = %item.id, url = %item.url, %reason, "the item store refused an item; kept as a dead letter, the crawl goes on");
         self.rejected.fetch_add(1, Ordering::Relaxed);
-        self.state
-            .dead_letter(item, reason)
+        if self.state.is_enabled() {
+            return self
+                .state
+                .dead_letter(item, reason)
+                .await
+                .map_err(|e| SinkError::Stopped(e.to_string()));
+        }
+        let path = self.config.dead_letters.clone();
+        let line = crate::state::dead_letter_line(&item, &reason);
+        tokio::task::spawn_blocking(move || crate::state::append(&path, &line))
             .await
-            .map_err(|e| SinkError::Stopped(e.to_string()))
+            .map_err(|e| SinkError::Stopped(e.to_string()))?
+            .map_err(|e| {
+                SinkError::Stopped(format!(
+                    "cannot write dead letters to {}: {e}",
+                    self.config.dead_letters.display()
+                ))
+            })
     }
     /// Replaces the itemsaver connection; returns whether a new one was made.
     async fn reconnect(&mut self) -> bool {

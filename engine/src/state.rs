@@ -168,8 +168,13 @@ impl StateHandle {
         self.send(Op::Acked(seqs)).await
     }
 
+    /// Whether changes are recorded (false with `--no_state`).
+    pub fn is_enabled(&self) -> bool {
+        self.tx.is_some()
+    }
+
     /// Keeps an item the item store refused on its own, with the reason, so that it is not
-    /// lost (one row per task and id).
+    /// lost (one row per task and id); nothing without a state (see [`StateHandle::is_enabled`]).
     pub async fn dead_letter(&self, item: Item, reason: String) -> Result<(), StateError> {
         if self.tx.is_none() {
             return Ok(());
@@ -209,6 +214,35 @@ fn damaged_op(message: String) -> StateError {
     }
 }
 
+/// An item the store refused, as one line of JSON: `reason`, the item's `task`, `id`, `url`
+/// and `kind`, and its fields.
+pub fn dead_letter_line(item: &Item, reason: &str) -> String {
+    let mut obj = common::value::payload_to_json(&item.payload);
+    for (k, v) in [
+        ("reason", reason),
+        ("task", &item.task),
+        ("id", &item.id),
+        ("url", &item.url),
+        ("kind", &item.kind),
+    ] {
+        obj.insert(k.into(), serde_json::Value::String(v.to_owned()));
+    }
+    let mut line = serde_json::Value::Object(obj).to_string();
+    line.push('\n');
+    line
+}
+
+/// Appends `text` to the file at `path` (created if missing) and syncs it to disk.
+pub fn append(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    file.write_all(text.as_bytes())?;
+    file.sync_data()
+}
+
 /// The state directory of a crawl.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -246,8 +280,8 @@ impl StateDir {
         }
     }
 
-    /// Writes the dead letters the state holds, one JSON object a line (`reason` and the
-    /// item's fields), to `out`; returns how many. Called before a finished crawl's state is
+    /// Appends the dead letters the state holds to `out` (see [`dead_letter_line`]); returns
+    /// how many. Called before a finished crawl's state is
     /// removed, so that no refused item is lost with it.
     pub fn export_dead_letters(&self, out: &Path) -> Result<u64, StateError> {
         let path = self.db();
@@ -279,26 +313,14 @@ impl StateDir {
         if letters.is_empty() {
             return Ok(0);
         }
-        let io = |source| StateError::Io {
-            path: out.to_owned(),
-            source,
-        };
         let mut text = String::new();
         for (reason, item) in &letters {
-            let mut obj = common::value::payload_to_json(&item.payload);
-            for (k, v) in [
-                ("reason", reason),
-                ("task", &item.task),
-                ("id", &item.id),
-                ("url", &item.url),
-                ("kind", &item.kind),
-            ] {
-                obj.insert(k.into(), serde_json::Value::String(v.clone()));
-            }
-            text.push_str(&serde_json::Value::Object(obj).to_string());
-            text.push('\n');
+            text.push_str(&dead_letter_line(item, reason));
         }
-        std::fs::write(out, text).map_err(io)?;
+        append(out, &text).map_err(|source| StateError::Io {
+            path: out.to_owned(),
+            source,
+        })?;
         Ok(letters.len() as u64)
     }
 

@@ -51,8 +51,13 @@ CREATE TABLE IF NOT EXISTS items (
     PRIMARY KEY (task, id)
 );";
 
-/// Added after the first release: stores from before get the column when opened.
-const POSITION_COLUMN: &str = "ALTER TABLE items ADD COLUMN position INTEGER";
+/// Added after the first release: stores from before get the column when opened, filled in
+/// for their position-keyed items (ids `URL#KIND-N`).
+const POSITION_COLUMN: &str = "ALTER TABLE items ADD COLUMN position INTEGER;
+UPDATE items SET position = CAST(substr(id, length(url) + length(kind) + 3) AS INTEGER)
+ WHERE substr(id, 1, length(url) + length(kind) + 2) = url || '#' || kind || '-'
+   AND substr(id, length(url) + length(kind) + 3) <> ''
+   AND substr(id, length(url) + length(kind) + 3) NOT GLOB '*[^0-9]*';";
 
 const PAGE_INDEX: &str = "CREATE INDEX IF NOT EXISTS items_by_page
     ON items (task, url, kind, position) WHERE position IS NOT NULL";
@@ -375,6 +380,44 @@ mod tests {
         );
         assert_eq!(position_of(&three[1]), Some(1));
         assert_eq!(position_of(&other), None);
+    }
+
+    #[test]
+    fn a_store_from_before_positions_gets_them_when_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE items (task TEXT NOT NULL, id TEXT NOT NULL, url TEXT NOT NULL,
+             kind TEXT NOT NULL, payload TEXT NOT NULL, saved_at INTEGER NOT NULL,
+             PRIMARY KEY (task, id));
+             INSERT INTO items VALUES ('t', 'http://a.test/l#q-12', 'http://a.test/l', 'q', '{}', 0);
+             INSERT INTO items VALUES ('t', 'http://a.test/l#q-x', 'http://a.test/l', 'q', '{}', 0);
+             INSERT INTO items VALUES ('t', 'own', 'http://a.test/l', 'q', '{}', 0);",
+        )
+        .expect("old store");
+        drop(conn);
+        let store = Store::open(&path).expect("open old store");
+        let none_now = PageYield {
+            task: "t".into(),
+            url: "http://a.test/l".into(),
+            kind: "q".into(),
+            count: 0,
+        };
+        store.save(&[], &[none_now]).expect("re-crawl");
+        assert!(
+            store
+                .get("t", "http://a.test/l#q-12")
+                .expect("get")
+                .is_none()
+        );
+        assert!(
+            store
+                .get("t", "http://a.test/l#q-x")
+                .expect("get")
+                .is_some()
+        );
+        assert!(store.get("t", "own").expect("get").is_some());
     }
 
     #[test]

@@ -53,7 +53,9 @@ pub struct FetchArgs {
         alias = "max-links-per-page",
         value_name = "N",
         env = "SPINNERET_MAX_LINKS_PER_PAGE",
-        default_value_t = 5_000
+        default_value_t = 5_000,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new()
+            .range(1..=common::budget::MAX_FOLLOW_UPS as u64)
     )]
     pub max_links_per_page: usize,
 

@@ -310,8 +310,10 @@ impl CrawlServer {
         };
         // An answer over the frame limit would break the connection and every call on it;
         // a parser that ignored its budget gets a typed error instead.
+        // So would one the engine must refuse to decode (too many elements).
         let bytes = common::codec::encoded_len(&result);
-        if bytes > MAX_RESULT_FRAME {
+        let elements: usize = result.items.iter().map(common::Item::elements).sum();
+        if bytes > MAX_RESULT_FRAME || elements > common::budget::MAX_ELEMENTS {
             return Err(FetchError::ResultTooLarge {
                 bytes,
                 limit: MAX_RESULT_FRAME,

@@ -240,3 +240,67 @@ async fn a_draining_worker_writes_every_answer_it_computed() {
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_sent_as_the_drain_ends_is_refused_not_lost() {
+    let (arrived, mut arrivals) = tokio::sync::watch::channel(0usize);
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || {
+            arrived.send_modify(|n| *n += 1);
+            async {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                (
+                    [(axum::http::header::CONTENT_TYPE, "text/html")],
+                    "<title>slow</title>",
+                )
+            }
+        }),
+    );
+    let site = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let site_addr = site.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(site, app).await });
+    let (addr, shutdown) = start_worker().await;
+    let client = common::transport::connect_worker(
+        &addr.to_string(),
+        Duration::from_secs(5),
+        &Default::default(),
+    )
+    .await
+    .expect("connect");
+    let request = |path: &str| common::Request {
+        url: format!("http://{site_addr}{path}"),
+        parser: "links".into(),
+        depth: 0,
+        task: "t".into(),
+        meta: Default::default(),
+        spider: None,
+    };
+    let first = {
+        let client = client.clone();
+        let request = request("/slow");
+        tokio::spawn(async move {
+            client
+                .crawl(
+                    common::transport::deadline(Duration::from_secs(30)),
+                    request,
+                )
+                .await
+        })
+    };
+    arrivals.wait_for(|n| *n == 1).await.expect("fetching");
+    shutdown.cancel();
+    let answer = first.await.expect("join");
+    assert!(matches!(answer, Ok(Ok(_))), "{answer:?}");
+    // The next call leaves the moment the last answer arrives, as an engine's would.
+    let next = client
+        .crawl(
+            common::transport::deadline(Duration::from_secs(30)),
+            request("/slow"),
+        )
+        .await;
+    assert!(
+        matches!(next, Ok(Err(common::FetchError::Unavailable(_)))),
+        "refused as the worker drains, so the engine sends it elsewhere uncharged: {next:?}"
+    );
+}

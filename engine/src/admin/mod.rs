@@ -152,18 +152,23 @@ pub fn serve(
 /// Lets reads through; changes need the bearer token when one is set. Without a token, only
 /// requests that name this machine are served at all (see [`AllowedHosts`]).
 async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
-    if admin.token.is_none()
-        && let Some(host) = request.headers().get(header::HOST)
-        && !host.to_str().is_ok_and(|h| admin.hosts.allows(h))
-    {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            format!(
-                "this admin server has no --admin_token and is not known as {:?}; give the name with --admin_host, or use an address of this machine",
-                String::from_utf8_lossy(host.as_bytes())
-            ),
-        )
-        .into_response();
+    if admin.token.is_none() {
+        // HTTP/1.1 names the server in Host; HTTP/2 in the URI's authority.
+        let host = request
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| request.uri().authority().map(|a| a.as_str()))
+            .unwrap_or("");
+        if !admin.hosts.allows(host) {
+            return ApiError::new(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "this admin server has no --admin_token and is not known as {host:?}; give the name with --admin_host, or use an address of this machine"
+                ),
+            )
+            .into_response();
+        }
     }
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     if !reads && cross_origin(request.headers()) {

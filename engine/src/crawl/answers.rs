@@ -1,6 +1,6 @@
 //! What the crawl does with each answer: store, follow, retry, slow down, or give up.
 
-use super::{Answer, Completion, Crawl, Unanswered, retry_delay};
+use super::{Answer, Completion, Crawl, Found, Unanswered, retry_delay};
 use crate::error::EngineError;
 use crate::frontier::{Dispatched, Kind};
 use crate::robots::{self, Rules, Verdict};
@@ -33,6 +33,9 @@ impl Crawl {
         } = done;
         let worker = lease.worker().index;
         lease.worker().in_flight.fetch_sub(1, Ordering::Relaxed);
+        if !dispatched.deaths.is_empty() {
+            self.suspects_in_flight = self.suspects_in_flight.saturating_sub(1);
+        }
         let addr = lease.worker().addr.clone();
         self.meter(worker, &addr)
             .1
@@ -210,11 +213,11 @@ impl Crawl {
         let read = tokio::task::spawn_blocking({
             let host = host.clone();
             move || {
-                let rules = robots::count_rules(&file.body);
-                if rules > robots::MAX_RULES {
-                    warn!(%host, rules, kept = robots::MAX_RULES, "robots.txt has too many rules; only the first are applied");
+                let (verdict, dropped) = robots::read(&file, &agent);
+                if dropped > 0 {
+                    warn!(%host, dropped, kept = robots::MAX_RULES, "robots.txt has too many rules; only the first are applied");
                 }
-                robots::interpret(&file, &agent)
+                verdict
             }
         });
         self.parsing.push(Box::pin(async move {
@@ -347,7 +350,7 @@ impl Crawl {
             url: url.to_string(),
             ..from.request.clone()
         };
-        self.push(&url, request, from.redirects + 1, now);
+        self.push(&url, request, Found::Redirect(from.redirects + 1), now);
     }
 
     /// Schedules the links of a parsed page that are new, in scope and within the limits.
@@ -392,7 +395,7 @@ impl Crawl {
                 meta: parent.meta.clone(),
                 spider: parent.spider,
             };
-            self.push(&url, request, 0, now);
+            self.push(&url, request, Found::Link, now);
         }
     }
 

@@ -146,6 +146,25 @@ pub struct Crawl {
     stopping: bool,
     /// robots.txt files being read on blocking threads, with the request that fetched each.
     parsing: FuturesUnordered<BoxFuture<'static, (Dispatched, robots::Verdict)>>,
+    /// Requests in flight that a worker already died holding (see [`SUSPECT_WAIT`]).
+    suspects_in_flight: usize,
+}
+
+/// How long a request some worker died holding waits while another such request is in
+/// flight. Suspects go out one at a time, so when a worker dies holding one, the others are
+/// not charged with its death: only a page that keeps killing workers reaches
+/// `--max_worker_deaths`.
+const SUSPECT_WAIT: Duration = Duration::from_millis(250);
+
+/// Where a URL to queue was found.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Found {
+    /// A task's start URL.
+    Seed,
+    /// A link on a fetched page.
+    Link,
+    /// The target of a redirect, after this many hops.
+    Redirect(u32),
 }
 
 /// The frontier's host key for a URL: host and port.
@@ -224,6 +243,7 @@ impl Crawl {
             in_flight: 0,
             stopping: false,
             parsing: FuturesUnordered::new(),
+            suspects_in_flight: 0,
         }
     }
 
@@ -391,9 +411,16 @@ impl Crawl {
                     }
                     self.finished(&d);
                 }
+                Some(Popped::Send(d)) if !d.deaths.is_empty() && self.suspects_in_flight > 0 => {
+                    self.frontier.done(&d.host, now);
+                    self.frontier.defer(d, now + SUSPECT_WAIT);
+                }
                 Some(Popped::Send(d)) => break d,
             }
         };
+        if !dispatched.deaths.is_empty() {
+            self.suspects_in_flight += 1;
+        }
         let lease = match dispatched.last_worker {
             Some(avoid) => self.pool.prefer_other(lease, avoid),
             None => lease,
@@ -459,17 +486,26 @@ impl Crawl {
 
     /// Queues a URL (already canonical) unless its task saw it; records it durably when its
     /// task is the engine's own.
-    fn push(&mut self, url: &Url, request: Request, redirects: u32, now: Instant) -> bool {
+    fn push(&mut self, url: &Url, request: Request, found: Found, now: Instant) -> bool {
         let index = self.tasks.index(&request.task);
         let salt = index.map_or(0, |i| self.tasks.at(i).salt);
         let fp = fingerprint(url.as_str()) ^ salt;
         let host = host_key(url);
-        match self.frontier.admit(&host, fp) {
+        let redirects = match found {
+            Found::Redirect(hops) => hops,
+            Found::Seed | Found::Link => 0,
+        };
+        // A seed or a redirect's target is offered once: only links, which other pages may
+        // offer again, wait for room in a full queue.
+        match self.frontier.admit(&host, fp, found == Found::Link) {
             Admission::Open => {}
             Admission::Seen => return false,
             refused => {
                 let reason = refused.reason().unwrap_or("refused");
                 *self.summary.skipped.entry(reason.into()).or_default() += 1;
+                if let Some(t) = self.tasks.named_mut(&request.task) {
+                    t.skipped += 1;
+                }
                 self.metrics
                     .urls_refused
                     .get_or_create(&ReasonLabels {
@@ -526,7 +562,7 @@ impl Crawl {
                 meta: Default::default(),
                 spider,
             };
-            self.push(seed, request, 0, now);
+            self.push(seed, request, Found::Seed, now);
         }
     }
 

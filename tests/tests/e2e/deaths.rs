@@ -130,3 +130,31 @@ async fn a_page_slower_than_the_rpc_deadline_spends_its_retries_not_forever() {
     assert_eq!(s["pages_failed"]["timeout"], 1, "{s}");
     assert_eq!(server.hits()[SLOW], 2, "the first try and one retry");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_kills_its_workers_takes_no_other_page_with_it() {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (a, b) = (server.url("/sleep/1500/a"), server.url("/sleep/1500/b"));
+    let (run, store) = crawl_with_faults(
+        dir.path(),
+        &server,
+        Fault::Crash,
+        10,
+        &[
+            "--max_worker_deaths=3",
+            &format!("--seed={a}"),
+            &format!("--seed={b}"),
+        ],
+    )
+    .await;
+    let s = run.summary();
+    assert_eq!(s["pages_failed"]["poison_page"], 1, "{s}");
+    assert_eq!(
+        s["pages_ok"], 2,
+        "the pages in flight beside it when the first worker died are fetched: {s}"
+    );
+    assert_eq!(export(&store).await.len(), 2);
+}

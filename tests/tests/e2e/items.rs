@@ -97,6 +97,24 @@ async fn an_item_the_store_refuses_is_a_dead_letter_and_the_crawl_goes_on() {
         1,
         "logged once"
     );
+
+    // Without a state, a refused item goes to the dead-letters file at once.
+    let run = run_engine(
+        dir.path(),
+        &[
+            format!("--itemsaver_host={}", saver.addr),
+            format!("--seed={}", server.url("/long-title")),
+            "--no_state".into(),
+            "--task=again".into(),
+            "--max_depth=0".into(),
+        ],
+    )
+    .await;
+    assert!(run.status.success(), "{}", run.stderr);
+    let letters = dir.path().join("again.dead-letters.jsonl");
+    assert_eq!(run.summary()["dead_letters"], letters.display().to_string());
+    let text = std::fs::read_to_string(&letters).expect("dead letters without a state");
+    assert!(text.contains("\"task\":\"again\""), "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

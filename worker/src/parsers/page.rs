@@ -86,7 +86,7 @@ impl LinkSet {
     /// already kept or the set is full.
     pub fn insert(&mut self, url: String, parser: Option<String>) {
         if !self.is_full() && self.seen.insert(url.clone()) {
-            self.bytes += url.len();
+            self.bytes += link_bytes(&url);
             self.links.push(FollowUp { url, parser });
         }
     }
@@ -98,10 +98,15 @@ impl LinkSet {
     /// The kept links, their bytes spent from `budget` (they always fit: links take at most
     /// half of it).
     pub fn finish(self, budget: &Budget) -> Vec<FollowUp> {
-        let bytes: usize = self.links.iter().map(|l| l.url.len() + 16).sum();
-        budget.take(bytes);
+        let fits = budget.take(self.bytes);
+        debug_assert!(fits, "links are bounded by half the budget");
         self.links
     }
+}
+
+/// What one link weighs in a page's result.
+fn link_bytes(url: &str) -> usize {
+    url.len() + 16
 }
 
 /// Collapses runs of white space to one space and trims, keeping at most `max` characters.

@@ -82,9 +82,12 @@ fn extract_kind(
         page.budget.check_time()?;
         if out.items.len() >= MAX_ITEMS_PER_PAGE || out.truncated > 0 {
             // Out of room: count the rest instead of extracting it.
-            out.truncated = out
-                .truncated
-                .saturating_add(1 + scopes.count().min(u32::MAX as usize) as u32);
+            let mut rest = 1u32;
+            for _ in scopes.by_ref() {
+                page.budget.check_time()?;
+                rest = rest.saturating_add(1);
+            }
+            out.truncated = out.truncated.saturating_add(rest);
             break;
         }
         let mut payload = Payload::new();
@@ -131,7 +134,10 @@ fn extract_kind(
         }
         out.items.push(item);
     }
-    report(out, position);
+    // A kind cut short says nothing of the items it did not reach: nothing may be deleted.
+    if out.truncated == 0 {
+        report(out, position);
+    }
     Ok(())
 }
 

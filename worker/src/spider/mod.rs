@@ -225,6 +225,11 @@ fields.name = { selector = "h3" }
             full.items[..cut.items.len()],
             "the first ones are kept whole"
         );
+        assert_eq!(full.yields.len(), 1, "a whole page reports what it yields");
+        assert!(
+            cut.yields.is_empty(),
+            "a page cut short must not have its stored items deleted"
+        );
     }
 
     #[test]
