@@ -21,6 +21,50 @@ async fn start_worker() -> (std::net::SocketAddr, CancellationToken) {
     (addr, shutdown)
 }
 
+/// A site whose `/slow` page answers after 300 ms with `body`; the receiver counts the
+/// requests that arrived.
+async fn slow_site(body: String) -> (std::net::SocketAddr, tokio::sync::watch::Receiver<usize>) {
+    let (arrived, arrivals) = tokio::sync::watch::channel(0usize);
+    let app = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(move || {
+            arrived.send_modify(|n| *n += 1);
+            let body = body.clone();
+            async move {
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                ([(axum::http::header::CONTENT_TYPE, "text/html")], body)
+            }
+        }),
+    );
+    let site = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let addr = site.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(site, app).await });
+    (addr, arrivals)
+}
+
+/// A client of the worker at `addr`.
+async fn client_of(addr: std::net::SocketAddr) -> common::CrawlServiceClient {
+    common::transport::connect_worker(
+        &addr.to_string(),
+        Duration::from_secs(5),
+        &Default::default(),
+    )
+    .await
+    .expect("connect")
+}
+
+/// A request for `url` with `parser`.
+fn request_for(url: String, parser: &str) -> common::Request {
+    common::Request {
+        url,
+        parser: parser.into(),
+        depth: 0,
+        task: "t".into(),
+        meta: Default::default(),
+        spider: None,
+    }
+}
+
 /// Encodes a `status` request the way tarpc does, then rewrites its deadline to `secs` seconds
 /// from now: the varint right after the request's variant tag.
 fn status_request_with_deadline(secs: u64) -> Vec<u8> {
@@ -138,21 +182,8 @@ async fn a_result_over_the_frame_limit_is_a_typed_error_and_the_connection_lives
         Default::default(),
         shutdown.clone(),
     ));
-    let client = common::transport::connect_worker(
-        &addr.to_string(),
-        Duration::from_secs(5),
-        &Default::default(),
-    )
-    .await
-    .expect("connect");
-    let request = common::Request {
-        url: format!("http://{site_addr}/"),
-        parser: "flood".into(),
-        depth: 0,
-        task: "t".into(),
-        meta: Default::default(),
-        spider: None,
-    };
+    let client = client_of(addr).await;
+    let request = request_for(format!("http://{site_addr}/"), "flood");
     let answer = client
         .crawl(
             common::transport::deadline(Duration::from_secs(30)),
@@ -174,47 +205,17 @@ async fn a_result_over_the_frame_limit_is_a_typed_error_and_the_connection_lives
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_draining_worker_writes_every_answer_it_computed() {
     const CALLS: usize = 24;
-    let (arrived, mut arrivals) = tokio::sync::watch::channel(0usize);
-    let app = axum::Router::new().route(
-        "/slow",
-        axum::routing::get(move || {
-            arrived.send_modify(|n| *n += 1);
-            async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                // Answers of a megabyte each take a while to write.
-                let links: String = (0..5_000)
-                    .map(|i| format!("<a href=\"/{i}/{}\">x</a>", "p".repeat(180)))
-                    .collect();
-                (
-                    [(axum::http::header::CONTENT_TYPE, "text/html")],
-                    format!("<title>slow</title>{links}"),
-                )
-            }
-        }),
-    );
-    let site = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let site_addr = site.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(site, app).await });
-
+    // Answers of a megabyte each take a while to write.
+    let links: String = (0..5_000)
+        .map(|i| format!("<a href=\"/{i}/{}\">x</a>", "p".repeat(180)))
+        .collect();
+    let (site_addr, mut arrivals) = slow_site(format!("<title>slow</title>{links}")).await;
     let (addr, shutdown) = start_worker().await;
-    let client = common::transport::connect_worker(
-        &addr.to_string(),
-        Duration::from_secs(5),
-        &Default::default(),
-    )
-    .await
-    .expect("connect");
+    let client = client_of(addr).await;
     let calls: Vec<_> = (0..CALLS)
         .map(|i| {
             let client = client.clone();
-            let request = common::Request {
-                url: format!("http://{site_addr}/slow?{i}"),
-                parser: "links".into(),
-                depth: 0,
-                task: "t".into(),
-                meta: Default::default(),
-                spider: None,
-            };
+            let request = request_for(format!("http://{site_addr}/slow?{i}"), "links");
             tokio::spawn(async move {
                 client
                     .crawl(
@@ -243,39 +244,10 @@ async fn a_draining_worker_writes_every_answer_it_computed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_sent_as_the_drain_ends_is_refused_not_lost() {
-    let (arrived, mut arrivals) = tokio::sync::watch::channel(0usize);
-    let app = axum::Router::new().route(
-        "/slow",
-        axum::routing::get(move || {
-            arrived.send_modify(|n| *n += 1);
-            async {
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                (
-                    [(axum::http::header::CONTENT_TYPE, "text/html")],
-                    "<title>slow</title>",
-                )
-            }
-        }),
-    );
-    let site = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let site_addr = site.local_addr().expect("addr");
-    tokio::spawn(async move { axum::serve(site, app).await });
+    let (site_addr, mut arrivals) = slow_site("<title>slow</title>".into()).await;
     let (addr, shutdown) = start_worker().await;
-    let client = common::transport::connect_worker(
-        &addr.to_string(),
-        Duration::from_secs(5),
-        &Default::default(),
-    )
-    .await
-    .expect("connect");
-    let request = |path: &str| common::Request {
-        url: format!("http://{site_addr}{path}"),
-        parser: "links".into(),
-        depth: 0,
-        task: "t".into(),
-        meta: Default::default(),
-        spider: None,
-    };
+    let client = client_of(addr).await;
+    let request = |path: &str| request_for(format!("http://{site_addr}{path}"), "links");
     let first = {
         let client = client.clone();
         let request = request("/slow");
