@@ -507,7 +507,8 @@ async fn idle_connections_from_one_address_cannot_starve_the_rpc_ports() {
     let worker = Server::start("worker", &[], dir.path()).await;
     let mut idle = idle_connections(worker.port(), 2_000).await;
     idle.extend(idle_connections(saver.port(), 2_000).await);
-    assert!(idle.len() > 1_000, "the flood connected: {}", idle.len());
+    // More than the 256 connections a server serves at once: enough to take every slot.
+    assert!(idle.len() > 512, "the flood connected: {}", idle.len());
 
     let run = run_engine(
         dir.path(),
