@@ -15,15 +15,25 @@
 //! running gets its full slots at once, so for that while it may have more calls than slots
 //! (its own concurrency limit queues them).
 
+mod conn;
+mod control;
+mod lease;
+mod supervise;
+
+pub use conn::{WorkerConn, WorkerView};
+pub use control::{ControlError, PoolControl};
+pub use lease::Lease;
+
 use common::traffic::Traffic;
 use common::{CrawlServiceClient, WorkerInfo, transport};
-use serde::Serialize;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use conn::Admin;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
+use supervise::{Failure, connect_one};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 
 /// How the pool watches its workers.
 #[derive(Clone, Copy, Debug)]
@@ -84,259 +94,6 @@ impl Job {
     }
 }
 
-/// The live connection to a worker: replaced when the worker reconnects.
-#[derive(Clone, Debug)]
-struct Link {
-    client: CrawlServiceClient,
-    info: WorkerInfo,
-    generation: u64,
-    /// Cancelled when this link is marked down, ending its calls in flight.
-    down: CancellationToken,
-    /// Set when the worker leaves on purpose (it drains before shutting down): it gets no new
-    /// calls, those in flight finish, and any it drops were not its death.
-    leaving: Arc<AtomicBool>,
-}
-
-impl Link {
-    fn new(client: CrawlServiceClient, info: WorkerInfo, generation: u64) -> Link {
-        Link {
-            client,
-            info,
-            generation,
-            down: CancellationToken::new(),
-            leaving: Arc::default(),
-        }
-    }
-}
-
-/// What an operator asked of a worker.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-enum Admin {
-    Active = 0,
-    Paused = 1,
-    Removed = 2,
-}
-
-/// The last heartbeat a worker answered.
-#[derive(Clone, Debug)]
-struct Heartbeat {
-    at: std::time::Instant,
-    status: common::WorkerStatus,
-}
-
-/// One worker of the pool.
-#[derive(Debug)]
-pub struct WorkerConn {
-    /// Position in the pool, for per-worker counters; never reused, so it is also the id the
-    /// admin API names the worker by.
-    pub index: usize,
-    /// The address it is reached at (or `in-process`).
-    pub addr: String,
-    /// Requests sent to it.
-    pub requests: AtomicU64,
-    /// Requests sent to it and not answered yet.
-    pub in_flight: AtomicU64,
-    link: Mutex<Link>,
-    up: AtomicBool,
-    admin: AtomicU8,
-    /// Bumped by every pause, resume and removal: leases of another epoch are discarded.
-    epoch: AtomicU64,
-    /// Serialises the lease decisions of the supervisor and the operator.
-    leasing: Mutex<()>,
-    /// Remote workers are reconnected when they fail; the in-process one cannot fail.
-    remote: bool,
-    heartbeat: Mutex<Option<Heartbeat>>,
-}
-
-impl WorkerConn {
-    fn new(
-        index: usize,
-        addr: String,
-        client: CrawlServiceClient,
-        info: WorkerInfo,
-        remote: bool,
-    ) -> Self {
-        WorkerConn {
-            index,
-            addr,
-            requests: AtomicU64::new(0),
-            in_flight: AtomicU64::new(0),
-            link: Mutex::new(Link::new(client, info, 0)),
-            up: AtomicBool::new(true),
-            admin: AtomicU8::new(Admin::Active as u8),
-            epoch: AtomicU64::new(0),
-            leasing: Mutex::new(()),
-            remote,
-            heartbeat: Mutex::new(None),
-        }
-    }
-
-    /// Whether the worker is marked down.
-    pub fn is_down(&self) -> bool {
-        !self.up.load(Ordering::SeqCst)
-    }
-
-    fn admin(&self) -> Admin {
-        match self.admin.load(Ordering::SeqCst) {
-            0 => Admin::Active,
-            1 => Admin::Paused,
-            _ => Admin::Removed,
-        }
-    }
-
-    /// Whether it is leaving on purpose (draining before it shuts down).
-    pub fn is_leaving(&self) -> bool {
-        self.link().leaving.load(Ordering::SeqCst)
-    }
-
-    /// Whether it takes new calls: connected, not leaving, and neither paused nor removed.
-    fn is_taking_work(&self) -> bool {
-        !self.is_down() && !self.is_leaving() && self.admin() == Admin::Active
-    }
-
-    /// Whether an operator removed it from the pool.
-    pub fn is_removed(&self) -> bool {
-        self.admin() == Admin::Removed
-    }
-
-    /// The client of the worker's current connection.
-    pub fn client(&self) -> CrawlServiceClient {
-        self.link().client
-    }
-
-    /// What the worker said about itself when it last connected.
-    pub fn info(&self) -> WorkerInfo {
-        self.link
-            .lock()
-            .map(|l| l.info.clone())
-            .unwrap_or_else(|e| e.into_inner().info.clone())
-    }
-
-    fn link(&self) -> Link {
-        self.link
-            .lock()
-            .map(|l| l.clone())
-            .unwrap_or_else(|e| e.into_inner().clone())
-    }
-
-    fn leasing(&self) -> std::sync::MutexGuard<'_, ()> {
-        self.leasing.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn record_heartbeat(&self, status: common::WorkerStatus) {
-        if let Ok(mut h) = self.heartbeat.lock() {
-            *h = Some(Heartbeat {
-                at: std::time::Instant::now(),
-                status,
-            });
-        }
-    }
-
-    /// The worker as the admin API shows it.
-    pub fn view(&self) -> WorkerView {
-        let heartbeat = self.heartbeat.lock().ok().and_then(|h| h.clone());
-        let in_flight = self.in_flight.load(Ordering::Relaxed);
-        let state = match self.admin() {
-            Admin::Removed if in_flight > 0 => "draining",
-            Admin::Removed => "removed",
-            Admin::Paused => "paused",
-            Admin::Active if self.is_down() => "down",
-            Admin::Active if self.is_leaving() => "draining",
-            Admin::Active => "up",
-        };
-        WorkerView {
-            id: self.index,
-            addr: self.addr.clone(),
-            node_id: self.info().node_id,
-            state,
-            up: !self.is_down(),
-            heartbeat_age_secs: heartbeat.as_ref().map(|h| h.at.elapsed().as_secs_f64()),
-            requests: self.requests.load(Ordering::Relaxed),
-            in_flight,
-            done: heartbeat.as_ref().map_or(0, |h| h.status.done),
-            failed: heartbeat.as_ref().map_or(0, |h| h.status.failed),
-            uptime_secs: heartbeat.as_ref().map_or(0, |h| h.status.uptime_secs),
-        }
-    }
-}
-
-/// A worker as the admin API and the dashboard show it.
-#[derive(Clone, Debug, Serialize)]
-pub struct WorkerView {
-    /// The id to name it by in `/api/workers/{id}`.
-    pub id: usize,
-    /// Its address.
-    pub addr: String,
-    /// The node id it reported.
-    pub node_id: String,
-    /// `up`, `down`, `paused`, `draining` (removed, requests still in flight) or `removed`.
-    pub state: &'static str,
-    /// Whether its connection is up (a paused worker may be up or down).
-    pub up: bool,
-    /// Seconds since it last answered a heartbeat; `null` before the first.
-    pub heartbeat_age_secs: Option<f64>,
-    /// Requests this engine sent it.
-    pub requests: u64,
-    /// Requests this engine sent it that are not answered yet.
-    pub in_flight: u64,
-    /// Requests it reports done (since it started, for any engine).
-    pub done: u64,
-    /// Requests it reports failed (since it started, for any engine).
-    pub failed: u64,
-    /// Seconds since it started, as it reported.
-    pub uptime_secs: u64,
-}
-
-/// The right to send one request to one worker; give it back with [`Pool::release`].
-#[derive(Debug)]
-pub struct Lease {
-    worker: Arc<WorkerConn>,
-    generation: u64,
-    epoch: u64,
-    client: CrawlServiceClient,
-    down: CancellationToken,
-    leaving: Arc<AtomicBool>,
-    node: u64,
-}
-
-impl Lease {
-    /// The worker this lease is for.
-    pub fn worker(&self) -> &Arc<WorkerConn> {
-        &self.worker
-    }
-
-    /// The client of the connection this lease belongs to.
-    pub fn client(&self) -> &CrawlServiceClient {
-        &self.client
-    }
-
-    /// Cancelled when this lease's connection is marked down.
-    pub fn down_signal(&self) -> CancellationToken {
-        self.down.clone()
-    }
-
-    /// Set once the worker of this lease's connection leaves on purpose (drains): a call it
-    /// drops from then on was not lost to its death.
-    pub fn leaving_flag(&self) -> Arc<AtomicBool> {
-        self.leaving.clone()
-    }
-
-    /// The worker process this lease's connection reaches: a hash of the node id it reported,
-    /// so a worker restarted in place is another node.
-    pub fn node(&self) -> u64 {
-        self.node
-    }
-
-    fn is_valid(&self) -> bool {
-        !self.worker.is_down()
-            && !self.down.is_cancelled()
-            && !self.leaving.load(Ordering::SeqCst)
-            && self.worker.admin() == Admin::Active
-            && self.worker.epoch.load(Ordering::SeqCst) == self.epoch
-    }
-}
-
 /// Why the pool could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
@@ -353,32 +110,6 @@ pub enum PoolError {
         why: String,
     },
 }
-
-/// Why an operator's request about a worker was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    /// No worker has this id.
-    #[error("no worker has id {0}")]
-    NotFound(usize),
-    /// The worker was removed; it can be added again under a new id.
-    #[error("worker {0} was removed")]
-    Removed(usize),
-    /// The address is not `host:port`.
-    #[error("{0}")]
-    BadAddress(String),
-    /// The worker is already in the pool.
-    #[error("{addr} is already in the pool as worker {id}")]
-    Duplicate {
-        /// The address asked for.
-        addr: String,
-        /// The id it has.
-        id: usize,
-    },
-    /// It could not be reached, or cannot do the crawl's tasks.
-    #[error("{0}")]
-    Unreachable(String),
-}
-
 /// Everything the supervisors and the operator share with the pool.
 #[derive(Debug)]
 struct Shared {
@@ -463,7 +194,11 @@ impl Shared {
 
     /// Starts a worker's supervisor.
     fn supervise(self: &Arc<Self>, worker: Arc<WorkerConn>) {
-        tokio::spawn(supervise(worker, self.clone(), self.stop.clone()));
+        tokio::spawn(supervise::supervise(
+            worker,
+            self.clone(),
+            self.stop.clone(),
+        ));
     }
 }
 
@@ -733,281 +468,9 @@ impl Pool {
     }
 }
 
-/// Steers the workers of a running crawl: the admin API's handle on the pool.
-#[derive(Clone, Debug)]
-pub struct PoolControl {
-    shared: Arc<Shared>,
-}
-
-impl PoolControl {
-    /// Every worker not removed (or still draining), as the admin API shows them.
-    pub fn views(&self) -> Vec<WorkerView> {
-        self.shared
-            .workers()
-            .iter()
-            .map(|w| w.view())
-            .filter(|v| v.state != "removed")
-            .collect()
-    }
-
-    /// Workers up and taking work.
-    pub fn workers_up(&self) -> usize {
-        self.shared
-            .workers()
-            .iter()
-            .filter(|w| w.is_taking_work())
-            .count()
-    }
-
-    /// Stops handing the worker requests; those in flight finish.
-    pub fn pause(&self, id: usize) -> Result<WorkerView, ControlError> {
-        let worker = self.shared.worker(id)?;
-        let _leasing = worker.leasing();
-        if worker.admin() == Admin::Active {
-            worker.admin.store(Admin::Paused as u8, Ordering::SeqCst);
-            worker.epoch.fetch_add(1, Ordering::SeqCst);
-            info!(worker = %worker.addr, id, "worker paused");
-        }
-        Ok(worker.view())
-    }
-
-    /// Hands the worker requests again.
-    pub fn resume(&self, id: usize) -> Result<WorkerView, ControlError> {
-        let worker = self.shared.worker(id)?;
-        let _leasing = worker.leasing();
-        if worker.admin() == Admin::Paused {
-            worker.admin.store(Admin::Active as u8, Ordering::SeqCst);
-            worker.epoch.fetch_add(1, Ordering::SeqCst);
-            // A worker down now gets its leases from its supervisor when it reconnects.
-            if !worker.is_down() {
-                self.shared
-                    .add_leases(&worker, self.shared.slots(&worker.info()));
-            }
-            info!(worker = %worker.addr, id, "worker resumed");
-        }
-        Ok(worker.view())
-    }
-
-    /// Takes the worker out of the pool for good: no new requests, those in flight finish.
-    pub fn remove(&self, id: usize) -> Result<WorkerView, ControlError> {
-        let worker = self.shared.worker(id)?;
-        let _leasing = worker.leasing();
-        worker.admin.store(Admin::Removed as u8, Ordering::SeqCst);
-        worker.epoch.fetch_add(1, Ordering::SeqCst);
-        info!(worker = %worker.addr, id, "worker removed; its requests in flight finish");
-        Ok(worker.view())
-    }
-
-    /// Connects to a worker at `addr`, readies it for every task, and adds it to the rotation.
-    pub async fn add(&self, addr: &str) -> Result<WorkerView, ControlError> {
-        let addr =
-            common::parse_host_spec(addr).map_err(|e| ControlError::BadAddress(e.to_string()))?;
-        if let Some(known) = self
-            .shared
-            .workers()
-            .iter()
-            .find(|w| w.addr == addr && !w.is_removed())
-        {
-            return Err(ControlError::Duplicate {
-                addr,
-                id: known.index,
-            });
-        }
-        let jobs = self.shared.jobs();
-        let (client, info) = connect_one(
-            &addr,
-            &jobs,
-            self.shared.config.connect_timeout,
-            &self.shared.traffic,
-        )
-        .await
-        .map_err(|(Failure::Unreachable(why) | Failure::Unable(why))| {
-            ControlError::Unreachable(why)
-        })?;
-        let worker = {
-            let mut workers = self
-                .shared
-                .workers
-                .write()
-                .unwrap_or_else(|e| e.into_inner());
-            if let Some(known) = workers
-                .iter()
-                .find(|w| !w.is_removed() && w.info().node_id == info.node_id)
-            {
-                return Err(ControlError::Duplicate {
-                    addr,
-                    id: known.index,
-                });
-            }
-            let worker = Arc::new(WorkerConn::new(workers.len(), addr, client, info, true));
-            workers.push(worker.clone());
-            worker
-        };
-        self.shared
-            .add_leases(&worker, self.shared.slots(&worker.info()));
-        self.shared.supervise(worker.clone());
-        info!(worker = %worker.addr, id = worker.index, "worker added");
-        Ok(worker.view())
-    }
-
-    /// Readies every worker up for another job (a new task's spider), and has workers that
-    /// connect later readied for it too. Fails when no worker could take it.
-    pub async fn add_job(&self, job: Job) -> Result<(), String> {
-        if self.shared.jobs().contains(&job) {
-            // Every worker in the pool was readied for it already.
-            return Ok(());
-        }
-        let timeout = self.shared.config.connect_timeout;
-        let mut ready = 0;
-        let mut last_error = None;
-        for worker in self.shared.workers() {
-            if worker.is_down() || worker.is_removed() {
-                continue;
-            }
-            match job.prepare(&worker.client(), &worker.info(), timeout).await {
-                Ok(()) => ready += 1,
-                Err(why) => {
-                    warn!(worker = %worker.addr, %why, "worker cannot do the new task");
-                    last_error = Some(why);
-                }
-            }
-        }
-        if ready == 0 {
-            return Err(last_error.unwrap_or_else(|| "no worker is up".into()));
-        }
-        if let Ok(mut jobs) = self.shared.jobs.lock() {
-            jobs.push(job);
-        }
-        Ok(())
-    }
-}
-
-enum Failure {
-    Unreachable(String),
-    Unable(String),
-}
-
-async fn connect_one(
-    addr: &str,
-    jobs: &[Job],
-    timeout: Duration,
-    traffic: &Arc<Traffic>,
-) -> Result<(CrawlServiceClient, WorkerInfo), Failure> {
-    let client = transport::connect_worker(addr, timeout, traffic)
-        .await
-        .map_err(|e| Failure::Unreachable(e.to_string()))?;
-    traffic.call();
-    let info = client
-        .info(transport::deadline(timeout))
-        .await
-        .map_err(|e| {
-            Failure::Unreachable(format!(
-                "{addr} connected but did not answer as a worker: {e}"
-            ))
-        })?;
-    // A worker that is shutting down answers, but takes no work: not back yet.
-    let status = client
-        .status(transport::deadline(timeout))
-        .await
-        .map_err(|e| Failure::Unreachable(format!("{addr} did not answer its status: {e}")))?;
-    if status.paused {
-        return Err(Failure::Unreachable(format!("{addr} is shutting down")));
-    }
-    for job in jobs {
-        job.prepare(&client, &info, timeout)
-            .await
-            .map_err(Failure::Unable)?;
-    }
-    Ok((client, info))
-}
-
-/// Watches one worker: heartbeats while it is up, reconnects with back-off while it is down.
-/// The in-process worker is only asked for its figures.
-async fn supervise(worker: Arc<WorkerConn>, shared: Arc<Shared>, stop: CancellationToken) {
-    let config = shared.config;
-    let mut misses = 0;
-    let mut backoff = Duration::from_millis(250);
-    loop {
-        if worker.is_removed() {
-            return;
-        }
-        if worker.is_down() {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(backoff) => {}
-            }
-            let jobs = shared.jobs();
-            match connect_one(&worker.addr, &jobs, config.connect_timeout, &shared.traffic).await {
-                Ok((client, info)) => {
-                    let slots = shared.slots(&info);
-                    let _leasing = worker.leasing();
-                    if let Ok(mut link) = worker.link.lock() {
-                        let generation = link.generation + 1;
-                        *link = Link::new(client, info, generation);
-                    }
-                    worker.up.store(true, Ordering::SeqCst);
-                    // A paused worker gets its leases when it is resumed.
-                    if worker.admin() == Admin::Active {
-                        shared.add_leases(&worker, slots);
-                    }
-                    info!(worker = %worker.addr, "worker is back; rejoining the rotation");
-                    misses = 0;
-                    backoff = Duration::from_millis(250);
-                }
-                Err(Failure::Unreachable(cause) | Failure::Unable(cause)) => {
-                    debug!(worker = %worker.addr, %cause, ?backoff, "worker still down");
-                    backoff = (backoff * 2).min(Duration::from_secs(10));
-                }
-            }
-            continue;
-        }
-        let link = worker.link();
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            // Marked down by the crawl (its connection broke): reconnect now.
-            _ = link.down.cancelled() => continue,
-            _ = tokio::time::sleep(config.heartbeat) => {}
-        }
-        let answer = tokio::time::timeout(
-            config.heartbeat,
-            link.client.status(transport::deadline(config.heartbeat)),
-        )
-        .await;
-        if let Ok(Ok(status)) = &answer {
-            worker.record_heartbeat(status.clone());
-        }
-        if !worker.remote {
-            continue;
-        }
-        match answer {
-            // A draining worker finishes what it holds; it closes its connections when done,
-            // and is marked down then.
-            Ok(Ok(status)) if status.paused => {
-                misses = 0;
-                shared.withdraw(&worker, link.generation, "it is draining");
-            }
-            Ok(Ok(_)) => misses = 0,
-            Ok(Err(tarpc::client::RpcError::Shutdown)) => {
-                shared.mark_down(&worker, link.generation, "connection closed");
-            }
-            _ => {
-                misses += 1;
-                debug!(worker = %worker.addr, misses, "heartbeat missed");
-                if misses >= config.heartbeat_misses {
-                    shared.mark_down(
-                        &worker,
-                        link.generation,
-                        &format!("missed {misses} heartbeats"),
-                    );
-                    misses = 0;
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use super::conn::Link;
     use super::*;
     use futures::FutureExt;
 
