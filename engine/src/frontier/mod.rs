@@ -5,12 +5,19 @@
 //! robots.txt is skipped rather than blocking the others, so one slow site never stalls the
 //! crawl. Politeness lives here, in the one dispatcher, so it holds across every worker.
 
+mod entry;
+mod host;
+mod retry;
+
 use crate::robots::Rules;
 use crate::tasks::Hold;
 use common::Request;
 use common::time::later;
+use entry::{Origins, Queued};
+use host::{Host, RobotsState};
+use retry::Retries;
 use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
+use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
 use tokio::time::Instant;
 
@@ -99,108 +106,6 @@ impl Admission {
     }
 }
 
-#[derive(Debug)]
-enum RobotsState {
-    /// The robots.txt request is at the front of the queue.
-    Unknown,
-    /// The robots.txt request is in flight; nothing else is sent.
-    Fetching,
-    /// Known.
-    Known(Rules),
-}
-
-#[derive(Debug)]
-struct Host {
-    pending: VecDeque<Queued>,
-    in_flight: usize,
-    next_allowed: Instant,
-    robots: RobotsState,
-    /// `--delay`, raised by Crawl-delay.
-    delay: Duration,
-    /// Extra delay after 429 and 503, halved on each success.
-    backoff: Duration,
-    pages: u64,
-    scheduled: bool,
-}
-
-impl Host {
-    fn can_send(&self, per_host: usize) -> bool {
-        match self.robots {
-            RobotsState::Unknown => {
-                self.in_flight == 0 && self.pending.front().is_some_and(|d| d.kind == Kind::Robots)
-            }
-            RobotsState::Fetching => false,
-            RobotsState::Known(_) => !self.pending.is_empty() && self.in_flight < per_host,
-        }
-    }
-
-    /// Why a page must not be sent, if it must not.
-    fn refusal(&self, d: &Queued, max_pages: Option<u64>) -> Option<&'static str> {
-        match &self.robots {
-            RobotsState::Known(Rules::DisallowAll) => return Some("robots_unavailable"),
-            RobotsState::Known(rules) if !rules.allows(&d.url) => {
-                return Some("robots_disallowed");
-            }
-            _ => {}
-        }
-        // Retries of a page already counted do not count again.
-        let first_try = d.attempts == 0 && d.requeues == 0;
-        (first_try && max_pages.is_some_and(|max| self.pages >= max)).then_some("host_page_cap")
-    }
-}
-
-/// Everything of a request but its URL, depth and history: shared by the many requests that
-/// have it (one per parser, task, metadata and spider in use), so the queue stores an index.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Origin {
-    parser: String,
-    task: String,
-    meta: BTreeMap<String, String>,
-    spider: Option<u64>,
-}
-
-/// A queued request, compact, since the queue may hold millions: the URL, a few small
-/// numbers, and the index of its [`Origin`]. Its host is the queue it sits in.
-#[derive(Debug)]
-struct Queued {
-    url: Box<str>,
-    id: u64,
-    depth: u32,
-    redirects: u32,
-    origin: u32,
-    attempts: u16,
-    requeues: u16,
-    last_worker: Option<u32>,
-    kind: Kind,
-    /// Worker deaths it was in flight for; `None` for nearly every entry.
-    deaths: Option<Box<[u64]>>,
-}
-
-/// A request waiting out its retry back-off.
-#[derive(Debug)]
-struct Deferred {
-    at: Instant,
-    seq: u64,
-    dispatched: Dispatched,
-}
-
-impl PartialEq for Deferred {
-    fn eq(&self, other: &Self) -> bool {
-        (self.at, self.seq) == (other.at, other.seq)
-    }
-}
-impl Eq for Deferred {}
-impl PartialOrd for Deferred {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-impl Ord for Deferred {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.at, self.seq).cmp(&(other.at, other.seq))
-    }
-}
-
 /// Per-host queues, a round-robin of hosts that may be sent to now, hosts waiting for their
 /// time, requests waiting to be retried, and the seen set.
 ///
@@ -213,10 +118,9 @@ pub struct Frontier {
     hosts: HashMap<String, Host>,
     ready: VecDeque<String>,
     sleeping: BinaryHeap<Reverse<(Instant, String)>>,
-    deferred: BinaryHeap<Reverse<Deferred>>,
-    next_seq: u64,
+    deferred: Retries,
     queued: usize,
-    origins: Vec<Origin>,
+    origins: Origins,
     /// Requests of paused or capped tasks, taken out of their host queues until resumed.
     parked: Vec<(String, Queued)>,
 }
@@ -233,10 +137,9 @@ impl Frontier {
             hosts: HashMap::new(),
             ready: VecDeque::new(),
             sleeping: BinaryHeap::new(),
-            deferred: BinaryHeap::new(),
-            next_seq: 0,
+            deferred: Retries::default(),
             queued: 0,
-            origins: Vec::new(),
+            origins: Origins::default(),
             parked: Vec::new(),
         }
     }
@@ -301,107 +204,26 @@ impl Frontier {
         robots_url: impl FnOnce() -> String,
         now: Instant,
     ) {
-        let origin = self.intern(&request);
         if !self.hosts.contains_key(&host) {
-            let mut new_host = Host {
-                pending: VecDeque::new(),
-                in_flight: 0,
-                next_allowed: now,
-                robots: RobotsState::Known(Rules::AllowAll),
-                delay: self.config.delay,
-                backoff: Duration::ZERO,
-                pages: 0,
-                scheduled: false,
-            };
+            let mut new_host = Host::new(now, self.config.delay, self.config.robots);
             if self.config.robots {
-                new_host.robots = RobotsState::Unknown;
-                let robots = queued(
-                    robots_url().into_boxed_str(),
-                    0,
-                    request.depth,
-                    0,
-                    origin,
-                    Kind::Robots,
-                );
-                new_host.pending.push_back(robots);
+                let robots = Request {
+                    url: robots_url(),
+                    ..request.clone()
+                };
+                new_host
+                    .pending
+                    .push_back(self.origins.entry(robots, 0, 0, Kind::Robots));
                 self.queued += 1;
             }
             self.hosts.insert(host.clone(), new_host);
         }
+        let entry = self.origins.entry(request, id, redirects, Kind::Page);
         if let Some(h) = self.hosts.get_mut(&host) {
-            let url = request.url.into_boxed_str();
-            h.pending.push_back(queued(
-                url,
-                id,
-                request.depth,
-                redirects,
-                origin,
-                Kind::Page,
-            ));
+            h.pending.push_back(entry);
             self.queued += 1;
         }
         self.schedule(&host, now);
-    }
-
-    /// The index of `request`'s origin, added if new. Origins are few (one per parser, task,
-    /// metadata and spider in use); the last one used is checked first.
-    fn intern(&mut self, request: &Request) -> u32 {
-        let same = |o: &Origin| {
-            o.parser == request.parser
-                && o.task == request.task
-                && o.spider == request.spider
-                && o.meta == request.meta
-        };
-        if let Some(i) = self.origins.iter().rposition(same) {
-            return i as u32;
-        }
-        self.origins.push(Origin {
-            parser: request.parser.clone(),
-            task: request.task.clone(),
-            meta: request.meta.clone(),
-            spider: request.spider,
-        });
-        (self.origins.len() - 1) as u32
-    }
-
-    /// Turns a dispatched request back into a queue entry.
-    fn compact(&mut self, d: Dispatched) -> Queued {
-        let origin = self.intern(&d.request);
-        Queued {
-            url: d.request.url.into_boxed_str(),
-            id: d.id,
-            depth: d.request.depth,
-            redirects: d.redirects,
-            origin,
-            attempts: d.attempts.min(u32::from(u16::MAX)) as u16,
-            requeues: d.requeues.min(u32::from(u16::MAX)) as u16,
-            last_worker: d.last_worker.map(|w| w as u32),
-            kind: d.kind,
-            deaths: (!d.deaths.is_empty()).then(|| d.deaths.into_boxed_slice()),
-        }
-    }
-
-    /// Rebuilds the full request of a queue entry of `host`.
-    fn expand(&self, q: Queued, host: &str) -> Dispatched {
-        let o = &self.origins[q.origin as usize];
-        Dispatched {
-            id: q.id,
-            request: Request {
-                url: q.url.into_string(),
-                parser: o.parser.clone(),
-                depth: q.depth,
-                task: o.task.clone(),
-                meta: o.meta.clone(),
-                spider: o.spider,
-            },
-            host: host.to_owned(),
-            kind: q.kind,
-            attempts: u32::from(q.attempts),
-            requeues: u32::from(q.requeues),
-            deaths: q.deaths.map(Vec::from).unwrap_or_default(),
-            last_worker: q.last_worker.map(|w| w as usize),
-            redirects: q.redirects,
-        }
     }
 
     /// Puts a request back at the front of its host's queue (its worker failed it).
@@ -410,7 +232,7 @@ impl Frontier {
         if !self.hosts.contains_key(&host) {
             return;
         }
-        let entry = self.compact(dispatched);
+        let entry = self.origins.compact(dispatched);
         if let Some(h) = self.hosts.get_mut(&host) {
             if entry.kind == Kind::Robots {
                 h.robots = RobotsState::Unknown;
@@ -423,13 +245,8 @@ impl Frontier {
 
     /// Holds a request back until `at`, then puts it at the front of its host's queue.
     pub fn defer(&mut self, dispatched: Dispatched, at: Instant) {
-        self.next_seq += 1;
         self.queued += 1;
-        self.deferred.push(Reverse(Deferred {
-            at,
-            seq: self.next_seq,
-            dispatched,
-        }));
+        self.deferred.push(dispatched, at);
     }
 
     fn schedule(&mut self, host: &str, now: Instant) {
@@ -463,11 +280,9 @@ impl Frontier {
                 self.schedule(&host, now);
             }
         }
-        while self.deferred.peek().is_some_and(|Reverse(d)| d.at <= now) {
-            if let Some(Reverse(d)) = self.deferred.pop() {
-                self.queued -= 1;
-                self.requeue_front(d.dispatched, now);
-            }
+        while let Some(d) = self.deferred.pop_due(now) {
+            self.queued -= 1;
+            self.requeue_front(d, now);
         }
     }
 
@@ -493,7 +308,7 @@ impl Frontier {
             };
             self.queued -= 1;
             if d.kind == Kind::Page {
-                match hold(&self.origins[d.origin as usize].task) {
+                match hold(self.origins.task(&d)) {
                     Hold::Go => {}
                     Hold::Park => {
                         self.parked.push((name.clone(), d));
@@ -502,13 +317,13 @@ impl Frontier {
                     }
                     Hold::Drop => {
                         self.schedule(&name, now);
-                        let d = self.expand(d, &name);
+                        let d = self.origins.expand(d, &name);
                         return Some(Popped::Skip(d, "task_closed"));
                     }
                 }
                 if let Some(reason) = h.refusal(&d, config.max_pages_per_host) {
                     self.schedule(&name, now);
-                    let d = self.expand(d, &name);
+                    let d = self.origins.expand(d, &name);
                     return Some(Popped::Skip(d, reason));
                 }
                 if d.attempts == 0 && d.requeues == 0 {
@@ -524,7 +339,7 @@ impl Frontier {
                 .min(config.max_backoff.max(h.delay));
             h.next_allowed = later(now, gap);
             self.schedule(&name, now);
-            let d = self.expand(d, &name);
+            let d = self.origins.expand(d, &name);
             return Some(Popped::Send(d));
         }
         None
@@ -534,7 +349,7 @@ impl Frontier {
     pub fn unpark(&mut self, task: &str, now: Instant) {
         let (back, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
             .into_iter()
-            .partition(|(_, q)| self.origins[q.origin as usize].task == task);
+            .partition(|(_, q)| self.origins.task(q) == task);
         self.parked = keep;
         for (host, q) in back {
             if let Some(h) = self.hosts.get_mut(&host) {
@@ -549,10 +364,10 @@ impl Frontier {
     pub fn drop_parked(&mut self, task: &str) -> Vec<Dispatched> {
         let (gone, keep): (Vec<_>, Vec<_>) = std::mem::take(&mut self.parked)
             .into_iter()
-            .partition(|(_, q)| self.origins[q.origin as usize].task == task);
+            .partition(|(_, q)| self.origins.task(q) == task);
         self.parked = keep;
         gone.into_iter()
-            .map(|(host, q)| self.expand(q, &host))
+            .map(|(host, q)| self.origins.expand(q, &host))
             .collect()
     }
 
@@ -627,13 +442,13 @@ impl Frontier {
                 .sleeping
                 .peek()
                 .is_some_and(|Reverse((at, _))| *at <= now)
-            || self.deferred.peek().is_some_and(|Reverse(d)| d.at <= now)
+            || self.deferred.next_at().is_some_and(|at| at <= now)
     }
 
     /// When the next host's wait or the next retry's back-off ends.
     pub fn next_wake(&self) -> Option<Instant> {
         let host = self.sleeping.peek().map(|Reverse((at, _))| *at);
-        let retry = self.deferred.peek().map(|Reverse(d)| d.at);
+        let retry = self.deferred.next_at();
         match (host, retry) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -648,21 +463,6 @@ impl Frontier {
     /// URLs ever seen.
     pub fn seen(&self) -> usize {
         self.seen.len()
-    }
-}
-
-fn queued(url: Box<str>, id: u64, depth: u32, redirects: u32, origin: u32, kind: Kind) -> Queued {
-    Queued {
-        url,
-        id,
-        depth,
-        redirects,
-        origin,
-        attempts: 0,
-        requeues: 0,
-        last_worker: None,
-        kind,
-        deaths: None,
     }
 }
 
