@@ -1,5 +1,6 @@
 //! What the crawl does with each answer: store, follow, retry, slow down, or give up.
 
+use super::tally::Outcome;
 use super::{Answer, Completion, Crawl, Found, Unanswered, retry_delay};
 use crate::error::EngineError;
 use crate::frontier::{Dispatched, Kind};
@@ -76,28 +77,21 @@ impl Crawl {
             Answer::Robots(result) => self.robots_answer(dispatched, result, now),
             Answer::Page(Ok(result)) => {
                 self.frontier.recovered(&dispatched.host);
-                let task = self.tasks.named_mut(&dispatched.request.task);
+                let task = &dispatched.request.task;
+                let status = result.fetch.status;
                 match &result.redirect {
                     Some(target) => {
-                        if let Some(t) = task {
-                            t.pages_redirected += 1;
-                        }
-                        self.summary.pages_redirected += 1;
-                        self.metrics.page(result.fetch.status, "redirect");
+                        self.tally(task, Outcome::Redirect { status });
                         self.follow_redirect(&dispatched, target, now);
                     }
                     None => {
-                        if let Some(t) = task {
-                            t.pages_ok += 1;
-                            t.items += result.items.len() as u64;
-                        }
-                        self.summary.pages_ok += 1;
-                        self.summary.items_dropped += u64::from(result.items_dropped);
-                        self.summary.items_truncated += u64::from(result.items_truncated);
-                        self.metrics
-                            .items_truncated
-                            .inc_by(u64::from(result.items_truncated));
-                        self.metrics.page(result.fetch.status, "ok");
+                        let page = Outcome::Page {
+                            status,
+                            items: result.items.len() as u64,
+                            dropped: result.items_dropped,
+                            truncated: result.items_truncated,
+                        };
+                        self.tally(task, page);
                         self.follow(&dispatched.request, &result, now);
                     }
                 }
@@ -161,13 +155,11 @@ impl Crawl {
             self.retry_later(d, worker, now);
         } else {
             debug!(url = %d.request.url, %error, "page failed");
-            let reason = error.reason();
             let status = match &error {
                 FetchError::Http { status, .. } => *status,
                 _ => 0,
             };
-            self.metrics.page(status, &reason);
-            self.count_failure(&d, reason);
+            self.fail(&d, status, &error.reason());
         }
     }
 
@@ -187,10 +179,7 @@ impl Crawl {
         match d.kind {
             Kind::Robots => self.robots_answer(d, Err(FetchError::Other(reason)), now),
             Kind::Page if d.attempts < self.config.retries => self.retry_later(d, worker, now),
-            Kind::Page => {
-                self.metrics.page(0, &reason);
-                self.count_failure(&d, reason);
-            }
+            Kind::Page => self.fail(&d, 0, &reason),
         }
     }
 
@@ -289,10 +278,7 @@ impl Crawl {
                 if d.deaths.len() >= limit {
                     warn!(url = %d.request.url, deaths = d.deaths.len(), "every worker holding this request died; giving it up as a poison page");
                     match d.kind {
-                        Kind::Page => {
-                            self.metrics.page(0, "poison_page");
-                            self.count_failure(&d, "poison_page".into());
-                        }
+                        Kind::Page => self.fail(&d, 0, "poison_page"),
                         Kind::Robots => {
                             self.frontier
                                 .robots_known(&d.host, Rules::DisallowAll, None, now)
@@ -318,29 +304,18 @@ impl Crawl {
         if !self.tasks.at(task).accepts_links() {
             return;
         }
+        let name = &from.request.task;
         let Ok(url) = canonicalize(target, None) else {
-            *self
-                .summary
-                .pages_failed
-                .entry("bad_redirect".into())
-                .or_default() += 1;
-            return;
+            let reason = "bad_redirect";
+            return self.tally(name, Outcome::Failed { status: 0, reason });
         };
         if from.redirects >= self.config.max_redirects {
-            *self
-                .summary
-                .pages_failed
-                .entry("too_many_redirects".into())
-                .or_default() += 1;
-            return;
+            let reason = "too_many_redirects";
+            return self.tally(name, Outcome::Failed { status: 0, reason });
         }
         if !self.tasks.at(task).scope.allows(&url) {
-            *self
-                .summary
-                .skipped
-                .entry("redirect_offsite".into())
-                .or_default() += 1;
-            return;
+            let reason = "redirect_offsite";
+            return self.tally(name, Outcome::Skipped { reason });
         }
         if url.as_str().len() > self.config.max_url_len {
             self.summary.links_over_limit += 1;
@@ -400,11 +375,8 @@ impl Crawl {
     }
 
     /// Counts a page that failed for good, and lets it leave the queue.
-    fn count_failure(&mut self, d: &Dispatched, reason: String) {
-        if let Some(t) = self.tasks.named_mut(&d.request.task) {
-            t.pages_failed += 1;
-        }
-        *self.summary.pages_failed.entry(reason).or_default() += 1;
+    fn fail(&mut self, d: &Dispatched, status: u16, reason: &str) {
+        self.tally(&d.request.task, Outcome::Failed { status, reason });
         self.finished(d);
     }
 }

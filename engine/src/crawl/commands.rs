@@ -78,14 +78,8 @@ impl Crawl {
         info!(id, task = %name, "task closed: its queued requests are dropped");
         // Parked requests go now; queued ones as their turn comes (see `Hold::Drop`).
         for d in self.frontier.drop_parked(&name) {
-            *self
-                .summary
-                .skipped
-                .entry("task_closed".into())
-                .or_default() += 1;
-            if let Some(t) = self.tasks.named_mut(&name) {
-                t.skipped += 1;
-            }
+            let reason = "task_closed";
+            self.tally(&name, super::tally::Outcome::Skipped { reason });
             self.finished(&d);
         }
         Ok(self.tasks.by_id_mut(id)?.view())

@@ -5,12 +5,13 @@ mod answers;
 mod commands;
 mod durable;
 mod figures;
+mod tally;
 
 use crate::config::EngineConfig;
 use crate::control::{self, Command, CrawlEnd, CrawlHandle, Sample};
 use crate::error::EngineError;
 use crate::frontier::{Admission, Dispatched, Frontier, Kind, PolitenessConfig, Popped};
-use crate::metrics::{EngineMetrics, ReasonLabels};
+use crate::metrics::EngineMetrics;
 use crate::pool::{Lease, Pool};
 use crate::progress::Progress;
 use crate::robots;
@@ -29,6 +30,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
+use tally::Outcome;
 use tarpc::client::RpcError;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -405,10 +407,7 @@ impl Crawl {
                 }
                 Some(Popped::Skip(d, reason)) => {
                     debug!(url = %d.request.url, reason, "not fetched");
-                    *self.summary.skipped.entry(reason.into()).or_default() += 1;
-                    if let Some(t) = self.tasks.named_mut(&d.request.task) {
-                        t.skipped += 1;
-                    }
+                    self.tally(&d.request.task, Outcome::Skipped { reason });
                     self.finished(&d);
                 }
                 Some(Popped::Send(d)) if !d.deaths.is_empty() && self.suspects_in_flight > 0 => {
@@ -502,16 +501,7 @@ impl Crawl {
             Admission::Seen => return false,
             refused => {
                 let reason = refused.reason().unwrap_or("refused");
-                *self.summary.skipped.entry(reason.into()).or_default() += 1;
-                if let Some(t) = self.tasks.named_mut(&request.task) {
-                    t.skipped += 1;
-                }
-                self.metrics
-                    .urls_refused
-                    .get_or_create(&ReasonLabels {
-                        reason: reason.into(),
-                    })
-                    .inc();
+                self.tally(&request.task, Outcome::Refused { reason });
                 return false;
             }
         }

@@ -1,0 +1,102 @@
+//! Counting what became of each request, in one place: the task's figures, the crawl's
+//! summary and the metrics move together, so they can never disagree.
+
+use super::Crawl;
+use crate::metrics::ReasonLabels;
+
+/// What became of a request (or a URL offered to the queue), as counted.
+#[derive(Clone, Copy, Debug)]
+pub(super) enum Outcome<'a> {
+    /// A page fetched and parsed, with its HTTP status and what it yielded.
+    Page {
+        /// The HTTP status.
+        status: u16,
+        /// Items extracted.
+        items: u64,
+        /// Items dropped for a missing required field.
+        dropped: u32,
+        /// Items cut by the result budget.
+        truncated: u32,
+    },
+    /// A redirect answer.
+    Redirect {
+        /// The HTTP status.
+        status: u16,
+    },
+    /// A page that failed for good.
+    Failed {
+        /// The HTTP status, or 0 when there was none.
+        status: u16,
+        /// Why, as a stable label.
+        reason: &'a str,
+    },
+    /// A request taken from the queue and not sent (robots.txt, caps, a closed task).
+    Skipped {
+        /// Why.
+        reason: &'a str,
+    },
+    /// A URL refused before it was queued (`host_page_cap`, `host_queue_full`).
+    Refused {
+        /// Why.
+        reason: &'a str,
+    },
+}
+
+impl Crawl {
+    /// Counts `outcome` for a request of `task`: in the task's figures, the summary and the
+    /// metrics at once.
+    pub(super) fn tally(&mut self, task: &str, outcome: Outcome<'_>) {
+        let t = self.tasks.named_mut(task);
+        let s = &mut self.summary;
+        let m = &self.metrics;
+        match outcome {
+            Outcome::Page {
+                status,
+                items,
+                dropped,
+                truncated,
+            } => {
+                if let Some(t) = t {
+                    t.pages_ok += 1;
+                    t.items += items;
+                }
+                s.pages_ok += 1;
+                s.items_dropped += u64::from(dropped);
+                s.items_truncated += u64::from(truncated);
+                m.items_truncated.inc_by(u64::from(truncated));
+                m.page(status, "ok");
+            }
+            Outcome::Redirect { status } => {
+                if let Some(t) = t {
+                    t.pages_redirected += 1;
+                }
+                s.pages_redirected += 1;
+                m.page(status, "redirect");
+            }
+            Outcome::Failed { status, reason } => {
+                if let Some(t) = t {
+                    t.pages_failed += 1;
+                }
+                *s.pages_failed.entry(reason.into()).or_default() += 1;
+                m.page(status, reason);
+            }
+            Outcome::Skipped { reason } => {
+                if let Some(t) = t {
+                    t.skipped += 1;
+                }
+                *s.skipped.entry(reason.into()).or_default() += 1;
+            }
+            Outcome::Refused { reason } => {
+                if let Some(t) = t {
+                    t.skipped += 1;
+                }
+                *s.skipped.entry(reason.into()).or_default() += 1;
+                m.urls_refused
+                    .get_or_create(&ReasonLabels {
+                        reason: reason.into(),
+                    })
+                    .inc();
+            }
+        }
+    }
+}
