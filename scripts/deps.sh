@@ -14,6 +14,7 @@ PACKAGES=(
   "chromium        chromium        the dashboard test drives a headless browser"
   "chromium-driver chromedriver    ...through WebDriver"
   "procps          kill            the fault tests stop, continue and kill processes"
+  "redis-server    redis-server    cluster mode is tested against a real Redis"
 )
 
 check_only=0

@@ -3,6 +3,7 @@
 
 pub mod hostile;
 pub mod quotes;
+pub mod redis;
 pub mod site;
 
 pub use site::{Site, TestSite};

@@ -1,0 +1,307 @@
+//! The frontier of a crawl shared by several engines, in Redis: per-host queues, one seen set,
+//! per-host politeness and leases, every change an atomic server-side script.
+//!
+//! Requests are leased, not popped: a request an engine claims comes back to the front of its
+//! host's queue if the engine neither completes nor extends the lease before it ends (the
+//! reaper does that), so a killed engine loses nothing. `claim` checks and moves each host's
+//! in-flight count and next allowed time in the same step, so `--per_host` and `--delay` hold
+//! for the whole cluster. The seen set holds 64-bit fingerprints as integers in many small
+//! sets, which Redis keeps in its compact integer-set encoding (about 8 bytes a URL) while
+//! each stays under `set-max-intset-entries`.
+
+use redis::aio::ConnectionManager;
+use redis::{RedisError, Script};
+use std::time::Duration;
+
+/// Sets the seen set is split into; at the default `set-max-intset-entries` (512) each stays
+/// compact up to about two million URLs a crawl.
+pub const SEEN_SHARDS: u64 = 4_096;
+
+/// Why a Redis operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    /// Redis could not be reached, or refused the command.
+    #[error("redis: {what}: {source}")]
+    Redis {
+        /// What was being done.
+        what: &'static str,
+        /// What the client said.
+        #[source]
+        source: RedisError,
+    },
+    /// A script answered something this engine does not understand (a different version?).
+    #[error("redis: {0}: unexpected answer")]
+    Answer(&'static str),
+}
+
+fn redis_err(what: &'static str) -> impl FnOnce(RedisError) -> ClusterError {
+    move |source| ClusterError::Redis { what, source }
+}
+
+/// How the shared frontier paces hosts and leases requests.
+#[derive(Clone, Debug)]
+pub struct RedisFrontierConfig {
+    /// Requests in flight to one host, across every engine.
+    pub per_host: usize,
+    /// Least time between two requests to one host, across every engine.
+    pub delay: Duration,
+    /// How long a claim holds a request before it returns to its queue, unless extended.
+    pub lease: Duration,
+    /// URLs queued for one host at most; more links are refused.
+    pub max_queue_per_host: usize,
+}
+
+/// A URL to queue: its host key, the fingerprint it is deduplicated by, and the engine's
+/// encoding of the request (opaque to Redis).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUrl {
+    /// The host key (`host:port`) its politeness is kept under.
+    pub host: String,
+    /// Its fingerprint (canonical URL, salted by task).
+    pub fingerprint: u64,
+    /// The request as the engine encodes it.
+    pub entry: Vec<u8>,
+}
+
+/// What became of a URL offered to the frontier.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Offer {
+    /// Queued.
+    Queued,
+    /// Seen before: not queued again.
+    Seen,
+    /// Its host's queue is full.
+    Refused,
+}
+
+/// A request leased to this engine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Claimed {
+    /// The lease, to complete or extend.
+    pub lease: u64,
+    /// The host key.
+    pub host: String,
+    /// The request as the engine encoded it.
+    pub entry: Vec<u8>,
+}
+
+/// The scripts, loaded once and called by their hash.
+struct Scripts {
+    offer: Script,
+    claim: Script,
+    complete: Script,
+    extend: Script,
+    reap: Script,
+}
+
+macro_rules! script {
+    ($file:literal) => {
+        Script::new(concat!(
+            include_str!("scripts/common.lua"),
+            "\n",
+            include_str!(concat!("scripts/", $file))
+        ))
+    };
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            offer: script!("offer.lua"),
+            claim: script!("claim.lua"),
+            complete: script!("complete.lua"),
+            extend: script!("extend.lua"),
+            reap: script!("reap.lua"),
+        }
+    }
+}
+
+/// One engine's handle on a crawl's shared frontier.
+pub struct RedisFrontier {
+    conn: ConnectionManager,
+    prefix: String,
+    config: RedisFrontierConfig,
+    scripts: Scripts,
+}
+
+impl std::fmt::Debug for RedisFrontier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisFrontier")
+            .field("prefix", &self.prefix)
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+/// The key prefix of crawl `name`, with the hash tag that keeps a crawl on one cluster slot.
+pub fn crawl_prefix(name: &str) -> String {
+    format!("{{spinneret:{name}}}")
+}
+
+impl RedisFrontier {
+    /// The frontier of crawl `crawl` on the Redis at `conn`.
+    pub fn new(conn: ConnectionManager, crawl: &str, config: RedisFrontierConfig) -> Self {
+        RedisFrontier {
+            conn,
+            prefix: crawl_prefix(crawl),
+            config,
+            scripts: Scripts::new(),
+        }
+    }
+
+    /// Connects to the Redis at `url` (`redis://host:port/db`).
+    pub async fn connect(url: &str) -> Result<ConnectionManager, ClusterError> {
+        let client = redis::Client::open(url).map_err(redis_err("bad URL"))?;
+        ConnectionManager::new(client)
+            .await
+            .map_err(redis_err("connect"))
+    }
+
+    fn push_urls(invocation: &mut redis::ScriptInvocation<'_>, urls: &[NewUrl]) {
+        invocation.arg(urls.len());
+        for url in urls {
+            // Integers keep the seen shards in Redis's compact integer-set encoding.
+            invocation
+                .arg(&url.host)
+                .arg(url.fingerprint as i64)
+                .arg(url.fingerprint % SEEN_SHARDS)
+                .arg(&url.entry[..]);
+        }
+    }
+
+    /// Queues `urls` with dedup; `bounded` applies the host queue bound (links are bounded;
+    /// seeds and redirect targets, offered once, are not).
+    pub async fn offer(
+        &mut self,
+        urls: &[NewUrl],
+        bounded: bool,
+    ) -> Result<Vec<Offer>, ClusterError> {
+        let mut call = self.scripts.offer.prepare_invoke();
+        call.key(&self.prefix)
+            .arg(self.config.per_host)
+            .arg(self.config.max_queue_per_host)
+            .arg(u8::from(bounded));
+        Self::push_urls(&mut call, urls);
+        let codes: Vec<u8> = call
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("offer"))?;
+        codes
+            .into_iter()
+            .map(|c| match c {
+                0 => Ok(Offer::Queued),
+                1 => Ok(Offer::Seen),
+                2 => Ok(Offer::Refused),
+                _ => Err(ClusterError::Answer("offer")),
+            })
+            .collect()
+    }
+
+    /// Leases up to `max` requests of hosts that may be sent to now, for engine `engine`.
+    pub async fn claim(&mut self, engine: &str, max: usize) -> Result<Vec<Claimed>, ClusterError> {
+        let answer: Vec<redis::Value> = self
+            .scripts
+            .claim
+            .key(&self.prefix)
+            .arg(engine)
+            .arg(max)
+            .arg(self.config.per_host)
+            .arg(self.config.delay.as_millis() as u64)
+            .arg(self.config.lease.as_millis() as u64)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("claim"))?;
+        answer
+            .chunks(3)
+            .map(|c| match c {
+                [id, host, entry] => Ok(Claimed {
+                    lease: redis::from_redis_value(id.clone())
+                        .map_err(|_| ClusterError::Answer("claim"))?,
+                    host: redis::from_redis_value(host.clone())
+                        .map_err(|_| ClusterError::Answer("claim"))?,
+                    entry: redis::from_redis_value(entry.clone())
+                        .map_err(|_| ClusterError::Answer("claim"))?,
+                }),
+                _ => Err(ClusterError::Answer("claim")),
+            })
+            .collect()
+    }
+
+    /// Ends `lease` and queues the page's new `links`, at once: the host's slot is freed and
+    /// it is held `hold` from now (429/503 back-off) when that is later than its own pace;
+    /// `requeue` goes back to the front of its host's queue (a retry). Returns whether the
+    /// lease was still held: a lease completed twice, or reaped, changes nothing.
+    pub async fn complete(
+        &mut self,
+        lease: u64,
+        hold: Duration,
+        requeue: Option<&[u8]>,
+        links: &[NewUrl],
+    ) -> Result<bool, ClusterError> {
+        let mut call = self.scripts.complete.prepare_invoke();
+        call.key(&self.prefix)
+            .arg(lease)
+            .arg(self.config.per_host)
+            .arg(self.config.max_queue_per_host)
+            .arg(hold.as_millis() as u64)
+            .arg(requeue.unwrap_or(b""));
+        Self::push_urls(&mut call, links);
+        let held: u8 = call
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("complete"))?;
+        Ok(held == 1)
+    }
+
+    /// Extends the given leases a full lease length from now; returns how many still existed.
+    pub async fn extend(&mut self, leases: &[u64]) -> Result<usize, ClusterError> {
+        if leases.is_empty() {
+            return Ok(0);
+        }
+        let mut call = self.scripts.extend.prepare_invoke();
+        call.key(&self.prefix)
+            .arg(self.config.lease.as_millis() as u64);
+        for lease in leases {
+            call.arg(*lease);
+        }
+        call.invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("extend"))
+    }
+
+    /// Returns up to `max` expired leases' requests to the front of their queues.
+    pub async fn reap(&mut self, max: usize) -> Result<usize, ClusterError> {
+        self.scripts
+            .reap
+            .key(&self.prefix)
+            .arg(self.config.per_host)
+            .arg(max)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("reap"))
+    }
+
+    /// Requests queued (not leased).
+    pub async fn queued(&mut self) -> Result<u64, ClusterError> {
+        let n: Option<u64> = redis::cmd("GET")
+            .arg(format!("{}:queued", self.prefix))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("count queued"))?;
+        Ok(n.unwrap_or(0))
+    }
+
+    /// Requests leased and not completed.
+    pub async fn leased(&mut self) -> Result<u64, ClusterError> {
+        redis::cmd("ZCARD")
+            .arg(format!("{}:leases", self.prefix))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("count leases"))
+    }
+
+    /// The key of the seen-set shard holding `fingerprint`, for tests of its encoding.
+    pub fn seen_shard_key(&self, fingerprint: u64) -> String {
+        format!("{}:seen:{}", self.prefix, fingerprint % SEEN_SHARDS)
+    }
+}

@@ -1,0 +1,37 @@
+-- claim(K; engine, max, per_host, delay_ms, lease_ms)
+-- Hands out up to `max` requests of hosts that may be sent to now, at most `per_host` in
+-- flight per host across every engine, and moves each host's next allowed time `delay_ms`
+-- on in the same step. Each request is leased, not popped: it comes back to its queue if the
+-- lease is neither completed nor extended before it ends. Returns id, host, entry triples.
+local engine = ARGV[1]
+local max = tonumber(ARGV[2])
+local per_host = tonumber(ARGV[3])
+local delay = tonumber(ARGV[4])
+local lease_ms = tonumber(ARGV[5])
+local now = now_ms()
+local out = {}
+local claimed = 0
+local hosts = redis.call('ZRANGEBYSCORE', K .. ':ready', '-inf', now, 'LIMIT', 0, max)
+for _, host in ipairs(hosts) do
+  if claimed >= max then break end
+  local hk = K .. ':host:' .. host
+  local q = K .. ':q:' .. host
+  local host_delay = math.max(delay, tonumber(redis.call('HGET', hk, 'delay') or '0'))
+  repeat
+    local inflight = tonumber(redis.call('HGET', hk, 'inflight') or '0')
+    if inflight >= per_host then break end
+    local entry = redis.call('LPOP', q)
+    if not entry then break end
+    redis.call('DECR', K .. ':queued')
+    redis.call('HSET', hk, 'inflight', inflight + 1, 'next_at', now + host_delay)
+    local id = redis.call('INCR', K .. ':lease_seq')
+    redis.call('HSET', K .. ':lease:' .. id, 'host', host, 'entry', entry, 'engine', engine)
+    redis.call('ZADD', K .. ':leases', now + lease_ms, id)
+    out[#out + 1] = id
+    out[#out + 1] = host
+    out[#out + 1] = entry
+    claimed = claimed + 1
+  until host_delay > 0 or claimed >= max
+  reschedule(host, per_host)
+end
+return out

@@ -1,0 +1,39 @@
+-- Shared by every frontier script. KEYS[1] is the crawl's key prefix ("{spinneret:NAME}"):
+-- every key of a crawl carries its hash tag, so one crawl lives on one Redis Cluster slot.
+local K = KEYS[1]
+
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- Puts `host` in the ready set (scored by when it may next be sent to) when it has queued
+-- requests and room for one more in flight; takes it out otherwise.
+local function reschedule(host, per_host)
+  local hk = K .. ':host:' .. host
+  local inflight = tonumber(redis.call('HGET', hk, 'inflight') or '0')
+  if inflight < per_host and redis.call('LLEN', K .. ':q:' .. host) > 0 then
+    local next_at = tonumber(redis.call('HGET', hk, 'next_at') or '0')
+    redis.call('ZADD', K .. ':ready', next_at, host)
+  else
+    redis.call('ZREM', K .. ':ready', host)
+  end
+end
+
+-- Queues `entry` for `host` unless the fingerprint was seen; returns 0 queued, 1 seen,
+-- 2 refused (the host's queue holds `max_queue` entries and `bounded` is set).
+local function offer(host, fp, shard, entry, bounded, max_queue, per_host)
+  local seen = K .. ':seen:' .. shard
+  if redis.call('SISMEMBER', seen, fp) == 1 then
+    return 1
+  end
+  local q = K .. ':q:' .. host
+  if bounded == 1 and redis.call('LLEN', q) >= max_queue then
+    return 2
+  end
+  redis.call('SADD', seen, fp)
+  redis.call('RPUSH', q, entry)
+  redis.call('INCR', K .. ':queued')
+  reschedule(host, per_host)
+  return 0
+end

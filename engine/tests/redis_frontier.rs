@@ -1,0 +1,219 @@
+//! The shared frontier against a real `redis-server`: dedup, politeness across engines,
+//! leases that survive a dead engine, idempotent completion, compact seen sets, and a Redis
+//! killed and restarted from its append-only file.
+
+use engine::cluster::{NewUrl, Offer, RedisFrontier, RedisFrontierConfig};
+use spinneret_tests::redis::RedisServer;
+use std::collections::HashMap;
+use std::time::Duration;
+
+fn config() -> RedisFrontierConfig {
+    RedisFrontierConfig {
+        per_host: 2,
+        delay: Duration::ZERO,
+        lease: Duration::from_secs(30),
+        max_queue_per_host: 1_000,
+    }
+}
+
+async fn frontier(redis: &RedisServer, config: RedisFrontierConfig) -> RedisFrontier {
+    let conn = RedisFrontier::connect(&redis.url()).await.expect("connect");
+    RedisFrontier::new(conn, "test", config)
+}
+
+fn url(host: &str, n: u64) -> NewUrl {
+    NewUrl {
+        host: host.into(),
+        fingerprint: common::fingerprint(&format!("http://{host}/{n}")),
+        entry: format!("http://{host}/{n}").into_bytes(),
+    }
+}
+
+#[tokio::test]
+async fn offers_are_deduplicated_and_a_full_host_queue_refuses_links() {
+    let redis = RedisServer::start().await;
+    let mut f = frontier(
+        &redis,
+        RedisFrontierConfig {
+            max_queue_per_host: 3,
+            ..config()
+        },
+    )
+    .await;
+    let batch: Vec<NewUrl> = (0..4).map(|n| url("a.test:80", n)).collect();
+    let got = f.offer(&batch, true).await.expect("offer");
+    assert_eq!(
+        got,
+        vec![Offer::Queued, Offer::Queued, Offer::Queued, Offer::Refused]
+    );
+    assert_eq!(
+        f.offer(&batch[..1], true).await.expect("offer"),
+        vec![Offer::Seen]
+    );
+    assert_eq!(
+        f.offer(&batch[3..], false).await.expect("offer"),
+        vec![Offer::Queued],
+        "unbounded offers (seeds, redirects) are not refused, and a refused URL was not marked seen"
+    );
+    assert_eq!(f.queued().await.expect("queued"), 4);
+}
+
+#[tokio::test]
+async fn two_engines_never_exceed_the_per_host_limit_together() {
+    let redis = RedisServer::start().await;
+    let mut a = frontier(&redis, config()).await;
+    let mut b = frontier(&redis, config()).await;
+    let urls: Vec<NewUrl> = (0..10)
+        .map(|n| url("a.test:80", n))
+        .chain((0..10).map(|n| url("b.test:80", n)))
+        .collect();
+    a.offer(&urls, true).await.expect("offer");
+    let first = a.claim("engine-a", 100).await.expect("claim");
+    let second = b.claim("engine-b", 100).await.expect("claim");
+    let mut per_host: HashMap<String, usize> = HashMap::new();
+    for c in first.iter().chain(&second) {
+        *per_host.entry(c.host.clone()).or_default() += 1;
+    }
+    assert_eq!(per_host["a.test:80"], 2, "{per_host:?}");
+    assert_eq!(per_host["b.test:80"], 2, "{per_host:?}");
+    assert!(second.is_empty(), "the first engine took every free slot");
+    // A slot frees when its lease completes, for whichever engine claims next.
+    assert!(
+        a.complete(first[0].lease, Duration::ZERO, None, &[])
+            .await
+            .expect("complete")
+    );
+    let next = b.claim("engine-b", 100).await.expect("claim");
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].host, first[0].host);
+}
+
+#[tokio::test]
+async fn the_delay_spaces_claims_to_one_host_across_engines() {
+    let redis = RedisServer::start().await;
+    let config = RedisFrontierConfig {
+        per_host: 8,
+        delay: Duration::from_millis(300),
+        ..config()
+    };
+    let mut a = frontier(&redis, config.clone()).await;
+    let mut b = frontier(&redis, config).await;
+    let urls: Vec<NewUrl> = (0..3).map(|n| url("a.test:80", n)).collect();
+    a.offer(&urls, true).await.expect("offer");
+    assert_eq!(a.claim("a", 10).await.expect("claim").len(), 1);
+    assert!(
+        b.claim("b", 10).await.expect("claim").is_empty(),
+        "the host's next slot is 300 ms away for every engine"
+    );
+    let started = std::time::Instant::now();
+    let mut got = Vec::new();
+    while got.is_empty() {
+        got = b.claim("b", 10).await.expect("claim");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+    assert!(started.elapsed() >= Duration::from_millis(250));
+}
+
+#[tokio::test]
+async fn an_expired_lease_returns_its_request_and_completing_twice_changes_nothing() {
+    let redis = RedisServer::start().await;
+    let short = RedisFrontierConfig {
+        lease: Duration::from_millis(100),
+        ..config()
+    };
+    let mut f = frontier(&redis, short).await;
+    f.offer(&[url("a.test:80", 1)], true).await.expect("offer");
+    let claimed = f.claim("dead-engine", 10).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(f.reap(100).await.expect("reap"), 0, "not expired yet");
+    // The lease runs on Redis's clock; outlive it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(f.reap(100).await.expect("reap"), 1);
+    assert_eq!(
+        (f.queued().await.ok(), f.leased().await.ok()),
+        (Some(1), Some(0))
+    );
+    assert!(
+        !f.complete(
+            claimed[0].lease,
+            Duration::ZERO,
+            None,
+            &[url("a.test:80", 2)]
+        )
+        .await
+        .expect("complete"),
+        "a reaped lease is gone: its late completion changes nothing"
+    );
+    assert_eq!(
+        f.queued().await.expect("queued"),
+        1,
+        "its links were not queued"
+    );
+    let again = f.claim("live-engine", 10).await.expect("claim");
+    assert_eq!(
+        again[0].entry, claimed[0].entry,
+        "the same request, leased again"
+    );
+    assert_eq!(f.extend(&[again[0].lease]).await.expect("extend"), 1);
+    assert!(
+        f.complete(again[0].lease, Duration::ZERO, None, &[url("a.test:80", 2)])
+            .await
+            .expect("complete")
+    );
+    assert!(
+        !f.complete(again[0].lease, Duration::ZERO, None, &[])
+            .await
+            .expect("complete")
+    );
+    assert_eq!(
+        (f.queued().await.ok(), f.leased().await.ok()),
+        (Some(1), Some(0))
+    );
+}
+
+#[tokio::test]
+async fn the_seen_set_stays_in_compact_integer_sets() {
+    let redis = RedisServer::start().await;
+    let mut f = frontier(
+        &redis,
+        RedisFrontierConfig {
+            max_queue_per_host: 1_000_000,
+            ..config()
+        },
+    )
+    .await;
+    let urls: Vec<NewUrl> = (0..20_000)
+        .map(|n| NewUrl {
+            entry: Vec::new(),
+            ..url(&format!("h{}.test:80", n % 50), n)
+        })
+        .collect();
+    for chunk in urls.chunks(2_000) {
+        f.offer(chunk, true).await.expect("offer");
+    }
+    let key = f.seen_shard_key(urls[0].fingerprint);
+    let encoding = redis.command(&format!("OBJECT ENCODING {key}")).await;
+    assert!(encoding.contains("intset"), "{key}: {encoding}");
+}
+
+#[tokio::test]
+async fn a_redis_killed_and_restarted_from_its_append_only_file_keeps_the_frontier() {
+    let mut redis = RedisServer::start().await;
+    let mut f = frontier(&redis, config()).await;
+    let urls: Vec<NewUrl> = (0..5).map(|n| url("a.test:80", n)).collect();
+    f.offer(&urls, true).await.expect("offer");
+    let claimed = f.claim("e", 1).await.expect("claim");
+    // Redis writes its append-only file before it answers, so what it acknowledged survives a
+    // killed process (appendfsync everysec only matters for a power cut).
+    redis.kill9().await;
+    redis.restart().await;
+    let mut f = frontier(&redis, config()).await;
+    assert_eq!(f.queued().await.expect("queued"), 4);
+    assert_eq!(f.leased().await.expect("leased"), 1);
+    assert!(
+        f.complete(claimed[0].lease, Duration::ZERO, None, &[])
+            .await
+            .expect("complete"),
+        "the lease survived the restart"
+    );
+}

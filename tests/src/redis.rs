@@ -1,0 +1,121 @@
+//! A real `redis-server` for the tests: on a free loopback port, in a temporary directory,
+//! with the append-only file on, so that it can be killed and restarted from it.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+/// A running `redis-server`, killed when dropped.
+pub struct RedisServer {
+    /// Its port on 127.0.0.1.
+    pub port: u16,
+    dir: tempfile::TempDir,
+    binary: PathBuf,
+    child: Child,
+}
+
+impl RedisServer {
+    /// Starts a server (Debian's `redis-server`, or `$REDIS_SERVER`) and waits until it answers.
+    pub async fn start() -> RedisServer {
+        let binary = crate::require_program("REDIS_SERVER", "/usr/bin/redis-server");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let child = spawn(&binary, dir.path(), port);
+        let server = RedisServer {
+            port,
+            dir,
+            binary,
+            child,
+        };
+        server.wait_ready().await;
+        server
+    }
+
+    /// Its URL, for `--redis`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would.
+    pub async fn kill9(&mut self) {
+        let _ = self.child.kill().await;
+    }
+
+    /// Starts it again on the same port and directory, from its append-only file.
+    pub async fn restart(&mut self) {
+        self.child = spawn(&self.binary, self.dir.path(), self.port);
+        self.wait_ready().await;
+    }
+
+    /// Sends one command (inline syntax) and returns the raw reply.
+    pub async fn command(&self, line: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to redis");
+        stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .expect("write");
+        let mut buf = vec![0u8; 64 * 1024];
+        let n = stream.read(&mut buf).await.expect("read");
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    async fn wait_ready(&self) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(Ok(mut stream)) = tokio::time::timeout(
+                Duration::from_secs(1),
+                tokio::net::TcpStream::connect(("127.0.0.1", self.port)),
+            )
+            .await
+            {
+                let mut reply = [0u8; 7];
+                if stream.write_all(b"PING\r\n").await.is_ok()
+                    && stream.read_exact(&mut reply).await.is_ok()
+                    && &reply == b"+PONG\r\n"
+                {
+                    return;
+                }
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "redis-server did not answer on port {}",
+                self.port
+            );
+            // Polling a starting server: there is no event to wait on but its answer.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn spawn(binary: &Path, dir: &Path, port: u16) -> Child {
+    Command::new(binary)
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .arg("--dir")
+        .arg(dir)
+        .args([
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+        ])
+        .args([
+            "--protected-mode",
+            "yes",
+            "--maxmemory-policy",
+            "noeviction",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+}
