@@ -2,7 +2,7 @@
 //! leases that survive a dead engine, idempotent completion, compact seen sets, and a Redis
 //! killed and restarted from its append-only file.
 
-use engine::cluster::{NewUrl, Offer, RedisFrontier, RedisFrontierConfig};
+use engine::cluster::{Again, Finished, NewUrl, Offer, RedisFrontier, RedisFrontierConfig};
 use spinneret_tests::redis::RedisServer;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -19,6 +19,15 @@ fn config() -> RedisFrontierConfig {
 async fn frontier(redis: &RedisServer, config: RedisFrontierConfig) -> RedisFrontier {
     let conn = RedisFrontier::connect(&redis.url()).await.expect("connect");
     RedisFrontier::new(conn, "test", config)
+}
+
+/// A completion: fetched, with these links.
+fn done(links: &[NewUrl]) -> Finished<'_> {
+    Finished {
+        hold: Duration::ZERO,
+        again: Again::Never,
+        links,
+    }
 }
 
 fn url(host: &str, n: u64) -> NewUrl {
@@ -79,7 +88,7 @@ async fn two_engines_never_exceed_the_per_host_limit_together() {
     assert!(second.is_empty(), "the first engine took every free slot");
     // A slot frees when its lease completes, for whichever engine claims next.
     assert!(
-        a.complete(first[0].lease, Duration::ZERO, None, &[])
+        a.complete(first[0].lease, done(&[]))
             .await
             .expect("complete")
     );
@@ -134,14 +143,9 @@ async fn an_expired_lease_returns_its_request_and_completing_twice_changes_nothi
         (Some(1), Some(0))
     );
     assert!(
-        !f.complete(
-            claimed[0].lease,
-            Duration::ZERO,
-            None,
-            &[url("a.test:80", 2)]
-        )
-        .await
-        .expect("complete"),
+        !f.complete(claimed[0].lease, done(&[url("a.test:80", 2)]))
+            .await
+            .expect("complete"),
         "a reaped lease is gone: its late completion changes nothing"
     );
     assert_eq!(
@@ -156,12 +160,12 @@ async fn an_expired_lease_returns_its_request_and_completing_twice_changes_nothi
     );
     assert_eq!(f.extend(&[again[0].lease]).await.expect("extend"), 1);
     assert!(
-        f.complete(again[0].lease, Duration::ZERO, None, &[url("a.test:80", 2)])
+        f.complete(again[0].lease, done(&[url("a.test:80", 2)]))
             .await
             .expect("complete")
     );
     assert!(
-        !f.complete(again[0].lease, Duration::ZERO, None, &[])
+        !f.complete(again[0].lease, done(&[]))
             .await
             .expect("complete")
     );
@@ -211,9 +215,85 @@ async fn a_redis_killed_and_restarted_from_its_append_only_file_keeps_the_fronti
     assert_eq!(f.queued().await.expect("queued"), 4);
     assert_eq!(f.leased().await.expect("leased"), 1);
     assert!(
-        f.complete(claimed[0].lease, Duration::ZERO, None, &[])
+        f.complete(claimed[0].lease, done(&[]))
             .await
             .expect("complete"),
         "the lease survived the restart"
     );
+}
+
+#[tokio::test]
+async fn one_leader_at_a_time_and_a_stale_leader_is_refused() {
+    let redis = RedisServer::start().await;
+    let mut a = frontier(&redis, config()).await;
+    let mut b = frontier(&redis, config()).await;
+    let ttl = Duration::from_millis(200);
+    let first = a.elect("a", ttl).await.expect("elect").expect("a leads");
+    assert_eq!(b.elect("b", ttl).await.expect("elect"), None, "one leader");
+    assert_eq!(a.elect("a", ttl).await.expect("renew"), Some(first));
+    // The leader pauses past its lease (SIGSTOP): another takes over with a new epoch.
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    let second = b.elect("b", ttl).await.expect("elect").expect("b leads");
+    assert!(second > first);
+    assert_eq!(
+        a.elect("a", ttl).await.expect("elect"),
+        None,
+        "a steps down"
+    );
+    assert_eq!(
+        a.finish(first).await.expect("finish"),
+        None,
+        "stale epoch refused"
+    );
+    assert_eq!(a.promote(first, 10).await.expect("promote"), None);
+    assert_eq!(b.finish(second).await.expect("finish"), Some(true));
+}
+
+#[tokio::test]
+async fn a_retry_waits_its_back_off_and_the_crawl_is_done_only_when_nothing_is_left() {
+    let redis = RedisServer::start().await;
+    let mut f = frontier(&redis, config()).await;
+    let epoch = f
+        .elect("e", Duration::from_secs(10))
+        .await
+        .expect("elect")
+        .expect("leader");
+    f.offer(&[url("a.test:80", 1)], true).await.expect("offer");
+    assert_eq!(
+        f.finish(epoch).await.expect("finish"),
+        Some(false),
+        "queued"
+    );
+    let claimed = f.claim("e", 10).await.expect("claim");
+    assert_eq!(
+        f.finish(epoch).await.expect("finish"),
+        Some(false),
+        "leased"
+    );
+    let retry = Finished {
+        again: Again::After(&claimed[0].entry, Duration::from_millis(200)),
+        ..done(&[])
+    };
+    assert!(f.complete(claimed[0].lease, retry).await.expect("complete"));
+    assert_eq!(f.deferred().await.expect("deferred"), 1);
+    assert_eq!(
+        f.finish(epoch).await.expect("finish"),
+        Some(false),
+        "deferred"
+    );
+    assert_eq!(
+        f.promote(epoch, 10).await.expect("promote"),
+        Some(0),
+        "not due"
+    );
+    tokio::time::sleep(Duration::from_millis(250)).await;
+    assert_eq!(f.promote(epoch, 10).await.expect("promote"), Some(1));
+    let again = f.claim("e", 10).await.expect("claim");
+    assert_eq!(again[0].entry, claimed[0].entry);
+    assert!(
+        f.complete(again[0].lease, done(&[]))
+            .await
+            .expect("complete")
+    );
+    assert_eq!(f.finish(epoch).await.expect("finish"), Some(true));
 }

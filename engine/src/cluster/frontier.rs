@@ -85,6 +85,28 @@ pub struct Claimed {
     pub entry: Vec<u8>,
 }
 
+/// When a completed request is to be sent again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Again<'a> {
+    /// Never: it is done (fetched, or given up).
+    Never,
+    /// At once, from the front of its host's queue (its worker failed it), as this entry.
+    Now(&'a [u8]),
+    /// After a back-off (a retry), as this entry.
+    After(&'a [u8], Duration),
+}
+
+/// What became of a leased request.
+#[derive(Clone, Copy, Debug)]
+pub struct Finished<'a> {
+    /// How long its host must wait from now (429/503 back-off); zero for its usual pace.
+    pub hold: Duration,
+    /// Whether and when it is sent again.
+    pub again: Again<'a>,
+    /// The new links its page yielded, queued in the same step.
+    pub links: &'a [NewUrl],
+}
+
 /// The scripts, loaded once and called by their hash.
 struct Scripts {
     offer: Script,
@@ -92,6 +114,9 @@ struct Scripts {
     complete: Script,
     extend: Script,
     reap: Script,
+    elect: Script,
+    promote: Script,
+    finish: Script,
 }
 
 macro_rules! script {
@@ -112,6 +137,9 @@ impl Scripts {
             complete: script!("complete.lua"),
             extend: script!("extend.lua"),
             reap: script!("reap.lua"),
+            elect: script!("elect.lua"),
+            promote: script!("promote.lua"),
+            finish: script!("finish.lua"),
         }
     }
 }
@@ -227,25 +255,31 @@ impl RedisFrontier {
             .collect()
     }
 
-    /// Ends `lease` and queues the page's new `links`, at once: the host's slot is freed and
-    /// it is held `hold` from now (429/503 back-off) when that is later than its own pace;
-    /// `requeue` goes back to the front of its host's queue (a retry). Returns whether the
-    /// lease was still held: a lease completed twice, or reaped, changes nothing.
+    /// Ends `lease` as `finished` says, at once: the host's slot is freed (and held longer
+    /// after a 429/503), the request goes back when it is to be sent again, and the page's new
+    /// links are queued. Returns whether the lease was still held: a lease completed twice,
+    /// or reaped, changes nothing.
     pub async fn complete(
         &mut self,
         lease: u64,
-        hold: Duration,
-        requeue: Option<&[u8]>,
-        links: &[NewUrl],
+        finished: Finished<'_>,
     ) -> Result<bool, ClusterError> {
+        let (entry, defer): (&[u8], Duration) = match finished.again {
+            Again::Never => (b"", Duration::ZERO),
+            Again::Now(entry) => (entry, Duration::ZERO),
+            // At least a millisecond, so that a deferred request is never taken for a
+            // requeue.
+            Again::After(entry, wait) => (entry, wait.max(Duration::from_millis(1))),
+        };
         let mut call = self.scripts.complete.prepare_invoke();
         call.key(&self.prefix)
             .arg(lease)
             .arg(self.config.per_host)
             .arg(self.config.max_queue_per_host)
-            .arg(hold.as_millis() as u64)
-            .arg(requeue.unwrap_or(b""));
-        Self::push_urls(&mut call, links);
+            .arg(finished.hold.as_millis() as u64)
+            .arg(entry)
+            .arg(defer.as_millis() as u64);
+        Self::push_urls(&mut call, finished.links);
         let held: u8 = call
             .invoke_async(&mut self.conn)
             .await
@@ -279,6 +313,64 @@ impl RedisFrontier {
             .invoke_async(&mut self.conn)
             .await
             .map_err(redis_err("reap"))
+    }
+
+    /// Takes or renews the crawl's leader lease for `engine`, for `ttl`: the leader's epoch
+    /// when `engine` holds it now, `None` when another engine does.
+    pub async fn elect(
+        &mut self,
+        engine: &str,
+        ttl: Duration,
+    ) -> Result<Option<u64>, ClusterError> {
+        let epoch: u64 = self
+            .scripts
+            .elect
+            .key(&self.prefix)
+            .arg(engine)
+            .arg(ttl.as_millis() as u64)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("elect"))?;
+        Ok((epoch > 0).then_some(epoch))
+    }
+
+    /// Leader only: moves up to `max` deferred requests whose back-off is over to the front
+    /// of their queues; `None` when `epoch` is stale (another engine leads).
+    pub async fn promote(&mut self, epoch: u64, max: usize) -> Result<Option<usize>, ClusterError> {
+        let moved: i64 = self
+            .scripts
+            .promote
+            .key(&self.prefix)
+            .arg(epoch)
+            .arg(self.config.per_host)
+            .arg(max)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("promote"))?;
+        Ok(usize::try_from(moved).ok())
+    }
+
+    /// Leader only: marks the crawl done when nothing is queued, leased or deferred. `Some`
+    /// says whether it is done; `None` that `epoch` is stale.
+    pub async fn finish(&mut self, epoch: u64) -> Result<Option<bool>, ClusterError> {
+        let answer: i64 = self
+            .scripts
+            .finish
+            .key(&self.prefix)
+            .arg(epoch)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("finish"))?;
+        Ok((answer >= 0).then_some(answer == 1))
+    }
+
+    /// Requests deferred (waiting out a back-off).
+    pub async fn deferred(&mut self) -> Result<u64, ClusterError> {
+        redis::cmd("ZCARD")
+            .arg(format!("{}:deferred", self.prefix))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("count deferred"))
     }
 
     /// Requests queued (not leased).

@@ -5,4 +5,6 @@
 
 mod frontier;
 
-pub use frontier::{Claimed, ClusterError, NewUrl, Offer, RedisFrontier, RedisFrontierConfig};
+pub use frontier::{
+    Again, Claimed, ClusterError, Finished, NewUrl, Offer, RedisFrontier, RedisFrontierConfig,
+};

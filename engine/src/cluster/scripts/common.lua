@@ -7,6 +7,14 @@ local function now_ms()
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 end
 
+-- Whether `epoch` is the epoch of the engine holding the leader lease now.
+local function is_leader(epoch)
+  local held = redis.call('GET', K .. ':leader')
+  if not held then return false end
+  local sep = string.find(held, ':', 1, true)
+  return string.sub(held, sep + 1) == tostring(epoch)
+end
+
 -- Puts `host` in the ready set (scored by when it may next be sent to) when it has queued
 -- requests and room for one more in flight; takes it out otherwise.
 local function reschedule(host, per_host)
