@@ -175,12 +175,18 @@ pub enum FetchError {
     /// The parser failed on the page.
     #[error("parse failed: {0}")]
     Parse(String),
-    /// The page's result would not fit in one RPC frame.
-    #[error("result of {bytes} bytes is over the frame limit of {limit}")]
+    /// The page's result would not fit in one RPC frame, or hold more elements than a peer
+    /// decodes.
+    #[error(
+        "result of {bytes} bytes and {elements} elements is over the limit of {limit} bytes or {} elements",
+        crate::budget::MAX_ELEMENTS
+    )]
     ResultTooLarge {
         /// The encoded size of the result.
         bytes: u64,
-        /// The most a result may take.
+        /// Items, fields and list values in it.
+        elements: u64,
+        /// The most bytes a result may take.
         limit: u64,
     },
     /// The worker is shutting down and takes no new work; send the request elsewhere.

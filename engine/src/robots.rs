@@ -47,83 +47,134 @@ pub enum Verdict {
     TryLater,
 }
 
-/// Allow and Disallow lines kept from the groups of one robots.txt that apply to us; the
-/// rest are dropped. Each rule may be a regular expression every URL of the host is matched
-/// against, so a hostile file of many thousands would make each page cost milliseconds.
+/// Allow and Disallow lines kept from the groups of one robots.txt that apply to us. Each such
+/// rule may be a regular expression every URL of the host is matched against, so a hostile
+/// file of many thousands would make each page cost milliseconds.
 pub const MAX_RULES: usize = 2_000;
 
-/// What a robots.txt line is, as far as keeping rules goes.
+/// What a robots.txt line is, read as texting_robots reads it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum LineKind<'a> {
     UserAgent(&'a [u8]),
     Rule,
+    /// A line that ends a run of User-agent lines without being a rule (Crawl-delay).
     Other,
+    /// A line the parser drops before grouping (blank, comment, Sitemap, unknown).
+    Ignored,
+}
+
+/// The value of `line` when it starts (after blanks, ignoring case) with one of `keys`
+/// followed by a colon or a blank, up to a `#` comment and trimmed: texting_robots' syntax.
+fn value_of<'a>(line: &'a [u8], keys: &[&str]) -> Option<&'a [u8]> {
+    let line = line.trim_ascii_start();
+    let key = keys
+        .iter()
+        .find(|k| line.len() >= k.len() && line[..k.len()].eq_ignore_ascii_case(k.as_bytes()))?;
+    let rest = &line[key.len()..];
+    let after = rest.trim_ascii_start();
+    let value = if let Some(v) = after.strip_prefix(b":") {
+        v
+    } else if after.len() < rest.len() {
+        after
+    } else {
+        return None;
+    };
+    let value = value.split(|b| *b == b'#').next().unwrap_or(b"");
+    Some(value.trim_ascii())
 }
 
 fn line_kind(line: &[u8]) -> LineKind<'_> {
-    let line = line.trim_ascii();
-    let Some(colon) = line.iter().position(|b| *b == b':') else {
-        return LineKind::Other;
-    };
-    let key = line[..colon].trim_ascii().to_ascii_lowercase();
-    match key.as_slice() {
-        b"user-agent" => LineKind::UserAgent(line[colon + 1..].trim_ascii()),
-        b"allow" | b"disallow" => LineKind::Rule,
-        _ => LineKind::Other,
+    const AGENT: &[&str] = &["user-agent", "user agent", "useragent"];
+    const RULE: &[&str] = &[
+        "allow",
+        "disallow",
+        "dissallow",
+        "dissalow",
+        "disalow",
+        "diasllow",
+        "disallaw",
+    ];
+    const DELAY: &[&str] = &["crawl-delay", "crawl delay", "crawldelay"];
+    if let Some(agent) = value_of(line, AGENT) {
+        LineKind::UserAgent(agent)
+    } else if value_of(line, RULE).is_some() {
+        LineKind::Rule
+    } else if value_of(line, DELAY).is_some() {
+        LineKind::Other
+    } else {
+        LineKind::Ignored
     }
 }
 
-/// `body` keeping only the Allow and Disallow lines of the groups that apply to `agent` (its
-/// own groups when the file names it, else the `*` groups, as RFC 9309 and texting_robots
-/// choose), at most `max` of them, the first ones; and how many of those were dropped.
-pub fn keep_rules<'a>(
-    body: &'a [u8],
-    agent: &str,
-    max: usize,
-) -> (std::borrow::Cow<'a, [u8]>, usize) {
-    let lines = || body.split(|b| *b == b'\n');
-    let agent = agent.to_ascii_lowercase();
+/// The lines of a robots.txt as its parser splits them: at CR, LF and NUL, after a BOM.
+fn lines(body: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let body = body.strip_prefix(b"\xef\xbb\xbf").unwrap_or(body);
+    body.split(|b| matches!(b, b'\n' | b'\r' | 0))
+}
+
+/// Which lines of `body` are rules of the groups that apply to `agent` (its own groups when
+/// the file names it, else the `*` groups; every rule when there is no User-agent line), in
+/// line order, as texting_robots groups them.
+fn applicable(body: &[u8], agent: &str) -> Vec<bool> {
+    let kinds: Vec<LineKind> = lines(body).map(line_kind).collect();
     let names = |ua: &[u8]| ua.eq_ignore_ascii_case(agent.as_bytes());
-    let any_agent_line = lines().any(|l| matches!(line_kind(l), LineKind::UserAgent(_)));
-    let ours_named = lines().any(|l| matches!(line_kind(l), LineKind::UserAgent(ua) if names(ua)));
+    let any_agent = kinds.iter().any(|k| matches!(k, LineKind::UserAgent(_)));
+    let ours_named = kinds
+        .iter()
+        .any(|k| matches!(k, LineKind::UserAgent(ua) if names(ua)));
     let applies = |ua: &[u8]| if ours_named { names(ua) } else { ua == b"*" };
-    // Which rule lines apply: those in a group whose User-agent lines include ours.
-    let mut keep = Vec::new();
-    let mut capturing = !any_agent_line;
+    let mut capturing = !any_agent;
     let mut in_agents = false;
-    let mut applicable = 0usize;
-    for line in lines() {
-        match line_kind(line) {
+    kinds
+        .iter()
+        .map(|kind| match kind {
             LineKind::UserAgent(ua) => {
                 if !in_agents {
                     capturing = false;
                 }
                 in_agents = true;
                 capturing |= applies(ua);
-                keep.push(true);
+                false
             }
             LineKind::Rule => {
                 in_agents = false;
-                applicable += usize::from(capturing);
-                keep.push(capturing && applicable <= max);
+                capturing
             }
             LineKind::Other => {
                 in_agents = false;
-                keep.push(true);
+                false
+            }
+            LineKind::Ignored => false,
+        })
+        .collect()
+}
+
+/// `body` as it is, unless more than `max` of its rules apply to `agent`: then without the
+/// applicable rules past the first `max`; and how many were dropped. Rules of other groups
+/// are never touched (the parser does not compile them for us).
+pub fn keep_rules<'a>(
+    body: &'a [u8],
+    agent: &str,
+    max: usize,
+) -> (std::borrow::Cow<'a, [u8]>, usize) {
+    let ours = applicable(body, agent);
+    let count = ours.iter().filter(|o| **o).count();
+    if count <= max {
+        return (std::borrow::Cow::Borrowed(body), 0);
+    }
+    let mut kept = Vec::with_capacity(body.len());
+    let mut seen = 0;
+    for (line, ours) in lines(body).zip(ours) {
+        if ours {
+            seen += 1;
+            if seen > max {
+                continue;
             }
         }
+        kept.extend_from_slice(line);
+        kept.push(b'\n');
     }
-    let dropped = applicable.saturating_sub(max);
-    if keep.iter().all(|k| *k) {
-        return (std::borrow::Cow::Borrowed(body), dropped);
-    }
-    let mut kept = Vec::with_capacity(body.len().min(1 << 20));
-    for (line, keep) in lines().zip(keep) {
-        if keep {
-            kept.extend_from_slice(line);
-            kept.push(b'\n');
-        }
-    }
-    (std::borrow::Cow::Owned(kept), dropped)
+    (std::borrow::Cow::Owned(kept), count - max)
 }
 
 /// Interprets a fetched robots.txt for the User-Agent token `agent`, keeping at most
@@ -254,6 +305,44 @@ mod tests {
         assert!(rules.allows("http://a.test/ours"));
         let (same, none) = keep_rules(b"Disallow: /a\n", "S", MAX_RULES);
         assert_eq!((same.as_ref(), none), (b"Disallow: /a\n".as_slice(), 0));
+    }
+
+    #[test]
+    fn groups_are_read_as_the_parser_reads_them() {
+        // A comment after the agent, a blank line and a Sitemap inside a run of agents,
+        // other spellings, a BOM, CR line ends and a rule written with a space.
+        let body = "\u{feff}User-agent: * # every bot\r\nDisallow: /private\r\n\r\n\
+                    User-agent: BadBot\nDisallow: /\n\n\
+                    Useragent: Other\n\nSitemap: http://a.test/s.xml\nUser agent: Spinneret\n\
+                    Disallow /mine\n";
+        let mut big = String::from(body);
+        for i in 0..MAX_RULES {
+            big.push_str(&format!("Disalow: /many{i:05}\n"));
+        }
+        for (text, agent, blocked, open) in [
+            (body, "Unnamed", "/private", "/mine"),
+            (big.as_str(), "Unnamed", "/private", "/many00005"),
+            (body, "Spinneret", "/mine", "/private"),
+            // Ours are /mine and the many, one past the cap: the last is dropped.
+            (big.as_str(), "Spinneret", "/many01998", "/many01999"),
+        ] {
+            let Verdict::Known(rules, _) = interpret(&file(200, text), agent) else {
+                panic!("known")
+            };
+            assert!(
+                !rules.allows(&format!("http://a.test{blocked}")),
+                "{agent} {blocked}"
+            );
+            assert!(
+                rules.allows(&format!("http://a.test{open}")),
+                "{agent} {open}"
+            );
+        }
+        let (_, dropped) = keep_rules(big.as_bytes(), "Spinneret", MAX_RULES);
+        assert_eq!(dropped, 1, "our group: /mine and the {MAX_RULES} others");
+        let (kept, none) = keep_rules(big.as_bytes(), "Unnamed", MAX_RULES);
+        assert_eq!(none, 0, "the * group has one rule");
+        assert_eq!(kept.as_ref(), big.as_bytes(), "untouched");
     }
 
     #[test]

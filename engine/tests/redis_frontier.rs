@@ -87,11 +87,7 @@ async fn two_engines_never_exceed_the_per_host_limit_together() {
     assert_eq!(per_host["b.test:80"], 2, "{per_host:?}");
     assert!(second.is_empty(), "the first engine took every free slot");
     // A slot frees when its lease completes, for whichever engine claims next.
-    assert!(
-        a.complete(first[0].lease, done(&[]))
-            .await
-            .expect("complete")
-    );
+    assert!(a.complete(&first[0], done(&[])).await.expect("complete"));
     let next = b.claim("engine-b", 100).await.expect("claim");
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].host, first[0].host);
@@ -143,7 +139,7 @@ async fn an_expired_lease_returns_its_request_and_completing_twice_changes_nothi
         (Some(1), Some(0))
     );
     assert!(
-        !f.complete(claimed[0].lease, done(&[url("a.test:80", 2)]))
+        !f.complete(&claimed[0], done(&[url("a.test:80", 2)]))
             .await
             .expect("complete"),
         "a reaped lease is gone: its late completion changes nothing"
@@ -160,15 +156,11 @@ async fn an_expired_lease_returns_its_request_and_completing_twice_changes_nothi
     );
     assert_eq!(f.extend(&[again[0].lease]).await.expect("extend"), 1);
     assert!(
-        f.complete(again[0].lease, done(&[url("a.test:80", 2)]))
+        f.complete(&again[0], done(&[url("a.test:80", 2)]))
             .await
             .expect("complete")
     );
-    assert!(
-        !f.complete(again[0].lease, done(&[]))
-            .await
-            .expect("complete")
-    );
+    assert!(!f.complete(&again[0], done(&[])).await.expect("complete"));
     assert_eq!(
         (f.queued().await.ok(), f.leased().await.ok()),
         (Some(1), Some(0))
@@ -215,9 +207,7 @@ async fn a_redis_killed_and_restarted_from_its_append_only_file_keeps_the_fronti
     assert_eq!(f.queued().await.expect("queued"), 4);
     assert_eq!(f.leased().await.expect("leased"), 1);
     assert!(
-        f.complete(claimed[0].lease, done(&[]))
-            .await
-            .expect("complete"),
+        f.complete(&claimed[0], done(&[])).await.expect("complete"),
         "the lease survived the restart"
     );
 }
@@ -228,9 +218,16 @@ async fn one_leader_at_a_time_and_a_stale_leader_is_refused() {
     let mut a = frontier(&redis, config()).await;
     let mut b = frontier(&redis, config()).await;
     let ttl = Duration::from_millis(200);
-    let first = a.elect("a", ttl).await.expect("elect").expect("a leads");
+    // Engine ids may hold colons (an address).
+    let a_id = "10.0.0.5:7000";
+    let first = a.elect(a_id, ttl).await.expect("elect").expect("a leads");
     assert_eq!(b.elect("b", ttl).await.expect("elect"), None, "one leader");
-    assert_eq!(a.elect("a", ttl).await.expect("renew"), Some(first));
+    assert_eq!(a.elect(a_id, ttl).await.expect("renew"), Some(first));
+    assert_eq!(
+        a.promote(first, 10).await.expect("promote"),
+        Some(0),
+        "the leader acts"
+    );
     // The leader pauses past its lease (SIGSTOP): another takes over with a new epoch.
     tokio::time::sleep(Duration::from_millis(250)).await;
     let second = b.elect("b", ttl).await.expect("elect").expect("b leads");
@@ -274,7 +271,7 @@ async fn a_retry_waits_its_back_off_and_the_crawl_is_done_only_when_nothing_is_l
         again: Again::After(&claimed[0].entry, Duration::from_millis(200)),
         ..done(&[])
     };
-    assert!(f.complete(claimed[0].lease, retry).await.expect("complete"));
+    assert!(f.complete(&claimed[0], retry).await.expect("complete"));
     assert_eq!(f.deferred().await.expect("deferred"), 1);
     assert_eq!(
         f.finish(epoch).await.expect("finish"),
@@ -290,10 +287,76 @@ async fn a_retry_waits_its_back_off_and_the_crawl_is_done_only_when_nothing_is_l
     assert_eq!(f.promote(epoch, 10).await.expect("promote"), Some(1));
     let again = f.claim("e", 10).await.expect("claim");
     assert_eq!(again[0].entry, claimed[0].entry);
-    assert!(
-        f.complete(again[0].lease, done(&[]))
-            .await
-            .expect("complete")
-    );
+    assert!(f.complete(&again[0], done(&[])).await.expect("complete"));
     assert_eq!(f.finish(epoch).await.expect("finish"), Some(true));
+}
+
+#[tokio::test]
+async fn engines_adopt_the_crawls_pacing_and_share_a_crawl_delay() {
+    let redis = RedisServer::start().await;
+    let mut first = frontier(&redis, config()).await;
+    assert!(first.adopt_config().await.expect("adopt").is_empty());
+    let mut late = frontier(
+        &redis,
+        RedisFrontierConfig {
+            per_host: 9,
+            ..config()
+        },
+    )
+    .await;
+    let differ = late.adopt_config().await.expect("adopt");
+    assert_eq!(differ, vec![("per_host", 9, 2)]);
+    assert_eq!(
+        late.config().per_host,
+        2,
+        "the crawl's limit, not its own flag"
+    );
+
+    first
+        .offer(
+            &(0..3).map(|n| url("a.test:80", n)).collect::<Vec<_>>(),
+            true,
+        )
+        .await
+        .expect("offer");
+    late.set_host_delay("a.test:80", Duration::from_millis(300))
+        .await
+        .expect("crawl-delay");
+    assert_eq!(first.claim("a", 10).await.expect("claim").len(), 1);
+    assert!(
+        first.claim("a", 10).await.expect("claim").is_empty(),
+        "the Crawl-delay one engine read holds for the other"
+    );
+}
+
+#[tokio::test]
+async fn a_429_on_a_reaped_lease_still_slows_its_host() {
+    let redis = RedisServer::start().await;
+    let mut f = frontier(
+        &redis,
+        RedisFrontierConfig {
+            lease: Duration::from_millis(50),
+            per_host: 4,
+            ..config()
+        },
+    )
+    .await;
+    f.offer(
+        &(0..3).map(|n| url("a.test:80", n)).collect::<Vec<_>>(),
+        true,
+    )
+    .await
+    .expect("offer");
+    let slow = f.claim("e", 1).await.expect("claim");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(f.reap(10).await.expect("reap"), 1);
+    let throttled = Finished {
+        hold: Duration::from_secs(60),
+        ..done(&[])
+    };
+    assert!(!f.complete(&slow[0], throttled).await.expect("complete"));
+    assert!(
+        f.claim("e", 10).await.expect("claim").is_empty(),
+        "the host waits out its back-off though the lease was gone"
+    );
 }

@@ -82,7 +82,7 @@ impl Store {
             path: path.clone(),
             source,
         };
-        let conn = Connection::open(&path).map_err(err)?;
+        let mut conn = Connection::open(&path).map_err(err)?;
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(err)?;
         // FULL: a batch acked to the engine survives power loss, not only a crash.
@@ -91,14 +91,20 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(err)?;
         conn.execute_batch(SCHEMA).map_err(err)?;
-        let has_position: bool = conn
+        // The column and its values come in one write transaction, checked inside it, so a
+        // crash cannot leave the column without its values, nor two openers add it twice.
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let has_position: bool = tx
             .prepare("SELECT 1 FROM pragma_table_info('items') WHERE name = 'position'")
             .and_then(|mut s| s.exists([]))
             .map_err(err)?;
         if !has_position {
-            conn.execute_batch(POSITION_COLUMN).map_err(err)?;
+            tx.execute_batch(POSITION_COLUMN).map_err(err)?;
         }
-        conn.execute_batch(PAGE_INDEX).map_err(err)?;
+        tx.execute_batch(PAGE_INDEX).map_err(err)?;
+        tx.commit().map_err(err)?;
         Ok(Store {
             conn: Mutex::new(conn),
             path,

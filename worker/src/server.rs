@@ -316,6 +316,7 @@ impl CrawlServer {
         if bytes > MAX_RESULT_FRAME || elements > common::budget::MAX_ELEMENTS {
             return Err(FetchError::ResultTooLarge {
                 bytes,
+                elements: elements as u64,
                 limit: MAX_RESULT_FRAME,
             });
         }

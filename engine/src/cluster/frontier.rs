@@ -255,13 +255,13 @@ impl RedisFrontier {
             .collect()
     }
 
-    /// Ends `lease` as `finished` says, at once: the host's slot is freed (and held longer
+    /// Ends the lease of `claimed` as `finished` says, at once: the host's slot is freed (and held longer
     /// after a 429/503), the request goes back when it is to be sent again, and the page's new
     /// links are queued. Returns whether the lease was still held: a lease completed twice,
     /// or reaped, changes nothing.
     pub async fn complete(
         &mut self,
-        lease: u64,
+        claimed: &Claimed,
         finished: Finished<'_>,
     ) -> Result<bool, ClusterError> {
         let (entry, defer): (&[u8], Duration) = match finished.again {
@@ -273,7 +273,8 @@ impl RedisFrontier {
         };
         let mut call = self.scripts.complete.prepare_invoke();
         call.key(&self.prefix)
-            .arg(lease)
+            .arg(claimed.lease)
+            .arg(&claimed.host)
             .arg(self.config.per_host)
             .arg(self.config.max_queue_per_host)
             .arg(finished.hold.as_millis() as u64)
@@ -313,6 +314,65 @@ impl RedisFrontier {
             .invoke_async(&mut self.conn)
             .await
             .map_err(redis_err("reap"))
+    }
+
+    /// Makes the crawl's pacing this engine's: the first engine of a crawl stores its
+    /// `per_host`, `delay` and `max_queue_per_host`, and every engine after it adopts the
+    /// stored ones, so engines started with other flags never pace a host differently.
+    /// Returns the settings that differed from this engine's, as (name, ours, the crawl's).
+    pub async fn adopt_config(&mut self) -> Result<Vec<(&'static str, u64, u64)>, ClusterError> {
+        let key = format!("{}:config", self.prefix);
+        let ours = [
+            ("per_host", self.config.per_host as u64),
+            ("delay_ms", self.config.delay.as_millis() as u64),
+            ("max_queue_per_host", self.config.max_queue_per_host as u64),
+        ];
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for (name, value) in ours {
+            pipe.hset_nx(&key, name, value).ignore();
+        }
+        pipe.hgetall(&key);
+        let (stored,): (std::collections::HashMap<String, u64>,) = pipe
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("adopt the crawl's settings"))?;
+        let mut differ = Vec::new();
+        for (name, value) in ours {
+            let crawl = stored.get(name).copied().unwrap_or(value);
+            if crawl != value {
+                differ.push((name, value, crawl));
+            }
+        }
+        let get = |name: &str, ours: u64| stored.get(name).copied().unwrap_or(ours);
+        self.config.per_host = get("per_host", ours[0].1).max(1) as usize;
+        self.config.delay = Duration::from_millis(get("delay_ms", ours[1].1));
+        self.config.max_queue_per_host = get("max_queue_per_host", ours[2].1) as usize;
+        Ok(differ)
+    }
+
+    /// Raises `host`'s own delay to `delay` (a robots.txt Crawl-delay), for every engine.
+    pub async fn set_host_delay(
+        &mut self,
+        host: &str,
+        delay: Duration,
+    ) -> Result<(), ClusterError> {
+        Script::new(
+            "local d = tonumber(redis.call('HGET', KEYS[1], 'delay') or '0')
+             if tonumber(ARGV[1]) > d then redis.call('HSET', KEYS[1], 'delay', ARGV[1]) end
+             return 1",
+        )
+        .key(format!("{}:host:{host}", self.prefix))
+        .arg(delay.as_millis() as u64)
+        .invoke_async::<i64>(&mut self.conn)
+        .await
+        .map(drop)
+        .map_err(redis_err("set a host's delay"))
+    }
+
+    /// The pacing in force (after [`RedisFrontier::adopt_config`], the crawl's).
+    pub fn config(&self) -> &RedisFrontierConfig {
+        &self.config
     }
 
     /// Takes or renews the crawl's leader lease for `engine`, for `ttl`: the leader's epoch

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
+use url::Url;
 
 impl Answer {
     /// Whether the worker refused the request because it is shutting down.
@@ -80,10 +81,14 @@ impl Crawl {
                 let task = &dispatched.request.task;
                 let status = result.fetch.status;
                 match &result.redirect {
-                    Some(target) => {
-                        self.tally(task, Outcome::Redirect { status });
-                        self.follow_redirect(&dispatched, target, now);
-                    }
+                    Some(target) => match redirect_target(&dispatched, target, &self.config) {
+                        // A redirect that cannot be followed ends its chain: one failure.
+                        Err(reason) => self.tally(task, Outcome::Failed { status, reason }),
+                        Ok(url) => {
+                            self.tally(task, Outcome::Redirect { status });
+                            self.follow_redirect(&dispatched, url, now);
+                        }
+                    },
                     None => {
                         let page = Outcome::Page {
                             status,
@@ -296,8 +301,8 @@ impl Crawl {
         self.frontier.requeue_front(d, now);
     }
 
-    /// Schedules a redirect's target like a link, at the same depth, within the hop limit.
-    fn follow_redirect(&mut self, from: &Dispatched, target: &str, now: Instant) {
+    /// Schedules a redirect's target like a link, at the same depth.
+    fn follow_redirect(&mut self, from: &Dispatched, url: Url, now: Instant) {
         let Some(task) = self.tasks.index(&from.request.task) else {
             return;
         };
@@ -305,14 +310,6 @@ impl Crawl {
             return;
         }
         let name = &from.request.task;
-        let Ok(url) = canonicalize(target, None) else {
-            let reason = "bad_redirect";
-            return self.tally(name, Outcome::Failed { status: 0, reason });
-        };
-        if from.redirects >= self.config.max_redirects {
-            let reason = "too_many_redirects";
-            return self.tally(name, Outcome::Failed { status: 0, reason });
-        }
         if !self.tasks.at(task).scope.allows(&url) {
             let reason = "redirect_offsite";
             return self.tally(name, Outcome::Skipped { reason });
@@ -379,4 +376,17 @@ impl Crawl {
         self.tally(&d.request.task, Outcome::Failed { status, reason });
         self.finished(d);
     }
+}
+
+/// The canonical target of a redirect from `from`, or why it cannot be followed.
+fn redirect_target(
+    from: &Dispatched,
+    target: &str,
+    config: &crate::config::EngineConfig,
+) -> Result<Url, &'static str> {
+    let url = canonicalize(target, None).map_err(|_| "bad_redirect")?;
+    if from.redirects >= config.max_redirects {
+        return Err("too_many_redirects");
+    }
+    Ok(url)
 }

@@ -400,7 +400,11 @@ impl Crawl {
         let now = Instant::now();
         let dispatched = loop {
             let tasks = &self.tasks;
-            match self.frontier.pop(now, |task| tasks.hold(task)) {
+            let suspect_wait = (self.suspects_in_flight > 0).then_some(SUSPECT_WAIT);
+            match self
+                .frontier
+                .pop(now, |task| tasks.hold(task), suspect_wait)
+            {
                 None => {
                     self.pool.release(lease);
                     return None;
@@ -409,10 +413,6 @@ impl Crawl {
                     debug!(url = %d.request.url, reason, "not fetched");
                     self.tally(&d.request.task, Outcome::Skipped { reason });
                     self.finished(&d);
-                }
-                Some(Popped::Send(d)) if !d.deaths.is_empty() && self.suspects_in_flight > 0 => {
-                    self.frontier.done(&d.host, now);
-                    self.frontier.defer(d, now + SUSPECT_WAIT);
                 }
                 Some(Popped::Send(d)) => break d,
             }

@@ -32,6 +32,13 @@ pub(super) struct Queued {
     deaths: Option<Box<[u64]>>,
 }
 
+impl Queued {
+    /// Whether a worker died holding this request.
+    pub(super) fn is_suspect(&self) -> bool {
+        self.deaths.is_some()
+    }
+}
+
 /// The origins in use, interned: a queue entry stores an index.
 #[derive(Debug, Default)]
 pub(super) struct Origins(Vec<Origin>);

@@ -287,8 +287,15 @@ impl Frontier {
     }
 
     /// Takes the next request that may be sent now, from the next host whose turn it is.
-    /// `hold` says, by task name, whether a page may go, waits parked, or is dropped.
-    pub fn pop(&mut self, now: Instant, hold: impl Fn(&str) -> Hold) -> Option<Popped> {
+    /// `hold` says, by task name, whether a page may go, waits parked, or is dropped. With
+    /// `suspect_wait`, a request some worker died holding is not sent but held back that long,
+    /// without spending its host's turn.
+    pub fn pop(
+        &mut self,
+        now: Instant,
+        hold: impl Fn(&str) -> Hold,
+        suspect_wait: Option<Duration>,
+    ) -> Option<Popped> {
         self.wake(now);
         let config = self.config;
         while let Some(name) = self.ready.pop_front() {
@@ -306,6 +313,15 @@ impl Frontier {
             let Some(d) = h.pending.pop_front() else {
                 continue;
             };
+            if let Some(wait) = suspect_wait
+                && d.is_suspect()
+            {
+                // Still counted as queued: it moves to the retry heap.
+                let d = self.origins.expand(d, &name);
+                self.deferred.push(d, later(now, wait));
+                self.schedule(&name, now);
+                continue;
+            }
             self.queued -= 1;
             if d.kind == Kind::Page {
                 match hold(self.origins.task(&d)) {
@@ -506,7 +522,7 @@ mod tests {
     }
 
     fn send(f: &mut Frontier, now: Instant) -> Option<Dispatched> {
-        match f.pop(now, |_| Hold::Go)? {
+        match f.pop(now, |_| Hold::Go, None)? {
             Popped::Send(d) => Some(d),
             Popped::Skip(d, why) => panic!("unexpected skip of {} ({why})", d.request.url),
         }
@@ -550,7 +566,7 @@ mod tests {
         assert_eq!(send(&mut f, now).expect("first").host, "slow.test");
         assert_eq!(send(&mut f, now).expect("second").host, "fast.test");
         assert!(
-            f.pop(now, |_| Hold::Go).is_none(),
+            f.pop(now, |_| Hold::Go, None).is_none(),
             "both hosts are at their limit of 1"
         );
         f.done("fast.test", now);
@@ -578,7 +594,7 @@ mod tests {
         assert_eq!(send(&mut f, t0).expect("a1").host, "a.test");
         assert_eq!(send(&mut f, t0).expect("b1").host, "b.test");
         assert!(
-            f.pop(t0 + Duration::from_millis(99), |_| Hold::Go)
+            f.pop(t0 + Duration::from_millis(99), |_| Hold::Go, None)
                 .is_none(),
             "a.test must wait 100 ms"
         );
@@ -606,7 +622,7 @@ mod tests {
         assert_eq!(robots.kind, Kind::Robots);
         assert_eq!(robots.request.url, "http://a.test/robots.txt");
         assert!(
-            f.pop(now, |_| Hold::Go).is_none(),
+            f.pop(now, |_| Hold::Go, None).is_none(),
             "nothing else goes while robots.txt is in flight"
         );
         let body = b"User-agent: *\nDisallow: /private/\n";
@@ -622,7 +638,7 @@ mod tests {
             send(&mut f, now).expect("allowed").request.url,
             "http://a.test/ok"
         );
-        match f.pop(now, |_| Hold::Go) {
+        match f.pop(now, |_| Hold::Go, None) {
             Some(Popped::Skip(d, "robots_disallowed")) => {
                 assert_eq!(d.request.url, "http://a.test/private/x")
             }
@@ -645,7 +661,7 @@ mod tests {
         f.robots_known("a.test", Rules::AllowAll, Some(Duration::from_secs(2)), t0);
         send(&mut f, t0).expect("page 1");
         assert!(
-            f.pop(t0 + Duration::from_millis(1_999), |_| Hold::Go)
+            f.pop(t0 + Duration::from_millis(1_999), |_| Hold::Go, None)
                 .is_none()
         );
         assert!(send(&mut f, t0 + Duration::from_secs(2)).is_some());
@@ -695,6 +711,34 @@ mod tests {
     }
 
     #[test]
+    fn a_suspect_is_held_back_without_spending_its_hosts_turn() {
+        let t0 = Instant::now();
+        let mut f = Frontier::new(PolitenessConfig {
+            delay: Duration::from_secs(10),
+            ..config()
+        });
+        push(&mut f, "a.test", "/suspect", t0);
+        push(&mut f, "a.test", "/fresh", t0);
+        let mut suspect = send(&mut f, t0).expect("first");
+        f.done("a.test", t0);
+        suspect.deaths.push(7);
+        f.requeue_front(suspect, t0);
+        let later = t0 + Duration::from_secs(10);
+        let wait = Some(Duration::from_millis(250));
+        match f.pop(later, |_| Hold::Go, wait) {
+            Some(Popped::Send(d)) => assert!(d.request.url.ends_with("/fresh"), "{d:?}"),
+            other => panic!("the fresh page goes in the host's turn: {other:?}"),
+        }
+        assert_eq!(f.queued(), 1, "the suspect waits, still counted");
+        f.done("a.test", later);
+        let turn = later + Duration::from_secs(10);
+        match f.pop(turn, |_| Hold::Go, None) {
+            Some(Popped::Send(d)) => assert!(d.request.url.ends_with("/suspect")),
+            other => panic!("alone, the suspect goes: {other:?}"),
+        }
+    }
+
+    #[test]
     fn huge_delays_and_retry_afters_never_overflow() {
         let t0 = Instant::now();
         let mut f = Frontier::new(PolitenessConfig {
@@ -710,7 +754,7 @@ mod tests {
         f.throttle("a.test", Some(Duration::MAX), t0);
         f.throttle("a.test", None, t0);
         assert!(
-            f.pop(t0 + Duration::from_secs(86_400), |_| Hold::Go)
+            f.pop(t0 + Duration::from_secs(86_400), |_| Hold::Go, None)
                 .is_none()
         );
         assert!(f.next_wake().is_some_and(|at| at > t0));
@@ -729,7 +773,7 @@ mod tests {
         f.throttle("a.test", None, t0);
         assert_eq!(f.backoff("a.test"), Duration::from_millis(500));
         assert!(
-            f.pop(t0 + Duration::from_millis(499), |_| Hold::Go)
+            f.pop(t0 + Duration::from_millis(499), |_| Hold::Go, None)
                 .is_none(),
             "backed off"
         );
@@ -741,7 +785,7 @@ mod tests {
         assert_eq!(f.backoff("a.test"), Duration::ZERO);
         f.throttle("a.test", Some(Duration::from_secs(3)), t0);
         assert!(
-            f.pop(t0 + Duration::from_millis(2_999), |_| Hold::Go)
+            f.pop(t0 + Duration::from_millis(2_999), |_| Hold::Go, None)
                 .is_none(),
             "Retry-After holds"
         );
@@ -761,7 +805,7 @@ mod tests {
         assert_eq!(f.queued(), 2);
         assert_eq!(send(&mut f, t0).expect("2").request.url, "http://a.test/2");
         f.done("a.test", t0);
-        assert!(f.pop(t0, |_| Hold::Go).is_none());
+        assert!(f.pop(t0, |_| Hold::Go, None).is_none());
         assert_eq!(f.next_wake(), Some(t0 + Duration::from_secs(1)));
         let again = send(&mut f, t0 + Duration::from_secs(1)).expect("retry");
         assert_eq!(
@@ -783,14 +827,14 @@ mod tests {
         send(&mut f, now).expect("1");
         send(&mut f, now).expect("2");
         assert!(matches!(
-            f.pop(now, |_| Hold::Go),
+            f.pop(now, |_| Hold::Go, None),
             Some(Popped::Skip(_, "host_page_cap"))
         ));
         assert!(matches!(
-            f.pop(now, |_| Hold::Go),
+            f.pop(now, |_| Hold::Go, None),
             Some(Popped::Skip(_, "host_page_cap"))
         ));
-        assert!(f.pop(now, |_| Hold::Go).is_none());
+        assert!(f.pop(now, |_| Hold::Go, None).is_none());
     }
 
     #[test]
@@ -801,12 +845,15 @@ mod tests {
             push(&mut f, "a.test", path, now);
         }
         let hold = |task: &str| if task == "t" { Hold::Park } else { Hold::Go };
-        assert!(f.pop(now, hold).is_none(), "a paused task's pages wait");
+        assert!(
+            f.pop(now, hold, None).is_none(),
+            "a paused task's pages wait"
+        );
         assert_eq!(f.parked(), 2);
         assert_eq!(f.queued(), 0);
         f.unpark("t", now);
         assert_eq!((f.parked(), f.queued()), (0, 2));
-        assert!(f.pop(now, hold).is_none());
+        assert!(f.pop(now, hold, None).is_none());
         let dropped = f.drop_parked("t");
         assert_eq!(dropped.len(), 2);
         assert_eq!(dropped[0].request.url, "http://a.test/1", "order kept");

@@ -8,11 +8,18 @@ local function now_ms()
 end
 
 -- Whether `epoch` is the epoch of the engine holding the leader lease now.
-local function is_leader(epoch)
+-- The engine and epoch of the leader lease ("ENGINE:EPOCH"; the engine id may hold colons),
+-- or nil when no engine holds it.
+local function leader()
   local held = redis.call('GET', K .. ':leader')
-  if not held then return false end
-  local sep = string.find(held, ':', 1, true)
-  return string.sub(held, sep + 1) == tostring(epoch)
+  if not held then return nil end
+  return string.match(held, '^(.*):(%d+)$')
+end
+
+-- Whether `epoch` is the epoch of the engine holding the leader lease now.
+local function is_leader(epoch)
+  local _, current = leader()
+  return current ~= nil and current == tostring(epoch)
 end
 
 -- Puts `host` in the ready set (scored by when it may next be sent to) when it has queued

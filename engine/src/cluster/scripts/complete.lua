@@ -1,28 +1,32 @@
--- complete(K; id, per_host, max_queue, hold_ms, requeue, defer_ms, n,
+-- complete(K; id, host, per_host, max_queue, hold_ms, requeue, defer_ms, n,
 --          then n x (host, fp, shard, entry))
 -- Ends lease `id`: frees its host's slot, holds the host `hold_ms` from now when that is
 -- later than it was held anyway (429/503 back-off), puts `requeue` (when not empty) back at
 -- the front of the host's queue, or among the deferred requests due `defer_ms` from now (a
 -- retry after a back-off), and queues the page's new links with dedup, all at once. A lease
--- that no longer exists (completed already, or expired and reaped) changes nothing: returns 0.
+-- that no longer exists (completed already, or expired and reaped) changes nothing but the
+-- host's hold (a 429 still slows the host): returns 0.
 local id = ARGV[1]
-local per_host = tonumber(ARGV[2])
-local max_queue = tonumber(ARGV[3])
-local hold_until = now_ms() + tonumber(ARGV[4])
-local requeue = ARGV[5]
-local defer_ms = tonumber(ARGV[6])
-local n = tonumber(ARGV[7])
-local lk = K .. ':lease:' .. id
-local host = redis.call('HGET', lk, 'host')
-if not host then return 0 end
-redis.call('DEL', lk)
-redis.call('ZREM', K .. ':leases', id)
+local host = ARGV[2]
+local per_host = tonumber(ARGV[3])
+local max_queue = tonumber(ARGV[4])
+local hold_until = now_ms() + tonumber(ARGV[5])
+local requeue = ARGV[6]
+local defer_ms = tonumber(ARGV[7])
+local n = tonumber(ARGV[8])
 local hk = K .. ':host:' .. host
-redis.call('HINCRBY', hk, 'inflight', -1)
 local next_at = tonumber(redis.call('HGET', hk, 'next_at') or '0')
 if hold_until > next_at then
   redis.call('HSET', hk, 'next_at', hold_until)
 end
+local lk = K .. ':lease:' .. id
+if redis.call('HGET', lk, 'host') ~= host then
+  reschedule(host, per_host)
+  return 0
+end
+redis.call('DEL', lk)
+redis.call('ZREM', K .. ':leases', id)
+redis.call('HINCRBY', hk, 'inflight', -1)
 if requeue ~= '' and defer_ms > 0 then
   local id2 = redis.call('INCR', K .. ':deferred_seq')
   redis.call('HSET', K .. ':deferred:' .. id2, 'host', host, 'entry', requeue)
@@ -32,7 +36,7 @@ elseif requeue ~= '' then
   redis.call('INCR', K .. ':queued')
 end
 for i = 0, n - 1 do
-  local b = 8 + i * 4
+  local b = 9 + i * 4
   offer(ARGV[b], ARGV[b + 1], ARGV[b + 2], ARGV[b + 3], 1, max_queue, per_host)
 end
 reschedule(host, per_host)

@@ -5,16 +5,14 @@
 -- every leader-only write carries the epoch and is refused when it is stale (fencing).
 local engine = ARGV[1]
 local ttl = tonumber(ARGV[2])
-local held = redis.call('GET', K .. ':leader')
-if held then
-  local sep = string.find(held, ':', 1, true)
-  local who = string.sub(held, 1, sep - 1)
+local who, epoch = leader()
+if who then
   if who == engine then
     redis.call('PEXPIRE', K .. ':leader', ttl)
-    return tonumber(string.sub(held, sep + 1))
+    return tonumber(epoch)
   end
   return 0
 end
-local epoch = redis.call('INCR', K .. ':epoch')
-redis.call('SET', K .. ':leader', engine .. ':' .. epoch, 'PX', ttl)
-return epoch
+local fresh = redis.call('INCR', K .. ':epoch')
+redis.call('SET', K .. ':leader', engine .. ':' .. fresh, 'PX', ttl)
+return fresh
