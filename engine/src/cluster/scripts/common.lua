@@ -35,6 +35,13 @@ local function reschedule(host, per_host)
   end
 end
 
+-- Puts `entry` back at the front of `host`'s queue (a lease that ended, a retry that is due).
+local function requeue_front(host, entry, per_host)
+  redis.call('LPUSH', K .. ':q:' .. host, entry)
+  redis.call('INCR', K .. ':queued')
+  reschedule(host, per_host)
+end
+
 -- Queues `entry` for `host` unless the fingerprint was seen; returns 0 queued, 1 seen,
 -- 2 refused (the host's queue holds `max_queue` entries and `bounded` is set).
 local function offer(host, fp, shard, entry, bounded, max_queue, per_host)

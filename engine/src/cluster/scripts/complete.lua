@@ -32,8 +32,7 @@ if requeue ~= '' and defer_ms > 0 then
   redis.call('HSET', K .. ':deferred:' .. id2, 'host', host, 'entry', requeue)
   redis.call('ZADD', K .. ':deferred', now_ms() + defer_ms, id2)
 elseif requeue ~= '' then
-  redis.call('LPUSH', K .. ':q:' .. host, requeue)
-  redis.call('INCR', K .. ':queued')
+  requeue_front(host, requeue, per_host)
 end
 for i = 0, n - 1 do
   local b = 9 + i * 4

@@ -12,9 +12,7 @@ for _, id in ipairs(ids) do
   redis.call('DEL', dk)
   redis.call('ZREM', K .. ':deferred', id)
   if host then
-    redis.call('LPUSH', K .. ':q:' .. host, entry)
-    redis.call('INCR', K .. ':queued')
-    reschedule(host, per_host)
+    requeue_front(host, entry, per_host)
   end
 end
 return #ids

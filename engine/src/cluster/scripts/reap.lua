@@ -13,9 +13,7 @@ for _, id in ipairs(ids) do
   redis.call('ZREM', K .. ':leases', id)
   if host then
     redis.call('HINCRBY', K .. ':host:' .. host, 'inflight', -1)
-    redis.call('LPUSH', K .. ':q:' .. host, entry)
-    redis.call('INCR', K .. ':queued')
-    reschedule(host, per_host)
+    requeue_front(host, entry, per_host)
   end
 end
 return #ids
