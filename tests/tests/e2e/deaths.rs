@@ -60,12 +60,7 @@ async fn crawl_with_faults(
         worker = Server::start_on("worker", &["--port", &port], dir).await;
     }
     let run = engine.wait().await;
-    assert!(
-        run.status.success(),
-        "engine failed: {}\n{}",
-        run.stdout,
-        run.stderr
-    );
+    let run = run.succeeded("engine failed");
     drop(worker);
     (run, store)
 }

@@ -125,6 +125,18 @@ pub struct EngineRun {
 }
 
 impl EngineRun {
+    /// The run, after failing the test with the engine's output unless it exited 0.
+    pub fn succeeded(self, what: &str) -> Self {
+        assert!(
+            self.status.success(),
+            "{what}: engine exited with {}\nstdout:\n{}\nstderr:\n{}",
+            self.status,
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+
     /// The summary, failing the test with the engine's output when it is missing.
     pub fn summary(&self) -> &serde_json::Value {
         self.summary.as_ref().unwrap_or_else(|| {

@@ -520,12 +520,7 @@ async fn idle_connections_from_one_address_cannot_starve_the_rpc_ports() {
         ],
     )
     .await;
-    assert!(
-        run.status.success(),
-        "the engine could not crawl past the idle flood: {}\n{}",
-        run.stdout,
-        run.stderr
-    );
+    let run = run.succeeded("the engine could not crawl past the idle flood");
     let pages = site.site.ok_paths().len() as u64;
     assert_eq!(run.summary()["items_saved"], pages);
     assert_eq!(export(&store).await.len() as u64, pages);
@@ -587,13 +582,7 @@ async fn a_fan_trap_of_endless_links_keeps_engine_memory_flat() {
     // a peak of 618 MiB with 4 million URLs queued.
     tokio::time::sleep(Duration::from_secs(60)).await;
     signal(engine.pid(), "TERM");
-    let run = engine.wait().await;
-    assert!(
-        run.status.success(),
-        "engine failed: {}\n{}",
-        run.stdout,
-        run.stderr
-    );
+    let run = engine.wait().await.succeeded("the fan trap");
     let s = run.summary();
     let pages = s["pages_ok"].as_u64().unwrap_or(0);
     assert!(pages > 100, "the crawl went on: {s}");

@@ -26,12 +26,7 @@ async fn an_itemsaver_taking_small_batches_still_gets_every_item() {
         ],
     )
     .await;
-    assert!(
-        run.status.success(),
-        "engine failed: {}\n{}",
-        run.stdout,
-        run.stderr
-    );
+    let run = run.succeeded("engine failed");
     let pages = site.site.ok_paths().len() as u64;
     assert_eq!(run.summary()["items_saved"], pages);
     assert_eq!(export(&store).await.len() as u64, pages);
@@ -67,12 +62,7 @@ async fn an_item_the_store_refuses_is_a_dead_letter_and_the_crawl_goes_on() {
         ],
     )
     .await;
-    assert!(
-        run.status.success(),
-        "engine failed: {}\n{}",
-        run.stdout,
-        run.stderr
-    );
+    let run = run.succeeded("engine failed");
     let s = run.summary();
     assert_eq!(s["items_rejected"], 1, "{s}");
     assert_eq!(s["items_saved"], 4, "the slow pages: {s}");
@@ -110,7 +100,7 @@ async fn an_item_the_store_refuses_is_a_dead_letter_and_the_crawl_goes_on() {
         ],
     )
     .await;
-    assert!(run.status.success(), "{}", run.stderr);
+    let run = run.succeeded("engine failed");
     let letters = dir.path().join("again.dead-letters.jsonl");
     assert_eq!(run.summary()["dead_letters"], letters.display().to_string());
     let text = std::fs::read_to_string(&letters).expect("dead letters without a state");
@@ -150,12 +140,7 @@ async fn a_page_that_yields_fewer_items_leaves_no_stale_item() {
             ],
         )
         .await;
-        assert!(
-            run.status.success(),
-            "engine failed: {}\n{}",
-            run.stdout,
-            run.stderr
-        );
+        run.succeeded("engine failed");
         stored.push(rows_after_crawl(export(&store).await).len());
     }
     assert_eq!(

@@ -25,7 +25,7 @@ for _, host in ipairs(hosts) do
     redis.call('DECR', K .. ':queued')
     redis.call('HSET', hk, 'inflight', inflight + 1, 'next_at', now + host_delay)
     local id = redis.call('INCR', K .. ':lease_seq')
-    redis.call('HSET', K .. ':lease:' .. id, 'host', host, 'entry', entry, 'engine', engine)
+    redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine)
     redis.call('ZADD', K .. ':leases', now + lease_ms, id)
     out[#out + 1] = id
     out[#out + 1] = host

@@ -42,6 +42,21 @@ local function requeue_front(host, entry, per_host)
   reschedule(host, per_host)
 end
 
+-- Takes up to `max` records of sorted set `set` whose time has come (score <= now): each is
+-- a hash `set:ID` of host and entry, deleted as it is taken. Returns them as {host, entry}.
+local function take_due(set, max)
+  local out = {}
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now_ms(), 'LIMIT', 0, max)) do
+    local hash = set .. ':' .. id
+    local host = redis.call('HGET', hash, 'host')
+    local entry = redis.call('HGET', hash, 'entry')
+    redis.call('DEL', hash)
+    redis.call('ZREM', set, id)
+    if host then out[#out + 1] = {host, entry} end
+  end
+  return out
+end
+
 -- Queues `entry` for `host` unless the fingerprint was seen; returns 0 queued, 1 seen,
 -- 2 refused (the host's queue holds `max_queue` entries and `bounded` is set).
 local function offer(host, fp, shard, entry, bounded, max_queue, per_host)

@@ -19,7 +19,7 @@ local next_at = tonumber(redis.call('HGET', hk, 'next_at') or '0')
 if hold_until > next_at then
   redis.call('HSET', hk, 'next_at', hold_until)
 end
-local lk = K .. ':lease:' .. id
+local lk = K .. ':leases:' .. id
 if redis.call('HGET', lk, 'host') ~= host then
   reschedule(host, per_host)
   return 0
