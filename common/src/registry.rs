@@ -147,3 +147,126 @@ return out"
         })
         .collect())
 }
+
+/// An id unique to this process: host name (or `fallback`), pid and start time.
+pub fn node_id(fallback: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| fallback.into());
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros())
+        .unwrap_or_default();
+    format!("{host}-{}-{:x}", std::process::id(), started & 0xff_ffff)
+}
+
+/// How long a registration lives without a heartbeat; heartbeats go three times as often.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(6);
+
+/// The flags of a node that registers itself (workers and itemsavers).
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct RegistryArgs {
+    /// Register this node in the Redis at URL (`redis://host:port/db`) so that engines in
+    /// cluster mode find it without --worker_hosts or --itemsaver_host.
+    #[arg(long, value_name = "URL", env = "SPINNERET_REDIS")]
+    pub redis: Option<String>,
+
+    /// The address engines should dial (`host:port`), registered with --redis. Defaults to
+    /// the listening address, which must then not be a wildcard like 0.0.0.0.
+    #[arg(long, value_name = "HOST:PORT", env = "SPINNERET_ADVERTISE")]
+    pub advertise: Option<String>,
+}
+
+/// Why a node could not be registered as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AnnounceError {
+    /// Listening on a wildcard address, the node cannot guess what others should dial.
+    #[error(
+        "--redis needs --advertise when listening on {0}: give the address engines should dial (host:port)"
+    )]
+    NeedsAdvertise(std::net::SocketAddr),
+    /// `--advertise` is not `host:port`.
+    #[error("--advertise {0:?}: {1}")]
+    BadAdvertise(String, crate::HostSpecError),
+    /// The Redis URL is unusable.
+    #[error("--redis {url:?}: {source}")]
+    BadUrl {
+        /// The URL given.
+        url: String,
+        /// What the client said.
+        #[source]
+        source: redis::RedisError,
+    },
+}
+
+impl RegistryArgs {
+    /// The address to register for a node listening on `local`, when `--redis` is given.
+    pub fn address(&self, local: std::net::SocketAddr) -> Result<Option<String>, AnnounceError> {
+        if self.redis.is_none() {
+            return Ok(None);
+        }
+        match &self.advertise {
+            Some(addr) => crate::parse_host_spec(addr)
+                .map(Some)
+                .map_err(|e| AnnounceError::BadAdvertise(addr.clone(), e)),
+            None if local.ip().is_unspecified() => Err(AnnounceError::NeedsAdvertise(local)),
+            None => Ok(Some(local.to_string())),
+        }
+    }
+}
+
+/// Keeps a node registered while it runs: a heartbeat every third of [`DEFAULT_TTL`], and
+/// a clean leave when `shutdown` fires. Redis being away is logged, never fatal: the node
+/// serves engines that know its address all the same, and registers again when Redis is back.
+pub fn announce(
+    url: &str,
+    kind: NodeKind,
+    node: Node,
+    shutdown: tokio_util::sync::CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, AnnounceError> {
+    let client = redis::Client::open(url).map_err(|source| AnnounceError::BadUrl {
+        url: url.to_owned(),
+        source,
+    })?;
+    Ok(tokio::spawn(async move {
+        let mut conn: Option<ConnectionManager> = None;
+        let mut registered = false;
+        let mut every = tokio::time::interval(DEFAULT_TTL / 3);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = every.tick() => {}
+            }
+            if conn.is_none() {
+                match ConnectionManager::new(client.clone()).await {
+                    Ok(c) => conn = Some(c),
+                    Err(e) => {
+                        tracing::warn!(cause = %e, "cannot reach redis to register; trying again");
+                        continue;
+                    }
+                }
+            }
+            let Some(c) = conn.as_mut() else { continue };
+            match heartbeat(c, SHARED, kind, &node, DEFAULT_TTL).await {
+                Ok(()) if !registered => {
+                    registered = true;
+                    tracing::info!(node = %node.id, addr = %node.addr, "registered in redis");
+                }
+                Ok(()) => {}
+                Err(e) => {
+                    registered = false;
+                    tracing::warn!(cause = %e, "registration heartbeat failed; trying again");
+                }
+            }
+        }
+        if let Some(c) = conn.as_mut() {
+            let left =
+                tokio::time::timeout(Duration::from_secs(2), leave(c, SHARED, kind, &node.id));
+            if let Ok(Err(e)) = left.await {
+                tracing::warn!(cause = %e, "could not leave the registry; the entry expires on its own");
+            }
+        }
+    }))
+}

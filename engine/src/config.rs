@@ -83,6 +83,24 @@ pub struct EngineConfig {
     pub itemsaver_timeout: Duration,
     /// Keep running when idle, waiting for tasks from the admin API (`--serve`).
     pub serve: bool,
+    /// Cluster mode: the crawl is shared with other engines in Redis (`--redis`, `--crawl`).
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// How an engine joins a crawl shared in Redis.
+#[derive(Clone, Debug)]
+pub struct ClusterConfig {
+    /// The Redis URL (`redis://host:port/db`).
+    pub redis: String,
+    /// The crawl's name: every engine started with it shares one frontier.
+    pub crawl: String,
+    /// How long a claimed request stays leased unless extended; a dead engine's requests go
+    /// back to the queue after it.
+    pub lease: Duration,
+    /// How long Redis may be unreachable before the engine stops (the crawl resumable).
+    pub redis_timeout: Duration,
+    /// The address other engines reach this one's admin API at, registered for forwarding.
+    pub advertise: Option<String>,
 }
 
 /// What to do with the state an earlier run left.
@@ -150,6 +168,7 @@ impl Default for EngineConfig {
             drain_timeout: Duration::from_secs(30),
             itemsaver_timeout: Duration::from_secs(300),
             serve: false,
+            cluster: None,
         }
     }
 }

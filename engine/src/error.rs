@@ -67,6 +67,18 @@ pub enum EngineError {
     #[error(transparent)]
     Sink(#[from] SinkError),
 
+    /// Redis stayed away too long (cluster mode).
+    #[error(transparent)]
+    RedisGone(#[from] crate::cluster::RedisGone),
+    /// No itemsaver was given or registered (cluster mode needs one shared by the engines).
+    #[error("no itemsaver: give --itemsaver_host, or start one with --redis so that it registers")]
+    NoItemSaver,
+    /// The crawl's stored settings could not be adopted.
+    #[error("{0}")]
+    ClusterSettings(String),
+    /// Redis refused or failed a cluster operation.
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     /// The engine's own task could not be started.
     #[error(transparent)]
     Task(#[from] crate::tasks::TaskError),

@@ -88,9 +88,12 @@ pub async fn run(
 /// [`run`], watched and steered as `operate` says.
 pub async fn run_with(
     config: EngineConfig,
-    operate: Operate,
+    mut operate: Operate,
     shutdown: CancellationToken,
 ) -> Result<Summary, EngineError> {
+    if config.cluster.is_some() {
+        return cluster::run::run(config, operate, shutdown).await;
+    }
     let state_dir = config.state_dir.as_ref().map(StateDir::new);
     let (state, restored) = match &state_dir {
         Some(dir) => {
@@ -136,19 +139,8 @@ pub async fn run_with(
             )
         }
     };
-    // An engine that only serves API tasks asks nothing of its workers up front.
-    let jobs = match &config.spider {
-        _ if config.serve && config.seeds.is_empty() && !restored.resumed => Vec::new(),
-        Some(spider) => vec![pool::Job::Spider(spider.source.clone())],
-        None => vec![pool::Job::Parser(config.parser.clone())],
-    };
-    let pool_config = pool::PoolConfig {
-        max_slots: config.concurrency,
-        connect_timeout: config.connect_timeout,
-        heartbeat: config.heartbeat,
-        heartbeat_misses: config.heartbeat_misses,
-        no_workers_timeout: config.no_workers_timeout,
-    };
+    let jobs = jobs(&config, restored.resumed);
+    let pool_config = pool_config(&config);
     let pool = if config.worker_hosts.is_empty() {
         let server = worker::CrawlServer::new(&config.local_worker)?;
         if let Some(spider) = &config.spider {
@@ -171,18 +163,7 @@ pub async fn run_with(
     } else {
         Pool::connect(&config.worker_hosts, jobs, pool_config, traffic.clone()).await?
     };
-    let sink = ItemSink::start(
-        target,
-        SinkConfig {
-            batch_size: config.batch_size.max(1),
-            batch_interval: config.batch_interval,
-            rpc_timeout: config.rpc_timeout,
-            unavailable_timeout: config.itemsaver_timeout,
-            connect_timeout: config.connect_timeout,
-            dead_letters: config.dead_letters.clone(),
-        },
-        state.clone(),
-    );
+    let sink = ItemSink::start(target, sink_config(&config), state.clone());
     let dead_letters =
         std::path::absolute(&config.dead_letters).unwrap_or_else(|_| config.dead_letters.clone());
     let crawl = crawl::Crawl::new(
@@ -192,22 +173,9 @@ pub async fn run_with(
         items_at,
         state,
         state_dir.is_some(),
-        operate.progress,
+        std::mem::take(&mut operate.progress),
     );
-    let admin_stop = CancellationToken::new();
-    let _stop_admin = admin_stop.clone().drop_guard();
-    if let Some(listener) = operate.admin {
-        if let Ok(addr) = listener.local_addr() {
-            info!(url = %format!("http://{addr}/"), auth = operate.admin_token.is_some(), "admin server and dashboard listening");
-        }
-        admin::serve(
-            listener,
-            crawl.handle(),
-            operate.admin_token,
-            &operate.admin_hosts,
-            admin_stop,
-        );
-    }
+    let _stop_admin = serve_admin(operate, &crawl);
     let (stopped, mut summary) = crawl.run(restored, shutdown).await?;
     if let Some(dir) = state_dir {
         if stopped == Stopped::Interrupted {
@@ -224,6 +192,58 @@ pub async fn run_with(
         summary.dead_letters = Some(dead_letters.display().to_string());
     }
     Ok(summary)
+}
+
+/// What the workers are readied for: the spider or the parser. An engine that only serves
+/// API tasks asks nothing of its workers up front.
+fn jobs(config: &EngineConfig, resumed: bool) -> Vec<pool::Job> {
+    match &config.spider {
+        _ if config.serve && config.seeds.is_empty() && !resumed => Vec::new(),
+        Some(spider) => vec![pool::Job::Spider(spider.source.clone())],
+        None => vec![pool::Job::Parser(config.parser.clone())],
+    }
+}
+
+/// The pool's settings from the engine's.
+fn pool_config(config: &EngineConfig) -> pool::PoolConfig {
+    pool::PoolConfig {
+        max_slots: config.concurrency,
+        connect_timeout: config.connect_timeout,
+        heartbeat: config.heartbeat,
+        heartbeat_misses: config.heartbeat_misses,
+        no_workers_timeout: config.no_workers_timeout,
+    }
+}
+
+/// The item sink's settings from the engine's.
+fn sink_config(config: &EngineConfig) -> SinkConfig {
+    SinkConfig {
+        batch_size: config.batch_size.max(1),
+        batch_interval: config.batch_interval,
+        rpc_timeout: config.rpc_timeout,
+        unavailable_timeout: config.itemsaver_timeout,
+        connect_timeout: config.connect_timeout,
+        dead_letters: config.dead_letters.clone(),
+    }
+}
+
+/// Serves the admin API and dashboard when asked; the server stops when the guard drops.
+fn serve_admin(operate: Operate, crawl: &crawl::Crawl) -> tokio_util::sync::DropGuard {
+    let admin_stop = CancellationToken::new();
+    let guard = admin_stop.clone().drop_guard();
+    if let Some(listener) = operate.admin {
+        if let Ok(addr) = listener.local_addr() {
+            info!(url = %format!("http://{addr}/"), auth = operate.admin_token.is_some(), "admin server and dashboard listening");
+        }
+        admin::serve(
+            listener,
+            crawl.handle(),
+            operate.admin_token,
+            &operate.admin_hosts,
+            admin_stop,
+        );
+    }
+    guard
 }
 
 /// Connects to the itemsaver and checks that it answers as one.

@@ -20,7 +20,7 @@ struct Args {
         value_name = "URL",
         env = "SPINNERET_SEEDS",
         value_delimiter = ' ',
-        required_unless_present_any = ["spider", "check_spider", "resume", "serve"]
+        required_unless_present_any = ["spider", "check_spider", "resume", "serve", "crawl"]
     )]
     seeds: Vec<String>,
 
@@ -400,6 +400,9 @@ struct Args {
     )]
     itemsaver_timeout: u64,
 
+    #[command(flatten, next_help_heading = "Cluster mode")]
+    cluster: ClusterArgs,
+
     /// Fetch limits of the in-process worker (used only without --worker_hosts; remote workers
     /// take these flags themselves).
     #[command(
@@ -410,6 +413,40 @@ struct Args {
 
     #[command(flatten, next_help_heading = "Logging")]
     log: common::cli::LogArgs,
+}
+
+/// Flags of cluster mode: several engines sharing one crawl in Redis.
+#[derive(clap::Args, Debug)]
+struct ClusterArgs {
+    /// Share the crawl with other engines through the Redis at URL (`redis://host:port/db`);
+    /// needs --crawl. Workers and itemsavers registered there are found and used.
+    #[arg(long, value_name = "URL", env = "SPINNERET_REDIS", requires = "crawl")]
+    redis: Option<String>,
+
+    /// The name of the shared crawl: engines given the same name (and --redis) share it.
+    #[arg(long, value_name = "NAME", env = "SPINNERET_CRAWL", requires = "redis")]
+    crawl: Option<String>,
+
+    /// Seconds a request claimed by an engine stays leased to it unless renewed; the requests
+    /// of an engine that died go back to the queue after this.
+    #[arg(
+        value_parser = clap::value_parser!(u64).range(5..=86_400),
+        long = "lease_secs",
+        value_name = "SECS",
+        env = "SPINNERET_LEASE_SECS",
+        default_value_t = 30
+    )]
+    lease_secs: u64,
+
+    /// Seconds Redis may be unreachable before the engine stops with the crawl resumable.
+    #[arg(
+        value_parser = clap::value_parser!(u64).range(1..=86_400),
+        long = "redis_timeout",
+        value_name = "SECS",
+        env = "SPINNERET_REDIS_TIMEOUT",
+        default_value_t = 60
+    )]
+    redis_timeout: u64,
 }
 
 impl Args {
@@ -526,8 +563,24 @@ impl Args {
             drain_timeout: Duration::from_secs(self.drain_timeout),
             itemsaver_timeout: Duration::from_secs(self.itemsaver_timeout.max(1)),
             serve: self.serve,
+            cluster: match (&self.cluster.redis, &self.cluster.crawl) {
+                (Some(redis), Some(crawl)) => Some(engine::config::ClusterConfig {
+                    redis: redis.clone(),
+                    crawl: crawl.clone(),
+                    lease: Duration::from_secs(self.cluster.lease_secs)
+                        .max(self.rpc_timeout_lease()),
+                    redis_timeout: Duration::from_secs(self.cluster.redis_timeout),
+                    advertise: None,
+                }),
+                _ => None,
+            },
             task,
         })
+    }
+
+    /// The shortest lease that outlives one call: twice the RPC deadline.
+    fn rpc_timeout_lease(&self) -> Duration {
+        Duration::from_secs(self.rpc_timeout.max(1)).saturating_mul(2)
     }
 }
 

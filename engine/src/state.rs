@@ -125,12 +125,26 @@ enum Op {
 #[derive(Clone, Debug)]
 pub struct StateHandle {
     tx: Option<mpsc::Sender<Op>>,
+    /// Where acknowledged spool sequences go when there is no state to remove them from
+    /// (cluster mode: a page's lease completes once its items are durable).
+    acks: Option<mpsc::Sender<Vec<u64>>>,
 }
 
 impl StateHandle {
     /// A handle that records nothing (`--no_state`).
     pub fn disabled() -> StateHandle {
-        StateHandle { tx: None }
+        StateHandle {
+            tx: None,
+            acks: None,
+        }
+    }
+
+    /// A handle that records nothing but passes acknowledgements on to `acks`.
+    pub fn forwarding_acks(acks: mpsc::Sender<Vec<u64>>) -> StateHandle {
+        StateHandle {
+            tx: None,
+            acks: Some(acks),
+        }
     }
 
     async fn send(&self, op: Op) -> Result<(), StateError> {
@@ -165,6 +179,9 @@ impl StateHandle {
 
     /// Removes acknowledged items from the spool.
     pub async fn acked(&self, seqs: Vec<u64>) -> Result<(), StateError> {
+        if let Some(acks) = &self.acks {
+            return acks.send(seqs).await.map_err(|_| StateError::WriterStopped);
+        }
         self.send(Op::Acked(seqs)).await
     }
 
@@ -364,7 +381,13 @@ impl StateDir {
                 path: self.dir.clone(),
                 source,
             })?;
-        Ok((StateHandle { tx: Some(tx) }, restored))
+        Ok((
+            StateHandle {
+                tx: Some(tx),
+                acks: None,
+            },
+            restored,
+        ))
     }
 }
 

@@ -27,6 +27,8 @@ fn done(links: &[NewUrl]) -> Finished<'_> {
         hold: Duration::ZERO,
         again: Again::Never,
         links,
+        robots: None,
+        crawl_delay: Duration::ZERO,
     }
 }
 
@@ -35,6 +37,7 @@ fn url(host: &str, n: u64) -> NewUrl {
         host: host.into(),
         fingerprint: common::fingerprint(&format!("http://{host}/{n}")),
         entry: format!("http://{host}/{n}").into_bytes(),
+        robots: Vec::new(),
     }
 }
 
@@ -243,6 +246,23 @@ async fn one_leader_at_a_time_and_a_stale_leader_is_refused() {
         "stale epoch refused"
     );
     assert_eq!(a.promote(first, 10).await.expect("promote"), None);
+    assert_eq!(
+        a.seed(first, &[url("a.test:80", 1)]).await.expect("seed"),
+        None,
+        "a stale leader cannot seed"
+    );
+    assert_eq!(
+        b.finish(second).await.expect("finish"),
+        Some(false),
+        "a crawl not seeded yet is not done"
+    );
+    assert_eq!(b.seed(second, &[]).await.expect("seed"), Some(true));
+    assert_eq!(
+        b.seed(second, &[url("a.test:80", 1)]).await.expect("seed"),
+        Some(false),
+        "seeded once"
+    );
+    assert_eq!(b.queued().await.expect("queued"), 0);
     assert_eq!(b.finish(second).await.expect("finish"), Some(true));
 }
 
@@ -255,7 +275,10 @@ async fn a_retry_waits_its_back_off_and_the_crawl_is_done_only_when_nothing_is_l
         .await
         .expect("elect")
         .expect("leader");
-    f.offer(&[url("a.test:80", 1)], true).await.expect("offer");
+    assert_eq!(
+        f.seed(epoch, &[url("a.test:80", 1)]).await.expect("seed"),
+        Some(true)
+    );
     assert_eq!(
         f.finish(epoch).await.expect("finish"),
         Some(false),

@@ -68,6 +68,9 @@ struct Args {
     )]
     max_item_bytes: usize,
 
+    #[command(flatten, next_help_heading = "Cluster mode")]
+    registry: common::registry::RegistryArgs,
+
     #[command(flatten, next_help_heading = "Connection limits")]
     limits: common::listen::LimitArgs,
 
@@ -134,6 +137,18 @@ async fn start(args: Args) -> anyhow::Result<()> {
     tracing::info!(addr = %local, store = %args.store.display(), "itemsaver serving");
     let shutdown = CancellationToken::new();
     common::cli::cancel_on_signals(shutdown.clone());
+    let registered = match (&args.registry.redis, args.registry.address(local)?) {
+        (Some(url), Some(addr)) => Some(common::registry::announce(
+            url,
+            common::registry::NodeKind::ItemSaver,
+            common::registry::Node {
+                id: common::registry::node_id("itemsaver"),
+                addr,
+            },
+            shutdown.clone(),
+        )?),
+        _ => None,
+    };
     itemsaver::run(
         listener,
         ItemSaverServer::new(store, args.max_batch, args.max_item_bytes),
@@ -141,6 +156,9 @@ async fn start(args: Args) -> anyhow::Result<()> {
         shutdown,
     )
     .await?;
+    if let Some(registered) = registered {
+        let _ = registered.await;
+    }
     tracing::info!("itemsaver stopped");
     Ok(())
 }

@@ -51,6 +51,9 @@ struct Args {
     #[command(flatten, next_help_heading = "Fetch limits")]
     fetch: FetchArgs,
 
+    #[command(flatten, next_help_heading = "Cluster mode")]
+    registry: common::registry::RegistryArgs,
+
     #[command(flatten, next_help_heading = "Connection limits")]
     limits: common::listen::LimitArgs,
 
@@ -93,6 +96,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     common::cli::cancel_on_signals(shutdown.clone());
+    let registered = match (&args.registry.redis, args.registry.address(local)?) {
+        (Some(url), Some(addr)) => Some(common::registry::announce(
+            url,
+            common::registry::NodeKind::Worker,
+            common::registry::Node {
+                id: server.worker_info().node_id,
+                addr,
+            },
+            shutdown.clone(),
+        )?),
+        _ => None,
+    };
     if let Some(addr) = args.metrics {
         let router = common::metrics_http::router(server.metrics().registry());
         let (bound, _) = common::metrics_http::serve(addr, router, shutdown.clone())
@@ -102,6 +117,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         println!("metrics on http://{bound}/metrics");
     }
     worker::run(listener, server, args.limits.limits(), shutdown).await?;
+    if let Some(registered) = registered {
+        let _ = registered.await;
+    }
     tracing::info!("worker stopped");
     Ok(())
 }

@@ -100,7 +100,7 @@ impl CrawlServer {
         parsers: Registry,
     ) -> Result<Self, ClientBuildError> {
         let info = WorkerInfo {
-            node_id: node_id(),
+            node_id: common::registry::node_id("worker"),
             version: common::VERSION.into(),
             concurrency: config.concurrency.max(1),
             user_agent: config.fetch.user_agent.clone(),
@@ -376,17 +376,4 @@ impl CrawlService for CrawlServer {
     async fn status(self, _: Context) -> WorkerStatus {
         self.worker_status()
     }
-}
-
-/// An id unique to this process: host name, pid and start time.
-fn node_id() -> String {
-    let host = std::env::var("HOSTNAME")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "worker".into());
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros())
-        .unwrap_or_default();
-    format!("{host}-{}-{:x}", std::process::id(), started & 0xff_ffff)
 }

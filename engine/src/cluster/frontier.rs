@@ -61,6 +61,9 @@ pub struct NewUrl {
     pub fingerprint: u64,
     /// The request as the engine encodes it.
     pub entry: Vec<u8>,
+    /// The host's robots.txt request, queued first when the host is new to the crawl; empty
+    /// when robots.txt is not obeyed (or the engine offered this host before).
+    pub robots: Vec<u8>,
 }
 
 /// What became of a URL offered to the frontier.
@@ -105,14 +108,41 @@ pub struct Finished<'a> {
     pub again: Again<'a>,
     /// The new links its page yielded, queued in the same step.
     pub links: &'a [NewUrl],
+    /// The host's robots.txt as the engine encodes it, when this request fetched it: every
+    /// engine reads the rules from there.
+    pub robots: Option<&'a [u8]>,
+    /// The host's Crawl-delay, recorded with its robots.txt.
+    pub crawl_delay: Duration,
+}
+
+/// What a claim handed out, and when to ask again.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Claim {
+    /// The requests leased to this engine.
+    pub claimed: Vec<Claimed>,
+    /// How long until a host is ready again; `None` when nothing is queued at all.
+    pub next: Option<Duration>,
+}
+
+/// How much of a crawl is left, as Redis has it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Counts {
+    /// Requests queued.
+    pub queued: u64,
+    /// Requests leased to engines.
+    pub leased: u64,
+    /// Requests waiting out a retry's back-off.
+    pub deferred: u64,
 }
 
 /// The scripts, loaded once and called by their hash.
 struct Scripts {
     offer: Script,
+    seed: Script,
     claim: Script,
     complete: Script,
     extend: Script,
+    release: Script,
     reap: Script,
     elect: Script,
     promote: Script,
@@ -133,9 +163,11 @@ impl Scripts {
     fn new() -> Self {
         Scripts {
             offer: script!("offer.lua"),
+            seed: script!("seed.lua"),
             claim: script!("claim.lua"),
             complete: script!("complete.lua"),
             extend: script!("extend.lua"),
+            release: script!("release.lua"),
             reap: script!("reap.lua"),
             elect: script!("elect.lua"),
             promote: script!("promote.lua"),
@@ -144,12 +176,13 @@ impl Scripts {
     }
 }
 
-/// One engine's handle on a crawl's shared frontier.
+/// One engine's handle on a crawl's shared frontier; clones share the connection.
+#[derive(Clone)]
 pub struct RedisFrontier {
     conn: ConnectionManager,
     prefix: String,
     config: RedisFrontierConfig,
-    scripts: Scripts,
+    scripts: std::sync::Arc<Scripts>,
 }
 
 impl std::fmt::Debug for RedisFrontier {
@@ -173,7 +206,7 @@ impl RedisFrontier {
             conn,
             prefix: crawl_prefix(crawl),
             config,
-            scripts: Scripts::new(),
+            scripts: std::sync::Arc::new(Scripts::new()),
         }
     }
 
@@ -193,7 +226,8 @@ impl RedisFrontier {
                 .arg(&url.host)
                 .arg(url.fingerprint as i64)
                 .arg(url.fingerprint % SEEN_SHARDS)
-                .arg(&url.entry[..]);
+                .arg(&url.entry[..])
+                .arg(&url.robots[..]);
         }
     }
 
@@ -227,7 +261,32 @@ impl RedisFrontier {
 
     /// Leases up to `max` requests of hosts that may be sent to now, for engine `engine`.
     pub async fn claim(&mut self, engine: &str, max: usize) -> Result<Vec<Claimed>, ClusterError> {
-        let answer: Vec<redis::Value> = self
+        Ok(self.claim_next(engine, max).await?.claimed)
+    }
+
+    /// Leader only, once per crawl: queues the crawl's seeds. `Some(true)` when it seeded now,
+    /// `Some(false)` when the crawl was seeded before, `None` when `epoch` is stale.
+    pub async fn seed(
+        &mut self,
+        epoch: u64,
+        urls: &[NewUrl],
+    ) -> Result<Option<bool>, ClusterError> {
+        let mut call = self.scripts.seed.prepare_invoke();
+        call.key(&self.prefix)
+            .arg(epoch)
+            .arg(self.config.per_host)
+            .arg(self.config.max_queue_per_host);
+        Self::push_urls(&mut call, urls);
+        let answer: i64 = call
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("seed"))?;
+        Ok((answer >= 0).then_some(answer == 1))
+    }
+
+    /// [`RedisFrontier::claim`], also saying when a host is ready next.
+    pub async fn claim_next(&mut self, engine: &str, max: usize) -> Result<Claim, ClusterError> {
+        let mut answer: Vec<redis::Value> = self
             .scripts
             .claim
             .key(&self.prefix)
@@ -239,7 +298,13 @@ impl RedisFrontier {
             .invoke_async(&mut self.conn)
             .await
             .map_err(redis_err("claim"))?;
-        answer
+        if answer.is_empty() {
+            return Err(ClusterError::Answer("claim"));
+        }
+        let wait: i64 =
+            redis::from_redis_value(answer.remove(0)).map_err(|_| ClusterError::Answer("claim"))?;
+        let next = u64::try_from(wait).ok().map(Duration::from_millis);
+        let claimed = answer
             .chunks(3)
             .map(|c| match c {
                 [id, host, entry] => Ok(Claimed {
@@ -252,7 +317,8 @@ impl RedisFrontier {
                 }),
                 _ => Err(ClusterError::Answer("claim")),
             })
-            .collect()
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Claim { claimed, next })
     }
 
     /// Ends the lease of `claimed` as `finished` says, at once: the host's slot is freed (and held longer
@@ -279,7 +345,9 @@ impl RedisFrontier {
             .arg(self.config.max_queue_per_host)
             .arg(finished.hold.as_millis() as u64)
             .arg(entry)
-            .arg(defer.as_millis() as u64);
+            .arg(defer.as_millis() as u64)
+            .arg(finished.robots.unwrap_or(b""))
+            .arg(finished.crawl_delay.as_millis() as u64);
         Self::push_urls(&mut call, finished.links);
         let held: u8 = call
             .invoke_async(&mut self.conn)
@@ -302,6 +370,23 @@ impl RedisFrontier {
         call.invoke_async(&mut self.conn)
             .await
             .map_err(redis_err("extend"))
+    }
+
+    /// Gives back the host slot of a lease whose request was answered, and queues its
+    /// page's links, while its items are being stored (the lease completes after); returns
+    /// whether the lease was still held.
+    pub async fn release(&mut self, lease: u64, links: &[NewUrl]) -> Result<bool, ClusterError> {
+        let mut call = self.scripts.release.prepare_invoke();
+        call.key(&self.prefix)
+            .arg(lease)
+            .arg(self.config.per_host)
+            .arg(self.config.max_queue_per_host);
+        Self::push_urls(&mut call, links);
+        let held: u8 = call
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("release"))?;
+        Ok(held == 1)
     }
 
     /// Returns up to `max` expired leases' requests to the front of their queues.
@@ -394,6 +479,24 @@ impl RedisFrontier {
         Ok((epoch > 0).then_some(epoch))
     }
 
+    /// Gives up the leader lease when `engine` holds it (a clean exit), so that another engine
+    /// takes over at once instead of after the lease's length.
+    pub async fn resign(&mut self, engine: &str) -> Result<(), ClusterError> {
+        Script::new(
+            "local held = redis.call('GET', KEYS[1])
+             if held and string.sub(held, 1, #ARGV[1] + 1) == ARGV[1] .. ':' then
+               redis.call('DEL', KEYS[1])
+             end
+             return 1",
+        )
+        .key(format!("{}:leader", self.prefix))
+        .arg(engine)
+        .invoke_async::<i64>(&mut self.conn)
+        .await
+        .map(drop)
+        .map_err(redis_err("resign"))
+    }
+
     /// Leader only: moves up to `max` deferred requests whose back-off is over to the front
     /// of their queues; `None` when `epoch` is stale (another engine leads).
     pub async fn promote(&mut self, epoch: u64, max: usize) -> Result<Option<usize>, ClusterError> {
@@ -450,6 +553,85 @@ impl RedisFrontier {
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("count leases"))
+    }
+
+    /// The robots.txt records of `hosts` stored by whichever engine fetched them, in order;
+    /// `None` for a host whose rules are not known yet.
+    pub async fn robots(&mut self, hosts: &[&str]) -> Result<Vec<Option<Vec<u8>>>, ClusterError> {
+        if hosts.is_empty() {
+            return Ok(Vec::new());
+        }
+        redis::cmd("HMGET")
+            .arg(format!("{}:robots", self.prefix))
+            .arg(hosts)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("read robots.txt records"))
+    }
+
+    /// Whether the leader marked the crawl done.
+    pub async fn is_done(&mut self) -> Result<bool, ClusterError> {
+        redis::cmd("EXISTS")
+            .arg(format!("{}:done", self.prefix))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("check the end"))
+    }
+
+    /// Requests queued, leased and deferred, read together.
+    pub async fn counts(&mut self) -> Result<Counts, ClusterError> {
+        let (queued, leased, deferred): (Option<u64>, u64, u64) = redis::pipe()
+            .get(format!("{}:queued", self.prefix))
+            .zcard(format!("{}:leases", self.prefix))
+            .zcard(format!("{}:deferred", self.prefix))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("count the frontier"))?;
+        Ok(Counts {
+            queued: queued.unwrap_or(0),
+            leased,
+            deferred,
+        })
+    }
+
+    /// Deletes every key of the crawl (`--fresh`), so that its name can be used again.
+    pub async fn delete_crawl(&mut self) -> Result<u64, ClusterError> {
+        let pattern = format!("{}*", self.prefix);
+        let mut cursor: u64 = 0;
+        let mut deleted = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1_000)
+                .query_async(&mut self.conn)
+                .await
+                .map_err(redis_err("list the crawl's keys"))?;
+            if !keys.is_empty() {
+                deleted += keys.len() as u64;
+                redis::cmd("UNLINK")
+                    .arg(&keys)
+                    .query_async::<()>(&mut self.conn)
+                    .await
+                    .map_err(redis_err("delete the crawl's keys"))?;
+            }
+            if next == 0 {
+                return Ok(deleted);
+            }
+            cursor = next;
+        }
+    }
+
+    /// The key prefix of this crawl (its hash tag).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A connection to the crawl's Redis, for the other cluster jobs.
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     /// The key of the seen-set shard holding `fingerprint`, for tests of its encoding.

@@ -1,10 +1,54 @@
 //! Cluster mode's shared state in Redis: one frontier that every engine of a crawl draws from.
 //!
-//! Work in progress (issue #13): the Redis frontier's primitives are here and tested against
-//! a real `redis-server`; the crawl loop does not use them yet.
+//! `frontier` holds the Redis side (the scripts), `shared` the crawl loop's side, `entry` how
+//! a request is stored, `leader` the leader's jobs and `discover` finding workers and
+//! itemsavers that registered themselves.
 
+pub mod discover;
+mod entry;
 mod frontier;
+pub mod leader;
+pub mod run;
+pub mod settings;
+pub mod shared;
 
 pub use frontier::{
-    Again, Claimed, ClusterError, Finished, NewUrl, Offer, RedisFrontier, RedisFrontierConfig,
+    Again, Claim, Claimed, ClusterError, Counts, Finished, NewUrl, Offer, RedisFrontier,
+    RedisFrontierConfig, crawl_prefix,
 };
+pub use shared::{RedisGone, SharedConfig, SharedFrontier, read_record};
+
+/// The crawl's own task's seeds as the leader queues them (once, when it seeds the crawl).
+pub fn seed_urls(def: &crate::tasks::TaskDef, robots: bool) -> Vec<NewUrl> {
+    let (parser, spider) = def.start();
+    let mut offered = std::collections::HashSet::new();
+    def.seeds
+        .iter()
+        .map(|seed| {
+            let request = common::Request {
+                url: seed.to_string(),
+                parser: parser.clone(),
+                depth: 0,
+                task: def.name.clone(),
+                meta: Default::default(),
+                spider,
+            };
+            let host = crate::crawl::host_key(seed);
+            let robots = if robots && offered.insert(host.clone()) {
+                let robots = common::Request {
+                    url: crate::robots::robots_url(seed),
+                    ..request.clone()
+                };
+                entry::encode_new(&robots, crate::frontier::Kind::Robots, 0)
+            } else {
+                Vec::new()
+            };
+            NewUrl {
+                host,
+                fingerprint: common::fingerprint(seed.as_str()),
+                entry: entry::encode_new(&request, crate::frontier::Kind::Page, 0),
+                robots,
+            }
+        })
+        .collect()
+}

@@ -176,7 +176,7 @@ impl Crawl {
         self.summary.retries += 1;
         self.metrics.retries.inc();
         let at = now + retry_delay(&d.request.url, d.attempts);
-        self.frontier.defer(d, at);
+        self.frontier.defer(d, at, now);
     }
 
     /// Retries a request within its retries, or gives it up under `reason`.
@@ -199,10 +199,12 @@ impl Crawl {
     ) {
         let file = match result {
             Ok(file) => file,
-            Err(_) => return self.apply_robots(d, Verdict::TryLater, now),
+            Err(_) => return self.apply_robots(d, Verdict::TryLater, None, now),
         };
         let agent = self.agent.clone();
         let host = d.host.clone();
+        // The other engines of a shared crawl read the rules from the file as fetched.
+        let kept = self.frontier.shared().is_some().then(|| file.clone());
         // Polled by the crawl loop: all the work is on the blocking thread.
         let read = tokio::task::spawn_blocking({
             let host = host.clone();
@@ -219,28 +221,35 @@ impl Crawl {
                 warn!(%host, cause = %e, "reading robots.txt failed; no rules applied");
                 Verdict::Known(Rules::AllowAll, None)
             });
-            (d, verdict)
+            (d, verdict, kept)
         }));
     }
 
     /// Applies a host's robots.txt, or schedules another try when the server failed.
-    pub(super) fn apply_robots(&mut self, mut d: Dispatched, verdict: Verdict, now: Instant) {
+    pub(super) fn apply_robots(
+        &mut self,
+        mut d: Dispatched,
+        verdict: Verdict,
+        file: Option<RobotsFile>,
+        now: Instant,
+    ) {
         match verdict {
             Verdict::Known(rules, crawl_delay) => {
                 debug!(host = %d.host, ?rules, ?crawl_delay, "robots.txt");
                 self.summary.robots_fetched += 1;
-                self.frontier.robots_known(&d.host, rules, crawl_delay, now);
+                self.frontier
+                    .robots_known(&d, rules, crawl_delay, file, now);
             }
             Verdict::TryLater if d.attempts < self.config.retries => {
                 d.attempts += 1;
                 let at = now + retry_delay(&d.request.url, d.attempts);
                 info!(host = %d.host, attempt = d.attempts, "robots.txt unavailable; trying the host again later");
-                self.frontier.defer(d, at);
+                self.frontier.defer(d, at, now);
             }
             Verdict::TryLater => {
                 warn!(host = %d.host, "robots.txt stayed unavailable; not crawling the host");
                 self.frontier
-                    .robots_known(&d.host, Rules::DisallowAll, None, now);
+                    .robots_known(&d, Rules::DisallowAll, None, None, now);
             }
         }
     }
@@ -286,7 +295,7 @@ impl Crawl {
                         Kind::Page => self.fail(&d, 0, "poison_page"),
                         Kind::Robots => {
                             self.frontier
-                                .robots_known(&d.host, Rules::DisallowAll, None, now)
+                                .robots_known(&d, Rules::DisallowAll, None, None, now)
                         }
                     }
                     return;

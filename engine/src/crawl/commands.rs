@@ -21,12 +21,24 @@ impl Crawl {
 
     /// Adds a task and queues its seeds. The engine's own task is added the same way.
     pub(super) fn add_task(&mut self, def: TaskDef) -> Result<TaskView, TaskError> {
+        self.add_task_seeded(def, true)
+    }
+
+    /// Adds a task, queuing its seeds when `seed` says so (in a shared crawl, the leader
+    /// seeds the crawl's own task, once).
+    pub(super) fn add_task_seeded(
+        &mut self,
+        def: TaskDef,
+        seed: bool,
+    ) -> Result<TaskView, TaskError> {
         if self.stopping {
             return Err(TaskError::Stopped);
         }
         let id = self.tasks.add(def)?;
         let def = self.tasks.by_id_mut(id)?.def.clone();
-        self.push_seeds(&def, Instant::now());
+        if seed {
+            self.push_seeds(&def, Instant::now());
+        }
         let task = self.tasks.by_id_mut(id)?;
         task.settle();
         info!(id, task = %def.name, seeds = def.seeds.len(), "task started");

@@ -21,6 +21,7 @@ impl Crawl {
     /// Records that a page request is done for good: it leaves the durable queue, and its
     /// task's count of open requests.
     pub(super) fn finished(&mut self, d: &Dispatched) {
+        self.frontier.finished(d);
         if d.kind != Kind::Page {
             return;
         }
@@ -38,6 +39,9 @@ impl Crawl {
     pub(super) fn spool(&mut self, page: SpooledPage) -> Spooled {
         let seq = self.next_seq;
         self.next_seq += 1;
+        if let Some(shared) = self.frontier.shared() {
+            shared.spooled(seq);
+        }
         if self.durable {
             self.pending.push(Pending::Spool(seq, page.clone()));
         }
@@ -48,6 +52,9 @@ impl Crawl {
     pub(super) async fn flush_pending(&mut self) -> Result<(), EngineError> {
         let changes = std::mem::take(&mut self.pending);
         self.state.record(changes).await?;
+        if let Some(shared) = self.frontier.shared() {
+            shared.end_turn().await?;
+        }
         Ok(())
     }
 
@@ -63,8 +70,14 @@ impl Crawl {
     /// queues the seeds (those already seen are skipped).
     pub(super) async fn start(&mut self, restored: Restored) -> Result<(), EngineError> {
         let now = Instant::now();
+        let Some(frontier) = self.frontier.embedded() else {
+            // Shared: the crawl's state is in Redis, and the leader seeds it.
+            let def = TaskDef::from_config(&self.config);
+            self.add_task_seeded(def, false)?;
+            return self.flush_pending().await;
+        };
         for fp in restored.seen {
-            self.frontier.mark_seen(fp);
+            frontier.mark_seen(fp);
         }
         let mut restored_open = 0;
         for (id, entry) in restored.queue {
@@ -77,7 +90,7 @@ impl Crawl {
             let mut request = entry.request;
             request.task = self.config.task.clone();
             restored_open += 1;
-            self.frontier.restore(
+            frontier.restore(
                 request,
                 host_key(&url),
                 entry.redirects,

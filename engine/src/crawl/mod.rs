@@ -5,8 +5,10 @@ mod answers;
 mod commands;
 mod durable;
 mod figures;
+mod queue;
 mod tally;
 
+use crate::cluster::SharedFrontier;
 use crate::config::EngineConfig;
 use crate::control::{self, Command, CrawlEnd, CrawlHandle, Sample};
 use crate::error::EngineError;
@@ -26,6 +28,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
+pub use queue::Queue;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -81,8 +84,11 @@ struct Completion {
 enum Event {
     Shutdown,
     Done(Completion),
-    Robots(Dispatched, robots::Verdict),
+    Robots(Dispatched, robots::Verdict, Option<RobotsFile>),
     Lease(Option<Lease>),
+    Claimed(crate::cluster::shared::Claimed),
+    Acked(Option<Vec<u64>>),
+    ClusterTick,
     Wake,
     DrainOver,
     Progress,
@@ -115,7 +121,7 @@ impl Stopped {
 /// figures.
 pub struct Crawl {
     config: EngineConfig,
-    frontier: Frontier,
+    frontier: Queue,
     pool: Pool,
     sink: ItemSink,
     summary: Summary,
@@ -147,10 +153,17 @@ pub struct Crawl {
     /// Whether a signal asked the crawl to stop.
     stopping: bool,
     /// robots.txt files being read on blocking threads, with the request that fetched each.
-    parsing: FuturesUnordered<BoxFuture<'static, (Dispatched, robots::Verdict)>>,
+    parsing: FuturesUnordered<BoxFuture<'static, RobotsRead>>,
+    /// Acknowledged spool sequences, in cluster mode (where a page's lease completes only
+    /// once its items are durable).
+    acks: Option<tokio::sync::mpsc::Receiver<Vec<u64>>>,
     /// Requests in flight that a worker already died holding (see [`SUSPECT_WAIT`]).
     suspects_in_flight: usize,
 }
+
+/// A robots.txt read off the crawl loop: the request that fetched it, what it means, and the
+/// file (kept for the other engines of a shared crawl).
+type RobotsRead = (Dispatched, robots::Verdict, Option<RobotsFile>);
 
 /// How long a request some worker died holding waits while another such request is in
 /// flight. Suspects go out one at a time, so when a worker dies holding one, the others are
@@ -199,14 +212,14 @@ impl Crawl {
         durable: bool,
         progress: Progress,
     ) -> Crawl {
-        let frontier = Frontier::new(PolitenessConfig {
+        let frontier = Queue::Embedded(Frontier::new(PolitenessConfig {
             per_host: config.per_host,
             delay: config.delay,
             max_backoff: config.max_backoff,
             max_pages_per_host: config.max_pages_per_host,
             max_queue_per_host: config.max_queue_per_host,
             robots: config.robots,
-        });
+        }));
         let agent = pool
             .workers()
             .first()
@@ -245,8 +258,26 @@ impl Crawl {
             in_flight: 0,
             stopping: false,
             parsing: FuturesUnordered::new(),
+            acks: None,
             suspects_in_flight: 0,
         }
+    }
+
+    /// Makes this a crawl of a cluster: its frontier is shared in Redis, and `acks` says which
+    /// spooled pages' items the itemsaver acknowledged (their leases complete then).
+    pub fn shared(
+        mut self,
+        frontier: SharedFrontier,
+        acks: tokio::sync::mpsc::Receiver<Vec<u64>>,
+    ) -> Crawl {
+        self.frontier = Queue::Shared(frontier);
+        self.acks = Some(acks);
+        self
+    }
+
+    /// The User-Agent token robots.txt groups are matched against.
+    pub fn agent(&self) -> &str {
+        &self.agent
     }
 
     /// A handle for watching and steering the crawl while it runs.
@@ -304,6 +335,9 @@ impl Crawl {
         let mut publish = tokio::time::interval(figures::PUBLISH_EVERY);
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut counters_saved = Instant::now();
+        let mut cluster_tick = tokio::time::interval(crate::cluster::shared::TICK);
+        cluster_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let clustered = self.frontier.shared().is_some();
         self.publish("");
         loop {
             let now = Instant::now();
@@ -321,16 +355,21 @@ impl Crawl {
                 && !can_dispatch
                 && wake.is_none()
                 && !waiting_for_operator
+                && !self.frontier.keeps_going()
             {
                 break;
             }
+            let claiming = self.frontier.shared().is_some_and(|s| s.claiming());
             let event = tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !stopping => Event::Shutdown,
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => Event::Done(done),
-                Some((d, verdict)) = self.parsing.next(), if !self.parsing.is_empty() => Event::Robots(d, verdict),
+                Some((d, verdict, file)) = self.parsing.next(), if !self.parsing.is_empty() => Event::Robots(d, verdict, file),
                 command = self.end.commands.recv() => Event::Command(command),
-                lease = self.pool.acquire(), if can_dispatch => Event::Lease(lease),
+                claimed = claimed(&mut self.frontier), if claiming => Event::Claimed(claimed),
+                acked = recv(&mut self.acks), if self.acks.is_some() => Event::Acked(acked),
+                lease = self.pool.acquire(), if can_dispatch && !claiming => Event::Lease(lease),
+                _ = cluster_tick.tick(), if clustered => Event::ClusterTick,
                 _ = sleep_until(wake), if !can_dispatch && wake.is_some() => Event::Wake,
                 _ = sleep_until(drain_deadline), if drain_deadline.is_some() => Event::DrainOver,
                 _ = progress.tick() => Event::Progress,
@@ -346,7 +385,25 @@ impl Crawl {
                     ));
                 }
                 Event::Done(done) => self.complete(done).await?,
-                Event::Robots(d, verdict) => self.apply_robots(d, verdict, Instant::now()),
+                Event::Robots(d, verdict, file) => {
+                    self.apply_robots(d, verdict, file, Instant::now())
+                }
+                Event::Claimed(claimed) => {
+                    if let Some(shared) = self.frontier.shared() {
+                        shared.take_claim(claimed, &self.pool, Instant::now());
+                    }
+                }
+                Event::Acked(Some(seqs)) => {
+                    if let Some(shared) = self.frontier.shared() {
+                        shared.acked(&seqs);
+                    }
+                }
+                Event::Acked(None) => self.acks = None,
+                Event::ClusterTick => {
+                    if let Some(shared) = self.frontier.shared() {
+                        shared.tick(Instant::now()).await?;
+                    }
+                }
                 Event::Lease(Some(lease)) => {
                     if let Some(call) = self.dispatch(lease) {
                         in_flight.push(call);
@@ -359,7 +416,8 @@ impl Crawl {
                 }
                 Event::Wake => {}
                 Event::DrainOver => {
-                    // They stay in the durable queue and are fetched again on resume.
+                    // They stay in the durable queue (or leased in Redis, until their leases
+                    // end) and are fetched again on resume.
                     warn!(
                         abandoned = in_flight.len(),
                         "requests still in flight at the drain timeout"
@@ -384,6 +442,14 @@ impl Crawl {
                 counters_saved = Instant::now();
             }
         }
+        if let Some(shared) = self.frontier.shared() {
+            shared.give_back().await?;
+            return Ok(if shared.is_done() {
+                Stopped::Done
+            } else {
+                Stopped::Interrupted
+            });
+        }
         // A serving engine ends on a signal; when its own task is finished (or it has none)
         // there is nothing to resume.
         let own_done = self.tasks.iter().next().is_none_or(|t| t.open == 0);
@@ -406,7 +472,13 @@ impl Crawl {
                 .pop(now, |task| tasks.hold(task), suspect_wait)
             {
                 None => {
-                    self.pool.release(lease);
+                    let room = self.config.concurrency.saturating_sub(self.in_flight);
+                    match self.frontier.shared() {
+                        Some(shared) if shared.may_claim(now) => {
+                            shared.claim(lease, &mut self.pool, room)
+                        }
+                        _ => self.pool.release(lease),
+                    }
                     return None;
                 }
                 Some(Popped::Skip(d, reason)) => {
@@ -508,15 +580,9 @@ impl Crawl {
         let id = self.next_id;
         let entry = self.is_durable(index).then(|| request.clone());
         let task = request.task.clone();
-        let queued = self.frontier.push(
-            request,
-            host,
-            fp,
-            redirects,
-            id,
-            || robots::robots_url(url),
-            now,
-        );
+        let queued = self
+            .frontier
+            .push(url, request, host, fp, redirects, id, now);
         if queued {
             self.next_id += 1;
             if let Some(t) = self.tasks.named_mut(&task) {
@@ -622,6 +688,22 @@ impl Crawl {
             .await?;
         state.flush().await?;
         Ok(summary)
+    }
+}
+
+/// The claim on its way in a shared frontier.
+async fn claimed(queue: &mut Queue) -> crate::cluster::shared::Claimed {
+    match queue.shared() {
+        Some(shared) => shared.claimed().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next message of an optional channel; `None` once it closed.
+async fn recv<T>(rx: &mut Option<tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
     }
 }
 

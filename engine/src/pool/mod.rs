@@ -386,6 +386,22 @@ impl Pool {
         }
     }
 
+    /// A lease free right now, without waiting.
+    pub fn try_acquire(&mut self) -> Option<Lease> {
+        while let Ok(lease) = self.rx.try_recv() {
+            if lease.is_valid() {
+                return Some(lease);
+            }
+            self.shared.live.fetch_sub(1, Ordering::Relaxed);
+        }
+        None
+    }
+
+    /// Builds a pool with no worker yet: workers join as they register (cluster mode).
+    pub fn empty(jobs: Vec<Job>, config: PoolConfig, traffic: Arc<Traffic>) -> Pool {
+        Pool::build(Vec::new(), true, jobs, config, traffic)
+    }
+
     /// Swaps `lease` for one on another worker when it is for `avoid` and another worker has a
     /// free slot right now; a retry then goes elsewhere without waiting.
     pub fn prefer_other(&mut self, lease: Lease, avoid: usize) -> Lease {

@@ -1,15 +1,17 @@
 -- claim(K; engine, max, per_host, delay_ms, lease_ms)
 -- Hands out up to `max` requests of hosts that may be sent to now, at most `per_host` in
 -- flight per host across every engine, and moves each host's next allowed time `delay_ms`
--- on in the same step. Each request is leased, not popped: it comes back to its queue if the
--- lease is neither completed nor extended before it ends. Returns id, host, entry triples.
+-- on in the same step. A host whose robots.txt is pending sends only that, one at a time.
+-- Each request is leased, not popped: it comes back to its queue if the lease is neither
+-- completed nor extended before it ends. Returns the milliseconds until the next host is
+-- ready (-1: none queued), then id, host, entry triples.
 local engine = ARGV[1]
 local max = tonumber(ARGV[2])
 local per_host = tonumber(ARGV[3])
 local delay = tonumber(ARGV[4])
 local lease_ms = tonumber(ARGV[5])
 local now = now_ms()
-local out = {}
+local out = {0}
 local claimed = 0
 local hosts = redis.call('ZRANGEBYSCORE', K .. ':ready', '-inf', now, 'LIMIT', 0, max)
 for _, host in ipairs(hosts) do
@@ -17,9 +19,14 @@ for _, host in ipairs(hosts) do
   local hk = K .. ':host:' .. host
   local q = K .. ':q:' .. host
   local host_delay = math.max(delay, tonumber(redis.call('HGET', hk, 'delay') or '0'))
+  local limit = per_host
+  local robots = redis.call('HGET', hk, 'robots')
+  -- While its robots.txt is unknown a host sends only that; while that waits out a
+  -- back-off, nothing.
+  if robots == 'pending' then limit = 1 elseif robots == 'deferred' then limit = 0 end
   repeat
     local inflight = tonumber(redis.call('HGET', hk, 'inflight') or '0')
-    if inflight >= per_host then break end
+    if inflight >= limit then break end
     local entry = redis.call('LPOP', q)
     if not entry then break end
     redis.call('DECR', K .. ':queued')
@@ -32,6 +39,20 @@ for _, host in ipairs(hosts) do
     out[#out + 1] = entry
     claimed = claimed + 1
   until host_delay > 0 or claimed >= max
-  reschedule(host, per_host)
+  if robots == 'deferred' or (robots == 'pending'
+      and tonumber(redis.call('HGET', hk, 'inflight') or '0') >= 1) then
+    -- Ready again when its robots.txt request completes or comes back.
+    redis.call('ZREM', K .. ':ready', host)
+  else
+    reschedule(host, per_host)
+  end
+end
+local next = redis.call('ZRANGE', K .. ':ready', 0, 0, 'WITHSCORES')
+if next[2] then
+  out[1] = math.max(0, tonumber(next[2]) - now)
+elseif tonumber(redis.call('GET', K .. ':queued') or '0') == 0 then
+  out[1] = -1
+else
+  out[1] = 1000
 end
 return out

@@ -36,35 +36,49 @@ local function reschedule(host, per_host)
 end
 
 -- Puts `entry` back at the front of `host`'s queue (a lease that ended, a retry that is due).
+-- A host whose robots.txt request waited out a back-off may send it again.
 local function requeue_front(host, entry, per_host)
+  local hk = K .. ':host:' .. host
+  if redis.call('HGET', hk, 'robots') == 'deferred' then
+    redis.call('HSET', hk, 'robots', 'pending')
+  end
   redis.call('LPUSH', K .. ':q:' .. host, entry)
   redis.call('INCR', K .. ':queued')
   reschedule(host, per_host)
 end
 
 -- Takes up to `max` records of sorted set `set` whose time has come (score <= now): each is
--- a hash `set:ID` of host and entry, deleted as it is taken. Returns them as {host, entry}.
+-- a hash `set:ID` of host and entry, deleted as it is taken. Returns them as {host, entry,
+-- freed}, `freed` saying whether a lease's host slot was given back already.
 local function take_due(set, max)
   local out = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now_ms(), 'LIMIT', 0, max)) do
     local hash = set .. ':' .. id
-    local host = redis.call('HGET', hash, 'host')
-    local entry = redis.call('HGET', hash, 'entry')
+    local record = redis.call('HMGET', hash, 'host', 'entry', 'freed')
     redis.call('DEL', hash)
     redis.call('ZREM', set, id)
-    if host then out[#out + 1] = {host, entry} end
+    if record[1] then out[#out + 1] = {record[1], record[2], record[3] == '1'} end
   end
   return out
 end
 
 -- Queues `entry` for `host` unless the fingerprint was seen; returns 0 queued, 1 seen,
--- 2 refused (the host's queue holds `max_queue` entries and `bounded` is set).
-local function offer(host, fp, shard, entry, bounded, max_queue, per_host)
+-- 2 refused (the host's queue holds `max_queue` entries and `bounded` is set). `robots`,
+-- when not empty, is the host's robots.txt request: queued first if the host is new, and
+-- the host sends nothing else until its rules are known (see claim).
+local function offer(host, fp, shard, entry, robots, bounded, max_queue, per_host)
+  local q = K .. ':q:' .. host
+  -- An engine sends a host's robots.txt request with the first URL of the host it offers,
+  -- seen or not, so no host is queued without one.
+  if robots ~= '' and redis.call('HSETNX', K .. ':host:' .. host, 'robots', 'pending') == 1 then
+    redis.call('RPUSH', q, robots)
+    redis.call('INCR', K .. ':queued')
+    reschedule(host, per_host)
+  end
   local seen = K .. ':seen:' .. shard
   if redis.call('SISMEMBER', seen, fp) == 1 then
     return 1
   end
-  local q = K .. ':q:' .. host
   if bounded == 1 and redis.call('LLEN', q) >= max_queue then
     return 2
   end
@@ -73,4 +87,15 @@ local function offer(host, fp, shard, entry, bounded, max_queue, per_host)
   redis.call('INCR', K .. ':queued')
   reschedule(host, per_host)
   return 0
+end
+
+-- Offers `n` URLs given from ARGV[b] on, five arguments each; returns their codes.
+local function offer_all(b, n, bounded, max_queue, per_host)
+  local out = {}
+  for i = 0, n - 1 do
+    local a = b + i * 5
+    out[#out + 1] = offer(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
+      bounded, max_queue, per_host)
+  end
+  return out
 end

@@ -4,7 +4,9 @@
 local per_host = tonumber(ARGV[1])
 local expired = take_due(K .. ':leases', tonumber(ARGV[2]))
 for _, lease in ipairs(expired) do
-  redis.call('HINCRBY', K .. ':host:' .. lease[1], 'inflight', -1)
+  if not lease[3] then
+    redis.call('HINCRBY', K .. ':host:' .. lease[1], 'inflight', -1)
+  end
   requeue_front(lease[1], lease[2], per_host)
 end
 return #expired

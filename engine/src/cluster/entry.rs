@@ -1,0 +1,110 @@
+//! How a request is kept in Redis: the request and its history, in one compact record that
+//! any engine of the crawl can turn back into a request to send.
+
+use crate::frontier::{Dispatched, Kind};
+use common::Request;
+use serde::{Deserialize, Serialize};
+
+/// A queued request as stored in Redis.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Entry {
+    request: Request,
+    robots: bool,
+    redirects: u32,
+    attempts: u32,
+    requeues: u32,
+    deaths: Vec<u64>,
+}
+
+/// Encodes a new request of `kind` found after `redirects` hops.
+pub fn encode_new(request: &Request, kind: Kind, redirects: u32) -> Vec<u8> {
+    encode(&Entry {
+        request: request.clone(),
+        robots: kind == Kind::Robots,
+        redirects,
+        attempts: 0,
+        requeues: 0,
+        deaths: Vec::new(),
+    })
+}
+
+/// Encodes a request taken before, with its history (retries spent, deaths seen).
+pub fn encode_again(d: &Dispatched) -> Vec<u8> {
+    encode(&Entry {
+        request: d.request.clone(),
+        robots: d.kind == Kind::Robots,
+        redirects: d.redirects,
+        attempts: d.attempts,
+        requeues: d.requeues,
+        deaths: d.deaths.clone(),
+    })
+}
+
+fn encode(entry: &Entry) -> Vec<u8> {
+    // A request always serializes: it is plain strings, numbers and a map of strings.
+    bincode::serialize(entry).unwrap_or_default()
+}
+
+/// Reads a stored request back, leased under `lease`; `None` when the record is unreadable
+/// (written by another version).
+pub fn decode(bytes: &[u8], lease: u64, host: String) -> Option<Dispatched> {
+    use bincode::Options;
+    let entry: Entry = bincode::DefaultOptions::new()
+        .with_fixint_encoding()
+        .allow_trailing_bytes()
+        .with_limit(common::transport::MAX_FRAME_BYTES as u64)
+        .deserialize(bytes)
+        .ok()?;
+    Some(Dispatched {
+        id: lease,
+        request: entry.request,
+        host,
+        kind: if entry.robots {
+            Kind::Robots
+        } else {
+            Kind::Page
+        },
+        attempts: entry.attempts,
+        requeues: entry.requeues,
+        deaths: entry.deaths,
+        last_worker: None,
+        redirects: entry.redirects,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_request_and_its_history_survive_the_round_trip() {
+        let request = Request {
+            url: "http://a.test/x".into(),
+            parser: "links".into(),
+            depth: 3,
+            task: "t".into(),
+            meta: [("k".to_string(), "v".to_string())].into(),
+            spider: Some(7),
+        };
+        let d = Dispatched {
+            id: 1,
+            request: request.clone(),
+            host: "a.test:80".into(),
+            kind: Kind::Page,
+            attempts: 2,
+            requeues: 1,
+            deaths: vec![9],
+            last_worker: Some(4),
+            redirects: 1,
+        };
+        let back = decode(&encode_again(&d), 77, "a.test:80".into()).expect("decodes");
+        assert_eq!(back.id, 77);
+        assert_eq!(back.request, request);
+        assert_eq!((back.attempts, back.requeues, back.redirects), (2, 1, 1));
+        assert_eq!(back.deaths, vec![9]);
+        assert_eq!(back.last_worker, None, "worker indexes are per engine");
+        let robots = decode(&encode_new(&request, Kind::Robots, 0), 1, "h".into());
+        assert_eq!(robots.map(|d| d.kind), Some(Kind::Robots));
+        assert!(decode(b"\xff\xff", 1, "h".into()).is_none());
+    }
+}

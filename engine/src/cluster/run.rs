@@ -1,0 +1,145 @@
+//! Starting an engine in cluster mode: join the crawl in Redis (adopting its settings),
+//! find the workers and an itemsaver that registered, run the crawl loop over the shared
+//! frontier, and take part in the leader election until the crawl is done.
+
+use super::frontier::{RedisFrontier, RedisFrontierConfig, crawl_prefix};
+use super::shared::{SharedConfig, SharedFrontier};
+use super::{discover, leader, settings};
+use crate::config::EngineConfig;
+use crate::error::EngineError;
+use crate::pool::Pool;
+use crate::sink::{ItemSink, Target};
+use crate::state::StateHandle;
+use crate::tasks::TaskDef;
+use crate::{Operate, Summary, crawl};
+use common::registry::Node;
+use common::traffic::Traffic;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+/// Acknowledgements buffered between the item sink and the crawl loop.
+const ACKS: usize = 4_096;
+
+/// Runs this engine's share of the crawl named in `config.cluster`.
+pub async fn run(
+    mut config: EngineConfig,
+    mut operate: Operate,
+    shutdown: CancellationToken,
+) -> Result<Summary, EngineError> {
+    let Some(cluster) = config.cluster.clone() else {
+        return Err(EngineError::NoSeeds);
+    };
+    let conn = RedisFrontier::connect(&cluster.redis).await?;
+    let prefix = crawl_prefix(&cluster.crawl);
+    let pacing = |config: &EngineConfig| RedisFrontierConfig {
+        per_host: config.per_host,
+        delay: config.delay,
+        lease: cluster.lease,
+        max_queue_per_host: config.max_queue_per_host,
+    };
+    if config.resume == crate::config::ResumeMode::Fresh {
+        let deleted = RedisFrontier::new(conn.clone(), &cluster.crawl, pacing(&config))
+            .delete_crawl()
+            .await?;
+        info!(crawl = %cluster.crawl, keys = deleted, "--fresh: the crawl's earlier state is deleted");
+    }
+    let wait = config.no_workers_timeout;
+    settings::adopt(
+        &mut conn.clone(),
+        &prefix,
+        &cluster.crawl,
+        &mut config,
+        wait,
+    )
+    .await
+    .map_err(|e| match e {
+        settings::SettingsError::Redis(e) => EngineError::Cluster(e),
+        other => EngineError::ClusterSettings(other.to_string()),
+    })?;
+    let mut redis = RedisFrontier::new(conn.clone(), &cluster.crawl, pacing(&config));
+    if redis.is_done().await? && !config.serve {
+        info!(crawl = %cluster.crawl, "the crawl is already done; start with --fresh to run it again");
+        return Ok(Summary {
+            stopped: "done".into(),
+            ..Summary::default()
+        });
+    }
+    let traffic = Arc::new(Traffic::default());
+    let itemsaver = match &config.itemsaver_host {
+        Some(addr) => addr.clone(),
+        None => discover::itemsaver(&mut conn.clone(), config.no_workers_timeout)
+            .await
+            .ok_or(EngineError::NoItemSaver)?,
+    };
+    let client = crate::connect_itemsaver(&itemsaver, &config, &traffic).await?;
+    let target = Target::Remote {
+        addr: itemsaver.clone(),
+        client,
+        traffic: traffic.clone(),
+    };
+    let jobs = crate::jobs(&config, false);
+    let pool = if config.worker_hosts.is_empty() {
+        Pool::empty(jobs, crate::pool_config(&config), traffic.clone())
+    } else {
+        Pool::connect(
+            &config.worker_hosts,
+            jobs,
+            crate::pool_config(&config),
+            traffic.clone(),
+        )
+        .await?
+    };
+    let stop = CancellationToken::new();
+    let _stop = stop.clone().drop_guard();
+    let discovering = discover::workers(conn.clone(), pool.control(), stop.clone());
+    let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(ACKS);
+    let state = StateHandle::forwarding_acks(ack_tx);
+    let sink = ItemSink::start(target, crate::sink_config(&config), state.clone());
+    let engine = common::registry::node_id("engine");
+    let def = TaskDef::from_config(&config);
+    let seeds = super::seed_urls(&def, config.robots);
+    let admin_addr = operate
+        .admin
+        .as_ref()
+        .and_then(|l| l.local_addr().ok())
+        .map(|a| a.to_string());
+    let shared_config = SharedConfig {
+        engine: engine.clone(),
+        robots: config.robots,
+        agent: common::USER_AGENT_TOKEN.to_owned(),
+        max_backoff: config.max_backoff,
+        lease: cluster.lease,
+        redis_timeout: cluster.redis_timeout,
+    };
+    let crawl = crawl::Crawl::new(
+        config,
+        pool,
+        sink,
+        format!("itemsaver at {itemsaver}"),
+        state,
+        false,
+        std::mem::take(&mut operate.progress),
+    );
+    let shared = SharedFrontier::new(
+        redis.clone(),
+        SharedConfig {
+            agent: crawl.agent().to_owned(),
+            ..shared_config
+        },
+    );
+    let crawl = crawl.shared(shared, ack_rx);
+    let node = Node {
+        id: engine.clone(),
+        addr: cluster.advertise.clone().or(admin_addr).unwrap_or_default(),
+    };
+    let (_role, leading) = leader::spawn(redis.clone(), node, seeds, stop.clone());
+    info!(crawl = %cluster.crawl, engine = %engine, itemsaver = %itemsaver, "joined the shared crawl");
+    let _stop_admin = crate::serve_admin(operate, &crawl);
+    let result = crawl.run(Default::default(), shutdown).await;
+    stop.cancel();
+    let _ = leading.await;
+    let _ = discovering.await;
+    let (_, summary) = result?;
+    Ok(summary)
+}

@@ -1,0 +1,8 @@
+-- seed(K; epoch, per_host, max_queue, n, then n x (host, fp, shard, entry, robots))
+-- Leader only, once per crawl: queues the crawl's seeds and marks it seeded (the crawl cannot
+-- end before). Returns 1 when it seeded now, 0 when it was seeded before, -1 when `epoch` is
+-- not the current leader's.
+if not is_leader(ARGV[1]) then return -1 end
+if redis.call('SET', K .. ':seeded', '1', 'NX') == false then return 0 end
+offer_all(5, tonumber(ARGV[4]), 0, tonumber(ARGV[3]), tonumber(ARGV[2]))
+return 1

@@ -1,0 +1,250 @@
+//! A shared crawl's settings: the first engine of a crawl stores what its flags say, and
+//! every engine after it adopts them, logging each flag of its own that differs, so that an
+//! engine joining with other flags never silently changes the crawl.
+
+use super::frontier::ClusterError;
+use crate::config::{EngineConfig, SpiderRun};
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use tracing::{info, warn};
+
+/// What every engine of a crawl must agree on.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CrawlSettings {
+    task: String,
+    seeds: Vec<String>,
+    parser: String,
+    spider: Option<String>,
+    max_depth: Option<u32>,
+    max_pages: Option<u64>,
+    allow_domains: Vec<String>,
+    per_host: usize,
+    delay_ms: u64,
+    max_queue_per_host: usize,
+    robots: bool,
+    retries: u32,
+    max_redirects: u32,
+    max_url_len: usize,
+}
+
+impl CrawlSettings {
+    /// The settings an engine's flags describe.
+    pub fn from_config(config: &EngineConfig) -> Self {
+        CrawlSettings {
+            task: config.task.clone(),
+            seeds: config.seeds.iter().map(|u| u.to_string()).collect(),
+            parser: config.parser.clone(),
+            spider: config.spider.as_ref().map(|s| s.source.clone()),
+            max_depth: config.max_depth,
+            max_pages: config.max_pages,
+            allow_domains: config.allow_domains.clone(),
+            per_host: config.per_host,
+            delay_ms: config.delay.as_millis() as u64,
+            max_queue_per_host: config.max_queue_per_host,
+            robots: config.robots,
+            retries: config.retries,
+            max_redirects: config.max_redirects,
+            max_url_len: config.max_url_len,
+        }
+    }
+
+    /// Each setting whose value differs from `other`'s, as (flag, ours, theirs).
+    fn differences(&self, other: &CrawlSettings) -> Vec<(&'static str, String, String)> {
+        let mut out = Vec::new();
+        let mut check = |name: &'static str, a: String, b: String| {
+            if a != b {
+                out.push((name, a, b));
+            }
+        };
+        check("--task", self.task.clone(), other.task.clone());
+        check("--seed", self.seeds.join(","), other.seeds.join(","));
+        check("--parser", self.parser.clone(), other.parser.clone());
+        check(
+            "--spider",
+            format!(
+                "{:x}",
+                self.spider.as_deref().map_or(0, common::fingerprint)
+            ),
+            format!(
+                "{:x}",
+                other.spider.as_deref().map_or(0, common::fingerprint)
+            ),
+        );
+        check(
+            "--max_depth",
+            format!("{:?}", self.max_depth),
+            format!("{:?}", other.max_depth),
+        );
+        check(
+            "--max_pages",
+            format!("{:?}", self.max_pages),
+            format!("{:?}", other.max_pages),
+        );
+        check(
+            "--allow_domains",
+            self.allow_domains.join(","),
+            other.allow_domains.join(","),
+        );
+        check(
+            "--per_host",
+            self.per_host.to_string(),
+            other.per_host.to_string(),
+        );
+        check(
+            "--delay",
+            self.delay_ms.to_string(),
+            other.delay_ms.to_string(),
+        );
+        check(
+            "--max_queue_per_host",
+            self.max_queue_per_host.to_string(),
+            other.max_queue_per_host.to_string(),
+        );
+        check(
+            "--ignore_robots",
+            (!self.robots).to_string(),
+            (!other.robots).to_string(),
+        );
+        check(
+            "--retries",
+            self.retries.to_string(),
+            other.retries.to_string(),
+        );
+        check(
+            "--max_redirects",
+            self.max_redirects.to_string(),
+            other.max_redirects.to_string(),
+        );
+        check(
+            "--max_url_len",
+            self.max_url_len.to_string(),
+            other.max_url_len.to_string(),
+        );
+        out
+    }
+
+    /// Puts these settings into `config`.
+    fn apply(&self, config: &mut EngineConfig) -> Result<(), String> {
+        config.task = self.task.clone();
+        config.seeds = self
+            .seeds
+            .iter()
+            .map(|s| crate::parse_seed(s).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        config.parser = self.parser.clone();
+        config.spider = match &self.spider {
+            None => None,
+            Some(source) => {
+                let compiled = worker::spider::compile("the crawl's spider", source)
+                    .map_err(|e| e.to_string())?;
+                Some(SpiderRun {
+                    name: compiled.spec.name.clone(),
+                    hash: compiled.hash,
+                    start_rule: compiled.start_rule.clone(),
+                    source: source.clone(),
+                })
+            }
+        };
+        config.max_depth = self.max_depth;
+        config.max_pages = self.max_pages;
+        config.allow_domains = self.allow_domains.clone();
+        config.per_host = self.per_host.max(1);
+        config.delay = Duration::from_millis(self.delay_ms);
+        config.max_queue_per_host = self.max_queue_per_host;
+        config.robots = self.robots;
+        config.retries = self.retries;
+        config.max_redirects = self.max_redirects;
+        config.max_url_len = self.max_url_len;
+        Ok(())
+    }
+}
+
+/// Why a crawl's settings could not be adopted.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsError {
+    /// Redis failed.
+    #[error(transparent)]
+    Redis(#[from] ClusterError),
+    /// Nothing is stored and this engine has no seeds to start the crawl with.
+    #[error(
+        "crawl {0:?} was not started: give the first engine --seed URL (or a spider with start_urls)"
+    )]
+    NotStarted(String),
+    /// The stored settings do not read (written by another version?).
+    #[error("the stored settings of crawl {crawl:?} are unusable: {why}")]
+    Unusable {
+        /// The crawl.
+        crawl: String,
+        /// What is wrong.
+        why: String,
+    },
+}
+
+/// Stores this engine's settings as the crawl's when it is the first, or adopts the crawl's
+/// into `config`, logging every flag of its own that differs. An engine without seeds waits
+/// up to `wait` for one with seeds to start the crawl.
+pub async fn adopt(
+    conn: &mut ConnectionManager,
+    prefix: &str,
+    crawl: &str,
+    config: &mut EngineConfig,
+    wait: Duration,
+) -> Result<(), SettingsError> {
+    let key = format!("{prefix}:settings");
+    let ours = CrawlSettings::from_config(config);
+    let redis_err = |what| move |source| ClusterError::Redis { what, source };
+    if !ours.seeds.is_empty() {
+        let json = serde_json::to_string(&ours).unwrap_or_default();
+        let _: Option<String> = redis::cmd("SET")
+            .arg(&key)
+            .arg(json)
+            .arg("NX")
+            .query_async(conn)
+            .await
+            .map_err(redis_err("store the crawl's settings"))?;
+    }
+    let until = tokio::time::Instant::now() + wait;
+    let mut said = false;
+    let stored = loop {
+        let stored: Option<String> = redis::cmd("GET")
+            .arg(&key)
+            .query_async(conn)
+            .await
+            .map_err(redis_err("read the crawl's settings"))?;
+        match stored {
+            Some(stored) => break stored,
+            None if tokio::time::Instant::now() >= until => {
+                return Err(SettingsError::NotStarted(crawl.to_owned()));
+            }
+            None => {
+                if !said {
+                    info!(
+                        crawl,
+                        ?wait,
+                        "waiting for an engine with seeds to start the crawl"
+                    );
+                    said = true;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    };
+    let unusable = |why: String| SettingsError::Unusable {
+        crawl: crawl.to_owned(),
+        why,
+    };
+    let theirs: CrawlSettings =
+        serde_json::from_str(&stored).map_err(|e| unusable(e.to_string()))?;
+    if theirs != ours {
+        let joining = ours.seeds.is_empty();
+        for (flag, mine, crawls) in ours.differences(&theirs) {
+            if joining && matches!(flag, "--seed" | "--task" | "--spider" | "--parser") {
+                continue;
+            }
+            warn!(flag, ours = %mine, crawl = %crawls, "this flag differs from the crawl's; using the crawl's");
+        }
+        theirs.apply(config).map_err(unusable)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,628 @@
+//! The crawl loop's side of a shared frontier: requests claimed from Redis wait here for a
+//! worker, and what became of each goes back to Redis as one `complete` per lease, sent only
+//! once the page's items are acknowledged by the itemsaver.
+//!
+//! The crawl loop records a request's outcome as it always does (finished, deferred,
+//! requeued, robots.txt known, links found); each loop turn's records are gathered into one
+//! completion per lease at the turn's end, so a page's links, its retry or its end, and its
+//! host's back-off reach Redis together, atomically.
+
+use super::entry;
+use super::frontier::{Again, Claim, ClusterError, Counts, Finished, NewUrl, RedisFrontier};
+use crate::frontier::{Dispatched, Kind, Popped};
+use crate::pool::{Lease, Pool};
+use crate::robots::{self, Rules, Verdict};
+use crate::tasks::Hold;
+use common::{Request, RobotsFile};
+use futures::future::BoxFuture;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::time::Duration;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Longest wait between claims when no host is ready: other engines' completions may make
+/// one ready sooner than Redis could say.
+const MAX_CLAIM_WAIT: Duration = Duration::from_millis(200);
+
+/// How often the crawl's end and figures are read, leases extended and failed calls retried.
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// A request's outcome, waiting to reach Redis.
+#[derive(Debug)]
+struct Completion {
+    lease: u64,
+    host: String,
+    hold: Duration,
+    again: Pending,
+    links: Vec<NewUrl>,
+    robots: Option<Vec<u8>>,
+    crawl_delay: Duration,
+}
+
+/// Whether a completed request is sent again, owned.
+#[derive(Debug)]
+enum Pending {
+    Never,
+    Now(Vec<u8>),
+    After(Vec<u8>, Duration),
+}
+
+/// What one loop turn recorded.
+#[derive(Debug, Default)]
+struct Turn {
+    ends: Vec<Completion>,
+    links: Vec<NewUrl>,
+    holds: HashMap<String, Duration>,
+    spooled: Option<u64>,
+}
+
+/// A claim on its way, with the pool leases it was made for.
+type Claiming = BoxFuture<'static, Result<(Claim, Vec<(String, Option<Rules>)>), ClusterError>>;
+
+/// The result of a claim, for the crawl loop to hand back.
+pub struct Claimed(
+    #[allow(clippy::type_complexity)] Result<(Claim, Vec<(String, Option<Rules>)>), ClusterError>,
+);
+
+/// One engine's view of the crawl's shared frontier.
+pub struct SharedFrontier {
+    redis: RedisFrontier,
+    engine: String,
+    obey_robots: bool,
+    agent: String,
+    max_backoff: Duration,
+    /// Claimed, not yet sent.
+    local: VecDeque<Dispatched>,
+    /// Hosts' robots.txt rules, read from Redis once per host.
+    rules: HashMap<String, Rules>,
+    /// Hosts this engine offered a robots.txt request for.
+    offered: HashSet<String>,
+    backoff: HashMap<String, Duration>,
+    turn: Turn,
+    /// Completions waiting for their page's items to be acknowledged, by spool sequence.
+    awaiting: BTreeMap<u64, Completion>,
+    /// Completions ready to send, in order.
+    outbox: VecDeque<Completion>,
+    /// Leases whose host slots are to be given back and links queued (answered, items not
+    /// yet stored), in order.
+    releases: VecDeque<(u64, Vec<NewUrl>)>,
+    /// Leases this engine holds (claimed and not completed), by id.
+    held: HashSet<u64>,
+    claiming: Option<Claiming>,
+    /// Pool leases waiting for the claim in progress.
+    armed: Vec<Lease>,
+    claim_at: Instant,
+    extended: Instant,
+    lease: Duration,
+    counts: Counts,
+    done: bool,
+    /// Since when Redis has failed, while it does.
+    failing_since: Option<Instant>,
+    redis_timeout: Duration,
+}
+
+impl std::fmt::Debug for SharedFrontier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SharedFrontier")
+            .field("engine", &self.engine)
+            .field("local", &self.local.len())
+            .field("held", &self.held.len())
+            .finish()
+    }
+}
+
+/// How a shared frontier is set up.
+#[derive(Clone, Debug)]
+pub struct SharedConfig {
+    /// This engine's id, recorded on its leases.
+    pub engine: String,
+    /// Whether robots.txt is fetched and obeyed.
+    pub robots: bool,
+    /// The User-Agent token robots.txt groups are matched against.
+    pub agent: String,
+    /// Longest back-off a host gets after 429/503.
+    pub max_backoff: Duration,
+    /// How long a claim holds a request unless extended.
+    pub lease: Duration,
+    /// How long Redis may fail before the engine gives up.
+    pub redis_timeout: Duration,
+}
+
+/// Redis stayed away longer than `--redis_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "redis has been unreachable for {waited:?} (last error: {cause}); the crawl's state is kept in redis: start the engines again to carry on"
+)]
+pub struct RedisGone {
+    /// How long it failed.
+    pub waited: Duration,
+    /// The last error.
+    pub cause: String,
+}
+
+impl SharedFrontier {
+    /// A shared frontier over `redis` for this engine.
+    pub fn new(redis: RedisFrontier, config: SharedConfig) -> Self {
+        let now = Instant::now();
+        SharedFrontier {
+            redis,
+            engine: config.engine,
+            obey_robots: config.robots,
+            agent: config.agent,
+            max_backoff: config.max_backoff,
+            local: VecDeque::new(),
+            rules: HashMap::new(),
+            offered: HashSet::new(),
+            backoff: HashMap::new(),
+            turn: Turn::default(),
+            awaiting: BTreeMap::new(),
+            outbox: VecDeque::new(),
+            releases: VecDeque::new(),
+            held: HashSet::new(),
+            claiming: None,
+            armed: Vec::new(),
+            claim_at: now,
+            extended: now,
+            lease: config.lease,
+            counts: Counts::default(),
+            done: false,
+            failing_since: None,
+            redis_timeout: config.redis_timeout,
+        }
+    }
+
+    /// The URL record to offer for `request` on `host`: with the host's robots.txt request
+    /// the first time this engine offers the host.
+    pub fn new_url(
+        &mut self,
+        request: &Request,
+        host: String,
+        fingerprint: u64,
+        redirects: u32,
+        robots_url: impl FnOnce() -> String,
+    ) -> NewUrl {
+        let robots = if self.obey_robots && self.offered.insert(host.clone()) {
+            let robots = Request {
+                url: robots_url(),
+                ..request.clone()
+            };
+            entry::encode_new(&robots, Kind::Robots, 0)
+        } else {
+            Vec::new()
+        };
+        NewUrl {
+            host,
+            fingerprint,
+            entry: entry::encode_new(request, Kind::Page, redirects),
+            robots,
+        }
+    }
+
+    /// Records a URL found this turn; it is offered with the turn's completion.
+    pub fn push(&mut self, url: NewUrl) {
+        self.turn.links.push(url);
+    }
+
+    /// The next claimed request, or why it is not sent.
+    pub fn pop(&mut self, hold: impl Fn(&str) -> Hold) -> Option<Popped> {
+        let d = self.local.pop_front()?;
+        if hold(&d.request.task) == Hold::Drop {
+            return Some(Popped::Skip(d, "task_closed"));
+        }
+        if d.kind == Kind::Page && self.obey_robots {
+            match self.rules.get(&d.host) {
+                Some(rules) if !rules.allows(&d.request.url) => {
+                    return Some(Popped::Skip(d, "robots_disallowed"));
+                }
+                Some(_) => {}
+                // Claimed before its rules were stored (not expected: the host sends
+                // nothing before them): it waits a moment and comes back.
+                None => {
+                    self.defer(d, Duration::from_secs(1));
+                    return None;
+                }
+            }
+        }
+        Some(Popped::Send(d))
+    }
+
+    /// Whether a claimed request waits to be sent.
+    pub fn has_ready(&self) -> bool {
+        !self.local.is_empty()
+    }
+
+    /// Whether a claim may be made now for a free worker slot.
+    pub fn may_claim(&self, now: Instant) -> bool {
+        !self.done
+            && self.claiming.is_none()
+            && self.failing_since.is_none()
+            && self.local.is_empty()
+            && now >= self.claim_at
+    }
+
+    /// When the next claim may be made, while it is not yet time.
+    pub fn next_claim(&self) -> Option<Instant> {
+        (!self.done
+            && self.claiming.is_none()
+            && self.failing_since.is_none()
+            && self.local.is_empty())
+        .then_some(self.claim_at)
+    }
+
+    /// Whether a claim is on its way.
+    pub fn claiming(&self) -> bool {
+        self.claiming.is_some()
+    }
+
+    /// Claims requests for `lease` and as many more free worker slots as the pool has now, up
+    /// to `room`; the leases are held until the claim is answered.
+    pub fn claim(&mut self, lease: Lease, pool: &mut Pool, room: usize) {
+        self.armed.push(lease);
+        while self.armed.len() < room {
+            match pool.try_acquire() {
+                Some(more) => self.armed.push(more),
+                None => break,
+            }
+        }
+        let mut redis = self.redis.clone();
+        let engine = self.engine.clone();
+        let max = self.armed.len();
+        let known: HashSet<String> = self.rules.keys().cloned().collect();
+        let obey = self.obey_robots;
+        let agent = self.agent.clone();
+        self.claiming = Some(Box::pin(async move {
+            let claim = redis.claim_next(&engine, max).await?;
+            let mut hosts: Vec<&str> = Vec::new();
+            if obey {
+                for c in &claim.claimed {
+                    if !known.contains(&c.host) && !hosts.contains(&c.host.as_str()) {
+                        hosts.push(&c.host);
+                    }
+                }
+            }
+            let records = redis.robots(&hosts).await?;
+            let hosts: Vec<String> = hosts.into_iter().map(str::to_owned).collect();
+            // Reading a hostile robots.txt is CPU work: off the crawl loop.
+            let rules = tokio::task::spawn_blocking(move || {
+                hosts
+                    .into_iter()
+                    .zip(records)
+                    .map(|(host, record)| {
+                        let rules = record.map(|bytes| read_record(&bytes, &agent).0);
+                        (host, rules)
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .unwrap_or_default();
+            Ok((claim, rules))
+        }));
+    }
+
+    /// Waits for the claim on its way (never ready when there is none).
+    pub async fn claimed(&mut self) -> Claimed {
+        match self.claiming.as_mut() {
+            Some(claim) => Claimed(claim.await),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Takes a claim's answer: its requests wait here for the worker slots, which go back to
+    /// the pool for them.
+    pub fn take_claim(&mut self, claimed: Claimed, pool: &Pool, now: Instant) {
+        self.claiming = None;
+        for lease in self.armed.drain(..) {
+            pool.release(lease);
+        }
+        match claimed.0 {
+            Ok((claim, rules)) => {
+                self.recovered_redis();
+                for (host, rules) in rules {
+                    if let Some(rules) = rules {
+                        self.rules.insert(host, rules);
+                    }
+                }
+                self.claim_at = if claim.claimed.is_empty() {
+                    now + claim.next.unwrap_or(MAX_CLAIM_WAIT).min(MAX_CLAIM_WAIT)
+                } else {
+                    now
+                };
+                for c in claim.claimed {
+                    self.held.insert(c.lease);
+                    match entry::decode(&c.entry, c.lease, c.host.clone()) {
+                        Some(d) => self.local.push_back(d),
+                        None => {
+                            warn!(host = %c.host, "unreadable request in redis (another version?); dropped");
+                            self.turn.ends.push(Completion::never(c.lease, c.host));
+                        }
+                    }
+                }
+            }
+            Err(e) => self.redis_failed(&e, now),
+        }
+    }
+
+    /// A request is done for good.
+    pub fn finished(&mut self, d: &Dispatched) {
+        self.end(d, Pending::Never);
+    }
+
+    /// A request goes back to the front of its host's queue, uncharged.
+    pub fn requeue_front(&mut self, d: Dispatched) {
+        let again = entry::encode_again(&d);
+        self.end(&d, Pending::Now(again));
+    }
+
+    /// A request is tried again after `wait`.
+    pub fn defer(&mut self, d: Dispatched, wait: Duration) {
+        let again = entry::encode_again(&d);
+        self.end(&d, Pending::After(again, wait));
+    }
+
+    fn end(&mut self, d: &Dispatched, again: Pending) {
+        self.turn.ends.push(Completion {
+            again,
+            ..Completion::never(d.id, d.host.clone())
+        });
+    }
+
+    /// A host's robots.txt is known: its rules are kept here and stored for every engine,
+    /// with the request that fetched it done. `file` is `None` when it could not be had.
+    pub fn robots_known(
+        &mut self,
+        d: &Dispatched,
+        rules: Rules,
+        crawl_delay: Option<Duration>,
+        file: Option<RobotsFile>,
+    ) {
+        self.rules.insert(d.host.clone(), rules);
+        let record = bincode::serialize(&file).unwrap_or_default();
+        self.turn.ends.push(Completion {
+            robots: Some(record),
+            crawl_delay: crawl_delay.unwrap_or_default(),
+            ..Completion::never(d.id, d.host.clone())
+        });
+    }
+
+    /// A host answered 429 or 503: it is held for `retry_after`, or a doubling back-off.
+    pub fn throttle(&mut self, host: &str, retry_after: Option<Duration>) {
+        let backoff = self.backoff.entry(host.to_owned()).or_default();
+        let max = self.max_backoff.max(Duration::from_millis(250));
+        *backoff = backoff
+            .saturating_mul(2)
+            .clamp(Duration::from_millis(250), max);
+        let hold = retry_after.map_or(*backoff, |r| r.min(max));
+        let held = self.turn.holds.entry(host.to_owned()).or_default();
+        *held = (*held).max(hold);
+    }
+
+    /// A host answered well: its back-off halves.
+    pub fn recovered(&mut self, host: &str) {
+        if let Some(b) = self.backoff.get_mut(host) {
+            *b /= 2;
+            if *b < Duration::from_millis(50) {
+                self.backoff.remove(host);
+            }
+        }
+    }
+
+    /// The page whose outcome was recorded this turn has its items under spool `seq`: its
+    /// lease completes once they are acknowledged.
+    pub fn spooled(&mut self, seq: u64) {
+        self.turn.spooled = Some(seq);
+    }
+
+    /// Items under these spool sequences are acknowledged: their pages' leases may complete.
+    pub fn acked(&mut self, seqs: &[u64]) {
+        for seq in seqs {
+            if let Some(c) = self.awaiting.remove(seq) {
+                self.outbox.push_back(c);
+            }
+        }
+    }
+
+    /// Ends the loop turn: its records become completions, sent in order (a page's after its
+    /// items are acknowledged). Redis failing keeps them here to send later.
+    pub async fn end_turn(&mut self) -> Result<(), RedisGone> {
+        let mut turn = std::mem::take(&mut self.turn);
+        for (host, hold) in &turn.holds {
+            if !turn.ends.iter().any(|c| &c.host == host) {
+                // The host's request was reaped meanwhile: its hold still counts.
+                self.outbox.push_back(Completion {
+                    hold: *hold,
+                    ..Completion::never(0, host.clone())
+                });
+            }
+        }
+        if turn.ends.len() == 1 {
+            let mut c = turn.ends.remove(0);
+            c.links = std::mem::take(&mut turn.links);
+            c.hold = turn.holds.get(&c.host).copied().unwrap_or_default();
+            match turn.spooled {
+                Some(seq) => {
+                    self.releases
+                        .push_back((c.lease, std::mem::take(&mut c.links)));
+                    self.awaiting.insert(seq, c);
+                }
+                None => self.outbox.push_back(c),
+            }
+        } else {
+            for mut c in turn.ends {
+                c.hold = turn.holds.get(&c.host).copied().unwrap_or_default();
+                self.outbox.push_back(c);
+            }
+        }
+        if !turn.links.is_empty() {
+            // URLs found outside any request's outcome: the seeds of an added task.
+            if let Err(e) = self.redis.offer(&turn.links, false).await {
+                // Not lost to Redis alone: log it; the operator's request was answered.
+                warn!(cause = %e, urls = turn.links.len(), "could not queue new seeds");
+            }
+        }
+        self.send().await
+    }
+
+    /// Sends the completions ready, in order, stopping at the first failure.
+    async fn send(&mut self) -> Result<(), RedisGone> {
+        while let Some((lease, links)) = self.releases.front() {
+            if let Err(e) = self.redis.release(*lease, links).await {
+                self.redis_failed(&e, Instant::now());
+                return self.check_gone(&e);
+            }
+            self.releases.pop_front();
+            // A host slot is free: claim again without waiting out the poll.
+            self.claim_at = Instant::now();
+        }
+        while let Some(c) = self.outbox.front() {
+            let again = match &c.again {
+                Pending::Never => Again::Never,
+                Pending::Now(entry) => Again::Now(entry),
+                Pending::After(entry, wait) => Again::After(entry, *wait),
+            };
+            let finished = Finished {
+                hold: c.hold,
+                again,
+                links: &c.links,
+                robots: c.robots.as_deref(),
+                crawl_delay: c.crawl_delay,
+            };
+            let claimed = super::frontier::Claimed {
+                lease: c.lease,
+                host: c.host.clone(),
+                entry: Vec::new(),
+            };
+            match self.redis.complete(&claimed, finished).await {
+                Ok(held) => {
+                    if !held && c.lease != 0 {
+                        debug!(lease = c.lease, host = %c.host, "lease had expired; another engine has the request");
+                    }
+                    self.held.remove(&c.lease);
+                    self.outbox.pop_front();
+                    self.claim_at = Instant::now();
+                    self.recovered_redis();
+                }
+                Err(e) => {
+                    self.redis_failed(&e, Instant::now());
+                    return self.check_gone(&e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps the crawl's view of Redis current: extends the leases held, retries what failed,
+    /// and reads whether the crawl is done.
+    pub async fn tick(&mut self, now: Instant) -> Result<(), RedisGone> {
+        if now.duration_since(self.extended) >= self.lease / 3 && !self.held.is_empty() {
+            let held: Vec<u64> = self.held.iter().copied().collect();
+            match self.redis.extend(&held).await {
+                Ok(_) => self.extended = now,
+                Err(e) => {
+                    self.redis_failed(&e, now);
+                    return self.check_gone(&e);
+                }
+            }
+        }
+        self.send().await?;
+        match self.redis.counts().await {
+            Ok(counts) => self.counts = counts,
+            Err(e) => {
+                self.redis_failed(&e, now);
+                return self.check_gone(&e);
+            }
+        }
+        match self.redis.is_done().await {
+            Ok(done) => {
+                if done && !self.done {
+                    info!("the crawl is done: nothing is queued, leased or deferred");
+                }
+                self.done = done;
+                self.recovered_redis();
+                Ok(())
+            }
+            Err(e) => {
+                self.redis_failed(&e, now);
+                self.check_gone(&e)
+            }
+        }
+    }
+
+    fn redis_failed(&mut self, e: &ClusterError, now: Instant) {
+        if self.failing_since.is_none() {
+            warn!(cause = %e, "redis failed; dispatching stops until it is back");
+            self.failing_since = Some(now);
+        }
+    }
+
+    fn recovered_redis(&mut self) {
+        if self.failing_since.take().is_some() {
+            info!("redis is back; the crawl goes on");
+        }
+    }
+
+    fn check_gone(&self, e: &ClusterError) -> Result<(), RedisGone> {
+        match self.failing_since {
+            Some(since) if since.elapsed() >= self.redis_timeout => Err(RedisGone {
+                waited: since.elapsed(),
+                cause: e.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Whether the crawl still has work for this engine: it is not done, or this engine
+    /// still holds requests or completions.
+    pub fn keeps_going(&self) -> bool {
+        !self.done
+            || !self.local.is_empty()
+            || !self.outbox.is_empty()
+            || !self.awaiting.is_empty()
+            || self.claiming.is_some()
+    }
+
+    /// Gives back the claimed requests not sent (the engine is stopping).
+    pub async fn give_back(&mut self) -> Result<(), RedisGone> {
+        while let Some(d) = self.local.pop_front() {
+            self.requeue_front(d);
+        }
+        let ends = std::mem::take(&mut self.turn.ends);
+        self.outbox.extend(ends);
+        self.send().await
+    }
+
+    /// Requests queued in the whole crawl (as last read), leased and deferred included.
+    pub fn queued(&self) -> usize {
+        (self.counts.queued + self.counts.leased + self.counts.deferred) as usize
+    }
+
+    /// Whether the crawl was marked done.
+    pub fn is_done(&self) -> bool {
+        self.done
+    }
+}
+
+impl Completion {
+    fn never(lease: u64, host: String) -> Self {
+        Completion {
+            lease,
+            host,
+            hold: Duration::ZERO,
+            again: Pending::Never,
+            links: Vec::new(),
+            robots: None,
+            crawl_delay: Duration::ZERO,
+        }
+    }
+}
+
+/// Reads a stored robots.txt record: the file, or `None` when it could not be had.
+pub fn read_record(bytes: &[u8], agent: &str) -> (Rules, Option<Duration>) {
+    match bincode::deserialize::<Option<RobotsFile>>(bytes) {
+        Ok(Some(file)) => match robots::read(&file, agent).0 {
+            Verdict::Known(rules, delay) => (rules, delay),
+            Verdict::TryLater => (Rules::DisallowAll, None),
+        },
+        Ok(None) => (Rules::DisallowAll, None),
+        Err(_) => (Rules::AllowAll, None),
+    }
+}

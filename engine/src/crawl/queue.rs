@@ -1,0 +1,214 @@
+//! The crawl's frontier behind one boundary: embedded (in this process, kept durable by the
+//! SQLite state) or shared with the other engines of a crawl in Redis (cluster mode). The
+//! crawl loop, tasks, politeness and admin code are the same in both.
+
+use crate::cluster::SharedFrontier;
+use crate::frontier::{Admission, Dispatched, Frontier, Popped};
+use crate::robots::{self, Rules};
+use crate::tasks::Hold;
+use common::{Request, RobotsFile};
+use std::time::Duration;
+use tokio::time::Instant;
+use url::Url;
+
+/// Where the crawl's requests wait.
+// One per crawl, made once and never moved in the loop: boxing would only add a hop to every
+// frontier call.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
+pub enum Queue {
+    /// In this process.
+    Embedded(Frontier),
+    /// In Redis, shared by every engine of the crawl.
+    Shared(SharedFrontier),
+}
+
+impl Queue {
+    /// Whether a URL may be queued. The shared frontier decides in Redis, with the offer.
+    pub fn admit(&self, host: &str, fingerprint: u64, bounded: bool) -> Admission {
+        match self {
+            Queue::Embedded(f) => f.admit(host, fingerprint, bounded),
+            Queue::Shared(_) => Admission::Open,
+        }
+    }
+
+    /// Queues a request; says whether it was queued here and now (the shared frontier queues
+    /// it with the turn's completion, deduplicated in Redis, and says `false`).
+    #[allow(clippy::too_many_arguments)]
+    pub fn push(
+        &mut self,
+        url: &Url,
+        request: Request,
+        host: String,
+        fingerprint: u64,
+        redirects: u32,
+        id: u64,
+        now: Instant,
+    ) -> bool {
+        let robots_url = || robots::robots_url(url);
+        match self {
+            Queue::Embedded(f) => {
+                f.push(request, host, fingerprint, redirects, id, robots_url, now)
+            }
+            Queue::Shared(s) => {
+                let new = s.new_url(&request, host, fingerprint, redirects, robots_url);
+                s.push(new);
+                false
+            }
+        }
+    }
+
+    /// The next request to send, or why one is not sent.
+    pub fn pop(
+        &mut self,
+        now: Instant,
+        hold: impl Fn(&str) -> Hold,
+        suspect_wait: Option<Duration>,
+    ) -> Option<Popped> {
+        match self {
+            Queue::Embedded(f) => f.pop(now, hold, suspect_wait),
+            Queue::Shared(s) => s.pop(hold),
+        }
+    }
+
+    /// Whether a request may be taken now (or, shared, claimed).
+    pub fn has_ready(&self, now: Instant) -> bool {
+        match self {
+            Queue::Embedded(f) => f.has_ready(now),
+            Queue::Shared(s) => s.has_ready() || s.may_claim(now),
+        }
+    }
+
+    /// When a request may next be taken.
+    pub fn next_wake(&self) -> Option<Instant> {
+        match self {
+            Queue::Embedded(f) => f.next_wake(),
+            Queue::Shared(s) => s.next_claim(),
+        }
+    }
+
+    /// A request to `host` ended: its slot is free (shared: with its completion).
+    pub fn done(&mut self, host: &str, now: Instant) {
+        if let Queue::Embedded(f) = self {
+            f.done(host, now);
+        }
+    }
+
+    /// A request is done for good (shared: its lease completes).
+    pub fn finished(&mut self, d: &Dispatched) {
+        if let Queue::Shared(s) = self {
+            s.finished(d);
+        }
+    }
+
+    /// A host answered well.
+    pub fn recovered(&mut self, host: &str) {
+        match self {
+            Queue::Embedded(f) => f.recovered(host),
+            Queue::Shared(s) => s.recovered(host),
+        }
+    }
+
+    /// A host answered 429 or 503.
+    pub fn throttle(&mut self, host: &str, retry_after: Option<Duration>, now: Instant) {
+        match self {
+            Queue::Embedded(f) => f.throttle(host, retry_after, now),
+            Queue::Shared(s) => s.throttle(host, retry_after),
+        }
+    }
+
+    /// A request is tried again at `at`.
+    pub fn defer(&mut self, d: Dispatched, at: Instant, now: Instant) {
+        match self {
+            Queue::Embedded(f) => f.defer(d, at),
+            Queue::Shared(s) => s.defer(d, at.saturating_duration_since(now)),
+        }
+    }
+
+    /// A request goes back to the front of its host's queue.
+    pub fn requeue_front(&mut self, d: Dispatched, now: Instant) {
+        match self {
+            Queue::Embedded(f) => f.requeue_front(d, now),
+            Queue::Shared(s) => s.requeue_front(d),
+        }
+    }
+
+    /// A host's robots.txt is known (`file` is what was fetched, `None` if nothing could be).
+    pub fn robots_known(
+        &mut self,
+        d: &Dispatched,
+        rules: Rules,
+        crawl_delay: Option<Duration>,
+        file: Option<RobotsFile>,
+        now: Instant,
+    ) {
+        match self {
+            Queue::Embedded(f) => f.robots_known(&d.host, rules, crawl_delay, now),
+            Queue::Shared(s) => s.robots_known(d, rules, crawl_delay, file),
+        }
+    }
+
+    /// Puts a resumed task's parked requests back in their queues.
+    pub fn unpark(&mut self, task: &str, now: Instant) {
+        if let Queue::Embedded(f) = self {
+            f.unpark(task, now);
+        }
+    }
+
+    /// Drops a closed task's parked requests.
+    pub fn drop_parked(&mut self, task: &str) -> Vec<Dispatched> {
+        match self {
+            Queue::Embedded(f) => f.drop_parked(task),
+            Queue::Shared(_) => Vec::new(),
+        }
+    }
+
+    /// Requests waiting (in the whole crawl, when shared).
+    pub fn queued(&self) -> usize {
+        match self {
+            Queue::Embedded(f) => f.queued(),
+            Queue::Shared(s) => s.queued(),
+        }
+    }
+
+    /// Requests parked for paused tasks.
+    pub fn parked(&self) -> usize {
+        match self {
+            Queue::Embedded(f) => f.parked(),
+            Queue::Shared(_) => 0,
+        }
+    }
+
+    /// URLs seen (0 when shared: Redis counts them).
+    pub fn seen(&self) -> usize {
+        match self {
+            Queue::Embedded(f) => f.seen(),
+            Queue::Shared(_) => 0,
+        }
+    }
+
+    /// Whether the shared crawl still has work for this engine (never, embedded: the crawl
+    /// loop's own test decides).
+    pub fn keeps_going(&self) -> bool {
+        match self {
+            Queue::Embedded(_) => false,
+            Queue::Shared(s) => s.keeps_going(),
+        }
+    }
+
+    /// The shared frontier, in cluster mode.
+    pub fn shared(&mut self) -> Option<&mut SharedFrontier> {
+        match self {
+            Queue::Embedded(_) => None,
+            Queue::Shared(s) => Some(s),
+        }
+    }
+
+    /// The embedded frontier, outside cluster mode.
+    pub fn embedded(&mut self) -> Option<&mut Frontier> {
+        match self {
+            Queue::Embedded(f) => Some(f),
+            Queue::Shared(_) => None,
+        }
+    }
+}
