@@ -24,6 +24,9 @@ use tracing::{debug, info, warn};
 /// one ready sooner than Redis could say.
 const MAX_CLAIM_WAIT: Duration = Duration::from_millis(200);
 
+/// Shortest wait after a claim that found nothing.
+const MIN_CLAIM_WAIT: Duration = Duration::from_millis(10);
+
 /// How often the crawl's end and figures are read, leases extended and failed calls retried.
 pub const TICK: Duration = Duration::from_millis(250);
 
@@ -323,7 +326,11 @@ impl SharedFrontier {
                     }
                 }
                 self.claim_at = if claim.claimed.is_empty() {
-                    now + claim.next.unwrap_or(MAX_CLAIM_WAIT).min(MAX_CLAIM_WAIT)
+                    // A host may be ready yet at this engine's share of it: never spin.
+                    now + claim
+                        .next
+                        .unwrap_or(MAX_CLAIM_WAIT)
+                        .clamp(MIN_CLAIM_WAIT, MAX_CLAIM_WAIT)
                 } else {
                     now
                 };

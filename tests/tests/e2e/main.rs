@@ -5,6 +5,7 @@
 mod admin;
 mod admin_harness;
 mod cli;
+mod cluster;
 mod dashboard;
 mod deaths;
 mod faults;

@@ -1,7 +1,9 @@
 -- claim(K; engine, max, per_host, delay_ms, lease_ms)
 -- Hands out up to `max` requests of hosts that may be sent to now, at most `per_host` in
 -- flight per host across every engine, and moves each host's next allowed time `delay_ms`
--- on in the same step. A host whose robots.txt is pending sends only that, one at a time.
+-- on in the same step. Engines that asked for work in the last two seconds share each
+-- host's slots: one engine holds at most its fair part of them, so an engine that frees a
+-- slot cannot keep a host to itself by claiming again at once. A host whose robots.txt is pending sends only that, one at a time.
 -- Each request is leased, not popped: it comes back to its queue if the lease is neither
 -- completed nor extended before it ends. Returns the milliseconds until the next host is
 -- ready (-1: none queued), then id, host, entry triples.
@@ -11,9 +13,14 @@ local per_host = tonumber(ARGV[3])
 local delay = tonumber(ARGV[4])
 local lease_ms = tonumber(ARGV[5])
 local now = now_ms()
+redis.call('ZADD', K .. ':claimers', now, engine)
+redis.call('ZREMRANGEBYSCORE', K .. ':claimers', '-inf', now - 2000)
+local engines = math.max(1, redis.call('ZCARD', K .. ':claimers'))
+local share = math.ceil(per_host / engines)
 local out = {0}
 local claimed = 0
-local hosts = redis.call('ZRANGEBYSCORE', K .. ':ready', '-inf', now, 'LIMIT', 0, max)
+-- Some ready hosts may be at this engine's share: look a little further than `max`.
+local hosts = redis.call('ZRANGEBYSCORE', K .. ':ready', '-inf', now, 'LIMIT', 0, max * 2 + 16)
 for _, host in ipairs(hosts) do
   if claimed >= max then break end
   local hk = K .. ':host:' .. host
@@ -25,12 +32,14 @@ for _, host in ipairs(hosts) do
   -- back-off, nothing.
   if robots == 'pending' then limit = 1 elseif robots == 'deferred' then limit = 0 end
   repeat
-    local inflight = tonumber(redis.call('HGET', hk, 'inflight') or '0')
-    if inflight >= limit then break end
+    local held = redis.call('HMGET', hk, 'inflight', 'e:' .. engine)
+    local inflight = tonumber(held[1] or '0')
+    if inflight >= limit or tonumber(held[2] or '0') >= share then break end
     local entry = redis.call('LPOP', q)
     if not entry then break end
     redis.call('DECR', K .. ':queued')
     redis.call('HSET', hk, 'inflight', inflight + 1, 'next_at', now + host_delay)
+    redis.call('HINCRBY', hk, 'e:' .. engine, 1)
     local id = redis.call('INCR', K .. ':lease_seq')
     redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine)
     redis.call('ZADD', K .. ':leases', now + lease_ms, id)

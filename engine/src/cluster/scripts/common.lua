@@ -47,17 +47,28 @@ local function requeue_front(host, entry, per_host)
   reschedule(host, per_host)
 end
 
+-- Frees one of `host`'s in-flight slots, held by `engine`.
+local function free_slot(host, engine)
+  local hk = K .. ':host:' .. host
+  redis.call('HINCRBY', hk, 'inflight', -1)
+  if engine and redis.call('HINCRBY', hk, 'e:' .. engine, -1) <= 0 then
+    redis.call('HDEL', hk, 'e:' .. engine)
+  end
+end
+
 -- Takes up to `max` records of sorted set `set` whose time has come (score <= now): each is
 -- a hash `set:ID` of host and entry, deleted as it is taken. Returns them as {host, entry,
--- freed}, `freed` saying whether a lease's host slot was given back already.
+-- freed, engine}, `freed` saying whether a lease's host slot was given back already.
 local function take_due(set, max)
   local out = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now_ms(), 'LIMIT', 0, max)) do
     local hash = set .. ':' .. id
-    local record = redis.call('HMGET', hash, 'host', 'entry', 'freed')
+    local record = redis.call('HMGET', hash, 'host', 'entry', 'freed', 'engine')
     redis.call('DEL', hash)
     redis.call('ZREM', set, id)
-    if record[1] then out[#out + 1] = {record[1], record[2], record[3] == '1'} end
+    if record[1] then
+      out[#out + 1] = {record[1], record[2], record[3] == '1', record[4] or nil}
+    end
   end
   return out
 end

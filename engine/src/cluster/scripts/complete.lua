@@ -27,12 +27,10 @@ if redis.call('HGET', lk, 'host') ~= host then
   reschedule(host, per_host)
   return 0
 end
-local freed = redis.call('HGET', lk, 'freed') == '1'
+local lease = redis.call('HMGET', lk, 'freed', 'engine')
 redis.call('DEL', lk)
 redis.call('ZREM', K .. ':leases', id)
-if not freed then
-  redis.call('HINCRBY', hk, 'inflight', -1)
-end
+if lease[1] ~= '1' then free_slot(host, lease[2]) end
 if robots ~= '' then
   redis.call('HSET', K .. ':robots', host, robots)
   redis.call('HSET', hk, 'robots', 'known')

@@ -4,9 +4,7 @@
 local per_host = tonumber(ARGV[1])
 local expired = take_due(K .. ':leases', tonumber(ARGV[2]))
 for _, lease in ipairs(expired) do
-  if not lease[3] then
-    redis.call('HINCRBY', K .. ':host:' .. lease[1], 'inflight', -1)
-  end
+  if not lease[3] then free_slot(lease[1], lease[4]) end
   requeue_front(lease[1], lease[2], per_host)
 end
 return #expired

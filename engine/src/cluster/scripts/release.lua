@@ -13,7 +13,7 @@ offer_all(5, n, 1, max_queue, per_host)
 local lk = K .. ':leases:' .. id
 local host = redis.call('HGET', lk, 'host')
 if host and redis.call('HSETNX', lk, 'freed', '1') == 1 then
-  redis.call('HINCRBY', K .. ':host:' .. host, 'inflight', -1)
+  free_slot(host, redis.call('HGET', lk, 'engine'))
   reschedule(host, per_host)
   return 1
 end

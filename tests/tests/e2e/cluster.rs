@@ -1,0 +1,169 @@
+//! Cluster mode: several engines on one crawl over a real `redis-server`, with workers and an
+//! itemsaver that register themselves.
+
+use crate::harness::{
+    EngineProc, EngineRun, Server, assert_each_page_fetched_once, assert_items_match_site, export,
+};
+use spinneret_tests::TestSite;
+use spinneret_tests::hostile::{HostileServer, SLOW_PAGE_LATENCY};
+use spinneret_tests::redis::RedisServer;
+use std::path::Path;
+use std::time::Duration;
+
+const PAGES: usize = 60;
+
+/// A cluster's shared parts: Redis, an itemsaver and two workers, all registered.
+struct Cluster {
+    redis: RedisServer,
+    store: std::path::PathBuf,
+    _itemsaver: Server,
+    workers: Vec<Server>,
+}
+
+impl Cluster {
+    async fn start(dir: &Path) -> Cluster {
+        let redis = RedisServer::start().await;
+        let url = redis.url();
+        let store = dir.join("items.db");
+        let store_arg = store.display().to_string();
+        let itemsaver =
+            Server::start("itemsaver", &["--store", &store_arg, "--redis", &url], dir).await;
+        let mut workers = Vec::new();
+        for _ in 0..2 {
+            workers.push(Server::start("worker", &["--redis", &url], dir).await);
+        }
+        Cluster {
+            redis,
+            store,
+            _itemsaver: itemsaver,
+            workers,
+        }
+    }
+
+    /// An engine of crawl `crawl` on this cluster, with `more` flags.
+    fn engine(&self, dir: &Path, crawl: &str, more: &[String]) -> EngineProc {
+        let mut args = vec![
+            "--redis".to_owned(),
+            self.redis.url(),
+            "--crawl".to_owned(),
+            crawl.to_owned(),
+        ];
+        args.extend_from_slice(more);
+        EngineProc::spawn(dir, &args)
+    }
+}
+
+fn pages_ok(run: &EngineRun) -> u64 {
+    run.summary()["pages_ok"].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_share_one_crawl_and_fetch_each_page_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    // Slow pages, three at a time: the crawl lasts a couple of seconds, long enough for both
+    // engines to take a share.
+    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
+        .await
+        .expect("site");
+    // The joining engine starts first: it waits for the crawl to be started and seeded.
+    let b = cluster.engine(dir.path(), "shared", &[]);
+    let a = cluster.engine(
+        dir.path(),
+        "shared",
+        &["--seed".into(), site.url("/"), "--per_host=3".into()],
+    );
+    let a = a.wait().await.succeeded("engine a");
+    let b = b.wait().await.succeeded("engine b");
+
+    assert_each_page_fetched_once(&site);
+    assert_items_match_site(&export(&cluster.store).await, &site);
+    let pages = site.site.ok_paths().len() as u64;
+    assert!(
+        pages_ok(&a) > 0 && pages_ok(&b) > 0,
+        "both engines take a share: {} and {}\nengine b:\n{}",
+        pages_ok(&a),
+        pages_ok(&b),
+        b.stderr
+    );
+    assert_eq!(
+        pages_ok(&a) + pages_ok(&b),
+        pages,
+        "every page once, in all"
+    );
+    for run in [&a, &b] {
+        assert_eq!(run.summary()["stopped"], "done");
+        let workers = run.summary()["workers"].as_array().expect("workers").len();
+        assert_eq!(workers, 2, "both registered workers were found");
+    }
+    assert_eq!(cluster.workers.len(), 2);
+}
+
+/// Crawls `pages` 100 ms pages of a hostile server with two engines on crawl `crawl`, each
+/// given `polite`; returns the server and the pages the joining engine fetched. Past its
+/// twelve slow pages, URLs differ by a query.
+async fn two_engines_crawl_slow_pages(
+    cluster: &Cluster,
+    dir: &Path,
+    crawl: &str,
+    pages: u64,
+    polite: &[String],
+) -> (HostileServer, u64) {
+    let server = HostileServer::start(Default::default())
+        .await
+        .expect("server");
+    let mut first: Vec<String> = (0..pages)
+        .flat_map(|i| {
+            let url = server.url(&format!("/slow/{}?n={i}", i % 12));
+            ["--seed".to_owned(), url]
+        })
+        .collect();
+    first.extend_from_slice(polite);
+    let b = cluster.engine(dir, crawl, polite);
+    let a = cluster.engine(dir, crawl, &first);
+    let a = a.wait().await.succeeded("engine a");
+    let b = b.wait().await.succeeded("engine b");
+    assert_eq!(pages_ok(&a) + pages_ok(&b), pages);
+    (server, pages_ok(&b))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn politeness_holds_across_engines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let polite = ["--per_host=2".to_owned(), "--delay=100".to_owned()];
+    let (server, _) =
+        two_engines_crawl_slow_pages(&cluster, dir.path(), "polite", 12, &polite).await;
+    // Every slow page is answered (in SLOW_PAGE_LATENCY): the overlap is exact.
+    let overlap = server.max_concurrency(SLOW_PAGE_LATENCY);
+    assert!(
+        overlap <= 2,
+        "--per_host 2 across engines, yet {overlap} overlapped"
+    );
+    let starts: Vec<_> = server
+        .log()
+        .iter()
+        .filter(|h| h.path.starts_with("/slow/"))
+        .map(|h| h.start)
+        .collect();
+    assert_eq!(starts.len(), 12, "each page once");
+    // Arrival times jitter on two shared cores: the spacing shows in the span.
+    let span = *starts.iter().max().expect("last") - *starts.iter().min().expect("first");
+    let least = Duration::from_millis(100 * 11 * 9 / 10);
+    assert!(
+        span >= least,
+        "12 requests 100 ms apart take at least {least:?}; they took {span:?}"
+    );
+
+    // Without a delay, the in-flight limit is what binds: reached, and never passed, by two
+    // engines at once (forty pages two at a time last two seconds: both take a share).
+    let per_host = ["--per_host=2".to_owned()];
+    let (server, joined) =
+        two_engines_crawl_slow_pages(&cluster, dir.path(), "busy", 40, &per_host).await;
+    assert!(joined > 0, "the joining engine took a share");
+    assert_eq!(
+        server.max_concurrency(SLOW_PAGE_LATENCY),
+        2,
+        "--per_host 2 across two engines"
+    );
+}
