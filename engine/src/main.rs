@@ -427,14 +427,15 @@ struct ClusterArgs {
     #[arg(long, value_name = "NAME", env = "SPINNERET_CRAWL", requires = "redis")]
     crawl: Option<String>,
 
-    /// Seconds a request claimed by an engine stays leased to it unless renewed; the requests
-    /// of an engine that died go back to the queue after this.
+    /// Seconds a request claimed by an engine stays leased to it unless renewed (a live engine
+    /// renews its leases every third of this); the requests of an engine that died go back
+    /// to the queue after it.
     #[arg(
-        value_parser = clap::value_parser!(u64).range(5..=86_400),
+        value_parser = clap::value_parser!(u64).range(2..=86_400),
         long = "lease_secs",
         value_name = "SECS",
         env = "SPINNERET_LEASE_SECS",
-        default_value_t = 30
+        default_value_t = 15
     )]
     lease_secs: u64,
 
@@ -567,8 +568,7 @@ impl Args {
                 (Some(redis), Some(crawl)) => Some(engine::config::ClusterConfig {
                     redis: redis.clone(),
                     crawl: crawl.clone(),
-                    lease: Duration::from_secs(self.cluster.lease_secs)
-                        .max(self.rpc_timeout_lease()),
+                    lease: Duration::from_secs(self.cluster.lease_secs),
                     redis_timeout: Duration::from_secs(self.cluster.redis_timeout),
                     advertise: None,
                 }),
@@ -576,11 +576,6 @@ impl Args {
             },
             task,
         })
-    }
-
-    /// The shortest lease that outlives one call: twice the RPC deadline.
-    fn rpc_timeout_lease(&self) -> Duration {
-        Duration::from_secs(self.rpc_timeout.max(1)).saturating_mul(2)
     }
 }
 

@@ -167,3 +167,170 @@ async fn politeness_holds_across_engines() {
         "--per_host 2 across two engines"
     );
 }
+
+/// The pid of the engine leading crawl `crawl`, from its leader lease (`ENGINE:EPOCH`, with
+/// engine ids `HOST-PID-STAMP`); `None` while no engine holds it.
+async fn leader_pid(redis: &RedisServer, crawl: &str) -> Option<u32> {
+    let reply = redis
+        .command(&format!("GET {{spinneret:{crawl}}}:leader"))
+        .await;
+    let value = reply.lines().nth(1)?;
+    let (engine, _epoch) = value.rsplit_once(':')?;
+    engine.rsplit('-').nth(1)?.parse().ok()
+}
+
+/// Waits (bounded) until `check` holds of the leader's pid, and says how long it took.
+async fn wait_for_leader(
+    redis: &RedisServer,
+    crawl: &str,
+    check: impl Fn(Option<u32>) -> bool,
+) -> Duration {
+    let started = tokio::time::Instant::now();
+    loop {
+        if check(leader_pid(redis, crawl).await) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the leader did not change"
+        );
+        // Polling Redis: the leader lease has no event to wait on.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Checks that every page was fetched, none more than twice (a page whose engine died may be
+/// fetched again), and that the items are exactly the site's.
+async fn assert_crawled_despite_a_fault(site: &TestSite, store: &Path) {
+    let hits = site.hits();
+    let got: std::collections::BTreeSet<String> = hits.keys().cloned().collect();
+    assert_eq!(got, site.site.polite_crawl_paths(), "paths fetched");
+    let thrice: Vec<_> = hits.iter().filter(|(_, n)| **n > 2).collect();
+    assert!(thrice.is_empty(), "fetched more than twice: {thrice:?}");
+    assert_items_match_site(&export(store).await, site);
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Victim {
+    Leader,
+    Follower,
+}
+
+async fn an_engine_killed_mid_crawl(victim: Victim) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
+        .await
+        .expect("site");
+    let flags = ["--per_host=3".to_owned(), "--lease_secs=3".to_owned()];
+    let b = cluster.engine(dir.path(), "failover", &flags);
+    let mut first = vec!["--seed".to_owned(), site.url("/")];
+    first.extend_from_slice(&flags);
+    let a = cluster.engine(dir.path(), "failover", &first);
+    site.wait_for_hits(15).await;
+    let leader = leader_pid(&cluster.redis, "failover")
+        .await
+        .expect("a leader");
+    let a_leads = a.pid() == leader;
+    let (doomed, survivor) = if a_leads == (victim == Victim::Leader) {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    doomed.kill9().await;
+    if victim == Victim::Leader {
+        let took = wait_for_leader(&cluster.redis, "failover", |p| {
+            p.is_some_and(|p| p != leader)
+        })
+        .await;
+        assert!(
+            took < Duration::from_secs(10),
+            "a follower led after {took:?}"
+        );
+    }
+    let survivor = survivor.wait().await.succeeded("the surviving engine");
+    assert_eq!(survivor.summary()["stopped"], "done");
+    assert_crawled_despite_a_fault(&site, &cluster.store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crawl_survives_its_leader_killed() {
+    an_engine_killed_mid_crawl(Victim::Leader).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crawl_survives_a_follower_killed() {
+    an_engine_killed_mid_crawl(Victim::Follower).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_leader_steps_down_and_leader_effects_happen_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
+        .await
+        .expect("site");
+    let flags = ["--per_host=3".to_owned(), "--lease_secs=3".to_owned()];
+    let b = cluster.engine(dir.path(), "paused", &flags);
+    let mut first = vec!["--seed".to_owned(), site.url("/")];
+    first.extend_from_slice(&flags);
+    let a = cluster.engine(dir.path(), "paused", &first);
+    site.wait_for_hits(10).await;
+    let leader = leader_pid(&cluster.redis, "paused")
+        .await
+        .expect("a leader");
+    crate::harness::signal(leader, "STOP");
+    // Past its leader lease (6 s): another engine takes over.
+    let took = wait_for_leader(&cluster.redis, "paused", |p| p.is_some_and(|p| p != leader)).await;
+    crate::harness::signal(leader, "CONT");
+    assert!(
+        took < Duration::from_secs(10),
+        "a follower led after {took:?}"
+    );
+    let a = a.wait().await.succeeded("engine a");
+    let b = b.wait().await.succeeded("engine b");
+    let logs = format!("{}{}", a.stderr, b.stderr);
+    assert_eq!(
+        logs.matches("crawl seeded").count(),
+        1,
+        "seeded once:\n{logs}"
+    );
+    assert_eq!(
+        logs.matches("another engine leads the crawl now").count(),
+        1,
+        "the paused leader stepped down:\n{logs}"
+    );
+    for run in [&a, &b] {
+        assert_eq!(run.summary()["stopped"], "done");
+    }
+    assert_crawled_despite_a_fault(&site, &cluster.store).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_crawl_survives_redis_killed_and_restarted_from_its_aof() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(dir.path()).await;
+    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
+        .await
+        .expect("site");
+    let flags = ["--per_host=3".to_owned(), "--lease_secs=3".to_owned()];
+    let b = cluster.engine(dir.path(), "outage", &flags);
+    let mut first = vec!["--seed".to_owned(), site.url("/")];
+    first.extend_from_slice(&flags);
+    let a = cluster.engine(dir.path(), "outage", &first);
+    site.wait_for_hits(20).await;
+    cluster.redis.kill9().await;
+    // Down for a moment while pages are in flight; then back from its append-only file.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    cluster.redis.restart().await;
+    let a = a.wait().await.succeeded("engine a");
+    let b = b.wait().await.succeeded("engine b");
+    for run in [&a, &b] {
+        assert_eq!(run.summary()["stopped"], "done");
+    }
+    assert!(
+        format!("{}{}", a.stderr, b.stderr).contains("redis is back"),
+        "the outage was noticed"
+    );
+    assert_crawled_despite_a_fault(&site, &cluster.store).await;
+}
