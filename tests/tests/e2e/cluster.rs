@@ -1,6 +1,7 @@
 //! Cluster mode: several engines on one crawl over a real `redis-server`, with workers and an
 //! itemsaver that register themselves.
 
+use crate::admin_harness::AdminEngine;
 use crate::harness::{
     EngineProc, EngineRun, Server, assert_each_page_fetched_once, assert_items_match_site, export,
 };
@@ -22,6 +23,10 @@ struct Cluster {
 
 impl Cluster {
     async fn start(dir: &Path) -> Cluster {
+        Cluster::with_workers(dir, 2).await
+    }
+
+    async fn with_workers(dir: &Path, count: usize) -> Cluster {
         let redis = RedisServer::start().await;
         let url = redis.url();
         let store = dir.join("items.db");
@@ -29,7 +34,7 @@ impl Cluster {
         let itemsaver =
             Server::start("itemsaver", &["--store", &store_arg, "--redis", &url], dir).await;
         let mut workers = Vec::new();
-        for _ in 0..2 {
+        for _ in 0..count {
             workers.push(Server::start("worker", &["--redis", &url], dir).await);
         }
         Cluster {
@@ -40,8 +45,8 @@ impl Cluster {
         }
     }
 
-    /// An engine of crawl `crawl` on this cluster, with `more` flags.
-    fn engine(&self, dir: &Path, crawl: &str, more: &[String]) -> EngineProc {
+    /// The flags of an engine of crawl `crawl` on this cluster, with `more`.
+    fn flags(&self, crawl: &str, more: &[String]) -> Vec<String> {
         let mut args = vec![
             "--redis".to_owned(),
             self.redis.url(),
@@ -49,7 +54,12 @@ impl Cluster {
             crawl.to_owned(),
         ];
         args.extend_from_slice(more);
-        EngineProc::spawn(dir, &args)
+        args
+    }
+
+    /// An engine of crawl `crawl` on this cluster, with `more` flags.
+    fn engine(&self, dir: &Path, crawl: &str, more: &[String]) -> EngineProc {
+        EngineProc::spawn(dir, &self.flags(crawl, more))
     }
 }
 
@@ -333,4 +343,86 @@ async fn the_crawl_survives_redis_killed_and_restarted_from_its_aof() {
         "the outage was noticed"
     );
     assert_crawled_despite_a_fault(&site, &cluster.store).await;
+}
+
+/// Polls engine `e`'s `/api/workers` (bounded) until `ready` holds for the list.
+async fn wait_for_workers(
+    e: &AdminEngine,
+    what: &str,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let workers = e.get("/api/workers").await;
+        let list = workers.as_array().cloned().unwrap_or_default();
+        if ready(&list) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited for {what}; workers: {workers:#}"
+        );
+        // The registry is read every second: there is no event to wait on.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registered_workers_join_and_leave_every_engines_pool() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::with_workers(dir.path(), 1).await;
+    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
+        .await
+        .expect("site");
+    // Serving engines stay up after the crawl, so their pools can be watched to the end.
+    let flags = ["--per_host=2".to_owned(), "--serve".to_owned()];
+    let b = AdminEngine::start(dir.path(), &cluster.flags("pool", &flags), None).await;
+    let mut first = vec!["--seed".to_owned(), site.url("/")];
+    first.extend_from_slice(&flags);
+    let a = AdminEngine::start(dir.path(), &cluster.flags("pool", &first), None).await;
+    site.wait_for_hits(5).await;
+
+    let url = cluster.redis.url();
+    let late = Server::start("worker", &["--redis", &url], dir.path()).await;
+    let late_addr = late.addr.clone();
+    let took = tokio::time::Instant::now();
+    for e in [&a, &b] {
+        wait_for_workers(e, "the late worker to join", |list| {
+            list.iter().any(|w| w["addr"] == late_addr.as_str())
+        })
+        .await;
+    }
+    wait_for_workers(&a, "the late worker to get requests", |list| {
+        list.iter()
+            .any(|w| w["addr"] == late_addr.as_str() && w["requests"].as_u64() > Some(0))
+    })
+    .await;
+    assert!(
+        took.elapsed() < Duration::from_secs(10),
+        "joined after {:?}",
+        took.elapsed()
+    );
+
+    // Killed (SIGKILL on drop): it leaves both pools once its registration expires.
+    let first_worker = cluster.workers.remove(0);
+    let gone = first_worker.addr.clone();
+    drop(first_worker);
+    for e in [&a, &b] {
+        wait_for_workers(e, "the killed worker to leave", |list| {
+            list.iter().all(|w| w["addr"] != gone.as_str())
+        })
+        .await;
+    }
+    a.wait_for("the crawl to finish", |s| {
+        s["state"] == "idle" && s["queued"] == 0
+    })
+    .await;
+    let a = a.stop().await.succeeded("engine a");
+    let b = b.stop().await.succeeded("engine b");
+    assert_eq!(
+        pages_ok(&a) + pages_ok(&b),
+        site.site.ok_paths().len() as u64
+    );
+    assert_crawled_despite_a_fault(&site, &cluster.store).await;
+    drop(late);
 }
