@@ -15,6 +15,7 @@ PACKAGES=(
   "chromium-driver chromedriver    ...through WebDriver"
   "procps          kill            the fault tests stop, continue and kill processes"
   "redis-server    redis-server    cluster mode is tested against a real Redis"
+  "redis-tools     redis-cli       ...and a Redis Cluster made with redis-cli --cluster create"
 )
 
 check_only=0

@@ -11,6 +11,7 @@ pub mod codec;
 pub mod hosts;
 pub mod listen;
 pub mod metrics_http;
+pub mod redis_conn;
 pub mod registry;
 pub mod service;
 pub mod time;

@@ -6,8 +6,8 @@
 //! drops out after its TTL without anyone deleting it. Workers and itemsavers serve any crawl
 //! and register under their own hash tag; engines register under their crawl's.
 
+use crate::redis_conn::RedisConn;
 use redis::Script;
-use redis::aio::ConnectionManager;
 use std::time::Duration;
 
 /// The key prefix of the nodes that serve every crawl (workers and itemsavers).
@@ -60,7 +60,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
 /// Registers a node, or renews its registration, until `ttl` from now.
 pub async fn heartbeat(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     kind: NodeKind,
     node: &Node,
@@ -90,7 +90,7 @@ return 1"
 
 /// Takes a node out at once (a clean shutdown), instead of waiting for its TTL.
 pub async fn leave(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     kind: NodeKind,
     id: &str,
@@ -108,7 +108,7 @@ pub async fn leave(
 
 /// The live nodes of `kind`, pruning those whose registration expired.
 pub async fn live(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     kind: NodeKind,
 ) -> Result<Vec<Node>, RegistryError> {
@@ -189,15 +189,9 @@ pub enum AnnounceError {
     /// `--advertise` is not `host:port`.
     #[error("--advertise {0:?}: {1}")]
     BadAdvertise(String, crate::HostSpecError),
-    /// The Redis URL is unusable.
-    #[error("--redis {url:?}: {source}")]
-    BadUrl {
-        /// The URL given.
-        url: String,
-        /// What the client said.
-        #[source]
-        source: redis::RedisError,
-    },
+    /// `--redis` is unusable.
+    #[error(transparent)]
+    BadUrl(#[from] crate::redis_conn::RedisConnectError),
 }
 
 impl RegistryArgs {
@@ -225,12 +219,10 @@ pub fn announce(
     node: Node,
     shutdown: tokio_util::sync::CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, AnnounceError> {
-    let client = redis::Client::open(url).map_err(|source| AnnounceError::BadUrl {
-        url: url.to_owned(),
-        source,
-    })?;
+    RedisConn::check(url)?;
+    let spec = url.to_owned();
     Ok(tokio::spawn(async move {
-        let mut conn: Option<ConnectionManager> = None;
+        let mut conn: Option<RedisConn> = None;
         let mut registered = false;
         let mut every = tokio::time::interval(DEFAULT_TTL / 3);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -240,7 +232,7 @@ pub fn announce(
                 _ = every.tick() => {}
             }
             if conn.is_none() {
-                match ConnectionManager::new(client.clone()).await {
+                match RedisConn::connect(&spec).await {
                     Ok(c) => conn = Some(c),
                     Err(e) => {
                         tracing::warn!(cause = %e, "cannot reach redis to register; trying again");

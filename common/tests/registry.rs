@@ -8,8 +8,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn nodes_register_renew_and_expire() {
     let redis = RedisServer::start().await;
-    let client = redis::Client::open(redis.url()).expect("url");
-    let mut conn = redis::aio::ConnectionManager::new(client)
+    let mut conn = common::redis_conn::RedisConn::connect(&redis.url())
         .await
         .expect("connect");
     let w1 = Node {

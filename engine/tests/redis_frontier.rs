@@ -315,39 +315,35 @@ async fn a_retry_waits_its_back_off_and_the_crawl_is_done_only_when_nothing_is_l
 }
 
 #[tokio::test]
-async fn engines_adopt_the_crawls_pacing_and_share_a_crawl_delay() {
+async fn a_host_sends_only_its_robots_txt_until_it_is_stored_and_its_crawl_delay_holds() {
     let redis = RedisServer::start().await;
-    let mut first = frontier(&redis, config()).await;
-    assert!(first.adopt_config().await.expect("adopt").is_empty());
-    let mut late = frontier(
-        &redis,
-        RedisFrontierConfig {
-            per_host: 9,
-            ..config()
-        },
-    )
-    .await;
-    let differ = late.adopt_config().await.expect("adopt");
-    assert_eq!(differ, vec![("per_host", 9, 2)]);
-    assert_eq!(
-        late.config().per_host,
-        2,
-        "the crawl's limit, not its own flag"
-    );
-
-    first
-        .offer(
-            &(0..3).map(|n| url("a.test:80", n)).collect::<Vec<_>>(),
-            true,
-        )
-        .await
-        .expect("offer");
-    late.set_host_delay("a.test:80", Duration::from_millis(300))
-        .await
-        .expect("crawl-delay");
-    assert_eq!(first.claim("a", 10).await.expect("claim").len(), 1);
+    let mut a = frontier(&redis, config()).await;
+    let mut b = frontier(&redis, config()).await;
+    let mut urls: Vec<NewUrl> = (0..3).map(|n| url("a.test:80", n)).collect();
+    // The first URL of a host an engine offers carries the host's robots.txt request.
+    urls[0].robots = b"robots".to_vec();
+    a.offer(&urls, true).await.expect("offer");
+    let robots = a.claim("a", 10).await.expect("claim");
+    assert_eq!(robots.len(), 1, "only the robots.txt request: {robots:?}");
+    assert_eq!(robots[0].entry, b"robots");
     assert!(
-        first.claim("a", 10).await.expect("claim").is_empty(),
+        b.claim("b", 10).await.expect("claim").is_empty(),
+        "nothing else until the rules are known"
+    );
+    assert_eq!(b.robots(&["a.test:80"]).await.expect("robots"), vec![None]);
+    let stored = Finished {
+        robots: Some(b"the rules"),
+        crawl_delay: Duration::from_millis(300),
+        ..done(&[])
+    };
+    assert!(a.complete(&robots[0], stored).await.expect("complete"));
+    assert_eq!(
+        b.robots(&["a.test:80"]).await.expect("robots"),
+        vec![Some(b"the rules".to_vec())]
+    );
+    assert_eq!(b.claim("b", 10).await.expect("claim").len(), 1);
+    assert!(
+        a.claim("a", 10).await.expect("claim").is_empty(),
         "the Crawl-delay one engine read holds for the other"
     );
 }

@@ -19,13 +19,18 @@ pub struct RedisServer {
 impl RedisServer {
     /// Starts a server (Debian's `redis-server`, or `$REDIS_SERVER`) and waits until it answers.
     pub async fn start() -> RedisServer {
+        RedisServer::start_with(&[]).await
+    }
+
+    /// [`RedisServer::start`] with more server flags.
+    async fn start_with(more: &[&str]) -> RedisServer {
         let binary = crate::require_program("REDIS_SERVER", "/usr/bin/redis-server");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
             .expect("a free port");
-        let child = spawn(&binary, dir.path(), port);
+        let child = spawn(&binary, dir.path(), port, more);
         let server = RedisServer {
             port,
             dir,
@@ -48,7 +53,7 @@ impl RedisServer {
 
     /// Starts it again on the same port and directory, from its append-only file.
     pub async fn restart(&mut self) {
-        self.child = spawn(&self.binary, self.dir.path(), self.port);
+        self.child = spawn(&self.binary, self.dir.path(), self.port, &[]);
         self.wait_ready().await;
     }
 
@@ -94,7 +99,7 @@ impl RedisServer {
     }
 }
 
-fn spawn(binary: &Path, dir: &Path, port: u16) -> Child {
+fn spawn(binary: &Path, dir: &Path, port: u16, more: &[&str]) -> Child {
     Command::new(binary)
         .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
         .arg("--dir")
@@ -113,9 +118,78 @@ fn spawn(binary: &Path, dir: &Path, port: u16) -> Child {
             "--maxmemory-policy",
             "noeviction",
         ])
+        .args(more)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()
         .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()))
+}
+
+/// A Redis Cluster of masters without replicas, made with `redis-cli --cluster create`.
+pub struct RedisCluster {
+    /// Its nodes.
+    pub nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts `masters` cluster-enabled servers, joins them into one cluster covering every
+    /// slot, and waits until each says the cluster is ok.
+    pub async fn start(masters: usize) -> RedisCluster {
+        let mut nodes = Vec::new();
+        for _ in 0..masters {
+            nodes.push(
+                RedisServer::start_with(&[
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                ])
+                .await,
+            );
+        }
+        let cli = crate::require_program("REDIS_CLI", "/usr/bin/redis-cli");
+        let mut create = Command::new(cli);
+        create.args(["--cluster", "create"]);
+        for node in &nodes {
+            create.arg(format!("127.0.0.1:{}", node.port));
+        }
+        let out = create
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .await
+            .expect("run redis-cli --cluster create");
+        assert!(
+            out.status.success(),
+            "redis-cli --cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        for node in &nodes {
+            while !node
+                .command("CLUSTER INFO")
+                .await
+                .contains("cluster_state:ok")
+            {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "the cluster did not become ok"
+                );
+                // Polling the nodes' gossip: there is no event to wait on.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        RedisCluster { nodes }
+    }
+
+    /// Its `--redis` value: every node, as `redis+cluster://`.
+    pub fn url(&self) -> String {
+        let nodes: Vec<String> = self
+            .nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        format!("redis+cluster://{}", nodes.join(","))
+    }
 }

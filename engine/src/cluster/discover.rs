@@ -3,8 +3,8 @@
 //! from those registered.
 
 use crate::pool::PoolControl;
+use common::redis_conn::RedisConn;
 use common::registry::{self, NodeKind, SHARED};
-use redis::aio::ConnectionManager;
 use std::collections::HashMap;
 use std::time::Duration;
 use tokio::task::JoinHandle;
@@ -17,11 +17,7 @@ pub const DISCOVER_EVERY: Duration = Duration::from_secs(1);
 /// Keeps `pool` in step with the registered workers until `stop`: a worker that registers
 /// is connected and added, one whose registration expired is removed (its calls in flight
 /// finish). Workers given by address (`--worker_hosts`) are left alone.
-pub fn workers(
-    mut conn: ConnectionManager,
-    pool: PoolControl,
-    stop: CancellationToken,
-) -> JoinHandle<()> {
+pub fn workers(mut conn: RedisConn, pool: PoolControl, stop: CancellationToken) -> JoinHandle<()> {
     tokio::spawn(async move {
         // Registered address -> pool id of the worker added for it.
         let mut added: HashMap<String, usize> = HashMap::new();
@@ -76,7 +72,7 @@ pub fn workers(
 }
 
 /// The address of a registered itemsaver, waiting up to `wait` for one to register.
-pub async fn itemsaver(conn: &mut ConnectionManager, wait: Duration) -> Option<String> {
+pub async fn itemsaver(conn: &mut RedisConn, wait: Duration) -> Option<String> {
     let until = tokio::time::Instant::now() + wait;
     let mut said = false;
     loop {

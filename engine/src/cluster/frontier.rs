@@ -9,7 +9,7 @@
 //! sets, which Redis keeps in its compact integer-set encoding (about 8 bytes a URL) while
 //! each stays under `set-max-intset-entries`.
 
-use redis::aio::ConnectionManager;
+use common::redis_conn::RedisConn;
 use redis::{RedisError, Script};
 use std::time::Duration;
 
@@ -179,7 +179,7 @@ impl Scripts {
 /// One engine's handle on a crawl's shared frontier; clones share the connection.
 #[derive(Clone)]
 pub struct RedisFrontier {
-    conn: ConnectionManager,
+    conn: RedisConn,
     prefix: String,
     config: RedisFrontierConfig,
     scripts: std::sync::Arc<Scripts>,
@@ -201,7 +201,7 @@ pub fn crawl_prefix(name: &str) -> String {
 
 impl RedisFrontier {
     /// The frontier of crawl `crawl` on the Redis at `conn`.
-    pub fn new(conn: ConnectionManager, crawl: &str, config: RedisFrontierConfig) -> Self {
+    pub fn new(conn: RedisConn, crawl: &str, config: RedisFrontierConfig) -> Self {
         RedisFrontier {
             conn,
             prefix: crawl_prefix(crawl),
@@ -210,12 +210,14 @@ impl RedisFrontier {
         }
     }
 
-    /// Connects to the Redis at `url` (`redis://host:port/db`).
-    pub async fn connect(url: &str) -> Result<ConnectionManager, ClusterError> {
-        let client = redis::Client::open(url).map_err(redis_err("bad URL"))?;
-        ConnectionManager::new(client)
+    /// Connects to the Redis server or cluster `--redis` names.
+    pub async fn connect(spec: &str) -> Result<RedisConn, ClusterError> {
+        RedisConn::connect(spec)
             .await
-            .map_err(redis_err("connect"))
+            .map_err(|e| ClusterError::Redis {
+                what: "connect",
+                source: e.source,
+            })
     }
 
     fn push_urls(invocation: &mut redis::ScriptInvocation<'_>, urls: &[NewUrl]) {
@@ -401,65 +403,6 @@ impl RedisFrontier {
             .map_err(redis_err("reap"))
     }
 
-    /// Makes the crawl's pacing this engine's: the first engine of a crawl stores its
-    /// `per_host`, `delay` and `max_queue_per_host`, and every engine after it adopts the
-    /// stored ones, so engines started with other flags never pace a host differently.
-    /// Returns the settings that differed from this engine's, as (name, ours, the crawl's).
-    pub async fn adopt_config(&mut self) -> Result<Vec<(&'static str, u64, u64)>, ClusterError> {
-        let key = format!("{}:config", self.prefix);
-        let ours = [
-            ("per_host", self.config.per_host as u64),
-            ("delay_ms", self.config.delay.as_millis() as u64),
-            ("max_queue_per_host", self.config.max_queue_per_host as u64),
-        ];
-        let mut pipe = redis::pipe();
-        pipe.atomic();
-        for (name, value) in ours {
-            pipe.hset_nx(&key, name, value).ignore();
-        }
-        pipe.hgetall(&key);
-        let (stored,): (std::collections::HashMap<String, u64>,) = pipe
-            .query_async(&mut self.conn)
-            .await
-            .map_err(redis_err("adopt the crawl's settings"))?;
-        let mut differ = Vec::new();
-        for (name, value) in ours {
-            let crawl = stored.get(name).copied().unwrap_or(value);
-            if crawl != value {
-                differ.push((name, value, crawl));
-            }
-        }
-        let get = |name: &str, ours: u64| stored.get(name).copied().unwrap_or(ours);
-        self.config.per_host = get("per_host", ours[0].1).max(1) as usize;
-        self.config.delay = Duration::from_millis(get("delay_ms", ours[1].1));
-        self.config.max_queue_per_host = get("max_queue_per_host", ours[2].1) as usize;
-        Ok(differ)
-    }
-
-    /// Raises `host`'s own delay to `delay` (a robots.txt Crawl-delay), for every engine.
-    pub async fn set_host_delay(
-        &mut self,
-        host: &str,
-        delay: Duration,
-    ) -> Result<(), ClusterError> {
-        Script::new(
-            "local d = tonumber(redis.call('HGET', KEYS[1], 'delay') or '0')
-             if tonumber(ARGV[1]) > d then redis.call('HSET', KEYS[1], 'delay', ARGV[1]) end
-             return 1",
-        )
-        .key(format!("{}:host:{host}", self.prefix))
-        .arg(delay.as_millis() as u64)
-        .invoke_async::<i64>(&mut self.conn)
-        .await
-        .map(drop)
-        .map_err(redis_err("set a host's delay"))
-    }
-
-    /// The pacing in force (after [`RedisFrontier::adopt_config`], the crawl's).
-    pub fn config(&self) -> &RedisFrontierConfig {
-        &self.config
-    }
-
     /// Takes or renews the crawl's leader lease for `engine`, for `ttl`: the leader's epoch
     /// when `engine` holds it now, `None` when another engine does.
     pub async fn elect(
@@ -594,30 +537,28 @@ impl RedisFrontier {
         })
     }
 
-    /// Deletes every key of the crawl (`--fresh`), so that its name can be used again.
+    /// Deletes every key of the crawl (`--fresh`), so that its name can be used again. The
+    /// keys share one hash tag, so on a Redis Cluster they all sit on the node the script
+    /// runs on.
     pub async fn delete_crawl(&mut self) -> Result<u64, ClusterError> {
+        let script = Script::new(
+            "local found = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)
+             if #found[2] > 0 then redis.call('UNLINK', unpack(found[2])) end
+             return {found[1], #found[2]}",
+        );
         let pattern = format!("{}*", self.prefix);
-        let mut cursor: u64 = 0;
+        let mut cursor = "0".to_owned();
         let mut deleted = 0;
         loop {
-            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
+            let (next, n): (String, u64) = script
+                .key(&self.prefix)
+                .arg(&cursor)
                 .arg(&pattern)
-                .arg("COUNT")
-                .arg(1_000)
-                .query_async(&mut self.conn)
+                .invoke_async(&mut self.conn)
                 .await
-                .map_err(redis_err("list the crawl's keys"))?;
-            if !keys.is_empty() {
-                deleted += keys.len() as u64;
-                redis::cmd("UNLINK")
-                    .arg(&keys)
-                    .query_async::<()>(&mut self.conn)
-                    .await
-                    .map_err(redis_err("delete the crawl's keys"))?;
-            }
-            if next == 0 {
+                .map_err(redis_err("delete the crawl's keys"))?;
+            deleted += n;
+            if next == "0" {
                 return Ok(deleted);
             }
             cursor = next;
@@ -630,7 +571,7 @@ impl RedisFrontier {
     }
 
     /// A connection to the crawl's Redis, for the other cluster jobs.
-    pub fn connection(&self) -> ConnectionManager {
+    pub fn connection(&self) -> RedisConn {
         self.conn.clone()
     }
 

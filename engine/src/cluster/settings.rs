@@ -4,7 +4,7 @@
 
 use super::frontier::ClusterError;
 use crate::config::{EngineConfig, SpiderRun};
-use redis::aio::ConnectionManager;
+use common::redis_conn::RedisConn;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use tracing::{info, warn};
@@ -185,7 +185,7 @@ pub enum SettingsError {
 /// into `config`, logging every flag of its own that differs. An engine without seeds waits
 /// up to `wait` for one with seeds to start the crawl.
 pub async fn adopt(
-    conn: &mut ConnectionManager,
+    conn: &mut RedisConn,
     prefix: &str,
     crawl: &str,
     config: &mut EngineConfig,

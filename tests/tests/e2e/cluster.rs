@@ -7,15 +7,22 @@ use crate::harness::{
 };
 use spinneret_tests::TestSite;
 use spinneret_tests::hostile::{HostileServer, SLOW_PAGE_LATENCY};
-use spinneret_tests::redis::RedisServer;
+use spinneret_tests::redis::{RedisCluster, RedisServer};
 use std::path::Path;
 use std::time::Duration;
 
 const PAGES: usize = 60;
 
+/// The Redis a cluster uses: one server, or a Redis Cluster.
+enum Backend {
+    Server(Box<RedisServer>),
+    Cluster(RedisCluster),
+}
+
 /// A cluster's shared parts: Redis, an itemsaver and two workers, all registered.
 struct Cluster {
-    redis: RedisServer,
+    backend: Backend,
+    url: String,
     store: std::path::PathBuf,
     _itemsaver: Server,
     workers: Vec<Server>,
@@ -29,6 +36,17 @@ impl Cluster {
     async fn with_workers(dir: &Path, count: usize) -> Cluster {
         let redis = RedisServer::start().await;
         let url = redis.url();
+        Cluster::on(Backend::Server(Box::new(redis)), url, dir, count).await
+    }
+
+    /// The same parts on a three-master Redis Cluster.
+    async fn on_redis_cluster(dir: &Path) -> Cluster {
+        let redis = RedisCluster::start(3).await;
+        let url = redis.url();
+        Cluster::on(Backend::Cluster(redis), url, dir, 2).await
+    }
+
+    async fn on(backend: Backend, url: String, dir: &Path, count: usize) -> Cluster {
         let store = dir.join("items.db");
         let store_arg = store.display().to_string();
         let itemsaver =
@@ -38,10 +56,27 @@ impl Cluster {
             workers.push(Server::start("worker", &["--redis", &url], dir).await);
         }
         Cluster {
-            redis,
+            backend,
+            url,
             store,
             _itemsaver: itemsaver,
             workers,
+        }
+    }
+
+    /// The single Redis server (the tests that kill or read it use one).
+    fn redis(&mut self) -> &mut RedisServer {
+        match &mut self.backend {
+            Backend::Server(redis) => redis,
+            Backend::Cluster(_) => panic!("this test runs on a single redis-server"),
+        }
+    }
+
+    /// The single Redis server, to read.
+    fn server(&self) -> &RedisServer {
+        match &self.backend {
+            Backend::Server(redis) => redis,
+            Backend::Cluster(_) => panic!("this test runs on a single redis-server"),
         }
     }
 
@@ -49,7 +84,7 @@ impl Cluster {
     fn flags(&self, crawl: &str, more: &[String]) -> Vec<String> {
         let mut args = vec![
             "--redis".to_owned(),
-            self.redis.url(),
+            self.url.clone(),
             "--crawl".to_owned(),
             crawl.to_owned(),
         ];
@@ -71,15 +106,50 @@ fn pages_ok(run: &EngineRun) -> u64 {
 async fn two_engines_share_one_crawl_and_fetch_each_page_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path()).await;
+    two_engines_share_a_crawl(&cluster, dir.path()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_share_one_crawl_on_a_redis_cluster() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::on_redis_cluster(dir.path()).await;
+    two_engines_share_a_crawl(&cluster, dir.path()).await;
+    // One hash tag per crawl: its keys all sit on one master.
+    let Backend::Cluster(redis) = &cluster.backend else {
+        unreachable!("started on a cluster")
+    };
+    let mut holding = 0;
+    for node in &redis.nodes {
+        let reply = node.command("DBSIZE").await;
+        let keys: u64 = reply
+            .trim()
+            .trim_start_matches(':')
+            .parse()
+            .expect("DBSIZE");
+        let crawl = node.command("EXISTS {spinneret:shared}:done").await;
+        if crawl.trim() == ":1" {
+            holding += 1;
+            assert!(
+                keys > 10,
+                "the crawl's keys are on the node that has its end: {keys}"
+            );
+        }
+    }
+    assert_eq!(holding, 1, "one master holds the crawl");
+}
+
+/// Two engines, two registered workers and an itemsaver crawl the test site: every page
+/// fetched once, every item stored once, both engines take a share and exit 0.
+async fn two_engines_share_a_crawl(cluster: &Cluster, dir: &Path) {
     // Slow pages, three at a time: the crawl lasts a couple of seconds, long enough for both
     // engines to take a share.
     let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
         .await
         .expect("site");
     // The joining engine starts first: it waits for the crawl to be started and seeded.
-    let b = cluster.engine(dir.path(), "shared", &[]);
+    let b = cluster.engine(dir, "shared", &[]);
     let a = cluster.engine(
-        dir.path(),
+        dir,
         "shared",
         &["--seed".into(), site.url("/"), "--per_host=3".into()],
     );
@@ -238,7 +308,7 @@ async fn an_engine_killed_mid_crawl(victim: Victim) {
     first.extend_from_slice(&flags);
     let a = cluster.engine(dir.path(), "failover", &first);
     site.wait_for_hits(15).await;
-    let leader = leader_pid(&cluster.redis, "failover")
+    let leader = leader_pid(cluster.server(), "failover")
         .await
         .expect("a leader");
     let a_leads = a.pid() == leader;
@@ -249,7 +319,7 @@ async fn an_engine_killed_mid_crawl(victim: Victim) {
     };
     doomed.kill9().await;
     if victim == Victim::Leader {
-        let took = wait_for_leader(&cluster.redis, "failover", |p| {
+        let took = wait_for_leader(cluster.server(), "failover", |p| {
             p.is_some_and(|p| p != leader)
         })
         .await;
@@ -286,12 +356,15 @@ async fn a_paused_leader_steps_down_and_leader_effects_happen_once() {
     first.extend_from_slice(&flags);
     let a = cluster.engine(dir.path(), "paused", &first);
     site.wait_for_hits(10).await;
-    let leader = leader_pid(&cluster.redis, "paused")
+    let leader = leader_pid(cluster.server(), "paused")
         .await
         .expect("a leader");
     crate::harness::signal(leader, "STOP");
     // Past its leader lease (6 s): another engine takes over.
-    let took = wait_for_leader(&cluster.redis, "paused", |p| p.is_some_and(|p| p != leader)).await;
+    let took = wait_for_leader(cluster.server(), "paused", |p| {
+        p.is_some_and(|p| p != leader)
+    })
+    .await;
     crate::harness::signal(leader, "CONT");
     assert!(
         took < Duration::from_secs(10),
@@ -329,10 +402,10 @@ async fn the_crawl_survives_redis_killed_and_restarted_from_its_aof() {
     first.extend_from_slice(&flags);
     let a = cluster.engine(dir.path(), "outage", &first);
     site.wait_for_hits(20).await;
-    cluster.redis.kill9().await;
+    cluster.redis().kill9().await;
     // Down for a moment while pages are in flight; then back from its append-only file.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    cluster.redis.restart().await;
+    cluster.redis().restart().await;
     let a = a.wait().await.succeeded("engine a");
     let b = b.wait().await.succeeded("engine b");
     for run in [&a, &b] {
@@ -382,7 +455,7 @@ async fn registered_workers_join_and_leave_every_engines_pool() {
     let a = AdminEngine::start(dir.path(), &cluster.flags("pool", &first), None).await;
     site.wait_for_hits(5).await;
 
-    let url = cluster.redis.url();
+    let url = cluster.url.clone();
     let late = Server::start("worker", &["--redis", &url], dir.path()).await;
     let late_addr = late.addr.clone();
     let took = tokio::time::Instant::now();

@@ -1,0 +1,161 @@
+//! One Redis connection type for a single server or a Redis Cluster, so that cluster mode's
+//! scripts and the node registry run unchanged on either.
+//!
+//! `--redis` takes one URL (`redis://host:port/db`, `rediss://` for TLS) for a single server,
+//! and for a Redis Cluster either several comma-separated node URLs or one
+//! `redis+cluster://host:port[,host:port...]`.
+
+use redis::aio::{ConnectionLike, ConnectionManager};
+use redis::cluster_async::ClusterConnection;
+use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+
+/// A connection to a single Redis server (reconnecting on its own) or to a Redis Cluster
+/// (following its slots); cheap to clone.
+#[derive(Clone)]
+pub enum RedisConn {
+    /// One server.
+    Single(ConnectionManager),
+    /// A Redis Cluster.
+    Cluster(ClusterConnection),
+}
+
+impl std::fmt::Debug for RedisConn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            RedisConn::Single(_) => "RedisConn::Single",
+            RedisConn::Cluster(_) => "RedisConn::Cluster",
+        })
+    }
+}
+
+/// Where `--redis` points.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RedisTarget {
+    /// One server at this URL.
+    Single(String),
+    /// A Redis Cluster reached through these node URLs.
+    Cluster(Vec<String>),
+}
+
+/// Why a `--redis` value could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("--redis {spec:?}: {source}")]
+pub struct RedisConnectError {
+    /// The value given.
+    pub spec: String,
+    /// What the client said.
+    #[source]
+    pub source: RedisError,
+}
+
+/// Reads a `--redis` value: one URL for a server, several (or `redis+cluster://`) for a
+/// cluster.
+pub fn parse_target(spec: &str) -> RedisTarget {
+    let spec = spec.trim();
+    if let Some(nodes) = spec.strip_prefix("redis+cluster://") {
+        return RedisTarget::Cluster(
+            nodes
+                .split(',')
+                .filter(|n| !n.trim().is_empty())
+                .map(|n| format!("redis://{}", n.trim()))
+                .collect(),
+        );
+    }
+    let urls: Vec<String> = spec
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match urls.as_slice() {
+        [one] => RedisTarget::Single(one.clone()),
+        _ => RedisTarget::Cluster(urls),
+    }
+}
+
+impl RedisConn {
+    /// Checks that `spec` reads as a `--redis` value, without connecting.
+    pub fn check(spec: &str) -> Result<(), RedisConnectError> {
+        let fail = |source| RedisConnectError {
+            spec: spec.to_owned(),
+            source,
+        };
+        match parse_target(spec) {
+            RedisTarget::Single(url) => redis::Client::open(url.as_str()).map(drop).map_err(fail),
+            RedisTarget::Cluster(nodes) => redis::cluster::ClusterClient::new(nodes)
+                .map(drop)
+                .map_err(fail),
+        }
+    }
+
+    /// Connects to what `spec` names (see [`parse_target`]).
+    pub async fn connect(spec: &str) -> Result<RedisConn, RedisConnectError> {
+        let fail = |source| RedisConnectError {
+            spec: spec.to_owned(),
+            source,
+        };
+        match parse_target(spec) {
+            RedisTarget::Single(url) => {
+                let client = redis::Client::open(url.as_str()).map_err(fail)?;
+                Ok(RedisConn::Single(
+                    ConnectionManager::new(client).await.map_err(fail)?,
+                ))
+            }
+            RedisTarget::Cluster(nodes) => {
+                let client = redis::cluster::ClusterClient::new(nodes).map_err(fail)?;
+                Ok(RedisConn::Cluster(
+                    client.get_async_connection().await.map_err(fail)?,
+                ))
+            }
+        }
+    }
+}
+
+impl ConnectionLike for RedisConn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_command(cmd),
+            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            RedisConn::Single(c) => c.get_db(),
+            RedisConn::Cluster(c) => c.get_db(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_url_is_a_server_and_several_are_a_cluster() {
+        assert_eq!(
+            parse_target("redis://r1:6379/0"),
+            RedisTarget::Single("redis://r1:6379/0".into())
+        );
+        assert_eq!(
+            parse_target("redis://a:1,redis://b:2"),
+            RedisTarget::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
+        );
+        assert_eq!(
+            parse_target("redis+cluster://a:1,b:2"),
+            RedisTarget::Cluster(vec!["redis://a:1".into(), "redis://b:2".into()])
+        );
+    }
+}
