@@ -91,6 +91,8 @@ pub struct CrawlHandle {
     pub pool: PoolControl,
     /// The crawl's metrics.
     pub metrics: Arc<EngineMetrics>,
+    /// The shared crawl, in cluster mode.
+    pub cluster: Option<Arc<crate::cluster::engines::ClusterHandle>>,
 }
 
 /// The crawl loop's end of a [`CrawlHandle`].
@@ -112,6 +114,7 @@ pub fn channel(pool: PoolControl, metrics: Arc<EngineMetrics>) -> (CrawlHandle, 
             status,
             pool,
             metrics,
+            cluster: None,
         },
         CrawlEnd {
             commands,

@@ -72,6 +72,8 @@ pub enum Hold {
     Go,
     /// Keep it aside, unsent, until the task resumes.
     Park,
+    /// The task's page budget is spoken for: keep it aside, unsent (a shared crawl skips it).
+    Cap,
     /// Drop it.
     Drop,
 }
@@ -104,6 +106,9 @@ pub struct Task {
     pub skipped: u64,
     /// Items extracted and sent to the itemsaver.
     pub items: u64,
+    /// Whether its requests are shared with other engines in Redis: it is done when the
+    /// shared crawl is, not when this engine's count of its open requests says so.
+    pub shared: bool,
 }
 
 impl Task {
@@ -126,14 +131,15 @@ impl Task {
     pub fn hold(&self) -> Hold {
         match self.state {
             TaskState::Closed => Hold::Drop,
-            TaskState::Paused | TaskState::Capped => Hold::Park,
+            TaskState::Paused => Hold::Park,
+            TaskState::Capped => Hold::Cap,
             TaskState::Running | TaskState::Done => {
                 if self
                     .def
                     .max_pages
                     .is_some_and(|max| self.outcomes() + self.in_flight >= max)
                 {
-                    Hold::Park
+                    Hold::Cap
                 } else {
                     Hold::Go
                 }
@@ -146,7 +152,7 @@ impl Task {
         if !matches!(self.state, TaskState::Running | TaskState::Done) {
             return;
         }
-        self.state = if self.open == 0 {
+        self.state = if self.open == 0 && !self.shared {
             TaskState::Done
         } else if self.capped() && self.in_flight == 0 {
             TaskState::Capped
@@ -241,6 +247,8 @@ pub enum TaskError {
 pub struct Tasks {
     list: Vec<Task>,
     by_name: HashMap<String, usize>,
+    /// Whether the crawl is shared with other engines (see [`Task::shared`]).
+    pub shared: bool,
 }
 
 impl Tasks {
@@ -280,6 +288,7 @@ impl Tasks {
             pages_redirected: 0,
             skipped: 0,
             items: 0,
+            shared: self.shared,
         });
         Ok(id)
     }
@@ -339,6 +348,15 @@ impl Tasks {
             .map(|s| s.source.as_str())
     }
 
+    /// Marks every running task of a shared crawl done: the crawl is.
+    pub fn all_done(&mut self) {
+        for t in &mut self.list {
+            if t.state == TaskState::Running {
+                t.state = TaskState::Done;
+            }
+        }
+    }
+
     /// Every task as the admin API shows it.
     pub fn views(&self) -> Vec<TaskView> {
         self.list.iter().map(Task::view).collect()
@@ -389,7 +407,7 @@ mod tests {
         assert_eq!(t.hold(), Hold::Go);
         t.in_flight = 1;
         t.pages_ok = 1;
-        assert_eq!(t.hold(), Hold::Park, "one done and one in flight make two");
+        assert_eq!(t.hold(), Hold::Cap, "one done and one in flight make two");
         t.in_flight = 0;
         t.pages_ok = 2;
         t.open = 3;

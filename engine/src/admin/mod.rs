@@ -5,6 +5,7 @@
 //! Every refusal is a 4xx (or a 502 when a worker cannot be reached) with a JSON body
 //! `{"error": "..."}` saying what was wrong.
 
+mod cluster;
 mod hosts;
 mod tasks;
 
@@ -119,7 +120,15 @@ pub fn router(crawl: CrawlHandle, token: Option<String>, hosts: AllowedHosts) ->
         .route("/api/tasks/{id}", get(tasks::get_one).delete(tasks::close))
         .route("/api/tasks/{id}/pause", post(tasks::pause))
         .route("/api/tasks/{id}/resume", post(tasks::resume))
+        .route("/api/engines", get(cluster::list))
+        .route("/api/engines/{id}", axum::routing::delete(cluster::drain))
+        .route("/api/engines/{id}/pause", post(cluster::pause))
+        .route("/api/engines/{id}/resume", post(cluster::resume))
         .fallback(not_found)
+        .layer(middleware::from_fn_with_state(
+            admin.clone(),
+            cluster::forward,
+        ))
         .layer(middleware::from_fn_with_state(admin.clone(), authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(admin)

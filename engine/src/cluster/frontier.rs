@@ -565,6 +565,61 @@ impl RedisFrontier {
         }
     }
 
+    /// Records task changes for every engine: added tasks in order, states by name.
+    pub async fn record_tasks(
+        &mut self,
+        changes: &[super::tasks::TaskChange],
+    ) -> Result<(), ClusterError> {
+        // The version moves last: an engine that sees it move finds the changes there.
+        let mut pipe = redis::pipe();
+        for change in changes {
+            match change {
+                super::tasks::TaskChange::Added(json) => {
+                    pipe.rpush(format!("{}:tasks", self.prefix), json).ignore();
+                }
+                super::tasks::TaskChange::State(name, state) => {
+                    pipe.hset(
+                        format!("{}:task_states", self.prefix),
+                        name,
+                        super::tasks::state_name(*state),
+                    )
+                    .ignore();
+                }
+            }
+        }
+        pipe.incr(format!("{}:tasks_version", self.prefix), 1)
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn)
+            .await
+            .map_err(redis_err("record a task change"))
+    }
+
+    /// The tasks added after the first `known` and every task state, when the tasks'
+    /// version is not `version` any more: (new version, records, states).
+    #[allow(clippy::type_complexity)]
+    pub async fn tasks_since(
+        &mut self,
+        version: u64,
+        known: usize,
+    ) -> Result<Option<(u64, Vec<String>, Vec<(String, String)>)>, ClusterError> {
+        let now: Option<u64> = redis::cmd("GET")
+            .arg(format!("{}:tasks_version", self.prefix))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("read the tasks' version"))?;
+        let now = now.unwrap_or(0);
+        if now == version {
+            return Ok(None);
+        }
+        let (records, states): (Vec<String>, Vec<(String, String)>) = redis::pipe()
+            .lrange(format!("{}:tasks", self.prefix), known as isize, -1)
+            .hgetall(format!("{}:task_states", self.prefix))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("read the tasks"))?;
+        Ok(Some((now, records, states)))
+    }
+
     /// The key prefix of this crawl (its hash tag).
     pub fn prefix(&self) -> &str {
         &self.prefix

@@ -3,8 +3,10 @@
 //! leases to their queues, moves due retries back, and decides when the crawl is done.
 //! Another engine takes over within the lease's length when it dies.
 
+use super::engines::{self, EngineState};
 use super::frontier::{NewUrl, RedisFrontier};
 use common::registry::{self, Node, NodeKind};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -49,6 +51,7 @@ pub fn spawn(
     mut redis: RedisFrontier,
     node: Node,
     seeds: Vec<NewUrl>,
+    state: Arc<EngineState>,
     stop: CancellationToken,
 ) -> (watch::Receiver<Role>, JoinHandle<()>) {
     let (tx, rx) = watch::channel(Role::Unknown);
@@ -61,7 +64,8 @@ pub fn spawn(
                 _ = stop.cancelled() => break,
                 _ = every.tick() => {}
             }
-            match round(&mut redis, &node, &seeds).await {
+            let role = *tx.borrow();
+            match round(&mut redis, &node, &seeds, role, &state).await {
                 Ok(role) => {
                     failing = false;
                     let before = *tx.borrow();
@@ -101,15 +105,12 @@ async fn round(
     redis: &mut RedisFrontier,
     node: &Node,
     seeds: &[NewUrl],
+    role: Role,
+    state: &EngineState,
 ) -> Result<Role, super::ClusterError> {
     let mut conn = redis.connection();
     let prefix = redis.prefix().to_owned();
-    registry::heartbeat(&mut conn, &prefix, NodeKind::Engine, node, LEADER_TTL)
-        .await
-        .map_err(|e| super::ClusterError::Redis {
-            what: "engine heartbeat",
-            source: e.source,
-        })?;
+    engines::report(&mut conn, &prefix, node, role, state).await?;
     let Some(epoch) = redis.elect(&node.id, LEADER_TTL).await? else {
         return Ok(Role::Follower);
     };

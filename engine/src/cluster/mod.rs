@@ -5,12 +5,14 @@
 //! itemsavers that registered themselves.
 
 pub mod discover;
+pub mod engines;
 mod entry;
 mod frontier;
 pub mod leader;
 pub mod run;
 pub mod settings;
 pub mod shared;
+pub mod tasks;
 
 pub use frontier::{
     Again, Claim, Claimed, ClusterError, Counts, Finished, NewUrl, Offer, RedisFrontier,

@@ -104,7 +104,9 @@ pub async fn run(
         .as_ref()
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.to_string());
+    let engine_state = Arc::new(super::engines::EngineState::default());
     let shared_config = SharedConfig {
+        state: engine_state.clone(),
         engine: engine.clone(),
         robots: config.robots,
         agent: common::USER_AGENT_TOKEN.to_owned(),
@@ -133,7 +135,14 @@ pub async fn run(
         id: engine.clone(),
         addr: cluster.advertise.clone().or(admin_addr).unwrap_or_default(),
     };
-    let (_role, leading) = leader::spawn(redis.clone(), node, seeds, stop.clone());
+    let (role, leading) = leader::spawn(redis.clone(), node, seeds, engine_state, stop.clone());
+    let crawl = crawl.with_cluster(super::engines::ClusterHandle {
+        conn: redis.connection(),
+        prefix: prefix.clone(),
+        engine: engine.clone(),
+        role,
+        forward_wait: std::time::Duration::from_secs(10),
+    });
     info!(crawl = %cluster.crawl, engine = %engine, itemsaver = %itemsaver, "joined the shared crawl");
     let _stop_admin = crate::serve_admin(operate, &crawl);
     let result = crawl.run(Default::default(), shutdown).await;

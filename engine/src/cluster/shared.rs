@@ -24,6 +24,9 @@ use tracing::{debug, info, warn};
 /// one ready sooner than Redis could say.
 const MAX_CLAIM_WAIT: Duration = Duration::from_millis(200);
 
+/// How long a claimed request of a paused task waits before it is looked at again.
+const PAUSED_RETRY: Duration = Duration::from_secs(1);
+
 /// Shortest wait after a claim that found nothing.
 const MIN_CLAIM_WAIT: Duration = Duration::from_millis(10);
 
@@ -53,6 +56,7 @@ enum Pending {
 /// What one loop turn recorded.
 #[derive(Debug, Default)]
 struct Turn {
+    tasks: Vec<super::tasks::TaskChange>,
     ends: Vec<Completion>,
     links: Vec<NewUrl>,
     holds: HashMap<String, Duration>,
@@ -99,9 +103,13 @@ pub struct SharedFrontier {
     lease: Duration,
     counts: Counts,
     done: bool,
+    /// The version of the crawl's tasks this engine took up, and how many it added.
+    tasks_version: u64,
+    tasks_known: usize,
     /// Since when Redis has failed, while it does.
     failing_since: Option<Instant>,
     redis_timeout: Duration,
+    state: std::sync::Arc<super::engines::EngineState>,
 }
 
 impl std::fmt::Debug for SharedFrontier {
@@ -129,6 +137,8 @@ pub struct SharedConfig {
     pub lease: Duration,
     /// How long Redis may fail before the engine gives up.
     pub redis_timeout: Duration,
+    /// This engine's mode (an operator may pause or drain it) and figures.
+    pub state: std::sync::Arc<super::engines::EngineState>,
 }
 
 /// Redis stayed away longer than `--redis_timeout`.
@@ -169,8 +179,11 @@ impl SharedFrontier {
             lease: config.lease,
             counts: Counts::default(),
             done: false,
+            tasks_version: 0,
+            tasks_known: 0,
             failing_since: None,
             redis_timeout: config.redis_timeout,
+            state: config.state,
         }
     }
 
@@ -209,8 +222,17 @@ impl SharedFrontier {
     /// The next claimed request, or why it is not sent.
     pub fn pop(&mut self, hold: impl Fn(&str) -> Hold) -> Option<Popped> {
         let d = self.local.pop_front()?;
-        if hold(&d.request.task) == Hold::Drop {
-            return Some(Popped::Skip(d, "task_closed"));
+        if d.kind == Kind::Page {
+            match hold(&d.request.task) {
+                Hold::Go => {}
+                Hold::Drop => return Some(Popped::Skip(d, "task_closed")),
+                Hold::Cap => return Some(Popped::Skip(d, "task_max_pages")),
+                Hold::Park => {
+                    // A paused task's requests wait in Redis, looked at again now and then.
+                    self.defer(d, PAUSED_RETRY);
+                    return None;
+                }
+            }
         }
         if d.kind == Kind::Page && self.obey_robots {
             match self.rules.get(&d.host) {
@@ -237,6 +259,7 @@ impl SharedFrontier {
     /// Whether a claim may be made now for a free worker slot.
     pub fn may_claim(&self, now: Instant) -> bool {
         !self.done
+            && self.running()
             && self.claiming.is_none()
             && self.failing_since.is_none()
             && self.local.is_empty()
@@ -246,10 +269,29 @@ impl SharedFrontier {
     /// When the next claim may be made, while it is not yet time.
     pub fn next_claim(&self) -> Option<Instant> {
         (!self.done
+            && self.running()
             && self.claiming.is_none()
             && self.failing_since.is_none()
             && self.local.is_empty())
         .then_some(self.claim_at)
+    }
+
+    /// Whether this engine takes new work (not paused or draining).
+    fn running(&self) -> bool {
+        self.state.mode() == super::engines::EngineMode::Running
+    }
+
+    /// Whether this engine was drained and holds nothing more: it leaves the crawl.
+    pub fn drained(&self) -> bool {
+        self.state.mode() == super::engines::EngineMode::Draining && !self.holds_work()
+    }
+
+    fn holds_work(&self) -> bool {
+        !self.local.is_empty()
+            || !self.outbox.is_empty()
+            || !self.awaiting.is_empty()
+            || !self.releases.is_empty()
+            || self.claiming.is_some()
     }
 
     /// Whether a claim is on its way.
@@ -334,6 +376,7 @@ impl SharedFrontier {
                 } else {
                     now
                 };
+                self.state.dispatched(claim.claimed.len() as u64);
                 for c in claim.claimed {
                     self.held.insert(c.lease);
                     match entry::decode(&c.entry, c.lease, c.host.clone()) {
@@ -391,6 +434,12 @@ impl SharedFrontier {
         });
     }
 
+    /// Records a task change for every engine (this engine leads: operators' changes come
+    /// here).
+    pub fn task_changed(&mut self, change: super::tasks::TaskChange) {
+        self.turn.tasks.push(change);
+    }
+
     /// A host answered 429 or 503: it is held for `retry_after`, or a doubling back-off.
     pub fn throttle(&mut self, host: &str, retry_after: Option<Duration>) {
         let backoff = self.backoff.entry(host.to_owned()).or_default();
@@ -432,6 +481,12 @@ impl SharedFrontier {
     /// items are acknowledged). Redis failing keeps them here to send later.
     pub async fn end_turn(&mut self) -> Result<(), RedisGone> {
         let mut turn = std::mem::take(&mut self.turn);
+        if !turn.tasks.is_empty() {
+            // Before the seeds: an engine claiming one knows its task.
+            if let Err(e) = self.redis.record_tasks(&turn.tasks).await {
+                warn!(cause = %e, "could not record a task change for the other engines");
+            }
+        }
         for (host, hold) in &turn.holds {
             if !turn.ends.iter().any(|c| &c.host == host) {
                 // The host's request was reaped meanwhile: its hold still counts.
@@ -517,6 +572,39 @@ impl SharedFrontier {
         Ok(())
     }
 
+    /// Reads what changed in the crawl's tasks since the last look; `None` when nothing did.
+    pub async fn task_news(&mut self) -> Option<super::tasks::TaskNews> {
+        let (version, records, states) = match self
+            .redis
+            .tasks_since(self.tasks_version, self.tasks_known)
+            .await
+        {
+            Ok(Some(news)) => news,
+            Ok(None) => return None,
+            Err(e) => {
+                debug!(cause = %e, "could not read the crawl's tasks");
+                return None;
+            }
+        };
+        self.tasks_version = version;
+        let mut news = super::tasks::TaskNews::default();
+        for record in records {
+            self.tasks_known += 1;
+            match serde_json::from_str::<super::tasks::TaskSpec>(&record)
+                .map_err(|e| e.to_string())
+                .and_then(|s| s.to_def())
+            {
+                Ok(def) => news.added.push(def),
+                Err(why) => warn!(%why, "a task recorded in redis is unusable; skipped"),
+            }
+        }
+        news.states = states
+            .into_iter()
+            .filter_map(|(name, state)| super::tasks::parse_state(&state).map(|s| (name, s)))
+            .collect();
+        Some(news)
+    }
+
     /// Keeps the crawl's view of Redis current: extends the leases held, retries what failed,
     /// and reads whether the crawl is done.
     pub async fn tick(&mut self, now: Instant) -> Result<(), RedisGone> {
@@ -580,11 +668,10 @@ impl SharedFrontier {
     /// Whether the crawl still has work for this engine: it is not done, or this engine
     /// still holds requests or completions.
     pub fn keeps_going(&self) -> bool {
-        !self.done
-            || !self.local.is_empty()
-            || !self.outbox.is_empty()
-            || !self.awaiting.is_empty()
-            || self.claiming.is_some()
+        if self.state.mode() == super::engines::EngineMode::Draining {
+            return self.holds_work();
+        }
+        !self.done || self.holds_work()
     }
 
     /// Gives back the claimed requests not sent (the engine is stopping).

@@ -1,22 +1,87 @@
 //! What the crawl does with an operator's commands: add, pause, resume and close tasks.
 
 use super::Crawl;
+use crate::cluster::tasks::{TaskChange, TaskSpec};
 use crate::control::Command;
+use crate::pool::Job;
 use crate::tasks::{TaskDef, TaskError, TaskState, TaskView};
 use tokio::time::Instant;
-use tracing::info;
+use tracing::{debug, info, warn};
 
 impl Crawl {
     /// Carries out a command and answers it.
     pub(super) fn command(&mut self, command: Command) {
-        let (reply, result) = match command {
-            Command::AddTask(def, reply) => (reply, self.add_task(*def)),
-            Command::PauseTask(id, reply) => (reply, self.pause_task(id)),
-            Command::ResumeTask(id, reply) => (reply, self.resume_task(id)),
-            Command::CloseTask(id, reply) => (reply, self.close_task(id)),
+        let (reply, result, added) = match command {
+            Command::AddTask(def, reply) => (reply, self.add_task(*def), true),
+            Command::PauseTask(id, reply) => (reply, self.pause_task(id), false),
+            Command::ResumeTask(id, reply) => (reply, self.resume_task(id), false),
+            Command::CloseTask(id, reply) => (reply, self.close_task(id), false),
         };
+        if let Ok(view) = &result {
+            self.share_task_change(view, added);
+        }
         // The asker may have gone away (a closed HTTP connection); the command stands.
         let _ = reply.send(result);
+    }
+
+    /// Records an operator's change of a task for the other engines of a shared crawl (the
+    /// leader gets every change: followers forward them).
+    fn share_task_change(&mut self, view: &TaskView, added: bool) {
+        let change = if added {
+            let Ok(task) = self.tasks.by_id_mut(view.id) else {
+                return;
+            };
+            TaskChange::Added(
+                serde_json::to_string(&TaskSpec::from_def(&task.def)).unwrap_or_default(),
+            )
+        } else {
+            TaskChange::State(view.name.clone(), view.state)
+        };
+        if let Some(shared) = self.frontier.shared() {
+            shared.task_changed(change);
+        }
+    }
+
+    /// Takes up the task changes the leader recorded: new tasks (in order, so ids agree) and
+    /// states set by an operator.
+    pub(super) async fn take_task_news(&mut self) {
+        let Some(news) = (match self.frontier.shared() {
+            Some(shared) => shared.task_news().await,
+            None => None,
+        }) else {
+            return;
+        };
+        for def in news.added {
+            if self.tasks.index(&def.name).is_some() {
+                continue;
+            }
+            let job = match &def.spider {
+                Some(run) => Job::Spider(run.source.clone()),
+                None => Job::Parser(def.parser.clone()),
+            };
+            if let Err(why) = self.pool.control().add_job(job).await {
+                warn!(task = %def.name, %why, "no worker can run the crawl's new task yet");
+            }
+            if let Err(e) = self.add_task_seeded(def, false) {
+                warn!(cause = %e, "could not take up the crawl's new task");
+            }
+        }
+        for (name, state) in news.states {
+            let Some(task) = self.tasks.named(&name) else {
+                continue;
+            };
+            let id = task.id;
+            let changed = match (task.state, state) {
+                (now, wanted) if now == wanted => continue,
+                (_, TaskState::Paused) => self.pause_task(id),
+                (TaskState::Paused, TaskState::Running) => self.resume_task(id),
+                (_, TaskState::Closed) => self.close_task(id),
+                _ => continue,
+            };
+            if let Err(e) = changed {
+                debug!(task = %name, cause = %e, "a task change did not apply here");
+            }
+        }
     }
 
     /// Adds a task and queues its seeds. The engine's own task is added the same way.

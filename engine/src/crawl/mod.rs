@@ -105,6 +105,8 @@ pub enum Stopped {
     MaxPages,
     /// A signal asked it to stop; the state can be resumed.
     Interrupted,
+    /// An operator drained this engine out of a shared crawl, which goes on without it.
+    Drained,
 }
 
 impl Stopped {
@@ -113,6 +115,7 @@ impl Stopped {
             Stopped::Done => "done",
             Stopped::MaxPages => "max_pages",
             Stopped::Interrupted => "interrupted",
+            Stopped::Drained => "drained",
         }
     }
 }
@@ -272,6 +275,13 @@ impl Crawl {
     ) -> Crawl {
         self.frontier = Queue::Shared(frontier);
         self.acks = Some(acks);
+        self.tasks.shared = true;
+        self
+    }
+
+    /// Gives the admin API its handle on the shared crawl.
+    pub fn with_cluster(mut self, cluster: crate::cluster::engines::ClusterHandle) -> Crawl {
+        self.handle.cluster = Some(std::sync::Arc::new(cluster));
         self
     }
 
@@ -359,6 +369,13 @@ impl Crawl {
             {
                 break;
             }
+            // Drained out of a shared crawl: it leaves once its requests are done, even when
+            // serving.
+            let drained = matches!(&self.frontier, Queue::Shared(s) if s.drained());
+            if drained && in_flight.is_empty() && self.parsing.is_empty() {
+                info!("drained: leaving the shared crawl, which goes on without this engine");
+                break;
+            }
             let claiming = self.frontier.shared().is_some_and(|s| s.claiming());
             let event = tokio::select! {
                 biased;
@@ -402,7 +419,11 @@ impl Crawl {
                 Event::ClusterTick => {
                     if let Some(shared) = self.frontier.shared() {
                         shared.tick(Instant::now()).await?;
+                        if shared.is_done() {
+                            self.tasks.all_done();
+                        }
                     }
+                    self.take_task_news().await;
                 }
                 Event::Lease(Some(lease)) => {
                     if let Some(call) = self.dispatch(lease) {
@@ -446,6 +467,8 @@ impl Crawl {
             shared.give_back().await?;
             return Ok(if shared.is_done() {
                 Stopped::Done
+            } else if shared.drained() {
+                Stopped::Drained
             } else {
                 Stopped::Interrupted
             });

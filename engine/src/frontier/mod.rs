@@ -326,7 +326,7 @@ impl Frontier {
             if d.kind == Kind::Page {
                 match hold(self.origins.task(&d)) {
                     Hold::Go => {}
-                    Hold::Park => {
+                    Hold::Park | Hold::Cap => {
                         self.parked.push((name.clone(), d));
                         self.schedule(&name, now);
                         continue;

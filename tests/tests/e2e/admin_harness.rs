@@ -112,6 +112,25 @@ impl AdminEngine {
         self.send(method, path, body, token, None).await
     }
 
+    /// Sends a change (without the token) naming it with an idempotency key, so that a repeat
+    /// is answered, not applied again.
+    pub async fn call_with_key(&self, method: &str, path: &str, body: &str, key: &str) -> Answer {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
+        let response = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .header("content-type", "application/json")
+            .header("idempotency-key", key)
+            .body(body.to_owned())
+            .send()
+            .await
+            .expect("admin server answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.expect("body");
+        let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);
+        Answer { status, json, text }
+    }
+
     /// Sends a request (no body, no token) that names the server as `host`, as a page on a
     /// domain that rebinds to this machine would.
     pub async fn call_with_host(&self, method: &str, path: &str, host: &str) -> Answer {

@@ -499,3 +499,151 @@ async fn registered_workers_join_and_leave_every_engines_pool() {
     assert_crawled_despite_a_fault(&site, &cluster.store).await;
     drop(late);
 }
+
+/// The engines of the crawl as engine `e` lists them.
+async fn engines(e: &AdminEngine) -> Vec<serde_json::Value> {
+    e.get("/api/engines")
+        .await
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The view of the engine whose admin server is `e`, in `list`.
+fn view_of<'a>(list: &'a [serde_json::Value], e: &AdminEngine) -> &'a serde_json::Value {
+    let addr = e.base.trim_start_matches("http://");
+    list.iter()
+        .find(|v| v["addr"] == addr)
+        .unwrap_or_else(|| panic!("no engine at {addr} in {list:#?}"))
+}
+
+/// Polls `/api/engines` on `e` (bounded) until `ready` holds.
+async fn wait_for_engines(
+    e: &AdminEngine,
+    what: &str,
+    ready: impl Fn(&[serde_json::Value]) -> bool,
+) -> Vec<serde_json::Value> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let list = engines(e).await;
+        if ready(&list) {
+            return list;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "waited for {what}; engines: {list:#?}"
+        );
+        // Engines report once a second: there is no event to wait on.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_changes_through_a_follower_apply_once_on_every_engine() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let site = TestSite::start_slowly(PAGES, Duration::from_millis(200))
+        .await
+        .expect("site");
+    let other = TestSite::start_slowly(30, Duration::from_millis(100))
+        .await
+        .expect("second site");
+    let flags = ["--per_host=2".to_owned(), "--serve".to_owned()];
+    let one = AdminEngine::start(dir.path(), &cluster.flags("admin", &flags), None).await;
+    let mut first = vec!["--seed".to_owned(), site.url("/")];
+    first.extend_from_slice(&flags);
+    let two = AdminEngine::start(dir.path(), &cluster.flags("admin", &first), None).await;
+    let list = wait_for_engines(&one, "two engines, one leading", |l| {
+        l.len() == 2 && l.iter().filter(|e| e["role"] == "leader").count() == 1
+    })
+    .await;
+    let (leader, follower) = if view_of(&list, &one)["role"] == "leader" {
+        (one, two)
+    } else {
+        (two, one)
+    };
+    site.wait_for_hits(5).await;
+
+    // A task added through the follower runs once, on both engines; a repeat of the change
+    // (same idempotency key) gets the first answer and changes nothing.
+    let body = format!(r#"{{"name": "second", "seeds": ["{}"]}}"#, other.url("/"));
+    let added = follower
+        .call_with_key("POST", "/api/tasks", &body, "add-second")
+        .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let again = follower
+        .call_with_key("POST", "/api/tasks", &body, "add-second")
+        .await;
+    assert_eq!(
+        (again.status, &again.json),
+        (201, &added.json),
+        "answered as before"
+    );
+    for e in [&leader, &follower] {
+        e.wait_for("the new task on every engine", |s| {
+            s["tasks"]
+                .as_array()
+                .is_some_and(|t| t.iter().filter(|t| t["name"] == "second").count() == 1)
+        })
+        .await;
+    }
+
+    // Pausing the follower freezes its share while the leader goes on.
+    let id = view_of(&engines(&leader).await, &follower)["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let paused = follower
+        .call("POST", &format!("/api/engines/{id}/pause"), None, false)
+        .await;
+    assert_eq!(paused.status, 200, "{}", paused.text);
+    let list = wait_for_engines(&leader, "the follower paused", |l| {
+        view_of(l, &follower)["state"] == "paused"
+    })
+    .await;
+    // Its requests in flight finish; then it sends nothing more.
+    let frozen = view_of(&list, &follower)["dispatched"]
+        .as_u64()
+        .expect("dispatched");
+    let leader_before = view_of(&list, &leader)["dispatched"]
+        .as_u64()
+        .expect("dispatched");
+    wait_for_engines(&leader, "the leader to go on", |l| {
+        view_of(l, &leader)["dispatched"].as_u64() >= Some(leader_before + 10)
+    })
+    .await;
+    let list = engines(&leader).await;
+    assert_eq!(
+        view_of(&list, &follower)["dispatched"].as_u64(),
+        Some(frozen),
+        "a paused engine claims nothing"
+    );
+
+    // Draining it (through itself, so the change is forwarded) makes it exit 0.
+    let drained = follower
+        .call("DELETE", &format!("/api/engines/{id}"), None, false)
+        .await;
+    assert_eq!(drained.status, 202, "{}", drained.text);
+    let drained = follower.wait().await.succeeded("the drained engine");
+    assert_eq!(drained.summary()["stopped"], "drained");
+
+    // The leader finishes both tasks alone: every page of both sites once, their items kept.
+    leader
+        .wait_for("the crawl to finish", |s| {
+            s["state"] == "idle" && s["queued"] == 0
+        })
+        .await;
+    let leader_run = leader.stop().await.succeeded("the leader");
+    for s in [&site, &other] {
+        assert_each_page_fetched_once(s);
+    }
+    let items = export(&cluster.store).await;
+    let (own, second): (Vec<_>, Vec<_>) = items.into_iter().partition(|i| i["task"] != "second");
+    assert_items_match_site(&own, &site);
+    assert_items_match_site(&second, &other);
+    let pages = |run: &EngineRun| pages_ok(run);
+    assert_eq!(
+        pages(&drained) + pages(&leader_run),
+        (site.site.ok_paths().len() + other.site.ok_paths().len()) as u64
+    );
+}

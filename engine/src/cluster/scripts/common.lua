@@ -97,6 +97,8 @@ local function offer(host, fp, shard, entry, robots, bounded, max_queue, per_hos
   redis.call('RPUSH', q, entry)
   redis.call('INCR', K .. ':queued')
   reschedule(host, per_host)
+  -- New work reopens a crawl that was done (a task added to engines that serve).
+  redis.call('DEL', K .. ':done')
   return 0
 end
 

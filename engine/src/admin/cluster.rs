@@ -1,0 +1,284 @@
+//! The admin API of a shared crawl: the engines of the crawl, pausing, resuming and draining
+//! any of them, and changes sent to any engine carried out by the leader.
+//!
+//! A follower forwards every change to the leader's admin address (from the engine registry)
+//! with an idempotency key it chose, reused on every retry; the leader keeps each key's answer
+//! for an hour and answers a repeat with it, so a change sent during a failover is applied once.
+//! While no leader is known the follower keeps trying for a few seconds, then answers 503.
+
+use super::{Admin, ApiError, ApiResult};
+use crate::cluster::engines::{self, ClusterHandle, EngineMode, EngineView};
+use crate::cluster::leader::Role;
+use axum::Json;
+use axum::body::{Body, to_bytes};
+use axum::extract::{Path, Request, State};
+use axum::http::{HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::time::Duration;
+use tracing::{debug, warn};
+
+/// The header naming a change, so that a repeat of it is answered, not applied again.
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// The header marking a change forwarded by another engine (forwarded at most once).
+const FORWARDED: &str = "x-spinneret-forwarded";
+
+/// How long a change's answer is kept for repeats of its key.
+const KEEP_ANSWERS: Duration = Duration::from_secs(3_600);
+
+/// Largest answer kept or forwarded.
+const MAX_ANSWER_BYTES: usize = 1 << 20;
+
+fn cluster(admin: &Admin) -> ApiResult<&ClusterHandle> {
+    admin.crawl.cluster.as_deref().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "this engine is not in cluster mode (start it with --redis and --crawl)",
+        )
+    })
+}
+
+fn unavailable(e: impl std::fmt::Display) -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("redis is unavailable: {e}"),
+    )
+}
+
+/// `GET /api/engines`: every engine of the crawl.
+pub(super) async fn list(State(admin): State<Admin>) -> ApiResult<Json<Vec<EngineView>>> {
+    let c = cluster(&admin)?;
+    let mut conn = c.conn.clone();
+    Ok(Json(
+        engines::list(&mut conn, &c.prefix)
+            .await
+            .map_err(unavailable)?,
+    ))
+}
+
+async fn ask(admin: &Admin, id: &str, mode: EngineMode) -> ApiResult<Json<EngineView>> {
+    let c = cluster(admin)?;
+    let mut conn = c.conn.clone();
+    engines::ask(&mut conn, &c.prefix, id, mode)
+        .await
+        .map_err(unavailable)?
+        .map(Json)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("no engine of this crawl has id {id:?}"),
+            )
+        })
+}
+
+/// `POST /api/engines/{id}/pause`.
+pub(super) async fn pause(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EngineView>> {
+    ask(&admin, &id, EngineMode::Paused).await
+}
+
+/// `POST /api/engines/{id}/resume`.
+pub(super) async fn resume(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EngineView>> {
+    ask(&admin, &id, EngineMode::Running).await
+}
+
+/// `DELETE /api/engines/{id}`: the engine finishes its requests in flight and exits 0.
+pub(super) async fn drain(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<EngineView>)> {
+    let view = ask(&admin, &id, EngineMode::Draining).await?;
+    Ok((StatusCode::ACCEPTED, view))
+}
+
+/// Sends a change to the leader when this engine is a follower, and answers a repeat of a
+/// change (same idempotency key) on the leader with its first answer.
+pub(super) async fn forward(State(admin): State<Admin>, request: Request, next: Next) -> Response {
+    let Some(c) = admin.crawl.cluster.clone() else {
+        return next.run(request).await;
+    };
+    if matches!(*request.method(), Method::GET | Method::HEAD) {
+        return next.run(request).await;
+    }
+    let key = request
+        .headers()
+        .get(IDEMPOTENCY_KEY)
+        .and_then(|k| k.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 200)
+        .map(str::to_owned);
+    if matches!(*c.role.borrow(), Role::Leader(_)) {
+        return match key {
+            Some(key) => apply_once(&c, &key, request, next).await,
+            None => next.run(request).await,
+        };
+    }
+    if request.headers().contains_key(FORWARDED) {
+        // Sent here as to the leader, which this engine no longer is: the sender retries.
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this engine is not the leader (any more); try again",
+        )
+        .into_response();
+    }
+    let key = key.unwrap_or_else(new_key);
+    to_leader(&c, &key, request).await
+}
+
+/// An idempotency key for a change that came without one.
+fn new_key() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!(
+        "{:016x}{:08x}",
+        common::fingerprint(&format!("{now}:{}", std::process::id())),
+        now as u32
+    )
+}
+
+/// Carries out a change once per key: a repeat gets the first answer.
+async fn apply_once(c: &ClusterHandle, key: &str, request: Request, next: Next) -> Response {
+    let stored_key = format!("{}:idem:{key}", c.prefix);
+    let mut conn = c.conn.clone();
+    let stored: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
+        .arg(&stored_key)
+        .query_async(&mut conn)
+        .await;
+    match stored {
+        Ok(Some(bytes)) => {
+            if let Some(response) = decode_answer(&bytes) {
+                debug!(key, "a repeated change: answered as before");
+                return response;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => return unavailable(e).into_response(),
+    }
+    let response = next.run(request).await;
+    let (parts, body) = response.into_parts();
+    let bytes = to_bytes(body, MAX_ANSWER_BYTES).await.unwrap_or_default();
+    let mut record = Vec::with_capacity(bytes.len() + 2);
+    record.extend_from_slice(&parts.status.as_u16().to_be_bytes());
+    record.extend_from_slice(&bytes);
+    let kept: Result<(), _> = redis::cmd("SET")
+        .arg(&stored_key)
+        .arg(record)
+        .arg("EX")
+        .arg(KEEP_ANSWERS.as_secs())
+        .query_async(&mut conn)
+        .await;
+    if let Err(e) = kept {
+        warn!(key, cause = %e, "could not keep a change's answer; a repeat may apply it again");
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+fn decode_answer(bytes: &[u8]) -> Option<Response> {
+    let (status, body) = bytes.split_at_checked(2)?;
+    let status = StatusCode::from_u16(u16::from_be_bytes([status[0], status[1]])).ok()?;
+    Some(
+        (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            body.to_vec(),
+        )
+            .into_response(),
+    )
+}
+
+/// Sends a change to the leader, retrying with the same key until one answers or
+/// `forward_wait` passes.
+async fn to_leader(c: &ClusterHandle, key: &str, request: Request) -> Response {
+    let (parts, body) = request.into_parts();
+    let Ok(body) = to_bytes(body, super::MAX_BODY_BYTES).await else {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the request body is too large",
+        )
+        .into_response();
+    };
+    let path = parts
+        .uri
+        .path_and_query()
+        .map_or("/", |p| p.as_str())
+        .to_owned();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap_or_default();
+    let deadline = tokio::time::Instant::now() + c.forward_wait;
+    let mut last;
+    loop {
+        match leader_addr(c).await {
+            Ok(Some(addr)) => {
+                let mut call = http
+                    .request(parts.method.clone(), format!("http://{addr}{path}"))
+                    .header(IDEMPOTENCY_KEY, key)
+                    .header(FORWARDED, "1")
+                    .body(body.clone());
+                for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
+                    if let Some(value) = parts.headers.get(&name) {
+                        call = call.header(name, value.clone());
+                    }
+                }
+                match call.send().await {
+                    Ok(answer) if answer.status() != StatusCode::SERVICE_UNAVAILABLE => {
+                        let status = answer.status();
+                        let bytes = answer.bytes().await.unwrap_or_default();
+                        return (
+                            status,
+                            [(
+                                header::CONTENT_TYPE,
+                                HeaderValue::from_static("application/json"),
+                            )],
+                            bytes.to_vec(),
+                        )
+                            .into_response();
+                    }
+                    Ok(answer) => {
+                        last = format!("the leader at {addr} answered {}", answer.status())
+                    }
+                    Err(e) => last = format!("the leader at {addr} did not answer: {e}"),
+                }
+            }
+            Ok(None) => last = "no leader is known".into(),
+            Err(e) => last = format!("redis: {e}"),
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("{last}; the change was not applied, try again"),
+            )
+            .into_response();
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// The admin address of the engine holding the leader lease.
+async fn leader_addr(c: &ClusterHandle) -> Result<Option<String>, redis::RedisError> {
+    let mut conn = c.conn.clone();
+    let held: Option<String> = redis::cmd("GET")
+        .arg(format!("{}:leader", c.prefix))
+        .query_async(&mut conn)
+        .await?;
+    let Some((engine, _epoch)) = held.as_deref().and_then(|h| h.rsplit_once(':')) else {
+        return Ok(None);
+    };
+    let addr: Option<String> = redis::cmd("HGET")
+        .arg(format!("{}:node:{engine}", c.prefix))
+        .arg("addr")
+        .query_async(&mut conn)
+        .await?;
+    Ok(addr.filter(|a| !a.is_empty()))
+}

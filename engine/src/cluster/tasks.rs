@@ -1,0 +1,106 @@
+//! A shared crawl's tasks in Redis: the leader records each task added through the admin API
+//! and each change of a task's state, and every engine takes them up on its next tick, in the
+//! order they were added, so that task ids agree across engines.
+
+use crate::config::SpiderRun;
+use crate::tasks::{TaskDef, TaskState};
+use serde::{Deserialize, Serialize};
+
+/// A task as stored in Redis.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskSpec {
+    name: String,
+    seeds: Vec<String>,
+    parser: String,
+    spider: Option<String>,
+    max_pages: Option<u64>,
+    max_depth: Option<u32>,
+    allow_domains: Vec<String>,
+}
+
+impl TaskSpec {
+    /// The record of a task.
+    pub fn from_def(def: &TaskDef) -> TaskSpec {
+        TaskSpec {
+            name: def.name.clone(),
+            seeds: def.seeds.iter().map(|u| u.to_string()).collect(),
+            parser: def.parser.clone(),
+            spider: def.spider.as_ref().map(|s| s.source.clone()),
+            max_pages: def.max_pages,
+            max_depth: def.max_depth,
+            allow_domains: def.allow_domains.clone(),
+        }
+    }
+
+    /// The task again (its spider compiled); why not, when the record is unusable.
+    pub fn to_def(&self) -> Result<TaskDef, String> {
+        let seeds = self
+            .seeds
+            .iter()
+            .map(|s| crate::parse_seed(s).map_err(|e| e.to_string()))
+            .collect::<Result<_, _>>()?;
+        let spider = match &self.spider {
+            None => None,
+            Some(source) => {
+                let compiled = worker::spider::compile("a task's spider", source)
+                    .map_err(|e| e.to_string())?;
+                Some(SpiderRun {
+                    name: compiled.spec.name.clone(),
+                    hash: compiled.hash,
+                    start_rule: compiled.start_rule.clone(),
+                    source: source.clone(),
+                })
+            }
+        };
+        Ok(TaskDef {
+            name: self.name.clone(),
+            seeds,
+            parser: self.parser.clone(),
+            spider,
+            max_pages: self.max_pages,
+            max_depth: self.max_depth,
+            allow_domains: self.allow_domains.clone(),
+        })
+    }
+}
+
+/// A task change to record for every engine.
+#[derive(Clone, Debug)]
+pub enum TaskChange {
+    /// A task was added (its JSON record).
+    Added(String),
+    /// A task's state changed.
+    State(String, TaskState),
+}
+
+/// The name of a state as stored.
+pub fn state_name(state: TaskState) -> &'static str {
+    match state {
+        TaskState::Running => "running",
+        TaskState::Paused => "paused",
+        TaskState::Closed => "closed",
+        TaskState::Capped => "capped",
+        TaskState::Done => "done",
+    }
+}
+
+/// A stored state name read back.
+pub fn parse_state(name: &str) -> Option<TaskState> {
+    Some(match name {
+        "running" => TaskState::Running,
+        "paused" => TaskState::Paused,
+        "closed" => TaskState::Closed,
+        "capped" => TaskState::Capped,
+        "done" => TaskState::Done,
+        _ => return None,
+    })
+}
+
+/// What changed in the crawl's tasks since an engine last looked.
+#[derive(Debug, Default)]
+pub struct TaskNews {
+    /// Tasks added, in order.
+    pub added: Vec<TaskDef>,
+    /// Every task's state an operator set, by name.
+    pub states: Vec<(String, TaskState)>,
+}
