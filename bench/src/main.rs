@@ -196,6 +196,32 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     );
     let items_per_s = itemsaver_items_per_s(dir.path(), sizes.items).await?;
 
+    step(
+        8,
+        "cluster_pages_per_s: two engines share the crawl in Redis, with two workers and an itemsaver",
+    );
+    server.reset();
+    let cluster = match find_redis_server() {
+        Some(redis_server) => Some(
+            cluster_crawl(
+                &bins,
+                dir.path(),
+                &redis_server,
+                &server,
+                &crawl_flags,
+                c,
+                sizes.pages,
+                sizes.seen[0],
+            )
+            .await?,
+        ),
+        None => {
+            eprintln!("    skipped: no redis-server (scripts/deps.sh installs it)");
+            None
+        }
+    };
+    server.reset();
+
     let num = |v: &Value| v.as_f64().unwrap_or(0.0);
     let inprocess_pps = num(&inprocess["pages_per_sec"]);
     let distributed_pps = num(&distributed["pages_per_sec"]);
@@ -213,6 +239,12 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         "itemsaver_items_per_s": round(items_per_s),
         "ratio_distributed_to_inprocess": round3(distributed_pps / inprocess_pps.max(1e-9)),
         "ratio_inprocess_to_parse_ceiling": round3(inprocess_pps / parse_ceiling.max(1e-9)),
+        "cluster_pages_per_s": cluster.as_ref().map(|c| round(c.pages_per_s)),
+        "ratio_cluster_to_distributed": cluster.as_ref().map(|c| round3(c.pages_per_s / distributed_pps.max(1e-9))),
+        "ratio_cluster_to_inprocess": cluster.as_ref().map(|c| round3(c.pages_per_s / inprocess_pps.max(1e-9))),
+        "redis_cmds_per_page": cluster.as_ref().map(|c| round3(c.cmds_per_page)),
+        "redis_bytes_per_seen_url": cluster.as_ref().map(|c| round3(c.seen_bytes_per_url)),
+        "redis_bytes_per_queued_url": cluster.as_ref().map(|c| round(c.queued_bytes_per_url)),
         "correctness": {
             "pages": sizes.pages,
             "pages_fetched": tally.fetched,
@@ -221,6 +253,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             "missing": tally.missing,
             "items_stored": items_stored,
             "inprocess_exact": exact(&inprocess_tally, sizes.pages),
+            "cluster_exact": cluster.as_ref().map(|c| c.exact),
+            "cluster_engine_shares": cluster.as_ref().map(|c| c.shares.clone()),
         },
         "context": {
             "cores": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -229,6 +263,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             "latency_ms": args.latency_ms,
             "latency_bound_pages": sizes.latency_pages,
             "seen_bytes_per_url_at": { sizes.seen[0].to_string(): round(seen[0]), sizes.seen[1].to_string(): round(seen[1]) },
+            "redis_bytes_measured_at_urls": sizes.seen[0],
             "items_saved_in_store_bench": sizes.items,
             "binaries": bins.display().to_string(),
         }
@@ -239,6 +274,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     }
     std::fs::write(&args.out, serde_json::to_string_pretty(&report)?)?;
     println!("report written to {}", args.out.display());
+    if cluster.as_ref().is_some_and(|c| !c.exact) {
+        bail!("the cluster crawl was not exact");
+    }
     if !exact(&tally, sizes.pages) || items_stored != sizes.pages as u64 {
         bail!(
             "the distributed crawl was not exact: {tally:?}, {items_stored} items stored for {} pages",
@@ -501,7 +539,7 @@ fn cpu_model() -> String {
 }
 
 fn print_table(report: &Value) {
-    let targets: [(&str, &str); 13] = [
+    let targets: [(&str, &str); 19] = [
         ("server_raw_pages_per_s", ""),
         ("parse_ceiling_pages_per_s", ""),
         ("inprocess_pages_per_s", ""),
@@ -515,10 +553,214 @@ fn print_table(report: &Value) {
         ("itemsaver_items_per_s", ">= 100000"),
         ("ratio_distributed_to_inprocess", ">= 0.9"),
         ("ratio_inprocess_to_parse_ceiling", ">= 0.7"),
+        ("cluster_pages_per_s", ""),
+        ("ratio_cluster_to_distributed", ">= 0.8"),
+        ("ratio_cluster_to_inprocess", ""),
+        ("redis_cmds_per_page", "<= 3"),
+        ("redis_bytes_per_seen_url", "<= 16"),
+        ("redis_bytes_per_queued_url", ""),
     ];
     println!("{:<34} {:>14}  target", "measure", "value");
     for (key, target) in targets {
         println!("{key:<34} {:>14}  {target}", report[key].to_string());
     }
     println!("correctness: {}", report["correctness"]);
+}
+
+/// What the cluster run measured.
+struct ClusterFigures {
+    pages_per_s: f64,
+    cmds_per_page: f64,
+    seen_bytes_per_url: f64,
+    queued_bytes_per_url: f64,
+    exact: bool,
+    shares: Vec<u64>,
+}
+
+fn find_redis_server() -> Option<PathBuf> {
+    let path = std::env::var_os("REDIS_SERVER")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/redis-server"));
+    path.exists().then_some(path)
+}
+
+/// Starts a redis-server on a free loopback port in `dir` (append-only file on, as the
+/// README asks) and waits until it answers.
+async fn start_redis(binary: &Path, dir: &Path) -> anyhow::Result<(Child, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let child = Command::new(binary)
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "everysec"])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?;
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let started = Instant::now();
+    loop {
+        if let Ok(mut conn) = common::redis_conn::RedisConn::connect(&url).await
+            && redis::cmd("PING")
+                .query_async::<String>(&mut conn)
+                .await
+                .is_ok()
+        {
+            return Ok((child, url));
+        }
+        if started.elapsed() > Duration::from_secs(20) {
+            bail!("redis-server did not answer on port {port}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Two engines crawl the site as one shared crawl; then the Redis memory of `urls` URLs is
+/// measured on a crawl of its own.
+#[allow(clippy::too_many_arguments)]
+async fn cluster_crawl(
+    bins: &Path,
+    dir: &Path,
+    redis_server: &Path,
+    server: &Server,
+    crawl_flags: &[String],
+    c: usize,
+    pages: usize,
+    urls: usize,
+) -> anyhow::Result<ClusterFigures> {
+    let redis_dir = dir.join("redis");
+    std::fs::create_dir_all(&redis_dir)?;
+    let (_redis, url) = start_redis(redis_server, &redis_dir).await?;
+    let store = dir.join("cluster.db");
+    let saver = spawn_server(
+        bins,
+        "itemsaver",
+        &[
+            format!("--store={}", store.display()),
+            format!("--redis={url}"),
+        ],
+    )
+    .await?;
+    let workers = [
+        spawn_server(
+            bins,
+            "worker",
+            &[format!("--concurrency={c}"), format!("--redis={url}")],
+        )
+        .await?,
+        spawn_server(
+            bins,
+            "worker",
+            &[format!("--concurrency={c}"), format!("--redis={url}")],
+        )
+        .await?,
+    ];
+    let cluster = [format!("--redis={url}"), "--crawl=bench".to_owned()];
+    let mut first = crawl_flags.to_vec();
+    first.extend_from_slice(&cluster);
+    let mut second: Vec<String> = crawl_flags
+        .iter()
+        .filter(|f| !f.starts_with("--seed"))
+        .cloned()
+        .collect();
+    second.extend_from_slice(&cluster);
+    let dir_a = dir.join("engine-a");
+    let dir_b = dir.join("engine-b");
+    std::fs::create_dir_all(&dir_a)?;
+    std::fs::create_dir_all(&dir_b)?;
+    let (a, b) = tokio::try_join!(engine(bins, &dir_a, &first), engine(bins, &dir_b, &second))?;
+    let tally = server.tally();
+    drop((saver, workers));
+    let items = itemsaver::Store::open(&store)?.count(None)?;
+    let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
+    let done = |v: &Value| {
+        num(v, "pages_ok")
+            + v["pages_failed"]
+                .as_object()
+                .map_or(0.0, |m| m.values().filter_map(Value::as_f64).sum())
+    };
+    let fetched = done(&a) + done(&b);
+    let elapsed = num(&a, "elapsed_secs")
+        .max(num(&b, "elapsed_secs"))
+        .max(1e-9);
+    let cmds = num(&a, "redis_commands") + num(&b, "redis_commands");
+    let (seen_bytes, queued_bytes) = redis_memory(&url, urls).await?;
+    Ok(ClusterFigures {
+        pages_per_s: fetched / elapsed,
+        cmds_per_page: cmds / fetched.max(1.0),
+        seen_bytes_per_url: seen_bytes,
+        queued_bytes_per_url: queued_bytes,
+        exact: exact(&tally, pages) && items == pages as u64,
+        shares: vec![done(&a) as u64, done(&b) as u64],
+    })
+}
+
+/// Bytes of Redis memory per URL in a crawl's seen set and in its queues, with `n` URLs of
+/// the shape the bench's site has, on 1,000 hosts, offered the way engines offer links.
+async fn redis_memory(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
+    use engine::cluster::{RedisFrontier, RedisFrontierConfig, SEEN_SHARDS};
+    let conn = RedisFrontier::connect(url).await?;
+    let mut frontier = RedisFrontier::new(
+        conn.clone(),
+        "memory",
+        RedisFrontierConfig {
+            per_host: 8,
+            delay: Duration::ZERO,
+            lease: Duration::from_secs(15),
+            max_queue_per_host: usize::MAX,
+        },
+    );
+    let batch = 2_000;
+    for start in (0..n).step_by(batch) {
+        let def = engine::tasks::TaskDef {
+            name: "default".into(),
+            seeds: (start..(start + batch).min(n))
+                .map(|k| {
+                    url::Url::parse(&format!(
+                        "http://site{}.example/articles/{k}/index.html",
+                        k % 1_000
+                    ))
+                })
+                .collect::<Result<_, _>>()?,
+            parser: "links".into(),
+            spider: None,
+            max_pages: None,
+            max_depth: None,
+            allow_domains: Vec::new(),
+        };
+        frontier
+            .offer(&engine::cluster::seed_urls(&def, false), true)
+            .await?;
+    }
+    let mut conn = conn;
+    let usage = |keys: Vec<String>| {
+        let mut pipe = redis::pipe();
+        for key in keys {
+            pipe.cmd("MEMORY")
+                .arg("USAGE")
+                .arg(key)
+                .arg("SAMPLES")
+                .arg(0);
+        }
+        pipe
+    };
+    let seen: Vec<String> = (0..SEEN_SHARDS)
+        .map(|s| format!("{}:seen:{s}", frontier.prefix()))
+        .collect();
+    let queues: Vec<String> = (0..1_000)
+        .map(|h| format!("{}:q:site{h}.example:80", frontier.prefix()))
+        .collect();
+    let seen: Vec<Option<u64>> = usage(seen).query_async(&mut conn).await?;
+    let queues: Vec<Option<u64>> = usage(queues).query_async(&mut conn).await?;
+    let per = |v: Vec<Option<u64>>| v.into_iter().flatten().sum::<u64>() as f64 / n as f64;
+    Ok((per(seen), per(queues)))
 }

@@ -8,11 +8,20 @@
 use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// A connection to a single Redis server (reconnecting on its own) or to a Redis Cluster
-/// (following its slots); cheap to clone.
+/// (following its slots), counting the commands sent; cheap to clone (clones share the
+/// connection and the count).
 #[derive(Clone)]
-pub enum RedisConn {
+pub struct RedisConn {
+    link: Link,
+    sent: Arc<AtomicU64>,
+}
+
+#[derive(Clone)]
+enum Link {
     /// One server.
     Single(ConnectionManager),
     /// A Redis Cluster.
@@ -21,9 +30,9 @@ pub enum RedisConn {
 
 impl std::fmt::Debug for RedisConn {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            RedisConn::Single(_) => "RedisConn::Single",
-            RedisConn::Cluster(_) => "RedisConn::Cluster",
+        f.write_str(match self.link {
+            Link::Single(_) => "RedisConn::Single",
+            Link::Cluster(_) => "RedisConn::Cluster",
         })
     }
 }
@@ -97,25 +106,38 @@ impl RedisConn {
         match parse_target(spec) {
             RedisTarget::Single(url) => {
                 let client = redis::Client::open(url.as_str()).map_err(fail)?;
-                Ok(RedisConn::Single(
+                Ok(RedisConn::over(Link::Single(
                     ConnectionManager::new(client).await.map_err(fail)?,
-                ))
+                )))
             }
             RedisTarget::Cluster(nodes) => {
                 let client = redis::cluster::ClusterClient::new(nodes).map_err(fail)?;
-                Ok(RedisConn::Cluster(
+                Ok(RedisConn::over(Link::Cluster(
                     client.get_async_connection().await.map_err(fail)?,
-                ))
+                )))
             }
         }
+    }
+
+    fn over(link: Link) -> RedisConn {
+        RedisConn {
+            link,
+            sent: Arc::default(),
+        }
+    }
+
+    /// Commands sent so far through this connection and its clones (a script call is one).
+    pub fn commands_sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
     }
 }
 
 impl ConnectionLike for RedisConn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
-        match self {
-            RedisConn::Single(c) => c.req_packed_command(cmd),
-            RedisConn::Cluster(c) => c.req_packed_command(cmd),
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        match &mut self.link {
+            Link::Single(c) => c.req_packed_command(cmd),
+            Link::Cluster(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -125,16 +147,18 @@ impl ConnectionLike for RedisConn {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        match self {
-            RedisConn::Single(c) => c.req_packed_commands(pipeline, offset, count),
-            RedisConn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        self.sent
+            .fetch_add(pipeline.len() as u64, Ordering::Relaxed);
+        match &mut self.link {
+            Link::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Link::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
         }
     }
 
     fn get_db(&self) -> i64 {
-        match self {
-            RedisConn::Single(c) => c.get_db(),
-            RedisConn::Cluster(c) => c.get_db(),
+        match &self.link {
+            Link::Single(c) => c.get_db(),
+            Link::Cluster(c) => c.get_db(),
         }
     }
 }

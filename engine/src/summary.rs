@@ -73,6 +73,9 @@ pub struct Summary {
     pub rpc_calls: u64,
     /// Bytes the engine's RPC connections carried, both ways (0 in single-machine mode).
     pub rpc_bytes: u64,
+    /// Commands this engine sent to Redis (cluster mode; a script call is one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis_commands: Option<u64>,
 }
 
 /// The CPU time this process used so far in seconds (Linux `/proc/self/stat`), if known.

@@ -171,28 +171,59 @@ async fn an_expired_lease_returns_its_request_and_completing_twice_changes_nothi
 }
 
 #[tokio::test]
-async fn the_seen_set_stays_in_compact_integer_sets() {
+async fn the_seen_set_stays_in_compact_integer_sets_of_at_most_16_bytes_a_url_at_a_million() {
+    const URLS: u64 = 1_000_000;
     let redis = RedisServer::start().await;
     let mut f = frontier(
         &redis,
         RedisFrontierConfig {
-            max_queue_per_host: 1_000_000,
+            max_queue_per_host: usize::MAX,
             ..config()
         },
     )
     .await;
-    let urls: Vec<NewUrl> = (0..20_000)
-        .map(|n| NewUrl {
-            entry: Vec::new(),
-            ..url(&format!("h{}.test:80", n % 50), n)
-        })
+    // Marked seen the way offer does (SADD of the fingerprint to its shard), in big pipelines:
+    // a million offers through the scripts would only make the test slow.
+    let mut conn = RedisFrontier::connect(&redis.url()).await.expect("connect");
+    let fingerprints: Vec<u64> = (0..URLS)
+        .map(|n| common::fingerprint(&format!("http://h{}.test/{n}", n % 1_000)))
         .collect();
-    for chunk in urls.chunks(2_000) {
-        f.offer(chunk, true).await.expect("offer");
+    for chunk in fingerprints.chunks(50_000) {
+        let mut pipe = redis::pipe();
+        for fp in chunk {
+            pipe.sadd(f.seen_shard_key(*fp), *fp as i64).ignore();
+        }
+        pipe.query_async::<()>(&mut conn).await.expect("sadd");
     }
-    let key = f.seen_shard_key(urls[0].fingerprint);
+    // And one offered through the script, which must find it seen.
+    let seen = NewUrl {
+        fingerprint: fingerprints[7],
+        ..url("h7.test:80", 7)
+    };
+    assert_eq!(
+        f.offer(&[seen], true).await.expect("offer"),
+        vec![Offer::Seen]
+    );
+    let mut bytes = 0u64;
+    let mut pipe = redis::pipe();
+    for shard in 0..engine::cluster::SEEN_SHARDS {
+        pipe.cmd("MEMORY")
+            .arg("USAGE")
+            .arg(f.seen_shard_key(shard))
+            .arg("SAMPLES")
+            .arg(0);
+    }
+    let usages: Vec<Option<u64>> = pipe.query_async(&mut conn).await.expect("memory usage");
+    bytes += usages.into_iter().flatten().sum::<u64>();
+    let per_url = bytes as f64 / URLS as f64;
+    assert!(
+        per_url <= 16.0,
+        "{per_url:.1} bytes a seen URL at a million"
+    );
+    let key = f.seen_shard_key(fingerprints[0]);
     let encoding = redis.command(&format!("OBJECT ENCODING {key}")).await;
     assert!(encoding.contains("intset"), "{key}: {encoding}");
+    eprintln!("seen set: {per_url:.2} bytes a URL at {URLS} URLs, {key} is {encoding:?}");
 }
 
 #[tokio::test]

@@ -124,6 +124,27 @@ pub struct Claim {
     pub next: Option<Duration>,
 }
 
+/// One change of a [`RedisFrontier::settle`] batch.
+#[derive(Clone, Copy, Debug)]
+pub enum SettleOp<'a> {
+    /// A lease's host slot goes back and its page's links are queued (see `release`).
+    Release {
+        /// The lease.
+        lease: u64,
+        /// The page's new links.
+        links: &'a [NewUrl],
+    },
+    /// A lease ends (see `complete`).
+    Complete {
+        /// The lease.
+        lease: u64,
+        /// Its host key.
+        host: &'a str,
+        /// What became of its request.
+        finished: Finished<'a>,
+    },
+}
+
 /// How much of a crawl is left, as Redis has it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -143,6 +164,7 @@ struct Scripts {
     complete: Script,
     extend: Script,
     release: Script,
+    settle: Script,
     reap: Script,
     elect: Script,
     promote: Script,
@@ -168,6 +190,7 @@ impl Scripts {
             complete: script!("complete.lua"),
             extend: script!("extend.lua"),
             release: script!("release.lua"),
+            settle: script!("settle.lua"),
             reap: script!("reap.lua"),
             elect: script!("elect.lua"),
             promote: script!("promote.lua"),
@@ -332,13 +355,7 @@ impl RedisFrontier {
         claimed: &Claimed,
         finished: Finished<'_>,
     ) -> Result<bool, ClusterError> {
-        let (entry, defer): (&[u8], Duration) = match finished.again {
-            Again::Never => (b"", Duration::ZERO),
-            Again::Now(entry) => (entry, Duration::ZERO),
-            // At least a millisecond, so that a deferred request is never taken for a
-            // requeue.
-            Again::After(entry, wait) => (entry, wait.max(Duration::from_millis(1))),
-        };
+        let (entry, defer) = Self::again(finished.again);
         let mut call = self.scripts.complete.prepare_invoke();
         call.key(&self.prefix)
             .arg(claimed.lease)
@@ -389,6 +406,56 @@ impl RedisFrontier {
             .await
             .map_err(redis_err("release"))?;
         Ok(held == 1)
+    }
+
+    /// Releases and completes many leases in one call, in order; returns how many leases
+    /// were still held.
+    pub async fn settle(&mut self, ops: &[SettleOp<'_>]) -> Result<usize, ClusterError> {
+        if ops.is_empty() {
+            return Ok(0);
+        }
+        let mut call = self.scripts.settle.prepare_invoke();
+        call.key(&self.prefix)
+            .arg(self.config.per_host)
+            .arg(self.config.max_queue_per_host);
+        for op in ops {
+            match op {
+                SettleOp::Release { lease, links } => {
+                    call.arg("R").arg(*lease);
+                    Self::push_urls(&mut call, links);
+                }
+                SettleOp::Complete {
+                    lease,
+                    host,
+                    finished,
+                } => {
+                    let (entry, defer) = Self::again(finished.again);
+                    call.arg("C")
+                        .arg(*lease)
+                        .arg(*host)
+                        .arg(finished.hold.as_millis() as u64)
+                        .arg(entry)
+                        .arg(defer.as_millis() as u64)
+                        .arg(finished.robots.unwrap_or(b""))
+                        .arg(finished.crawl_delay.as_millis() as u64);
+                    Self::push_urls(&mut call, finished.links);
+                }
+            }
+        }
+        call.invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("settle"))
+    }
+
+    /// The entry and back-off a completion sends for `again`.
+    fn again(again: Again<'_>) -> (&[u8], Duration) {
+        match again {
+            Again::Never => (b"", Duration::ZERO),
+            Again::Now(entry) => (entry, Duration::ZERO),
+            // At least a millisecond, so that a deferred request is never taken for a
+            // requeue.
+            Again::After(entry, wait) => (entry, wait.max(Duration::from_millis(1))),
+        }
     }
 
     /// Returns up to `max` expired leases' requests to the front of their queues.

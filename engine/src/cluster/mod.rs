@@ -16,7 +16,7 @@ pub mod tasks;
 
 pub use frontier::{
     Again, Claim, Claimed, ClusterError, Counts, Finished, NewUrl, Offer, RedisFrontier,
-    RedisFrontierConfig, crawl_prefix,
+    RedisFrontierConfig, SEEN_SHARDS, crawl_prefix,
 };
 pub use shared::{RedisGone, SharedConfig, SharedFrontier, read_record};
 

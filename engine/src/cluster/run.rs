@@ -105,15 +105,8 @@ pub async fn run(
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.to_string());
     let engine_state = Arc::new(super::engines::EngineState::default());
-    let shared_config = SharedConfig {
-        state: engine_state.clone(),
-        engine: engine.clone(),
-        robots: config.robots,
-        agent: common::USER_AGENT_TOKEN.to_owned(),
-        max_backoff: config.max_backoff,
-        lease: cluster.lease,
-        redis_timeout: cluster.redis_timeout,
-    };
+    let max_backoff = config.max_backoff;
+    let robots = config.robots;
     let crawl = crawl::Crawl::new(
         config,
         pool,
@@ -123,19 +116,31 @@ pub async fn run(
         false,
         std::mem::take(&mut operate.progress),
     );
-    let shared = SharedFrontier::new(
-        redis.clone(),
-        SharedConfig {
-            agent: crawl.agent().to_owned(),
-            ..shared_config
-        },
-    );
-    let crawl = crawl.shared(shared, ack_rx);
     let node = Node {
         id: engine.clone(),
         addr: cluster.advertise.clone().or(admin_addr).unwrap_or_default(),
     };
-    let (role, leading) = leader::spawn(redis.clone(), node, seeds, engine_state, stop.clone());
+    let (role, leading) = leader::spawn(
+        redis.clone(),
+        node,
+        seeds,
+        engine_state.clone(),
+        stop.clone(),
+    );
+    let shared = SharedFrontier::new(
+        redis.clone(),
+        SharedConfig {
+            engine: engine.clone(),
+            robots,
+            agent: crawl.agent().to_owned(),
+            max_backoff,
+            lease: cluster.lease,
+            redis_timeout: cluster.redis_timeout,
+            state: engine_state,
+            role: role.clone(),
+        },
+    );
+    let crawl = crawl.shared(shared, ack_rx);
     let crawl = crawl.with_cluster(super::engines::ClusterHandle {
         conn: redis.connection(),
         prefix: prefix.clone(),
@@ -149,6 +154,7 @@ pub async fn run(
     stop.cancel();
     let _ = leading.await;
     let _ = discovering.await;
-    let (_, summary) = result?;
+    let (_, mut summary) = result?;
+    summary.redis_commands = Some(conn.commands_sent());
     Ok(summary)
 }

@@ -24,6 +24,9 @@ use tracing::{debug, info, warn};
 /// one ready sooner than Redis could say.
 const MAX_CLAIM_WAIT: Duration = Duration::from_millis(200);
 
+/// Fingerprints an engine remembers offering at most (about 16 MiB); past it, it forgets.
+const OFFERED_CAP: usize = 1 << 20;
+
 /// How long a claimed request of a paused task waits before it is looked at again.
 const PAUSED_RETRY: Duration = Duration::from_secs(1);
 
@@ -31,7 +34,7 @@ const PAUSED_RETRY: Duration = Duration::from_secs(1);
 const MIN_CLAIM_WAIT: Duration = Duration::from_millis(10);
 
 /// How often the crawl's end and figures are read, leases extended and failed calls retried.
-pub const TICK: Duration = Duration::from_millis(250);
+pub const TICK: Duration = Duration::from_millis(100);
 
 /// A request's outcome, waiting to reach Redis.
 #[derive(Debug)]
@@ -53,6 +56,22 @@ enum Pending {
     After(Vec<u8>, Duration),
 }
 
+/// One change of the outbox.
+#[derive(Debug)]
+enum Settle {
+    /// A page was answered: its host slot goes back and its links are queued, while its
+    /// items are being stored.
+    Release(u64, Vec<NewUrl>),
+    /// A request's outcome: its lease ends.
+    Complete(Completion),
+}
+
+/// A batch of the outbox on its way, handed back with the result.
+type Settling = BoxFuture<'static, (Result<usize, ClusterError>, Vec<Settle>)>;
+
+/// Changes sent in one settle call at most.
+const SETTLE_BATCH: usize = 256;
+
 /// What one loop turn recorded.
 #[derive(Debug, Default)]
 struct Turn {
@@ -65,6 +84,17 @@ struct Turn {
 
 /// A claim on its way, with the pool leases it was made for.
 type Claiming = BoxFuture<'static, Result<(Claim, Vec<(String, Option<Rules>)>), ClusterError>>;
+
+/// What Redis answered: a claim or a batch.
+pub enum RedisAnswer {
+    /// A claim's requests.
+    Claimed(Claimed),
+    /// A batch's result.
+    Settled(Settled),
+}
+
+/// The result of a batch sent to Redis, for the crawl loop to hand back.
+pub struct Settled((Result<usize, ClusterError>, Vec<Settle>));
 
 /// The result of a claim, for the crawl loop to hand back.
 pub struct Claimed(
@@ -84,15 +114,17 @@ pub struct SharedFrontier {
     rules: HashMap<String, Rules>,
     /// Hosts this engine offered a robots.txt request for.
     offered: HashSet<String>,
+    /// Fingerprints this engine offered: in Redis's seen set already, so never sent again.
+    offered_urls: HashSet<u64>,
     backoff: HashMap<String, Duration>,
     turn: Turn,
     /// Completions waiting for their page's items to be acknowledged, by spool sequence.
     awaiting: BTreeMap<u64, Completion>,
-    /// Completions ready to send, in order.
-    outbox: VecDeque<Completion>,
-    /// Leases whose host slots are to be given back and links queued (answered, items not
-    /// yet stored), in order.
-    releases: VecDeque<(u64, Vec<NewUrl>)>,
+    /// What is ready to go to Redis, in order: host slots to give back with their pages'
+    /// links, and completions.
+    outbox: VecDeque<Settle>,
+    /// The batch of the outbox on its way to Redis.
+    settling: Option<Settling>,
     /// Leases this engine holds (claimed and not completed), by id.
     held: HashSet<u64>,
     claiming: Option<Claiming>,
@@ -108,8 +140,11 @@ pub struct SharedFrontier {
     tasks_known: usize,
     /// Since when Redis has failed, while it does.
     failing_since: Option<Instant>,
+    /// What Redis last failed with.
+    last_error: Option<String>,
     redis_timeout: Duration,
     state: std::sync::Arc<super::engines::EngineState>,
+    role: tokio::sync::watch::Receiver<super::leader::Role>,
 }
 
 impl std::fmt::Debug for SharedFrontier {
@@ -139,6 +174,8 @@ pub struct SharedConfig {
     pub redis_timeout: Duration,
     /// This engine's mode (an operator may pause or drain it) and figures.
     pub state: std::sync::Arc<super::engines::EngineState>,
+    /// This engine's role, from the leader job: the leader checks for the end on every tick.
+    pub role: tokio::sync::watch::Receiver<super::leader::Role>,
 }
 
 /// Redis stayed away longer than `--redis_timeout`.
@@ -166,11 +203,12 @@ impl SharedFrontier {
             local: VecDeque::new(),
             rules: HashMap::new(),
             offered: HashSet::new(),
+            offered_urls: HashSet::new(),
             backoff: HashMap::new(),
             turn: Turn::default(),
             awaiting: BTreeMap::new(),
             outbox: VecDeque::new(),
-            releases: VecDeque::new(),
+            settling: None,
             held: HashSet::new(),
             claiming: None,
             armed: Vec::new(),
@@ -182,8 +220,10 @@ impl SharedFrontier {
             tasks_version: 0,
             tasks_known: 0,
             failing_since: None,
+            last_error: None,
             redis_timeout: config.redis_timeout,
             state: config.state,
+            role: config.role,
         }
     }
 
@@ -214,8 +254,17 @@ impl SharedFrontier {
         }
     }
 
-    /// Records a URL found this turn; it is offered with the turn's completion.
+    /// Records a URL found this turn; it is offered with the turn's completion, unless this
+    /// engine offered it before (then Redis has it in its seen set already).
     pub fn push(&mut self, url: NewUrl) {
+        if !self.offered_urls.insert(url.fingerprint) {
+            return;
+        }
+        if self.offered_urls.len() > OFFERED_CAP {
+            // Only a shortcut: forgetting it costs Redis lookups, never a wrong answer.
+            self.offered_urls.clear();
+            self.offered_urls.insert(url.fingerprint);
+        }
         self.turn.links.push(url);
     }
 
@@ -290,7 +339,7 @@ impl SharedFrontier {
         !self.local.is_empty()
             || !self.outbox.is_empty()
             || !self.awaiting.is_empty()
-            || !self.releases.is_empty()
+            || self.settling.is_some()
             || self.claiming.is_some()
     }
 
@@ -472,14 +521,14 @@ impl SharedFrontier {
     pub fn acked(&mut self, seqs: &[u64]) {
         for seq in seqs {
             if let Some(c) = self.awaiting.remove(seq) {
-                self.outbox.push_back(c);
+                self.outbox.push_back(Settle::Complete(c));
             }
         }
     }
 
-    /// Ends the loop turn: its records become completions, sent in order (a page's after its
-    /// items are acknowledged). Redis failing keeps them here to send later.
-    pub async fn end_turn(&mut self) -> Result<(), RedisGone> {
+    /// Ends the loop turn: its records join the outbox (a page's completion once its items
+    /// are acknowledged), which goes to Redis in batches (see [`SharedFrontier::settle`]).
+    pub async fn end_turn(&mut self) {
         let mut turn = std::mem::take(&mut self.turn);
         if !turn.tasks.is_empty() {
             // Before the seeds: an engine claiming one knows its task.
@@ -490,10 +539,10 @@ impl SharedFrontier {
         for (host, hold) in &turn.holds {
             if !turn.ends.iter().any(|c| &c.host == host) {
                 // The host's request was reaped meanwhile: its hold still counts.
-                self.outbox.push_back(Completion {
+                self.outbox.push_back(Settle::Complete(Completion {
                     hold: *hold,
                     ..Completion::never(0, host.clone())
-                });
+                }));
             }
         }
         if turn.ends.len() == 1 {
@@ -502,16 +551,16 @@ impl SharedFrontier {
             c.hold = turn.holds.get(&c.host).copied().unwrap_or_default();
             match turn.spooled {
                 Some(seq) => {
-                    self.releases
-                        .push_back((c.lease, std::mem::take(&mut c.links)));
+                    let links = std::mem::take(&mut c.links);
+                    self.outbox.push_back(Settle::Release(c.lease, links));
                     self.awaiting.insert(seq, c);
                 }
-                None => self.outbox.push_back(c),
+                None => self.outbox.push_back(Settle::Complete(c)),
             }
         } else {
             for mut c in turn.ends {
                 c.hold = turn.holds.get(&c.host).copied().unwrap_or_default();
-                self.outbox.push_back(c);
+                self.outbox.push_back(Settle::Complete(c));
             }
         }
         if !turn.links.is_empty() {
@@ -521,55 +570,108 @@ impl SharedFrontier {
                 warn!(cause = %e, urls = turn.links.len(), "could not queue new seeds");
             }
         }
-        self.send().await
+        if self.failing_since.is_none() {
+            self.settle();
+        }
     }
 
-    /// Sends the completions ready, in order, stopping at the first failure.
-    async fn send(&mut self) -> Result<(), RedisGone> {
-        while let Some((lease, links)) = self.releases.front() {
-            if let Err(e) = self.redis.release(*lease, links).await {
-                self.redis_failed(&e, Instant::now());
-                return self.check_gone(&e);
-            }
-            self.releases.pop_front();
-            // A host slot is free: claim again without waiting out the poll.
-            self.claim_at = Instant::now();
+    /// Sends the front of the outbox to Redis in one call, unless a batch is on its way: a
+    /// busy engine's pages share round trips, and the crawl loop never waits for Redis.
+    pub fn settle(&mut self) {
+        if self.settling.is_some() || self.outbox.is_empty() {
+            return;
         }
-        while let Some(c) = self.outbox.front() {
-            let again = match &c.again {
-                Pending::Never => Again::Never,
-                Pending::Now(entry) => Again::Now(entry),
-                Pending::After(entry, wait) => Again::After(entry, *wait),
-            };
-            let finished = Finished {
-                hold: c.hold,
-                again,
-                links: &c.links,
-                robots: c.robots.as_deref(),
-                crawl_delay: c.crawl_delay,
-            };
-            let claimed = super::frontier::Claimed {
-                lease: c.lease,
-                host: c.host.clone(),
-                entry: Vec::new(),
-            };
-            match self.redis.complete(&claimed, finished).await {
-                Ok(held) => {
-                    if !held && c.lease != 0 {
-                        debug!(lease = c.lease, host = %c.host, "lease had expired; another engine has the request");
+        let n = self.outbox.len().min(SETTLE_BATCH);
+        let batch: Vec<Settle> = self.outbox.drain(..n).collect();
+        let mut redis = self.redis.clone();
+        self.settling = Some(Box::pin(async move {
+            let ops: Vec<super::frontier::SettleOp<'_>> = batch
+                .iter()
+                .map(|op| match op {
+                    Settle::Release(lease, links) => super::frontier::SettleOp::Release {
+                        lease: *lease,
+                        links,
+                    },
+                    Settle::Complete(c) => super::frontier::SettleOp::Complete {
+                        lease: c.lease,
+                        host: &c.host,
+                        finished: Finished {
+                            hold: c.hold,
+                            again: match &c.again {
+                                Pending::Never => Again::Never,
+                                Pending::Now(entry) => Again::Now(entry),
+                                Pending::After(entry, wait) => Again::After(entry, *wait),
+                            },
+                            links: &c.links,
+                            robots: c.robots.as_deref(),
+                            crawl_delay: c.crawl_delay,
+                        },
+                    },
+                })
+                .collect();
+            let result = redis.settle(&ops).await;
+            drop(ops);
+            (result, batch)
+        }));
+    }
+
+    /// Waits for the claim or the batch on its way, whichever answers first.
+    pub async fn answer(&mut self) -> RedisAnswer {
+        let claiming = &mut self.claiming;
+        let settling = &mut self.settling;
+        tokio::select! {
+            claimed = async {
+                match claiming.as_mut() {
+                    Some(claim) => claim.await,
+                    None => std::future::pending().await,
+                }
+            } => RedisAnswer::Claimed(Claimed(claimed)),
+            settled = async {
+                match settling.as_mut() {
+                    Some(batch) => batch.await,
+                    None => std::future::pending().await,
+                }
+            } => RedisAnswer::Settled(Settled(settled)),
+        }
+    }
+
+    /// Whether a batch is on its way to Redis.
+    pub fn settling(&self) -> bool {
+        self.settling.is_some()
+    }
+
+    /// Waits for the batch on its way (never ready when there is none).
+    pub async fn settled(&mut self) -> Settled {
+        match self.settling.as_mut() {
+            Some(settling) => Settled(settling.await),
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Takes a batch's result: its leases are done with, or, when Redis failed, the batch
+    /// goes back to the front of the outbox to be sent again.
+    pub fn take_settled(&mut self, settled: Settled) {
+        self.settling = None;
+        let (result, batch) = settled.0;
+        match result {
+            Ok(_) => {
+                self.recovered_redis();
+                for op in &batch {
+                    if let Settle::Complete(c) = op {
+                        self.held.remove(&c.lease);
                     }
-                    self.held.remove(&c.lease);
-                    self.outbox.pop_front();
-                    self.claim_at = Instant::now();
-                    self.recovered_redis();
                 }
-                Err(e) => {
-                    self.redis_failed(&e, Instant::now());
-                    return self.check_gone(&e);
+                // Host slots are free: claim again without waiting out the poll.
+                self.claim_at = Instant::now();
+                self.settle();
+            }
+            Err(e) => {
+                self.redis_failed(&e, Instant::now());
+                for op in batch.into_iter().rev() {
+                    self.outbox.push_front(op);
                 }
             }
         }
-        Ok(())
     }
 
     /// Reads what changed in the crawl's tasks since the last look; `None` when nothing did.
@@ -618,12 +720,24 @@ impl SharedFrontier {
                 }
             }
         }
-        self.send().await?;
+        if let Some(e) = self.failing_since.and(self.last_error.clone()) {
+            self.check_gone_text(&e)?;
+        }
+        self.settle();
         match self.redis.counts().await {
             Ok(counts) => self.counts = counts,
             Err(e) => {
                 self.redis_failed(&e, now);
                 return self.check_gone(&e);
+            }
+        }
+        let role = *self.role.borrow();
+        if let super::leader::Role::Leader(epoch) = role
+            && self.queued() == 0
+        {
+            // Nothing left anywhere: decide the end now, not on the leader job's next round.
+            if let Err(e) = self.redis.finish(epoch).await {
+                debug!(cause = %e, "could not check for the end");
             }
         }
         match self.redis.is_done().await {
@@ -643,6 +757,7 @@ impl SharedFrontier {
     }
 
     fn redis_failed(&mut self, e: &ClusterError, now: Instant) {
+        self.last_error = Some(e.to_string());
         if self.failing_since.is_none() {
             warn!(cause = %e, "redis failed; dispatching stops until it is back");
             self.failing_since = Some(now);
@@ -656,10 +771,14 @@ impl SharedFrontier {
     }
 
     fn check_gone(&self, e: &ClusterError) -> Result<(), RedisGone> {
+        self.check_gone_text(&e.to_string())
+    }
+
+    fn check_gone_text(&self, cause: &str) -> Result<(), RedisGone> {
         match self.failing_since {
             Some(since) if since.elapsed() >= self.redis_timeout => Err(RedisGone {
                 waited: since.elapsed(),
-                cause: e.to_string(),
+                cause: cause.to_owned(),
             }),
             _ => Ok(()),
         }
@@ -674,14 +793,28 @@ impl SharedFrontier {
         !self.done || self.holds_work()
     }
 
-    /// Gives back the claimed requests not sent (the engine is stopping).
+    /// Gives back the claimed requests not sent and sends what is left of the outbox (the
+    /// engine is stopping).
     pub async fn give_back(&mut self) -> Result<(), RedisGone> {
         while let Some(d) = self.local.pop_front() {
             self.requeue_front(d);
         }
         let ends = std::mem::take(&mut self.turn.ends);
-        self.outbox.extend(ends);
-        self.send().await
+        self.outbox.extend(ends.into_iter().map(Settle::Complete));
+        loop {
+            if self.settling.is_none() {
+                if self.outbox.is_empty() {
+                    return Ok(());
+                }
+                self.settle();
+            }
+            let settled = self.settled().await;
+            self.take_settled(settled);
+            if let Some(e) = self.failing_since.and(self.last_error.clone()) {
+                self.check_gone_text(&e)?;
+                tokio::time::sleep(TICK).await;
+            }
+        }
     }
 
     /// Requests queued in the whole crawl (as last read), leased and deferred included.

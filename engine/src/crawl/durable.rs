@@ -53,7 +53,7 @@ impl Crawl {
         let changes = std::mem::take(&mut self.pending);
         self.state.record(changes).await?;
         if let Some(shared) = self.frontier.shared() {
-            shared.end_turn().await?;
+            shared.end_turn().await;
         }
         Ok(())
     }

@@ -9,6 +9,7 @@ mod queue;
 mod tally;
 
 use crate::cluster::SharedFrontier;
+use crate::cluster::shared::RedisAnswer;
 use crate::config::EngineConfig;
 use crate::control::{self, Command, CrawlEnd, CrawlHandle, Sample};
 use crate::error::EngineError;
@@ -86,7 +87,7 @@ enum Event {
     Done(Completion),
     Robots(Dispatched, robots::Verdict, Option<RobotsFile>),
     Lease(Option<Lease>),
-    Claimed(crate::cluster::shared::Claimed),
+    Redis(RedisAnswer),
     Acked(Option<Vec<u64>>),
     ClusterTick,
     Wake,
@@ -377,13 +378,14 @@ impl Crawl {
                 break;
             }
             let claiming = self.frontier.shared().is_some_and(|s| s.claiming());
+            let settling = self.frontier.shared().is_some_and(|s| s.settling());
             let event = tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !stopping => Event::Shutdown,
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => Event::Done(done),
                 Some((d, verdict, file)) = self.parsing.next(), if !self.parsing.is_empty() => Event::Robots(d, verdict, file),
                 command = self.end.commands.recv() => Event::Command(command),
-                claimed = claimed(&mut self.frontier), if claiming => Event::Claimed(claimed),
+                answer = redis_answer(&mut self.frontier), if claiming || settling => Event::Redis(answer),
                 acked = recv(&mut self.acks), if self.acks.is_some() => Event::Acked(acked),
                 lease = self.pool.acquire(), if can_dispatch && !claiming => Event::Lease(lease),
                 _ = cluster_tick.tick(), if clustered => Event::ClusterTick,
@@ -405,14 +407,20 @@ impl Crawl {
                 Event::Robots(d, verdict, file) => {
                     self.apply_robots(d, verdict, file, Instant::now())
                 }
-                Event::Claimed(claimed) => {
+                Event::Redis(answer) => {
                     if let Some(shared) = self.frontier.shared() {
-                        shared.take_claim(claimed, &self.pool, Instant::now());
+                        match answer {
+                            RedisAnswer::Claimed(claimed) => {
+                                shared.take_claim(claimed, &self.pool, Instant::now())
+                            }
+                            RedisAnswer::Settled(settled) => shared.take_settled(settled),
+                        }
                     }
                 }
                 Event::Acked(Some(seqs)) => {
                     if let Some(shared) = self.frontier.shared() {
                         shared.acked(&seqs);
+                        shared.settle();
                     }
                 }
                 Event::Acked(None) => self.acks = None,
@@ -714,10 +722,10 @@ impl Crawl {
     }
 }
 
-/// The claim on its way in a shared frontier.
-async fn claimed(queue: &mut Queue) -> crate::cluster::shared::Claimed {
+/// The claim or batch on its way in a shared frontier.
+async fn redis_answer(queue: &mut Queue) -> RedisAnswer {
     match queue.shared() {
-        Some(shared) => shared.claimed().await,
+        Some(shared) => shared.answer().await,
         None => std::future::pending().await,
     }
 }

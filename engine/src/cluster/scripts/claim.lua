@@ -25,9 +25,10 @@ for _, host in ipairs(hosts) do
   if claimed >= max then break end
   local hk = K .. ':host:' .. host
   local q = K .. ':q:' .. host
-  local host_delay = math.max(delay, tonumber(redis.call('HGET', hk, 'delay') or '0'))
+  local h = redis.call('HMGET', hk, 'delay', 'robots')
+  local host_delay = math.max(delay, tonumber(h[1] or '0'))
   local limit = per_host
-  local robots = redis.call('HGET', hk, 'robots')
+  local robots = h[2]
   -- While its robots.txt is unknown a host sends only that; while that waits out a
   -- back-off, nothing.
   if robots == 'pending' then limit = 1 elseif robots == 'deferred' then limit = 0 end

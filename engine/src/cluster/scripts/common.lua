@@ -25,11 +25,9 @@ end
 -- Puts `host` in the ready set (scored by when it may next be sent to) when it has queued
 -- requests and room for one more in flight; takes it out otherwise.
 local function reschedule(host, per_host)
-  local hk = K .. ':host:' .. host
-  local inflight = tonumber(redis.call('HGET', hk, 'inflight') or '0')
-  if inflight < per_host and redis.call('LLEN', K .. ':q:' .. host) > 0 then
-    local next_at = tonumber(redis.call('HGET', hk, 'next_at') or '0')
-    redis.call('ZADD', K .. ':ready', next_at, host)
+  local h = redis.call('HMGET', K .. ':host:' .. host, 'inflight', 'next_at')
+  if tonumber(h[1] or '0') < per_host and redis.call('LLEN', K .. ':q:' .. host) > 0 then
+    redis.call('ZADD', K .. ':ready', tonumber(h[2] or '0'), host)
   else
     redis.call('ZREM', K .. ':ready', host)
   end
@@ -76,39 +74,121 @@ end
 -- Queues `entry` for `host` unless the fingerprint was seen; returns 0 queued, 1 seen,
 -- 2 refused (the host's queue holds `max_queue` entries and `bounded` is set). `robots`,
 -- when not empty, is the host's robots.txt request: queued first if the host is new, and
--- the host sends nothing else until its rules are known (see claim).
-local function offer(host, fp, shard, entry, robots, bounded, max_queue, per_host)
+-- the host sends nothing else until its rules are known (see claim). `batch` carries what
+-- one call's offers share: queue lengths and hosts to reschedule, settled by `offer_end`.
+local function offer(host, fp, shard, entry, robots, bounded, max_queue, batch)
   local q = K .. ':q:' .. host
+  local len = batch.lengths[host]
+  if len == nil then
+    len = redis.call('LLEN', q)
+  end
   -- An engine sends a host's robots.txt request with the first URL of the host it offers,
   -- seen or not, so no host is queued without one.
   if robots ~= '' and redis.call('HSETNX', K .. ':host:' .. host, 'robots', 'pending') == 1 then
     redis.call('RPUSH', q, robots)
-    redis.call('INCR', K .. ':queued')
-    reschedule(host, per_host)
+    len = len + 1
+    batch.queued = batch.queued + 1
+    batch.hosts[host] = true
   end
+  batch.lengths[host] = len
   local seen = K .. ':seen:' .. shard
   if redis.call('SISMEMBER', seen, fp) == 1 then
     return 1
   end
-  if bounded == 1 and redis.call('LLEN', q) >= max_queue then
+  if bounded == 1 and len >= max_queue then
     return 2
   end
   redis.call('SADD', seen, fp)
   redis.call('RPUSH', q, entry)
-  redis.call('INCR', K .. ':queued')
-  reschedule(host, per_host)
-  -- New work reopens a crawl that was done (a task added to engines that serve).
-  redis.call('DEL', K .. ':done')
+  batch.lengths[host] = len + 1
+  batch.queued = batch.queued + 1
+  batch.hosts[host] = true
   return 0
+end
+
+-- What one call's offers share.
+local function offer_batch()
+  return {lengths = {}, hosts = {}, queued = 0}
+end
+
+-- Settles a batch of offers: the queued count, the hosts made ready, and a crawl that was
+-- done reopened by new work (a task added to engines that serve).
+local function offer_end(batch, per_host)
+  if batch.queued > 0 then
+    redis.call('INCRBY', K .. ':queued', batch.queued)
+    redis.call('DEL', K .. ':done')
+  end
+  for host, _ in pairs(batch.hosts) do
+    reschedule(host, per_host)
+  end
 end
 
 -- Offers `n` URLs given from ARGV[b] on, five arguments each; returns their codes.
 local function offer_all(b, n, bounded, max_queue, per_host)
   local out = {}
+  local batch = offer_batch()
   for i = 0, n - 1 do
     local a = b + i * 5
     out[#out + 1] = offer(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
-      bounded, max_queue, per_host)
+      bounded, max_queue, batch)
   end
+  offer_end(batch, per_host)
   return out
+end
+
+-- Gives back the host slot of lease `id` once (its request was answered; the page's items
+-- are being stored). Returns whether the lease was still held.
+local function release_lease(id, per_host)
+  local lk = K .. ':leases:' .. id
+  local lease = redis.call('HMGET', lk, 'host', 'engine', 'freed')
+  if lease[1] and lease[3] ~= '1' then
+    redis.call('HSET', lk, 'freed', '1')
+    free_slot(lease[1], lease[2])
+    reschedule(lease[1], per_host)
+    return true
+  end
+  return false
+end
+
+-- Ends lease `id` of `host` (see complete.lua); the page's `n` links start at ARGV[links].
+-- Returns whether the lease was still held.
+local function complete_lease(id, host, per_host, max_queue, hold_ms, requeue, defer_ms,
+    robots, crawl_delay, links, n)
+  local hk = K .. ':host:' .. host
+  if hold_ms > 0 then
+    local hold_until = now_ms() + hold_ms
+    local next_at = tonumber(redis.call('HGET', hk, 'next_at') or '0')
+    if hold_until > next_at then
+      redis.call('HSET', hk, 'next_at', hold_until)
+    end
+  end
+  local lk = K .. ':leases:' .. id
+  local lease = redis.call('HMGET', lk, 'host', 'freed', 'engine')
+  if lease[1] ~= host then
+    reschedule(host, per_host)
+    return false
+  end
+  redis.call('DEL', lk)
+  redis.call('ZREM', K .. ':leases', id)
+  if lease[2] ~= '1' then free_slot(host, lease[3]) end
+  if robots ~= '' then
+    redis.call('HSET', K .. ':robots', host, robots)
+    redis.call('HSET', hk, 'robots', 'known')
+    local d = tonumber(redis.call('HGET', hk, 'delay') or '0')
+    if crawl_delay > d then redis.call('HSET', hk, 'delay', crawl_delay) end
+  end
+  if requeue ~= '' and defer_ms > 0 and redis.call('HGET', hk, 'robots') == 'pending' then
+    -- The robots.txt request waits out a back-off: the host sends nothing meanwhile.
+    redis.call('HSET', hk, 'robots', 'deferred')
+  end
+  if requeue ~= '' and defer_ms > 0 then
+    local id2 = redis.call('INCR', K .. ':deferred_seq')
+    redis.call('HSET', K .. ':deferred:' .. id2, 'host', host, 'entry', requeue)
+    redis.call('ZADD', K .. ':deferred', now_ms() + defer_ms, id2)
+  elseif requeue ~= '' then
+    requeue_front(host, requeue, per_host)
+  end
+  offer_all(links, n, 1, max_queue, per_host)
+  reschedule(host, per_host)
+  return true
 end

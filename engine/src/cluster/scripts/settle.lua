@@ -1,0 +1,38 @@
+-- settle(K; per_host, max_queue, then ops)
+-- Many `release`s and `complete`s in one call, in order (see release.lua
+-- and complete.lua): the crawl loop gathers what its pages need and sends it at once, so a
+-- busy engine spends a fraction of a round trip per page. Each op is
+--   'R', id, n, then n x (host, fp, shard, entry, robots)             a release
+--   'C', id, host, hold_ms, requeue, defer_ms, robots, crawl_delay_ms,
+--        n, then n x (host, fp, shard, entry, robots)                 a complete
+-- Returns how many leases were still held.
+local per_host = tonumber(ARGV[1])
+local max_queue = tonumber(ARGV[2])
+local i = 3
+local held = 0
+while i <= #ARGV do
+  local op = ARGV[i]
+  if op == 'R' then
+    local id = ARGV[i + 1]
+    local n = tonumber(ARGV[i + 2])
+    offer_all(i + 3, n, 1, max_queue, per_host)
+    i = i + 3 + n * 5
+    if release_lease(id, per_host) then held = held + 1 end
+  else
+    local id = ARGV[i + 1]
+    local host = ARGV[i + 2]
+    local hold_ms = tonumber(ARGV[i + 3])
+    local requeue = ARGV[i + 4]
+    local defer_ms = tonumber(ARGV[i + 5])
+    local robots = ARGV[i + 6]
+    local crawl_delay = tonumber(ARGV[i + 7])
+    local n = tonumber(ARGV[i + 8])
+    local links = i + 9
+    i = links + n * 5
+    if complete_lease(id, host, per_host, max_queue, hold_ms, requeue, defer_ms, robots,
+        crawl_delay, links, n) then
+      held = held + 1
+    end
+  end
+end
+return held
