@@ -10,6 +10,16 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisError, RedisFuture, Value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Time to connect to Redis; a Redis that is away fails calls quickly, and the callers retry.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Time for Redis to answer one command (a script call included).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Reconnection attempts within one call before it fails.
+const RETRIES: usize = 2;
+/// Longest wait between those attempts.
+const MAX_RETRY_DELAY: Duration = Duration::from_millis(500);
 
 /// A connection to a single Redis server (reconnecting on its own) or to a Redis Cluster
 /// (following its slots), counting the commands sent; cheap to clone (clones share the
@@ -106,12 +116,24 @@ impl RedisConn {
         match parse_target(spec) {
             RedisTarget::Single(url) => {
                 let client = redis::Client::open(url.as_str()).map_err(fail)?;
+                let config = redis::aio::ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                    .set_response_timeout(Some(RESPONSE_TIMEOUT))
+                    .set_number_of_retries(RETRIES)
+                    .set_max_delay(MAX_RETRY_DELAY);
                 Ok(RedisConn::over(Link::Single(
-                    ConnectionManager::new(client).await.map_err(fail)?,
+                    ConnectionManager::new_with_config(client, config)
+                        .await
+                        .map_err(fail)?,
                 )))
             }
             RedisTarget::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClient::new(nodes).map_err(fail)?;
+                let client = redis::cluster::ClusterClient::builder(nodes)
+                    .connection_timeout(CONNECT_TIMEOUT)
+                    .response_timeout(RESPONSE_TIMEOUT)
+                    .retries(RETRIES as u32)
+                    .build()
+                    .map_err(fail)?;
                 Ok(RedisConn::over(Link::Cluster(
                     client.get_async_connection().await.map_err(fail)?,
                 )))

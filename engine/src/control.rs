@@ -19,7 +19,8 @@ pub const COMMAND_QUEUE: usize = 64;
 /// Samples of the throughput history kept (one a second).
 pub const HISTORY: usize = 600;
 
-type Reply = oneshot::Sender<Result<TaskView, TaskError>>;
+/// Where a command's answer goes.
+pub type Reply = oneshot::Sender<Result<TaskView, TaskError>>;
 
 /// What an operator asks the crawl loop to do.
 #[derive(Debug)]

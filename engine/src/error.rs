@@ -70,6 +70,14 @@ pub enum EngineError {
     /// Redis stayed away too long (cluster mode).
     #[error(transparent)]
     RedisGone(#[from] crate::cluster::RedisGone),
+    /// `--advertise` is not `host:port`.
+    #[error("--advertise {0:?}: {1}")]
+    BadAdvertise(String, common::HostSpecError),
+    /// In cluster mode, an admin server on a wildcard address needs `--advertise`.
+    #[error(
+        "--admin {0} listens on every address: give --advertise HOST:PORT, the address other engines reach this one's admin server at"
+    )]
+    NeedsAdvertise(std::net::SocketAddr),
     /// No itemsaver was given or registered (cluster mode needs one shared by the engines).
     #[error("no itemsaver: give --itemsaver_host, or start one with --redis so that it registers")]
     NoItemSaver,

@@ -439,6 +439,17 @@ struct ClusterArgs {
     )]
     lease_secs: u64,
 
+    /// The address other engines reach this engine's admin server at (`host:port`), for the
+    /// changes they forward to the leader. Defaults to the --admin address, which must then
+    /// not be a wildcard like 0.0.0.0.
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "SPINNERET_ADVERTISE",
+        requires = "redis"
+    )]
+    advertise: Option<String>,
+
     /// Seconds Redis may be unreachable before the engine stops with the crawl resumable.
     #[arg(
         value_parser = clap::value_parser!(u64).range(1..=86_400),
@@ -570,7 +581,18 @@ impl Args {
                     crawl: crawl.clone(),
                     lease: Duration::from_secs(self.cluster.lease_secs),
                     redis_timeout: Duration::from_secs(self.cluster.redis_timeout),
-                    advertise: None,
+                    advertise: match &self.cluster.advertise {
+                        Some(addr) => Some(
+                            common::parse_host_spec(addr)
+                                .map_err(|e| EngineError::BadAdvertise(addr.clone(), e))?,
+                        ),
+                        None => match self.admin {
+                            Some(admin) if admin.ip().is_unspecified() => {
+                                return Err(EngineError::NeedsAdvertise(admin));
+                            }
+                            _ => None,
+                        },
+                    },
                 }),
                 _ => None,
             },

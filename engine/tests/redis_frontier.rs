@@ -29,6 +29,7 @@ fn done(links: &[NewUrl]) -> Finished<'_> {
         links,
         robots: None,
         crawl_delay: Duration::ZERO,
+        robots_request: false,
     }
 }
 

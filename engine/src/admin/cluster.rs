@@ -24,6 +24,9 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The header marking a change forwarded by another engine (forwarded at most once).
 const FORWARDED: &str = "x-spinneret-forwarded";
 
+/// What a key holds while its change is being applied.
+const PENDING: &str = "pending";
+
 /// How long a change's answer is kept for repeats of its key.
 const KEEP_ANSWERS: Duration = Duration::from_secs(3_600);
 
@@ -103,7 +106,13 @@ pub(super) async fn forward(State(admin): State<Admin>, request: Request, next: 
     let Some(c) = admin.crawl.cluster.clone() else {
         return next.run(request).await;
     };
-    if matches!(*request.method(), Method::GET | Method::HEAD) {
+    // Reads are answered here. Workers are each engine's own (their ids are indexes into its
+    // pool), and an engine's mode is set in Redis directly: neither goes to the leader.
+    let path = request.uri().path();
+    if matches!(*request.method(), Method::GET | Method::HEAD)
+        || path.starts_with("/api/workers")
+        || path.starts_with("/api/engines")
+    {
         return next.run(request).await;
     }
     let key = request
@@ -147,23 +156,51 @@ fn new_key() -> String {
 async fn apply_once(c: &ClusterHandle, key: &str, request: Request, next: Next) -> Response {
     let stored_key = format!("{}:idem:{key}", c.prefix);
     let mut conn = c.conn.clone();
-    let stored: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
+    // Claim the key before applying, so that a retry arriving meanwhile is not applied too.
+    let claimed: Result<Option<String>, _> = redis::cmd("SET")
         .arg(&stored_key)
+        .arg(PENDING)
+        .arg("NX")
+        .arg("EX")
+        .arg(KEEP_ANSWERS.as_secs())
         .query_async(&mut conn)
         .await;
-    match stored {
-        Ok(Some(bytes)) => {
-            if let Some(response) = decode_answer(&bytes) {
-                debug!(key, "a repeated change: answered as before");
-                return response;
-            }
+    match claimed {
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            let stored: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
+                .arg(&stored_key)
+                .query_async(&mut conn)
+                .await;
+            return match stored {
+                Ok(Some(bytes)) if bytes != PENDING.as_bytes() => match decode_answer(&bytes) {
+                    Some(response) => {
+                        debug!(key, "a repeated change: answered as before");
+                        response
+                    }
+                    None => unavailable("an unreadable stored answer").into_response(),
+                },
+                Ok(_) => ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this change is being applied; try again",
+                )
+                .into_response(),
+                Err(e) => unavailable(e).into_response(),
+            };
         }
-        Ok(None) => {}
         Err(e) => return unavailable(e).into_response(),
     }
     let response = next.run(request).await;
     let (parts, body) = response.into_parts();
     let bytes = to_bytes(body, MAX_ANSWER_BYTES).await.unwrap_or_default();
+    if parts.status.is_server_error() {
+        // Not applied: a retry with the same key tries again.
+        let _: Result<(), _> = redis::cmd("DEL")
+            .arg(&stored_key)
+            .query_async(&mut conn)
+            .await;
+        return Response::from_parts(parts, Body::from(bytes));
+    }
     let mut record = Vec::with_capacity(bytes.len() + 2);
     record.extend_from_slice(&parts.status.as_u16().to_be_bytes());
     record.extend_from_slice(&bytes);

@@ -113,6 +113,9 @@ pub struct Finished<'a> {
     pub robots: Option<&'a [u8]>,
     /// The host's Crawl-delay, recorded with its robots.txt.
     pub crawl_delay: Duration,
+    /// Whether the request was the host's robots.txt request (one that waits out a back-off
+    /// holds the host).
+    pub robots_request: bool,
 }
 
 /// What a claim handed out, and when to ask again.
@@ -366,7 +369,8 @@ impl RedisFrontier {
             .arg(entry)
             .arg(defer.as_millis() as u64)
             .arg(finished.robots.unwrap_or(b""))
-            .arg(finished.crawl_delay.as_millis() as u64);
+            .arg(finished.crawl_delay.as_millis() as u64)
+            .arg(u8::from(finished.robots_request));
         Self::push_urls(&mut call, finished.links);
         let held: u8 = call
             .invoke_async(&mut self.conn)
@@ -377,8 +381,15 @@ impl RedisFrontier {
 
     /// Extends the given leases a full lease length from now; returns how many still existed.
     pub async fn extend(&mut self, leases: &[u64]) -> Result<usize, ClusterError> {
+        let missing = self.extend_or_miss(leases).await?;
+        Ok(leases.len() - missing.len())
+    }
+
+    /// Extends the given leases a full lease length from now; returns those that no longer
+    /// exist (their requests were given to another engine).
+    pub async fn extend_or_miss(&mut self, leases: &[u64]) -> Result<Vec<u64>, ClusterError> {
         if leases.is_empty() {
-            return Ok(0);
+            return Ok(Vec::new());
         }
         let mut call = self.scripts.extend.prepare_invoke();
         call.key(&self.prefix)
@@ -437,7 +448,8 @@ impl RedisFrontier {
                         .arg(entry)
                         .arg(defer.as_millis() as u64)
                         .arg(finished.robots.unwrap_or(b""))
-                        .arg(finished.crawl_delay.as_millis() as u64);
+                        .arg(finished.crawl_delay.as_millis() as u64)
+                        .arg(u8::from(finished.robots_request));
                     Self::push_urls(&mut call, finished.links);
                 }
             }

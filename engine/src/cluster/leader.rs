@@ -59,13 +59,14 @@ pub fn spawn(
         let mut every = tokio::time::interval(LEADER_EVERY);
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut failing = false;
+        let mut seeded = false;
         loop {
             tokio::select! {
                 _ = stop.cancelled() => break,
                 _ = every.tick() => {}
             }
             let role = *tx.borrow();
-            match round(&mut redis, &node, &seeds, role, &state).await {
+            match round(&mut redis, &node, &seeds, &mut seeded, role, &state).await {
                 Ok(role) => {
                     failing = false;
                     let before = *tx.borrow();
@@ -85,6 +86,8 @@ pub fn spawn(
                         warn!(cause = %e, "leader election failed; trying again");
                     }
                     failing = true;
+                    // Out of touch with Redis, it cannot know whether it still leads.
+                    tx.send_replace(Role::Unknown);
                 }
             }
         }
@@ -105,6 +108,7 @@ async fn round(
     redis: &mut RedisFrontier,
     node: &Node,
     seeds: &[NewUrl],
+    seeded: &mut bool,
     role: Role,
     state: &EngineState,
 ) -> Result<Role, super::ClusterError> {
@@ -114,9 +118,19 @@ async fn round(
     let Some(epoch) = redis.elect(&node.id, LEADER_TTL).await? else {
         return Ok(Role::Follower);
     };
-    // Every leader-only write carries the epoch: a stale one changes nothing.
-    if !seeds.is_empty() && redis.seed(epoch, seeds).await? == Some(true) {
-        info!(seeds = seeds.len(), "crawl seeded");
+    // Every leader-only write carries the epoch: a stale one changes nothing. Seeding is
+    // tried until it is known done, and never holds up the other jobs.
+    if !*seeded && !seeds.is_empty() {
+        match redis.seed(epoch, seeds).await {
+            Ok(Some(now)) => {
+                if now {
+                    info!(seeds = seeds.len(), "crawl seeded");
+                }
+                *seeded = true;
+            }
+            Ok(None) => {}
+            Err(e) => warn!(cause = %e, "could not seed the crawl; trying again"),
+        }
     }
     let reaped = redis.reap(BATCH).await?;
     if reaped > 0 {

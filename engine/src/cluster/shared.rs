@@ -46,6 +46,7 @@ struct Completion {
     links: Vec<NewUrl>,
     robots: Option<Vec<u8>>,
     crawl_delay: Duration,
+    robots_request: bool,
 }
 
 /// Whether a completed request is sent again, owned.
@@ -114,7 +115,9 @@ pub struct SharedFrontier {
     rules: HashMap<String, Rules>,
     /// Hosts this engine offered a robots.txt request for.
     offered: HashSet<String>,
-    /// Fingerprints this engine offered: in Redis's seen set already, so never sent again.
+    /// Fingerprints this engine offered, never sent again: Redis has them in its seen set,
+    /// or refused them for a full host queue (such a link waits for another engine or page
+    /// to offer it, where the embedded frontier would take it once there is room).
     offered_urls: HashSet<u64>,
     backoff: HashMap<String, Duration>,
     turn: Turn,
@@ -125,16 +128,18 @@ pub struct SharedFrontier {
     outbox: VecDeque<Settle>,
     /// The batch of the outbox on its way to Redis.
     settling: Option<Settling>,
-    /// Leases this engine holds (claimed and not completed), by id.
-    held: HashSet<u64>,
+    /// Leases this engine holds (claimed and not completed), by id; a task of its own keeps
+    /// them extended, whatever the crawl loop is waiting for.
+    held: Held,
+    _extending: tokio_util::sync::DropGuard,
     claiming: Option<Claiming>,
     /// Pool leases waiting for the claim in progress.
     armed: Vec<Lease>,
     claim_at: Instant,
-    extended: Instant,
-    lease: Duration,
     counts: Counts,
     done: bool,
+    /// The engine is stopping: it claims nothing and gives back what it claimed.
+    stopping: bool,
     /// The version of the crawl's tasks this engine took up, and how many it added.
     tasks_version: u64,
     tasks_known: usize,
@@ -152,7 +157,7 @@ impl std::fmt::Debug for SharedFrontier {
         f.debug_struct("SharedFrontier")
             .field("engine", &self.engine)
             .field("local", &self.local.len())
-            .field("held", &self.held.len())
+            .field("held", &self.held.ids().len())
             .finish()
     }
 }
@@ -194,6 +199,10 @@ impl SharedFrontier {
     /// A shared frontier over `redis` for this engine.
     pub fn new(redis: RedisFrontier, config: SharedConfig) -> Self {
         let now = Instant::now();
+        let held = Held::default();
+        let stop = tokio_util::sync::CancellationToken::new();
+        extend_leases(redis.clone(), held.clone(), config.lease, stop.clone());
+        let extending = stop.drop_guard();
         SharedFrontier {
             redis,
             engine: config.engine,
@@ -209,14 +218,14 @@ impl SharedFrontier {
             awaiting: BTreeMap::new(),
             outbox: VecDeque::new(),
             settling: None,
-            held: HashSet::new(),
+            held,
+            _extending: extending,
             claiming: None,
             armed: Vec::new(),
             claim_at: now,
-            extended: now,
-            lease: config.lease,
             counts: Counts::default(),
             done: false,
+            stopping: false,
             tasks_version: 0,
             tasks_known: 0,
             failing_since: None,
@@ -271,6 +280,11 @@ impl SharedFrontier {
     /// The next claimed request, or why it is not sent.
     pub fn pop(&mut self, hold: impl Fn(&str) -> Hold) -> Option<Popped> {
         let d = self.local.pop_front()?;
+        if !self.held.contains(d.id) {
+            // Its lease ended before it was sent (the engine stalled): the request went back
+            // to the queue, for any engine. It is not this engine's to send any more.
+            return None;
+        }
         if d.kind == Kind::Page {
             match hold(&d.request.task) {
                 Hold::Go => {}
@@ -325,9 +339,18 @@ impl SharedFrontier {
         .then_some(self.claim_at)
     }
 
-    /// Whether this engine takes new work (not paused or draining).
+    /// Whether this engine takes new work (not paused, draining or stopping).
     fn running(&self) -> bool {
-        self.state.mode() == super::engines::EngineMode::Running
+        !self.stopping && self.state.mode() == super::engines::EngineMode::Running
+    }
+
+    /// The engine is stopping: it claims nothing more, and the requests it claimed but did
+    /// not send go back to the front of their queues with this turn.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+        while let Some(d) = self.local.pop_front() {
+            self.requeue_front(d);
+        }
     }
 
     /// Whether this engine was drained and holds nothing more: it leaves the crawl.
@@ -426,9 +449,11 @@ impl SharedFrontier {
                     now
                 };
                 self.state.dispatched(claim.claimed.len() as u64);
+                let stopping = self.stopping;
                 for c in claim.claimed {
                     self.held.insert(c.lease);
                     match entry::decode(&c.entry, c.lease, c.host.clone()) {
+                        Some(d) if stopping => self.requeue_front(d),
                         Some(d) => self.local.push_back(d),
                         None => {
                             warn!(host = %c.host, "unreadable request in redis (another version?); dropped");
@@ -461,6 +486,7 @@ impl SharedFrontier {
     fn end(&mut self, d: &Dispatched, again: Pending) {
         self.turn.ends.push(Completion {
             again,
+            robots_request: d.kind == Kind::Robots,
             ..Completion::never(d.id, d.host.clone())
         });
     }
@@ -605,6 +631,7 @@ impl SharedFrontier {
                             links: &c.links,
                             robots: c.robots.as_deref(),
                             crawl_delay: c.crawl_delay,
+                            robots_request: c.robots_request,
                         },
                     },
                 })
@@ -658,7 +685,7 @@ impl SharedFrontier {
                 self.recovered_redis();
                 for op in &batch {
                     if let Settle::Complete(c) = op {
-                        self.held.remove(&c.lease);
+                        self.held.remove(c.lease);
                     }
                 }
                 // Host slots are free: claim again without waiting out the poll.
@@ -710,16 +737,6 @@ impl SharedFrontier {
     /// Keeps the crawl's view of Redis current: extends the leases held, retries what failed,
     /// and reads whether the crawl is done.
     pub async fn tick(&mut self, now: Instant) -> Result<(), RedisGone> {
-        if now.duration_since(self.extended) >= self.lease / 3 && !self.held.is_empty() {
-            let held: Vec<u64> = self.held.iter().copied().collect();
-            match self.redis.extend(&held).await {
-                Ok(_) => self.extended = now,
-                Err(e) => {
-                    self.redis_failed(&e, now);
-                    return self.check_gone(&e);
-                }
-            }
-        }
         if let Some(e) = self.failing_since.and(self.last_error.clone()) {
             self.check_gone_text(&e)?;
         }
@@ -787,7 +804,7 @@ impl SharedFrontier {
     /// Whether the crawl still has work for this engine: it is not done, or this engine
     /// still holds requests or completions.
     pub fn keeps_going(&self) -> bool {
-        if self.state.mode() == super::engines::EngineMode::Draining {
+        if self.stopping || self.state.mode() == super::engines::EngineMode::Draining {
             return self.holds_work();
         }
         !self.done || self.holds_work()
@@ -838,6 +855,7 @@ impl Completion {
             links: Vec::new(),
             robots: None,
             crawl_delay: Duration::ZERO,
+            robots_request: false,
         }
     }
 }
@@ -852,4 +870,66 @@ pub fn read_record(bytes: &[u8], agent: &str) -> (Rules, Option<Duration>) {
         Ok(None) => (Rules::DisallowAll, None),
         Err(_) => (Rules::AllowAll, None),
     }
+}
+
+/// The leases an engine holds, shared with the task that extends them.
+#[derive(Clone, Debug, Default)]
+struct Held(std::sync::Arc<std::sync::Mutex<HashSet<u64>>>);
+
+impl Held {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<u64>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn insert(&self, lease: u64) {
+        self.lock().insert(lease);
+    }
+
+    fn remove(&self, lease: u64) {
+        self.lock().remove(&lease);
+    }
+
+    fn contains(&self, lease: u64) -> bool {
+        self.lock().contains(&lease)
+    }
+
+    fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    fn ids(&self) -> Vec<u64> {
+        self.lock().iter().copied().collect()
+    }
+}
+
+/// Extends the leases in `held` every third of `lease` until `stop`, on a task of its own so
+/// that a crawl loop waiting (for a slow itemsaver, say) never lets a lease lapse under a
+/// live engine. A lease found gone is dropped from `held`: its request is another's now.
+fn extend_leases(
+    mut redis: RedisFrontier,
+    held: Held,
+    lease: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(lease / 3);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = every.tick() => {}
+            }
+            if held.is_empty() {
+                continue;
+            }
+            match redis.extend_or_miss(&held.ids()).await {
+                Ok(missing) => {
+                    for lease in missing {
+                        held.remove(lease);
+                    }
+                }
+                Err(e) => debug!(cause = %e, "could not extend the leases; trying again"),
+            }
+        }
+    });
 }

@@ -20,6 +20,12 @@ impl Crawl {
         if let Ok(view) = &result {
             self.share_task_change(view, added);
         }
+        if self.frontier.shared().is_some() {
+            // Answered once the change is in Redis (after this turn), so that an answer the
+            // leader keeps for a repeat never stands for a change that was lost.
+            self.replies.push((reply, result));
+            return;
+        }
         // The asker may have gone away (a closed HTTP connection); the command stands.
         let _ = reply.send(result);
     }

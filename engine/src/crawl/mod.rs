@@ -163,6 +163,11 @@ pub struct Crawl {
     acks: Option<tokio::sync::mpsc::Receiver<Vec<u64>>>,
     /// Requests in flight that a worker already died holding (see [`SUSPECT_WAIT`]).
     suspects_in_flight: usize,
+    /// Answers to operators' commands held until the turn's changes are in Redis (cluster).
+    replies: Vec<(
+        crate::control::Reply,
+        Result<crate::tasks::TaskView, crate::tasks::TaskError>,
+    )>,
 }
 
 /// A robots.txt read off the crawl loop: the request that fetched it, what it means, and the
@@ -264,6 +269,7 @@ impl Crawl {
             parsing: FuturesUnordered::new(),
             acks: None,
             suspects_in_flight: 0,
+            replies: Vec::new(),
         }
     }
 
@@ -398,6 +404,9 @@ impl Crawl {
                 Event::Shutdown => {
                     info!(in_flight = in_flight.len(), timeout = ?self.config.drain_timeout, "stopping: finishing the requests in flight");
                     self.stopping = true;
+                    if let Some(shared) = self.frontier.shared() {
+                        shared.stop();
+                    }
                     drain_deadline = Some(common::time::later(
                         Instant::now(),
                         self.config.drain_timeout,
@@ -466,6 +475,9 @@ impl Crawl {
                 Event::Command(None) => {}
             }
             self.flush_pending().await?;
+            for (reply, result) in self.replies.drain(..) {
+                let _ = reply.send(result);
+            }
             if counters_saved.elapsed() >= self.config.state_sync && self.durable {
                 self.state.counters(self.counters_json()).await?;
                 counters_saved = Instant::now();

@@ -85,7 +85,8 @@ local function offer(host, fp, shard, entry, robots, bounded, max_queue, batch)
   -- An engine sends a host's robots.txt request with the first URL of the host it offers,
   -- seen or not, so no host is queued without one.
   if robots ~= '' and redis.call('HSETNX', K .. ':host:' .. host, 'robots', 'pending') == 1 then
-    redis.call('RPUSH', q, robots)
+    -- At the front: the host's rules come before anything queued for it.
+    redis.call('LPUSH', q, robots)
     len = len + 1
     batch.queued = batch.queued + 1
     batch.hosts[host] = true
@@ -153,7 +154,7 @@ end
 -- Ends lease `id` of `host` (see complete.lua); the page's `n` links start at ARGV[links].
 -- Returns whether the lease was still held.
 local function complete_lease(id, host, per_host, max_queue, hold_ms, requeue, defer_ms,
-    robots, crawl_delay, links, n)
+    robots, crawl_delay, robots_request, links, n)
   local hk = K .. ':host:' .. host
   if hold_ms > 0 then
     local hold_until = now_ms() + hold_ms
@@ -177,7 +178,8 @@ local function complete_lease(id, host, per_host, max_queue, hold_ms, requeue, d
     local d = tonumber(redis.call('HGET', hk, 'delay') or '0')
     if crawl_delay > d then redis.call('HSET', hk, 'delay', crawl_delay) end
   end
-  if requeue ~= '' and defer_ms > 0 and redis.call('HGET', hk, 'robots') == 'pending' then
+  if robots_request and requeue ~= '' and defer_ms > 0
+      and redis.call('HGET', hk, 'robots') == 'pending' then
     -- The robots.txt request waits out a back-off: the host sends nothing meanwhile.
     redis.call('HSET', hk, 'robots', 'deferred')
   end

@@ -26,11 +26,12 @@ while i <= #ARGV do
     local defer_ms = tonumber(ARGV[i + 5])
     local robots = ARGV[i + 6]
     local crawl_delay = tonumber(ARGV[i + 7])
-    local n = tonumber(ARGV[i + 8])
-    local links = i + 9
+    local robots_request = ARGV[i + 8] == '1'
+    local n = tonumber(ARGV[i + 9])
+    local links = i + 10
     i = links + n * 5
     if complete_lease(id, host, per_host, max_queue, hold_ms, requeue, defer_ms, robots,
-        crawl_delay, links, n) then
+        crawl_delay, robots_request, links, n) then
       held = held + 1
     end
   end
