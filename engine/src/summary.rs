@@ -76,6 +76,35 @@ pub struct Summary {
     /// Commands this engine sent to Redis (cluster mode; a script call is one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_commands: Option<u64>,
+    /// The whole shared crawl's figures, in the summary of the engine that led at the end.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<ClusterTotals>,
+}
+
+/// A shared crawl's figures: every engine's, added up.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ClusterTotals {
+    /// Engines whose figures are counted.
+    pub engines: u64,
+    /// Pages fetched and parsed.
+    pub pages_ok: u64,
+    /// Pages that failed for good.
+    pub pages_failed: u64,
+    /// Redirect responses.
+    pub pages_redirected: u64,
+    /// Items the itemsaver acknowledged.
+    pub items_saved: u64,
+}
+
+impl ClusterTotals {
+    /// Adds one engine's figures.
+    pub fn add(&mut self, other: &ClusterTotals) {
+        self.engines += other.engines;
+        self.pages_ok += other.pages_ok;
+        self.pages_failed += other.pages_failed;
+        self.pages_redirected += other.pages_redirected;
+        self.items_saved += other.items_saved;
+    }
 }
 
 /// The CPU time this process used so far in seconds (Linux `/proc/self/stat`), if known.
@@ -179,6 +208,13 @@ impl fmt::Display for Summary {
         }
         if let Some(mb) = self.peak_rss_mb {
             row(f, "peak memory", &format!("{mb:.0} MiB"))?;
+        }
+        if let Some(c) = &self.cluster {
+            writeln!(f, "  the whole cluster")?;
+            row(f, "  engines", &c.engines)?;
+            row(f, "  pages ok", &c.pages_ok)?;
+            row(f, "  pages failed", &c.pages_failed)?;
+            row(f, "  items saved", &c.items_saved)?;
         }
         if let Some(state) = &self.resumable_state {
             row(f, "resumable state", state)?;

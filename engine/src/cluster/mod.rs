@@ -13,6 +13,7 @@ pub mod run;
 pub mod settings;
 pub mod shared;
 pub mod tasks;
+pub mod totals;
 
 pub use frontier::{
     Again, Claim, Claimed, ClusterError, Counts, Finished, NewUrl, Offer, RedisFrontier,

@@ -141,6 +141,7 @@ pub async fn run(
         },
     );
     let crawl = crawl.shared(shared, ack_rx);
+    let role_at_end = role.clone();
     let crawl = crawl.with_cluster(super::engines::ClusterHandle {
         conn: redis.connection(),
         prefix: prefix.clone(),
@@ -151,10 +152,23 @@ pub async fn run(
     info!(crawl = %cluster.crawl, engine = %engine, itemsaver = %itemsaver, "joined the shared crawl");
     let _stop_admin = crate::serve_admin(operate, &crawl);
     let result = crawl.run(Default::default(), shutdown).await;
+    let led = matches!(*role_at_end.borrow(), leader::Role::Leader(_));
+    let (stopped, mut summary) = match result {
+        Ok(done) => done,
+        Err(e) => {
+            stop.cancel();
+            let _ = leading.await;
+            return Err(e);
+        }
+    };
+    let mut figures = conn.clone();
+    super::totals::leave_figures(&mut figures, &prefix, &engine, &summary).await;
+    if led && stopped == crate::crawl::Stopped::Done {
+        summary.cluster = super::totals::add_up(&mut figures, &prefix, &engine).await;
+    }
     stop.cancel();
     let _ = leading.await;
     let _ = discovering.await;
-    let (_, mut summary) = result?;
     summary.redis_commands = Some(conn.commands_sent());
     Ok(summary)
 }

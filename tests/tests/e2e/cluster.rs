@@ -171,6 +171,20 @@ async fn two_engines_share_a_crawl(cluster: &Cluster, dir: &Path) {
         pages,
         "every page once, in all"
     );
+    // The engine that led at the end adds up the whole crawl.
+    let totals: Vec<&serde_json::Value> = [&a, &b]
+        .iter()
+        .filter_map(|r| r.summary().get("cluster"))
+        .collect();
+    assert_eq!(
+        totals.len(),
+        1,
+        "one leader's summary has the cluster's totals"
+    );
+    assert_eq!(totals[0]["engines"], 2);
+    assert_eq!(totals[0]["pages_ok"], pages);
+    assert_eq!(totals[0]["items_saved"], pages);
+    assert!(a.stdout.contains("the whole cluster") || b.stdout.contains("the whole cluster"));
     for run in [&a, &b] {
         assert_eq!(run.summary()["stopped"], "done");
         let workers = run.summary()["workers"].as_array().expect("workers").len();

@@ -1,0 +1,63 @@
+//! A shared crawl's figures at its end: every engine leaves its own in Redis as it finishes,
+//! and the engine that led at the end adds them up for its summary.
+
+use crate::summary::{ClusterTotals, Summary};
+use common::redis_conn::RedisConn;
+use common::registry::{self, NodeKind};
+use std::time::Duration;
+use tracing::debug;
+
+/// How long the leader waits for the other engines' figures.
+const WAIT: Duration = Duration::from_secs(3);
+
+fn key(prefix: &str) -> String {
+    format!("{prefix}:finals")
+}
+
+/// Leaves this engine's figures for the leader.
+pub async fn leave_figures(conn: &mut RedisConn, prefix: &str, engine: &str, summary: &Summary) {
+    let mine = ClusterTotals {
+        engines: 1,
+        pages_ok: summary.pages_ok,
+        pages_failed: summary.failed_total(),
+        pages_redirected: summary.pages_redirected,
+        items_saved: summary.items_saved,
+    };
+    let json = serde_json::to_string(&mine).unwrap_or_default();
+    let written: Result<(), _> = redis::cmd("HSET")
+        .arg(key(prefix))
+        .arg(engine)
+        .arg(json)
+        .query_async(conn)
+        .await;
+    if let Err(e) = written {
+        debug!(cause = %e, "could not leave this engine's figures");
+    }
+}
+
+/// Every engine's figures, once each engine still registered left them (waiting a little
+/// for those finishing at the same moment).
+pub async fn add_up(conn: &mut RedisConn, prefix: &str, engine: &str) -> Option<ClusterTotals> {
+    let until = tokio::time::Instant::now() + WAIT;
+    loop {
+        let finals: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(key(prefix))
+            .query_async(conn)
+            .await
+            .ok()?;
+        let live = registry::live(conn, prefix, NodeKind::Engine).await.ok()?;
+        let waiting = live
+            .iter()
+            .any(|n| n.id != engine && !finals.contains_key(&n.id));
+        if !waiting || tokio::time::Instant::now() >= until {
+            let mut totals = ClusterTotals::default();
+            for json in finals.values() {
+                if let Ok(one) = serde_json::from_str::<ClusterTotals>(json) {
+                    totals.add(&one);
+                }
+            }
+            return Some(totals);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
