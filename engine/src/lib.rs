@@ -121,6 +121,7 @@ pub async fn run_with(
                     addr: addr.clone(),
                     client,
                     traffic: traffic.clone(),
+                    alternates: None,
                 },
                 format!("itemsaver at {addr}"),
             )

@@ -59,9 +59,33 @@ pub enum Target {
         client: ItemSaverServiceClient,
         /// Where its traffic is counted.
         traffic: Arc<Traffic>,
+        /// Other itemsavers to fail over to when this one cannot be reached (cluster mode:
+        /// those registered in Redis).
+        alternates: Option<Alternates>,
     },
     /// The itemsaver inside this process.
     Local(ItemSaverServiceClient),
+}
+
+/// Finds the itemsavers a sink may fail over to.
+#[derive(Clone)]
+pub struct Alternates(
+    Arc<dyn Fn() -> futures::future::BoxFuture<'static, Vec<String>> + Send + Sync>,
+);
+
+impl Alternates {
+    /// Alternates listed by `list`.
+    pub fn new(
+        list: impl Fn() -> futures::future::BoxFuture<'static, Vec<String>> + Send + Sync + 'static,
+    ) -> Alternates {
+        Alternates(Arc::new(list))
+    }
+}
+
+impl std::fmt::Debug for Alternates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Alternates")
+    }
 }
 
 /// How the sink behaves.
@@ -467,12 +491,14 @@ impl Sender {
                 ))
             })
     }
-    /// Replaces the itemsaver connection; returns whether a new one was made.
+    /// Replaces the itemsaver connection, failing over to another registered itemsaver when
+    /// this one cannot be reached; returns whether a new connection was made.
     async fn reconnect(&mut self) -> bool {
         let Target::Remote {
             addr,
             client,
             traffic,
+            alternates,
         } = &mut self.target
         else {
             return false;
@@ -481,13 +507,27 @@ impl Sender {
             Ok(fresh) => {
                 debug!(itemsaver = %addr, "reconnected");
                 *client = fresh;
-                true
+                return true;
             }
-            Err(e) => {
-                debug!(itemsaver = %addr, cause = %e, "reconnect failed");
-                false
+            Err(e) => debug!(itemsaver = %addr, cause = %e, "reconnect failed"),
+        }
+        let Some(alternates) = alternates else {
+            return false;
+        };
+        for other in (alternates.0)().await {
+            if other == *addr {
+                continue;
+            }
+            if let Ok(fresh) =
+                transport::connect_itemsaver(&other, self.config.connect_timeout, traffic).await
+            {
+                warn!(from = %addr, to = %other, "the itemsaver cannot be reached; sending items to another registered one");
+                *addr = other;
+                *client = fresh;
+                return true;
             }
         }
+        false
     }
 }
 

@@ -12,7 +12,7 @@ use crate::sink::{ItemSink, Target};
 use crate::state::StateHandle;
 use crate::tasks::TaskDef;
 use crate::{Operate, Summary, crawl};
-use common::registry::Node;
+use common::registry::{Node, NodeKind};
 use common::traffic::Traffic;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -73,10 +73,20 @@ pub async fn run(
             .ok_or(EngineError::NoItemSaver)?,
     };
     let client = crate::connect_itemsaver(&itemsaver, &config, &traffic).await?;
+    let registered = conn.clone();
     let target = Target::Remote {
         addr: itemsaver.clone(),
         client,
         traffic: traffic.clone(),
+        alternates: Some(crate::sink::Alternates::new(move || {
+            let mut conn = registered.clone();
+            Box::pin(async move {
+                common::registry::live(&mut conn, common::registry::SHARED, NodeKind::ItemSaver)
+                    .await
+                    .map(|nodes| nodes.into_iter().map(|n| n.addr).collect())
+                    .unwrap_or_default()
+            })
+        })),
     };
     let jobs = crate::jobs(&config, false);
     let pool = if config.worker_hosts.is_empty() {

@@ -24,7 +24,7 @@ struct Cluster {
     backend: Backend,
     url: String,
     store: std::path::PathBuf,
-    _itemsaver: Server,
+    _itemsaver: Option<Server>,
     workers: Vec<Server>,
 }
 
@@ -59,7 +59,7 @@ impl Cluster {
             backend,
             url,
             store,
-            _itemsaver: itemsaver,
+            _itemsaver: Some(itemsaver),
             workers,
         }
     }
@@ -660,4 +660,47 @@ async fn admin_changes_through_a_follower_apply_once_on_every_engine() {
         pages(&drained) + pages(&leader_run),
         (site.site.ok_paths().len() + other.site.ok_paths().len()) as u64
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_engine_fails_over_to_another_registered_itemsaver() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut cluster = Cluster::start(dir.path()).await;
+    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
+        .await
+        .expect("site");
+    // The engine starts with one itemsaver registered, so that is the one it uses.
+    let flags = [
+        "--seed".to_owned(),
+        site.url("/"),
+        "--per_host=3".to_owned(),
+        "--batch_size=5".to_owned(),
+    ];
+    let engine = cluster.engine(dir.path(), "failover-store", &flags);
+    site.wait_for_hits(10).await;
+    let spare_store = dir.path().join("spare.db");
+    let spare_arg = spare_store.display().to_string();
+    let url = cluster.url.clone();
+    let _spare = Server::start(
+        "itemsaver",
+        &["--store", &spare_arg, "--redis", &url],
+        dir.path(),
+    )
+    .await;
+    site.wait_for_hits(20).await;
+    // Killed (SIGKILL on drop): the engine sends the rest to the spare.
+    drop(cluster._itemsaver.take());
+    let run = engine.wait().await.succeeded("the engine");
+    assert!(
+        run.stderr
+            .contains("sending items to another registered one"),
+        "{}",
+        run.stderr
+    );
+    // A batch in flight at the kill may be in both stores; together they hold each item.
+    let mut items = export(&cluster.store).await;
+    items.extend(export(&spare_store).await);
+    let mut seen = std::collections::BTreeSet::new();
+    items.retain(|i| seen.insert(i["id"].as_str().unwrap_or("").to_owned()));
+    assert_items_match_site(&items, &site);
 }
