@@ -704,3 +704,38 @@ async fn an_engine_fails_over_to_another_registered_itemsaver() {
     items.retain(|i| seen.insert(i["id"].as_str().unwrap_or("").to_owned()));
     assert_items_match_site(&items, &site);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_crawl_stays_done_until_fresh() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let site = TestSite::start(20).await.expect("site");
+    let seed = ["--seed".to_owned(), site.url("/")];
+    cluster
+        .engine(dir.path(), "again", &seed)
+        .wait()
+        .await
+        .succeeded("the first run");
+    let once = site.hits();
+    // A late engine finds the crawl done, says so, and fetches nothing.
+    let late = cluster
+        .engine(dir.path(), "again", &[])
+        .wait()
+        .await
+        .succeeded("a late engine");
+    assert!(late.stderr.contains("already done"), "{}", late.stderr);
+    assert_eq!(site.hits(), once, "nothing fetched again");
+    // --fresh deletes the crawl's keys: the same name crawls the site again.
+    let mut fresh = seed.to_vec();
+    fresh.push("--fresh".to_owned());
+    let again = cluster
+        .engine(dir.path(), "again", &fresh)
+        .wait()
+        .await
+        .succeeded("a fresh run");
+    assert_eq!(
+        again.summary()["pages_ok"],
+        site.site.ok_paths().len() as u64
+    );
+    assert!(site.hits().values().all(|n| *n == 2), "{:?}", site.hits());
+}
