@@ -240,6 +240,10 @@ pub enum TaskError {
     /// The crawl is no longer running.
     #[error("the crawl has stopped")]
     Stopped,
+    /// A shared crawl's change could not be recorded for the other engines (this engine no
+    /// longer leads, or Redis failed); it may be sent again.
+    #[error("the change could not be recorded for the other engines ({0}); send it again")]
+    NotShared(String),
 }
 
 /// Every task of the engine, by id and by name.

@@ -76,7 +76,7 @@ impl From<TaskError> for ApiError {
             TaskError::NotFound(_) => StatusCode::NOT_FOUND,
             TaskError::Duplicate(_) | TaskError::Finished { .. } => StatusCode::CONFLICT,
             TaskError::Invalid(_) => StatusCode::BAD_REQUEST,
-            TaskError::Stopped => StatusCode::SERVICE_UNAVAILABLE,
+            TaskError::Stopped | TaskError::NotShared(_) => StatusCode::SERVICE_UNAVAILABLE,
         };
         ApiError::new(status, e.to_string())
     }

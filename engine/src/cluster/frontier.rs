@@ -168,6 +168,7 @@ struct Scripts {
     extend: Script,
     release: Script,
     settle: Script,
+    tasks: Script,
     reap: Script,
     elect: Script,
     promote: Script,
@@ -194,6 +195,7 @@ impl Scripts {
             extend: script!("extend.lua"),
             release: script!("release.lua"),
             settle: script!("settle.lua"),
+            tasks: script!("tasks.lua"),
             reap: script!("reap.lua"),
             elect: script!("elect.lua"),
             promote: script!("promote.lua"),
@@ -644,33 +646,38 @@ impl RedisFrontier {
         }
     }
 
-    /// Records task changes for every engine: added tasks in order, states by name.
+    /// Leader only: records task changes for every engine (added tasks in order, states by
+    /// name) and queues the added tasks' seeds, at once; `false` when `epoch` is stale.
     pub async fn record_tasks(
         &mut self,
+        epoch: u64,
         changes: &[super::tasks::TaskChange],
-    ) -> Result<(), ClusterError> {
-        // The version moves last: an engine that sees it move finds the changes there.
-        let mut pipe = redis::pipe();
+        seeds: &[NewUrl],
+    ) -> Result<bool, ClusterError> {
+        let mut call = self.scripts.tasks.prepare_invoke();
+        call.key(&self.prefix)
+            .arg(epoch)
+            .arg(self.config.per_host)
+            .arg(self.config.max_queue_per_host)
+            .arg(changes.len());
         for change in changes {
             match change {
                 super::tasks::TaskChange::Added(json) => {
-                    pipe.rpush(format!("{}:tasks", self.prefix), json).ignore();
+                    call.arg("A").arg(json).arg("");
                 }
                 super::tasks::TaskChange::State(name, state) => {
-                    pipe.hset(
-                        format!("{}:task_states", self.prefix),
-                        name,
-                        super::tasks::state_name(*state),
-                    )
-                    .ignore();
+                    call.arg("S")
+                        .arg(name)
+                        .arg(super::tasks::state_name(*state));
                 }
             }
         }
-        pipe.incr(format!("{}:tasks_version", self.prefix), 1)
-            .ignore();
-        pipe.query_async::<()>(&mut self.conn)
+        Self::push_urls(&mut call, seeds);
+        let answer: i64 = call
+            .invoke_async(&mut self.conn)
             .await
-            .map_err(redis_err("record a task change"))
+            .map_err(redis_err("record task changes"))?;
+        Ok(answer == 1)
     }
 
     /// The tasks added after the first `known` and every task state, when the tasks'

@@ -554,12 +554,31 @@ impl SharedFrontier {
 
     /// Ends the loop turn: its records join the outbox (a page's completion once its items
     /// are acknowledged), which goes to Redis in batches (see [`SharedFrontier::settle`]).
-    pub async fn end_turn(&mut self) {
+    /// An operator's task changes are recorded at once, fenced by the leader's epoch; the
+    /// answer says why they could not be, when they could not.
+    pub async fn end_turn(&mut self) -> Result<(), String> {
         let mut turn = std::mem::take(&mut self.turn);
-        if !turn.tasks.is_empty() {
-            // Before the seeds: an engine claiming one knows its task.
-            if let Err(e) = self.redis.record_tasks(&turn.tasks).await {
-                warn!(cause = %e, "could not record a task change for the other engines");
+        let mut shared: Result<(), String> = Ok(());
+        if !turn.tasks.is_empty() || !turn.links.is_empty() {
+            // Links found outside any request's outcome are the seeds of an added task.
+            let seeds = if turn.ends.is_empty() {
+                std::mem::take(&mut turn.links)
+            } else {
+                Vec::new()
+            };
+            let role = *self.role.borrow();
+            shared = match role {
+                super::leader::Role::Leader(epoch) => {
+                    match self.redis.record_tasks(epoch, &turn.tasks, &seeds).await {
+                        Ok(true) => Ok(()),
+                        Ok(false) => Err("this engine no longer leads the crawl".to_owned()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                _ => Err("this engine does not lead the crawl".to_owned()),
+            };
+            if let Err(why) = &shared {
+                warn!(%why, "an operator's task change was not recorded for the other engines");
             }
         }
         for (host, hold) in &turn.holds {
@@ -589,16 +608,10 @@ impl SharedFrontier {
                 self.outbox.push_back(Settle::Complete(c));
             }
         }
-        if !turn.links.is_empty() {
-            // URLs found outside any request's outcome: the seeds of an added task.
-            if let Err(e) = self.redis.offer(&turn.links, false).await {
-                // Not lost to Redis alone: log it; the operator's request was answered.
-                warn!(cause = %e, urls = turn.links.len(), "could not queue new seeds");
-            }
-        }
         if self.failing_since.is_none() {
             self.settle();
         }
+        shared
     }
 
     /// Sends the front of the outbox to Redis in one call, unless a batch is on its way: a

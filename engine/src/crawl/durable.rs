@@ -52,8 +52,16 @@ impl Crawl {
     pub(super) async fn flush_pending(&mut self) -> Result<(), EngineError> {
         let changes = std::mem::take(&mut self.pending);
         self.state.record(changes).await?;
-        if let Some(shared) = self.frontier.shared() {
-            shared.end_turn().await;
+        if let Some(shared) = self.frontier.shared()
+            && let Err(why) = shared.end_turn().await
+        {
+            // The operator's change stands here but not for the other engines: refuse it,
+            // so that it is sent again (to the engine that leads now).
+            for (_, result) in &mut self.replies {
+                if result.is_ok() {
+                    *result = Err(crate::tasks::TaskError::NotShared(why.clone()));
+                }
+            }
         }
         Ok(())
     }

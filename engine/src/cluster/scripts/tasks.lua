@@ -1,0 +1,25 @@
+-- tasks(K; epoch, per_host, max_queue, n, then n x (kind, a, b), m, then m x (host, fp,
+--       shard, entry, robots))
+-- Leader only: records operators' task changes for every engine, in order (kind 'A': task
+-- record `a` added; kind 'S': task `a` set to state `b`), and queues the seeds of the tasks
+-- added, all at once, so that an engine claiming a seed knows its task. Returns 1, or -1
+-- when `epoch` is not the current leader's (nothing is recorded).
+if not is_leader(ARGV[1]) then return -1 end
+local per_host = tonumber(ARGV[2])
+local max_queue = tonumber(ARGV[3])
+local n = tonumber(ARGV[4])
+local i = 5
+for _ = 1, n do
+  if ARGV[i] == 'A' then
+    redis.call('RPUSH', K .. ':tasks', ARGV[i + 1])
+  else
+    redis.call('HSET', K .. ':task_states', ARGV[i + 1], ARGV[i + 2])
+  end
+  i = i + 3
+end
+if n > 0 then
+  -- The version moves with the changes: an engine that sees it move finds them.
+  redis.call('INCR', K .. ':tasks_version')
+end
+offer_all(i + 1, tonumber(ARGV[i]), 0, max_queue, per_host)
+return 1
