@@ -27,6 +27,10 @@ const FORWARDED: &str = "x-spinneret-forwarded";
 /// What a key holds while its change is being applied.
 const PENDING: &str = "pending";
 
+/// How long a key stays marked while its change is applied: should the leader die or the
+/// request be dropped meanwhile, the key is free again after this.
+const PENDING_FOR: Duration = Duration::from_secs(60);
+
 /// How long a change's answer is kept for repeats of its key.
 const KEEP_ANSWERS: Duration = Duration::from_secs(3_600);
 
@@ -162,7 +166,7 @@ async fn apply_once(c: &ClusterHandle, key: &str, request: Request, next: Next) 
         .arg(PENDING)
         .arg("NX")
         .arg("EX")
-        .arg(KEEP_ANSWERS.as_secs())
+        .arg(PENDING_FOR.as_secs())
         .query_async(&mut conn)
         .await;
     match claimed {

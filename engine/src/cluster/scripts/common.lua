@@ -191,6 +191,9 @@ local function complete_lease(id, host, per_host, max_queue, hold_ms, requeue, d
     requeue_front(host, requeue, per_host)
   end
   offer_all(links, n, 1, max_queue, per_host)
-  reschedule(host, per_host)
+  if lease[2] ~= '1' or hold_ms > 0 or robots ~= '' then
+    -- Its slot came free here, or its pace changed (requeues reschedule themselves).
+    reschedule(host, per_host)
+  end
   return true
 end
