@@ -194,29 +194,48 @@ async fn apply_once(c: &ClusterHandle, key: &str, request: Request, next: Next) 
         }
         Err(e) => return unavailable(e).into_response(),
     }
-    let response = next.run(request).await;
-    let (parts, body) = response.into_parts();
-    let bytes = to_bytes(body, MAX_ANSWER_BYTES).await.unwrap_or_default();
+    // Applied and kept on a task of its own: a client that goes away mid-change cannot leave
+    // the change applied with no answer kept for its retry.
+    let applied = tokio::spawn(async move {
+        let response = next.run(request).await;
+        let (parts, body) = response.into_parts();
+        let bytes = to_bytes(body, MAX_ANSWER_BYTES).await.unwrap_or_default();
+        keep_answer(&mut conn, &stored_key, parts, bytes).await
+    });
+    match applied.await {
+        Ok(response) => response,
+        Err(e) => ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the change failed: {e}"),
+        )
+        .into_response(),
+    }
+}
+
+/// Keeps a change's answer for repeats of its key (a server error is not kept: the change
+/// was not applied, and a retry tries again), and returns it.
+async fn keep_answer(
+    conn: &mut common::redis_conn::RedisConn,
+    stored_key: &str,
+    parts: axum::http::response::Parts,
+    bytes: axum::body::Bytes,
+) -> Response {
     if parts.status.is_server_error() {
-        // Not applied: a retry with the same key tries again.
-        let _: Result<(), _> = redis::cmd("DEL")
-            .arg(&stored_key)
-            .query_async(&mut conn)
-            .await;
+        let _: Result<(), _> = redis::cmd("DEL").arg(stored_key).query_async(conn).await;
         return Response::from_parts(parts, Body::from(bytes));
     }
     let mut record = Vec::with_capacity(bytes.len() + 2);
     record.extend_from_slice(&parts.status.as_u16().to_be_bytes());
     record.extend_from_slice(&bytes);
     let kept: Result<(), _> = redis::cmd("SET")
-        .arg(&stored_key)
+        .arg(stored_key)
         .arg(record)
         .arg("EX")
         .arg(KEEP_ANSWERS.as_secs())
-        .query_async(&mut conn)
+        .query_async(conn)
         .await;
     if let Err(e) = kept {
-        warn!(key, cause = %e, "could not keep a change's answer; a repeat may apply it again");
+        warn!(key = %stored_key, cause = %e, "could not keep a change's answer; a repeat may apply it again");
     }
     Response::from_parts(parts, Body::from(bytes))
 }
@@ -298,7 +317,9 @@ async fn to_leader(c: &ClusterHandle, key: &str, request: Request) -> Response {
         if tokio::time::Instant::now() >= deadline {
             return ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
-                format!("{last}; the change was not applied, try again"),
+                format!(
+                    "{last}; the change may not have been applied: send it again with the header `{IDEMPOTENCY_KEY}: {key}`"
+                ),
             )
             .into_response();
         }

@@ -30,6 +30,9 @@ const OFFERED_CAP: usize = 1 << 20;
 /// How long a claimed request of a paused task waits before it is looked at again.
 const PAUSED_RETRY: Duration = Duration::from_secs(1);
 
+/// How long an operator's task change is tried while Redis fails, before it is refused.
+const RECORD_TASKS_FOR: Duration = Duration::from_secs(5);
+
 /// Shortest wait after a claim that found nothing.
 const MIN_CLAIM_WAIT: Duration = Duration::from_millis(10);
 
@@ -387,8 +390,13 @@ impl SharedFrontier {
         let known: HashSet<String> = self.rules.keys().cloned().collect();
         let obey = self.obey_robots;
         let agent = self.agent.clone();
+        let held = self.held.clone();
         self.claiming = Some(Box::pin(async move {
             let claim = redis.claim_next(&engine, max).await?;
+            // Renewed from now on, whatever the crawl loop is busy with.
+            for c in &claim.claimed {
+                held.insert(c.lease);
+            }
             let mut hosts: Vec<&str> = Vec::new();
             if obey {
                 for c in &claim.claimed {
@@ -559,26 +567,24 @@ impl SharedFrontier {
     pub async fn end_turn(&mut self) -> Result<(), String> {
         let mut turn = std::mem::take(&mut self.turn);
         let mut shared: Result<(), String> = Ok(());
-        if !turn.tasks.is_empty() || !turn.links.is_empty() {
-            // Links found outside any request's outcome are the seeds of an added task.
+        if !turn.tasks.is_empty() {
+            // An operator's change (only the leader gets them): links found outside any
+            // request's outcome are the seeds of an added task.
             let seeds = if turn.ends.is_empty() {
                 std::mem::take(&mut turn.links)
             } else {
                 Vec::new()
             };
-            let role = *self.role.borrow();
-            shared = match role {
-                super::leader::Role::Leader(epoch) => {
-                    match self.redis.record_tasks(epoch, &turn.tasks, &seeds).await {
-                        Ok(true) => Ok(()),
-                        Ok(false) => Err("this engine no longer leads the crawl".to_owned()),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                _ => Err("this engine does not lead the crawl".to_owned()),
-            };
+            shared = self.record_tasks(&turn.tasks, &seeds).await;
             if let Err(why) = &shared {
                 warn!(%why, "an operator's task change was not recorded for the other engines");
+                // Offered by no one: another engine (or this one, later) offers them afresh.
+                for seed in &seeds {
+                    self.offered_urls.remove(&seed.fingerprint);
+                    if !seed.robots.is_empty() {
+                        self.offered.remove(&seed.host);
+                    }
+                }
             }
         }
         for (host, hold) in &turn.holds {
@@ -607,11 +613,39 @@ impl SharedFrontier {
                 c.hold = turn.holds.get(&c.host).copied().unwrap_or_default();
                 self.outbox.push_back(Settle::Complete(c));
             }
+            if !turn.links.is_empty() {
+                // Links no single outcome owns: offered on their own (a release of no lease).
+                self.outbox
+                    .push_back(Settle::Release(0, std::mem::take(&mut turn.links)));
+            }
         }
         if self.failing_since.is_none() {
             self.settle();
         }
         shared
+    }
+
+    /// Records an operator's task changes (and a new task's seeds) in one script fenced by the
+    /// leader's epoch, trying again for a few seconds while Redis fails.
+    async fn record_tasks(
+        &mut self,
+        tasks: &[super::tasks::TaskChange],
+        seeds: &[NewUrl],
+    ) -> Result<(), String> {
+        let until = Instant::now() + RECORD_TASKS_FOR;
+        loop {
+            let role = *self.role.borrow();
+            let super::leader::Role::Leader(epoch) = role else {
+                return Err("this engine does not lead the crawl (any more)".to_owned());
+            };
+            match self.redis.record_tasks(epoch, tasks, seeds).await {
+                Ok(true) => return Ok(()),
+                Ok(false) => return Err("this engine no longer leads the crawl".to_owned()),
+                Err(e) if Instant::now() >= until => return Err(e.to_string()),
+                Err(e) => debug!(cause = %e, "recording a task change failed; trying again"),
+            }
+            tokio::time::sleep(TICK).await;
+        }
     }
 
     /// Sends the front of the outbox to Redis in one call, unless a batch is on its way: a
@@ -747,8 +781,8 @@ impl SharedFrontier {
         Some(news)
     }
 
-    /// Keeps the crawl's view of Redis current: extends the leases held, retries what failed,
-    /// and reads whether the crawl is done.
+    /// Keeps the crawl's view of Redis current: retries what failed, reads the crawl's
+    /// figures and whether it is done, and (leading) checks for the end.
     pub async fn tick(&mut self, now: Instant) -> Result<(), RedisGone> {
         if let Some(e) = self.failing_since.and(self.last_error.clone()) {
             self.check_gone_text(&e)?;
@@ -825,13 +859,21 @@ impl SharedFrontier {
 
     /// Gives back the claimed requests not sent and sends what is left of the outbox (the
     /// engine is stopping).
-    pub async fn give_back(&mut self) -> Result<(), RedisGone> {
+    pub async fn give_back(&mut self, pool: &Pool) -> Result<(), RedisGone> {
         while let Some(d) = self.local.pop_front() {
             self.requeue_front(d);
         }
         let ends = std::mem::take(&mut self.turn.ends);
         self.outbox.extend(ends.into_iter().map(Settle::Complete));
+        self.stopping = true;
         loop {
+            if self.claiming.is_some() {
+                // Its requests go back with the rest (see `take_claim`).
+                if let RedisAnswer::Claimed(claimed) = self.answer().await {
+                    self.take_claim(claimed, pool, Instant::now());
+                }
+                continue;
+            }
             if self.settling.is_none() {
                 if self.outbox.is_empty() {
                     return Ok(());

@@ -484,7 +484,7 @@ impl Crawl {
             }
         }
         if let Some(shared) = self.frontier.shared() {
-            shared.give_back().await?;
+            shared.give_back(&self.pool).await?;
             return Ok(if shared.is_done() {
                 Stopped::Done
             } else if shared.drained() {

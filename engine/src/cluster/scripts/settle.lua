@@ -3,7 +3,7 @@
 -- and complete.lua): the crawl loop gathers what its pages need and sends it at once, so a
 -- busy engine spends a fraction of a round trip per page. Each op is
 --   'R', id, n, then n x (host, fp, shard, entry, robots)             a release
---   'C', id, host, hold_ms, requeue, defer_ms, robots, crawl_delay_ms,
+--   'C', id, host, hold_ms, requeue, defer_ms, robots, crawl_delay_ms, robots_request,
 --        n, then n x (host, fp, shard, entry, robots)                 a complete
 -- Returns how many leases were still held.
 local per_host = tonumber(ARGV[1])
