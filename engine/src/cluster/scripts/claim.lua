@@ -19,6 +19,8 @@ local engines = math.max(1, redis.call('ZCARD', K .. ':claimers'))
 local share = math.ceil(per_host / engines)
 local out = {0}
 local claimed = 0
+-- Lease ids for this claim, reserved at once (unused ones are skipped).
+local base = redis.call('INCRBY', K .. ':lease_seq', max) - max + 1
 -- Some ready hosts may be at this engine's share: look a little further than `max`.
 local hosts = redis.call('ZRANGEBYSCORE', K .. ':ready', '-inf', now, 'LIMIT', 0, max * 2 + 16)
 for _, host in ipairs(hosts) do
@@ -32,16 +34,19 @@ for _, host in ipairs(hosts) do
   -- While its robots.txt is unknown a host sends only that; while that waits out a
   -- back-off, nothing.
   if robots == 'pending' then limit = 1 elseif robots == 'deferred' then limit = 0 end
+  -- The host's counts are read once and written once, whatever it hands out.
+  local held = redis.call('HMGET', hk, 'inflight', 'e:' .. engine)
+  local inflight = tonumber(held[1] or '0')
+  local mine = tonumber(held[2] or '0')
+  local took = 0
   repeat
-    local held = redis.call('HMGET', hk, 'inflight', 'e:' .. engine)
-    local inflight = tonumber(held[1] or '0')
-    if inflight >= limit or tonumber(held[2] or '0') >= share then break end
+    if inflight >= limit or mine >= share then break end
     local entry = redis.call('LPOP', q)
     if not entry then break end
-    redis.call('DECR', K .. ':queued')
-    redis.call('HSET', hk, 'inflight', inflight + 1, 'next_at', now + host_delay)
-    redis.call('HINCRBY', hk, 'e:' .. engine, 1)
-    local id = redis.call('INCR', K .. ':lease_seq')
+    inflight = inflight + 1
+    mine = mine + 1
+    took = took + 1
+    local id = base + claimed
     redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine)
     redis.call('ZADD', K .. ':leases', now + lease_ms, id)
     out[#out + 1] = id
@@ -49,13 +54,19 @@ for _, host in ipairs(hosts) do
     out[#out + 1] = entry
     claimed = claimed + 1
   until host_delay > 0 or claimed >= max
-  if robots == 'deferred' or (robots == 'pending'
-      and tonumber(redis.call('HGET', hk, 'inflight') or '0') >= 1) then
+  if took > 0 then
+    redis.call('HSET', hk, 'inflight', inflight, 'next_at', now + host_delay,
+      'e:' .. engine, mine)
+  end
+  if robots == 'deferred' or (robots == 'pending' and inflight >= 1) then
     -- Ready again when its robots.txt request completes or comes back.
     redis.call('ZREM', K .. ':ready', host)
   else
     reschedule(host, per_host)
   end
+end
+if claimed > 0 then
+  redis.call('DECRBY', K .. ':queued', claimed)
 end
 local next = redis.call('ZRANGE', K .. ':ready', 0, 0, 'WITHSCORES')
 if next[2] then
