@@ -111,6 +111,14 @@ impl Token {
     }
 }
 
+/// What an end of a connection proves itself with; none by default (loopback only, or
+/// `--insecure`).
+#[derive(Clone, Debug, Default)]
+pub struct Credentials {
+    /// The shared token (`--token FILE`).
+    pub token: Option<Token>,
+}
+
 /// What one end of a connection speaks.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Versions {

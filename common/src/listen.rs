@@ -8,6 +8,7 @@
 //! connections but writes every answer it computed before closing them.
 
 use crate::codec::Side;
+use crate::handshake::Credentials;
 use crate::transport::{TcpTransport, frame};
 use futures::{Sink, Stream};
 use serde::{Deserialize, Serialize};
@@ -317,13 +318,16 @@ const REFUSAL_REPORT_EVERY: Duration = Duration::from_secs(10);
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     limits: ServerLimits,
+    credentials: Credentials,
     shutdown: CancellationToken,
-    mut serve_conn: F,
+    serve_conn: F,
 ) -> io::Result<()>
 where
-    F: FnMut(Accepted) -> Fut,
+    F: Fn(Accepted) -> Fut + Send + Sync + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    let serve_conn = Arc::new(serve_conn);
+    let credentials = Arc::new(credentials);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let counts = Arc::new(PeerCounts::default());
     let tracker = TaskTracker::new();
@@ -361,14 +365,39 @@ where
         };
         debug!(%peer, "connection accepted");
         let _ = stream.set_nodelay(true);
-        let conn = serve_conn(Accepted {
-            stream,
-            peer,
-            limits,
-            close: shutdown.clone(),
-        });
         let abort = abort.clone();
+        let close = shutdown.clone();
+        let serve_conn = serve_conn.clone();
+        let credentials = credentials.clone();
         tracker.spawn(async move {
+            let mut stream = stream;
+            // The set-up comes first: no request frame of a peer that failed it is read.
+            let set_up = crate::handshake::server(
+                &mut stream,
+                credentials.token.as_ref(),
+                limits.first_frame_timeout,
+            );
+            let set_up = tokio::select! {
+                done = set_up => done,
+                _ = abort.cancelled() => return,
+            };
+            if let Err(e) = set_up {
+                match e {
+                    crate::handshake::HandshakeError::Timeout(_)
+                    | crate::handshake::HandshakeError::Io(_) => {
+                        debug!(%peer, cause = %e, "connection set-up failed")
+                    }
+                    _ => warn!(%peer, cause = %e, reason = e.reason(), "refused a peer at the connection's set-up"),
+                }
+                drop((permit, slot));
+                return;
+            }
+            let conn = serve_conn(Accepted {
+                stream,
+                peer,
+                limits,
+                close,
+            });
             tokio::select! {
                 _ = conn => debug!(%peer, "connection closed"),
                 _ = abort.cancelled() => debug!(%peer, "connection dropped at the drain timeout"),
@@ -403,6 +432,7 @@ mod tests {
         tokio::spawn(accept_loop(
             listener,
             limits,
+            Credentials::default(),
             shutdown.clone(),
             |conn| async move {
                 let mut t: ServerTransport<String, String> = conn.transport();
@@ -418,10 +448,14 @@ mod tests {
 
     async fn echo_once(addr: SocketAddr) {
         let traffic = Arc::new(Traffic::default());
-        let mut t: CountedTransport<String, String> =
-            connect(&addr.to_string(), Duration::from_secs(5), &traffic)
-                .await
-                .expect("connect");
+        let mut t: CountedTransport<String, String> = connect(
+            &addr.to_string(),
+            Duration::from_secs(5),
+            &traffic,
+            &Credentials::default(),
+        )
+        .await
+        .expect("connect");
         t.send("hello".to_owned()).await.expect("send");
         assert_eq!(t.next().await.expect("reply").expect("frame"), "hello");
         assert!(traffic.bytes() > 0, "the connection's bytes are counted");
@@ -450,6 +484,9 @@ mod tests {
         let (addr, shutdown) = echo_server(ServerLimits::default()).await;
         // A length prefix far over the limit, then garbage.
         let mut raw = TcpStream::connect(addr).await.expect("connect raw");
+        crate::handshake::client(&mut raw, None, Duration::from_secs(5))
+            .await
+            .expect("set-up");
         raw.write_all(&u32::MAX.to_be_bytes()).await.expect("write");
         raw.write_all(b"garbage garbage").await.expect("write");
         assert_eq!(
@@ -470,6 +507,9 @@ mod tests {
         let (addr, shutdown) = echo_server(limits).await;
         let mut silent = TcpStream::connect(addr).await.expect("connect");
         let mut trickle = TcpStream::connect(addr).await.expect("connect");
+        crate::handshake::client(&mut trickle, None, Duration::from_secs(5))
+            .await
+            .expect("set-up");
         // Half a frame: a length prefix promising bytes that never come.
         trickle
             .write_all(&100u32.to_be_bytes())

@@ -5,6 +5,7 @@
 //! one connection; the server goes on serving the others.
 
 use crate::codec::{Side, WireCodec};
+use crate::handshake::Credentials;
 use crate::service::{CrawlServiceClient, ItemSaverServiceClient};
 use crate::traffic::{Counted, Traffic};
 use serde::{Deserialize, Serialize};
@@ -47,6 +48,15 @@ pub enum ConnectError {
         /// What the operating system said.
         source: io::Error,
     },
+    /// The peer was refused, or refused us, at the connection's set-up.
+    #[error("{addr}: {source}")]
+    Handshake {
+        /// The address tried.
+        addr: String,
+        /// What went wrong.
+        #[source]
+        source: crate::handshake::HandshakeError,
+    },
 }
 
 /// Wraps an accepted (`Side::Server`) or connected (`Side::Client`) stream in the project's
@@ -63,12 +73,14 @@ where
     tarpc::serde_transport::new(framed, WireCodec::new(side))
 }
 
-/// Opens a framed connection to `addr` (`host:port`), giving up after `timeout`; its bytes are
+/// Opens a framed connection to `addr` (`host:port`), giving up after `timeout`, and sets it
+/// up (versions, and the token when `credentials` has one) before any request; its bytes are
 /// counted into `traffic`.
 pub async fn connect<In, Out>(
     addr: &str,
     timeout: Duration,
     traffic: &Arc<Traffic>,
+    credentials: &Credentials,
 ) -> Result<CountedTransport<In, Out>, ConnectError>
 where
     In: for<'de> Deserialize<'de>,
@@ -85,7 +97,14 @@ where
         }),
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            Ok(frame(Counted::new(stream, traffic.clone()), Side::Client))
+            let mut stream = Counted::new(stream, traffic.clone());
+            crate::handshake::client(&mut stream, credentials.token.as_ref(), timeout)
+                .await
+                .map_err(|source| ConnectError::Handshake {
+                    addr: addr.to_owned(),
+                    source,
+                })?;
+            Ok(frame(stream, Side::Client))
         }
     }
 }
@@ -95,8 +114,9 @@ pub async fn connect_worker(
     addr: &str,
     timeout: Duration,
     traffic: &Arc<Traffic>,
+    credentials: &Credentials,
 ) -> Result<CrawlServiceClient, ConnectError> {
-    let transport = connect(addr, timeout, traffic).await?;
+    let transport = connect(addr, timeout, traffic, credentials).await?;
     Ok(CrawlServiceClient::new(tarpc::client::Config::default(), transport).spawn())
 }
 
@@ -105,8 +125,9 @@ pub async fn connect_itemsaver(
     addr: &str,
     timeout: Duration,
     traffic: &Arc<Traffic>,
+    credentials: &Credentials,
 ) -> Result<ItemSaverServiceClient, ConnectError> {
-    let transport = connect(addr, timeout, traffic).await?;
+    let transport = connect(addr, timeout, traffic, credentials).await?;
     Ok(ItemSaverServiceClient::new(tarpc::client::Config::default(), transport).spawn())
 }
 
@@ -128,10 +149,15 @@ mod tests {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr").to_string();
         drop(listener);
-        let err = connect::<String, String>(&addr, Duration::from_secs(5), &Arc::default())
-            .await
-            .err()
-            .expect("connecting to a closed port must fail");
+        let err = connect::<String, String>(
+            &addr,
+            Duration::from_secs(5),
+            &Arc::default(),
+            &Credentials::default(),
+        )
+        .await
+        .err()
+        .expect("connecting to a closed port must fail");
         assert!(err.to_string().contains(&addr), "{err}");
     }
 }

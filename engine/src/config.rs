@@ -85,6 +85,8 @@ pub struct EngineConfig {
     pub serve: bool,
     /// Cluster mode: the crawl is shared with other engines in Redis (`--redis`, `--crawl`).
     pub cluster: Option<ClusterConfig>,
+    /// What the engine proves itself to workers and itemsavers with.
+    pub credentials: common::handshake::Credentials,
 }
 
 /// How an engine joins a crawl shared in Redis.
@@ -169,6 +171,7 @@ impl Default for EngineConfig {
             itemsaver_timeout: Duration::from_secs(300),
             serve: false,
             cluster: None,
+            credentials: Default::default(),
         }
     }
 }

@@ -213,6 +213,7 @@ fn pool_config(config: &EngineConfig) -> pool::PoolConfig {
         heartbeat: config.heartbeat,
         heartbeat_misses: config.heartbeat_misses,
         no_workers_timeout: config.no_workers_timeout,
+        credentials: config.credentials.clone(),
     }
 }
 
@@ -225,6 +226,7 @@ fn sink_config(config: &EngineConfig) -> SinkConfig {
         unavailable_timeout: config.itemsaver_timeout,
         connect_timeout: config.connect_timeout,
         dead_letters: config.dead_letters.clone(),
+        credentials: config.credentials.clone(),
     }
 }
 
@@ -257,9 +259,10 @@ async fn connect_itemsaver(
         addr: addr.into(),
         cause,
     };
-    let client = transport::connect_itemsaver(addr, config.connect_timeout, traffic)
-        .await
-        .map_err(|e| fail(e.to_string()))?;
+    let client =
+        transport::connect_itemsaver(addr, config.connect_timeout, traffic, &config.credentials)
+            .await
+            .map_err(|e| fail(e.to_string()))?;
     client
         .count(transport::deadline(config.connect_timeout), None)
         .await

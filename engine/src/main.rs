@@ -597,6 +597,7 @@ impl Args {
                 _ => None,
             },
             task,
+            credentials: Default::default(),
         })
     }
 }

@@ -103,6 +103,8 @@ pub struct SinkConfig {
     pub connect_timeout: Duration,
     /// Where refused items are appended when there is no state to keep them in.
     pub dead_letters: std::path::PathBuf,
+    /// What the engine proves itself to the itemsaver with at each connection's set-up.
+    pub credentials: common::handshake::Credentials,
 }
 
 /// What became of the items sent to a sink.
@@ -503,7 +505,14 @@ impl Sender {
         else {
             return false;
         };
-        match transport::connect_itemsaver(addr, self.config.connect_timeout, traffic).await {
+        match transport::connect_itemsaver(
+            addr,
+            self.config.connect_timeout,
+            traffic,
+            &self.config.credentials,
+        )
+        .await
+        {
             Ok(fresh) => {
                 debug!(itemsaver = %addr, "reconnected");
                 *client = fresh;
@@ -518,8 +527,13 @@ impl Sender {
             if other == *addr {
                 continue;
             }
-            if let Ok(fresh) =
-                transport::connect_itemsaver(&other, self.config.connect_timeout, traffic).await
+            if let Ok(fresh) = transport::connect_itemsaver(
+                &other,
+                self.config.connect_timeout,
+                traffic,
+                &self.config.credentials,
+            )
+            .await
             {
                 warn!(from = %addr, to = %other, "the itemsaver cannot be reached; sending items to another registered one");
                 *addr = other;

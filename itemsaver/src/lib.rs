@@ -12,6 +12,7 @@ pub use store::{Store, StoreError};
 
 use common::ItemSaverService;
 use common::ItemSaverServiceClient;
+use common::handshake::Credentials;
 use common::listen::{Accepted, ServerLimits, accept_loop, close_after_drain};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
@@ -21,11 +22,13 @@ use tokio_util::sync::CancellationToken;
 /// Concurrent calls one connection may have open; the engine keeps one or two.
 pub const MAX_REQUESTS_PER_CONNECTION: usize = 64;
 
-/// Serves `server` on `listener` until `shutdown` is cancelled.
+/// Serves `server` on `listener` (to peers that pass the set-up with `credentials`) until
+/// `shutdown` is cancelled.
 pub async fn run(
     listener: TcpListener,
     server: ItemSaverServer,
     limits: ServerLimits,
+    credentials: Credentials,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     // On shutdown, refuse new batches (the engine keeps them and re-sends), let the commits
@@ -36,22 +39,28 @@ pub async fn run(
             tracing::warn!("commits still running at the drain timeout");
         }
     });
-    accept_loop(listener, limits, close, move |conn: Accepted| {
-        let server = server.clone();
-        // Calls past this are refused rather than queued without bound; a well-behaved
-        // engine never sends that many.
-        let limit = MAX_REQUESTS_PER_CONNECTION;
-        async move {
-            let channel =
-                BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
-            channel
-                .execute(server.serve())
-                .for_each(|response| async move {
-                    tokio::spawn(response);
-                })
-                .await;
-        }
-    })
+    accept_loop(
+        listener,
+        limits,
+        credentials,
+        close,
+        move |conn: Accepted| {
+            let server = server.clone();
+            // Calls past this are refused rather than queued without bound; a well-behaved
+            // engine never sends that many.
+            let limit = MAX_REQUESTS_PER_CONNECTION;
+            async move {
+                let channel =
+                    BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
+                channel
+                    .execute(server.serve())
+                    .for_each(|response| async move {
+                        tokio::spawn(response);
+                    })
+                    .await;
+            }
+        },
+    )
     .await
 }
 

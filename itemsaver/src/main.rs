@@ -153,6 +153,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
         listener,
         ItemSaverServer::new(store, args.max_batch, args.max_item_bytes),
         args.limits.limits(),
+        common::handshake::Credentials::default(),
         shutdown,
     )
     .await?;

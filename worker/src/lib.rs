@@ -17,6 +17,7 @@ pub use server::CrawlServer;
 
 use common::CrawlService;
 use common::CrawlServiceClient;
+use common::handshake::Credentials;
 use common::listen::{Accepted, ServerLimits, accept_loop, close_after_drain};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
@@ -26,12 +27,14 @@ use tokio_util::sync::CancellationToken;
 /// How long a stopping worker waits for its requests in flight.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Serves `server` on `listener` until `shutdown` is cancelled, then drains: new requests
+/// Serves `server` on `listener` (to peers that pass the set-up with `credentials`) until
+/// `shutdown` is cancelled, then drains: new requests
 /// are refused (the engine sends them elsewhere) while those in flight finish.
 pub async fn run(
     listener: TcpListener,
     server: CrawlServer,
     limits: ServerLimits,
+    credentials: Credentials,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let drainer = server.clone();
@@ -41,22 +44,28 @@ pub async fn run(
             tracing::warn!("requests still in flight at the drain timeout");
         }
     });
-    accept_loop(listener, limits, close, move |conn: Accepted| {
-        let server = server.clone();
-        // Calls past this are refused rather than queued without bound; a well-behaved
-        // engine never sends that many.
-        let limit = server.worker_info().concurrency as usize * 2 + 16;
-        async move {
-            let channel =
-                BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
-            channel
-                .execute(server.serve())
-                .for_each(|response| async move {
-                    tokio::spawn(response);
-                })
-                .await;
-        }
-    })
+    accept_loop(
+        listener,
+        limits,
+        credentials,
+        close,
+        move |conn: Accepted| {
+            let server = server.clone();
+            // Calls past this are refused rather than queued without bound; a well-behaved
+            // engine never sends that many.
+            let limit = server.worker_info().concurrency as usize * 2 + 16;
+            async move {
+                let channel =
+                    BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
+                channel
+                    .execute(server.serve())
+                    .for_each(|response| async move {
+                        tokio::spawn(response);
+                    })
+                    .await;
+            }
+        },
+    )
     .await
 }
 

@@ -116,7 +116,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         // Tests and scripts read this line to learn the port when given port 0.
         println!("metrics on http://{bound}/metrics");
     }
-    worker::run(listener, server, args.limits.limits(), shutdown).await?;
+    worker::run(
+        listener,
+        server,
+        args.limits.limits(),
+        common::handshake::Credentials::default(),
+        shutdown,
+    )
+    .await?;
     if let Some(registered) = registered {
         let _ = registered.await;
     }

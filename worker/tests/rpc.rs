@@ -16,6 +16,7 @@ async fn start_worker() -> (std::net::SocketAddr, CancellationToken) {
         listener,
         server,
         Default::default(),
+        Default::default(),
         shutdown.clone(),
     ));
     (addr, shutdown)
@@ -47,6 +48,7 @@ async fn client_of(addr: std::net::SocketAddr) -> common::CrawlServiceClient {
     common::transport::connect_worker(
         &addr.to_string(),
         Duration::from_secs(5),
+        &Default::default(),
         &Default::default(),
     )
     .await
@@ -108,6 +110,9 @@ async fn a_deadline_years_ahead_is_answered_not_a_panic() {
     use bincode::Options;
     let (addr, shutdown) = start_worker().await;
     let mut stream = TcpStream::connect(addr).await.expect("connect");
+    common::handshake::client(&mut stream, None, Duration::from_secs(5))
+        .await
+        .expect("set-up");
     send_frame(&mut stream, &status_request_with_deadline(u64::MAX)).await;
     let frame = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut stream))
         .await
@@ -179,6 +184,7 @@ async fn a_result_over_the_frame_limit_is_a_typed_error_and_the_connection_lives
     tokio::spawn(worker::run(
         listener,
         server,
+        Default::default(),
         Default::default(),
         shutdown.clone(),
     ));

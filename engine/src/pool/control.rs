@@ -119,6 +119,7 @@ impl PoolControl {
             &jobs,
             self.shared.config.connect_timeout,
             &self.shared.traffic,
+            &self.shared.config.credentials,
         )
         .await
         .map_err(|(Failure::Unreachable(why) | Failure::Unable(why))| {

@@ -36,7 +36,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 /// How the pool watches its workers.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PoolConfig {
     /// Requests in flight to one worker at most (besides the worker's own limit).
     pub max_slots: usize,
@@ -48,6 +48,8 @@ pub struct PoolConfig {
     pub heartbeat_misses: u32,
     /// How long the crawl waits for a worker when every one is down.
     pub no_workers_timeout: Duration,
+    /// What the engine proves itself to workers with at each connection's set-up.
+    pub credentials: common::handshake::Credentials,
 }
 
 impl Default for PoolConfig {
@@ -58,6 +60,7 @@ impl Default for PoolConfig {
             heartbeat: Duration::from_secs(2),
             heartbeat_misses: 3,
             no_workers_timeout: Duration::from_secs(60),
+            credentials: Default::default(),
         }
     }
 }
@@ -237,10 +240,11 @@ impl Pool {
         let attempts = unique.into_iter().map(|addr| {
             let jobs = jobs.clone();
             let traffic = traffic.clone();
+            let credentials = config.credentials.clone();
             async move {
                 (
                     addr.clone(),
-                    connect_one(addr, &jobs, timeout, &traffic).await,
+                    connect_one(addr, &jobs, timeout, &traffic, &credentials).await,
                 )
             }
         });

@@ -21,8 +21,9 @@ pub(super) async fn connect_one(
     jobs: &[Job],
     timeout: Duration,
     traffic: &Arc<Traffic>,
+    credentials: &common::handshake::Credentials,
 ) -> Result<(CrawlServiceClient, WorkerInfo), Failure> {
-    let client = transport::connect_worker(addr, timeout, traffic)
+    let client = transport::connect_worker(addr, timeout, traffic, credentials)
         .await
         .map_err(|e| Failure::Unreachable(e.to_string()))?;
     traffic.call();
@@ -57,7 +58,7 @@ pub(super) async fn supervise(
     shared: Arc<Shared>,
     stop: CancellationToken,
 ) {
-    let config = shared.config;
+    let config = shared.config.clone();
     let mut misses = 0;
     let mut backoff = Duration::from_millis(250);
     loop {
@@ -70,7 +71,15 @@ pub(super) async fn supervise(
                 _ = tokio::time::sleep(backoff) => {}
             }
             let jobs = shared.jobs();
-            match connect_one(&worker.addr, &jobs, config.connect_timeout, &shared.traffic).await {
+            match connect_one(
+                &worker.addr,
+                &jobs,
+                config.connect_timeout,
+                &shared.traffic,
+                &config.credentials,
+            )
+            .await
+            {
                 Ok((client, info)) => {
                     let slots = shared.slots(&info);
                     let _leasing = worker.leasing();
