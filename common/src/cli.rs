@@ -85,3 +85,56 @@ async fn wait_for_signal() {
 async fn wait_for_signal() {
     let _ = tokio::signal::ctrl_c().await;
 }
+
+/// The flags a server (worker, itemsaver) proves and checks its peers with.
+#[derive(clap::Args, Debug, Clone, Default)]
+pub struct AuthArgs {
+    /// File holding the shared secret every process of the crawl must know; peers prove it
+    /// to each other at each connection's set-up, without sending it.
+    #[arg(long, value_name = "FILE", env = "SPINNERET_TOKEN")]
+    pub token: Option<std::path::PathBuf>,
+
+    /// Listen on a non-loopback address without a token: anyone who can reach the port can
+    /// use this server. For private networks only.
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// Why a server refuses to start as asked.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// The token could not be read.
+    #[error(transparent)]
+    Token(#[from] crate::handshake::TokenError),
+    /// A non-loopback address without a token or `--insecure`.
+    #[error(
+        "refusing to listen on {0} without --token FILE: anyone who can reach it could use this server; give every process the same --token, or pass --insecure on a private network"
+    )]
+    Unprotected(std::net::SocketAddr),
+}
+
+impl AuthArgs {
+    /// The credentials the flags give (no token when none is given).
+    pub fn credentials(&self) -> Result<crate::handshake::Credentials, AuthError> {
+        Ok(crate::handshake::Credentials {
+            token: self
+                .token
+                .as_deref()
+                .map(crate::handshake::Token::read)
+                .transpose()?,
+        })
+    }
+
+    /// Checks that a server listening on `addr` with `credentials` is safe to start: off
+    /// loopback it needs a token, unless `--insecure` says the operator means it.
+    pub fn check_bind(
+        &self,
+        addr: std::net::SocketAddr,
+        credentials: &crate::handshake::Credentials,
+    ) -> Result<(), AuthError> {
+        if addr.ip().is_loopback() || credentials.token.is_some() || self.insecure {
+            return Ok(());
+        }
+        Err(AuthError::Unprotected(addr))
+    }
+}

@@ -70,6 +70,9 @@ pub enum EngineError {
     /// Redis stayed away too long (cluster mode).
     #[error(transparent)]
     RedisGone(#[from] crate::cluster::RedisGone),
+    /// The token file could not be used.
+    #[error("{0}")]
+    Token(String),
     /// `--advertise` is not `host:port`.
     #[error("--advertise {0:?}: {1}")]
     BadAdvertise(String, common::HostSpecError),

@@ -400,6 +400,11 @@ struct Args {
     )]
     itemsaver_timeout: u64,
 
+    /// File holding the shared secret the workers and itemsavers were given (`--token`);
+    /// proven at each connection's set-up, never sent.
+    #[arg(long, value_name = "FILE", env = "SPINNERET_TOKEN")]
+    token: Option<PathBuf>,
+
     #[command(flatten, next_help_heading = "Cluster mode")]
     cluster: ClusterArgs,
 
@@ -597,7 +602,14 @@ impl Args {
                 _ => None,
             },
             task,
-            credentials: Default::default(),
+            credentials: common::handshake::Credentials {
+                token: self
+                    .token
+                    .as_deref()
+                    .map(common::handshake::Token::read)
+                    .transpose()
+                    .map_err(|e| EngineError::Token(e.to_string()))?,
+            },
         })
     }
 }

@@ -68,6 +68,9 @@ struct Args {
     )]
     max_item_bytes: usize,
 
+    #[command(flatten, next_help_heading = "Authentication")]
+    auth: common::cli::AuthArgs,
+
     #[command(flatten, next_help_heading = "Cluster mode")]
     registry: common::registry::RegistryArgs,
 
@@ -128,6 +131,8 @@ async fn start(args: Args) -> anyhow::Result<()> {
     }
     let store = Arc::new(Store::open(&args.store)?);
     let addr = SocketAddr::new(args.bind, args.port);
+    let credentials = args.auth.credentials()?;
+    args.auth.check_bind(addr, &credentials)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -153,7 +158,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
         listener,
         ItemSaverServer::new(store, args.max_batch, args.max_item_bytes),
         args.limits.limits(),
-        common::handshake::Credentials::default(),
+        credentials,
         shutdown,
     )
     .await?;

@@ -51,6 +51,9 @@ struct Args {
     #[command(flatten, next_help_heading = "Fetch limits")]
     fetch: FetchArgs,
 
+    #[command(flatten, next_help_heading = "Authentication")]
+    auth: common::cli::AuthArgs,
+
     #[command(flatten, next_help_heading = "Cluster mode")]
     registry: common::registry::RegistryArgs,
 
@@ -84,6 +87,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     let server = CrawlServer::new(&args.fetch.worker_config(args.concurrency))?;
     let addr = SocketAddr::new(args.bind, args.port);
+    let credentials = args.auth.credentials()?;
+    args.auth.check_bind(addr, &credentials)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -120,7 +125,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         listener,
         server,
         args.limits.limits(),
-        common::handshake::Credentials::default(),
+        credentials,
         shutdown,
     )
     .await?;

@@ -101,10 +101,12 @@ impl Job {
 #[derive(Debug, thiserror::Error)]
 pub enum PoolError {
     /// No worker answered.
-    #[error("no worker could be reached (tried {tried})")]
+    #[error("no worker could be reached (tried {tried}): {last}")]
     NoWorkers {
         /// The addresses tried, comma-separated.
         tried: String,
+        /// What the last attempt said.
+        last: String,
     },
     /// Workers answered, but none can do the crawl (no such parser, or the spider refused).
     #[error("no reachable worker can do this crawl: {why}")]
@@ -250,10 +252,12 @@ impl Pool {
         });
         let mut connected: Vec<(String, CrawlServiceClient, WorkerInfo)> = Vec::new();
         let mut unable = None;
+        let mut last = String::new();
         for (addr, result) in futures::future::join_all(attempts).await {
             match result {
                 Err(Failure::Unreachable(cause)) => {
-                    warn!(worker = %addr, %cause, "worker unreachable; going on without it")
+                    warn!(worker = %addr, %cause, "worker unreachable; going on without it");
+                    last = cause;
                 }
                 Err(Failure::Unable(why)) => {
                     warn!(worker = %addr, %why, "worker cannot do this crawl; not using it");
@@ -278,6 +282,7 @@ impl Pool {
                 Some(why) => PoolError::Unable { why },
                 None => PoolError::NoWorkers {
                     tried: hosts.join(", "),
+                    last,
                 },
             });
         }

@@ -44,9 +44,20 @@ impl Server {
 
     /// Starts `name` with `args` (which give the port), and waits for it to say where it listens.
     pub async fn start_on(name: &str, args: &[&str], dir: &Path) -> Server {
+        Server::start_with_env(name, args, &[], dir).await
+    }
+
+    /// [`Server::start_on`] with environment variables set.
+    pub async fn start_with_env(
+        name: &str,
+        args: &[&str],
+        envs: &[(&str, &str)],
+        dir: &Path,
+    ) -> Server {
         let log = dir.join(format!("{name}-{}.log", unique()));
         let mut child = Command::new(bin(name))
             .args(args)
+            .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&log).expect("log file"))

@@ -14,4 +14,5 @@ mod hostile;
 mod items;
 mod operate;
 mod pipeline;
+mod security;
 mod spiders;

@@ -1,0 +1,159 @@
+//! Security: tokens proven at each connection's set-up, protocol versions checked, and servers
+//! that refuse to listen off loopback unprotected.
+
+use crate::harness::{Server, export, run_bin, run_engine};
+use spinneret_tests::TestSite;
+use std::path::Path;
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+/// Writes a token file and returns its path.
+fn token_file(dir: &Path, name: &str, token: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, token).expect("write token");
+    path.display().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn servers_with_a_token_serve_only_engines_that_prove_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(10).await.expect("site");
+    let token = token_file(dir.path(), "token", "a-long-shared-secret-0123456789");
+    let wrong = token_file(dir.path(), "wrong", "another-secret-entirely-98765432");
+    let store = dir.path().join("items.db").display().to_string();
+    let saver = Server::start(
+        "itemsaver",
+        &["--store", &store, "--token", &token],
+        dir.path(),
+    )
+    .await;
+    let worker = Server::start("worker", &["--token", &token], dir.path()).await;
+    let hosts = |token: Option<&str>| {
+        let mut args = vec![
+            format!("--itemsaver_host={}", saver.addr),
+            format!("--worker_hosts={}", worker.addr),
+            s("--seed"),
+            site.url("/"),
+            s("--no_state"),
+        ];
+        if let Some(t) = token {
+            args.extend([s("--token"), t.to_owned()]);
+        }
+        args
+    };
+
+    let ok = run_engine(dir.path(), &hosts(Some(&token)))
+        .await
+        .succeeded("the same token");
+    assert_eq!(ok.summary()["pages_ok"], site.site.ok_paths().len() as u64);
+    assert_eq!(
+        export(Path::new(&store)).await.len(),
+        site.site.ok_paths().len()
+    );
+
+    // Refused by the itemsaver (the engine connects to it first), then by the worker (with
+    // the items stored in the engine's own process).
+    let local_store = dir.path().join("local.db").display().to_string();
+    for (what, token) in [("a wrong token", Some(wrong.as_str())), ("no token", None)] {
+        let refused = run_engine(dir.path(), &hosts(token)).await;
+        assert_error_names(&refused.stderr, refused.status, what, &["token"]);
+        let mut args: Vec<String> = hosts(token)
+            .into_iter()
+            .filter(|a| !a.starts_with("--itemsaver_host"))
+            .collect();
+        args.extend([s("--store"), local_store.clone()]);
+        let refused = run_engine(dir.path(), &args).await;
+        assert_error_names(
+            &refused.stderr,
+            refused.status,
+            what,
+            &["token", &worker.addr],
+        );
+    }
+    for server in [&saver, &worker] {
+        wait_for_log(server, &["refused a peer", "wrong_token", "no_token"]).await;
+    }
+}
+
+/// Checks that a run exited 1 with an `error:` line naming each of `words`.
+fn assert_error_names(stderr: &str, status: std::process::ExitStatus, what: &str, words: &[&str]) {
+    assert_eq!(status.code(), Some(1), "{what}: {stderr}");
+    let line = stderr
+        .lines()
+        .find(|l| l.starts_with("error:"))
+        .unwrap_or_else(|| panic!("{what}: no error line in {stderr}"));
+    for word in words {
+        assert!(
+            line.contains(word),
+            "{what}: the error names {word:?}: {line}"
+        );
+    }
+}
+
+/// Waits (bounded) until `server`'s log holds every one of `texts`: it logs a refusal just
+/// after telling the peer, so the peer may be done before the line is written.
+async fn wait_for_log(server: &Server, texts: &[&str]) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let logs = server.logs();
+        if texts.iter().all(|t| logs.contains(t)) {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{texts:?} not all in the log:\n{logs}"
+        );
+        // A log file has no event to wait on.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_protocol_version_mismatch_is_refused_naming_both_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(5).await.expect("site");
+    let worker = Server::start_with_env(
+        "worker",
+        &["--port", "0"],
+        &[("SPINNERET_TEST_PROTOCOL_VERSION", "99")],
+        dir.path(),
+    )
+    .await;
+    let run = run_engine(
+        dir.path(),
+        &[
+            format!("--worker_hosts={}", worker.addr),
+            s("--seed"),
+            site.url("/"),
+            s("--no_state"),
+        ],
+    )
+    .await;
+    assert_error_names(
+        &run.stderr,
+        run.status,
+        "a mismatch",
+        &["version mismatch", "protocol 1 ", "protocol 99 "],
+    );
+    wait_for_log(
+        &worker,
+        &["version mismatch", "protocol 99 ", "protocol 1 "],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn servers_refuse_to_listen_off_loopback_unprotected() {
+    for name in ["worker", "itemsaver"] {
+        let (status, _, stderr) =
+            run_bin(name, &[s("--bind"), s("0.0.0.0"), s("--port"), s("0")], &[]).await;
+        assert_eq!(status.code(), Some(1), "{name}: {stderr}");
+        assert!(
+            stderr.contains("refusing to listen on 0.0.0.0") && stderr.contains("--token"),
+            "{name}: {stderr}"
+        );
+        assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
+    }
+}
