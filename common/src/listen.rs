@@ -306,6 +306,24 @@ impl<In, Out: Serialize> Sink<Out> for ServerTransport<In, Out> {
     }
 }
 
+/// What a server checks its peers with at each connection's set-up, and where it counts the
+/// peers it refused (by reason, for its metrics).
+#[derive(Clone, Default)]
+pub struct Guard {
+    /// The credentials peers must match.
+    pub credentials: Credentials,
+    /// Called with the reason of each refusal.
+    pub on_refused: Option<Arc<dyn Fn(&'static str) + Send + Sync>>,
+}
+
+impl std::fmt::Debug for Guard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Guard")
+            .field("credentials", &self.credentials)
+            .finish()
+    }
+}
+
 /// Refusals of one address, reported at most once per interval.
 const REFUSAL_REPORT_EVERY: Duration = Duration::from_secs(10);
 
@@ -318,7 +336,7 @@ const REFUSAL_REPORT_EVERY: Duration = Duration::from_secs(10);
 pub async fn accept_loop<F, Fut>(
     listener: TcpListener,
     limits: ServerLimits,
-    credentials: Credentials,
+    guard: Guard,
     shutdown: CancellationToken,
     serve_conn: F,
 ) -> io::Result<()>
@@ -327,7 +345,7 @@ where
     Fut: Future<Output = ()> + Send + 'static,
 {
     let serve_conn = Arc::new(serve_conn);
-    let credentials = Arc::new(credentials);
+    let guard = Arc::new(guard);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let counts = Arc::new(PeerCounts::default());
     let tracker = TaskTracker::new();
@@ -368,13 +386,13 @@ where
         let abort = abort.clone();
         let close = shutdown.clone();
         let serve_conn = serve_conn.clone();
-        let credentials = credentials.clone();
+        let guard = guard.clone();
         tracker.spawn(async move {
             let mut stream = stream;
             // The set-up comes first: no request frame of a peer that failed it is read.
             let set_up = crate::handshake::server(
                 &mut stream,
-                credentials.token.as_ref(),
+                guard.credentials.token.as_ref(),
                 limits.first_frame_timeout,
             );
             let set_up = tokio::select! {
@@ -382,6 +400,9 @@ where
                 _ = abort.cancelled() => return,
             };
             if let Err(e) = set_up {
+                if let Some(count) = &guard.on_refused {
+                    count(e.reason());
+                }
                 match e {
                     crate::handshake::HandshakeError::Timeout(_)
                     | crate::handshake::HandshakeError::Io(_) => {
@@ -432,7 +453,7 @@ mod tests {
         tokio::spawn(accept_loop(
             listener,
             limits,
-            Credentials::default(),
+            Guard::default(),
             shutdown.clone(),
             |conn| async move {
                 let mut t: ServerTransport<String, String> = conn.transport();
@@ -477,6 +498,55 @@ mod tests {
         let v4: IpAddr = "127.0.0.2".parse().expect("ip");
         let mapped: IpAddr = "::ffff:127.0.0.2".parse().expect("ip");
         assert_eq!(counted_as(mapped), v4);
+    }
+
+    #[tokio::test]
+    async fn peers_refused_at_the_set_up_are_counted_by_reason() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let shutdown = CancellationToken::new();
+        let counted = Arc::new(Mutex::new(Vec::new()));
+        let sink = counted.clone();
+        let guard = Guard {
+            credentials: Credentials {
+                token: Some(crate::handshake::Token::from_bytes(b"0123456789abcdef")),
+            },
+            on_refused: Some(Arc::new(move |reason| {
+                if let Ok(mut v) = sink.lock() {
+                    v.push(reason)
+                }
+            })),
+        };
+        tokio::spawn(accept_loop(
+            listener,
+            ServerLimits::default(),
+            guard,
+            shutdown.clone(),
+            |_conn| async {},
+        ));
+        let traffic = Arc::new(Traffic::default());
+        let wrong = Credentials {
+            token: Some(crate::handshake::Token::from_bytes(b"fedcba9876543210")),
+        };
+        for credentials in [wrong, Credentials::default()] {
+            let refused = connect::<String, String>(
+                &addr.to_string(),
+                Duration::from_secs(5),
+                &traffic,
+                &credentials,
+            )
+            .await;
+            assert!(refused.is_err(), "refused");
+        }
+        let deadline = Instant::now() + Duration::from_secs(5);
+        // The server counts just after telling the peer: wait for it (bounded).
+        while counted.lock().map(|v| v.len()).unwrap_or(0) < 2 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let mut reasons = counted.lock().map(|v| v.clone()).unwrap_or_default();
+        reasons.sort();
+        assert_eq!(reasons, vec!["no_token", "wrong_token"]);
+        shutdown.cancel();
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ pub use store::{Store, StoreError};
 use common::ItemSaverService;
 use common::ItemSaverServiceClient;
 use common::handshake::Credentials;
-use common::listen::{Accepted, ServerLimits, accept_loop, close_after_drain};
+use common::listen::{Accepted, Guard, ServerLimits, accept_loop, close_after_drain};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
@@ -39,28 +39,26 @@ pub async fn run(
             tracing::warn!("commits still running at the drain timeout");
         }
     });
-    accept_loop(
-        listener,
-        limits,
+    let guard = Guard {
         credentials,
-        close,
-        move |conn: Accepted| {
-            let server = server.clone();
-            // Calls past this are refused rather than queued without bound; a well-behaved
-            // engine never sends that many.
-            let limit = MAX_REQUESTS_PER_CONNECTION;
-            async move {
-                let channel =
-                    BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
-                channel
-                    .execute(server.serve())
-                    .for_each(|response| async move {
-                        tokio::spawn(response);
-                    })
-                    .await;
-            }
-        },
-    )
+        on_refused: None,
+    };
+    accept_loop(listener, limits, guard, close, move |conn: Accepted| {
+        let server = server.clone();
+        // Calls past this are refused rather than queued without bound; a well-behaved
+        // engine never sends that many.
+        let limit = MAX_REQUESTS_PER_CONNECTION;
+        async move {
+            let channel =
+                BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
+            channel
+                .execute(server.serve())
+                .for_each(|response| async move {
+                    tokio::spawn(response);
+                })
+                .await;
+        }
+    })
     .await
 }
 

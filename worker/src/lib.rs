@@ -18,7 +18,7 @@ pub use server::CrawlServer;
 use common::CrawlService;
 use common::CrawlServiceClient;
 use common::handshake::Credentials;
-use common::listen::{Accepted, ServerLimits, accept_loop, close_after_drain};
+use common::listen::{Accepted, Guard, ServerLimits, accept_loop, close_after_drain};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
@@ -44,28 +44,27 @@ pub async fn run(
             tracing::warn!("requests still in flight at the drain timeout");
         }
     });
-    accept_loop(
-        listener,
-        limits,
+    let metrics = server.metrics().clone();
+    let guard = Guard {
         credentials,
-        close,
-        move |conn: Accepted| {
-            let server = server.clone();
-            // Calls past this are refused rather than queued without bound; a well-behaved
-            // engine never sends that many.
-            let limit = server.worker_info().concurrency as usize * 2 + 16;
-            async move {
-                let channel =
-                    BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
-                channel
-                    .execute(server.serve())
-                    .for_each(|response| async move {
-                        tokio::spawn(response);
-                    })
-                    .await;
-            }
-        },
-    )
+        on_refused: Some(std::sync::Arc::new(move |reason| metrics.refused(reason))),
+    };
+    accept_loop(listener, limits, guard, close, move |conn: Accepted| {
+        let server = server.clone();
+        // Calls past this are refused rather than queued without bound; a well-behaved
+        // engine never sends that many.
+        let limit = server.worker_info().concurrency as usize * 2 + 16;
+        async move {
+            let channel =
+                BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
+            channel
+                .execute(server.serve())
+                .for_each(|response| async move {
+                    tokio::spawn(response);
+                })
+                .await;
+        }
+    })
     .await
 }
 

@@ -17,7 +17,7 @@ pub struct OutcomeLabels {
 }
 
 /// What a worker counts about the requests it serves.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct WorkerMetrics {
     registry: Arc<Registry>,
     requests: Family<OutcomeLabels, Counter>,
@@ -25,6 +25,13 @@ pub struct WorkerMetrics {
     in_flight: Gauge,
     bytes: Counter,
     items: Counter,
+    refused: Family<ReasonLabels, Counter>,
+}
+
+/// The label of a refusal's reason.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
 }
 
 impl Default for WorkerMetrics {
@@ -52,6 +59,12 @@ impl Default for WorkerMetrics {
         );
         registry.register("body_bytes", "Body bytes fetched", bytes.clone());
         registry.register("items", "Items extracted", items.clone());
+        let refused = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "peers_refused",
+            "Connections refused at their set-up, by reason (wrong_token, no_token, version_mismatch, ...)",
+            refused.clone(),
+        );
         WorkerMetrics {
             registry: Arc::new(registry),
             requests,
@@ -59,6 +72,7 @@ impl Default for WorkerMetrics {
             in_flight,
             bytes,
             items,
+            refused,
         }
     }
 }
@@ -67,6 +81,11 @@ impl WorkerMetrics {
     /// The registry to serve.
     pub fn registry(&self) -> Arc<Registry> {
         self.registry.clone()
+    }
+
+    /// Counts a peer refused at a connection's set-up.
+    pub fn refused(&self, reason: &'static str) {
+        self.refused.get_or_create(&ReasonLabels { reason }).inc();
     }
 
     /// Counts a request as started; the guard counts it as ended when dropped.
