@@ -130,6 +130,23 @@ pub struct SpiderRun {
     pub start_rule: String,
 }
 
+impl SpiderRun {
+    /// Compiles the spider file `source` (named `file` in errors), also returning its spec.
+    pub fn compile(
+        file: &str,
+        source: String,
+    ) -> Result<(SpiderRun, worker::spider::spec::SpiderSpec), worker::spider::SpiderError> {
+        let compiled = worker::spider::compile(file, &source)?;
+        let run = SpiderRun {
+            name: compiled.spec.name.clone(),
+            hash: compiled.hash,
+            start_rule: compiled.start_rule.clone(),
+            source,
+        };
+        Ok((run, compiled.spec))
+    }
+}
+
 impl Default for EngineConfig {
     fn default() -> Self {
         EngineConfig {

@@ -45,14 +45,7 @@ pub fn load_spider(
         path: file.clone(),
         cause: e.to_string(),
     })?;
-    let compiled = worker::spider::compile(&file, &source)?;
-    let run = SpiderRun {
-        name: compiled.spec.name.clone(),
-        hash: compiled.hash,
-        start_rule: compiled.start_rule.clone(),
-        source,
-    };
-    Ok((run, compiled.spec))
+    Ok(SpiderRun::compile(&file, source)?)
 }
 
 /// Checks a seed and returns its canonical URL.

@@ -40,6 +40,22 @@ impl TaskDef {
         }
     }
 
+    /// Its seeds with the requests that fetch them.
+    pub fn seed_requests(&self) -> impl Iterator<Item = (&Url, common::Request)> {
+        let (parser, spider) = self.start();
+        self.seeds.iter().map(move |seed| {
+            let request = common::Request {
+                url: seed.to_string(),
+                parser: parser.clone(),
+                depth: 0,
+                task: self.name.clone(),
+                meta: Default::default(),
+                spider,
+            };
+            (seed, request)
+        })
+    }
+
     /// The parser (or spider rule) and spider hash its seed requests carry.
     pub fn start(&self) -> (String, Option<u64>) {
         match &self.spider {

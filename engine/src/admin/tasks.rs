@@ -54,15 +54,9 @@ impl NewTask {
         let (spider, spec) = match (&self.parser, self.spider) {
             (Some(_), Some(_)) => return Err(bad("give a task a parser or a spider, not both")),
             (_, Some(source)) => {
-                let compiled = worker::spider::compile("the task's spider", &source)
+                let (run, spec) = SpiderRun::compile("the task's spider", source)
                     .map_err(|e| bad(e.to_string()))?;
-                let run = SpiderRun {
-                    name: compiled.spec.name.clone(),
-                    hash: compiled.hash,
-                    start_rule: compiled.start_rule.clone(),
-                    source,
-                };
-                (Some(run), Some(compiled.spec))
+                (Some(run), Some(spec))
             }
             _ => (None, None),
         };

@@ -28,6 +28,30 @@ pub fn encode_new(request: &Request, kind: Kind, redirects: u32) -> Vec<u8> {
     })
 }
 
+/// The record of a URL to offer: `request` on `host`, with the host's robots.txt request at
+/// `robots_url` when this is the first URL of the host the offering engine sends.
+pub fn new_url(
+    request: &Request,
+    host: String,
+    fingerprint: u64,
+    redirects: u32,
+    robots_url: Option<String>,
+) -> super::NewUrl {
+    let robots = robots_url.map_or_else(Vec::new, |url| {
+        let robots = Request {
+            url,
+            ..request.clone()
+        };
+        encode_new(&robots, Kind::Robots, 0)
+    });
+    super::NewUrl {
+        host,
+        fingerprint,
+        entry: encode_new(request, Kind::Page, redirects),
+        robots,
+    }
+}
+
 /// Encodes a request taken before, with its history (retries spent, deaths seen).
 pub fn encode_again(d: &Dispatched) -> Vec<u8> {
     encode(&Entry {

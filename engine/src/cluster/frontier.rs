@@ -157,6 +157,8 @@ pub struct Counts {
     pub leased: u64,
     /// Requests waiting out a retry's back-off.
     pub deferred: u64,
+    /// Whether the leader marked the crawl done.
+    pub done: bool,
 }
 
 /// The scripts, loaded once and called by their hash.
@@ -602,12 +604,13 @@ impl RedisFrontier {
             .map_err(redis_err("check the end"))
     }
 
-    /// Requests queued, leased and deferred, read together.
+    /// Requests queued, leased and deferred, and whether the crawl is done, read together.
     pub async fn counts(&mut self) -> Result<Counts, ClusterError> {
-        let (queued, leased, deferred): (Option<u64>, u64, u64) = redis::pipe()
+        let (queued, leased, deferred, done): (Option<u64>, u64, u64, bool) = redis::pipe()
             .get(format!("{}:queued", self.prefix))
             .zcard(format!("{}:leases", self.prefix))
             .zcard(format!("{}:deferred", self.prefix))
+            .exists(format!("{}:done", self.prefix))
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("count the frontier"))?;
@@ -615,6 +618,7 @@ impl RedisFrontier {
             queued: queued.unwrap_or(0),
             leased,
             deferred,
+            done,
         })
     }
 

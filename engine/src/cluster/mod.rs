@@ -23,35 +23,18 @@ pub use shared::{RedisGone, SharedConfig, SharedFrontier, read_record};
 
 /// The crawl's own task's seeds as the leader queues them (once, when it seeds the crawl).
 pub fn seed_urls(def: &crate::tasks::TaskDef, robots: bool) -> Vec<NewUrl> {
-    let (parser, spider) = def.start();
     let mut offered = std::collections::HashSet::new();
-    def.seeds
-        .iter()
-        .map(|seed| {
-            let request = common::Request {
-                url: seed.to_string(),
-                parser: parser.clone(),
-                depth: 0,
-                task: def.name.clone(),
-                meta: Default::default(),
-                spider,
-            };
+    def.seed_requests()
+        .map(|(seed, request)| {
             let host = crate::crawl::host_key(seed);
-            let robots = if robots && offered.insert(host.clone()) {
-                let robots = common::Request {
-                    url: crate::robots::robots_url(seed),
-                    ..request.clone()
-                };
-                entry::encode_new(&robots, crate::frontier::Kind::Robots, 0)
-            } else {
-                Vec::new()
-            };
-            NewUrl {
+            let first = robots && offered.insert(host.clone());
+            entry::new_url(
+                &request,
                 host,
-                fingerprint: common::fingerprint(seed.as_str()),
-                entry: entry::encode_new(&request, crate::frontier::Kind::Page, 0),
-                robots,
-            }
+                common::fingerprint(seed.as_str()),
+                0,
+                first.then(|| crate::robots::robots_url(seed)),
+            )
         })
         .collect()
 }

@@ -135,16 +135,11 @@ impl CrawlSettings {
         config.parser = self.parser.clone();
         config.spider = match &self.spider {
             None => None,
-            Some(source) => {
-                let compiled = worker::spider::compile("the crawl's spider", source)
-                    .map_err(|e| e.to_string())?;
-                Some(SpiderRun {
-                    name: compiled.spec.name.clone(),
-                    hash: compiled.hash,
-                    start_rule: compiled.start_rule.clone(),
-                    source: source.clone(),
-                })
-            }
+            Some(source) => Some(
+                SpiderRun::compile("the crawl's spider", source.clone())
+                    .map_err(|e| e.to_string())?
+                    .0,
+            ),
         };
         config.max_depth = self.max_depth;
         config.max_pages = self.max_pages;

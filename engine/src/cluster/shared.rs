@@ -115,7 +115,7 @@ pub struct SharedFrontier {
     /// Claimed, not yet sent.
     local: VecDeque<Dispatched>,
     /// Hosts' robots.txt rules, read from Redis once per host.
-    rules: HashMap<String, Rules>,
+    rules: KnownRules,
     /// Hosts this engine offered a robots.txt request for.
     offered: HashSet<String>,
     /// Fingerprints this engine offered, never sent again: Redis has them in its seen set,
@@ -213,7 +213,7 @@ impl SharedFrontier {
             agent: config.agent,
             max_backoff: config.max_backoff,
             local: VecDeque::new(),
-            rules: HashMap::new(),
+            rules: KnownRules::default(),
             offered: HashSet::new(),
             offered_urls: HashSet::new(),
             backoff: HashMap::new(),
@@ -249,21 +249,14 @@ impl SharedFrontier {
         redirects: u32,
         robots_url: impl FnOnce() -> String,
     ) -> NewUrl {
-        let robots = if self.obey_robots && self.offered.insert(host.clone()) {
-            let robots = Request {
-                url: robots_url(),
-                ..request.clone()
-            };
-            entry::encode_new(&robots, Kind::Robots, 0)
-        } else {
-            Vec::new()
-        };
-        NewUrl {
+        let first = self.obey_robots && self.offered.insert(host.clone());
+        entry::new_url(
+            request,
             host,
             fingerprint,
-            entry: entry::encode_new(request, Kind::Page, redirects),
-            robots,
-        }
+            redirects,
+            first.then(robots_url),
+        )
     }
 
     /// Records a URL found this turn; it is offered with the turn's completion, unless this
@@ -387,7 +380,7 @@ impl SharedFrontier {
         let mut redis = self.redis.clone();
         let engine = self.engine.clone();
         let max = self.armed.len();
-        let known: HashSet<String> = self.rules.keys().cloned().collect();
+        let known = self.rules.clone();
         let obey = self.obey_robots;
         let agent = self.agent.clone();
         let held = self.held.clone();
@@ -795,29 +788,24 @@ impl SharedFrontier {
                 return self.check_gone(&e);
             }
         }
+        self.recovered_redis();
+        let mut done = self.counts.done;
         let role = *self.role.borrow();
         if let super::leader::Role::Leader(epoch) = role
+            && !done
             && self.queued() == 0
         {
             // Nothing left anywhere: decide the end now, not on the leader job's next round.
-            if let Err(e) = self.redis.finish(epoch).await {
-                debug!(cause = %e, "could not check for the end");
+            match self.redis.finish(epoch).await {
+                Ok(finished) => done = finished == Some(true),
+                Err(e) => debug!(cause = %e, "could not check for the end"),
             }
         }
-        match self.redis.is_done().await {
-            Ok(done) => {
-                if done && !self.done {
-                    info!("the crawl is done: nothing is queued, leased or deferred");
-                }
-                self.done = done;
-                self.recovered_redis();
-                Ok(())
-            }
-            Err(e) => {
-                self.redis_failed(&e, now);
-                self.check_gone(&e)
-            }
+        if done && !self.done {
+            info!("the crawl is done: nothing is queued, leased or deferred");
         }
+        self.done = done;
+        Ok(())
     }
 
     fn redis_failed(&mut self, e: &ClusterError, now: Instant) {
@@ -987,4 +975,33 @@ fn extend_leases(
             }
         }
     });
+}
+
+/// Hosts' robots.txt rules as this engine knows them, shared with its claims on their way
+/// (which read the records of the hosts not in it).
+#[derive(Clone, Debug, Default)]
+struct KnownRules(std::sync::Arc<std::sync::RwLock<HashMap<String, Rules>>>);
+
+impl KnownRules {
+    fn get(&self, host: &str) -> Option<Rules> {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(host)
+            .cloned()
+    }
+
+    fn contains(&self, host: &str) -> bool {
+        self.0
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key(host)
+    }
+
+    fn insert(&self, host: String, rules: Rules) {
+        self.0
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(host, rules);
+    }
 }

@@ -41,16 +41,11 @@ impl TaskSpec {
             .collect::<Result<_, _>>()?;
         let spider = match &self.spider {
             None => None,
-            Some(source) => {
-                let compiled = worker::spider::compile("a task's spider", source)
-                    .map_err(|e| e.to_string())?;
-                Some(SpiderRun {
-                    name: compiled.spec.name.clone(),
-                    hash: compiled.hash,
-                    start_rule: compiled.start_rule.clone(),
-                    source: source.clone(),
-                })
-            }
+            Some(source) => Some(
+                SpiderRun::compile("a task's spider", source.clone())
+                    .map_err(|e| e.to_string())?
+                    .0,
+            ),
         };
         Ok(TaskDef {
             name: self.name.clone(),

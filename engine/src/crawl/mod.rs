@@ -651,16 +651,7 @@ impl Crawl {
 
     /// Queues the seeds of a task.
     fn push_seeds(&mut self, def: &TaskDef, now: Instant) {
-        let (parser, spider) = def.start();
-        for seed in &def.seeds {
-            let request = Request {
-                url: seed.to_string(),
-                parser: parser.clone(),
-                depth: 0,
-                task: def.name.clone(),
-                meta: Default::default(),
-                spider,
-            };
+        for (seed, request) in def.seed_requests() {
             self.push(seed, request, Found::Seed, now);
         }
     }

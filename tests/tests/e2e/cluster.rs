@@ -304,6 +304,25 @@ async fn assert_crawled_despite_a_fault(site: &TestSite, store: &Path) {
     assert_items_match_site(&export(store).await, site);
 }
 
+/// A slowed test site crawled by two engines of crawl `crawl` (three requests at a time,
+/// 3 s leases), the joining one started first; returns the site and the seeding engine, then
+/// the joining one.
+async fn two_engines_on_a_slow_site(
+    cluster: &Cluster,
+    dir: &Path,
+    crawl: &str,
+) -> (TestSite, EngineProc, EngineProc) {
+    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
+        .await
+        .expect("site");
+    let flags = ["--per_host=3".to_owned(), "--lease_secs=3".to_owned()];
+    let b = cluster.engine(dir, crawl, &flags);
+    let mut first = vec!["--seed".to_owned(), site.url("/")];
+    first.extend_from_slice(&flags);
+    let a = cluster.engine(dir, crawl, &first);
+    (site, a, b)
+}
+
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Victim {
     Leader,
@@ -313,14 +332,7 @@ enum Victim {
 async fn an_engine_killed_mid_crawl(victim: Victim) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path()).await;
-    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
-        .await
-        .expect("site");
-    let flags = ["--per_host=3".to_owned(), "--lease_secs=3".to_owned()];
-    let b = cluster.engine(dir.path(), "failover", &flags);
-    let mut first = vec!["--seed".to_owned(), site.url("/")];
-    first.extend_from_slice(&flags);
-    let a = cluster.engine(dir.path(), "failover", &first);
+    let (site, a, b) = two_engines_on_a_slow_site(&cluster, dir.path(), "failover").await;
     site.wait_for_hits(15).await;
     let leader = leader_pid(cluster.server(), "failover")
         .await
@@ -361,14 +373,7 @@ async fn the_crawl_survives_a_follower_killed() {
 async fn a_paused_leader_steps_down_and_leader_effects_happen_once() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path()).await;
-    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
-        .await
-        .expect("site");
-    let flags = ["--per_host=3".to_owned(), "--lease_secs=3".to_owned()];
-    let b = cluster.engine(dir.path(), "paused", &flags);
-    let mut first = vec!["--seed".to_owned(), site.url("/")];
-    first.extend_from_slice(&flags);
-    let a = cluster.engine(dir.path(), "paused", &first);
+    let (site, a, b) = two_engines_on_a_slow_site(&cluster, dir.path(), "paused").await;
     site.wait_for_hits(10).await;
     let leader = leader_pid(cluster.server(), "paused")
         .await
@@ -407,14 +412,7 @@ async fn a_paused_leader_steps_down_and_leader_effects_happen_once() {
 async fn the_crawl_survives_redis_killed_and_restarted_from_its_aof() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = Cluster::start(dir.path()).await;
-    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
-        .await
-        .expect("site");
-    let flags = ["--per_host=3".to_owned(), "--lease_secs=3".to_owned()];
-    let b = cluster.engine(dir.path(), "outage", &flags);
-    let mut first = vec!["--seed".to_owned(), site.url("/")];
-    first.extend_from_slice(&flags);
-    let a = cluster.engine(dir.path(), "outage", &first);
+    let (site, a, b) = two_engines_on_a_slow_site(&cluster, dir.path(), "outage").await;
     site.wait_for_hits(20).await;
     cluster.redis().kill9().await;
     // Down for a moment while pages are in flight; then back from its append-only file.
