@@ -1,14 +1,17 @@
 //! A shared crawl's figures at its end: every engine leaves its own in Redis as it finishes,
 //! and the engine that led at the end adds them up for its summary.
 
+use super::leader::LEADER_TTL;
 use crate::summary::{ClusterTotals, Summary};
 use common::redis_conn::RedisConn;
 use common::registry::{self, NodeKind};
 use std::time::Duration;
-use tracing::debug;
+use tracing::{debug, warn};
 
-/// How long the leader waits for the other engines' figures.
-const WAIT: Duration = Duration::from_secs(3);
+/// How long the leader waits for the other engines' figures: past one registration TTL, so an
+/// engine that died before leaving them has dropped out of the registry by then, and a live
+/// one on a loaded machine has had time to finish.
+const WAIT: Duration = Duration::from_secs(LEADER_TTL.as_secs() + 4);
 
 fn key(prefix: &str) -> String {
     format!("{prefix}:finals")
@@ -46,10 +49,16 @@ pub async fn add_up(conn: &mut RedisConn, prefix: &str, engine: &str) -> Option<
             .await
             .ok()?;
         let live = registry::live(conn, prefix, NodeKind::Engine).await.ok()?;
-        let waiting = live
+        let waiting: Vec<&str> = live
             .iter()
-            .any(|n| n.id != engine && !finals.contains_key(&n.id));
-        if !waiting || tokio::time::Instant::now() >= until {
+            .filter(|n| n.id != engine && !finals.contains_key(&n.id))
+            .map(|n| n.id.as_str())
+            .collect();
+        let late = tokio::time::Instant::now() >= until;
+        if waiting.is_empty() || late {
+            if late && !waiting.is_empty() {
+                warn!(engines = ?waiting, "the cluster's totals leave out engines still finishing");
+            }
             let mut totals = ClusterTotals::default();
             for json in finals.values() {
                 if let Ok(one) = serde_json::from_str::<ClusterTotals>(json) {

@@ -181,7 +181,11 @@ async fn two_engines_share_a_crawl(cluster: &Cluster, dir: &Path) {
         1,
         "one leader's summary has the cluster's totals"
     );
-    assert_eq!(totals[0]["engines"], 2);
+    assert_eq!(
+        totals[0]["engines"], 2,
+        "engine a:\n{}\nengine b:\n{}",
+        a.stderr, b.stderr
+    );
     assert_eq!(totals[0]["pages_ok"], pages);
     assert_eq!(totals[0]["items_saved"], pages);
     assert!(a.stdout.contains("the whole cluster") || b.stdout.contains("the whole cluster"));
