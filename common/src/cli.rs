@@ -94,10 +94,14 @@ pub struct AuthArgs {
     #[arg(long, value_name = "FILE", env = "SPINNERET_TOKEN")]
     pub token: Option<std::path::PathBuf>,
 
-    /// Listen on a non-loopback address without a token: anyone who can reach the port can
-    /// use this server. For private networks only.
+    /// Listen on a non-loopback address without a token or mutual TLS: anyone who can reach
+    /// the port can use this server. For private networks only.
     #[arg(long)]
     pub insecure: bool,
+
+    /// TLS on the connections.
+    #[command(flatten)]
+    pub tls: crate::tls::TlsArgs,
 }
 
 /// Why a server refuses to start as asked.
@@ -106,35 +110,38 @@ pub enum AuthError {
     /// The token could not be read.
     #[error(transparent)]
     Token(#[from] crate::handshake::TokenError),
-    /// A non-loopback address without a token or `--insecure`.
+    /// The TLS files could not be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
+    /// A non-loopback address without a token, mutual TLS or `--insecure`.
     #[error(
-        "refusing to listen on {0} without --token FILE: anyone who can reach it could use this server; give every process the same --token, or pass --insecure on a private network"
+        "refusing to listen on {0} without --token FILE or mutual TLS (--tls_ca): anyone who can reach it could use this server; give every process the same --token, or pass --insecure on a private network"
     )]
     Unprotected(std::net::SocketAddr),
 }
 
-impl AuthArgs {
-    /// The credentials the flags give (no token when none is given).
-    pub fn credentials(&self) -> Result<crate::handshake::Credentials, AuthError> {
-        Ok(crate::handshake::Credentials {
-            token: self
-                .token
-                .as_deref()
-                .map(crate::handshake::Token::read)
-                .transpose()?,
-        })
-    }
+/// Reads `--token FILE`, if given.
+pub fn read_token(
+    path: Option<&std::path::Path>,
+) -> Result<Option<crate::handshake::Token>, crate::handshake::TokenError> {
+    path.map(crate::handshake::Token::read).transpose()
+}
 
-    /// Checks that a server listening on `addr` with `credentials` is safe to start: off
-    /// loopback it needs a token, unless `--insecure` says the operator means it.
-    pub fn check_bind(
-        &self,
-        addr: std::net::SocketAddr,
-        credentials: &crate::handshake::Credentials,
-    ) -> Result<(), AuthError> {
-        if addr.ip().is_loopback() || credentials.token.is_some() || self.insecure {
-            return Ok(());
+impl AuthArgs {
+    /// What a server listening on `addr` checks its peers with. Off loopback that needs a
+    /// token or client certificates (TLS alone encrypts but lets anyone in), unless
+    /// `--insecure` says the operator means it.
+    pub fn guard(&self, addr: std::net::SocketAddr) -> Result<crate::listen::Guard, AuthError> {
+        let token = read_token(self.token.as_deref())?;
+        let tls = self.tls.server_config()?;
+        let protected = token.is_some() || (tls.is_some() && self.tls.mutual());
+        if !(addr.ip().is_loopback() || protected || self.insecure) {
+            return Err(AuthError::Unprotected(addr));
         }
-        Err(AuthError::Unprotected(addr))
+        Ok(crate::listen::Guard {
+            credentials: crate::handshake::Credentials { token, tls: None },
+            tls,
+            on_refused: None,
+        })
     }
 }

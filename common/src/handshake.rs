@@ -117,6 +117,8 @@ impl Token {
 pub struct Credentials {
     /// The shared token (`--token FILE`).
     pub token: Option<Token>,
+    /// TLS to the servers (`--tls_ca`, and `--tls_cert/--tls_key` for mutual TLS).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 /// What one end of a connection speaks.
@@ -182,9 +184,30 @@ pub enum HandshakeError {
     /// The peer's proof of the token was wrong.
     #[error("the peer's token does not match ours")]
     TokenWrong,
+    /// The peer began TLS where this end speaks plain TCP.
+    #[error(
+        "the peer speaks TLS and this end does not: give the engine --tls_ca, or both ends the same TLS flags"
+    )]
+    PeerSpeaksTls,
+    /// TLS failed: no certificate, one signed by another CA, or a peer without TLS.
+    #[error("TLS failed: {0}")]
+    Tls(std::io::Error),
 }
 
 impl HandshakeError {
+    /// Names a failure that TLS raised as such: with TLS 1.3 a missing or unknown client
+    /// certificate surfaces on the first read after the TLS handshake, inside the set-up.
+    pub fn from_tls(self) -> HandshakeError {
+        match self {
+            HandshakeError::Io(e)
+                if e.get_ref().is_some_and(|inner| inner.is::<rustls::Error>()) =>
+            {
+                HandshakeError::Tls(e)
+            }
+            other => other,
+        }
+    }
+
     /// The reason a refusal is counted under, for metrics.
     pub fn reason(&self) -> &'static str {
         match self {
@@ -194,6 +217,7 @@ impl HandshakeError {
             HandshakeError::VersionMismatch { .. } => "version_mismatch",
             HandshakeError::TokenRequired | HandshakeError::PeerHasNoToken => "no_token",
             HandshakeError::TokenWrong => "wrong_token",
+            HandshakeError::PeerSpeaksTls | HandshakeError::Tls(_) => "tls",
         }
     }
 }
@@ -222,6 +246,11 @@ async fn read_hello<S: AsyncRead + Unpin>(
 ) -> Result<(Versions, [u8; NONCE]), HandshakeError> {
     let mut head = [0u8; 7];
     stream.read_exact(&mut head).await?;
+    // A TLS record (a handshake or an alert, protocol major version 3) where the magic
+    // belongs: the two ends disagree about TLS.
+    if matches!(head[..2], [0x15 | 0x16, 0x03]) {
+        return Err(HandshakeError::PeerSpeaksTls);
+    }
     if head[..4] != MAGIC {
         return Err(HandshakeError::NotSpinneret);
     }

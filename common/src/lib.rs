@@ -16,6 +16,7 @@ pub mod redis_conn;
 pub mod registry;
 pub mod service;
 pub mod time;
+pub mod tls;
 pub mod traffic;
 pub mod transport;
 pub mod value;

@@ -8,7 +8,8 @@
 //! connections but writes every answer it computed before closing them.
 
 use crate::codec::Side;
-use crate::handshake::Credentials;
+use crate::handshake::{Credentials, HandshakeError};
+use crate::tls::MaybeTls;
 use crate::transport::{TcpTransport, frame};
 use futures::{Sink, Stream};
 use serde::{Deserialize, Serialize};
@@ -188,8 +189,8 @@ impl Drop for PeerSlot {
 /// An accepted connection, to be served over [`Accepted::transport`].
 #[derive(Debug)]
 pub struct Accepted {
-    /// The socket.
-    pub stream: TcpStream,
+    /// The connection, set up and (with TLS) encrypted.
+    pub stream: MaybeTls<TcpStream>,
     /// Who connected.
     pub peer: SocketAddr,
     limits: ServerLimits,
@@ -312,6 +313,9 @@ impl<In, Out: Serialize> Sink<Out> for ServerTransport<In, Out> {
 pub struct Guard {
     /// The credentials peers must match.
     pub credentials: Credentials,
+    /// TLS every connection must begin with (`--tls_cert/--tls_key`, and `--tls_ca` for
+    /// client certificates).
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// Called with the reason of each refusal.
     pub on_refused: Option<Arc<dyn Fn(&'static str) + Send + Sync>>,
 }
@@ -320,8 +324,34 @@ impl std::fmt::Debug for Guard {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Guard")
             .field("credentials", &self.credentials)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
+}
+
+/// Sets up an accepted connection within `timeout`: TLS when the guard has it, then the
+/// versions and token.
+async fn set_up(
+    stream: TcpStream,
+    guard: &Guard,
+    timeout: Duration,
+) -> Result<MaybeTls<TcpStream>, HandshakeError> {
+    let started = Instant::now();
+    let mut stream = match &guard.tls {
+        None => MaybeTls::Left(stream),
+        Some(config) => {
+            match tokio::time::timeout(timeout, crate::tls::accept(stream, config)).await {
+                Err(_) => return Err(HandshakeError::Timeout(timeout)),
+                Ok(Err(e)) => return Err(HandshakeError::Tls(e)),
+                Ok(Ok(tls)) => tls,
+            }
+        }
+    };
+    let left = timeout.saturating_sub(started.elapsed());
+    crate::handshake::server(&mut stream, guard.credentials.token.as_ref(), left)
+        .await
+        .map_err(HandshakeError::from_tls)?;
+    Ok(stream)
 }
 
 /// Refusals of one address, reported at most once per interval.
@@ -388,31 +418,29 @@ where
         let serve_conn = serve_conn.clone();
         let guard = guard.clone();
         tracker.spawn(async move {
-            let mut stream = stream;
-            // The set-up comes first: no request frame of a peer that failed it is read.
-            let set_up = crate::handshake::server(
-                &mut stream,
-                guard.credentials.token.as_ref(),
-                limits.first_frame_timeout,
-            );
+            // The set-up comes first (TLS, then versions and token): no request frame of a
+            // peer that failed it is read.
+            let set_up = set_up(stream, &guard, limits.first_frame_timeout);
             let set_up = tokio::select! {
                 done = set_up => done,
                 _ = abort.cancelled() => return,
             };
-            if let Err(e) = set_up {
-                if let Some(count) = &guard.on_refused {
+            let stream = match set_up {
+                Ok(stream) => stream,
+                Err(e) => {
+                    if let Some(count) = &guard.on_refused {
                     count(e.reason());
                 }
                 match e {
-                    crate::handshake::HandshakeError::Timeout(_)
-                    | crate::handshake::HandshakeError::Io(_) => {
+                    HandshakeError::Timeout(_) | HandshakeError::Io(_) => {
                         debug!(%peer, cause = %e, "connection set-up failed")
                     }
                     _ => warn!(%peer, cause = %e, reason = e.reason(), "refused a peer at the connection's set-up"),
                 }
                 drop((permit, slot));
                 return;
-            }
+                }
+            };
             let conn = serve_conn(Accepted {
                 stream,
                 peer,
@@ -510,7 +538,9 @@ mod tests {
         let guard = Guard {
             credentials: Credentials {
                 token: Some(crate::handshake::Token::from_bytes(b"0123456789abcdef")),
+                tls: None,
             },
+            tls: None,
             on_refused: Some(Arc::new(move |reason| {
                 if let Ok(mut v) = sink.lock() {
                     v.push(reason)
@@ -527,6 +557,7 @@ mod tests {
         let traffic = Arc::new(Traffic::default());
         let wrong = Credentials {
             token: Some(crate::handshake::Token::from_bytes(b"fedcba9876543210")),
+            tls: None,
         };
         for credentials in [wrong, Credentials::default()] {
             let refused = connect::<String, String>(

@@ -5,8 +5,9 @@
 //! one connection; the server goes on serving the others.
 
 use crate::codec::{Side, WireCodec};
-use crate::handshake::Credentials;
+use crate::handshake::{Credentials, HandshakeError};
 use crate::service::{CrawlServiceClient, ItemSaverServiceClient};
+use crate::tls::MaybeTls;
 use crate::traffic::{Counted, Traffic};
 use serde::{Deserialize, Serialize};
 use std::io;
@@ -23,11 +24,12 @@ use tokio::net::TcpStream;
 /// page can yield) and the largest item batch the engine sends.
 pub const MAX_FRAME_BYTES: usize = 32 * 1024 * 1024;
 
-/// A bincode-over-TCP transport carrying `In` from the peer and `Out` to it.
-pub type TcpTransport<In, Out> = Transport<TcpStream, In, Out, WireCodec<In, Out>>;
+/// A bincode-over-TCP (or TLS) transport carrying `In` from the peer and `Out` to it.
+pub type TcpTransport<In, Out> = Transport<MaybeTls<TcpStream>, In, Out, WireCodec<In, Out>>;
 
-/// A client transport whose traffic is counted.
-pub type CountedTransport<In, Out> = Transport<Counted<TcpStream>, In, Out, WireCodec<In, Out>>;
+/// A client transport whose traffic is counted (on the wire, under any TLS).
+pub type CountedTransport<In, Out> =
+    Transport<MaybeTls<Counted<TcpStream>>, In, Out, WireCodec<In, Out>>;
 
 /// Why a connection to a peer could not be made.
 #[derive(Debug, thiserror::Error)]
@@ -97,13 +99,26 @@ where
         }),
         Ok(Ok(stream)) => {
             let _ = stream.set_nodelay(true);
-            let mut stream = Counted::new(stream, traffic.clone());
+            let stream = Counted::new(stream, traffic.clone());
+            let refused = |source| ConnectError::Handshake {
+                addr: addr.to_owned(),
+                source,
+            };
+            let mut stream = match &credentials.tls {
+                None => MaybeTls::Left(stream),
+                Some(config) => {
+                    match tokio::time::timeout(timeout, crate::tls::connect(stream, config, addr))
+                        .await
+                    {
+                        Err(_) => return Err(refused(HandshakeError::Timeout(timeout))),
+                        Ok(Err(e)) => return Err(refused(HandshakeError::Tls(e))),
+                        Ok(Ok(tls)) => tls,
+                    }
+                }
+            };
             crate::handshake::client(&mut stream, credentials.token.as_ref(), timeout)
                 .await
-                .map_err(|source| ConnectError::Handshake {
-                    addr: addr.to_owned(),
-                    source,
-                })?;
+                .map_err(|e| refused(e.from_tls()))?;
             Ok(frame(stream, Side::Client))
         }
     }

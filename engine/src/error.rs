@@ -70,7 +70,7 @@ pub enum EngineError {
     /// Redis stayed away too long (cluster mode).
     #[error(transparent)]
     RedisGone(#[from] crate::cluster::RedisGone),
-    /// The token file could not be used.
+    /// The token or TLS files could not be used.
     #[error("{0}")]
     Token(String),
     /// `--advertise` is not `host:port`.

@@ -405,6 +405,9 @@ struct Args {
     #[arg(long, value_name = "FILE", env = "SPINNERET_TOKEN")]
     token: Option<PathBuf>,
 
+    #[command(flatten, next_help_heading = "TLS")]
+    tls: common::tls::TlsArgs,
+
     #[command(flatten, next_help_heading = "Cluster mode")]
     cluster: ClusterArgs,
 
@@ -603,11 +606,11 @@ impl Args {
             },
             task,
             credentials: common::handshake::Credentials {
-                token: self
-                    .token
-                    .as_deref()
-                    .map(common::handshake::Token::read)
-                    .transpose()
+                token: common::cli::read_token(self.token.as_deref())
+                    .map_err(|e| EngineError::Token(e.to_string()))?,
+                tls: self
+                    .tls
+                    .client_config()
                     .map_err(|e| EngineError::Token(e.to_string()))?,
             },
         })

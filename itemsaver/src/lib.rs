@@ -12,7 +12,6 @@ pub use store::{Store, StoreError};
 
 use common::ItemSaverService;
 use common::ItemSaverServiceClient;
-use common::handshake::Credentials;
 use common::listen::{Accepted, Guard, ServerLimits, accept_loop, close_after_drain};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
@@ -22,13 +21,13 @@ use tokio_util::sync::CancellationToken;
 /// Concurrent calls one connection may have open; the engine keeps one or two.
 pub const MAX_REQUESTS_PER_CONNECTION: usize = 64;
 
-/// Serves `server` on `listener` (to peers that pass the set-up with `credentials`) until
-/// `shutdown` is cancelled.
+/// Serves `server` on `listener` (to peers that pass `guard`'s set-up) until `shutdown` is
+/// cancelled.
 pub async fn run(
     listener: TcpListener,
     server: ItemSaverServer,
     limits: ServerLimits,
-    credentials: Credentials,
+    guard: Guard,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     // On shutdown, refuse new batches (the engine keeps them and re-sends), let the commits
@@ -39,10 +38,6 @@ pub async fn run(
             tracing::warn!("commits still running at the drain timeout");
         }
     });
-    let guard = Guard {
-        credentials,
-        on_refused: None,
-    };
     accept_loop(listener, limits, guard, close, move |conn: Accepted| {
         let server = server.clone();
         // Calls past this are refused rather than queued without bound; a well-behaved

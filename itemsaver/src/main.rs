@@ -129,10 +129,10 @@ async fn start(args: Args) -> anyhow::Result<()> {
             other => other.map_err(Into::into),
         };
     }
-    let store = Arc::new(Store::open(&args.store)?);
+    // Flags first: a bad one must not leave a store file behind.
     let addr = SocketAddr::new(args.bind, args.port);
-    let credentials = args.auth.credentials()?;
-    args.auth.check_bind(addr, &credentials)?;
+    let guard = args.auth.guard(addr)?;
+    let store = Arc::new(Store::open(&args.store)?);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -158,7 +158,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
         listener,
         ItemSaverServer::new(store, args.max_batch, args.max_item_bytes),
         args.limits.limits(),
-        credentials,
+        guard,
         shutdown,
     )
     .await?;

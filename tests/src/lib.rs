@@ -1,6 +1,7 @@
 //! Spinneret's test material: a deterministic generated site served over real HTTP, which
 //! counts the hits on every path so tests can check what a crawl fetched.
 
+pub mod certs;
 pub mod hostile;
 pub mod quotes;
 pub mod redis;

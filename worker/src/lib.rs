@@ -17,7 +17,6 @@ pub use server::CrawlServer;
 
 use common::CrawlService;
 use common::CrawlServiceClient;
-use common::handshake::Credentials;
 use common::listen::{Accepted, Guard, ServerLimits, accept_loop, close_after_drain};
 use futures::StreamExt;
 use tarpc::server::{BaseChannel, Channel};
@@ -27,14 +26,14 @@ use tokio_util::sync::CancellationToken;
 /// How long a stopping worker waits for its requests in flight.
 pub const DRAIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Serves `server` on `listener` (to peers that pass the set-up with `credentials`) until
-/// `shutdown` is cancelled, then drains: new requests
+/// Serves `server` on `listener` (to peers that pass `guard`'s set-up) until `shutdown` is
+/// cancelled, then drains: new requests
 /// are refused (the engine sends them elsewhere) while those in flight finish.
 pub async fn run(
     listener: TcpListener,
     server: CrawlServer,
     limits: ServerLimits,
-    credentials: Credentials,
+    guard: Guard,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let drainer = server.clone();
@@ -46,8 +45,8 @@ pub async fn run(
     });
     let metrics = server.metrics().clone();
     let guard = Guard {
-        credentials,
         on_refused: Some(std::sync::Arc::new(move |reason| metrics.refused(reason))),
+        ..guard
     };
     accept_loop(listener, limits, guard, close, move |conn: Accepted| {
         let server = server.clone();

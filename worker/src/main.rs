@@ -85,10 +85,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         println!("(declarative spiders arrive from the engine with --spider; see SPIDERS.md)");
         return Ok(());
     }
-    let server = CrawlServer::new(&args.fetch.worker_config(args.concurrency))?;
     let addr = SocketAddr::new(args.bind, args.port);
-    let credentials = args.auth.credentials()?;
-    args.auth.check_bind(addr, &credentials)?;
+    let guard = args.auth.guard(addr)?;
+    let server = CrawlServer::new(&args.fetch.worker_config(args.concurrency))?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
@@ -121,14 +120,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         // Tests and scripts read this line to learn the port when given port 0.
         println!("metrics on http://{bound}/metrics");
     }
-    worker::run(
-        listener,
-        server,
-        args.limits.limits(),
-        credentials,
-        shutdown,
-    )
-    .await?;
+    worker::run(listener, server, args.limits.limits(), guard, shutdown).await?;
     if let Some(registered) = registered {
         let _ = registered.await;
     }

@@ -3,6 +3,7 @@
 
 use crate::harness::{Server, export, run_bin, run_engine};
 use spinneret_tests::TestSite;
+use spinneret_tests::certs::Pki;
 use std::path::Path;
 
 fn s(v: &str) -> String {
@@ -156,4 +157,120 @@ async fn servers_refuse_to_listen_off_loopback_unprotected() {
         );
         assert_eq!(stderr.lines().count(), 1, "one line: {stderr}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mutual_tls_serves_only_engines_with_a_certificate_the_ca_signed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(10).await.expect("site");
+    let pki = Pki::new(dir.path(), "crawl");
+    let other = Pki::new(dir.path(), "other");
+    let token = token_file(dir.path(), "token", "a-long-shared-secret-0123456789");
+    let store = dir.path().join("items.db").display().to_string();
+    // TLS and the token together on both servers.
+    let mut saver_args = vec![s("--store"), store.clone(), s("--token"), token.clone()];
+    saver_args.extend(pki.server_args(true));
+    let mut worker_args = vec![s("--token"), token.clone()];
+    worker_args.extend(pki.server_args(true));
+    let saver = Server::start("itemsaver", &strs(&saver_args), dir.path()).await;
+    let worker = Server::start("worker", &strs(&worker_args), dir.path()).await;
+    let engine = |tls: Vec<String>| {
+        let mut args = vec![
+            format!("--itemsaver_host={}", saver.addr),
+            format!("--worker_hosts={}", worker.addr),
+            s("--seed"),
+            site.url("/"),
+            s("--no_state"),
+            s("--token"),
+            token.clone(),
+        ];
+        args.extend(tls);
+        args
+    };
+
+    let ok = run_engine(dir.path(), &engine(pki.engine_args(true)))
+        .await
+        .succeeded("a client certificate the CA signed");
+    assert_eq!(ok.summary()["pages_ok"], site.site.ok_paths().len() as u64);
+    assert_eq!(
+        export(Path::new(&store)).await.len(),
+        site.site.ok_paths().len()
+    );
+
+    for (what, tls) in [
+        ("plain TCP to a TLS server", vec![]),
+        ("no client certificate", pki.engine_args(false)),
+        ("a CA the servers do not know", other.engine_args(true)),
+    ] {
+        let refused = run_engine(dir.path(), &engine(tls)).await;
+        assert_error_names(&refused.stderr, refused.status, what, &["TLS", &saver.addr]);
+    }
+    wait_for_log(&saver, &["refused a peer", "reason=\"tls\""]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_alone_encrypts_and_a_plain_server_is_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(5).await.expect("site");
+    let pki = Pki::new(dir.path(), "crawl");
+    let tls_worker = Server::start("worker", &strs(&pki.server_args(false)), dir.path()).await;
+    let plain_worker = Server::start("worker", &[], dir.path()).await;
+    let engine = |worker: &Server| {
+        let mut args = vec![
+            format!("--worker_hosts={}", worker.addr),
+            s("--seed"),
+            site.url("/"),
+            s("--no_state"),
+        ];
+        args.extend(pki.engine_args(false));
+        args
+    };
+    let ok = run_engine(dir.path(), &engine(&tls_worker))
+        .await
+        .succeeded("server-only TLS");
+    assert_eq!(ok.summary()["pages_ok"], site.site.ok_paths().len() as u64);
+    let refused = run_engine(dir.path(), &engine(&plain_worker)).await;
+    assert_error_names(
+        &refused.stderr,
+        refused.status,
+        "TLS to a plain server",
+        &["TLS", &plain_worker.addr],
+    );
+    wait_for_log(&plain_worker, &["refused a peer", "speaks TLS"]).await;
+}
+
+#[tokio::test]
+async fn tls_without_client_certificates_is_not_enough_off_loopback() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let pki = Pki::new(dir.path(), "crawl");
+    let mut args = vec![s("--bind"), s("0.0.0.0"), s("--port"), s("0")];
+    args.extend(pki.server_args(false));
+    let (status, _, stderr) = run_bin("worker", &args, &[]).await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0") && stderr.contains("mutual TLS"),
+        "{stderr}"
+    );
+    let store = dir.path().join("items.db");
+    let (status, _, stderr) = run_bin(
+        "itemsaver",
+        &[
+            s("--tls_ca"),
+            pki.ca.display().to_string(),
+            s("--store"),
+            store.display().to_string(),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("--tls_ca on a server needs --tls_cert"),
+        "{stderr}"
+    );
+    assert!(!store.exists(), "a refused start leaves no store behind");
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }
