@@ -30,8 +30,9 @@ start() {
 echo "starting the demo ($pages-page test site; logs in $out/):"
 start testsite  "$bin/testsite" --port 8000 --pages "$pages"
 start itemsaver "$bin/itemsaver" --port=1234 --store "$out/items.db"
-start worker-0  "$bin/worker" --port=9000
-start worker-1  "$bin/worker" --port=9001
+# The test site is on 127.0.0.1, which workers refuse by default (their SSRF guard).
+start worker-0  "$bin/worker" --port=9000 --allow_private
+start worker-1  "$bin/worker" --port=9001 --allow_private
 echo
 echo "engine --itemsaver_host=\":1234\" --worker_hosts=\":9000,:9001\" --seed http://127.0.0.1:8000/"
 "$bin/engine" --itemsaver_host=":1234" --worker_hosts=":9000,:9001" --seed http://127.0.0.1:8000/

@@ -388,6 +388,8 @@ async fn engine(bins: &Path, dir: &Path, flags: &[String]) -> anyhow::Result<Val
         .args(flags)
         .arg(format!("--summary_json={}", summary.display()))
         .env("RUST_LOG", "warn")
+        // The bench's site is on 127.0.0.1, which the SSRF guard refuses by default.
+        .env("SPINNERET_ALLOW_PRIVATE", "true")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true)
@@ -415,6 +417,7 @@ async fn spawn_server(bins: &Path, name: &str, flags: &[String]) -> anyhow::Resu
         .args(flags)
         .arg("--port=0")
         .env("RUST_LOG", "warn")
+        .env("SPINNERET_ALLOW_PRIVATE", "true")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .kill_on_drop(true)

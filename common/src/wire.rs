@@ -195,6 +195,10 @@ pub enum FetchError {
     /// Any other failure, described.
     #[error("{0}")]
     Other(String),
+    /// The host is, or resolves only to, an address the worker does not fetch from
+    /// (loopback, private, link-local, ...): its SSRF guard.
+    #[error("blocked address: {0}")]
+    BlockedAddress(String),
 }
 
 impl FetchError {
@@ -214,6 +218,7 @@ impl FetchError {
             FetchError::ResultTooLarge { .. } => "result_too_large".into(),
             FetchError::Unavailable(_) => "worker_unavailable".into(),
             FetchError::Other(_) => "other".into(),
+            FetchError::BlockedAddress(_) => "blocked_address".into(),
         }
     }
 

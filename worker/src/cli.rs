@@ -71,6 +71,27 @@ pub struct FetchArgs {
             .range(65_536..=(common::transport::MAX_FRAME_BYTES / 2) as u64)
     )]
     pub max_result_bytes: usize,
+
+    /// Fetch from loopback, private, link-local and other special addresses too. By default
+    /// they are refused (blocked_address), so no one who can send a URL can reach this
+    /// machine's own network; pass this for intranet crawls.
+    #[arg(
+        long = "allow_private",
+        alias = "allow-private",
+        env = "SPINNERET_ALLOW_PRIVATE"
+    )]
+    pub allow_private: bool,
+
+    /// A network fetches may reach although it is special, as CIDR (10.2.0.0/16, or one
+    /// address as 10.2.0.7/32); repeat or comma-separate.
+    #[arg(
+        long = "allow_addr",
+        alias = "allow-addr",
+        value_name = "CIDR",
+        env = "SPINNERET_ALLOW_ADDR",
+        value_delimiter = ','
+    )]
+    pub allow_addr: Vec<ipnet::IpNet>,
 }
 
 impl FetchArgs {
@@ -86,6 +107,10 @@ impl FetchArgs {
                 connect_timeout: Duration::from_secs(self.fetch_connect_timeout.max(1)),
                 timeout: Duration::from_secs(self.timeout.max(1)),
                 max_body_bytes: self.max_body_bytes,
+                addresses: crate::addresses::AddressPolicy {
+                    allow_private: self.allow_private,
+                    allowed: self.allow_addr.clone(),
+                },
             },
         }
     }

@@ -13,6 +13,8 @@ pub struct FetchConfig {
     pub timeout: Duration,
     /// The most body bytes read (after decompression); the download stops there.
     pub max_body_bytes: u64,
+    /// Which addresses fetches may connect to (by default, public ones only).
+    pub addresses: crate::addresses::AddressPolicy,
 }
 
 impl Default for FetchConfig {
@@ -26,6 +28,7 @@ impl Default for FetchConfig {
             connect_timeout: Duration::from_secs(10),
             timeout: Duration::from_secs(30),
             max_body_bytes: 10 * 1024 * 1024,
+            addresses: crate::addresses::AddressPolicy::default(),
         }
     }
 }

@@ -48,22 +48,37 @@ pub struct ClientBuildError(#[from] reqwest::Error);
 impl Fetcher {
     /// Builds the shared clients from `config`.
     pub fn new(config: FetchConfig) -> Result<Self, ClientBuildError> {
+        let resolver = config.addresses.resolver();
         let builder = || {
-            reqwest::Client::builder()
+            let builder = reqwest::Client::builder()
                 .user_agent(config.user_agent.clone())
                 .connect_timeout(config.connect_timeout)
                 .timeout(config.timeout)
                 .gzip(true)
                 .brotli(true)
-                .pool_idle_timeout(std::time::Duration::from_secs(30))
+                .pool_idle_timeout(std::time::Duration::from_secs(30));
+            match &resolver {
+                Some(resolver) => builder.dns_resolver(resolver.clone()),
+                None => builder,
+            }
         };
+        // robots.txt follows its redirects inside the client: each hop to an IP literal is
+        // checked here (host names are checked by the resolver).
+        let policy = config.addresses.clone();
+        let robots_redirects = reqwest::redirect::Policy::custom(move |attempt| {
+            if attempt.previous().len() > ROBOTS_REDIRECTS {
+                attempt.error(TooManyRedirects)
+            } else if let Err(blocked) = policy.check_url(attempt.url()) {
+                attempt.error(blocked)
+            } else {
+                attempt.follow()
+            }
+        });
         Ok(Fetcher {
             pages: builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
-            robots: builder()
-                .redirect(reqwest::redirect::Policy::limited(ROBOTS_REDIRECTS))
-                .build()?,
+            robots: builder().redirect(robots_redirects).build()?,
             config,
         })
     }
@@ -82,6 +97,7 @@ impl Fetcher {
     ) -> Result<Fetched, FetchError> {
         let started = Instant::now();
         let elapsed = || started.elapsed().as_millis() as u64;
+        self.config.addresses.check_url(url).map_err(blocked)?;
         let mut response = self
             .pages
             .get(url.clone())
@@ -148,6 +164,7 @@ impl Fetcher {
     pub async fn fetch_robots(&self, url: &Url) -> Result<RobotsFile, FetchError> {
         let started = Instant::now();
         let elapsed = || started.elapsed().as_millis() as u64;
+        self.config.addresses.check_url(url).map_err(blocked)?;
         let mut response = self
             .robots
             .get(url.clone())
@@ -173,8 +190,19 @@ fn header(response: &reqwest::Response, name: reqwest::header::HeaderName) -> Op
     response.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
+/// A robots.txt redirect chain longer than the limit.
+#[derive(Debug, thiserror::Error)]
+#[error("more than {ROBOTS_REDIRECTS} redirects")]
+struct TooManyRedirects;
+
+fn blocked(b: crate::addresses::Blocked) -> FetchError {
+    FetchError::BlockedAddress(b.to_string())
+}
+
 fn classify(e: reqwest::Error, elapsed_ms: u64) -> FetchError {
-    if e.is_timeout() {
+    if let Some(b) = crate::addresses::blocked_in(&e) {
+        blocked(b.clone())
+    } else if e.is_timeout() {
         FetchError::Timeout { elapsed_ms }
     } else if e.is_connect() {
         FetchError::Connect(error_chain(&e))

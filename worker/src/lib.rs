@@ -3,6 +3,7 @@
 //! Run it with [`run`] on a bound listener, or in-process with [`in_process`] for the
 //! engine's single-machine mode.
 
+pub mod addresses;
 pub mod charset;
 pub mod cli;
 pub mod config;

@@ -10,6 +10,8 @@ use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+use worker::addresses::AddressPolicy;
+use worker::fetch::{Fetcher, is_html};
 use worker::{CrawlServer, FetchConfig, WorkerConfig};
 
 /// Chunks of the big binary file the server has produced so far.
@@ -149,6 +151,8 @@ fn server_with_limit(max_body_bytes: u64) -> CrawlServer {
         fetch: FetchConfig {
             timeout: Duration::from_secs(1),
             max_body_bytes,
+            // The test server is on 127.0.0.1.
+            addresses: AddressPolicy::allow_all(),
             ..FetchConfig::default()
         },
         ..WorkerConfig::default()
@@ -321,4 +325,65 @@ async fn bad_requests_fail_before_fetching() {
     ));
     let closed = w.crawl_one(request("http://127.0.0.1:1/".into())).await;
     assert!(matches!(closed, Err(FetchError::Connect(_))), "{closed:?}");
+}
+
+#[tokio::test]
+async fn the_ssrf_guard_checks_every_redirect_hop() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let elsewhere = move |path: &str| format!("http://127.0.0.2:{port}{path}");
+    let (robots_to, page_to) = (elsewhere("/robots.txt"), elsewhere("/page"));
+    let app = Router::new()
+        .route(
+            "/robots.txt",
+            get(move || async move { Redirect::temporary(&robots_to) }),
+        )
+        .route(
+            "/hop",
+            get(move || async move { Redirect::temporary(&page_to) }),
+        )
+        .route(
+            "/ok",
+            get(|| async { ([(header::CONTENT_TYPE, "text/html")], "<title>ok</title>") }),
+        );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    // 127.0.0.1 is allowed by name; 127.0.0.2 is loopback like it, and refused.
+    let fetcher = Fetcher::new(FetchConfig {
+        addresses: AddressPolicy {
+            allow_private: false,
+            allowed: vec!["127.0.0.1/32".parse().expect("net")],
+        },
+        ..FetchConfig::default()
+    })
+    .expect("fetcher");
+    let url = |path: &str| url::Url::parse(&format!("http://127.0.0.1:{port}{path}")).expect("url");
+    let blocked = |e: FetchError| match e {
+        FetchError::BlockedAddress(why) => why,
+        other => panic!("expected blocked_address, got {other:?}"),
+    };
+
+    let ok = fetcher.fetch(&url("/ok"), is_html).await.expect("allowed");
+    assert_eq!(ok.status, 200);
+    // robots.txt redirects are followed inside the worker, and stopped at the hop.
+    let why = blocked(
+        fetcher
+            .fetch_robots(&url("/robots.txt"))
+            .await
+            .expect_err("hop"),
+    );
+    assert!(
+        why.contains("127.0.0.2") && why.contains("loopback"),
+        "{why}"
+    );
+    // A page's redirect comes back as a new URL, refused when it is fetched.
+    let hop = fetcher
+        .fetch(&url("/hop"), is_html)
+        .await
+        .expect("redirect")
+        .redirect
+        .expect("target");
+    let why = blocked(fetcher.fetch(&hop, is_html).await.expect_err("hop"));
+    assert!(why.contains("127.0.0.2"), "{why}");
 }

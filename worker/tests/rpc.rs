@@ -10,7 +10,7 @@ use worker::{CrawlServer, WorkerConfig};
 async fn start_worker() -> (std::net::SocketAddr, CancellationToken) {
     let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = listener.local_addr().expect("addr");
-    let server = CrawlServer::new(&WorkerConfig::default()).expect("server");
+    let server = CrawlServer::new(&loopback_config()).expect("server");
     let shutdown = CancellationToken::new();
     tokio::spawn(worker::run(
         listener,
@@ -179,7 +179,7 @@ async fn a_result_over_the_frame_limit_is_a_typed_error_and_the_connection_lives
     let addr = listener.local_addr().expect("addr");
     let mut registry = worker::parsers::Registry::builtin();
     registry.register(std::sync::Arc::new(Flood));
-    let server = CrawlServer::with_registry(&WorkerConfig::default(), registry).expect("server");
+    let server = CrawlServer::with_registry(&loopback_config(), registry).expect("server");
     let shutdown = CancellationToken::new();
     tokio::spawn(worker::run(
         listener,
@@ -281,4 +281,15 @@ async fn a_call_sent_as_the_drain_ends_is_refused_not_lost() {
         matches!(next, Ok(Err(common::FetchError::Unavailable(_)))),
         "refused as the worker drains, so the engine sends it elsewhere uncharged: {next:?}"
     );
+}
+
+/// The default settings, with the SSRF guard off: the test servers are on 127.0.0.1.
+fn loopback_config() -> WorkerConfig {
+    WorkerConfig {
+        fetch: worker::FetchConfig {
+            addresses: worker::addresses::AddressPolicy::allow_all(),
+            ..worker::FetchConfig::default()
+        },
+        ..WorkerConfig::default()
+    }
 }

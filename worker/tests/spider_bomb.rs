@@ -39,7 +39,7 @@ async fn nested_scopes_yield_a_bounded_result_and_count_what_was_cut() {
     let addr = listener.local_addr().expect("addr");
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let server = CrawlServer::new(&WorkerConfig::default()).expect("server");
+    let server = CrawlServer::new(&loopback_config()).expect("server");
     let source = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/../spiders/quotes.toml"
@@ -75,4 +75,15 @@ async fn nested_scopes_yield_a_bounded_result_and_count_what_was_cut() {
         10_000,
         "every scope is either kept or counted as cut"
     );
+}
+
+/// The default settings, with the SSRF guard off: the test servers are on 127.0.0.1.
+fn loopback_config() -> WorkerConfig {
+    WorkerConfig {
+        fetch: worker::FetchConfig {
+            addresses: worker::addresses::AddressPolicy::allow_all(),
+            ..worker::FetchConfig::default()
+        },
+        ..WorkerConfig::default()
+    }
 }

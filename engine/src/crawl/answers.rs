@@ -159,6 +159,12 @@ impl Crawl {
             debug!(url = %d.request.url, %error, attempt = d.attempts + 1, "retrying later");
             self.retry_later(d, worker, now);
         } else {
+            if let FetchError::BlockedAddress(why) = &error
+                && !self.warned_blocked
+            {
+                self.warned_blocked = true;
+                warn!(url = %d.request.url, %why, "a worker's SSRF guard refused a page (more are counted as blocked_address)");
+            }
             debug!(url = %d.request.url, %error, "page failed");
             let status = match &error {
                 FetchError::Http { status, .. } => *status,
@@ -199,6 +205,13 @@ impl Crawl {
     ) {
         let file = match result {
             Ok(file) => file,
+            // A host the worker may not reach has no robots.txt to wait for: its pages are
+            // sent, and each comes back refused as blocked_address.
+            Err(FetchError::BlockedAddress(_)) => {
+                return self
+                    .frontier
+                    .robots_known(&d, Rules::AllowAll, None, None, now);
+            }
             Err(_) => return self.apply_robots(d, Verdict::TryLater, None, now),
         };
         let agent = self.agent.clone();

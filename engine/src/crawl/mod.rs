@@ -163,6 +163,8 @@ pub struct Crawl {
     acks: Option<tokio::sync::mpsc::Receiver<Vec<u64>>>,
     /// Requests in flight that a worker already died holding (see [`SUSPECT_WAIT`]).
     suspects_in_flight: usize,
+    /// Whether the first page refused by a worker's SSRF guard has been logged.
+    warned_blocked: bool,
     /// Answers to operators' commands held until the turn's changes are in Redis (cluster).
     replies: Vec<(
         crate::control::Reply,
@@ -269,6 +271,7 @@ impl Crawl {
             parsing: FuturesUnordered::new(),
             acks: None,
             suspects_in_flight: 0,
+            warned_blocked: false,
             replies: Vec::new(),
         }
     }

@@ -1,12 +1,12 @@
 //! An engine started with `--admin`, and an HTTP client for its API.
 
-use crate::harness::{EngineRun, bin, signal};
+use crate::harness::{EngineRun, signal};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
-use tokio::process::{Child, Command};
+use tokio::process::Child;
 
 /// Longest a condition on the admin API may take to come true.
 pub const WAIT: Duration = Duration::from_secs(60);
@@ -42,7 +42,7 @@ impl AdminEngine {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         ));
-        let mut command = Command::new(bin("engine"));
+        let mut command = crate::harness::command("engine");
         command
             .current_dir(dir)
             .args(args)

@@ -12,6 +12,15 @@ use tokio::process::{Child, Command};
 pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// The path of a workspace binary, built next to this test executable.
+/// A command running the binary `name`. Workers and engines are told `--allow_private`
+/// (through its variable): every test site is on 127.0.0.1, which their SSRF guard refuses
+/// by default. A test of the guard sets it back to `false`.
+pub fn command(name: &str) -> Command {
+    let mut command = Command::new(bin(name));
+    command.env("SPINNERET_ALLOW_PRIVATE", "true");
+    command
+}
+
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
@@ -55,7 +64,7 @@ impl Server {
         dir: &Path,
     ) -> Server {
         let log = dir.join(format!("{name}-{}.log", unique()));
-        let mut child = Command::new(bin(name))
+        let mut child = command(name)
             .args(args)
             .envs(envs.iter().copied())
             .env("RUST_LOG", "info")
@@ -167,11 +176,11 @@ pub async fn run_bin_in(
     args: &[String],
     envs: &[(&str, &str)],
 ) -> (ExitStatus, String, String) {
-    let mut command = Command::new(bin(name));
+    let mut spawned = command(name);
     if let Some(dir) = cwd {
-        command.current_dir(dir);
+        spawned.current_dir(dir);
     }
-    let child = command
+    let child = spawned
         .args(args)
         .envs(envs.iter().copied())
         .env("RUST_LOG", "warn")
@@ -219,7 +228,7 @@ impl EngineProc {
     /// Starts the engine with `args` in `dir`.
     pub fn spawn(dir: &Path, args: &[String]) -> EngineProc {
         let summary_path = dir.join(format!("summary-{}.json", unique()));
-        let child = Command::new(bin("engine"))
+        let child = command("engine")
             .current_dir(dir)
             .args(args)
             .args([
@@ -273,10 +282,15 @@ impl EngineProc {
 
 /// Runs the engine with `args` in `dir`, writing its summary there.
 pub async fn run_engine(dir: &Path, args: &[String]) -> EngineRun {
+    run_engine_with_env(dir, args, &[]).await
+}
+
+/// [`run_engine`] with environment variables set.
+pub async fn run_engine_with_env(dir: &Path, args: &[String], envs: &[(&str, &str)]) -> EngineRun {
     let summary_path = dir.join(format!("summary-{}.json", unique()));
     let mut all = args.to_vec();
     all.extend(["--summary_json".into(), summary_path.display().to_string()]);
-    let (status, stdout, stderr) = run_bin_in(Some(dir), "engine", &all, &[]).await;
+    let (status, stdout, stderr) = run_bin_in(Some(dir), "engine", &all, envs).await;
     let summary = std::fs::read_to_string(&summary_path)
         .ok()
         .map(|s| serde_json::from_str(&s).expect("summary json"));

@@ -1,7 +1,7 @@
 //! Operating the binaries: log formats, quiet runs, progress lines, worker metrics, and the
 //! admin flags' errors.
 
-use crate::harness::{Server, bin, closed_port, run_engine};
+use crate::harness::{Server, closed_port, run_engine};
 use spinneret_tests::TestSite;
 use std::process::Stdio;
 use std::time::Duration;
@@ -15,7 +15,7 @@ async fn engine(
     dir: &std::path::Path,
     args: &[String],
 ) -> (std::process::ExitStatus, String, String) {
-    let child = tokio::process::Command::new(bin("engine"))
+    let child = crate::harness::command("engine")
         .current_dir(dir)
         .args(args)
         .env_remove("RUST_LOG")

@@ -1,7 +1,7 @@
 //! Security: tokens proven at each connection's set-up, protocol versions checked, and servers
 //! that refuse to listen off loopback unprotected.
 
-use crate::harness::{Server, export, run_bin, run_engine};
+use crate::harness::{Server, export, run_bin, run_engine, run_engine_with_env};
 use spinneret_tests::TestSite;
 use spinneret_tests::certs::Pki;
 use std::path::Path;
@@ -273,4 +273,67 @@ async fn tls_without_client_certificates_is_not_enough_off_loopback() {
 
 fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_refuse_private_addresses_unless_allowed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(3).await.expect("site");
+    let port = site.addr.port();
+    let guarded = [("SPINNERET_ALLOW_PRIVATE", "false")];
+    let worker = Server::start_with_env("worker", &["--port", "0"], &guarded, dir.path()).await;
+    let seeds = [
+        site.url("/"),
+        s("http://10.0.0.1/"),
+        s("http://169.254.169.254/latest/meta-data/"),
+        format!("http://localhost:{port}/"),
+    ];
+    let crawl = |workers: Option<&str>| {
+        let mut args = vec![s("--no_state")];
+        if let Some(w) = workers {
+            args.push(format!("--worker_hosts={w}"));
+        }
+        for seed in &seeds {
+            args.extend([s("--seed"), seed.clone()]);
+        }
+        args
+    };
+    // A worker of its own, and the engine's in-process worker: both refuse all four.
+    for (what, workers) in [("worker", Some(worker.addr.as_str())), ("in-process", None)] {
+        let run = run_engine_with_env(dir.path(), &crawl(workers), &guarded)
+            .await
+            .succeeded(what);
+        let summary = run.summary();
+        assert_eq!(summary["pages_ok"], 0, "{what}: {summary}");
+        assert_eq!(summary["robots_fetched"], 0, "{what}: {summary}");
+        assert_eq!(
+            summary["pages_failed"]["blocked_address"], 4,
+            "{what}: {summary}"
+        );
+        assert!(
+            run.stderr.contains("--allow_private"),
+            "{what}: says how to allow: {}",
+            run.stderr
+        );
+    }
+    assert!(
+        site.hits().is_empty(),
+        "nothing reached the site: {:?}",
+        site.hits()
+    );
+
+    // Allowed, the same worker crawls the site.
+    let allowed = Server::start("worker", &["--allow_private"], dir.path()).await;
+    let run = run_engine(
+        dir.path(),
+        &[
+            format!("--worker_hosts={}", allowed.addr),
+            s("--seed"),
+            site.url("/"),
+            s("--no_state"),
+        ],
+    )
+    .await
+    .succeeded("--allow_private");
+    assert_eq!(run.summary()["pages_ok"], site.site.ok_paths().len() as u64);
 }
