@@ -136,18 +136,34 @@ impl TlsArgs {
         self.tls_ca.is_some()
     }
 
-    /// The configuration a server accepts TLS with, when `--tls_cert/--tls_key` are given.
+    /// The configuration an RPC server accepts TLS with, when `--tls_cert/--tls_key` are
+    /// given; with `--tls_ca` its clients must present certificates.
     pub fn server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        if self.tls_cert.is_none() && self.tls_ca.is_some() {
+            return Err(TlsError::CaWithoutCert);
+        }
+        self.serving(self.tls_ca.as_deref(), &[])
+    }
+
+    /// The configuration an HTTPS server (the engine's admin API and dashboard) accepts TLS
+    /// with, when `--tls_cert/--tls_key` are given. Browsers present no certificate, so none
+    /// is asked for.
+    pub fn https_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
+        self.serving(None, &[b"h2", b"http/1.1"])
+    }
+
+    fn serving(
+        &self,
+        client_ca: Option<&Path>,
+        alpn: &[&[u8]],
+    ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
         let Some((certs, key)) = self.identity()? else {
-            return match self.tls_ca {
-                Some(_) => Err(TlsError::CaWithoutCert),
-                None => Ok(None),
-            };
+            return Ok(None);
         };
         let builder = rustls::ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(rustls_error)?;
-        let builder = match &self.tls_ca {
+        let builder = match client_ca {
             Some(ca) => {
                 let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
                     Arc::new(roots(ca)?),
@@ -159,7 +175,8 @@ impl TlsArgs {
             }
             None => builder.with_no_client_auth(),
         };
-        let config = builder.with_single_cert(certs, key).map_err(rustls_error)?;
+        let mut config = builder.with_single_cert(certs, key).map_err(rustls_error)?;
+        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Some(Arc::new(config)))
     }
 

@@ -65,6 +65,8 @@ pub struct Operate {
     pub admin_token: Option<String>,
     /// More names the admin server answers to without a token (`--admin_host`).
     pub admin_hosts: Vec<String>,
+    /// Serve the admin server over TLS with this (`--tls_cert/--tls_key`).
+    pub admin_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// How progress is shown.
     pub progress: progress::Progress,
 }
@@ -229,10 +231,16 @@ fn serve_admin(operate: Operate, crawl: &crawl::Crawl) -> tokio_util::sync::Drop
     let guard = admin_stop.clone().drop_guard();
     if let Some(listener) = operate.admin {
         if let Ok(addr) = listener.local_addr() {
-            info!(url = %format!("http://{addr}/"), auth = operate.admin_token.is_some(), "admin server and dashboard listening");
+            let scheme = if operate.admin_tls.is_some() {
+                "https"
+            } else {
+                "http"
+            };
+            info!(url = %format!("{scheme}://{addr}/"), auth = operate.admin_token.is_some(), "admin server and dashboard listening");
         }
         admin::serve(
             listener,
+            operate.admin_tls,
             crawl.handle(),
             operate.admin_token,
             &operate.admin_hosts,

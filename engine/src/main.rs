@@ -28,13 +28,9 @@ struct Args {
     #[arg(long, value_name = "FILE", env = "SPINNERET_SPIDER")]
     spider: Option<PathBuf>,
 
-    /// Check a spider file and exit: 0 when it is valid, 1 with the problem otherwise.
-    #[arg(
-        long = "check-spider",
-        alias = "check_spider",
-        value_name = "FILE",
-        exclusive = true
-    )]
+    /// Check a spider file and exit: 0 when it is valid, 1 with the problem otherwise (other
+    /// flags, and SPINNERET_* variables, are ignored).
+    #[arg(long = "check-spider", alias = "check_spider", value_name = "FILE")]
     check_spider: Option<PathBuf>,
 
     /// Workers to use, comma-separated `host:port` (`:9000` is port 9000 here). None: in-process.
@@ -208,6 +204,11 @@ struct Args {
         requires = "admin"
     )]
     admin_hosts: Vec<String>,
+
+    /// Serve the admin API on a non-loopback address without --admin_token: anyone who can
+    /// reach it could steer the crawl. For private networks only.
+    #[arg(long, requires = "admin")]
+    insecure: bool,
 
     /// Keep running when idle and wait for tasks from the admin API (stop with Ctrl-C).
     #[arg(long, env = "SPINNERET_SERVE", requires = "admin")]
@@ -666,21 +667,33 @@ async fn crawl(args: &Args, progress: engine::progress::Progress) -> anyhow::Res
     let config = args.config()?;
     let shutdown = CancellationToken::new();
     common::cli::cancel_on_signals(shutdown.clone());
+    let admin_token = args.admin_token.clone().filter(|t| !t.is_empty());
+    let admin_tls = match args.admin {
+        Some(_) => args.tls.https_config()?,
+        None => None,
+    };
     let admin = match args.admin {
         Some(addr) => {
+            if !addr.ip().is_loopback() && admin_token.is_none() && !args.insecure {
+                anyhow::bail!(
+                    "refusing to serve the admin API on {addr} without --admin_token: anyone who can reach it could steer the crawl; give a token, or pass --insecure on a private network"
+                );
+            }
             let listener = tokio::net::TcpListener::bind(addr)
                 .await
                 .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for --admin: {e}"))?;
+            let scheme = if admin_tls.is_some() { "https" } else { "http" };
             // Scripts and tests read this line to learn the port when given port 0.
-            eprintln!("admin on http://{}/", listener.local_addr()?);
+            eprintln!("admin on {scheme}://{}/", listener.local_addr()?);
             Some(listener)
         }
         None => None,
     };
     let operate = engine::Operate {
         admin,
-        admin_token: args.admin_token.clone().filter(|t| !t.is_empty()),
+        admin_token,
         admin_hosts: args.admin_hosts.clone(),
+        admin_tls,
         progress,
     };
     let summary = engine::run_with(config, operate, shutdown).await?;

@@ -272,17 +272,19 @@ async fn to_leader(c: &ClusterHandle, key: &str, request: Request) -> Response {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .unwrap_or_default();
+    let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    if let (true, Some(tls)) = (c.admin_https, &c.admin_tls) {
+        http = http.tls_backend_preconfigured(rustls::ClientConfig::clone(tls));
+    }
+    let scheme = if c.admin_https { "https" } else { "http" };
+    let http = http.build().unwrap_or_default();
     let deadline = tokio::time::Instant::now() + c.forward_wait;
     let mut last;
     loop {
         match leader_addr(c).await {
             Ok(Some(addr)) => {
                 let mut call = http
-                    .request(parts.method.clone(), format!("http://{addr}{path}"))
+                    .request(parts.method.clone(), format!("{scheme}://{addr}{path}"))
                     .header(IDEMPOTENCY_KEY, key)
                     .header(FORWARDED, "1")
                     .body(body.clone());

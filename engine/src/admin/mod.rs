@@ -7,6 +7,7 @@
 
 mod cluster;
 mod hosts;
+mod https;
 mod tasks;
 
 pub use hosts::AllowedHosts;
@@ -138,6 +139,7 @@ pub fn router(crawl: CrawlHandle, token: Option<String>, hosts: AllowedHosts) ->
 /// naming this machine or one of `admin_hosts`.
 pub fn serve(
     listener: tokio::net::TcpListener,
+    tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     crawl: CrawlHandle,
     token: Option<String>,
     admin_hosts: &[String],
@@ -149,13 +151,27 @@ pub fn serve(
         .unwrap_or_default();
     let app = router(crawl, token, hosts);
     tokio::spawn(async move {
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
+        let served = match tls {
+            None => serve_on(listener, app, shutdown).await,
+            Some(config) => match https::HttpsListener::new(listener, config) {
+                Ok(listener) => serve_on(listener, app, shutdown).await,
+                Err(e) => Err(e),
+            },
+        };
         if let Err(e) = served {
             tracing::warn!(error = %e, "admin server stopped");
         }
     })
+}
+
+async fn serve_on<L>(listener: L, app: Router, shutdown: CancellationToken) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
 }
 
 /// Lets reads through; changes need the bearer token when one is set. Without a token, only

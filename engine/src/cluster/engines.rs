@@ -237,4 +237,10 @@ pub struct ClusterHandle {
     pub role: watch::Receiver<Role>,
     /// How long an admin change waits for a leader to forward it to.
     pub forward_wait: Duration,
+    /// Whether the admin servers speak HTTPS (`--tls_cert/--tls_key`), so changes are sent
+    /// to the leader's over HTTPS.
+    pub admin_https: bool,
+    /// TLS to the leader's admin server when `--tls_ca` is given (trusting that CA rather
+    /// than the system's roots).
+    pub admin_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }

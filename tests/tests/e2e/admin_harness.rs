@@ -35,6 +35,17 @@ impl AdminEngine {
     /// Starts the engine in `dir` with `args` and `--admin 127.0.0.1:0`, and waits for it to
     /// say where the admin server listens.
     pub async fn start(dir: &Path, args: &[String], token: Option<&str>) -> AdminEngine {
+        AdminEngine::start_with_client(dir, args, token, reqwest::Client::new()).await
+    }
+
+    /// [`AdminEngine::start`], calling its API through `http` (one that trusts a test CA,
+    /// say).
+    pub async fn start_with_client(
+        dir: &Path,
+        args: &[String],
+        token: Option<&str>,
+        http: reqwest::Client,
+    ) -> AdminEngine {
         let summary_path = dir.join(format!(
             "summary-admin-{}.json",
             std::time::SystemTime::now()
@@ -86,7 +97,7 @@ impl AdminEngine {
             child,
             stderr,
             summary_path,
-            http: reqwest::Client::new(),
+            http,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Security: tokens proven at each connection's set-up, protocol versions checked, and servers
 //! that refuse to listen off loopback unprotected.
 
+use crate::admin_harness::AdminEngine;
 use crate::harness::{Server, export, run_bin, run_engine, run_engine_with_env};
 use spinneret_tests::TestSite;
 use spinneret_tests::certs::Pki;
@@ -336,4 +337,64 @@ async fn workers_refuse_private_addresses_unless_allowed() {
     .await
     .succeeded("--allow_private");
     assert_eq!(run.summary()["pages_ok"], site.site.ok_paths().len() as u64);
+}
+
+#[tokio::test]
+async fn the_admin_api_refuses_to_listen_off_loopback_without_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let run = run_engine(
+        dir.path(),
+        &[
+            s("--seed"),
+            s("http://127.0.0.1:1/"),
+            s("--no_state"),
+            s("--admin"),
+            s("0.0.0.0:0"),
+        ],
+    )
+    .await;
+    assert_error_names(
+        &run.stderr,
+        run.status,
+        "admin off loopback",
+        &["0.0.0.0", "--admin_token", "--insecure"],
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_is_served_over_tls_with_the_crawls_certificate() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(3).await.expect("site");
+    let pki = Pki::new(dir.path(), "crawl");
+    let ca = std::fs::read(&pki.ca).expect("ca");
+    let trusting = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("pem")])
+        .build()
+        .expect("client");
+    let mut args = vec![s("--seed"), site.url("/"), s("--no_state"), s("--serve")];
+    args.extend(pki.server_args(false));
+    let engine = AdminEngine::start_with_client(dir.path(), &args, Some("t0ken"), trusting).await;
+    assert!(
+        engine.base.starts_with("https://127.0.0.1:"),
+        "{}",
+        engine.base
+    );
+    let status = engine.call("GET", "/api/status", None, false).await;
+    assert_eq!(status.status, 200, "{}", status.text);
+    // Changes still need the admin token, over TLS as without.
+    let change = engine
+        .call("POST", "/api/tasks/999/pause", None, false)
+        .await;
+    assert_eq!(change.status, 401, "{}", change.text);
+    let change = engine
+        .call("POST", "/api/tasks/999/pause", None, true)
+        .await;
+    assert_eq!(change.status, 404, "{}", change.text);
+    // Plain HTTP on the same port gets no answer from the API.
+    let plain = engine.base.replacen("https://", "http://", 1);
+    let answer = reqwest::get(format!("{plain}/api/status")).await;
+    assert!(
+        answer.as_ref().map_or(true, |a| !a.status().is_success()),
+        "plain HTTP must not be served: {answer:?}"
+    );
 }
