@@ -612,7 +612,8 @@ async fn start_redis(binary: &Path, dir: &Path) -> anyhow::Result<(Child, String
     let url = format!("redis://127.0.0.1:{port}/0");
     let started = Instant::now();
     loop {
-        if let Ok(mut conn) = common::redis_conn::RedisConn::connect(&url).await
+        if let Ok(mut conn) =
+            common::redis_conn::RedisConn::connect(&url, &Default::default()).await
             && redis::cmd("PING")
                 .query_async::<String>(&mut conn)
                 .await
@@ -711,7 +712,7 @@ async fn cluster_crawl(
 /// the shape the bench's site has, on 1,000 hosts, offered the way engines offer links.
 async fn redis_memory(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
     use engine::cluster::{RedisFrontier, RedisFrontierConfig, SEEN_SHARDS};
-    let conn = RedisFrontier::connect(url).await?;
+    let conn = RedisFrontier::connect(url, &Default::default()).await?;
     let mut frontier = RedisFrontier::new(
         conn.clone(),
         "memory",

@@ -60,11 +60,63 @@ pub enum RedisTarget {
 #[derive(Debug, thiserror::Error)]
 #[error("--redis {spec:?}: {source}")]
 pub struct RedisConnectError {
-    /// The value given.
+    /// The value given, its passwords masked.
     pub spec: String,
     /// What the client said.
     #[source]
     pub source: RedisError,
+}
+
+/// TLS for `rediss://` URLs: the CA to trust instead of the system's roots (`--tls_ca`), and
+/// a client certificate and key for a Redis that asks for one (`--tls_cert/--tls_key`), all
+/// PEM. Redis AUTH comes from the URL (`rediss://user:password@host:port/db`).
+#[derive(Clone, Debug, Default)]
+pub struct RedisTls {
+    /// The CA certificate to trust.
+    pub ca: Option<Vec<u8>>,
+    /// The client certificate and its key.
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RedisTls {
+    /// The certificates as the client takes them, when any are given.
+    fn certificates(&self) -> Option<redis::TlsCertificates> {
+        if self.ca.is_none() && self.client.is_none() {
+            return None;
+        }
+        Some(redis::TlsCertificates {
+            client_tls: self
+                .client
+                .as_ref()
+                .map(|(cert, key)| redis::ClientTlsConfig {
+                    client_cert: cert.clone(),
+                    client_key: key.clone(),
+                }),
+            root_cert: self.ca.clone(),
+        })
+    }
+}
+
+/// `spec` with the password of each URL in it masked, for messages and logs.
+pub fn redacted(spec: &str) -> String {
+    spec.split(',')
+        .map(|url| match (url.find("://"), url.rfind('@')) {
+            (Some(scheme), Some(at)) if at > scheme => {
+                let userinfo = &url[scheme + 3..at];
+                match userinfo.split_once(':') {
+                    Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
+                    None => url.to_owned(),
+                }
+            }
+            _ => url.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Whether a Redis URL asks for TLS.
+fn is_tls(url: &str) -> bool {
+    url.trim_start().starts_with("rediss://")
 }
 
 /// Reads a `--redis` value: one URL for a server, several (or `redis+cluster://`) for a
@@ -96,7 +148,7 @@ impl RedisConn {
     /// Checks that `spec` reads as a `--redis` value, without connecting.
     pub fn check(spec: &str) -> Result<(), RedisConnectError> {
         let fail = |source| RedisConnectError {
-            spec: spec.to_owned(),
+            spec: redacted(spec),
             source,
         };
         match parse_target(spec) {
@@ -107,15 +159,22 @@ impl RedisConn {
         }
     }
 
-    /// Connects to what `spec` names (see [`parse_target`]).
-    pub async fn connect(spec: &str) -> Result<RedisConn, RedisConnectError> {
+    /// Connects to what `spec` names (see [`parse_target`]), with `tls` for `rediss://` URLs.
+    pub async fn connect(spec: &str, tls: &RedisTls) -> Result<RedisConn, RedisConnectError> {
         let fail = |source| RedisConnectError {
-            spec: spec.to_owned(),
+            spec: redacted(spec),
             source,
         };
+        let certificates = tls.certificates();
         match parse_target(spec) {
             RedisTarget::Single(url) => {
-                let client = redis::Client::open(url.as_str()).map_err(fail)?;
+                let client = match &certificates {
+                    Some(certs) if is_tls(&url) => {
+                        redis::Client::build_with_tls(url.as_str(), certs.clone())
+                    }
+                    _ => redis::Client::open(url.as_str()),
+                }
+                .map_err(fail)?;
                 let config = redis::aio::ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(CONNECT_TIMEOUT))
                     .set_response_timeout(Some(RESPONSE_TIMEOUT))
@@ -128,12 +187,15 @@ impl RedisConn {
                 )))
             }
             RedisTarget::Cluster(nodes) => {
-                let client = redis::cluster::ClusterClient::builder(nodes)
+                let tls_nodes = nodes.iter().any(|n| is_tls(n));
+                let mut builder = redis::cluster::ClusterClient::builder(nodes)
                     .connection_timeout(CONNECT_TIMEOUT)
                     .response_timeout(RESPONSE_TIMEOUT)
-                    .retries(RETRIES as u32)
-                    .build()
-                    .map_err(fail)?;
+                    .retries(RETRIES as u32);
+                if let (true, Some(certs)) = (tls_nodes, certificates) {
+                    builder = builder.certs(certs);
+                }
+                let client = builder.build().map_err(fail)?;
                 Ok(RedisConn::over(Link::Cluster(
                     client.get_async_connection().await.map_err(fail)?,
                 )))
@@ -188,6 +250,19 @@ impl ConnectionLike for RedisConn {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passwords_are_masked_in_messages() {
+        assert_eq!(
+            redacted("rediss://:s3cret@r1:6380/0"),
+            "rediss://:***@r1:6380/0"
+        );
+        assert_eq!(
+            redacted("redis://app:pw@a:1,redis://b:2"),
+            "redis://app:***@a:1,redis://b:2"
+        );
+        assert_eq!(redacted("redis://r1:6379/0"), "redis://r1:6379/0");
+    }
 
     #[test]
     fn one_url_is_a_server_and_several_are_a_cluster() {

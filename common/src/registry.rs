@@ -215,6 +215,7 @@ impl RegistryArgs {
 /// serves engines that know its address all the same, and registers again when Redis is back.
 pub fn announce(
     url: &str,
+    tls: crate::redis_conn::RedisTls,
     kind: NodeKind,
     node: Node,
     shutdown: tokio_util::sync::CancellationToken,
@@ -232,7 +233,7 @@ pub fn announce(
                 _ = every.tick() => {}
             }
             if conn.is_none() {
-                match RedisConn::connect(&spec).await {
+                match RedisConn::connect(&spec, &tls).await {
                     Ok(c) => conn = Some(c),
                     Err(e) => {
                         tracing::warn!(cause = %e, "cannot reach redis to register; trying again");

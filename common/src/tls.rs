@@ -200,6 +200,29 @@ impl TlsArgs {
     }
 }
 
+impl TlsArgs {
+    /// TLS for a `rediss://` Redis: `--tls_ca` is trusted instead of the system's roots, and
+    /// `--tls_cert/--tls_key` are presented to a Redis that asks for a client certificate.
+    pub fn redis_tls(&self) -> Result<crate::redis_conn::RedisTls, TlsError> {
+        let read = |flag: &'static str, path: &Path| {
+            std::fs::read(path).map_err(|e| TlsError::file(flag, path, e))
+        };
+        Ok(crate::redis_conn::RedisTls {
+            ca: self
+                .tls_ca
+                .as_deref()
+                .map(|p| read("--tls_ca", p))
+                .transpose()?,
+            client: match (&self.tls_cert, &self.tls_key) {
+                (Some(cert), Some(key)) => {
+                    Some((read("--tls_cert", cert)?, read("--tls_key", key)?))
+                }
+                _ => None,
+            },
+        })
+    }
+}
+
 /// The name a server's certificate must carry when dialled at `addr` (`host:port`, an IP
 /// address or a DNS name; IPv6 in brackets).
 pub fn server_name(addr: &str) -> Result<ServerName<'static>, std::io::Error> {

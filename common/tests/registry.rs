@@ -8,7 +8,7 @@ use std::time::Duration;
 #[tokio::test]
 async fn nodes_register_renew_and_expire() {
     let redis = RedisServer::start().await;
-    let mut conn = common::redis_conn::RedisConn::connect(&redis.url())
+    let mut conn = common::redis_conn::RedisConn::connect(&redis.url(), &Default::default())
         .await
         .expect("connect");
     let w1 = Node {

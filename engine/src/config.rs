@@ -103,6 +103,8 @@ pub struct ClusterConfig {
     pub redis_timeout: Duration,
     /// The address other engines reach this one's admin API at, registered for forwarding.
     pub advertise: Option<String>,
+    /// TLS for a `rediss://` Redis (from `--tls_ca`, `--tls_cert/--tls_key`).
+    pub redis_tls: common::redis_conn::RedisTls,
 }
 
 /// What to do with the state an earlier run left.

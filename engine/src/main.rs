@@ -602,6 +602,10 @@ impl Args {
                             _ => None,
                         },
                     },
+                    redis_tls: self
+                        .tls
+                        .redis_tls()
+                        .map_err(|e| EngineError::Token(e.to_string()))?,
                 }),
                 _ => None,
             },

@@ -17,7 +17,9 @@ fn config() -> RedisFrontierConfig {
 }
 
 async fn frontier(redis: &RedisServer, config: RedisFrontierConfig) -> RedisFrontier {
-    let conn = RedisFrontier::connect(&redis.url()).await.expect("connect");
+    let conn = RedisFrontier::connect(&redis.url(), &Default::default())
+        .await
+        .expect("connect");
     RedisFrontier::new(conn, "test", config)
 }
 
@@ -185,7 +187,9 @@ async fn the_seen_set_stays_in_compact_integer_sets_of_at_most_16_bytes_a_url_at
     .await;
     // Marked seen the way offer does (SADD of the fingerprint to its shard), in big pipelines:
     // a million offers through the scripts would only make the test slow.
-    let mut conn = RedisFrontier::connect(&redis.url()).await.expect("connect");
+    let mut conn = RedisFrontier::connect(&redis.url(), &Default::default())
+        .await
+        .expect("connect");
     let fingerprints: Vec<u64> = (0..URLS)
         .map(|n| common::fingerprint(&format!("http://h{}.test/{n}", n % 1_000)))
         .collect();

@@ -145,6 +145,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
     let registered = match (&args.registry.redis, args.registry.address(local)?) {
         (Some(url), Some(addr)) => Some(common::registry::announce(
             url,
+            args.auth.tls.redis_tls()?,
             common::registry::NodeKind::ItemSaver,
             common::registry::Node {
                 id: common::registry::node_id("itemsaver"),

@@ -11,6 +11,10 @@ use tokio::process::{Child, Command};
 pub struct RedisServer {
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// Its TLS port, when started with [`RedisServer::start_tls`].
+    pub tls_port: Option<u16>,
+    /// The flags it was started with beyond the defaults, used again by a restart.
+    more: Vec<String>,
     dir: tempfile::TempDir,
     binary: PathBuf,
     child: Child,
@@ -22,17 +26,41 @@ impl RedisServer {
         RedisServer::start_with(&[]).await
     }
 
+    /// A server that also listens with TLS (certificates of `pki`; client certificates
+    /// optional) and requires `password` (Redis AUTH).
+    pub async fn start_tls(pki: &crate::certs::Pki, password: &str) -> RedisServer {
+        let tls_port = free_port();
+        let path = |p: &Path| p.display().to_string();
+        let more = [
+            "--tls-port".to_owned(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_owned(),
+            path(&pki.server_cert),
+            "--tls-key-file".to_owned(),
+            path(&pki.server_key),
+            "--tls-ca-cert-file".to_owned(),
+            path(&pki.ca),
+            "--tls-auth-clients".to_owned(),
+            "optional".to_owned(),
+            "--requirepass".to_owned(),
+            password.to_owned(),
+        ];
+        let more: Vec<&str> = more.iter().map(String::as_str).collect();
+        let mut server = RedisServer::start_with(&more).await;
+        server.tls_port = Some(tls_port);
+        server
+    }
+
     /// [`RedisServer::start`] with more server flags.
     async fn start_with(more: &[&str]) -> RedisServer {
         let binary = crate::require_program("REDIS_SERVER", "/usr/bin/redis-server");
         let dir = tempfile::tempdir().expect("tempdir");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
+        let port = free_port();
         let child = spawn(&binary, dir.path(), port, more);
         let server = RedisServer {
             port,
+            tls_port: None,
+            more: more.iter().map(|m| m.to_string()).collect(),
             dir,
             binary,
             child,
@@ -46,6 +74,13 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Its TLS URL with `password`, for `--redis` (a server started with
+    /// [`RedisServer::start_tls`]).
+    pub fn tls_url(&self, password: &str) -> String {
+        let port = self.tls_port.expect("a server started with TLS");
+        format!("rediss://:{password}@127.0.0.1:{port}/0")
+    }
+
     /// Kills it at once (SIGKILL), as a crash would.
     pub async fn kill9(&mut self) {
         let _ = self.child.kill().await;
@@ -53,7 +88,8 @@ impl RedisServer {
 
     /// Starts it again on the same port and directory, from its append-only file.
     pub async fn restart(&mut self) {
-        self.child = spawn(&self.binary, self.dir.path(), self.port, &[]);
+        let more: Vec<&str> = self.more.iter().map(String::as_str).collect();
+        self.child = spawn(&self.binary, self.dir.path(), self.port, &more);
         self.wait_ready().await;
     }
 
@@ -81,9 +117,10 @@ impl RedisServer {
             .await
             {
                 let mut reply = [0u8; 7];
+                // A server with a password answers, and refuses, before AUTH.
                 if stream.write_all(b"PING\r\n").await.is_ok()
                     && stream.read_exact(&mut reply).await.is_ok()
-                    && &reply == b"+PONG\r\n"
+                    && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
                 {
                     return;
                 }
@@ -97,6 +134,13 @@ impl RedisServer {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
 }
 
 fn spawn(binary: &Path, dir: &Path, port: u16, more: &[&str]) -> Child {

@@ -103,6 +103,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let registered = match (&args.registry.redis, args.registry.address(local)?) {
         (Some(url), Some(addr)) => Some(common::registry::announce(
             url,
+            args.auth.tls.redis_tls()?,
             common::registry::NodeKind::Worker,
             common::registry::Node {
                 id: server.worker_info().node_id,

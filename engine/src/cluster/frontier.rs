@@ -32,6 +32,9 @@ pub enum ClusterError {
     /// A script answered something this engine does not understand (a different version?).
     #[error("redis: {0}: unexpected answer")]
     Answer(&'static str),
+    /// The first connection failed (a wrong address or password, or TLS that does not match).
+    #[error("cannot connect to {0}")]
+    Connect(#[from] common::redis_conn::RedisConnectError),
 }
 
 fn redis_err(what: &'static str) -> impl FnOnce(RedisError) -> ClusterError {
@@ -241,13 +244,11 @@ impl RedisFrontier {
     }
 
     /// Connects to the Redis server or cluster `--redis` names.
-    pub async fn connect(spec: &str) -> Result<RedisConn, ClusterError> {
-        RedisConn::connect(spec)
-            .await
-            .map_err(|e| ClusterError::Redis {
-                what: "connect",
-                source: e.source,
-            })
+    pub async fn connect(
+        spec: &str,
+        tls: &common::redis_conn::RedisTls,
+    ) -> Result<RedisConn, ClusterError> {
+        Ok(RedisConn::connect(spec, tls).await?)
     }
 
     fn push_urls(invocation: &mut redis::ScriptInvocation<'_>, urls: &[NewUrl]) {

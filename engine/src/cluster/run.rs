@@ -30,7 +30,7 @@ pub async fn run(
     let Some(cluster) = config.cluster.clone() else {
         return Err(EngineError::NoSeeds);
     };
-    let conn = RedisFrontier::connect(&cluster.redis).await?;
+    let conn = RedisFrontier::connect(&cluster.redis, &cluster.redis_tls).await?;
     let prefix = crawl_prefix(&cluster.crawl);
     let pacing = |config: &EngineConfig| RedisFrontierConfig {
         per_host: config.per_host,

@@ -5,6 +5,7 @@ use crate::admin_harness::AdminEngine;
 use crate::harness::{Server, export, run_bin, run_engine, run_engine_with_env};
 use spinneret_tests::TestSite;
 use spinneret_tests::certs::Pki;
+use spinneret_tests::redis::RedisServer;
 use std::path::Path;
 
 fn s(v: &str) -> String {
@@ -396,5 +397,64 @@ async fn the_admin_api_is_served_over_tls_with_the_crawls_certificate() {
     assert!(
         answer.as_ref().map_or(true, |a| !a.status().is_success()),
         "plain HTTP must not be served: {answer:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_crawl_runs_over_rediss_with_a_password() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(10).await.expect("site");
+    let pki = Pki::new(dir.path(), "crawl");
+    let redis = RedisServer::start_tls(&pki, "redis-secret").await;
+    let url = redis.tls_url("redis-secret");
+    let store = dir.path().join("items.db").display().to_string();
+    // The itemsaver and the worker register over rediss:// too, trusting the crawl's CA.
+    let mut saver_args = vec![s("--store"), store.clone(), s("--redis"), url.clone()];
+    saver_args.extend(pki.server_args(true));
+    let mut worker_args = vec![s("--redis"), url.clone()];
+    worker_args.extend(pki.server_args(true));
+    let _saver = Server::start("itemsaver", &strs(&saver_args), dir.path()).await;
+    let _worker = Server::start("worker", &strs(&worker_args), dir.path()).await;
+    let engine = |redis: &str, crawl: &str| {
+        let mut args = vec![
+            s("--redis"),
+            redis.to_owned(),
+            s("--crawl"),
+            crawl.to_owned(),
+            s("--seed"),
+            site.url("/"),
+        ];
+        args.extend(pki.engine_args(true));
+        args
+    };
+    let ok = run_engine(dir.path(), &engine(&url, "secure"))
+        .await
+        .succeeded("rediss:// with the password");
+    assert_eq!(ok.summary()["pages_ok"], site.site.ok_paths().len() as u64);
+    assert_eq!(
+        export(Path::new(&store)).await.len(),
+        site.site.ok_paths().len()
+    );
+
+    let wrong = redis.tls_url("not-the-password");
+    let refused = run_engine(dir.path(), &engine(&wrong, "wrong-password")).await;
+    assert_error_names(
+        &refused.stderr,
+        refused.status,
+        "a wrong password",
+        &["--redis", ":***@", "authentication failed"],
+    );
+    assert!(
+        !refused.stderr.contains("not-the-password"),
+        "{}",
+        refused.stderr
+    );
+    let plain = wrong.replacen("rediss://:not-the-password@", "redis://", 1);
+    let refused = run_engine(dir.path(), &engine(&plain, "plain")).await;
+    assert_error_names(
+        &refused.stderr,
+        refused.status,
+        "plain TCP to TLS",
+        &["--redis"],
     );
 }
