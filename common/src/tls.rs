@@ -102,8 +102,61 @@ fn read_certs(flag: &'static str, path: &Path) -> Result<Vec<CertificateDer<'sta
     Ok(certs)
 }
 
-fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::file("--tls_key", path, e))
+fn read_key(flag: &'static str, path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|e| TlsError::file(flag, path, e))
+}
+
+/// A certificate chain and its key.
+type Identity = (Vec<CertificateDer<'static>>, PrivateKeyDer<'static>);
+
+/// The files a server presents itself with, and the flags that named them (for messages).
+#[derive(Clone, Copy, Debug)]
+pub struct IdentityFiles<'a> {
+    /// The PEM certificate chain and its flag.
+    pub cert: (&'static str, &'a Path),
+    /// The PEM private key and its flag.
+    pub key: (&'static str, &'a Path),
+}
+
+impl IdentityFiles<'_> {
+    fn read(&self) -> Result<Identity, TlsError> {
+        Ok((
+            read_certs(self.cert.0, self.cert.1)?,
+            read_key(self.key.0, self.key.1)?,
+        ))
+    }
+}
+
+/// The configuration an HTTPS server (the engine's admin API and dashboard,
+/// `--admin_tls_cert/--admin_tls_key`) accepts TLS with. Browsers present no certificate, so
+/// none is asked for.
+pub fn https_config(files: IdentityFiles<'_>) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    serving(files.read()?, None, &[b"h2", b"http/1.1"])
+}
+
+fn serving(
+    (certs, key): Identity,
+    client_ca: Option<&Path>,
+    alpn: &[&[u8]],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let builder = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()
+        .map_err(rustls_error)?;
+    let builder = match client_ca {
+        Some(ca) => {
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots(ca)?),
+                provider(),
+            )
+            .build()
+            .map_err(rustls_error)?;
+            builder.with_client_cert_verifier(verifier)
+        }
+        None => builder.with_no_client_auth(),
+    };
+    let mut config = builder.with_single_cert(certs, key).map_err(rustls_error)?;
+    config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    Ok(Arc::new(config))
 }
 
 fn roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {
@@ -122,11 +175,14 @@ fn rustls_error(e: impl std::fmt::Display) -> TlsError {
 
 impl TlsArgs {
     /// The certificate and key, when both are given.
-    fn identity(
-        &self,
-    ) -> Result<Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>, TlsError> {
+    fn identity(&self) -> Result<Option<Identity>, TlsError> {
         match (&self.tls_cert, &self.tls_key) {
-            (Some(cert), Some(key)) => Ok(Some((read_certs("--tls_cert", cert)?, read_key(key)?))),
+            (Some(cert), Some(key)) => IdentityFiles {
+                cert: ("--tls_cert", cert),
+                key: ("--tls_key", key),
+            }
+            .read()
+            .map(Some),
             _ => Ok(None),
         }
     }
@@ -139,45 +195,11 @@ impl TlsArgs {
     /// The configuration an RPC server accepts TLS with, when `--tls_cert/--tls_key` are
     /// given; with `--tls_ca` its clients must present certificates.
     pub fn server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-        if self.tls_cert.is_none() && self.tls_ca.is_some() {
-            return Err(TlsError::CaWithoutCert);
+        match self.identity()? {
+            Some(identity) => serving(identity, self.tls_ca.as_deref(), &[]).map(Some),
+            None if self.tls_ca.is_some() => Err(TlsError::CaWithoutCert),
+            None => Ok(None),
         }
-        self.serving(self.tls_ca.as_deref(), &[])
-    }
-
-    /// The configuration an HTTPS server (the engine's admin API and dashboard) accepts TLS
-    /// with, when `--tls_cert/--tls_key` are given. Browsers present no certificate, so none
-    /// is asked for.
-    pub fn https_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-        self.serving(None, &[b"h2", b"http/1.1"])
-    }
-
-    fn serving(
-        &self,
-        client_ca: Option<&Path>,
-        alpn: &[&[u8]],
-    ) -> Result<Option<Arc<rustls::ServerConfig>>, TlsError> {
-        let Some((certs, key)) = self.identity()? else {
-            return Ok(None);
-        };
-        let builder = rustls::ServerConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()
-            .map_err(rustls_error)?;
-        let builder = match client_ca {
-            Some(ca) => {
-                let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
-                    Arc::new(roots(ca)?),
-                    provider(),
-                )
-                .build()
-                .map_err(rustls_error)?;
-                builder.with_client_cert_verifier(verifier)
-            }
-            None => builder.with_no_client_auth(),
-        };
-        let mut config = builder.with_single_cert(certs, key).map_err(rustls_error)?;
-        config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-        Ok(Some(Arc::new(config)))
     }
 
     /// The configuration a client (an engine) connects with TLS, when `--tls_ca` is given;

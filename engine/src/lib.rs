@@ -11,6 +11,7 @@ pub mod control;
 pub mod crawl;
 pub mod error;
 pub mod frontier;
+pub mod local_worker;
 pub mod metrics;
 pub mod pool;
 pub mod progress;
@@ -65,7 +66,7 @@ pub struct Operate {
     pub admin_token: Option<String>,
     /// More names the admin server answers to without a token (`--admin_host`).
     pub admin_hosts: Vec<String>,
-    /// Serve the admin server over TLS with this (`--tls_cert/--tls_key`).
+    /// Serve the admin server over TLS with this (`--admin_tls_cert/--admin_tls_key`).
     pub admin_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// How progress is shown.
     pub progress: progress::Progress,
@@ -138,7 +139,7 @@ pub async fn run_with(
     let jobs = jobs(&config, restored.resumed);
     let pool_config = pool_config(&config);
     let pool = if config.worker_hosts.is_empty() {
-        let server = worker::CrawlServer::new(&config.local_worker)?;
+        let server = worker::CrawlServer::new(&local_worker::settings(&config, &restored).await)?;
         if let Some(spider) = &config.spider {
             server
                 .load_spider_source(&spider.source)

@@ -210,6 +210,26 @@ struct Args {
     #[arg(long, requires = "admin")]
     insecure: bool,
 
+    /// PEM certificate chain to serve the admin API and dashboard over HTTPS with.
+    #[arg(
+        long = "admin_tls_cert",
+        alias = "admin-tls-cert",
+        value_name = "FILE",
+        env = "SPINNERET_ADMIN_TLS_CERT",
+        requires_all = ["admin", "admin_tls_key"]
+    )]
+    admin_tls_cert: Option<PathBuf>,
+
+    /// PEM private key of --admin_tls_cert.
+    #[arg(
+        long = "admin_tls_key",
+        alias = "admin-tls-key",
+        value_name = "FILE",
+        env = "SPINNERET_ADMIN_TLS_KEY",
+        requires = "admin_tls_cert"
+    )]
+    admin_tls_key: Option<PathBuf>,
+
     /// Keep running when idle and wait for tasks from the admin API (stop with Ctrl-C).
     #[arg(long, env = "SPINNERET_SERVE", requires = "admin")]
     serve: bool,
@@ -672,9 +692,12 @@ async fn crawl(args: &Args, progress: engine::progress::Progress) -> anyhow::Res
     let shutdown = CancellationToken::new();
     common::cli::cancel_on_signals(shutdown.clone());
     let admin_token = args.admin_token.clone().filter(|t| !t.is_empty());
-    let admin_tls = match args.admin {
-        Some(_) => args.tls.https_config()?,
-        None => None,
+    let admin_tls = match (&args.admin_tls_cert, &args.admin_tls_key) {
+        (Some(cert), Some(key)) => Some(common::tls::https_config(common::tls::IdentityFiles {
+            cert: ("--admin_tls_cert", cert),
+            key: ("--admin_tls_key", key),
+        })?),
+        _ => None,
     };
     let admin = match args.admin {
         Some(addr) => {

@@ -237,7 +237,7 @@ pub struct ClusterHandle {
     pub role: watch::Receiver<Role>,
     /// How long an admin change waits for a leader to forward it to.
     pub forward_wait: Duration,
-    /// Whether the admin servers speak HTTPS (`--tls_cert/--tls_key`), so changes are sent
+    /// Whether the admin servers speak HTTPS (`--admin_tls_cert/--admin_tls_key`), so changes are sent
     /// to the leader's over HTTPS.
     pub admin_https: bool,
     /// TLS to the leader's admin server when `--tls_ca` is given (trusting that CA rather

@@ -208,6 +208,10 @@ async fn mutual_tls_serves_only_engines_with_a_certificate_the_ca_signed() {
         assert_error_names(&refused.stderr, refused.status, what, &["TLS", &saver.addr]);
     }
     wait_for_log(&saver, &["refused a peer", "reason=\"tls\""]).await;
+    // The refused peers crashed nothing: the servers still serve.
+    run_engine(dir.path(), &engine(pki.engine_args(true)))
+        .await
+        .succeeded("after the refusals");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -277,67 +281,134 @@ fn strs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// Serves `/go` on `ip` (a free port), redirecting to `target`; returns its address.
+async fn redirector(ip: &str, target: String) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind((ip, 0)).await.expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let app = axum::Router::new().route(
+        "/go",
+        axum::routing::get(move || async move { axum::response::Redirect::temporary(&target) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// The SSRF guard on (the harness turns it off for the other tests).
+const GUARDED: [(&str, &str); 1] = [("SPINNERET_ALLOW_PRIVATE", "false")];
+
+/// The flags of a crawl of `seeds` through `workers` (none: the in-process worker).
+fn ssrf_crawl(workers: Option<&str>, seeds: &[String], more: &[&str]) -> Vec<String> {
+    let mut args = vec![s("--no_state")];
+    if let Some(w) = workers {
+        args.push(format!("--worker_hosts={w}"));
+    }
+    for seed in seeds {
+        args.extend([s("--seed"), seed.clone()]);
+    }
+    args.extend(more.iter().map(|m| s(m)));
+    args
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn workers_refuse_private_addresses_unless_allowed() {
     let dir = tempfile::tempdir().expect("tempdir");
     let site = TestSite::start(3).await.expect("site");
     let port = site.addr.port();
-    let guarded = [("SPINNERET_ALLOW_PRIVATE", "false")];
-    let worker = Server::start_with_env("worker", &["--port", "0"], &guarded, dir.path()).await;
+    let worker = Server::start_with_env("worker", &["--port", "0"], &GUARDED, dir.path()).await;
     let seeds = [
         site.url("/"),
         s("http://10.0.0.1/"),
         s("http://169.254.169.254/latest/meta-data/"),
         format!("http://localhost:{port}/"),
     ];
-    let crawl = |workers: Option<&str>| {
-        let mut args = vec![s("--no_state")];
-        if let Some(w) = workers {
-            args.push(format!("--worker_hosts={w}"));
-        }
-        for seed in &seeds {
-            args.extend([s("--seed"), seed.clone()]);
-        }
-        args
-    };
-    // A worker of its own, and the engine's in-process worker: both refuse all four.
-    for (what, workers) in [("worker", Some(worker.addr.as_str())), ("in-process", None)] {
-        let run = run_engine_with_env(dir.path(), &crawl(workers), &guarded)
-            .await
-            .succeeded(what);
-        let summary = run.summary();
-        assert_eq!(summary["pages_ok"], 0, "{what}: {summary}");
-        assert_eq!(summary["robots_fetched"], 0, "{what}: {summary}");
-        assert_eq!(
-            summary["pages_failed"]["blocked_address"], 4,
-            "{what}: {summary}"
-        );
-        assert!(
-            run.stderr.contains("--allow_private"),
-            "{what}: says how to allow: {}",
-            run.stderr
-        );
-    }
+    let run = run_engine_with_env(
+        dir.path(),
+        &ssrf_crawl(Some(&worker.addr), &seeds, &[]),
+        &GUARDED,
+    )
+    .await
+    .succeeded("a guarded worker");
+    let summary = run.summary();
+    assert_eq!(summary["pages_ok"], 0, "{summary}");
+    assert_eq!(summary["pages_failed"]["blocked_address"], 4, "{summary}");
+    assert_eq!(summary["robots_fetched"], 0, "{summary}");
+    assert!(
+        run.stderr.contains("--allow_private"),
+        "says how to allow: {}",
+        run.stderr
+    );
     assert!(
         site.hits().is_empty(),
         "nothing reached the site: {:?}",
         site.hits()
     );
 
-    // Allowed, the same worker crawls the site.
-    let allowed = Server::start("worker", &["--allow_private"], dir.path()).await;
-    let run = run_engine(
+    // Allowed, the same kind of worker crawls the site.
+    let allowed = Server::start_with_env(
+        "worker",
+        &["--port", "0", "--allow_private"],
+        &GUARDED,
         dir.path(),
-        &[
-            format!("--worker_hosts={}", allowed.addr),
-            s("--seed"),
-            site.url("/"),
-            s("--no_state"),
-        ],
+    )
+    .await;
+    let run = run_engine_with_env(
+        dir.path(),
+        &ssrf_crawl(Some(&allowed.addr), &[site.url("/")], &[]),
+        &GUARDED,
     )
     .await
     .succeeded("--allow_private");
     assert_eq!(run.summary()["pages_ok"], site.site.ok_paths().len() as u64);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_from_an_allowed_host_to_a_private_one_is_refused_at_the_hop() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(3).await.expect("site");
+    let hop = redirector("127.0.0.2", site.url("/")).await;
+    let worker = Server::start_with_env(
+        "worker",
+        &["--port", "0", "--allow_addr", "127.0.0.2/32"],
+        &GUARDED,
+        dir.path(),
+    )
+    .await;
+    let seeds = [format!("http://{hop}/go")];
+    let flags = ssrf_crawl(Some(&worker.addr), &seeds, &["--allow_domain=127.0.0.1"]);
+    let run = run_engine_with_env(dir.path(), &flags, &GUARDED)
+        .await
+        .succeeded("a redirect to 127.0.0.1");
+    let summary = run.summary();
+    assert_eq!(summary["pages_redirected"], 1, "{summary}");
+    assert_eq!(summary["pages_failed"]["blocked_address"], 1, "{summary}");
+    assert!(
+        site.hits().is_empty(),
+        "the hop never reached 127.0.0.1: {:?}",
+        site.hits()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_in_process_worker_fetches_its_seeds_hosts_and_no_other_private_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(3).await.expect("site");
+    // The seed's own server (127.0.0.1) redirects to a private address no seed named.
+    let elsewhere = TestSite::start(3).await.expect("site");
+    let target = format!("http://127.0.0.2:{}/", elsewhere.addr.port());
+    let hop = redirector("127.0.0.1", target).await;
+    let seeds = [site.url("/"), format!("http://{hop}/go")];
+    let flags = ssrf_crawl(None, &seeds, &["--allow_domain=127.0.0.1,127.0.0.2"]);
+    let run = run_engine_with_env(dir.path(), &flags, &GUARDED)
+        .await
+        .succeeded("single-machine mode");
+    let summary = run.summary();
+    assert_eq!(
+        summary["pages_ok"],
+        site.site.ok_paths().len() as u64,
+        "{summary}"
+    );
+    assert_eq!(summary["pages_failed"]["blocked_address"], 1, "{summary}");
+    assert!(elsewhere.hits().is_empty(), "{:?}", elsewhere.hits());
 }
 
 #[tokio::test]
@@ -372,8 +443,14 @@ async fn the_admin_api_is_served_over_tls_with_the_crawls_certificate() {
         .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("pem")])
         .build()
         .expect("client");
-    let mut args = vec![s("--seed"), site.url("/"), s("--no_state"), s("--serve")];
-    args.extend(pki.server_args(false));
+    let args = vec![
+        s("--seed"),
+        site.url("/"),
+        s("--no_state"),
+        s("--serve"),
+        format!("--admin_tls_cert={}", pki.server_cert.display()),
+        format!("--admin_tls_key={}", pki.server_key.display()),
+    ];
     let engine = AdminEngine::start_with_client(dir.path(), &args, Some("t0ken"), trusting).await;
     assert!(
         engine.base.starts_with("https://127.0.0.1:"),
