@@ -16,6 +16,7 @@ PACKAGES=(
   "procps          kill            the fault tests stop, continue and kill processes"
   "redis-server    redis-server    cluster mode is tested against a real Redis"
   "redis-tools     redis-cli       ...and a Redis Cluster made with redis-cli --cluster create"
+  "openssl         openssl         the README's certificate recipe (scripts/certs.sh) is tested"
 )
 
 check_only=0

@@ -535,3 +535,50 @@ async fn a_cluster_crawl_runs_over_rediss_with_a_password() {
         &["--redis"],
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readmes_certificate_recipe_makes_a_working_mutual_tls_crawl() {
+    spinneret_tests::require_program("OPENSSL", "/usr/bin/openssl");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(5).await.expect("site");
+    let pki = dir.path().join("pki");
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/certs.sh");
+    let made = tokio::process::Command::new(&script)
+        .arg(&pki)
+        .args(["127.0.0.1", "engine"])
+        .output()
+        .await
+        .expect("run scripts/certs.sh");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let file = |name: &str| pki.join(name).display().to_string();
+    let token = token_file(dir.path(), "token", "a-long-shared-secret-0123456789");
+    let worker_args = [
+        s("--token"),
+        token.clone(),
+        format!("--tls_cert={}", file("127.0.0.1.pem")),
+        format!("--tls_key={}", file("127.0.0.1.key")),
+        format!("--tls_ca={}", file("ca.pem")),
+    ];
+    let worker = Server::start("worker", &strs(&worker_args), dir.path()).await;
+    let run = run_engine(
+        dir.path(),
+        &[
+            format!("--worker_hosts={}", worker.addr),
+            s("--seed"),
+            site.url("/"),
+            s("--no_state"),
+            s("--token"),
+            token,
+            format!("--tls_ca={}", file("ca.pem")),
+            format!("--tls_cert={}", file("engine.pem")),
+            format!("--tls_key={}", file("engine.key")),
+        ],
+    )
+    .await
+    .succeeded("certificates from scripts/certs.sh");
+    assert_eq!(run.summary()["pages_ok"], site.site.ok_paths().len() as u64);
+}
