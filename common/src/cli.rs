@@ -135,8 +135,11 @@ impl AuthArgs {
         let token = read_token(self.token.as_deref())?;
         let tls = self.tls.server_config()?;
         let protected = token.is_some() || (tls.is_some() && self.tls.mutual());
-        if !(addr.ip().is_loopback() || protected || self.insecure) {
-            return Err(AuthError::Unprotected(addr));
+        if !(addr.ip().is_loopback() || protected) {
+            if !self.insecure {
+                return Err(AuthError::Unprotected(addr));
+            }
+            tracing::warn!(%addr, "listening without a token or mutual TLS (--insecure): anyone who can reach this port can use this server");
         }
         Ok(crate::listen::Guard {
             credentials: crate::handshake::Credentials { token, tls: None },

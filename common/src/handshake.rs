@@ -37,6 +37,8 @@ const MAX_BUILD: usize = 64;
 
 /// Shortest token accepted: anything shorter is guessable.
 pub const MIN_TOKEN_BYTES: usize = 16;
+/// The largest token file read.
+const MAX_TOKEN_FILE: u64 = 64 * 1024;
 
 /// Server statuses.
 const OK: u8 = 0;
@@ -76,15 +78,31 @@ pub enum TokenError {
         /// Its length.
         len: usize,
     },
+    /// The file is far too long to be a token (or has no end).
+    #[error("the token file {path} is over {MAX_TOKEN_FILE} bytes: a token is one line")]
+    TooLong {
+        /// The file.
+        path: String,
+    },
 }
 
 impl Token {
     /// Reads a token from `path` (surrounding whitespace is not part of it).
     pub fn read(path: &Path) -> Result<Token, TokenError> {
-        let text = std::fs::read(path).map_err(|source| TokenError::Read {
+        let read = |source| TokenError::Read {
             path: path.display().to_string(),
             source,
-        })?;
+        };
+        // A token is a line; a file far longer (or endless, like a device) is not one.
+        let mut text = Vec::new();
+        let file = std::fs::File::open(path).map_err(read)?;
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, MAX_TOKEN_FILE), &mut text)
+            .map_err(read)?;
+        if text.len() as u64 >= MAX_TOKEN_FILE {
+            return Err(TokenError::TooLong {
+                path: path.display().to_string(),
+            });
+        }
         let trimmed = text.trim_ascii();
         if trimmed.len() < MIN_TOKEN_BYTES {
             return Err(TokenError::TooShort {
@@ -184,11 +202,14 @@ pub enum HandshakeError {
     /// The peer's proof of the token was wrong.
     #[error("the peer's token does not match ours")]
     TokenWrong,
-    /// The peer began TLS where this end speaks plain TCP.
+    /// The server answered with TLS where this client speaks plain TCP.
+    #[error("the server speaks TLS and this engine does not: give the engine --tls_ca")]
+    ServerSpeaksTls,
+    /// The client began TLS where this server speaks plain TCP.
     #[error(
-        "the peer speaks TLS and this end does not: give the engine --tls_ca, or both ends the same TLS flags"
+        "the client speaks TLS and this server does not: give the server --tls_cert/--tls_key, or drop the engine's --tls_ca"
     )]
-    PeerSpeaksTls,
+    ClientSpeaksTls,
     /// TLS failed: no certificate, one signed by another CA, or a peer without TLS.
     #[error("TLS failed: {0}")]
     Tls(std::io::Error),
@@ -217,7 +238,9 @@ impl HandshakeError {
             HandshakeError::VersionMismatch { .. } => "version_mismatch",
             HandshakeError::TokenRequired | HandshakeError::PeerHasNoToken => "no_token",
             HandshakeError::TokenWrong => "wrong_token",
-            HandshakeError::PeerSpeaksTls | HandshakeError::Tls(_) => "tls",
+            HandshakeError::ServerSpeaksTls
+            | HandshakeError::ClientSpeaksTls
+            | HandshakeError::Tls(_) => "tls",
         }
     }
 }
@@ -249,7 +272,7 @@ async fn read_hello<S: AsyncRead + Unpin>(
     // A TLS record (a handshake or an alert, protocol major version 3) where the magic
     // belongs: the two ends disagree about TLS.
     if matches!(head[..2], [0x15 | 0x16, 0x03]) {
-        return Err(HandshakeError::PeerSpeaksTls);
+        return Err(HandshakeError::ServerSpeaksTls);
     }
     if head[..4] != MAGIC {
         return Err(HandshakeError::NotSpinneret);
@@ -266,7 +289,16 @@ async fn read_hello<S: AsyncRead + Unpin>(
     Ok((
         Versions {
             protocol,
-            build: String::from_utf8_lossy(&build).into_owned(),
+            // Shown in logs before the peer is trusted: nothing but a version's characters.
+            build: build
+                .iter()
+                .map(|&b| match b {
+                    b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'.' | b'+' | b'-' | b'_' => {
+                        char::from(b)
+                    }
+                    _ => '?',
+                })
+                .collect(),
         },
         nonce,
     ))
@@ -353,7 +385,10 @@ async fn server_steps<S: AsyncRead + AsyncWrite + Unpin>(
     token: Option<&Token>,
 ) -> Result<Versions, HandshakeError> {
     let ours = Versions::ours();
-    let (theirs, nonce_c) = read_hello(stream).await?;
+    let (theirs, nonce_c) = read_hello(stream).await.map_err(|e| match e {
+        HandshakeError::ServerSpeaksTls => HandshakeError::ClientSpeaksTls,
+        other => other,
+    })?;
     let client_has_token = stream.read_u8().await? == 1;
     let nonce_s = nonce()?;
     let mut out = hello(&ours, &nonce_s);

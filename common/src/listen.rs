@@ -81,7 +81,8 @@ pub struct LimitArgs {
     )]
     pub max_connections_per_ip: usize,
 
-    /// Seconds a new connection has to send its first complete request.
+    /// Seconds a new connection has to finish its set-up (TLS, versions, token) and send its
+    /// first complete request.
     #[arg(
         long = "first_frame_timeout",
         alias = "first-frame-timeout",
@@ -134,14 +135,16 @@ where
     close
 }
 
-/// Connections per peer address.
+/// Connections per peer address (one /64 network for IPv6), so that no one address can take
+/// every slot of a server.
 #[derive(Debug, Default)]
-struct PeerCounts {
+pub struct PeerCounts {
     by_ip: Mutex<HashMap<IpAddr, usize>>,
 }
 
 /// One connection's place in its address's count; gives it back when dropped.
-struct PeerSlot {
+#[derive(Debug)]
+pub struct PeerSlot {
     counts: Arc<PeerCounts>,
     ip: IpAddr,
 }
@@ -159,7 +162,8 @@ fn counted_as(ip: IpAddr) -> IpAddr {
 }
 
 impl PeerCounts {
-    fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
+    /// A place for one more connection from `ip`, unless it holds `max` already.
+    pub fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<PeerSlot> {
         let ip = counted_as(ip);
         let mut by_ip = self.by_ip.lock().unwrap_or_else(|e| e.into_inner());
         let n = by_ip.entry(ip).or_default();
@@ -194,6 +198,8 @@ pub struct Accepted {
     /// Who connected.
     pub peer: SocketAddr,
     limits: ServerLimits,
+    /// When the first request must have arrived (the set-up counts against it).
+    first_frame_by: Instant,
     close: CancellationToken,
 }
 
@@ -208,7 +214,7 @@ impl Accepted {
         ServerTransport {
             inner: Box::pin(frame(self.stream, Side::Server)),
             close: Box::pin(self.close.cancelled_owned()),
-            silence: Box::pin(tokio::time::sleep(self.limits.first_frame_timeout)),
+            silence: Box::pin(tokio::time::sleep_until(self.first_frame_by)),
             idle_timeout: self.limits.idle_timeout,
             peer: self.peer,
             closing_until: None,
@@ -354,6 +360,44 @@ async fn set_up(
     Ok(stream)
 }
 
+/// Refusals at the set-up logged per [`REFUSAL_REPORT_EVERY`]; the rest are counted and
+/// summed up in one line, so that a peer reconnecting in a loop cannot flood the log.
+const REFUSALS_LOGGED: u32 = 20;
+
+/// The log of refusals at the set-up, with its rate limit.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    /// The current interval's start, refusals logged in it, and those left unlogged.
+    window: Mutex<Option<(Instant, u32, u64)>>,
+}
+
+impl RefusalLog {
+    fn report(&self, peer: SocketAddr, e: &HandshakeError) {
+        let quiet = matches!(e, HandshakeError::Timeout(_) | HandshakeError::Io(_));
+        let mut window = self.window.lock().unwrap_or_else(|e| e.into_inner());
+        let now = Instant::now();
+        let (start, logged, unlogged) = window.get_or_insert((now, 0, 0));
+        if now.duration_since(*start) >= REFUSAL_REPORT_EVERY {
+            if *unlogged > 0 {
+                warn!(
+                    refused = *unlogged,
+                    "more peers refused at the set-up than were logged"
+                );
+            }
+            (*start, *logged, *unlogged) = (now, 0, 0);
+        }
+        if quiet {
+            debug!(%peer, cause = %e, "connection set-up failed");
+        } else if *logged < REFUSALS_LOGGED {
+            *logged += 1;
+            warn!(%peer, cause = %e, reason = e.reason(), "refused a peer at the connection's set-up");
+        } else {
+            *unlogged += 1;
+            debug!(%peer, cause = %e, reason = e.reason(), "refused a peer at the connection's set-up");
+        }
+    }
+}
+
 /// Refusals of one address, reported at most once per interval.
 const REFUSAL_REPORT_EVERY: Duration = Duration::from_secs(10);
 
@@ -382,6 +426,7 @@ where
     let abort = CancellationToken::new();
     let mut refused = 0u64;
     let mut refusals_reported: Option<Instant> = None;
+    let refusals = Arc::new(RefusalLog::default());
     loop {
         let permit = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -417,9 +462,11 @@ where
         let close = shutdown.clone();
         let serve_conn = serve_conn.clone();
         let guard = guard.clone();
+        let refusals = refusals.clone();
         tracker.spawn(async move {
             // The set-up comes first (TLS, then versions and token): no request frame of a
-            // peer that failed it is read.
+            // peer that failed it is read. It and the first request share one time limit.
+            let first_frame_by = Instant::now() + limits.first_frame_timeout;
             let set_up = set_up(stream, &guard, limits.first_frame_timeout);
             let set_up = tokio::select! {
                 done = set_up => done,
@@ -429,22 +476,18 @@ where
                 Ok(stream) => stream,
                 Err(e) => {
                     if let Some(count) = &guard.on_refused {
-                    count(e.reason());
-                }
-                match e {
-                    HandshakeError::Timeout(_) | HandshakeError::Io(_) => {
-                        debug!(%peer, cause = %e, "connection set-up failed")
+                        count(e.reason());
                     }
-                    _ => warn!(%peer, cause = %e, reason = e.reason(), "refused a peer at the connection's set-up"),
-                }
-                drop((permit, slot));
-                return;
+                    refusals.report(peer, &e);
+                    drop((permit, slot));
+                    return;
                 }
             };
             let conn = serve_conn(Accepted {
                 stream,
                 peer,
                 limits,
+                first_frame_by,
                 close,
             });
             tokio::select! {

@@ -97,21 +97,32 @@ impl RedisTls {
     }
 }
 
-/// `spec` with the password of each URL in it masked, for messages and logs.
+/// `spec` with the password of each URL in it masked, for messages and logs. Each URL's
+/// user information runs from its `://` to the last `@` before the next URL, so a password
+/// holding a comma or an `@` is masked whole.
 pub fn redacted(spec: &str) -> String {
-    spec.split(',')
-        .map(|url| match (url.find("://"), url.rfind('@')) {
-            (Some(scheme), Some(at)) if at > scheme => {
-                let userinfo = &url[scheme + 3..at];
-                match userinfo.split_once(':') {
-                    Some((user, _)) => format!("{}{user}:***{}", &url[..scheme + 3], &url[at..]),
-                    None => url.to_owned(),
-                }
-            }
-            _ => url.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
+    // Where each URL's part after `://` starts.
+    let starts: Vec<usize> = spec.match_indices("://").map(|(i, _)| i + 3).collect();
+    let mut out = String::with_capacity(spec.len());
+    let mut copied = 0;
+    for (n, &start) in starts.iter().enumerate() {
+        // This URL ends at the comma before the next URL's scheme.
+        let end = starts.get(n + 1).map_or(spec.len(), |&next| {
+            let scheme = next - 3;
+            spec[start..scheme].rfind(',').map_or(scheme, |c| start + c)
+        });
+        let Some(at) = spec[start..end].rfind('@') else {
+            continue;
+        };
+        if let Some((user, _)) = spec[start..start + at].split_once(':') {
+            out.push_str(&spec[copied..start]);
+            out.push_str(user);
+            out.push_str(":***");
+            copied = start + at;
+        }
+    }
+    out.push_str(&spec[copied..]);
+    out
 }
 
 /// Whether a Redis URL asks for TLS.
@@ -262,6 +273,14 @@ mod tests {
             "redis://app:***@a:1,redis://b:2"
         );
         assert_eq!(redacted("redis://r1:6379/0"), "redis://r1:6379/0");
+        assert_eq!(
+            redacted("rediss://:a,b@c@r1:6380/0"),
+            "rediss://:***@r1:6380/0"
+        );
+        assert_eq!(
+            redacted("rediss://u:p1@a:1,rediss://v:p2@b:2"),
+            "rediss://u:***@a:1,rediss://v:***@b:2"
+        );
     }
 
     #[test]

@@ -169,7 +169,12 @@ pub const DEFAULT_TTL: Duration = Duration::from_secs(6);
 pub struct RegistryArgs {
     /// Register this node in the Redis at URL (`redis://host:port/db`) so that engines in
     /// cluster mode find it without --worker_hosts or --itemsaver_host.
-    #[arg(long, value_name = "URL", env = "SPINNERET_REDIS")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SPINNERET_REDIS",
+        hide_env_values = true
+    )]
     pub redis: Option<String>,
 
     /// The address engines should dial (`host:port`), registered with --redis. Defaults to

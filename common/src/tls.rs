@@ -21,7 +21,7 @@ pub type MaybeTls<S> = Either<S, tokio_rustls::TlsStream<S>>;
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct TlsArgs {
     /// PEM certificate chain this process presents: a server's certificate, or an engine's
-    /// client certificate for mutual TLS (and its admin server's certificate).
+    /// client certificate for mutual TLS (and for a Redis that asks for one).
     #[arg(
         long = "tls_cert",
         alias = "tls-cert",

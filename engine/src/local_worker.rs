@@ -8,7 +8,7 @@ use futures::StreamExt;
 use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::time::Duration;
-use tracing::{debug, info, warn};
+use tracing::{info, warn};
 use url::{Host, Url};
 
 /// Seed hosts looked up at most; a longer seed list keeps the guard for the rest.
@@ -72,10 +72,13 @@ pub async fn settings(config: &EngineConfig, restored: &Restored) -> worker::Wor
                     match tokio::time::timeout(LOOKUP_TIMEOUT, lookup).await {
                         Ok(Ok(addrs)) => addrs.map(|a| a.ip()).collect(),
                         Ok(Err(e)) => {
-                            debug!(host = %name, cause = %e, "cannot look up a seed host");
+                            warn!(host = %name, cause = %e, "cannot look up a seed host; its private addresses stay refused");
                             Vec::new()
                         }
-                        Err(_) => Vec::new(),
+                        Err(_) => {
+                            warn!(host = %name, "looking up a seed host timed out; its private addresses stay refused");
+                            Vec::new()
+                        }
                     }
                 }
             }

@@ -449,7 +449,13 @@ struct Args {
 struct ClusterArgs {
     /// Share the crawl with other engines through the Redis at URL (`redis://host:port/db`);
     /// needs --crawl. Workers and itemsavers registered there are found and used.
-    #[arg(long, value_name = "URL", env = "SPINNERET_REDIS", requires = "crawl")]
+    #[arg(
+        long,
+        value_name = "URL",
+        env = "SPINNERET_REDIS",
+        requires = "crawl",
+        hide_env_values = true
+    )]
     redis: Option<String>,
 
     /// The name of the shared crawl: engines given the same name (and --redis) share it.

@@ -4,6 +4,7 @@
 //! engine's single-machine mode.
 
 pub mod export;
+pub mod metrics;
 pub mod server;
 pub mod store;
 

@@ -68,6 +68,11 @@ struct Args {
     )]
     max_item_bytes: usize,
 
+    /// Serve Prometheus metrics at http://ADDR/metrics (`PORT` or `:PORT` is on 127.0.0.1):
+    /// the peers refused at the connection set-up, by reason.
+    #[arg(long, value_name = "ADDR", env = "SPINNERET_ITEMSAVER_METRICS", value_parser = common::metrics_http::parse_listen_addr)]
+    metrics: Option<SocketAddr>,
+
     #[command(flatten, next_help_heading = "Authentication")]
     auth: common::cli::AuthArgs,
 
@@ -154,6 +159,19 @@ async fn start(args: Args) -> anyhow::Result<()> {
             shutdown.clone(),
         )?),
         _ => None,
+    };
+    let metrics = itemsaver::metrics::ItemSaverMetrics::default();
+    if let Some(addr) = args.metrics {
+        let router = common::metrics_http::router(metrics.registry());
+        let (bound, _) = common::metrics_http::serve(addr, router, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot serve metrics on {addr}"))?;
+        // Tests and scripts read this line to learn the port when given port 0.
+        println!("metrics on http://{bound}/metrics");
+    }
+    let guard = common::listen::Guard {
+        on_refused: Some(std::sync::Arc::new(move |reason| metrics.refused(reason))),
+        ..guard
     };
     itemsaver::run(
         listener,

@@ -38,6 +38,15 @@ pub struct Blocked {
     pub kind: &'static str,
 }
 
+/// Reads an `--allow_addr` value: a network in CIDR notation, or one address.
+pub fn parse_network(value: &str) -> Result<IpNet, String> {
+    let value = value.trim();
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{value:?} is not a network (10.2.0.0/16) or an address (10.2.0.7)"))
+}
+
 /// The kind of special address `ip` is, or `None` for an ordinary public one.
 pub fn special_kind(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -62,7 +71,11 @@ fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
         "broadcast"
     } else if a == 0 {
         "unspecified"
-    } else if a >= 240 {
+    } else if a >= 240
+        || (a == 192 && b == 0 && ip.octets()[2] == 0)
+        || (a == 198 && (b & 0xfe) == 18)
+    {
+        // 240/4, IETF protocol assignments (192.0.0.0/24), benchmarking (198.18.0.0/15).
         "reserved"
     } else {
         return None;
@@ -70,15 +83,23 @@ fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
 }
 
 fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
-    // An IPv4 address in IPv6 clothing is judged as the IPv4 address: mapped (::ffff:a.b.c.d)
-    // and NAT64 (64:ff9b::a.b.c.d).
+    // An IPv4 address in IPv6 clothing is judged as the IPv4 address: mapped (::ffff:a.b.c.d),
+    // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d, and the local-use 64:ff9b:1::/48)
+    // and 6to4 (2002:AABB:CCDD::, the address in the second and third groups).
     if let Some(v4) = ip.to_ipv4_mapped() {
         return special_v4(v4);
     }
     let segments = ip.segments();
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-        let [.., hi, lo] = segments;
-        return special_v4(Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo)));
+    let v4_of = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    let [.., hi, lo] = segments;
+    if segments[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified() {
+        return special_v4(v4_of(hi, lo));
+    }
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..3] == [0x64, 0xff9b, 1] {
+        return special_v4(v4_of(hi, lo));
+    }
+    if segments[0] == 0x2002 {
+        return special_v4(v4_of(segments[1], segments[2]));
     }
     Some(if ip.is_loopback() {
         "loopback"
@@ -88,6 +109,8 @@ fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
         "private"
     } else if segments[0] & 0xffc0 == 0xfe80 {
         "link-local"
+    } else if segments[0] & 0xffc0 == 0xfec0 {
+        "site-local"
     } else if ip.is_multicast() {
         "multicast"
     } else {
@@ -215,10 +238,26 @@ mod tests {
             ("::ffff:10.1.2.3", "private"),
             ("::ffff:169.254.169.254", "link-local"),
             ("64:ff9b::7f00:1", "loopback"),
+            ("64:ff9b:1::a00:1", "private"),
+            ("::127.0.0.1", "loopback"),
+            ("::10.0.0.1", "private"),
+            ("2002:a9fe:a9fe::", "link-local"),
+            ("2002:7f00:1::1", "loopback"),
+            ("fec0::1", "site-local"),
+            ("192.0.0.170", "reserved"),
+            ("198.18.0.1", "reserved"),
         ] {
             assert_eq!(blocked(ip), Some(kind), "{ip}");
         }
-        for ip in ["93.184.216.34", "8.8.8.8", "100.128.0.1", "2606:4700::1111"] {
+        for ip in [
+            "93.184.216.34",
+            "8.8.8.8",
+            "100.128.0.1",
+            "2606:4700::1111",
+            "2002:5db8:d822::1",
+            "198.20.0.1",
+            "192.0.2.1",
+        ] {
             assert_eq!(blocked(ip), None, "{ip}");
         }
     }

@@ -82,14 +82,15 @@ pub struct FetchArgs {
     )]
     pub allow_private: bool,
 
-    /// A network fetches may reach although it is special, as CIDR (10.2.0.0/16, or one
-    /// address as 10.2.0.7/32); repeat or comma-separate.
+    /// A network fetches may reach although it is special, as CIDR (10.2.0.0/16) or one
+    /// address (10.2.0.7); repeat or comma-separate.
     #[arg(
         long = "allow_addr",
         alias = "allow-addr",
         value_name = "CIDR",
         env = "SPINNERET_ALLOW_ADDR",
-        value_delimiter = ','
+        value_delimiter = ',',
+        value_parser = crate::addresses::parse_network
     )]
     pub allow_addr: Vec<ipnet::IpNet>,
 }

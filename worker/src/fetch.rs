@@ -12,6 +12,15 @@ use url::Url;
 
 /// Most robots.txt bytes read; RFC 9309 asks crawlers to parse at least 500 KiB.
 pub const MAX_ROBOTS_BYTES: usize = 512 * 1024;
+/// The environment variables reqwest takes a proxy from.
+const PROXY_VARIABLES: [&str; 6] = [
+    "HTTP_PROXY",
+    "http_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "ALL_PROXY",
+    "all_proxy",
+];
 /// Redirects followed for robots.txt.
 const ROBOTS_REDIRECTS: usize = 5;
 
@@ -49,6 +58,16 @@ impl Fetcher {
     /// Builds the shared clients from `config`.
     pub fn new(config: FetchConfig) -> Result<Self, ClientBuildError> {
         let resolver = config.addresses.resolver();
+        if resolver.is_some()
+            && let Some(var) = PROXY_VARIABLES
+                .iter()
+                .find(|v| std::env::var_os(v).is_some_and(|x| !x.is_empty()))
+        {
+            tracing::warn!(
+                variable = var,
+                "proxy variables are ignored while the SSRF guard is on (a proxy resolves names out of its sight); pass --allow_private to fetch through the proxy"
+            );
+        }
         let builder = || {
             let builder = reqwest::Client::builder()
                 .user_agent(config.user_agent.clone())
@@ -58,7 +77,9 @@ impl Fetcher {
                 .brotli(true)
                 .pool_idle_timeout(std::time::Duration::from_secs(30));
             match &resolver {
-                Some(resolver) => builder.dns_resolver(resolver.clone()),
+                // A proxy would resolve names itself, out of the guard's sight: proxy
+                // variables are ignored while the guard is on.
+                Some(resolver) => builder.dns_resolver(resolver.clone()).no_proxy(),
                 None => builder,
             }
         };
@@ -165,12 +186,16 @@ impl Fetcher {
         let started = Instant::now();
         let elapsed = || started.elapsed().as_millis() as u64;
         self.config.addresses.check_url(url).map_err(blocked)?;
-        let mut response = self
-            .robots
-            .get(url.clone())
-            .send()
-            .await
-            .map_err(|e| classify(e, elapsed()))?;
+        let mut response = self.robots.get(url.clone()).send().await.map_err(|e| {
+            match crate::addresses::blocked_in(&e) {
+                // A redirect hop refused: the host's robots.txt cannot be had, which is not
+                // the same as the host itself being refused.
+                Some(b) if Some(b.host.as_str()) != url.host_str() => {
+                    FetchError::Other(format!("robots.txt redirects to a refused address: {b}"))
+                }
+                _ => classify(e, elapsed()),
+            }
+        })?;
         let status = response.status().as_u16();
         let mut body = Vec::new();
         if response.status().is_success() {

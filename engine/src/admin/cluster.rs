@@ -256,6 +256,29 @@ fn decode_answer(bytes: &[u8]) -> Option<Response> {
     )
 }
 
+/// The HTTP client changes are forwarded with: over HTTPS it trusts the system's roots and
+/// `--tls_ca`, since the admin certificate may come from either.
+fn forwarding_client(c: &ClusterHandle) -> Result<reqwest::Client, reqwest::Error> {
+    let http = reqwest::Client::builder().timeout(Duration::from_secs(30));
+    let ca = match (&c.admin_ca, c.admin_https) {
+        (Some(pem), true) => Some(reqwest::Certificate::from_pem(pem)?),
+        _ => None,
+    };
+    match ca {
+        Some(ca) => http
+            .tls_certs_merge([ca.clone()])
+            .build()
+            // A verifier that cannot add roots to the system's: the CA alone.
+            .or_else(|_| {
+                reqwest::Client::builder()
+                    .timeout(Duration::from_secs(30))
+                    .tls_certs_only([ca])
+                    .build()
+            }),
+        None => http.build(),
+    }
+}
+
 /// Sends a change to the leader, retrying with the same key until one answers or
 /// `forward_wait` passes.
 async fn to_leader(c: &ClusterHandle, key: &str, request: Request) -> Response {
@@ -272,12 +295,17 @@ async fn to_leader(c: &ClusterHandle, key: &str, request: Request) -> Response {
         .path_and_query()
         .map_or("/", |p| p.as_str())
         .to_owned();
-    let mut http = reqwest::Client::builder().timeout(Duration::from_secs(30));
-    if let (true, Some(tls)) = (c.admin_https, &c.admin_tls) {
-        http = http.tls_backend_preconfigured(rustls::ClientConfig::clone(tls));
-    }
     let scheme = if c.admin_https { "https" } else { "http" };
-    let http = http.build().unwrap_or_default();
+    let http = match forwarding_client(c) {
+        Ok(http) => http,
+        Err(e) => {
+            return ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cannot make the client that forwards to the leader: {e}"),
+            )
+            .into_response();
+        }
+    };
     let deadline = tokio::time::Instant::now() + c.forward_wait;
     let mut last;
     loop {

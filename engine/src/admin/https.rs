@@ -1,7 +1,9 @@
-//! The admin server's listener over TLS (`--tls_cert/--tls_key`): TCP connections are
-//! accepted and their TLS handshakes run on tasks of their own, so that a client that never
-//! finishes one holds up no other.
+//! The admin server's listener over TLS (`--admin_tls_cert/--admin_tls_key`): TCP connections
+//! are accepted and their TLS handshakes run on tasks of their own, so that a client that
+//! never finishes one holds up no other, and one address may run only a few at once, so that
+//! it cannot take every handshake slot.
 
+use common::listen::PeerCounts;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,9 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 /// How long a client has to finish its TLS handshake.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// TLS handshakes run at once; further connections wait to be accepted.
-const MAX_HANDSHAKES: usize = 64;
+const MAX_HANDSHAKES: usize = 256;
+/// TLS handshakes one address (one /64 for IPv6) may run at once; more are closed at once.
+const MAX_HANDSHAKES_PER_IP: usize = 8;
 
 /// A listener that yields connections once their TLS handshake is done.
 pub struct HttpsListener {
@@ -35,11 +39,16 @@ impl HttpsListener {
         let stop = CancellationToken::new();
         let acceptor = tokio_rustls::TlsAcceptor::from(config);
         let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+        let per_ip = Arc::new(PeerCounts::default());
         let stopped = stop.clone();
         tokio::spawn(async move {
             loop {
-                let Ok(permit) = handshakes.clone().acquire_owned().await else {
-                    return;
+                let permit = tokio::select! {
+                    _ = stopped.cancelled() => return,
+                    permit = handshakes.clone().acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        Err(_) => return,
+                    },
                 };
                 let (tcp, peer) = tokio::select! {
                     _ = stopped.cancelled() => return,
@@ -53,6 +62,10 @@ impl HttpsListener {
                         }
                     },
                 };
+                let Some(slot) = per_ip.take(peer.ip(), MAX_HANDSHAKES_PER_IP) else {
+                    debug!(%peer, "closing an admin connection over the per-address handshake limit");
+                    continue;
+                };
                 let acceptor = acceptor.clone();
                 let tx = tx.clone();
                 tokio::spawn(async move {
@@ -63,7 +76,7 @@ impl HttpsListener {
                         Ok(Err(e)) => debug!(%peer, cause = %e, "admin TLS handshake failed"),
                         Err(_) => debug!(%peer, "admin TLS handshake timed out"),
                     }
-                    drop(permit);
+                    drop((permit, slot));
                 });
             }
         });

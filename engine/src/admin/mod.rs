@@ -178,13 +178,7 @@ where
 /// requests that name this machine are served at all (see [`AllowedHosts`]).
 async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
     if admin.token.is_none() {
-        // HTTP/1.1 names the server in Host; HTTP/2 in the URI's authority.
-        let host = request
-            .headers()
-            .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .or_else(|| request.uri().authority().map(|a| a.as_str()))
-            .unwrap_or("");
+        let host = request_host(&request).unwrap_or("");
         if !admin.hosts.allows(host) {
             return ApiError::new(
                 StatusCode::FORBIDDEN,
@@ -196,7 +190,7 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         }
     }
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
-    if !reads && cross_origin(request.headers()) {
+    if !reads && cross_origin(&request) {
         // A page elsewhere must not steer the crawl through the operator's browser; the
         // dashboard is served from here, and curl sends no Origin.
         return ApiError::new(
@@ -229,11 +223,21 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
 }
 
 /// Whether a browser sent the request from a page of another origin than this server.
-fn cross_origin(headers: &header::HeaderMap) -> bool {
-    let Some(origin) = headers.get(header::ORIGIN) else {
+/// The name a request gives the server: HTTP/1.1 sends it in Host, HTTP/2 (which browsers
+/// speak over HTTPS) in the URI's authority.
+fn request_host(request: &Request) -> Option<&str> {
+    request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().authority().map(|a| a.as_str()))
+}
+
+fn cross_origin(request: &Request) -> bool {
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
         return false;
     };
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let host = request_host(request);
     let origin_host = origin
         .to_str()
         .ok()
@@ -351,26 +355,39 @@ mod tests {
 
     #[test]
     fn changes_from_other_origins_are_spotted() {
-        let headers = |pairs: &[(header::HeaderName, &'static str)]| {
-            let mut h = header::HeaderMap::new();
+        let request = |uri: &str, pairs: &[(header::HeaderName, &'static str)]| {
+            let mut r = Request::new(axum::body::Body::empty());
+            *r.uri_mut() = uri.parse().expect("uri");
             for (k, v) in pairs {
-                h.insert(k.clone(), header::HeaderValue::from_static(v));
+                r.headers_mut()
+                    .insert(k.clone(), header::HeaderValue::from_static(v));
             }
-            h
+            r
         };
-        assert!(!cross_origin(&headers(&[(header::HOST, "127.0.0.1:8080")])));
-        assert!(!cross_origin(&headers(&[
-            (header::HOST, "127.0.0.1:8080"),
-            (header::ORIGIN, "http://127.0.0.1:8080"),
-        ])));
-        assert!(cross_origin(&headers(&[
-            (header::HOST, "127.0.0.1:8080"),
-            (header::ORIGIN, "https://evil.example"),
-        ])));
-        assert!(cross_origin(&headers(&[
-            (header::HOST, "127.0.0.1:8080"),
-            (header::ORIGIN, "null"),
-        ])));
+        let host = (header::HOST, "127.0.0.1:8080");
+        assert!(!cross_origin(&request("/", std::slice::from_ref(&host))));
+        assert!(!cross_origin(&request(
+            "/",
+            &[host.clone(), (header::ORIGIN, "http://127.0.0.1:8080")]
+        )));
+        assert!(cross_origin(&request(
+            "/",
+            &[host.clone(), (header::ORIGIN, "https://evil.example")]
+        )));
+        assert!(cross_origin(&request(
+            "/",
+            &[host, (header::ORIGIN, "null")]
+        )));
+        // HTTP/2 names the server in the authority, with no Host header.
+        let h2 = "https://127.0.0.1:8080/api/tasks";
+        assert!(!cross_origin(&request(
+            h2,
+            &[(header::ORIGIN, "https://127.0.0.1:8080")]
+        )));
+        assert!(cross_origin(&request(
+            h2,
+            &[(header::ORIGIN, "https://evil.example")]
+        )));
     }
 
     #[test]

@@ -237,10 +237,10 @@ pub struct ClusterHandle {
     pub role: watch::Receiver<Role>,
     /// How long an admin change waits for a leader to forward it to.
     pub forward_wait: Duration,
-    /// Whether the admin servers speak HTTPS (`--admin_tls_cert/--admin_tls_key`), so changes are sent
-    /// to the leader's over HTTPS.
+    /// Whether the admin servers speak HTTPS (`--admin_tls_cert/--admin_tls_key`), so that
+    /// changes are sent to the leader's over HTTPS.
     pub admin_https: bool,
-    /// TLS to the leader's admin server when `--tls_ca` is given (trusting that CA rather
-    /// than the system's roots).
-    pub admin_tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// A CA (PEM, `--tls_ca`) trusted for the leader's admin server besides the system's
+    /// roots.
+    pub admin_ca: Option<Vec<u8>>,
 }

@@ -117,7 +117,6 @@ pub async fn run(
     let engine_state = Arc::new(super::engines::EngineState::default());
     let max_backoff = config.max_backoff;
     let robots = config.robots;
-    let admin_tls = config.credentials.tls.clone();
     let crawl = crawl::Crawl::new(
         config,
         pool,
@@ -160,7 +159,7 @@ pub async fn run(
         role,
         forward_wait: std::time::Duration::from_secs(10),
         admin_https: operate.admin_tls.is_some(),
-        admin_tls,
+        admin_ca: cluster.redis_tls.ca.clone(),
     });
     info!(crawl = %cluster.crawl, engine = %engine, itemsaver = %itemsaver, "joined the shared crawl");
     let _stop_admin = crate::serve_admin(operate, &crawl);

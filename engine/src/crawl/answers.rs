@@ -206,11 +206,16 @@ impl Crawl {
         let file = match result {
             Ok(file) => file,
             // A host the worker may not reach has no robots.txt to wait for: its pages are
-            // sent, and each comes back refused as blocked_address.
+            // sent, and each comes back refused as blocked_address. The other engines of a
+            // shared crawl read the record as "no robots.txt" (a 404), which allows all too.
             Err(FetchError::BlockedAddress(_)) => {
+                let record = self.frontier.shared().is_some().then(|| RobotsFile {
+                    status: 404,
+                    body: Vec::new(),
+                });
                 return self
                     .frontier
-                    .robots_known(&d, Rules::AllowAll, None, None, now);
+                    .robots_known(&d, Rules::AllowAll, None, record, now);
             }
             Err(_) => return self.apply_robots(d, Verdict::TryLater, None, now),
         };

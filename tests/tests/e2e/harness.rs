@@ -11,7 +11,6 @@ use tokio::process::{Child, Command};
 /// Longest a whole engine run may take in a test before it counts as hung.
 pub const ENGINE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The path of a workspace binary, built next to this test executable.
 /// A command running the binary `name`. Workers and engines are told `--allow_private`
 /// (through its variable): every test site is on 127.0.0.1, which their SSRF guard refuses
 /// by default. A test of the guard sets it back to `false`.
@@ -21,6 +20,7 @@ pub fn command(name: &str) -> Command {
     command
 }
 
+/// The path of a workspace binary, built next to this test executable.
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("current exe");
     let dir = exe.parent().and_then(Path::parent).expect("target dir");

@@ -2,7 +2,7 @@
 //! that refuse to listen off loopback unprotected.
 
 use crate::admin_harness::AdminEngine;
-use crate::harness::{Server, export, run_bin, run_engine, run_engine_with_env};
+use crate::harness::{Server, closed_port, export, run_bin, run_engine, run_engine_with_env};
 use spinneret_tests::TestSite;
 use spinneret_tests::certs::Pki;
 use spinneret_tests::redis::RedisServer;
@@ -26,13 +26,27 @@ async fn servers_with_a_token_serve_only_engines_that_prove_it() {
     let token = token_file(dir.path(), "token", "a-long-shared-secret-0123456789");
     let wrong = token_file(dir.path(), "wrong", "another-secret-entirely-98765432");
     let store = dir.path().join("items.db").display().to_string();
+    let saver_metrics = format!("127.0.0.1:{}", closed_port());
+    let worker_metrics = format!("127.0.0.1:{}", closed_port());
     let saver = Server::start(
         "itemsaver",
-        &["--store", &store, "--token", &token],
+        &[
+            "--store",
+            &store,
+            "--token",
+            &token,
+            "--metrics",
+            &saver_metrics,
+        ],
         dir.path(),
     )
     .await;
-    let worker = Server::start("worker", &["--token", &token], dir.path()).await;
+    let worker = Server::start(
+        "worker",
+        &["--token", &token, "--metrics", &worker_metrics],
+        dir.path(),
+    )
+    .await;
     let hosts = |token: Option<&str>| {
         let mut args = vec![
             format!("--itemsaver_host={}", saver.addr),
@@ -77,6 +91,19 @@ async fn servers_with_a_token_serve_only_engines_that_prove_it() {
     }
     for server in [&saver, &worker] {
         wait_for_log(server, &["refused a peer", "wrong_token", "no_token"]).await;
+    }
+    // Both count their refusals by reason.
+    for (metrics, name) in [(&saver_metrics, "itemsaver"), (&worker_metrics, "worker")] {
+        let text = reqwest::get(format!("http://{metrics}/metrics"))
+            .await
+            .expect("metrics answer")
+            .text()
+            .await
+            .expect("body");
+        for reason in ["wrong_token", "no_token"] {
+            let series = format!("spinneret_{name}_peers_refused_total{{reason=\"{reason}\"}}");
+            assert!(text.contains(&series), "{series} in:\n{text}");
+        }
     }
 }
 
@@ -202,7 +229,18 @@ async fn mutual_tls_serves_only_engines_with_a_certificate_the_ca_signed() {
     for (what, tls) in [
         ("plain TCP to a TLS server", vec![]),
         ("no client certificate", pki.engine_args(false)),
-        ("a CA the servers do not know", other.engine_args(true)),
+        (
+            "servers whose CA this engine does not trust",
+            other.engine_args(true),
+        ),
+        (
+            "a client certificate another CA signed",
+            vec![
+                format!("--tls_ca={}", pki.ca.display()),
+                format!("--tls_cert={}", other.client_cert.display()),
+                format!("--tls_key={}", other.client_key.display()),
+            ],
+        ),
     ] {
         let refused = run_engine(dir.path(), &engine(tls)).await;
         assert_error_names(&refused.stderr, refused.status, what, &["TLS", &saver.addr]);
@@ -242,7 +280,7 @@ async fn tls_alone_encrypts_and_a_plain_server_is_named() {
         "TLS to a plain server",
         &["TLS", &plain_worker.addr],
     );
-    wait_for_log(&plain_worker, &["refused a peer", "speaks TLS"]).await;
+    wait_for_log(&plain_worker, &["refused a peer", "client speaks TLS"]).await;
 }
 
 #[tokio::test]
@@ -451,6 +489,7 @@ async fn the_admin_api_is_served_over_tls_with_the_crawls_certificate() {
         format!("--admin_tls_cert={}", pki.server_cert.display()),
         format!("--admin_tls_key={}", pki.server_key.display()),
     ];
+    let browser = trusting.clone();
     let engine = AdminEngine::start_with_client(dir.path(), &args, Some("t0ken"), trusting).await;
     assert!(
         engine.base.starts_with("https://127.0.0.1:"),
@@ -468,6 +507,17 @@ async fn the_admin_api_is_served_over_tls_with_the_crawls_certificate() {
         .call("POST", "/api/tasks/999/pause", None, true)
         .await;
     assert_eq!(change.status, 404, "{}", change.text);
+    // A browser's change from the dashboard's own origin is let through over HTTP/2, which
+    // names the server in the authority, not in a Host header.
+    let answer = browser
+        .post(format!("{}/api/tasks/999/pause", engine.base))
+        .header("origin", engine.base.clone())
+        .bearer_auth("t0ken")
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.version(), reqwest::Version::HTTP_2);
+    assert_eq!(answer.status(), 404);
     // Plain HTTP on the same port gets no answer from the API.
     let plain = engine.base.replacen("https://", "http://", 1);
     let answer = reqwest::get(format!("{plain}/api/status")).await;
