@@ -8,6 +8,7 @@ pub mod budget;
 pub mod canon;
 pub mod cli;
 pub mod codec;
+pub mod config;
 pub mod handshake;
 pub mod hosts;
 pub mod listen;

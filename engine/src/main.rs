@@ -14,13 +14,20 @@ use tokio_util::sync::CancellationToken;
 #[derive(Parser, Debug)]
 #[command(name = "engine", version)]
 struct Args {
+    /// TOML file setting any flag under its own name (`max_pages = 5000`, lists for repeated
+    /// flags; examples in config/). A flag beats its environment variable, which beats the
+    /// file, which beats the built-in default.
+    #[arg(long, value_name = "FILE", env = "SPINNERET_CONFIG")]
+    config: Option<std::path::PathBuf>,
+
     /// Start URL (http or https); repeat for several. With --spider, replaces its start_urls.
     #[arg(
         long = "seed",
+        alias = "seeds",
         value_name = "URL",
         env = "SPINNERET_SEEDS",
         value_delimiter = ' ',
-        required_unless_present_any = ["spider", "check_spider", "resume", "serve", "crawl"]
+        required_unless_present_any = ["spider", "check_spider", "resume", "serve", "crawl", "print_config"]
     )]
     seeds: Vec<String>,
 
@@ -32,6 +39,11 @@ struct Args {
     /// flags, and SPINNERET_* variables, are ignored).
     #[arg(long = "check-spider", alias = "check_spider", value_name = "FILE")]
     check_spider: Option<PathBuf>,
+
+    /// Print the merged configuration (flags, environment, --config file and defaults), with
+    /// where each value came from, and exit.
+    #[arg(long = "print-config", alias = "print_config")]
+    print_config: bool,
 
     /// Workers to use, comma-separated `host:port` (`:9000` is port 9000 here). None: in-process.
     #[arg(
@@ -650,7 +662,12 @@ impl Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let loaded = common::config::parse_loaded::<Args>();
+    let args = loaded.args;
+    if args.print_config {
+        print!("{}", loaded.described);
+        return ExitCode::SUCCESS;
+    }
     let json = args.log.log_format == common::cli::LogFormat::Json;
     let progress = engine::progress::Progress::detect(args.quiet, json);
     let level = if args.quiet { "warn" } else { "info" };

@@ -13,6 +13,17 @@ use worker::{CrawlServer, parsers::Registry};
 #[derive(Parser, Debug)]
 #[command(name = "worker", version)]
 struct Args {
+    /// TOML file setting any flag under its own name (`max_pages = 5000`, lists for repeated
+    /// flags; examples in config/). A flag beats its environment variable, which beats the
+    /// file, which beats the built-in default.
+    #[arg(long, value_name = "FILE", env = "SPINNERET_CONFIG")]
+    config: Option<std::path::PathBuf>,
+
+    /// Print the merged configuration (flags, environment, --config file and defaults), with
+    /// where each value came from, and exit.
+    #[arg(long = "print-config", alias = "print_config")]
+    print_config: bool,
+
     /// TCP port to serve RPC on; 0 picks a free port (printed on stdout).
     #[arg(
         long,
@@ -66,7 +77,12 @@ struct Args {
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    let args = Args::parse();
+    let loaded = common::config::parse_loaded::<Args>();
+    if loaded.args.print_config {
+        print!("{}", loaded.described);
+        return ExitCode::SUCCESS;
+    }
+    let args = loaded.args;
     common::cli::init_tracing_with(args.log.log_format, "info", std::io::stderr);
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ mod admin;
 mod admin_harness;
 mod cli;
 mod cluster;
+mod config;
 mod dashboard;
 mod deaths;
 mod faults;
