@@ -21,6 +21,8 @@ pub struct EngineConfig {
     pub max_depth: Option<u32>,
     /// Pages fetched at most; `None` for no limit.
     pub max_pages: Option<u64>,
+    /// How long the engine's own task may run before it is stopped (status `timeout`).
+    pub task_timeout: Option<std::time::Duration>,
     /// Longest URL scheduled, in bytes.
     pub max_url_len: usize,
     /// Domains whose hosts (and subdomains) may be crawled; empty means the seeds' hosts.
@@ -159,6 +161,7 @@ impl Default for EngineConfig {
             per_host: 8,
             max_depth: None,
             max_pages: None,
+            task_timeout: None,
             max_url_len: 2048,
             allow_domains: Vec::new(),
             worker_hosts: Vec::new(),

@@ -33,6 +33,11 @@ pub enum Command {
     ResumeTask(u64, Reply),
     /// Drop a task's queued requests and schedule none of its links.
     CloseTask(u64, Reply),
+    /// End a task's run: no new requests; those in flight finish and are saved.
+    StopTask(u64, Reply),
+    /// End a task's run at once: its requests in flight are cancelled, their answers
+    /// discarded.
+    KillTask(u64, Reply),
 }
 
 /// One point of the throughput history.
@@ -157,5 +162,15 @@ impl CrawlHandle {
     /// Closes a task: its queued requests are dropped, its in-flight results still saved.
     pub async fn close_task(&self, id: u64) -> Result<TaskView, TaskError> {
         self.ask(|r| Command::CloseTask(id, r)).await
+    }
+
+    /// Stops a task: no new requests; those in flight finish and their items are saved.
+    pub async fn stop_task(&self, id: u64) -> Result<TaskView, TaskError> {
+        self.ask(|r| Command::StopTask(id, r)).await
+    }
+
+    /// Kills a task: its requests in flight are cancelled at once, their answers discarded.
+    pub async fn kill_task(&self, id: u64) -> Result<TaskView, TaskError> {
+        self.ask(|r| Command::KillTask(id, r)).await
     }
 }

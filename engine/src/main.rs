@@ -124,6 +124,17 @@ struct Args {
     )]
     max_pages: Option<u64>,
 
+    /// Seconds the engine's own task may run before it is stopped gracefully, its items
+    /// saved (status `timeout`; the spider's `[limits] timeout_secs` when not given).
+    #[arg(
+        long = "task_timeout",
+        alias = "task-timeout",
+        value_name = "SECS",
+        env = "SPINNERET_TASK_TIMEOUT",
+        value_parser = clap::value_parser!(u64).range(1..=31_536_000)
+    )]
+    task_timeout: Option<u64>,
+
     /// Longest URL to schedule, in bytes.
     #[arg(
         long = "max_url_len",
@@ -581,6 +592,10 @@ impl Args {
                 .max(1),
             max_depth: self.max_depth.or(limits.max_depth),
             max_pages: self.max_pages.or(limits.max_pages),
+            task_timeout: self
+                .task_timeout
+                .or(limits.timeout_secs)
+                .map(Duration::from_secs),
             max_url_len: self.max_url_len,
             allow_domains,
             worker_hosts,

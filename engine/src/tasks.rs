@@ -24,6 +24,8 @@ pub struct TaskDef {
     pub max_depth: Option<u32>,
     /// Domains the task may crawl; empty means its seeds' hosts.
     pub allow_domains: Vec<String>,
+    /// How long it may run before it is stopped with status `timeout`.
+    pub timeout: Option<std::time::Duration>,
 }
 
 impl TaskDef {
@@ -37,6 +39,7 @@ impl TaskDef {
             max_pages: config.max_pages,
             max_depth: config.max_depth,
             allow_domains: config.allow_domains.clone(),
+            timeout: config.task_timeout,
         }
     }
 
@@ -79,6 +82,33 @@ pub enum TaskState {
     Capped,
     /// Nothing of it is left queued or in flight.
     Done,
+    /// Stopped by an operator: no new requests, those in flight finished and were saved.
+    Stopped,
+    /// Killed by an operator: its requests in flight were cancelled, their answers discarded.
+    Killed,
+    /// Ran past its `timeout_secs` and was stopped as by `stop`.
+    Timeout,
+}
+
+impl TaskState {
+    /// Whether the task was ended by an operator or its deadline: its queued requests are
+    /// dropped, and the links of its pages are not scheduled.
+    pub fn ended(self) -> bool {
+        matches!(
+            self,
+            TaskState::Closed | TaskState::Stopped | TaskState::Killed | TaskState::Timeout
+        )
+    }
+
+    /// The reason its dropped requests are counted under.
+    pub fn drop_reason(self) -> &'static str {
+        match self {
+            TaskState::Stopped => "task_stopped",
+            TaskState::Killed => "task_killed",
+            TaskState::Timeout => "task_timeout",
+            _ => "task_closed",
+        }
+    }
 }
 
 /// What the frontier does with a task's request when its turn comes.
@@ -90,8 +120,8 @@ pub enum Hold {
     Park,
     /// The task's page budget is spoken for: keep it aside, unsent (a shared crawl skips it).
     Cap,
-    /// Drop it.
-    Drop,
+    /// Drop it, counted under this reason.
+    Drop(&'static str),
 }
 
 /// One task and its running figures.
@@ -125,6 +155,10 @@ pub struct Task {
     /// Whether its requests are shared with other engines in Redis: it is done when the
     /// shared crawl is, not when this engine's count of its open requests says so.
     pub shared: bool,
+    /// Cancelled when the task is killed: its requests in flight end at once.
+    pub kill: tokio_util::sync::CancellationToken,
+    /// When it started, for its deadline.
+    pub started: tokio::time::Instant,
 }
 
 impl Task {
@@ -140,16 +174,21 @@ impl Task {
 
     /// Whether new links of its pages are scheduled: not once it is closed or capped.
     pub fn accepts_links(&self) -> bool {
-        self.state != TaskState::Closed && !self.capped()
+        !self.state.ended() && !self.capped()
     }
 
     /// What the frontier does with this task's next request.
     pub fn hold(&self) -> Hold {
         match self.state {
-            TaskState::Closed => Hold::Drop,
+            state if state.ended() => Hold::Drop(state.drop_reason()),
             TaskState::Paused => Hold::Park,
             TaskState::Capped => Hold::Cap,
-            TaskState::Running | TaskState::Done => {
+            TaskState::Running
+            | TaskState::Done
+            | TaskState::Closed
+            | TaskState::Stopped
+            | TaskState::Killed
+            | TaskState::Timeout => {
                 if self
                     .def
                     .max_pages
@@ -309,6 +348,8 @@ impl Tasks {
             skipped: 0,
             items: 0,
             shared: self.shared,
+            kill: tokio_util::sync::CancellationToken::new(),
+            started: tokio::time::Instant::now(),
         });
         Ok(id)
     }
@@ -396,6 +437,7 @@ mod tests {
             max_pages,
             max_depth: None,
             allow_domains: Vec::new(),
+            timeout: None,
         }
     }
 
@@ -434,6 +476,6 @@ mod tests {
         t.settle();
         assert_eq!(t.state, TaskState::Capped);
         t.state = TaskState::Closed;
-        assert_eq!(t.hold(), Hold::Drop);
+        assert_eq!(t.hold(), Hold::Drop("task_closed"));
     }
 }

@@ -63,6 +63,23 @@ pub struct Hit {
     pub start: Instant,
     /// When the handler returned its response; `None` while it has not (a request that hangs).
     pub end: Option<Instant>,
+    /// Whether the client went away before the response was ready (the handler was dropped).
+    pub dropped: bool,
+}
+
+/// Marks its hit dropped if the handler is dropped before it answered.
+struct DropWatch {
+    log: Arc<Mutex<Vec<Hit>>>,
+    index: Option<usize>,
+    answered: bool,
+}
+
+impl Drop for DropWatch {
+    fn drop(&mut self) {
+        if let (false, Some(i), Ok(mut log)) = (self.answered, self.index, self.log.lock()) {
+            log[i].dropped = true;
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -140,6 +157,19 @@ impl HostileServer {
         }
     }
 
+    /// Waits until `n` requests for paths starting with `prefix` have arrived.
+    pub async fn wait_for_hits_under(&self, prefix: &str, n: u64) {
+        let mut arrivals = self.arrivals.clone();
+        loop {
+            if self.hits_under(prefix) >= n {
+                return;
+            }
+            if arrivals.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Hits on paths starting with `prefix`.
     pub fn hits_under(&self, prefix: &str) -> u64 {
         self.log()
@@ -193,13 +223,20 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
                 path: path.clone(),
                 start,
                 end: None,
+                dropped: false,
             });
             Some(log.len() - 1)
         }
         Err(_) => None,
     };
+    let mut watch = DropWatch {
+        log: state.log.clone(),
+        index,
+        answered: false,
+    };
     state.arrivals.send_modify(|n| *n += 1);
     let response = respond(&state, &path, hit_number).await;
+    watch.answered = true;
     if let (Some(i), Ok(mut log)) = (index, state.log.lock()) {
         log[i].end = Some(Instant::now());
     }
@@ -350,6 +387,13 @@ async fn respond(state: &AppState, path: &str, hit: u64) -> Response {
             let rows = [5, 2].get(hit as usize - 1).copied().unwrap_or(0);
             let rows: String = (0..rows).map(|i| format!("<div class=\"row\">row {i}</div>")).collect();
             html(format!("<title>Shrinking</title>{rows}"))
+        }
+        wait if wait.starts_with("/wait/") => {
+            // `/wait/MS/NAME`: answers after MS milliseconds; a request dropped before then
+            // stays in the log with no end.
+            let ms = wait[6..].split('/').next().and_then(|m| m.parse().ok()).unwrap_or(1_000);
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            html(format!("<title>Waited {wait}</title>"))
         }
         slow if slow.starts_with("/slow/") => {
             // Server latency, so that overlapping requests show in the log.

@@ -121,6 +121,8 @@ pub fn router(crawl: CrawlHandle, token: Option<String>, hosts: AllowedHosts) ->
         .route("/api/tasks/{id}", get(tasks::get_one).delete(tasks::close))
         .route("/api/tasks/{id}/pause", post(tasks::pause))
         .route("/api/tasks/{id}/resume", post(tasks::resume))
+        .route("/api/tasks/{id}/stop", post(tasks::stop))
+        .route("/api/tasks/{id}/kill", post(tasks::kill))
         .route("/api/engines", get(cluster::list))
         .route("/api/engines/{id}", axum::routing::delete(cluster::drain))
         .route("/api/engines/{id}/pause", post(cluster::pause))

@@ -35,6 +35,9 @@ pub struct NewTask {
     /// Domains the task may crawl; its seeds' hosts when left out.
     #[serde(default)]
     pub allow_domains: Vec<String>,
+    /// Seconds the task may run before it is stopped (status `timeout`).
+    #[serde(default)]
+    pub timeout_secs: Option<u64>,
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -88,6 +91,10 @@ impl NewTask {
             max_pages: self.max_pages.or(limits.max_pages),
             max_depth: self.max_depth.or(limits.max_depth),
             allow_domains,
+            timeout: self
+                .timeout_secs
+                .or(limits.timeout_secs)
+                .map(std::time::Duration::from_secs),
         })
     }
 }
@@ -157,6 +164,20 @@ pub(super) async fn close(
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
     Ok(Json(admin.crawl.close_task(id_of("task", &id)?).await?))
+}
+
+pub(super) async fn stop(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    Ok(Json(admin.crawl.stop_task(id_of("task", &id)?).await?))
+}
+
+pub(super) async fn kill(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    Ok(Json(admin.crawl.kill_task(id_of("task", &id)?).await?))
 }
 
 #[cfg(test)]

@@ -284,7 +284,7 @@ impl SharedFrontier {
         if d.kind == Kind::Page {
             match hold(&d.request.task) {
                 Hold::Go => {}
-                Hold::Drop => return Some(Popped::Skip(d, "task_closed")),
+                Hold::Drop(reason) => return Some(Popped::Skip(d, reason)),
                 Hold::Cap => return Some(Popped::Skip(d, "task_max_pages")),
                 Hold::Park => {
                     // A paused task's requests wait in Redis, looked at again now and then.

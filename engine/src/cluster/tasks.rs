@@ -16,6 +16,9 @@ pub struct TaskSpec {
     max_pages: Option<u64>,
     max_depth: Option<u32>,
     allow_domains: Vec<String>,
+    /// Seconds a run may take (records from before deadlines have none).
+    #[serde(default)]
+    timeout_secs: Option<u64>,
 }
 
 impl TaskSpec {
@@ -29,6 +32,7 @@ impl TaskSpec {
             max_pages: def.max_pages,
             max_depth: def.max_depth,
             allow_domains: def.allow_domains.clone(),
+            timeout_secs: def.timeout.map(|t| t.as_secs()),
         }
     }
 
@@ -55,6 +59,7 @@ impl TaskSpec {
             max_pages: self.max_pages,
             max_depth: self.max_depth,
             allow_domains: self.allow_domains.clone(),
+            timeout: self.timeout_secs.map(std::time::Duration::from_secs),
         })
     }
 }
@@ -76,6 +81,9 @@ pub fn state_name(state: TaskState) -> &'static str {
         TaskState::Closed => "closed",
         TaskState::Capped => "capped",
         TaskState::Done => "done",
+        TaskState::Stopped => "stopped",
+        TaskState::Killed => "killed",
+        TaskState::Timeout => "timeout",
     }
 }
 
@@ -87,6 +95,9 @@ pub fn parse_state(name: &str) -> Option<TaskState> {
         "closed" => TaskState::Closed,
         "capped" => TaskState::Capped,
         "done" => TaskState::Done,
+        "stopped" => TaskState::Stopped,
+        "killed" => TaskState::Killed,
+        "timeout" => TaskState::Timeout,
         _ => return None,
     })
 }

@@ -49,6 +49,20 @@ impl Crawl {
             t.in_flight = t.in_flight.saturating_sub(1);
         }
         let node = lease.node();
+        // A killed task's answers are discarded, never half-saved: a call cancelled, or one
+        // whose answer came in just as the task was killed.
+        let killed = dispatched.kind == Kind::Page
+            && self
+                .tasks
+                .named_mut(&dispatched.request.task)
+                .is_some_and(|t| t.state == crate::tasks::TaskState::Killed);
+        if killed || matches!(outcome, Err(Unanswered::Killed)) {
+            self.pool.release(lease);
+            let reason = "task_killed";
+            self.tally(&dispatched.request.task, Outcome::Skipped { reason });
+            self.finished(&dispatched);
+            return Ok(());
+        }
         let answer = match outcome {
             Ok(answer) if answer.worker_unavailable() => {
                 // A worker that is draining refused it: it gets no more, its calls in flight
@@ -65,7 +79,9 @@ impl Crawl {
             Err(miss) => {
                 match &miss {
                     // The worker is alive but slow, or refused the call: keep it.
-                    Unanswered::Overran | Unanswered::Refused(_) => self.pool.release(lease),
+                    Unanswered::Overran | Unanswered::Refused(_) | Unanswered::Killed => {
+                        self.pool.release(lease)
+                    }
                     Unanswered::Left => self.pool.withdraw(lease, "it left"),
                     Unanswered::Died => self.pool.retire(lease, "its connection broke"),
                 }
@@ -301,7 +317,8 @@ impl Crawl {
                 self.retry_or_fail(d, worker, "worker_refused".into(), now);
                 return;
             }
-            Unanswered::Left => {}
+            // Handled before (see `complete`): a killed task's request ends there.
+            Unanswered::Left | Unanswered::Killed => {}
             Unanswered::Died => {
                 if !d.deaths.contains(&node) {
                     d.deaths.push(node);

@@ -15,7 +15,9 @@ impl Crawl {
             Command::AddTask(def, reply) => (reply, self.add_task(*def), true),
             Command::PauseTask(id, reply) => (reply, self.pause_task(id), false),
             Command::ResumeTask(id, reply) => (reply, self.resume_task(id), false),
-            Command::CloseTask(id, reply) => (reply, self.close_task(id), false),
+            Command::CloseTask(id, reply) => (reply, self.end_task(id, TaskState::Closed), false),
+            Command::StopTask(id, reply) => (reply, self.end_task(id, TaskState::Stopped), false),
+            Command::KillTask(id, reply) => (reply, self.end_task(id, TaskState::Killed), false),
         };
         if let Ok(view) = &result {
             self.share_task_change(view, added);
@@ -81,7 +83,7 @@ impl Crawl {
                 (now, wanted) if now == wanted => continue,
                 (_, TaskState::Paused) => self.pause_task(id),
                 (TaskState::Paused, TaskState::Running) => self.resume_task(id),
-                (_, TaskState::Closed) => self.close_task(id),
+                (_, wanted) if wanted.ended() => self.end_task(id, wanted),
                 _ => continue,
             };
             if let Err(e) = changed {
@@ -154,17 +156,66 @@ impl Crawl {
         }
     }
 
-    fn close_task(&mut self, id: u64) -> Result<TaskView, TaskError> {
+    /// Ends a task as `how` says: closed or stopped (its requests in flight finish and are
+    /// saved), killed (they are cancelled at once), or timed out (stopped by its deadline).
+    /// Its queued requests are dropped, never requeued.
+    pub(super) fn end_task(&mut self, id: u64, how: TaskState) -> Result<TaskView, TaskError> {
         let task = self.tasks.by_id_mut(id)?;
-        task.state = TaskState::Closed;
+        if task.state.ended() && how != TaskState::Closed {
+            return Err(TaskError::Finished {
+                id,
+                state: task.state,
+                action: match how {
+                    TaskState::Killed => "killed",
+                    _ => "stopped",
+                },
+            });
+        }
+        task.state = how;
+        if how == TaskState::Killed {
+            task.kill.cancel();
+        }
         let name = task.def.name.clone();
-        info!(id, task = %name, "task closed: its queued requests are dropped");
+        let in_flight = task.in_flight;
+        match how {
+            TaskState::Closed => {
+                info!(id, task = %name, "task closed: its queued requests are dropped")
+            }
+            TaskState::Killed => {
+                info!(id, task = %name, in_flight, "task killed: its requests in flight are cancelled")
+            }
+            TaskState::Timeout => {
+                info!(id, task = %name, in_flight, "task ran past its deadline: stopped, its requests in flight finish")
+            }
+            _ => info!(id, task = %name, in_flight, "task stopped: its requests in flight finish"),
+        }
         // Parked requests go now; queued ones as their turn comes (see `Hold::Drop`).
+        let reason = how.drop_reason();
         for d in self.frontier.drop_parked(&name) {
-            let reason = "task_closed";
             self.tally(&name, super::tally::Outcome::Skipped { reason });
             self.finished(&d);
         }
         Ok(self.tasks.by_id_mut(id)?.view())
+    }
+
+    /// Stops every running task past its deadline (status `timeout`).
+    pub(super) fn enforce_deadlines(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|t| {
+                matches!(
+                    t.state,
+                    TaskState::Running | TaskState::Paused | TaskState::Capped
+                )
+            })
+            .filter(|t| t.def.timeout.is_some_and(|limit| now >= t.started + limit))
+            .map(|t| t.id)
+            .collect();
+        for id in late {
+            if let Err(e) = self.end_task(id, TaskState::Timeout) {
+                debug!(id, cause = %e, "a task's deadline did not apply");
+            }
+        }
     }
 }

@@ -58,6 +58,8 @@ enum Unanswered {
     Overran,
     /// The worker's RPC layer refused the call.
     Refused(String),
+    /// Its task was killed: the call was cancelled (the worker is told, and drops it).
+    Killed,
 }
 
 impl Unanswered {
@@ -470,7 +472,10 @@ impl Crawl {
                         self.log_progress(in_flight.len());
                     }
                 }
-                Event::Publish => self.publish(if self.stopping { "stopping" } else { "" }),
+                Event::Publish => {
+                    self.enforce_deadlines(Instant::now());
+                    self.publish(if self.stopping { "stopping" } else { "" })
+                }
                 Event::Command(Some(command)) => {
                     self.command(command);
                     self.publish("");
@@ -559,15 +564,23 @@ impl Crawl {
         let sent = Instant::now();
         Some(match dispatched.kind {
             Kind::Page => {
-                if let Some(t) = self.tasks.named_mut(&request.task) {
-                    t.in_flight += 1;
-                }
-                Box::pin(async move {
-                    let outcome = tokio::select! {
-                        r = client.crawl(ctx, request) => r.map(Answer::Page),
-                        _ = down.cancelled() => Err(RpcError::Shutdown),
+                let kill = match self.tasks.named_mut(&request.task) {
+                    Some(t) => {
+                        t.in_flight += 1;
+                        t.kill.clone()
                     }
-                    .map_err(|e| Unanswered::from_rpc(e, left()));
+                    None => CancellationToken::new(),
+                };
+                Box::pin(async move {
+                    // Dropping the call when the task is killed cancels it on the worker too
+                    // (tarpc sends the cancellation), which drops the fetch.
+                    let outcome = tokio::select! {
+                        r = client.crawl(ctx, request) => {
+                            r.map(Answer::Page).map_err(|e| Unanswered::from_rpc(e, left()))
+                        }
+                        _ = down.cancelled() => Err(Unanswered::from_rpc(RpcError::Shutdown, left())),
+                        _ = kill.cancelled() => Err(Unanswered::Killed),
+                    };
                     Completion {
                         dispatched,
                         lease,

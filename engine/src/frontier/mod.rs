@@ -331,10 +331,10 @@ impl Frontier {
                         self.schedule(&name, now);
                         continue;
                     }
-                    Hold::Drop => {
+                    Hold::Drop(reason) => {
                         self.schedule(&name, now);
                         let d = self.origins.expand(d, &name);
-                        return Some(Popped::Skip(d, "task_closed"));
+                        return Some(Popped::Skip(d, reason));
                     }
                 }
                 if let Some(reason) = h.refusal(&d, config.max_pages_per_host) {

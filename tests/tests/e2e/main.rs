@@ -15,5 +15,6 @@ mod hostile;
 mod items;
 mod operate;
 mod pipeline;
+mod runs;
 mod security;
 mod spiders;

@@ -35,6 +35,8 @@ pub struct LimitsSpec {
     pub max_depth: Option<u32>,
     /// Pages fetched at most.
     pub max_pages: Option<u64>,
+    /// Seconds a run of the task may take before it is stopped (status `timeout`).
+    pub timeout_secs: Option<u64>,
 }
 
 /// `[politeness]`: per-host pace for this site.

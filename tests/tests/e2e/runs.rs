@@ -1,0 +1,197 @@
+//! A task's run ended three ways: stopped (its requests in flight finish and are saved),
+//! killed (they are cancelled at once, nothing of them saved) and timed out.
+
+use crate::admin_harness::AdminEngine;
+use crate::harness::{Server, assert_items_match_site, export};
+use spinneret_tests::TestSite;
+use spinneret_tests::hostile::{HostileOptions, HostileServer};
+use std::path::Path;
+use std::time::Duration;
+
+fn s(v: &str) -> String {
+    v.to_owned()
+}
+
+/// Flags of an engine whose own task (1) fetches `/wait/MS/i` pages of `server` through
+/// `worker`, two at a time, with `more`.
+fn waiting_task(
+    server: &HostileServer,
+    worker: &Server,
+    ms: u64,
+    pages: usize,
+    store: &Path,
+) -> Vec<String> {
+    let mut args = vec![
+        format!("--worker_hosts={}", worker.addr),
+        s("--store"),
+        store.display().to_string(),
+        s("--no_state"),
+        s("--per_host=2"),
+        s("--serve"),
+    ];
+    for i in 0..pages {
+        args.extend([s("--seed"), server.url(&format!("/wait/{ms}/{i}"))]);
+    }
+    args
+}
+
+/// Stored items whose URL has `part`.
+async fn items_with(store: &Path, part: &str) -> usize {
+    export(store)
+        .await
+        .iter()
+        .filter(|i| i["url"].as_str().is_some_and(|u| u.contains(part)))
+        .count()
+}
+
+fn task_state(status: &serde_json::Value, id: u64) -> String {
+    status["tasks"]
+        .as_array()
+        .and_then(|t| t.iter().find(|t| t["id"] == id))
+        .and_then(|t| t["state"].as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stop_lets_the_requests_in_flight_finish_and_saves_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let worker = Server::start("worker", &[], dir.path()).await;
+    let store = dir.path().join("items.db");
+    let engine = AdminEngine::start(
+        dir.path(),
+        &waiting_task(&server, &worker, 1_500, 6, &store),
+        Some("t0ken"),
+    )
+    .await;
+    server.wait_for_hits_under("/wait/", 2).await;
+    engine.change("POST", "/api/tasks/1/stop", None, 200).await;
+    let status = engine
+        .wait_for("the stopped task's requests to finish", |s| {
+            task_state(s, 1) == "stopped" && s["in_flight"] == 0
+        })
+        .await;
+    assert_eq!(status["skipped"]["task_stopped"], 4, "{status:#}");
+    // The two in flight were answered in full, and their items are stored.
+    let waits: Vec<_> = server
+        .log()
+        .into_iter()
+        .filter(|h| h.path.starts_with("/wait/"))
+        .collect();
+    assert_eq!(waits.len(), 2, "nothing more was sent: {waits:?}");
+    assert!(waits.iter().all(|h| h.end.is_some()), "{waits:?}");
+    let stored = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = items_with(&store, "/wait/").await;
+            if n >= 2 {
+                return n;
+            }
+            // The itemsaver commits in batches; the store has no event to wait on.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("the stopped task's items are stored");
+    assert_eq!(stored, 2);
+    // Stopped is final: it cannot be stopped or killed again.
+    engine.change("POST", "/api/tasks/1/kill", None, 409).await;
+    engine.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_cancels_the_requests_in_flight_and_the_crawl_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let site = TestSite::start(10).await.expect("site");
+    let worker = Server::start("worker", &[], dir.path()).await;
+    let store = dir.path().join("items.db");
+    let engine = AdminEngine::start(
+        dir.path(),
+        &waiting_task(&server, &worker, 30_000, 4, &store),
+        Some("t0ken"),
+    )
+    .await;
+    server.wait_for_hits_under("/wait/", 2).await;
+    let body = format!(r#"{{"name": "other", "seeds": ["{}"]}}"#, site.url("/"));
+    engine.change("POST", "/api/tasks", Some(&body), 201).await;
+    engine.change("POST", "/api/tasks/1/kill", None, 200).await;
+    let status = engine
+        .wait_for("the other task to finish after the kill", |s| {
+            task_state(s, 1) == "killed" && task_state(s, 2) == "done" && s["in_flight"] == 0
+        })
+        .await;
+    assert_eq!(status["skipped"]["task_killed"], 4, "{status:#}");
+    // The site saw the two requests in flight dropped, long before their 30 s.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let waits: Vec<_> = server
+            .log()
+            .into_iter()
+            .filter(|h| h.path.starts_with("/wait/"))
+            .collect();
+        assert_eq!(waits.len(), 2, "{waits:?}");
+        assert!(
+            waits.iter().all(|h| h.end.is_none()),
+            "none answered: {waits:?}"
+        );
+        if waits.iter().all(|h| h.dropped) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the killed requests' connections were not dropped: {waits:?}"
+        );
+        // The server's log has no event to wait on.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let run = engine.stop().await;
+    assert_eq!(
+        items_with(&store, "/wait/").await,
+        0,
+        "nothing of the killed requests"
+    );
+    let other: Vec<serde_json::Value> = export(&store)
+        .await
+        .into_iter()
+        .filter(|i| i["task"] == "other")
+        .collect();
+    assert!(run.status.success(), "{}", run.stderr);
+    assert_items_match_site(&other, &site);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_past_its_timeout_ends_timeout_with_its_items_saved() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let worker = Server::start("worker", &[], dir.path()).await;
+    let store = dir.path().join("items.db");
+    let mut args = waiting_task(&server, &worker, 500, 40, &store);
+    args.push(s("--task_timeout=2"));
+    let engine = AdminEngine::start(dir.path(), &args, None).await;
+    let status = engine
+        .wait_for("the task's deadline", |s| {
+            task_state(s, 1) == "timeout" && s["in_flight"] == 0
+        })
+        .await;
+    let ok = status["pages_ok"].as_u64().expect("pages_ok");
+    assert!((2..40).contains(&ok), "some pages, not all: {status:#}");
+    assert_eq!(
+        status["skipped"]["task_timeout"].as_u64().unwrap_or(0) + ok,
+        40,
+        "{status:#}"
+    );
+    let run = engine.stop().await;
+    assert_eq!(
+        items_with(&store, "/wait/").await as u64,
+        ok,
+        "every page fetched has its item: {}",
+        run.stderr
+    );
+}
