@@ -35,7 +35,7 @@ start worker-0  "$bin/worker" --port=9000 --allow_private
 start worker-1  "$bin/worker" --port=9001 --allow_private
 echo
 echo "engine --itemsaver_host=\":1234\" --worker_hosts=\":9000,:9001\" --seed http://127.0.0.1:8000/"
-"$bin/engine" --itemsaver_host=":1234" --worker_hosts=":9000,:9001" --seed http://127.0.0.1:8000/
+"$bin/engine" --itemsaver_host=":1234" --worker_hosts=":9000,:9001" --seed http://127.0.0.1:8000/ --jobs "$out/jobs.db"
 echo
 echo "items are in $out/items.db; the first three:"
 "$bin/itemsaver" export --store "$out/items.db" | head -3

@@ -23,6 +23,8 @@ pub struct EngineConfig {
     pub max_pages: Option<u64>,
     /// How long the engine's own task may run before it is stopped (status `timeout`).
     pub task_timeout: Option<std::time::Duration>,
+    /// The jobs store (run history) file; `None` keeps no history.
+    pub jobs: Option<std::path::PathBuf>,
     /// Longest URL scheduled, in bytes.
     pub max_url_len: usize,
     /// Domains whose hosts (and subdomains) may be crawled; empty means the seeds' hosts.
@@ -162,6 +164,7 @@ impl Default for EngineConfig {
             max_depth: None,
             max_pages: None,
             task_timeout: None,
+            jobs: None,
             max_url_len: 2048,
             allow_domains: Vec::new(),
             worker_hosts: Vec::new(),

@@ -99,6 +99,8 @@ pub struct CrawlHandle {
     pub metrics: Arc<EngineMetrics>,
     /// The shared crawl, in cluster mode.
     pub cluster: Option<Arc<crate::cluster::engines::ClusterHandle>>,
+    /// The history of the tasks' runs, when the engine keeps one.
+    pub jobs: Option<crate::jobs::JobsStore>,
 }
 
 /// The crawl loop's end of a [`CrawlHandle`].
@@ -121,6 +123,7 @@ pub fn channel(pool: PoolControl, metrics: Arc<EngineMetrics>) -> (CrawlHandle, 
             pool,
             metrics,
             cluster: None,
+            jobs: None,
         },
         CrawlEnd {
             commands,

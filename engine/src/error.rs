@@ -70,6 +70,9 @@ pub enum EngineError {
     /// Redis stayed away too long (cluster mode).
     #[error(transparent)]
     RedisGone(#[from] crate::cluster::RedisGone),
+    /// The jobs store (run history) cannot be used.
+    #[error(transparent)]
+    Jobs(#[from] crate::jobs::JobsError),
     /// The token or TLS files could not be used.
     #[error("{0}")]
     Token(String),

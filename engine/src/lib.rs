@@ -11,6 +11,7 @@ pub mod control;
 pub mod crawl;
 pub mod error;
 pub mod frontier;
+pub mod jobs;
 pub mod local_worker;
 pub mod metrics;
 pub mod pool;
@@ -35,7 +36,7 @@ use sink::{ItemSink, SinkConfig, Target};
 use state::{Restored, StateDir, StateError, StateHandle};
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use tracing::info;
+use tracing::{info, warn};
 
 /// Reads and checks the spider file at `path`.
 pub fn load_spider(
@@ -163,7 +164,8 @@ pub async fn run_with(
     let sink = ItemSink::start(target, sink_config(&config), state.clone());
     let dead_letters =
         std::path::absolute(&config.dead_letters).unwrap_or_else(|_| config.dead_letters.clone());
-    let crawl = crawl::Crawl::new(
+    let jobs_store = open_jobs(&config)?;
+    let mut crawl = crawl::Crawl::new(
         config,
         pool,
         sink,
@@ -172,6 +174,9 @@ pub async fn run_with(
         state_dir.is_some(),
         std::mem::take(&mut operate.progress),
     );
+    if let Some(store) = jobs_store {
+        crawl = crawl.with_jobs(store);
+    }
     let _stop_admin = serve_admin(operate, &crawl);
     let (stopped, mut summary) = crawl.run(restored, shutdown).await?;
     if let Some(dir) = state_dir {
@@ -189,6 +194,20 @@ pub async fn run_with(
         summary.dead_letters = Some(dead_letters.display().to_string());
     }
     Ok(summary)
+}
+
+/// Opens the jobs store (`--jobs`), ending as `failed` the runs an engine that died left
+/// going.
+pub(crate) fn open_jobs(config: &EngineConfig) -> Result<Option<jobs::JobsStore>, EngineError> {
+    let Some(path) = &config.jobs else {
+        return Ok(None);
+    };
+    let store = jobs::JobsStore::open(path)?;
+    let cut = store.fail_running("engine restarted")?;
+    if !cut.is_empty() {
+        warn!(tasks = ?cut, "runs an earlier engine left going are recorded as failed");
+    }
+    Ok(Some(store))
 }
 
 /// What the workers are readied for: the spider or the parser. An engine that only serves

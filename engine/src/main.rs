@@ -124,6 +124,11 @@ struct Args {
     )]
     max_pages: Option<u64>,
 
+    /// File of the run history (SQLite), kept across crawls and restarts. Default `jobs.db`;
+    /// in cluster mode none unless given (give each engine its own).
+    #[arg(long, value_name = "PATH", env = "SPINNERET_JOBS")]
+    jobs: Option<PathBuf>,
+
     /// Seconds the engine's own task may run before it is stopped gracefully, its items
     /// saved (status `timeout`; the spider's `[limits] timeout_secs` when not given).
     #[arg(
@@ -592,6 +597,11 @@ impl Args {
                 .max(1),
             max_depth: self.max_depth.or(limits.max_depth),
             max_pages: self.max_pages.or(limits.max_pages),
+            jobs: match (&self.jobs, &self.cluster.redis) {
+                (Some(path), _) => Some(path.clone()),
+                (None, None) => Some(PathBuf::from("jobs.db")),
+                (None, Some(_)) => None,
+            },
             task_timeout: self
                 .task_timeout
                 .or(limits.timeout_secs)

@@ -73,7 +73,18 @@ pub struct EngineMetrics {
     pub items_rejected: Counter,
     /// URLs refused before they were queued, by reason (`host_queue_full`).
     pub urls_refused: Family<ReasonLabels, Counter>,
+    /// Runs of tasks ended (or ticks skipped), by task and status.
+    pub task_runs: Family<TaskRunLabels, Counter>,
     hosts: Mutex<HashSet<String>>,
+}
+
+/// A task's run, by the task's name and how it ended.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskRunLabels {
+    /// The task's name.
+    pub task: String,
+    /// `done`, `failed`, `timeout`, `stopped`, `killed` or `skipped`.
+    pub status: String,
 }
 
 /// The label of a refusal.
@@ -101,6 +112,12 @@ impl Default for EngineMetrics {
         let items_truncated = Counter::default();
         let items_rejected = Counter::default();
         let urls_refused = Family::<ReasonLabels, Counter>::default();
+        let task_runs = Family::<TaskRunLabels, Counter>::default();
+        registry.register(
+            "task_runs",
+            "Runs of tasks ended, and scheduled ticks skipped, by task and status",
+            task_runs.clone(),
+        );
         registry.register(
             "items_truncated",
             "Items not extracted because a page's result reached the worker's size limit",
@@ -183,6 +200,7 @@ impl Default for EngineMetrics {
             items_truncated,
             items_rejected,
             urls_refused,
+            task_runs,
             hosts: Mutex::new(HashSet::new()),
         }
     }

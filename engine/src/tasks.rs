@@ -159,6 +159,10 @@ pub struct Task {
     pub kill: tokio_util::sync::CancellationToken,
     /// When it started, for its deadline.
     pub started: tokio::time::Instant,
+    /// Its run's id in the jobs store, while the run is going and recorded.
+    pub run: Option<i64>,
+    /// Its last few runs, newest first, for the dashboard.
+    pub recent_runs: Vec<crate::jobs::RunView>,
 }
 
 impl Task {
@@ -202,6 +206,31 @@ impl Task {
         }
     }
 
+    /// How its current run ended, once it has: nothing of it in flight, and nothing more to
+    /// send. `None` while it goes on.
+    pub fn run_outcome(&self) -> Option<crate::jobs::RunStatus> {
+        use crate::jobs::RunStatus;
+        if self.in_flight > 0 {
+            return None;
+        }
+        Some(match self.state {
+            TaskState::Running | TaskState::Paused => return None,
+            TaskState::Done | TaskState::Capped => RunStatus::Done,
+            TaskState::Closed | TaskState::Stopped => RunStatus::Stopped,
+            TaskState::Killed => RunStatus::Killed,
+            TaskState::Timeout => RunStatus::Timeout,
+        })
+    }
+
+    /// Its run's figures so far.
+    pub fn run_figures(&self) -> crate::jobs::RunFigures {
+        crate::jobs::RunFigures {
+            pages_ok: self.pages_ok,
+            pages_failed: self.pages_failed,
+            items: self.items,
+        }
+    }
+
     /// Moves a running task to done or capped when nothing of it can be sent any more.
     pub fn settle(&mut self) {
         if !matches!(self.state, TaskState::Running | TaskState::Done) {
@@ -233,6 +262,7 @@ impl Task {
             items: self.items,
             queued: self.open.saturating_sub(self.in_flight),
             in_flight: self.in_flight,
+            recent_runs: self.recent_runs.clone(),
         }
     }
 }
@@ -268,6 +298,8 @@ pub struct TaskView {
     pub queued: u64,
     /// Pages in flight.
     pub in_flight: u64,
+    /// Its last few runs, newest first.
+    pub recent_runs: Vec<crate::jobs::RunView>,
 }
 
 /// Why a task operation was refused.
@@ -350,6 +382,8 @@ impl Tasks {
             shared: self.shared,
             kill: tokio_util::sync::CancellationToken::new(),
             started: tokio::time::Instant::now(),
+            run: None,
+            recent_runs: Vec::new(),
         });
         Ok(id)
     }

@@ -122,6 +122,7 @@ pub fn router(crawl: CrawlHandle, token: Option<String>, hosts: AllowedHosts) ->
         .route("/api/tasks/{id}/pause", post(tasks::pause))
         .route("/api/tasks/{id}/resume", post(tasks::resume))
         .route("/api/tasks/{id}/stop", post(tasks::stop))
+        .route("/api/tasks/{id}/runs", get(tasks::runs))
         .route("/api/tasks/{id}/kill", post(tasks::kill))
         .route("/api/engines", get(cluster::list))
         .route("/api/engines/{id}", axum::routing::delete(cluster::drain))

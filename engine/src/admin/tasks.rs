@@ -166,6 +166,26 @@ pub(super) async fn close(
     Ok(Json(admin.crawl.close_task(id_of("task", &id)?).await?))
 }
 
+pub(super) async fn runs(
+    State(admin): State<Admin>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Vec<crate::jobs::RunView>>> {
+    let id: u64 = id_of("task", &id)?;
+    let status = admin.crawl.status();
+    let task = status
+        .tasks
+        .iter()
+        .find(|t| t.id == id)
+        .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no task has id {id}")))?;
+    let Some(jobs) = &admin.crawl.jobs else {
+        return Ok(Json(Vec::new()));
+    };
+    let runs = jobs
+        .runs(&task.name, crate::jobs::MAX_RUNS_LISTED)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(Json(runs))
+}
+
 pub(super) async fn stop(
     State(admin): State<Admin>,
     Path(id): Path<String>,

@@ -117,6 +117,7 @@ pub async fn run(
     let engine_state = Arc::new(super::engines::EngineState::default());
     let max_backoff = config.max_backoff;
     let robots = config.robots;
+    let jobs_store = crate::open_jobs(&config)?;
     let crawl = crawl::Crawl::new(
         config,
         pool,
@@ -150,7 +151,10 @@ pub async fn run(
             role: role.clone(),
         },
     );
-    let crawl = crawl.shared(shared, ack_rx);
+    let mut crawl = crawl.shared(shared, ack_rx);
+    if let Some(store) = jobs_store {
+        crawl = crawl.with_jobs(store);
+    }
     let role_at_end = role.clone();
     let crawl = crawl.with_cluster(super::engines::ClusterHandle {
         conn: redis.connection(),

@@ -112,6 +112,7 @@ impl Crawl {
         if seed {
             self.push_seeds(&def, Instant::now());
         }
+        self.record_run_start(id);
         let task = self.tasks.by_id_mut(id)?;
         task.settle();
         info!(id, task = %def.name, seeds = def.seeds.len(), "task started");

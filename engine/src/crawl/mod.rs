@@ -6,6 +6,7 @@ mod commands;
 mod durable;
 mod figures;
 mod queue;
+mod runs;
 mod tally;
 
 use crate::cluster::SharedFrontier;
@@ -297,6 +298,12 @@ impl Crawl {
         self
     }
 
+    /// Records the tasks' runs in `jobs` (see [`crate::jobs`]).
+    pub fn with_jobs(mut self, jobs: crate::jobs::JobsStore) -> Crawl {
+        self.handle.jobs = Some(jobs);
+        self
+    }
+
     /// The User-Agent token robots.txt groups are matched against.
     pub fn agent(&self) -> &str {
         &self.agent
@@ -326,6 +333,13 @@ impl Crawl {
             "crawl started"
         );
         let result = self.crawl_loop(&shutdown).await;
+        // Runs the crawl leaves unfinished: its failure, or a stop with work left (a resume
+        // starts a new run).
+        let unfinished = match &result {
+            Ok(_) => "the engine stopped before the run ended".to_owned(),
+            Err(e) => e.to_string(),
+        };
+        self.fail_open_runs(&unfinished);
         self.publish("finished");
         self.progress.finish();
         match result {
@@ -482,6 +496,7 @@ impl Crawl {
                 }
                 Event::Command(None) => {}
             }
+            self.record_run_ends();
             self.flush_pending().await?;
             for (reply, result) in self.replies.drain(..) {
                 let _ = reply.send(result);

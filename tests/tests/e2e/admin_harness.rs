@@ -200,6 +200,35 @@ impl AdminEngine {
         a.json
     }
 
+    /// The text of a GET (`/metrics`, say).
+    pub async fn text(&self, path: &str) -> String {
+        let a = self.call("GET", path, None, false).await;
+        assert_eq!(a.status, 200, "GET {path}: {}", a.text);
+        a.text
+    }
+
+    /// Polls `path` until `ready` holds for its JSON, and returns it.
+    pub async fn wait_for_json(
+        &self,
+        path: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let json = self.get(path).await;
+            if ready(&json) {
+                return json;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "waited {WAIT:?} on {path}; last: {json:#}\nlogs:\n{}",
+                self.logs()
+            );
+            // An HTTP API has no event to wait on.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     /// A change with the token, which must answer `expect`.
     pub async fn change(
         &self,
@@ -233,6 +262,12 @@ impl AdminEngine {
             // The status is republished four times a second.
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
+    }
+
+    /// Kills it at once (SIGKILL), as a crash would, and waits for it to exit.
+    pub async fn kill9(self) -> EngineRun {
+        signal(self.child.id().unwrap_or(0), "KILL");
+        self.wait().await
     }
 
     /// Asks it to stop (SIGTERM) and waits for it to exit.

@@ -195,3 +195,73 @@ async fn a_task_past_its_timeout_ends_timeout_with_its_items_saved() {
         run.stderr
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_run_is_in_the_history_which_survives_restarts_and_crashes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(5).await.expect("site");
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let crawl = |more: &[&str]| {
+        let mut args = vec![
+            s("--seed"),
+            site.url("/"),
+            s("--task=docs"),
+            s("--no_state"),
+        ];
+        args.extend(more.iter().map(|m| s(m)));
+        args
+    };
+    // Two runs to the end, each by its own engine (the history is in ./jobs.db).
+    for _ in 0..2 {
+        crate::harness::run_engine(dir.path(), &crawl(&[]))
+            .await
+            .succeeded("a run");
+    }
+    // A run cut short by a crash: the next engine records it as failed.
+    let mut slow = vec![s("--task=docs"), s("--no_state"), s("--serve")];
+    slow.extend([s("--seed"), server.url("/wait/30000/0")]);
+    let engine = AdminEngine::start(dir.path(), &slow, None).await;
+    server.wait_for_hits_under("/wait/", 1).await;
+    engine.kill9().await;
+    let engine = AdminEngine::start(dir.path(), &crawl(&["--serve"]), None).await;
+    engine
+        .wait_for("the fourth run to end", |s| task_state(s, 1) == "done")
+        .await;
+    let runs = engine
+        .wait_for_json("/api/tasks/1/runs", |runs| {
+            runs.as_array()
+                .is_some_and(|r| r.len() == 4 && r[0]["status"] == "done")
+        })
+        .await;
+    let statuses: Vec<&str> = runs
+        .as_array()
+        .expect("runs")
+        .iter()
+        .map(|r| r["status"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(statuses, ["done", "failed", "done", "done"], "{runs:#}");
+    assert_eq!(runs[1]["reason"], "engine restarted", "{runs:#}");
+    let pages = site.site.ok_paths().len() as u64;
+    for i in [0, 2, 3] {
+        assert_eq!(runs[i]["pages_ok"], pages, "{runs:#}");
+        assert_eq!(runs[i]["items"], pages, "{runs:#}");
+        assert!(
+            runs[i]["ended"].as_f64() >= runs[i]["started"].as_f64(),
+            "{runs:#}"
+        );
+    }
+    // The dashboard's view and the metrics count them too.
+    let status = engine.get("/api/status").await;
+    assert_eq!(
+        status["tasks"][0]["recent_runs"][0]["status"], "done",
+        "{status:#}"
+    );
+    let metrics = engine.text("/metrics").await;
+    assert!(
+        metrics.contains(r#"spinneret_task_runs_total{task="docs",status="done"} 1"#),
+        "{metrics}"
+    );
+    engine.stop().await;
+}

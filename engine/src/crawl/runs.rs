@@ -1,0 +1,89 @@
+//! The tasks' runs as the crawl records them in the jobs store: a run starts with its task,
+//! and ends when nothing of it is in flight and its state says how (done, stopped, killed,
+//! timeout); runs the crawl leaves unfinished end `failed`.
+
+use super::Crawl;
+use crate::jobs::{RunFigures, RunStatus};
+use crate::metrics::TaskRunLabels;
+use tracing::{info, warn};
+
+/// Runs shown per task on the dashboard.
+const RECENT_RUNS: usize = 5;
+
+impl Crawl {
+    /// Records the start of task `id`'s run.
+    pub(super) fn record_run_start(&mut self, id: u64) {
+        let Some(jobs) = self.handle.jobs.clone() else {
+            return;
+        };
+        let Ok(task) = self.tasks.by_id_mut(id) else {
+            return;
+        };
+        match jobs.start(&task.def.name) {
+            Ok(run) => {
+                task.run = Some(run);
+                task.recent_runs = jobs.runs(&task.def.name, RECENT_RUNS).unwrap_or_default();
+            }
+            Err(e) => warn!(task = %task.def.name, cause = %e, "could not record the run's start"),
+        }
+    }
+
+    /// Records the runs that ended since the last look.
+    pub(super) fn record_run_ends(&mut self) {
+        let ended: Vec<(u64, RunStatus)> = self
+            .tasks
+            .iter()
+            .filter(|t| t.run.is_some())
+            .filter_map(|t| t.run_outcome().map(|status| (t.id, status)))
+            .collect();
+        for (id, status) in ended {
+            self.end_run(id, status, None);
+        }
+    }
+
+    /// Ends every run still going as `failed`, with `reason`.
+    pub(super) fn fail_open_runs(&mut self, reason: &str) {
+        let open: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|t| t.run.is_some())
+            .map(|t| t.id)
+            .collect();
+        for id in open {
+            let status = self
+                .tasks
+                .by_id_mut(id)
+                .ok()
+                .and_then(|t| t.run_outcome())
+                .unwrap_or(RunStatus::Failed);
+            let reason = (status == RunStatus::Failed).then_some(reason);
+            self.end_run(id, status, reason);
+        }
+    }
+
+    fn end_run(&mut self, id: u64, status: RunStatus, reason: Option<&str>) {
+        let Ok(task) = self.tasks.by_id_mut(id) else {
+            return;
+        };
+        let Some(run) = task.run.take() else { return };
+        let figures: RunFigures = task.run_figures();
+        let name = task.def.name.clone();
+        self.metrics
+            .task_runs
+            .get_or_create(&TaskRunLabels {
+                task: name.clone(),
+                status: status.as_str().to_owned(),
+            })
+            .inc();
+        info!(task = %name, run, status = status.as_str(), pages_ok = figures.pages_ok, items = figures.items, "run ended");
+        let Some(jobs) = self.handle.jobs.clone() else {
+            return;
+        };
+        if let Err(e) = jobs.end(run, status, figures, reason) {
+            warn!(task = %name, cause = %e, "could not record the run's end");
+        }
+        if let Ok(task) = self.tasks.by_id_mut(id) {
+            task.recent_runs = jobs.runs(&name, RECENT_RUNS).unwrap_or_default();
+        }
+    }
+}

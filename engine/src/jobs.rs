@@ -1,0 +1,323 @@
+//! The engine's jobs store: the history of every task's runs, kept in a SQLite file
+//! (`--jobs`, default `jobs.db`) that is never deleted when a crawl finishes, unlike the
+//! crawl's state directory. History is keyed by task name, since task ids are per process.
+//!
+//! A run is recorded when it starts (`running`) and again when it ends, with its figures and
+//! status. A run still `running` when the engine starts again was cut short by the engine
+//! dying: it becomes `failed` with the reason `engine restarted`.
+
+use rusqlite::{Connection, OptionalExtension, params};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Runs listed per task at most (`GET /api/tasks/{id}/runs`).
+pub const MAX_RUNS_LISTED: usize = 100;
+
+/// How a run ended (or that it is still going).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Still going.
+    Running,
+    /// Nothing of it was left to fetch (or it reached its page limit).
+    Done,
+    /// The engine failed or died before it ended.
+    Failed,
+    /// It ran past its `timeout_secs` and was stopped.
+    Timeout,
+    /// An operator stopped (or closed) it.
+    Stopped,
+    /// An operator killed it.
+    Killed,
+    /// A scheduled tick that started no run (the previous one was still going, or the
+    /// engine was down).
+    Skipped,
+}
+
+impl RunStatus {
+    /// Its name, as stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Done => "done",
+            RunStatus::Failed => "failed",
+            RunStatus::Timeout => "timeout",
+            RunStatus::Stopped => "stopped",
+            RunStatus::Killed => "killed",
+            RunStatus::Skipped => "skipped",
+        }
+    }
+
+    fn parse(name: &str) -> RunStatus {
+        match name {
+            "running" => RunStatus::Running,
+            "done" => RunStatus::Done,
+            "timeout" => RunStatus::Timeout,
+            "stopped" => RunStatus::Stopped,
+            "killed" => RunStatus::Killed,
+            "skipped" => RunStatus::Skipped,
+            _ => RunStatus::Failed,
+        }
+    }
+}
+
+/// A run's figures when it ends.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunFigures {
+    /// Pages fetched and parsed.
+    pub pages_ok: u64,
+    /// Pages that failed for good.
+    pub pages_failed: u64,
+    /// Items extracted and handed to the itemsaver.
+    pub items: u64,
+}
+
+/// One run as the admin API shows it.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct RunView {
+    /// Its number in the store.
+    pub id: i64,
+    /// The task's name.
+    pub task: String,
+    /// When it started, in seconds since the Unix epoch.
+    pub started: f64,
+    /// When it ended; `None` while it runs.
+    pub ended: Option<f64>,
+    /// How long it ran (so far), in seconds.
+    pub duration_secs: f64,
+    /// How it ended.
+    pub status: RunStatus,
+    /// Pages fetched and parsed.
+    pub pages_ok: u64,
+    /// Pages that failed for good.
+    pub pages_failed: u64,
+    /// Items extracted and handed to the itemsaver.
+    pub items: u64,
+    /// Why it failed or was skipped.
+    pub reason: Option<String>,
+}
+
+/// Why the jobs store cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("jobs store {path}: {source}")]
+pub struct JobsError {
+    /// The file.
+    pub path: String,
+    /// What SQLite said.
+    #[source]
+    pub source: rusqlite::Error,
+}
+
+/// The jobs store; cheap to clone (clones share the connection).
+#[derive(Clone, Debug)]
+pub struct JobsStore {
+    conn: Arc<Mutex<Connection>>,
+    path: String,
+}
+
+fn seconds(at: SystemTime) -> f64 {
+    at.duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs_f64()
+}
+
+impl JobsStore {
+    /// Opens (or creates) the store at `path`, and marks runs an engine that died left
+    /// `running` as failed.
+    pub fn open(path: &Path) -> Result<JobsStore, JobsError> {
+        let shown = path.display().to_string();
+        let fail = |source| JobsError {
+            path: shown.clone(),
+            source,
+        };
+        let conn = Connection::open(path).map_err(fail)?;
+        // Several engines of a cluster may share one machine, and one file.
+        conn.busy_timeout(Duration::from_secs(10)).map_err(fail)?;
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(fail)?;
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS runs (
+                id INTEGER PRIMARY KEY AUTOINCREMENT,
+                task TEXT NOT NULL,
+                started REAL NOT NULL,
+                ended REAL,
+                status TEXT NOT NULL,
+                pages_ok INTEGER NOT NULL DEFAULT 0,
+                pages_failed INTEGER NOT NULL DEFAULT 0,
+                items INTEGER NOT NULL DEFAULT 0,
+                reason TEXT
+            );
+            CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);",
+        )
+        .map_err(fail)?;
+        Ok(JobsStore {
+            conn: Arc::new(Mutex::new(conn)),
+            path: shown,
+        })
+    }
+
+    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, JobsError> {
+        let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
+        f(&conn).map_err(|source| JobsError {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Ends every run still `running` as `failed` with `reason` (at start: `engine
+    /// restarted`); returns how many there were, by task.
+    pub fn fail_running(&self, reason: &str) -> Result<Vec<String>, JobsError> {
+        let now = seconds(SystemTime::now());
+        self.with(|c| {
+            let mut tasks = Vec::new();
+            let mut query = c.prepare("SELECT task FROM runs WHERE status = 'running'")?;
+            for task in query.query_map([], |r| r.get::<_, String>(0))? {
+                tasks.push(task?);
+            }
+            c.execute(
+                "UPDATE runs SET status = 'failed', ended = ?1, reason = ?2 WHERE status = 'running'",
+                params![now, reason],
+            )?;
+            Ok(tasks)
+        })
+    }
+
+    /// Records that a run of `task` started now; returns its id.
+    pub fn start(&self, task: &str) -> Result<i64, JobsError> {
+        let now = seconds(SystemTime::now());
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO runs (task, started, status) VALUES (?1, ?2, 'running')",
+                params![task, now],
+            )?;
+            Ok(c.last_insert_rowid())
+        })
+    }
+
+    /// Records how run `id` ended.
+    pub fn end(
+        &self,
+        id: i64,
+        status: RunStatus,
+        figures: RunFigures,
+        reason: Option<&str>,
+    ) -> Result<(), JobsError> {
+        let now = seconds(SystemTime::now());
+        self.with(|c| {
+            c.execute(
+                "UPDATE runs SET ended = ?2, status = ?3, pages_ok = ?4, pages_failed = ?5,
+                 items = ?6, reason = ?7 WHERE id = ?1",
+                params![
+                    id,
+                    now,
+                    status.as_str(),
+                    figures.pages_ok as i64,
+                    figures.pages_failed as i64,
+                    figures.items as i64,
+                    reason
+                ],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Records a scheduled tick of `task` that started no run, and why.
+    pub fn skipped(&self, task: &str, reason: &str) -> Result<(), JobsError> {
+        let now = seconds(SystemTime::now());
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO runs (task, started, ended, status, reason)
+                 VALUES (?1, ?2, ?2, 'skipped', ?3)",
+                params![task, now, reason],
+            )
+            .map(drop)
+        })
+    }
+
+    /// The runs of `task`, newest first, at most `limit`.
+    pub fn runs(&self, task: &str, limit: usize) -> Result<Vec<RunView>, JobsError> {
+        let now = seconds(SystemTime::now());
+        self.with(|c| {
+            let mut query = c.prepare(
+                "SELECT id, task, started, ended, status, pages_ok, pages_failed, items, reason
+                 FROM runs WHERE task = ?1 ORDER BY id DESC LIMIT ?2",
+            )?;
+            let rows = query.query_map(params![task, limit.min(MAX_RUNS_LISTED) as i64], |r| {
+                let started: f64 = r.get(2)?;
+                let ended: Option<f64> = r.get(3)?;
+                Ok(RunView {
+                    id: r.get(0)?,
+                    task: r.get(1)?,
+                    started,
+                    ended,
+                    duration_secs: (ended.unwrap_or(now) - started).max(0.0),
+                    status: RunStatus::parse(&r.get::<_, String>(4)?),
+                    pages_ok: r.get::<_, i64>(5)? as u64,
+                    pages_failed: r.get::<_, i64>(6)? as u64,
+                    items: r.get::<_, i64>(7)? as u64,
+                    reason: r.get(8)?,
+                })
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// The newest run of `task`, if any.
+    pub fn last(&self, task: &str) -> Result<Option<RunView>, JobsError> {
+        Ok(self.runs(task, 1)?.into_iter().next())
+    }
+
+    /// Whether any run of `task` was ever recorded.
+    pub fn known(&self, task: &str) -> Result<bool, JobsError> {
+        self.with(|c| {
+            c.query_row(
+                "SELECT 1 FROM runs WHERE task = ?1 LIMIT 1",
+                params![task],
+                |_| Ok(()),
+            )
+            .optional()
+            .map(|found| found.is_some())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runs_are_recorded_listed_newest_first_and_failed_after_a_restart() {
+        let dir = tempfile::tempdir().expect("dir");
+        let path = dir.path().join("jobs.db");
+        let jobs = JobsStore::open(&path).expect("open");
+        let first = jobs.start("news").expect("start");
+        let figures = RunFigures {
+            pages_ok: 5,
+            pages_failed: 1,
+            items: 5,
+        };
+        jobs.end(first, RunStatus::Done, figures, None)
+            .expect("end");
+        jobs.skipped("news", "the previous run was still going")
+            .expect("skip");
+        jobs.start("news").expect("start");
+        drop(jobs);
+        let jobs = JobsStore::open(&path).expect("reopen");
+        assert_eq!(
+            jobs.fail_running("engine restarted").expect("fail"),
+            vec!["news"]
+        );
+        let runs = jobs.runs("news", 10).expect("runs");
+        let statuses: Vec<RunStatus> = runs.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            vec![RunStatus::Failed, RunStatus::Skipped, RunStatus::Done]
+        );
+        assert_eq!(runs[0].reason.as_deref(), Some("engine restarted"));
+        assert_eq!((runs[2].pages_ok, runs[2].items), (5, 5));
+        assert!(jobs.known("news").expect("known"));
+        assert!(!jobs.known("other").expect("known"));
+    }
+}
