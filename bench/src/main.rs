@@ -741,6 +741,7 @@ async fn redis_memory(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
             max_depth: None,
             allow_domains: Vec::new(),
             timeout: None,
+            schedule: None,
         };
         frontier
             .offer(&engine::cluster::seed_urls(&def, false), true)

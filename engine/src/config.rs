@@ -25,6 +25,10 @@ pub struct EngineConfig {
     pub task_timeout: Option<std::time::Duration>,
     /// The jobs store (run history) file; `None` keeps no history.
     pub jobs: Option<std::path::PathBuf>,
+    /// When the engine's own task runs again (each tick a new run); `None`: once.
+    pub schedule: Option<crate::schedule::Schedule>,
+    /// The clock schedules go by (tests move one by hand); `None`: the system's.
+    pub scheduler_clock: Option<std::sync::Arc<dyn crate::schedule::SchedulerClock>>,
     /// Longest URL scheduled, in bytes.
     pub max_url_len: usize,
     /// Domains whose hosts (and subdomains) may be crawled; empty means the seeds' hosts.
@@ -165,6 +169,8 @@ impl Default for EngineConfig {
             max_pages: None,
             task_timeout: None,
             jobs: None,
+            schedule: None,
+            scheduler_clock: None,
             max_url_len: 2048,
             allow_domains: Vec::new(),
             worker_hosts: Vec::new(),

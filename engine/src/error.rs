@@ -70,6 +70,9 @@ pub enum EngineError {
     /// Redis stayed away too long (cluster mode).
     #[error(transparent)]
     RedisGone(#[from] crate::cluster::RedisGone),
+    /// A schedule cannot be used.
+    #[error("{0}")]
+    BadSchedule(String),
     /// The jobs store (run history) cannot be used.
     #[error(transparent)]
     Jobs(#[from] crate::jobs::JobsError),

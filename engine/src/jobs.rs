@@ -149,7 +149,11 @@ impl JobsStore {
                 items INTEGER NOT NULL DEFAULT 0,
                 reason TEXT
             );
-            CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);",
+            CREATE INDEX IF NOT EXISTS runs_by_task ON runs (task, id);
+            CREATE TABLE IF NOT EXISTS schedules (
+                task TEXT PRIMARY KEY,
+                spec TEXT NOT NULL
+            );",
         )
         .map_err(fail)?;
         Ok(JobsStore {
@@ -184,9 +188,9 @@ impl JobsStore {
         })
     }
 
-    /// Records that a run of `task` started now; returns its id.
-    pub fn start(&self, task: &str) -> Result<i64, JobsError> {
-        let now = seconds(SystemTime::now());
+    /// Records that a run of `task` started at `at`; returns its id.
+    pub fn start(&self, task: &str, at: SystemTime) -> Result<i64, JobsError> {
+        let now = seconds(at);
         self.with(|c| {
             c.execute(
                 "INSERT INTO runs (task, started, status) VALUES (?1, ?2, 'running')",
@@ -196,15 +200,16 @@ impl JobsStore {
         })
     }
 
-    /// Records how run `id` ended.
+    /// Records how run `id` ended, at `at`.
     pub fn end(
         &self,
         id: i64,
+        at: SystemTime,
         status: RunStatus,
         figures: RunFigures,
         reason: Option<&str>,
     ) -> Result<(), JobsError> {
-        let now = seconds(SystemTime::now());
+        let now = seconds(at);
         self.with(|c| {
             c.execute(
                 "UPDATE runs SET ended = ?2, status = ?3, pages_ok = ?4, pages_failed = ?5,
@@ -223,9 +228,9 @@ impl JobsStore {
         })
     }
 
-    /// Records a scheduled tick of `task` that started no run, and why.
-    pub fn skipped(&self, task: &str, reason: &str) -> Result<(), JobsError> {
-        let now = seconds(SystemTime::now());
+    /// Records a scheduled tick of `task` at `at` that started no run, and why.
+    pub fn skipped(&self, task: &str, at: SystemTime, reason: &str) -> Result<(), JobsError> {
+        let now = seconds(at);
         self.with(|c| {
             c.execute(
                 "INSERT INTO runs (task, started, ended, status, reason)
@@ -269,6 +274,36 @@ impl JobsStore {
         Ok(self.runs(task, 1)?.into_iter().next())
     }
 
+    /// Keeps a scheduled task added through the API (its JSON record), so that a restarted
+    /// engine takes it up again.
+    pub fn keep_schedule(&self, task: &str, spec: &str) -> Result<(), JobsError> {
+        self.with(|c| {
+            c.execute(
+                "INSERT INTO schedules (task, spec) VALUES (?1, ?2)
+                 ON CONFLICT (task) DO UPDATE SET spec = excluded.spec",
+                params![task, spec],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Forgets a scheduled task (it was closed).
+    pub fn drop_schedule(&self, task: &str) -> Result<(), JobsError> {
+        self.with(|c| {
+            c.execute("DELETE FROM schedules WHERE task = ?1", params![task])
+                .map(drop)
+        })
+    }
+
+    /// The scheduled tasks kept, as (name, JSON record).
+    pub fn schedules(&self) -> Result<Vec<(String, String)>, JobsError> {
+        self.with(|c| {
+            let mut query = c.prepare("SELECT task, spec FROM schedules ORDER BY task")?;
+            let rows = query.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            rows.collect()
+        })
+    }
+
     /// Whether any run of `task` was ever recorded.
     pub fn known(&self, task: &str) -> Result<bool, JobsError> {
         self.with(|c| {
@@ -292,17 +327,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("jobs.db");
         let jobs = JobsStore::open(&path).expect("open");
-        let first = jobs.start("news").expect("start");
+        let now = SystemTime::now();
+        let first = jobs.start("news", now).expect("start");
         let figures = RunFigures {
             pages_ok: 5,
             pages_failed: 1,
             items: 5,
         };
-        jobs.end(first, RunStatus::Done, figures, None)
+        jobs.end(first, now, RunStatus::Done, figures, None)
             .expect("end");
-        jobs.skipped("news", "the previous run was still going")
+        jobs.skipped("news", now, "the previous run was still going")
             .expect("skip");
-        jobs.start("news").expect("start");
+        jobs.start("news", now).expect("start");
         drop(jobs);
         let jobs = JobsStore::open(&path).expect("reopen");
         assert_eq!(

@@ -17,6 +17,7 @@ pub mod metrics;
 pub mod pool;
 pub mod progress;
 pub mod robots;
+pub mod schedule;
 pub mod scope;
 pub mod sink;
 pub mod state;
@@ -51,6 +52,32 @@ pub fn load_spider(
 }
 
 /// Checks a seed and returns its canonical URL.
+/// The `[schedule]` of a spider file, checked.
+pub fn spider_schedule(
+    spec: &worker::spider::spec::SpiderSpec,
+) -> Result<Option<schedule::ScheduleSpec>, String> {
+    let Some(section) = &spec.schedule else {
+        return Ok(None);
+    };
+    let overlap = match section.overlap.as_deref() {
+        None | Some("skip") => schedule::Overlap::Skip,
+        Some("replace") => schedule::Overlap::Replace,
+        Some(other) => {
+            return Err(format!(
+                "[schedule] overlap = {other:?}: use \"skip\" or \"replace\""
+            ));
+        }
+    };
+    let spec = schedule::ScheduleSpec {
+        cron: section.cron.clone(),
+        timezone: section.timezone.clone().unwrap_or_else(|| "UTC".into()),
+        overlap,
+    };
+    // Checked here, so that a bad pattern names the file's section.
+    schedule::Schedule::new(spec.clone()).map_err(|e| format!("[schedule] {e}"))?;
+    Ok(Some(spec))
+}
+
 pub fn parse_seed(seed: &str) -> Result<url::Url, EngineError> {
     common::canonicalize(seed, None).map_err(|e| EngineError::BadSeed {
         seed: seed.into(),

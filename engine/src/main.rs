@@ -124,6 +124,26 @@ struct Args {
     )]
     max_pages: Option<u64>,
 
+    /// Run the engine's own task on this cron schedule (`"0 3 * * *"`, seconds optional):
+    /// each tick starts a new run with a fresh dedup; the engine keeps running between runs.
+    /// A spider's `[schedule]` when not given.
+    #[arg(long, value_name = "CRON", env = "SPINNERET_SCHEDULE")]
+    schedule: Option<String>,
+
+    /// Time zone of --schedule (an IANA name such as Europe/Paris).
+    #[arg(
+        long,
+        value_name = "TZ",
+        env = "SPINNERET_TIMEZONE",
+        default_value = "UTC"
+    )]
+    timezone: String,
+
+    /// What a tick of --schedule does while the previous run is still going: `skip` it
+    /// (recorded as a skipped run) or `replace` (stop the old run gracefully, then start).
+    #[arg(long, value_name = "HOW", env = "SPINNERET_OVERLAP", default_value = "skip", value_parser = parse_overlap)]
+    overlap: engine::schedule::Overlap,
+
     /// File of the run history (SQLite), kept across crawls and restarts. Default `jobs.db`;
     /// in cluster mode none unless given (give each engine its own).
     #[arg(long, value_name = "PATH", env = "SPINNERET_JOBS")]
@@ -562,6 +582,25 @@ impl Args {
             .map(|s| s.politeness.clone())
             .unwrap_or_default();
         let limits = spec.as_ref().map(|s| s.limits.clone()).unwrap_or_default();
+        let schedule = match &self.schedule {
+            Some(cron) => Some(engine::schedule::ScheduleSpec {
+                cron: cron.clone(),
+                timezone: self.timezone.clone(),
+                overlap: self.overlap,
+            }),
+            None => match &spec {
+                Some(spec) => engine::spider_schedule(spec).map_err(EngineError::BadSchedule)?,
+                None => None,
+            },
+        }
+        .map(engine::schedule::Schedule::new)
+        .transpose()
+        .map_err(|e| EngineError::BadSchedule(e.to_string()))?;
+        if schedule.is_some() && self.cluster.redis.is_some() {
+            return Err(EngineError::BadSchedule(
+                "scheduled tasks are not supported in cluster mode yet".into(),
+            ));
+        }
         let defaults = EngineConfig::default();
         let task = self
             .task
@@ -597,6 +636,8 @@ impl Args {
                 .max(1),
             max_depth: self.max_depth.or(limits.max_depth),
             max_pages: self.max_pages.or(limits.max_pages),
+            schedule,
+            scheduler_clock: None,
             jobs: match (&self.jobs, &self.cluster.redis) {
                 (Some(path), _) => Some(path.clone()),
                 (None, None) => Some(PathBuf::from("jobs.db")),
@@ -685,6 +726,14 @@ impl Args {
     }
 }
 
+fn parse_overlap(value: &str) -> Result<engine::schedule::Overlap, String> {
+    match value {
+        "skip" => Ok(engine::schedule::Overlap::Skip),
+        "replace" => Ok(engine::schedule::Overlap::Replace),
+        other => Err(format!("{other:?}: use skip or replace")),
+    }
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     let loaded = common::config::parse_loaded::<Args>();
@@ -709,6 +758,8 @@ async fn main() -> ExitCode {
 async fn crawl(args: &Args, progress: engine::progress::Progress) -> anyhow::Result<()> {
     if let Some(path) = &args.check_spider {
         let (run, spec) = engine::load_spider(path)?;
+        engine::spider_schedule(&spec)
+            .map_err(|why| anyhow::anyhow!("spider {}: {why}", path.display()))?;
         let rules: Vec<String> = spec
             .rules
             .iter()

@@ -26,6 +26,8 @@ pub struct TaskDef {
     pub allow_domains: Vec<String>,
     /// How long it may run before it is stopped with status `timeout`.
     pub timeout: Option<std::time::Duration>,
+    /// When it runs again: each tick starts a new run (none: it runs once, at once).
+    pub schedule: Option<crate::schedule::Schedule>,
 }
 
 impl TaskDef {
@@ -40,6 +42,7 @@ impl TaskDef {
             max_depth: config.max_depth,
             allow_domains: config.allow_domains.clone(),
             timeout: config.task_timeout,
+            schedule: config.schedule.clone(),
         }
     }
 
@@ -88,6 +91,8 @@ pub enum TaskState {
     Killed,
     /// Ran past its `timeout_secs` and was stopped as by `stop`.
     Timeout,
+    /// A scheduled task between runs, waiting for its next tick.
+    Waiting,
 }
 
 impl TaskState {
@@ -105,7 +110,7 @@ impl TaskState {
         match self {
             TaskState::Stopped => "task_stopped",
             TaskState::Killed => "task_killed",
-            TaskState::Timeout => "task_timeout",
+            TaskState::Timeout | TaskState::Waiting => "task_timeout",
             _ => "task_closed",
         }
     }
@@ -159,10 +164,18 @@ pub struct Task {
     pub kill: tokio_util::sync::CancellationToken,
     /// When it started, for its deadline.
     pub started: tokio::time::Instant,
+    /// Whether a run of it is going (started and not yet recorded as ended).
+    pub run_open: bool,
     /// Its run's id in the jobs store, while the run is going and recorded.
     pub run: Option<i64>,
     /// Its last few runs, newest first, for the dashboard.
     pub recent_runs: Vec<crate::jobs::RunView>,
+    /// A scheduled task's next tick.
+    pub next_tick: Option<chrono::DateTime<chrono::Utc>>,
+    /// Whether a new run starts as soon as the one going ends (`overlap = "replace"`).
+    pub restart_pending: bool,
+    /// Runs started, for a fresh dedup salt per run.
+    pub runs_started: u64,
 }
 
 impl Task {
@@ -192,7 +205,8 @@ impl Task {
             | TaskState::Closed
             | TaskState::Stopped
             | TaskState::Killed
-            | TaskState::Timeout => {
+            | TaskState::Timeout
+            | TaskState::Waiting => {
                 if self
                     .def
                     .max_pages
@@ -214,7 +228,7 @@ impl Task {
             return None;
         }
         Some(match self.state {
-            TaskState::Running | TaskState::Paused => return None,
+            TaskState::Running | TaskState::Paused | TaskState::Waiting => return None,
             TaskState::Done | TaskState::Capped => RunStatus::Done,
             TaskState::Closed | TaskState::Stopped => RunStatus::Stopped,
             TaskState::Killed => RunStatus::Killed,
@@ -263,6 +277,8 @@ impl Task {
             queued: self.open.saturating_sub(self.in_flight),
             in_flight: self.in_flight,
             recent_runs: self.recent_runs.clone(),
+            schedule: self.def.schedule.as_ref().map(|s| s.spec.clone()),
+            next_tick: self.next_tick.map(|t| t.to_rfc3339()),
         }
     }
 }
@@ -300,6 +316,10 @@ pub struct TaskView {
     pub in_flight: u64,
     /// Its last few runs, newest first.
     pub recent_runs: Vec<crate::jobs::RunView>,
+    /// Its schedule, if it recurs.
+    pub schedule: Option<crate::schedule::ScheduleSpec>,
+    /// Its next tick (RFC 3339), if scheduled.
+    pub next_tick: Option<String>,
 }
 
 /// Why a task operation was refused.
@@ -382,8 +402,12 @@ impl Tasks {
             shared: self.shared,
             kill: tokio_util::sync::CancellationToken::new(),
             started: tokio::time::Instant::now(),
+            run_open: false,
             run: None,
             recent_runs: Vec::new(),
+            next_tick: None,
+            restart_pending: false,
+            runs_started: 0,
         });
         Ok(id)
     }
@@ -425,6 +449,16 @@ impl Tasks {
     /// Every task.
     pub fn iter(&self) -> impl Iterator<Item = &Task> {
         self.list.iter()
+    }
+
+    /// Whether a task waits for ticks of its schedule: the engine keeps running for it.
+    pub fn any_scheduled(&self) -> bool {
+        self.list.iter().any(|t| t.next_tick.is_some())
+    }
+
+    /// Every task, to change.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Task> {
+        self.list.iter_mut()
     }
 
     /// Whether a paused task still has requests: the engine waits for it to be resumed.
@@ -472,6 +506,7 @@ mod tests {
             max_depth: None,
             allow_domains: Vec::new(),
             timeout: None,
+            schedule: None,
         }
     }
 

@@ -38,6 +38,10 @@ pub struct NewTask {
     /// Seconds the task may run before it is stopped (status `timeout`).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// When the task runs again: `{"cron": "0 3 * * *", "timezone": "UTC", "overlap":
+    /// "skip"}` (the spider's `[schedule]` when left out).
+    #[serde(default)]
+    pub schedule: Option<crate::schedule::ScheduleSpec>,
 }
 
 fn bad(message: impl Into<String>) -> ApiError {
@@ -95,6 +99,16 @@ impl NewTask {
                 .timeout_secs
                 .or(limits.timeout_secs)
                 .map(std::time::Duration::from_secs),
+            schedule: match self.schedule {
+                Some(spec) => Some(spec),
+                None => match &spec {
+                    Some(spec) => crate::spider_schedule(spec).map_err(bad)?,
+                    None => None,
+                },
+            }
+            .map(crate::schedule::Schedule::new)
+            .transpose()
+            .map_err(|e| bad(e.to_string()))?,
         })
     }
 }

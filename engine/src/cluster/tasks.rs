@@ -19,6 +19,9 @@ pub struct TaskSpec {
     /// Seconds a run may take (records from before deadlines have none).
     #[serde(default)]
     timeout_secs: Option<u64>,
+    /// Its schedule, if it recurs.
+    #[serde(default)]
+    schedule: Option<crate::schedule::ScheduleSpec>,
 }
 
 impl TaskSpec {
@@ -33,6 +36,7 @@ impl TaskSpec {
             max_depth: def.max_depth,
             allow_domains: def.allow_domains.clone(),
             timeout_secs: def.timeout.map(|t| t.as_secs()),
+            schedule: def.schedule.as_ref().map(|s| s.spec.clone()),
         }
     }
 
@@ -60,6 +64,12 @@ impl TaskSpec {
             max_depth: self.max_depth,
             allow_domains: self.allow_domains.clone(),
             timeout: self.timeout_secs.map(std::time::Duration::from_secs),
+            schedule: self
+                .schedule
+                .clone()
+                .map(crate::schedule::Schedule::new)
+                .transpose()
+                .map_err(|e| e.to_string())?,
         })
     }
 }
@@ -84,6 +94,7 @@ pub fn state_name(state: TaskState) -> &'static str {
         TaskState::Stopped => "stopped",
         TaskState::Killed => "killed",
         TaskState::Timeout => "timeout",
+        TaskState::Waiting => "waiting",
     }
 }
 
@@ -98,6 +109,7 @@ pub fn parse_state(name: &str) -> Option<TaskState> {
         "stopped" => TaskState::Stopped,
         "killed" => TaskState::Killed,
         "timeout" => TaskState::Timeout,
+        "waiting" => TaskState::Waiting,
         _ => return None,
     })
 }

@@ -6,7 +6,7 @@ use crate::summary::{ClusterTotals, Summary};
 use common::redis_conn::RedisConn;
 use common::registry::{self, NodeKind};
 use std::time::Duration;
-use tracing::{debug, warn};
+use tracing::{info, warn};
 
 /// How long the leader waits for the other engines' figures: past one registration TTL, so an
 /// engine that died before leaving them has dropped out of the registry by then, and a live
@@ -34,7 +34,7 @@ pub async fn leave_figures(conn: &mut RedisConn, prefix: &str, engine: &str, sum
         .query_async(conn)
         .await;
     if let Err(e) = written {
-        debug!(cause = %e, "could not leave this engine's figures");
+        warn!(cause = %e, "could not leave this engine's figures for the cluster's totals");
     }
 }
 
@@ -59,6 +59,11 @@ pub async fn add_up(conn: &mut RedisConn, prefix: &str, engine: &str) -> Option<
             if late && !waiting.is_empty() {
                 warn!(engines = ?waiting, "the cluster's totals leave out engines still finishing");
             }
+            info!(
+                counted = finals.len(),
+                live = live.len(),
+                "adding up the cluster's figures"
+            );
             let mut totals = ClusterTotals::default();
             for json in finals.values() {
                 if let Ok(one) = serde_json::from_str::<ClusterTotals>(json) {

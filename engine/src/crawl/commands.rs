@@ -12,7 +12,13 @@ impl Crawl {
     /// Carries out a command and answers it.
     pub(super) fn command(&mut self, command: Command) {
         let (reply, result, added) = match command {
-            Command::AddTask(def, reply) => (reply, self.add_task(*def), true),
+            Command::AddTask(def, reply) => {
+                let added = self.add_task(*def);
+                if let Ok(view) = &added {
+                    self.keep_schedule(view.id);
+                }
+                (reply, added, true)
+            }
             Command::PauseTask(id, reply) => (reply, self.pause_task(id), false),
             Command::ResumeTask(id, reply) => (reply, self.resume_task(id), false),
             Command::CloseTask(id, reply) => (reply, self.end_task(id, TaskState::Closed), false),
@@ -107,8 +113,18 @@ impl Crawl {
         if self.stopping {
             return Err(TaskError::Stopped);
         }
+        if def.schedule.is_some() && self.frontier.shared().is_some() {
+            return Err(TaskError::Invalid(
+                "scheduled tasks are not supported in cluster mode yet".into(),
+            ));
+        }
         let id = self.tasks.add(def)?;
         let def = self.tasks.by_id_mut(id)?.def.clone();
+        if def.schedule.is_some() {
+            // It runs at its ticks, not now.
+            self.schedule_task(id);
+            return Ok(self.tasks.by_id_mut(id)?.view());
+        }
         if seed {
             self.push_seeds(&def, Instant::now());
         }
@@ -161,8 +177,11 @@ impl Crawl {
     /// saved), killed (they are cancelled at once), or timed out (stopped by its deadline).
     /// Its queued requests are dropped, never requeued.
     pub(super) fn end_task(&mut self, id: u64, how: TaskState) -> Result<TaskView, TaskError> {
+        if how == TaskState::Closed {
+            self.unschedule(id)?;
+        }
         let task = self.tasks.by_id_mut(id)?;
-        if task.state.ended() && how != TaskState::Closed {
+        if (task.state.ended() || task.state == TaskState::Waiting) && how != TaskState::Closed {
             return Err(TaskError::Finished {
                 id,
                 state: task.state,
@@ -197,6 +216,22 @@ impl Crawl {
             self.finished(&d);
         }
         Ok(self.tasks.by_id_mut(id)?.view())
+    }
+
+    /// Keeps a scheduled task added through the API in the jobs store, for a restarted
+    /// engine.
+    fn keep_schedule(&mut self, id: u64) {
+        let (Some(jobs), Ok(task)) = (self.handle.jobs.clone(), self.tasks.by_id_mut(id)) else {
+            return;
+        };
+        if task.def.schedule.is_none() {
+            return;
+        }
+        let spec = crate::cluster::tasks::TaskSpec::from_def(&task.def);
+        let json = serde_json::to_string(&spec).unwrap_or_default();
+        if let Err(e) = jobs.keep_schedule(&task.def.name, &json) {
+            warn!(task = %task.def.name, cause = %e, "could not keep the task's schedule");
+        }
     }
 
     /// Stops every running task past its deadline (status `timeout`).

@@ -125,6 +125,7 @@ impl Crawl {
                 t.settle();
             }
         }
+        self.restore_schedules();
         self.flush_pending().await
     }
 }

@@ -7,6 +7,7 @@ mod durable;
 mod figures;
 mod queue;
 mod runs;
+mod schedules;
 mod tally;
 
 use crate::cluster::SharedFrontier;
@@ -94,6 +95,7 @@ enum Event {
     Acked(Option<Vec<u64>>),
     ClusterTick,
     Wake,
+    Tick,
     DrainOver,
     Progress,
     Publish,
@@ -168,6 +170,8 @@ pub struct Crawl {
     suspects_in_flight: usize,
     /// Whether the first page refused by a worker's SSRF guard has been logged.
     warned_blocked: bool,
+    /// The clock schedules go by.
+    clock: Arc<dyn crate::schedule::SchedulerClock>,
     /// Answers to operators' commands held until the turn's changes are in Redis (cluster).
     replies: Vec<(
         crate::control::Reply,
@@ -226,6 +230,10 @@ impl Crawl {
         durable: bool,
         progress: Progress,
     ) -> Crawl {
+        let clock = config
+            .scheduler_clock
+            .clone()
+            .unwrap_or_else(|| Arc::new(crate::schedule::SystemClock));
         let frontier = Queue::Embedded(Frontier::new(PolitenessConfig {
             per_host: config.per_host,
             delay: config.delay,
@@ -275,6 +283,7 @@ impl Crawl {
             acks: None,
             suspects_in_flight: 0,
             warned_blocked: false,
+            clock,
             replies: Vec::new(),
         }
     }
@@ -384,8 +393,15 @@ impl Crawl {
                 && self.frontier.has_ready(now);
             let wake = (!stopping).then(|| self.frontier.next_wake()).flatten();
             // An operator may still add tasks (`--serve`) or resume a paused one.
-            let waiting_for_operator =
-                !stopping && (self.config.serve || self.tasks.any_paused_with_work());
+            // A scheduled task keeps the engine running between its runs.
+            let waiting_for_operator = !stopping
+                && (self.config.serve
+                    || self.tasks.any_paused_with_work()
+                    || self.tasks.any_scheduled());
+            let tick = (!stopping)
+                .then(|| self.next_tick())
+                .flatten()
+                .map(|at| self.clock.sleep_until(at));
             if in_flight.is_empty()
                 && self.parsing.is_empty()
                 && !can_dispatch
@@ -415,6 +431,7 @@ impl Crawl {
                 lease = self.pool.acquire(), if can_dispatch && !claiming => Event::Lease(lease),
                 _ = cluster_tick.tick(), if clustered => Event::ClusterTick,
                 _ = sleep_until(wake), if !can_dispatch && wake.is_some() => Event::Wake,
+                _ = async { if let Some(tick) = tick { tick.await } }, if tick.is_some() => Event::Tick,
                 _ = sleep_until(drain_deadline), if drain_deadline.is_some() => Event::DrainOver,
                 _ = progress.tick() => Event::Progress,
                 _ = publish.tick() => Event::Publish,
@@ -472,6 +489,7 @@ impl Crawl {
                     });
                 }
                 Event::Wake => {}
+                Event::Tick => self.fire_ticks(),
                 Event::DrainOver => {
                     // They stay in the durable queue (or leased in Redis, until their leases
                     // end) and are fetched again on resume.

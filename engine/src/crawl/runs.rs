@@ -13,13 +13,15 @@ const RECENT_RUNS: usize = 5;
 impl Crawl {
     /// Records the start of task `id`'s run.
     pub(super) fn record_run_start(&mut self, id: u64) {
-        let Some(jobs) = self.handle.jobs.clone() else {
-            return;
-        };
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };
-        match jobs.start(&task.def.name) {
+        task.run_open = true;
+        task.runs_started += 1;
+        let Some(jobs) = self.handle.jobs.clone() else {
+            return;
+        };
+        match jobs.start(&task.def.name, self.clock.now().into()) {
             Ok(run) => {
                 task.run = Some(run);
                 task.recent_runs = jobs.runs(&task.def.name, RECENT_RUNS).unwrap_or_default();
@@ -33,7 +35,7 @@ impl Crawl {
         let ended: Vec<(u64, RunStatus)> = self
             .tasks
             .iter()
-            .filter(|t| t.run.is_some())
+            .filter(|t| t.run_open)
             .filter_map(|t| t.run_outcome().map(|status| (t.id, status)))
             .collect();
         for (id, status) in ended {
@@ -46,7 +48,7 @@ impl Crawl {
         let open: Vec<u64> = self
             .tasks
             .iter()
-            .filter(|t| t.run.is_some())
+            .filter(|t| t.run_open)
             .map(|t| t.id)
             .collect();
         for id in open {
@@ -65,7 +67,11 @@ impl Crawl {
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };
-        let Some(run) = task.run.take() else { return };
+        if !task.run_open {
+            return;
+        }
+        task.run_open = false;
+        let run = task.run.take();
         let figures: RunFigures = task.run_figures();
         let name = task.def.name.clone();
         self.metrics
@@ -75,15 +81,39 @@ impl Crawl {
                 status: status.as_str().to_owned(),
             })
             .inc();
-        info!(task = %name, run, status = status.as_str(), pages_ok = figures.pages_ok, items = figures.items, "run ended");
-        let Some(jobs) = self.handle.jobs.clone() else {
+        info!(task = %name, status = status.as_str(), pages_ok = figures.pages_ok, items = figures.items, "run ended");
+        if let (Some(jobs), Some(run)) = (self.handle.jobs.clone(), run) {
+            if let Err(e) = jobs.end(run, self.clock.now().into(), status, figures, reason) {
+                warn!(task = %name, cause = %e, "could not record the run's end");
+            }
+            if let Ok(task) = self.tasks.by_id_mut(id) {
+                task.recent_runs = jobs.runs(&name, RECENT_RUNS).unwrap_or_default();
+            }
+        }
+        self.run_ended(id);
+    }
+
+    /// Records a tick of `task` that started no run, `count` times (one history row).
+    pub(super) fn record_skipped(&mut self, id: u64, count: u64, reason: &str) {
+        let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };
-        if let Err(e) = jobs.end(run, status, figures, reason) {
-            warn!(task = %name, cause = %e, "could not record the run's end");
-        }
-        if let Ok(task) = self.tasks.by_id_mut(id) {
-            task.recent_runs = jobs.runs(&name, RECENT_RUNS).unwrap_or_default();
+        let name = task.def.name.clone();
+        self.metrics
+            .task_runs
+            .get_or_create(&TaskRunLabels {
+                task: name.clone(),
+                status: RunStatus::Skipped.as_str().to_owned(),
+            })
+            .inc_by(count);
+        info!(task = %name, count, reason, "scheduled tick skipped");
+        if let Some(jobs) = self.handle.jobs.clone() {
+            if let Err(e) = jobs.skipped(&name, self.clock.now().into(), reason) {
+                warn!(task = %name, cause = %e, "could not record a skipped tick");
+            }
+            if let Ok(task) = self.tasks.by_id_mut(id) {
+                task.recent_runs = jobs.runs(&name, RECENT_RUNS).unwrap_or_default();
+            }
         }
     }
 }

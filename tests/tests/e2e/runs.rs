@@ -265,3 +265,91 @@ async fn every_run_is_in_the_history_which_survives_restarts_and_crashes() {
     );
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_serving_engine_keeps_its_scheduled_tasks_across_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(3).await.expect("site");
+    let serve = [s("--serve"), s("--no_state")];
+    let task = |status: &serde_json::Value| -> serde_json::Value {
+        status["tasks"]
+            .as_array()
+            .and_then(|t| t.iter().find(|t| t["name"] == "nightly").cloned())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let engine = AdminEngine::start(dir.path(), &serve, Some("t0ken")).await;
+    let body = format!(
+        r#"{{"name": "nightly", "seeds": ["{}"], "schedule": {{"cron": "0 3 * * *", "timezone": "Europe/Paris"}}}}"#,
+        site.url("/")
+    );
+    let added = engine.change("POST", "/api/tasks", Some(&body), 201).await;
+    assert_eq!(added["state"], "waiting", "{added:#}");
+    assert!(
+        added["next_tick"]
+            .as_str()
+            .is_some_and(|t| t.contains("T02:00:00")),
+        "{added:#}"
+    );
+    // A bad schedule is refused with the pattern named.
+    let bad = r#"{"seeds": ["http://127.0.0.1:1/"], "schedule": {"cron": "61 * * * *"}}"#;
+    let refused = engine.call("POST", "/api/tasks", Some(bad), true).await;
+    assert_eq!(refused.status, 400, "{}", refused.text);
+    assert!(refused.text.contains("61 * * * *"), "{}", refused.text);
+    // Between runs there is nothing to stop.
+    engine.change("POST", "/api/tasks/1/stop", None, 409).await;
+    engine.stop().await;
+
+    let engine = AdminEngine::start(dir.path(), &serve, Some("t0ken")).await;
+    let status = engine
+        .wait_for("the kept schedule", |s| task(s)["state"] == "waiting")
+        .await;
+    assert_eq!(task(&status)["schedule"]["cron"], "0 3 * * *", "{status:#}");
+    assert!(site.hits().is_empty(), "no run before its tick");
+    // Closed, it is forgotten.
+    let id = task(&status)["id"].as_u64().expect("id");
+    engine
+        .change("DELETE", &format!("/api/tasks/{id}"), None, 200)
+        .await;
+    engine.stop().await;
+    let engine = AdminEngine::start(dir.path(), &serve, Some("t0ken")).await;
+    let status = engine.get("/api/status").await;
+    assert!(task(&status).is_null(), "{status:#}");
+    engine.stop().await;
+}
+
+#[tokio::test]
+async fn a_spider_files_schedule_is_checked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spider = |schedule: &str| {
+        let path = dir.path().join("spider.toml");
+        std::fs::write(
+            &path,
+            format!("name = \"q\"\nstart_urls = [\"http://127.0.0.1:1/\"]\n{schedule}\n[[rule]]\nname = \"r\"\n"),
+        )
+        .expect("write");
+        path.display().to_string()
+    };
+    let good = spider(
+        "[schedule]\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Paris\"\noverlap = \"replace\"",
+    );
+    let (status, _, stderr) =
+        crate::harness::run_bin("engine", &[s("--check-spider"), good], &[]).await;
+    assert!(status.success(), "{stderr}");
+    for (bad, named) in [
+        ("[schedule]\ncron = \"61 * * * *\"", "61 * * * *"),
+        (
+            "[schedule]\ncron = \"* * * * *\"\ntimezone = \"Mars/Olympus\"",
+            "Mars/Olympus",
+        ),
+        (
+            "[schedule]\ncron = \"* * * * *\"\noverlap = \"both\"",
+            "both",
+        ),
+        ("[schedule]\ncron = \"* * * * *\"\nevery = 5", "every"),
+    ] {
+        let (status, _, stderr) =
+            crate::harness::run_bin("engine", &[s("--check-spider"), spider(bad)], &[]).await;
+        assert_eq!(status.code(), Some(1), "{bad}: {stderr}");
+        assert!(stderr.contains(named), "{bad}: {stderr}");
+    }
+}

@@ -25,6 +25,22 @@ pub struct SpiderSpec {
     /// The rules, in order.
     #[serde(rename = "rule", default)]
     pub rules: Vec<RuleSpec>,
+    /// When the task runs again (read by the engine).
+    #[serde(default)]
+    pub schedule: Option<ScheduleSection>,
+}
+
+/// `[schedule]`: a cron pattern (seconds optional), its time zone, and what a tick does while
+/// the previous run is still going. The engine checks and applies it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSection {
+    /// `minute hour day-of-month month day-of-week`, with an optional leading seconds field.
+    pub cron: String,
+    /// An IANA time zone (default UTC).
+    pub timezone: Option<String>,
+    /// `skip` (default) or `replace`.
+    pub overlap: Option<String>,
 }
 
 /// `[limits]`: how far the crawl goes.

@@ -1,0 +1,174 @@
+//! Scheduled tasks in the crawl: each tick of a task's schedule starts a new run (the same
+//! seeds and limits, a fresh dedup), unless the previous run is still going: then the tick is
+//! skipped and counted (`overlap = "skip"`), or the old run is stopped gracefully and the new
+//! one starts when it has ended (`"replace"`). Between runs the task is `waiting`.
+
+use super::Crawl;
+use crate::schedule::Overlap;
+use crate::tasks::{TaskError, TaskState};
+use chrono::{DateTime, Utc};
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+
+/// Ticks missed while the engine was down counted at most (they are skipped, not caught up).
+const MISSED_TICKS_COUNTED: u64 = 100_000;
+
+impl Crawl {
+    /// The earliest tick of any scheduled task.
+    pub(super) fn next_tick(&self) -> Option<DateTime<Utc>> {
+        self.tasks.iter().filter_map(|t| t.next_tick).min()
+    }
+
+    /// Readies a scheduled task just added: it waits for its first tick, and the ticks it
+    /// missed since its last run (an engine that was down) are counted as skipped.
+    pub(super) fn schedule_task(&mut self, id: u64) {
+        let now = self.clock.now();
+        let Ok(task) = self.tasks.by_id_mut(id) else {
+            return;
+        };
+        let Some(schedule) = task.def.schedule.clone() else {
+            return;
+        };
+        task.state = TaskState::Waiting;
+        task.next_tick = schedule.next_after(now);
+        let name = task.def.name.clone();
+        info!(task = %name, cron = %schedule.spec.cron, timezone = %schedule.spec.timezone, next = ?task.next_tick, "task scheduled");
+        let last = self
+            .handle
+            .jobs
+            .as_ref()
+            .and_then(|jobs| jobs.last(&name).ok().flatten());
+        if let Some(last) = last {
+            let since =
+                DateTime::<Utc>::from_timestamp(last.ended.unwrap_or(last.started) as i64, 0);
+            if let Some(since) = since {
+                let missed = schedule.ticks_between(since, now, MISSED_TICKS_COUNTED);
+                if missed > 0 {
+                    let reason = format!("{missed} tick(s) missed while the engine was down");
+                    self.record_skipped(id, missed, &reason);
+                }
+            }
+        }
+    }
+
+    /// Fires every tick that is due.
+    pub(super) fn fire_ticks(&mut self) {
+        let now = self.clock.now();
+        let due: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|t| t.next_tick.is_some_and(|at| at <= now))
+            .map(|t| t.id)
+            .collect();
+        for id in due {
+            let Ok(task) = self.tasks.by_id_mut(id) else {
+                continue;
+            };
+            let Some(schedule) = task.def.schedule.clone() else {
+                task.next_tick = None;
+                continue;
+            };
+            task.next_tick = schedule.next_after(now);
+            if !task.run_open {
+                self.start_run(id);
+                continue;
+            }
+            match schedule.spec.overlap {
+                Overlap::Skip => self.record_skipped(id, 1, "the previous run was still going"),
+                Overlap::Replace => {
+                    if let Ok(task) = self.tasks.by_id_mut(id) {
+                        task.restart_pending = true;
+                    }
+                    if let Err(e) = self.end_task(id, TaskState::Stopped) {
+                        debug!(id, cause = %e, "the old run was already ending");
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a run ended: a scheduled task waits for its next tick, or starts again at once
+    /// when a tick asked to replace the run.
+    pub(super) fn run_ended(&mut self, id: u64) {
+        let Ok(task) = self.tasks.by_id_mut(id) else {
+            return;
+        };
+        if task.def.schedule.is_none() || task.state == TaskState::Closed {
+            return;
+        }
+        task.state = TaskState::Waiting;
+        if std::mem::take(&mut task.restart_pending) {
+            self.start_run(id);
+        }
+    }
+
+    /// Starts a new run of a task: its counters from zero, a fresh dedup, its seeds queued.
+    pub(super) fn start_run(&mut self, id: u64) {
+        let Ok(task) = self.tasks.by_id_mut(id) else {
+            return;
+        };
+        let run = task.runs_started + 1;
+        task.salt = common::fingerprint(&format!("task:{}:run:{run}", task.def.name));
+        task.state = TaskState::Running;
+        task.pages_ok = 0;
+        task.pages_failed = 0;
+        task.pages_redirected = 0;
+        task.skipped = 0;
+        task.items = 0;
+        task.kill = tokio_util::sync::CancellationToken::new();
+        task.started = Instant::now();
+        let def = task.def.clone();
+        info!(id, task = %def.name, run, "scheduled run started");
+        self.record_run_start(id);
+        self.push_seeds(&def, Instant::now());
+        if let Ok(task) = self.tasks.by_id_mut(id) {
+            task.settle();
+        }
+    }
+
+    /// Closes a scheduled task for good: it runs no more, and is forgotten by the jobs store.
+    pub(super) fn unschedule(&mut self, id: u64) -> Result<(), TaskError> {
+        let task = self.tasks.by_id_mut(id)?;
+        task.next_tick = None;
+        task.restart_pending = false;
+        if task.def.schedule.take().is_some() {
+            let name = task.def.name.clone();
+            if let Some(jobs) = &self.handle.jobs
+                && let Err(e) = jobs.drop_schedule(&name)
+            {
+                warn!(task = %name, cause = %e, "could not forget the task's schedule");
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes up the scheduled tasks an earlier engine kept (added through the API).
+    pub(super) fn restore_schedules(&mut self) {
+        let Some(jobs) = self.handle.jobs.clone() else {
+            return;
+        };
+        let kept = match jobs.schedules() {
+            Ok(kept) => kept,
+            Err(e) => {
+                warn!(cause = %e, "could not read the kept schedules");
+                return;
+            }
+        };
+        for (name, json) in kept {
+            if self.tasks.index(&name).is_some() {
+                continue;
+            }
+            let def = serde_json::from_str::<crate::cluster::tasks::TaskSpec>(&json)
+                .map_err(|e| e.to_string())
+                .and_then(|spec| spec.to_def());
+            match def {
+                Ok(def) => {
+                    if let Err(e) = self.add_task(def) {
+                        warn!(task = %name, cause = %e, "could not take up a kept schedule");
+                    }
+                }
+                Err(why) => warn!(task = %name, %why, "a kept schedule is unreadable"),
+            }
+        }
+    }
+}
