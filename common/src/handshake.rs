@@ -24,7 +24,8 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The RPC protocol this build speaks; ends that speak different ones refuse each other.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: workers report their requests in flight by task in `status`.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The first bytes of a Spinneret connection.
 const MAGIC: [u8; 4] = *b"SPNR";

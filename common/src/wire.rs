@@ -258,7 +258,7 @@ pub struct WorkerInfo {
 }
 
 /// A worker's health and load, answered to the engine's heartbeats.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WorkerStatus {
     /// An id for this worker process, stable for its life.
     pub node_id: String,
@@ -274,6 +274,11 @@ pub struct WorkerStatus {
     pub failed: u64,
     /// Whether it refuses new work.
     pub paused: bool,
+    /// Crawl requests it is working on now, by task (at most 64 tasks named; the rest as
+    /// `other`).
+    pub in_flight_by_task: std::collections::BTreeMap<String, u64>,
+    /// Seconds the oldest of them has been going; a large figure is a stuck worker.
+    pub oldest_in_flight_secs: Option<f64>,
 }
 
 /// Items for the itemsaver to store in one transaction.

@@ -8,6 +8,7 @@ pub mod charset;
 pub mod cli;
 pub mod config;
 pub mod fetch;
+pub mod in_flight;
 pub mod metrics;
 pub mod parsers;
 pub mod server;

@@ -50,6 +50,8 @@ struct Shared {
     done: AtomicU64,
     failed: AtomicU64,
     metrics: crate::metrics::WorkerMetrics,
+    /// The requests in flight, by task and age, for the status report.
+    requests: Arc<crate::in_flight::InFlight>,
 }
 
 #[derive(Default)]
@@ -120,6 +122,7 @@ impl CrawlServer {
                 done: AtomicU64::new(0),
                 failed: AtomicU64::new(0),
                 metrics: crate::metrics::WorkerMetrics::default(),
+                requests: Arc::default(),
             }),
         })
     }
@@ -152,6 +155,7 @@ impl CrawlServer {
     /// Health and load; the body of the `status` RPC.
     pub fn worker_status(&self) -> WorkerStatus {
         let s = &self.shared;
+        let (in_flight_by_task, oldest_in_flight_secs) = s.requests.report();
         WorkerStatus {
             node_id: s.info.node_id.clone(),
             version: s.info.version.clone(),
@@ -160,6 +164,8 @@ impl CrawlServer {
             done: s.done.load(Ordering::Relaxed),
             failed: s.failed.load(Ordering::Relaxed),
             paused: s.activity.is_draining(),
+            in_flight_by_task,
+            oldest_in_flight_secs,
         }
     }
 
@@ -250,6 +256,7 @@ impl CrawlServer {
         deadline: Instant,
     ) -> Result<ParseResult, FetchError> {
         let _working = self.begin()?;
+        let _tracked = self.shared.requests.track(&request.task);
         let job = self.job(&request)?;
         let url = Url::parse(&request.url)
             .map_err(|e| FetchError::InvalidUrl(format!("{}: {e}", request.url)))?;

@@ -180,6 +180,13 @@ impl WorkerConn {
             done: heartbeat.as_ref().map_or(0, |h| h.status.done),
             failed: heartbeat.as_ref().map_or(0, |h| h.status.failed),
             uptime_secs: heartbeat.as_ref().map_or(0, |h| h.status.uptime_secs),
+            in_flight_by_task: heartbeat
+                .as_ref()
+                .map(|h| h.status.in_flight_by_task.clone())
+                .unwrap_or_default(),
+            oldest_in_flight_secs: heartbeat
+                .as_ref()
+                .and_then(|h| h.status.oldest_in_flight_secs),
         }
     }
 }
@@ -209,4 +216,10 @@ pub struct WorkerView {
     pub failed: u64,
     /// Seconds since it started, as it reported.
     pub uptime_secs: u64,
+    /// What it reported working on at its last heartbeat: crawl requests by task (for every
+    /// engine it serves).
+    pub in_flight_by_task: std::collections::BTreeMap<String, u64>,
+    /// Seconds its oldest request in flight had been going at its last heartbeat; far past
+    /// the fetch timeout, the worker is stuck.
+    pub oldest_in_flight_secs: Option<f64>,
 }

@@ -353,3 +353,33 @@ async fn a_spider_files_schedule_is_checked() {
         assert!(stderr.contains(named), "{bad}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_reports_what_it_is_working_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let worker = Server::start("worker", &[], dir.path()).await;
+    let store = dir.path().join("items.db");
+    let mut args = waiting_task(&server, &worker, 3_000, 1, &store);
+    args.push(s("--heartbeat_ms=100"));
+    let engine = AdminEngine::start(dir.path(), &args, None).await;
+    server.wait_for_hits_under("/wait/", 1).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let workers = engine.get("/api/workers").await;
+        let w = &workers[0];
+        if w["in_flight_by_task"]["default"] == 1
+            && w["oldest_in_flight_secs"]
+                .as_f64()
+                .is_some_and(|s| s >= 0.3)
+        {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{workers:#}");
+        // Heartbeats carry the report; there is no event to wait on.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    engine.stop().await;
+}
