@@ -220,3 +220,33 @@ async fn ticks_missed_while_the_engine_was_down_are_counted_not_caught_up() {
     .await;
     assert_eq!(site.hits()["/"], 1, "nothing was caught up");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_with_overlap_replace_stops_the_old_run_and_starts_anew() {
+    let dir = tempfile::tempdir().expect("dir");
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let clock = ManualClock::new(start_time());
+    let seeds = [server.url("/wait/1500/a")];
+    let mut config = config(dir.path(), "replaced", &seeds, "* * * * *", &clock);
+    if let Some(schedule) = &mut config.schedule {
+        let mut spec = schedule.spec.clone();
+        spec.overlap = Overlap::Replace;
+        *schedule = Schedule::new(spec).expect("schedule");
+    }
+    with_engine(config, |engine| async move {
+        clock.advance(MINUTE);
+        server.wait_for_hits_under("/wait/", 1).await;
+        clock.advance(MINUTE);
+        let runs = engine
+            .runs_when(|runs| runs.len() == 2 && runs[0]["status"] == "done")
+            .await;
+        // The old run was stopped gracefully (its page finished and counted), then the
+        // new one fetched it again with a fresh dedup.
+        assert_eq!(statuses(&runs), ["done", "stopped"], "{runs:#?}");
+        assert_eq!(runs[1]["pages_ok"], 1, "{runs:#?}");
+        assert_eq!(server.hits_under("/wait/"), 2);
+    })
+    .await;
+}
