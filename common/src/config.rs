@@ -171,6 +171,19 @@ fn file_arguments(
             .find(|k| k.get_ref() == key)
             .map_or(1, |k| line_of(&text, k.span().start))
     };
+    let set = |id: &str| {
+        matches!(
+            given.value_source(id),
+            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
+        )
+    };
+    // What the flags given conflict with.
+    let blocked: BTreeSet<String> = command
+        .get_arguments()
+        .filter(|a| set(a.get_id().as_str()))
+        .flat_map(|a| command.get_arg_conflicts_with(a))
+        .map(|a| a.get_id().to_string())
+        .collect();
     let mut argv = Vec::new();
     let mut ids = BTreeSet::new();
     for (key, value) in &table {
@@ -188,10 +201,15 @@ fn file_arguments(
             });
         };
         let id = arg.get_id().as_str();
-        if matches!(
-            given.value_source(id),
-            Some(ValueSource::CommandLine | ValueSource::EnvVariable)
-        ) {
+        // A flag given, or one it conflicts with either way (`--no_state` against a file's
+        // `state`), wins over the file.
+        if set(id)
+            || command
+                .get_arg_conflicts_with(arg)
+                .iter()
+                .any(|other| set(other.get_id().as_str()))
+            || blocked.contains(id)
+        {
             continue;
         }
         let bad = |what: String| ConfigError::BadValue {
@@ -228,9 +246,10 @@ pub fn load<P: Parser>(argv: Vec<OsString>) -> Result<Loaded<P>, LoadError> {
         .ignore_errors(true)
         .try_get_matches_from(&argv)?;
     let config = given.try_get_one::<PathBuf>(CONFIG_ID).ok().flatten();
+    // A subcommand (`itemsaver export`) takes its own flags, not the file's.
     let (from_file, file_ids) = match config {
-        Some(path) => file_arguments(path, &command, &given)?,
-        None => Default::default(),
+        Some(path) if given.subcommand_name().is_none() => file_arguments(path, &command, &given)?,
+        _ => Default::default(),
     };
     let mut merged = Vec::with_capacity(argv.len() + from_file.len());
     let mut rest = argv.into_iter();

@@ -646,7 +646,9 @@ impl Args {
             task_timeout: self
                 .task_timeout
                 .or(limits.timeout_secs)
-                .map(Duration::from_secs),
+                .map(engine::tasks::task_timeout)
+                .transpose()
+                .map_err(EngineError::BadSchedule)?,
             max_url_len: self.max_url_len,
             allow_domains,
             worker_hosts,

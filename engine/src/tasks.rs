@@ -7,6 +7,20 @@ use serde::Serialize;
 use std::collections::HashMap;
 use url::Url;
 
+/// The longest `timeout_secs` a task may have: a year.
+pub const MAX_TIMEOUT_SECS: u64 = 31_536_000;
+
+/// A task's `timeout_secs`, checked (1 second to a year).
+pub fn task_timeout(secs: u64) -> Result<std::time::Duration, String> {
+    if (1..=MAX_TIMEOUT_SECS).contains(&secs) {
+        Ok(std::time::Duration::from_secs(secs))
+    } else {
+        Err(format!(
+            "timeout_secs = {secs}: give 1 to {MAX_TIMEOUT_SECS} seconds"
+        ))
+    }
+}
+
 /// What a task is asked to do.
 #[derive(Clone, Debug)]
 pub struct TaskDef {
@@ -110,7 +124,8 @@ impl TaskState {
         match self {
             TaskState::Stopped => "task_stopped",
             TaskState::Killed => "task_killed",
-            TaskState::Timeout | TaskState::Waiting => "task_timeout",
+            TaskState::Timeout => "task_timeout",
+            TaskState::Waiting => "run_ended",
             _ => "task_closed",
         }
     }
@@ -191,13 +206,16 @@ impl Task {
 
     /// Whether new links of its pages are scheduled: not once it is closed or capped.
     pub fn accepts_links(&self) -> bool {
-        !self.state.ended() && !self.capped()
+        !self.state.ended() && self.state != TaskState::Waiting && !self.capped()
     }
 
     /// What the frontier does with this task's next request.
     pub fn hold(&self) -> Hold {
         match self.state {
-            state if state.ended() => Hold::Drop(state.drop_reason()),
+            // Between runs, what an ended run left queued goes.
+            state if state.ended() || state == TaskState::Waiting => {
+                Hold::Drop(state.drop_reason())
+            }
             TaskState::Paused => Hold::Park,
             TaskState::Capped => Hold::Cap,
             TaskState::Running

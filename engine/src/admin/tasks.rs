@@ -98,7 +98,9 @@ impl NewTask {
             timeout: self
                 .timeout_secs
                 .or(limits.timeout_secs)
-                .map(std::time::Duration::from_secs),
+                .map(crate::tasks::task_timeout)
+                .transpose()
+                .map_err(bad)?,
             schedule: match self.schedule {
                 Some(spec) => Some(spec),
                 None => match &spec {

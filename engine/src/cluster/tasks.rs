@@ -63,7 +63,10 @@ impl TaskSpec {
             max_pages: self.max_pages,
             max_depth: self.max_depth,
             allow_domains: self.allow_domains.clone(),
-            timeout: self.timeout_secs.map(std::time::Duration::from_secs),
+            timeout: self
+                .timeout_secs
+                .map(crate::tasks::task_timeout)
+                .transpose()?,
             schedule: self
                 .schedule
                 .clone()

@@ -181,7 +181,14 @@ impl Crawl {
             self.unschedule(id)?;
         }
         let task = self.tasks.by_id_mut(id)?;
-        if (task.state.ended() || task.state == TaskState::Waiting) && how != TaskState::Closed {
+        // A kill may follow a stop or a deadline whose requests hang.
+        let escalation = how == TaskState::Killed
+            && matches!(task.state, TaskState::Stopped | TaskState::Timeout)
+            && task.in_flight > 0;
+        let refused = how != TaskState::Closed
+            && !escalation
+            && (task.state.ended() || task.state == TaskState::Waiting || !task.run_open);
+        if refused {
             return Err(TaskError::Finished {
                 id,
                 state: task.state,
@@ -240,12 +247,18 @@ impl Crawl {
             .tasks
             .iter()
             .filter(|t| {
-                matches!(
-                    t.state,
-                    TaskState::Running | TaskState::Paused | TaskState::Capped
-                )
+                t.run_open
+                    && matches!(
+                        t.state,
+                        TaskState::Running | TaskState::Paused | TaskState::Capped
+                    )
             })
-            .filter(|t| t.def.timeout.is_some_and(|limit| now >= t.started + limit))
+            .filter(|t| {
+                t.def
+                    .timeout
+                    .and_then(|limit| t.started.checked_add(limit))
+                    .is_some_and(|deadline| now >= deadline)
+            })
             .map(|t| t.id)
             .collect();
         for id in late {

@@ -125,7 +125,7 @@ impl Crawl {
                 t.settle();
             }
         }
-        self.restore_schedules();
+        self.restore_schedules().await;
         self.flush_pending().await
     }
 }

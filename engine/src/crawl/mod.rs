@@ -515,6 +515,7 @@ impl Crawl {
                 Event::Command(None) => {}
             }
             self.record_run_ends();
+            self.start_pending_runs();
             self.flush_pending().await?;
             for (reply, result) in self.replies.drain(..) {
                 let _ = reply.send(result);

@@ -39,8 +39,12 @@ impl Crawl {
             .as_ref()
             .and_then(|jobs| jobs.last(&name).ok().flatten());
         if let Some(last) = last {
-            let since =
-                DateTime::<Utc>::from_timestamp(last.ended.unwrap_or(last.started) as i64, 0);
+            // A run the engine died in has no true end: count from its start.
+            let from = match last.status {
+                crate::jobs::RunStatus::Failed => last.started,
+                _ => last.ended.unwrap_or(last.started),
+            };
+            let since = DateTime::<Utc>::from_timestamp(from as i64, 0);
             if let Some(since) = since {
                 let missed = schedule.ticks_between(since, now, MISSED_TICKS_COUNTED);
                 if missed > 0 {
@@ -68,9 +72,21 @@ impl Crawl {
                 task.next_tick = None;
                 continue;
             };
+            // Ticks that passed while the loop was busy or the clock jumped are counted.
+            let late = task.next_tick.map_or(0, |due| {
+                schedule.ticks_between(due, now, MISSED_TICKS_COUNTED)
+            });
             task.next_tick = schedule.next_after(now);
+            if late > 0 {
+                self.record_skipped(id, late, "tick(s) passed while the engine was busy");
+            }
+            let Ok(task) = self.tasks.by_id_mut(id) else {
+                continue;
+            };
             if !task.run_open {
-                self.start_run(id);
+                // What the last run left queued is dropped first; the run starts then.
+                task.restart_pending = true;
+                self.start_pending_runs();
                 continue;
             }
             match schedule.spec.overlap {
@@ -97,7 +113,28 @@ impl Crawl {
             return;
         }
         task.state = TaskState::Waiting;
-        if std::mem::take(&mut task.restart_pending) {
+        // Requests the run left parked go now; queued ones as their turn comes.
+        let name = task.def.name.clone();
+        for d in self.frontier.drop_parked(&name) {
+            let reason = "run_ended";
+            self.tally(&name, super::tally::Outcome::Skipped { reason });
+            self.finished(&d);
+        }
+        self.start_pending_runs();
+    }
+
+    /// Starts the runs a tick asked for whose task has nothing of its last run left.
+    pub(super) fn start_pending_runs(&mut self) {
+        let ready: Vec<u64> = self
+            .tasks
+            .iter()
+            .filter(|t| t.restart_pending && !t.run_open && t.open == 0)
+            .map(|t| t.id)
+            .collect();
+        for id in ready {
+            if let Ok(task) = self.tasks.by_id_mut(id) {
+                task.restart_pending = false;
+            }
             self.start_run(id);
         }
     }
@@ -108,7 +145,12 @@ impl Crawl {
             return;
         };
         let run = task.runs_started + 1;
-        task.salt = common::fingerprint(&format!("task:{}:run:{run}", task.def.name));
+        // A salt no earlier run of the task used, in this process or before it: the run's
+        // dedup starts empty.
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        task.salt = common::fingerprint(&format!("task:{}:run:{run}:{nonce}", task.def.name));
         task.state = TaskState::Running;
         task.pages_ok = 0;
         task.pages_failed = 0;
@@ -142,11 +184,15 @@ impl Crawl {
         Ok(())
     }
 
-    /// Takes up the scheduled tasks an earlier engine kept (added through the API).
-    pub(super) fn restore_schedules(&mut self) {
+    /// Takes up the scheduled tasks an earlier engine kept (added through the API), when
+    /// this engine serves (`--serve`) as that one did.
+    pub(super) async fn restore_schedules(&mut self) {
         let Some(jobs) = self.handle.jobs.clone() else {
             return;
         };
+        if !self.config.serve {
+            return;
+        }
         let kept = match jobs.schedules() {
             Ok(kept) => kept,
             Err(e) => {
@@ -163,6 +209,13 @@ impl Crawl {
                 .and_then(|spec| spec.to_def());
             match def {
                 Ok(def) => {
+                    let job = match &def.spider {
+                        Some(run) => crate::pool::Job::Spider(run.source.clone()),
+                        None => crate::pool::Job::Parser(def.parser.clone()),
+                    };
+                    if let Err(why) = self.pool.control().add_job(job).await {
+                        warn!(task = %name, %why, "no worker can run a kept schedule yet");
+                    }
                     if let Err(e) = self.add_task(def) {
                         warn!(task = %name, cause = %e, "could not take up a kept schedule");
                     }

@@ -74,7 +74,7 @@ async fn an_unknown_key_names_the_file_line_and_key() {
         let config = write(
             dir.path(),
             &format!("{program}.toml"),
-            "# a comment\nport = 9000\n\nmax_pagez = 5\n",
+            "# a comment\nlog_format = \"text\"\n\nmax_pagez = 5\n",
         );
         let (status, _, stderr) = run_bin(
             program,
