@@ -741,3 +741,149 @@ async fn a_finished_crawl_stays_done_until_fresh() {
     );
     assert!(site.hits().values().all(|n| *n == 2), "{:?}", site.hits());
 }
+
+/// Two engines of one crawl, in this process, whose schedules go by `clock`; each serves its
+/// admin API on a port of its own. Returns their configurations and admin listeners.
+async fn scheduled_pair(
+    cluster: &Cluster,
+    dir: &Path,
+    clock: &std::sync::Arc<engine::schedule::ManualClock>,
+) -> Vec<(engine::config::EngineConfig, tokio::net::TcpListener)> {
+    let mut pair = Vec::new();
+    for name in ["a", "b"] {
+        let mut config = engine::config::EngineConfig {
+            cluster: Some(engine::config::ClusterConfig {
+                redis: cluster.url.clone(),
+                crawl: "scheduled".into(),
+                lease: Duration::from_secs(15),
+                redis_timeout: Duration::from_secs(60),
+                advertise: None,
+                redis_tls: Default::default(),
+            }),
+            serve: true,
+            jobs: Some(dir.join(format!("jobs-{name}.db"))),
+            scheduler_clock: Some(clock.clone()),
+            state_dir: None,
+            ..engine::config::EngineConfig::default()
+        };
+        config.local_worker.fetch.addresses.allow_private = true;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        pair.push((config, listener));
+    }
+    pair
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_task_runs_once_per_tick_however_many_engines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::with_workers(dir.path(), 1).await;
+    let site = TestSite::start(5).await.expect("site");
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:30Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let clock = engine::schedule::ManualClock::new(start);
+    let mut pair = scheduled_pair(&cluster, dir.path(), &clock).await;
+    let (config_b, listener_b) = pair.pop().expect("b");
+    let (mut config_a, listener_a) = pair.pop().expect("a");
+    // The crawl's own task (on another site) seeds it, so that the engines start; the
+    // scheduled task is the second.
+    let other = TestSite::start(2).await.expect("site");
+    config_a.seeds = vec![engine::parse_seed(&other.url("/")).expect("seed")];
+    let admin_a = format!("http://{}", listener_a.local_addr().expect("addr"));
+    let admin_b = format!("http://{}", listener_b.local_addr().expect("addr"));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let operate = |listener| engine::Operate {
+        admin: Some(listener),
+        ..engine::Operate::default()
+    };
+    let http = reqwest::Client::new();
+    let runs_of = |base: String| {
+        let http = http.clone();
+        async move {
+            let text = http
+                .get(format!("{base}/api/tasks/2/runs"))
+                .send()
+                .await
+                .ok()?
+                .text()
+                .await
+                .ok()?;
+            serde_json::from_str::<Vec<serde_json::Value>>(&text).ok()
+        }
+    };
+    let test = async {
+        // A scheduled task, sent to engine a (the leader gets it, forwarded if need be).
+        let body = format!(
+            r#"{{"name": "minutely", "seeds": ["{}"], "schedule": {{"cron": "* * * * *"}}}}"#,
+            site.url("/")
+        );
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let answer = http
+                .post(format!("{admin_a}/api/tasks"))
+                .header("content-type", "application/json")
+                .body(body.clone())
+                .send()
+                .await;
+            if answer.as_ref().is_ok_and(|a| a.status().as_u16() == 201) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{answer:?}");
+            // Until a leader is elected, the change is refused; there is no event to await.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for n in 1..=2u64 {
+            clock.advance(Duration::from_secs(60));
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let runs = runs_of(admin_a.clone()).await.unwrap_or_default();
+                if runs.len() as u64 == n && runs[0]["status"] == "done" {
+                    break;
+                }
+                assert!(tokio::time::Instant::now() < deadline, "run {n}: {runs:#?}");
+                // The admin API has no event to wait on.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            // One run per tick across both engines: the seed fetched once more, not twice.
+            assert_eq!(
+                site.hits().get("/").copied().unwrap_or(0),
+                n,
+                "{:?}",
+                site.hits()
+            );
+            // Both engines took part in that one run, and recorded it once each.
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+            loop {
+                let runs = runs_of(admin_b.clone()).await.unwrap_or_default();
+                let all_done = runs.iter().all(|r| r["status"] == "done");
+                if runs.len() as u64 == n && all_done {
+                    break;
+                }
+                assert!(
+                    tokio::time::Instant::now() < deadline && runs.len() as u64 <= n,
+                    "engine b, run {n}: {runs:#?}"
+                );
+                // The admin API has no event to wait on.
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        shutdown.cancel();
+    };
+    let (a, b, ()) = tokio::join!(
+        engine::run_with(config_a, operate(listener_a), shutdown.clone()),
+        engine::run_with(config_b, operate(listener_b), shutdown.clone()),
+        test
+    );
+    a.expect("engine a");
+    b.expect("engine b");
+    assert_each_page_fetched_twice_at_most(&site);
+}
+
+/// No page was fetched more than twice (once per run).
+fn assert_each_page_fetched_twice_at_most(site: &TestSite) {
+    for (path, hits) in site.hits() {
+        assert!(hits <= 2, "{path} fetched {hits} times");
+    }
+}
