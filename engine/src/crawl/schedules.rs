@@ -82,10 +82,10 @@ impl Crawl {
             let late = schedule.ticks_between(due_at, now, MISSED_TICKS_COUNTED);
             task.next_tick = schedule.next_after(now);
             let run_open = task.run_open;
-            if let Some(shared) = self.frontier.shared()
-                && (!shared.leads() || !shared.claim_tick(&name, due_at.timestamp()).await)
-            {
-                continue;
+            if let Some(shared) = self.frontier.shared() {
+                if !shared.leads() || !shared.claim_tick(&name, due_at.timestamp()).await {
+                    continue;
+                }
             }
             if late > 0 {
                 self.record_skipped(id, late, "tick(s) passed while the engine was busy");
