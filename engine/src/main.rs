@@ -598,7 +598,7 @@ impl Args {
         .map_err(|e| EngineError::BadSchedule(e.to_string()))?;
         if schedule.is_some() && self.cluster.redis.is_some() {
             return Err(EngineError::BadSchedule(
-                "--schedule is for one engine: in cluster mode, add scheduled tasks through the admin API (POST /api/tasks with a schedule)".into(),
+                "scheduled tasks are not supported in cluster mode yet".into(),
             ));
         }
         let defaults = EngineConfig::default();

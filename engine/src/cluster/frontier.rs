@@ -675,11 +675,6 @@ impl RedisFrontier {
                         .arg(name)
                         .arg(super::tasks::state_name(*state));
                 }
-                super::tasks::TaskChange::Run(name, salt) => {
-                    call.arg("S")
-                        .arg(super::tasks::run_field(name))
-                        .arg(salt.to_string());
-                }
             }
         }
         Self::push_urls(&mut call, seeds);
@@ -714,21 +709,6 @@ impl RedisFrontier {
             .await
             .map_err(redis_err("read the tasks"))?;
         Ok(Some((now, records, states)))
-    }
-
-    /// Claims the tick of `task` due at `at` (Unix seconds) for this engine: true once per
-    /// tick, however many leaders (an old one paused, a new one) try.
-    pub async fn claim_tick(&mut self, task: &str, at: i64) -> Result<bool, ClusterError> {
-        let set: Option<String> = redis::cmd("SET")
-            .arg(format!("{}:tick:{task}:{at}", self.prefix))
-            .arg(1)
-            .arg("NX")
-            .arg("PX")
-            .arg(7 * 24 * 3600 * 1000u64)
-            .query_async(&mut self.conn)
-            .await
-            .map_err(redis_err("claim a scheduled tick"))?;
-        Ok(set.is_some())
     }
 
     /// The key prefix of this crawl (its hash tag).

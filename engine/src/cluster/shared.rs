@@ -510,23 +510,6 @@ impl SharedFrontier {
         });
     }
 
-    /// Whether this engine leads the crawl now.
-    pub fn leads(&self) -> bool {
-        matches!(*self.role.borrow(), super::leader::Role::Leader(_))
-    }
-
-    /// Claims a scheduled tick (see [`RedisFrontier::claim_tick`]); false when another
-    /// engine has, or Redis failed.
-    pub async fn claim_tick(&mut self, task: &str, at: i64) -> bool {
-        match self.redis.claim_tick(task, at).await {
-            Ok(claimed) => claimed,
-            Err(e) => {
-                warn!(task, cause = %e, "could not claim a scheduled tick; it is skipped");
-                false
-            }
-        }
-    }
-
     /// Records a task change for every engine (this engine leads: operators' changes come
     /// here).
     pub fn task_changed(&mut self, change: super::tasks::TaskChange) {
@@ -784,20 +767,10 @@ impl SharedFrontier {
                 Err(why) => warn!(%why, "a task recorded in redis is unusable; skipped"),
             }
         }
-        for (name, value) in states {
-            match name.strip_prefix("\u{1f}run\u{1f}") {
-                Some(task) => {
-                    if let Ok(salt) = value.parse() {
-                        news.runs.push((task.to_owned(), salt));
-                    }
-                }
-                None => {
-                    if let Some(state) = super::tasks::parse_state(&value) {
-                        news.states.push((name, state));
-                    }
-                }
-            }
-        }
+        news.states = states
+            .into_iter()
+            .filter_map(|(name, state)| super::tasks::parse_state(&state).map(|s| (name, s)))
+            .collect();
         Some(news)
     }
 

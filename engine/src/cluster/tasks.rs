@@ -84,14 +84,6 @@ pub enum TaskChange {
     Added(String),
     /// A task's state changed.
     State(String, TaskState),
-    /// A scheduled task started a run, with the dedup salt every engine uses for it.
-    Run(String, u64),
-}
-
-/// The field of a task's current run in the task states (no task name holds a control
-/// character, so it cannot clash with a name).
-pub fn run_field(name: &str) -> String {
-    format!("\u{1f}run\u{1f}{name}")
 }
 
 /// The name of a state as stored.
@@ -132,6 +124,4 @@ pub struct TaskNews {
     pub added: Vec<TaskDef>,
     /// Every task's state an operator set, by name.
     pub states: Vec<(String, TaskState)>,
-    /// Every scheduled task's current run, by name: the run's dedup salt.
-    pub runs: Vec<(String, u64)>,
 }

@@ -80,16 +80,6 @@ impl Crawl {
                 warn!(cause = %e, "could not take up the crawl's new task");
             }
         }
-        for (name, salt) in news.runs {
-            // A run the leader started: this engine takes part with the run's dedup.
-            let Some(task) = self.tasks.named(&name) else {
-                continue;
-            };
-            if task.salt != salt && task.def.schedule.is_some() {
-                let id = task.id;
-                self.start_run_with(id, Some(salt));
-            }
-        }
         for (name, state) in news.states {
             let Some(task) = self.tasks.named(&name) else {
                 continue;
@@ -122,6 +112,11 @@ impl Crawl {
     ) -> Result<TaskView, TaskError> {
         if self.stopping {
             return Err(TaskError::Stopped);
+        }
+        if def.schedule.is_some() && self.frontier.shared().is_some() {
+            return Err(TaskError::Invalid(
+                "scheduled tasks are not supported in cluster mode yet".into(),
+            ));
         }
         let id = self.tasks.add(def)?;
         let def = self.tasks.by_id_mut(id)?.def.clone();

@@ -489,7 +489,7 @@ impl Crawl {
                     });
                 }
                 Event::Wake => {}
-                Event::Tick => self.fire_ticks().await,
+                Event::Tick => self.fire_ticks(),
                 Event::DrainOver => {
                     // They stay in the durable queue (or leased in Redis, until their leases
                     // end) and are fetched again on resume.

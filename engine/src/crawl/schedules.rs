@@ -4,7 +4,6 @@
 //! one starts when it has ended (`"replace"`). Between runs the task is `waiting`.
 
 use super::Crawl;
-use crate::cluster::tasks::TaskChange;
 use crate::schedule::Overlap;
 use crate::tasks::{TaskError, TaskState};
 use chrono::{DateTime, Utc};
@@ -56,9 +55,8 @@ impl Crawl {
         }
     }
 
-    /// Fires every tick that is due. In a shared crawl only the leader does, and each tick
-    /// once: it claims the tick in Redis, and tells the other engines of the run it starts.
-    pub(super) async fn fire_ticks(&mut self) {
+    /// Fires every tick that is due.
+    pub(super) fn fire_ticks(&mut self) {
         let now = self.clock.now();
         let due: Vec<u64> = self
             .tasks
@@ -74,40 +72,25 @@ impl Crawl {
                 task.next_tick = None;
                 continue;
             };
-            let Some(due_at) = task.next_tick else {
-                continue;
-            };
-            let name = task.def.name.clone();
             // Ticks that passed while the loop was busy or the clock jumped are counted.
-            let late = schedule.ticks_between(due_at, now, MISSED_TICKS_COUNTED);
+            let late = task.next_tick.map_or(0, |due| {
+                schedule.ticks_between(due, now, MISSED_TICKS_COUNTED)
+            });
             task.next_tick = schedule.next_after(now);
-            let run_open = task.run_open;
-            if let Some(shared) = self.frontier.shared() {
-                if !shared.leads() || !shared.claim_tick(&name, due_at.timestamp()).await {
-                    continue;
-                }
-            }
             if late > 0 {
                 self.record_skipped(id, late, "tick(s) passed while the engine was busy");
             }
-            if !run_open {
+            let Ok(task) = self.tasks.by_id_mut(id) else {
+                continue;
+            };
+            if !task.run_open {
                 // What the last run left queued is dropped first; the run starts then.
-                if let Ok(task) = self.tasks.by_id_mut(id) {
-                    task.restart_pending = true;
-                }
+                task.restart_pending = true;
                 self.start_pending_runs();
                 continue;
             }
-            let shared = self.frontier.shared().is_some();
             match schedule.spec.overlap {
-                // A shared run is replaced by skipping: its requests are in Redis, where
-                // they cannot be told from the next run's.
                 Overlap::Skip => self.record_skipped(id, 1, "the previous run was still going"),
-                Overlap::Replace if shared => self.record_skipped(
-                    id,
-                    1,
-                    "the previous run was still going (replace is not done in cluster mode)",
-                ),
                 Overlap::Replace => {
                     if let Ok(task) = self.tasks.by_id_mut(id) {
                         task.restart_pending = true;
@@ -140,28 +123,24 @@ impl Crawl {
         self.start_pending_runs();
     }
 
-    /// Starts the runs a tick asked for whose task has nothing of its last run left (in a
-    /// shared crawl, the leftovers are in Redis and dropped there as they come).
+    /// Starts the runs a tick asked for whose task has nothing of its last run left.
     pub(super) fn start_pending_runs(&mut self) {
-        let shared = self.frontier.shared().is_some();
         let ready: Vec<u64> = self
             .tasks
             .iter()
-            .filter(|t| t.restart_pending && !t.run_open && (t.open == 0 || shared))
+            .filter(|t| t.restart_pending && !t.run_open && t.open == 0)
             .map(|t| t.id)
             .collect();
         for id in ready {
             if let Ok(task) = self.tasks.by_id_mut(id) {
                 task.restart_pending = false;
             }
-            self.start_run_with(id, None);
+            self.start_run(id);
         }
     }
 
     /// Starts a new run of a task: its counters from zero, a fresh dedup, its seeds queued.
-    /// `salt` is the run's dedup when the leader of a shared crawl started it (this engine
-    /// then queues nothing: the leader offered the seeds); `None` starts one here.
-    pub(super) fn start_run_with(&mut self, id: u64, salt: Option<u64>) {
+    pub(super) fn start_run(&mut self, id: u64) {
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };
@@ -171,30 +150,19 @@ impl Crawl {
         let nonce = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let leader_started = salt.is_none();
-        task.salt = salt.unwrap_or_else(|| {
-            common::fingerprint(&format!("task:{}:run:{run}:{nonce}", task.def.name))
-        });
+        task.salt = common::fingerprint(&format!("task:{}:run:{run}:{nonce}", task.def.name));
         task.state = TaskState::Running;
         task.pages_ok = 0;
         task.pages_failed = 0;
         task.pages_redirected = 0;
         task.skipped = 0;
         task.items = 0;
-        task.restart_pending = false;
         task.kill = tokio_util::sync::CancellationToken::new();
         task.started = Instant::now();
-        let (def, salt) = (task.def.clone(), task.salt);
+        let def = task.def.clone();
         info!(id, task = %def.name, run, "scheduled run started");
         self.record_run_start(id);
-        if leader_started {
-            if let Some(shared) = self.frontier.shared() {
-                // Every engine takes part, with this run's dedup.
-                shared.task_changed(TaskChange::State(def.name.clone(), TaskState::Running));
-                shared.task_changed(TaskChange::Run(def.name.clone(), salt));
-            }
-            self.push_seeds(&def, Instant::now());
-        }
+        self.push_seeds(&def, Instant::now());
         if let Ok(task) = self.tasks.by_id_mut(id) {
             task.settle();
         }
