@@ -76,9 +76,12 @@ pub enum EngineError {
     /// The jobs store (run history) cannot be used.
     #[error(transparent)]
     Jobs(#[from] crate::jobs::JobsError),
-    /// The token or TLS files could not be used.
-    #[error("{0}")]
-    Token(String),
+    /// The token file could not be used.
+    #[error(transparent)]
+    Token(#[from] common::handshake::TokenError),
+    /// The TLS files could not be used.
+    #[error(transparent)]
+    Tls(#[from] common::tls::TlsError),
     /// `--advertise` is not `host:port`.
     #[error("--advertise {0:?}: {1}")]
     BadAdvertise(String, common::HostSpecError),

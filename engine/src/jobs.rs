@@ -6,7 +6,7 @@
 //! status. A run still `running` when the engine starts again was cut short by the engine
 //! dying: it becomes `failed` with the reason `engine restarted`.
 
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::Serialize;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -303,19 +303,6 @@ impl JobsStore {
             rows.collect()
         })
     }
-
-    /// Whether any run of `task` was ever recorded.
-    pub fn known(&self, task: &str) -> Result<bool, JobsError> {
-        self.with(|c| {
-            c.query_row(
-                "SELECT 1 FROM runs WHERE task = ?1 LIMIT 1",
-                params![task],
-                |_| Ok(()),
-            )
-            .optional()
-            .map(|found| found.is_some())
-        })
-    }
 }
 
 #[cfg(test)]
@@ -353,7 +340,5 @@ mod tests {
         );
         assert_eq!(runs[0].reason.as_deref(), Some("engine restarted"));
         assert_eq!((runs[2].pages_ok, runs[2].items), (5, 5));
-        assert!(jobs.known("news").expect("known"));
-        assert!(!jobs.known("other").expect("known"));
     }
 }

@@ -708,21 +708,14 @@ impl Args {
                             _ => None,
                         },
                     },
-                    redis_tls: self
-                        .tls
-                        .redis_tls()
-                        .map_err(|e| EngineError::Token(e.to_string()))?,
+                    redis_tls: self.tls.redis_tls()?,
                 }),
                 _ => None,
             },
             task,
             credentials: common::handshake::Credentials {
-                token: common::cli::read_token(self.token.as_deref())
-                    .map_err(|e| EngineError::Token(e.to_string()))?,
-                tls: self
-                    .tls
-                    .client_config()
-                    .map_err(|e| EngineError::Token(e.to_string()))?,
+                token: common::cli::read_token(self.token.as_deref())?,
+                tls: self.tls.client_config()?,
             },
         })
     }

@@ -474,11 +474,6 @@ impl Tasks {
         self.list.iter().any(|t| t.next_tick.is_some())
     }
 
-    /// Every task, to change.
-    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Task> {
-        self.list.iter_mut()
-    }
-
     /// Whether a paused task still has requests: the engine waits for it to be resumed.
     pub fn any_paused_with_work(&self) -> bool {
         self.list

@@ -70,6 +70,7 @@ pub struct Hit {
 /// Marks its hit dropped if the handler is dropped before it answered.
 struct DropWatch {
     log: Arc<Mutex<Vec<Hit>>>,
+    changes: Arc<tokio::sync::watch::Sender<u64>>,
     index: Option<usize>,
     answered: bool,
 }
@@ -79,6 +80,7 @@ impl Drop for DropWatch {
         if let (false, Some(i), Ok(mut log)) = (self.answered, self.index, self.log.lock()) {
             log[i].dropped = true;
         }
+        self.changes.send_modify(|n| *n += 1);
     }
 }
 
@@ -88,7 +90,8 @@ struct AppState {
     options: HostileOptions,
     log: Arc<Mutex<Vec<Hit>>>,
     counts: Arc<Mutex<BTreeMap<String, u64>>>,
-    /// Requests arrived so far, for tests that wait for one.
+    /// Moves whenever the log changes (a request arrives, is answered or dropped), for
+    /// tests that wait for one of those.
     arrivals: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
@@ -152,6 +155,19 @@ impl HostileServer {
                 return;
             }
             if arrivals.changed().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
+    /// Waits until `ready` holds for the log (checked each time it changes).
+    pub async fn wait_for_log(&self, ready: impl Fn(&[Hit]) -> bool) {
+        let mut changes = self.arrivals.clone();
+        loop {
+            if ready(&self.log()) {
+                return;
+            }
+            if changes.changed().await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
@@ -231,6 +247,7 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     };
     let mut watch = DropWatch {
         log: state.log.clone(),
+        changes: state.arrivals.clone(),
         index,
         answered: false,
     };

@@ -505,17 +505,19 @@ impl Crawl {
                     }
                 }
                 Event::Publish => {
+                    // Runs are looked after a few times a second, not on every page.
                     self.enforce_deadlines(Instant::now());
+                    self.record_run_ends();
+                    self.start_pending_runs();
                     self.publish(if self.stopping { "stopping" } else { "" })
                 }
                 Event::Command(Some(command)) => {
                     self.command(command);
+                    self.record_run_ends();
                     self.publish("");
                 }
                 Event::Command(None) => {}
             }
-            self.record_run_ends();
-            self.start_pending_runs();
             self.flush_pending().await?;
             for (reply, result) in self.replies.drain(..) {
                 let _ = reply.send(result);

@@ -35,6 +35,15 @@ fn waiting_task(
     args
 }
 
+/// A hostile server (its `/wait/MS/NAME` pages), a worker, and where the items go.
+async fn slow_site(dir: &Path) -> (HostileServer, Server, std::path::PathBuf) {
+    let server = HostileServer::start(HostileOptions::default())
+        .await
+        .expect("server");
+    let worker = Server::start("worker", &[], dir).await;
+    (server, worker, dir.join("items.db"))
+}
+
 /// Stored items whose URL has `part`.
 async fn items_with(store: &Path, part: &str) -> usize {
     export(store)
@@ -56,11 +65,7 @@ fn task_state(status: &serde_json::Value, id: u64) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stop_lets_the_requests_in_flight_finish_and_saves_them() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = HostileServer::start(HostileOptions::default())
-        .await
-        .expect("server");
-    let worker = Server::start("worker", &[], dir.path()).await;
-    let store = dir.path().join("items.db");
+    let (server, worker, store) = slow_site(dir.path()).await;
     let engine = AdminEngine::start(
         dir.path(),
         &waiting_task(&server, &worker, 1_500, 6, &store),
@@ -104,12 +109,8 @@ async fn stop_lets_the_requests_in_flight_finish_and_saves_them() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_cancels_the_requests_in_flight_and_the_crawl_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = HostileServer::start(HostileOptions::default())
-        .await
-        .expect("server");
+    let (server, worker, store) = slow_site(dir.path()).await;
     let site = TestSite::start(10).await.expect("site");
-    let worker = Server::start("worker", &[], dir.path()).await;
-    let store = dir.path().join("items.db");
     let engine = AdminEngine::start(
         dir.path(),
         &waiting_task(&server, &worker, 30_000, 4, &store),
@@ -127,28 +128,27 @@ async fn kill_cancels_the_requests_in_flight_and_the_crawl_goes_on() {
         .await;
     assert_eq!(status["skipped"]["task_killed"], 4, "{status:#}");
     // The site saw the two requests in flight dropped, long before their 30 s.
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let waits: Vec<_> = server
-            .log()
-            .into_iter()
+    let waits = |log: &[spinneret_tests::hostile::Hit]| {
+        log.iter()
             .filter(|h| h.path.starts_with("/wait/"))
-            .collect();
-        assert_eq!(waits.len(), 2, "{waits:?}");
-        assert!(
-            waits.iter().all(|h| h.end.is_none()),
-            "none answered: {waits:?}"
-        );
-        if waits.iter().all(|h| h.dropped) {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the killed requests' connections were not dropped: {waits:?}"
-        );
-        // The server's log has no event to wait on.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+            .cloned()
+            .collect::<Vec<_>>()
+    };
+    let dropped = server.wait_for_log(|log| waits(log).iter().all(|h| h.dropped));
+    tokio::time::timeout(Duration::from_secs(10), dropped)
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "the killed requests' connections were not dropped: {:?}",
+                waits(&server.log())
+            )
+        });
+    let waits = waits(&server.log());
+    assert_eq!(waits.len(), 2, "{waits:?}");
+    assert!(
+        waits.iter().all(|h| h.end.is_none()),
+        "none answered: {waits:?}"
+    );
     let run = engine.stop().await;
     assert_eq!(
         items_with(&store, "/wait/").await,
@@ -167,11 +167,7 @@ async fn kill_cancels_the_requests_in_flight_and_the_crawl_goes_on() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_past_its_timeout_ends_timeout_with_its_items_saved() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = HostileServer::start(HostileOptions::default())
-        .await
-        .expect("server");
-    let worker = Server::start("worker", &[], dir.path()).await;
-    let store = dir.path().join("items.db");
+    let (server, worker, store) = slow_site(dir.path()).await;
     let mut args = waiting_task(&server, &worker, 500, 40, &store);
     args.push(s("--task_timeout=2"));
     let engine = AdminEngine::start(dir.path(), &args, None).await;
@@ -357,11 +353,7 @@ async fn a_spider_files_schedule_is_checked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_reports_what_it_is_working_on() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let server = HostileServer::start(HostileOptions::default())
-        .await
-        .expect("server");
-    let worker = Server::start("worker", &[], dir.path()).await;
-    let store = dir.path().join("items.db");
+    let (server, worker, store) = slow_site(dir.path()).await;
     let mut args = waiting_task(&server, &worker, 3_000, 1, &store);
     args.push(s("--heartbeat_ms=100"));
     let engine = AdminEngine::start(dir.path(), &args, None).await;
