@@ -596,11 +596,6 @@ impl Args {
         .map(engine::schedule::Schedule::new)
         .transpose()
         .map_err(|e| EngineError::BadSchedule(e.to_string()))?;
-        if schedule.is_some() && self.cluster.redis.is_some() {
-            return Err(EngineError::BadSchedule(
-                "scheduled tasks are not supported in cluster mode yet".into(),
-            ));
-        }
         let defaults = EngineConfig::default();
         let task = self
             .task

@@ -119,6 +119,18 @@ impl TaskState {
         )
     }
 
+    /// How a run in this state ended; `None` while it goes on.
+    pub fn run_status(self) -> Option<crate::jobs::RunStatus> {
+        use crate::jobs::RunStatus;
+        Some(match self {
+            TaskState::Running | TaskState::Paused | TaskState::Waiting => return None,
+            TaskState::Done | TaskState::Capped => RunStatus::Done,
+            TaskState::Closed | TaskState::Stopped => RunStatus::Stopped,
+            TaskState::Killed => RunStatus::Killed,
+            TaskState::Timeout => RunStatus::Timeout,
+        })
+    }
+
     /// The reason its dropped requests are counted under.
     pub fn drop_reason(self) -> &'static str {
         match self {
@@ -142,6 +154,9 @@ pub enum Hold {
     Cap,
     /// Drop it, counted under this reason.
     Drop(&'static str),
+    /// Of a scheduled run this engine has not read of yet (a shared crawl): look again
+    /// shortly.
+    Wait,
 }
 
 /// One task and its running figures.
@@ -191,6 +206,9 @@ pub struct Task {
     pub restart_pending: bool,
     /// Runs started, for a fresh dedup salt per run.
     pub runs_started: u64,
+    /// In a shared crawl, the scheduled run this engine takes part in, numbered by the
+    /// crawl (0: none yet, or not shared); its requests carry it.
+    pub run_seq: u64,
 }
 
 impl Task {
@@ -204,9 +222,13 @@ impl Task {
         self.def.max_pages.is_some_and(|max| self.outcomes() >= max)
     }
 
-    /// Whether new links of its pages are scheduled: not once it is closed or capped.
-    pub fn accepts_links(&self) -> bool {
-        !self.state.ended() && self.state != TaskState::Waiting && !self.capped()
+    /// Whether new links of its pages of run `run` are scheduled: not once it is closed or
+    /// capped, nor from an earlier run's pages.
+    pub fn accepts_links(&self, run: u64) -> bool {
+        run == self.run_seq
+            && !self.state.ended()
+            && self.state != TaskState::Waiting
+            && !self.capped()
     }
 
     /// What the frontier does with this task's next request.
@@ -241,17 +263,10 @@ impl Task {
     /// How its current run ended, once it has: nothing of it in flight, and nothing more to
     /// send. `None` while it goes on.
     pub fn run_outcome(&self) -> Option<crate::jobs::RunStatus> {
-        use crate::jobs::RunStatus;
         if self.in_flight > 0 {
             return None;
         }
-        Some(match self.state {
-            TaskState::Running | TaskState::Paused | TaskState::Waiting => return None,
-            TaskState::Done | TaskState::Capped => RunStatus::Done,
-            TaskState::Closed | TaskState::Stopped => RunStatus::Stopped,
-            TaskState::Killed => RunStatus::Killed,
-            TaskState::Timeout => RunStatus::Timeout,
-        })
+        self.state.run_status()
     }
 
     /// Its run's figures so far.
@@ -426,6 +441,7 @@ impl Tasks {
             next_tick: None,
             restart_pending: false,
             runs_started: 0,
+            run_seq: 0,
         });
         Ok(id)
     }
@@ -459,9 +475,15 @@ impl Tasks {
             .ok_or(TaskError::NotFound(id))
     }
 
-    /// What the frontier does with a request of task `name`.
-    pub fn hold(&self, name: &str) -> Hold {
-        self.named(name).map_or(Hold::Go, Task::hold)
+    /// What the frontier does with a page of task `name` in its run `run`: one of an
+    /// earlier run is dropped, one of a run not known yet waits.
+    pub fn hold(&self, name: &str, run: u64) -> Hold {
+        match self.named(name) {
+            None => Hold::Go,
+            Some(t) if run < t.run_seq => Hold::Drop(TaskState::Waiting.drop_reason()),
+            Some(t) if run > t.run_seq => Hold::Wait,
+            Some(t) => t.hold(),
+        }
     }
 
     /// Every task.

@@ -2,7 +2,10 @@
 //! leases that survive a dead engine, idempotent completion, compact seen sets, and a Redis
 //! killed and restarted from its append-only file.
 
-use engine::cluster::{Again, Finished, NewUrl, Offer, RedisFrontier, RedisFrontierConfig};
+use engine::cluster::{
+    Again, Finished, NewUrl, Offer, RedisFrontier, RedisFrontierConfig, Tick, tasks::run_key,
+};
+use engine::schedule::Overlap;
 use spinneret_tests::redis::RedisServer;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -32,6 +35,7 @@ fn done(links: &[NewUrl]) -> Finished<'_> {
         robots: None,
         crawl_delay: Duration::ZERO,
         robots_request: false,
+        run: "",
     }
 }
 
@@ -41,6 +45,7 @@ fn url(host: &str, n: u64) -> NewUrl {
         fingerprint: common::fingerprint(&format!("http://{host}/{n}")),
         entry: format!("http://{host}/{n}").into_bytes(),
         robots: Vec::new(),
+        run: String::new(),
     }
 }
 
@@ -413,5 +418,134 @@ async fn a_429_on_a_reaped_lease_still_slows_its_host() {
     assert!(
         f.claim("e", 10).await.expect("claim").is_empty(),
         "the host waits out its back-off though the lease was gone"
+    );
+}
+
+/// A URL of run `run` of task "t".
+fn run_url(host: &str, n: u64, run: u64) -> NewUrl {
+    NewUrl {
+        fingerprint: common::fingerprint(&format!("http://{host}/{n}#{run}")),
+        run: run_key("t", run),
+        ..url(host, n)
+    }
+}
+
+/// Pages of run `run` of task "t" still open, as Redis counts them.
+async fn open_in(f: &mut RedisFrontier, run: u64) -> i64 {
+    let open = f.runs_open().await.expect("runs");
+    let key = run_key("t", run);
+    open.into_iter()
+        .find(|(k, _)| *k == key)
+        .map_or(0, |(_, n)| n)
+}
+
+#[tokio::test]
+async fn each_tick_fires_once_and_a_run_ends_when_nothing_of_it_is_left() {
+    let redis = RedisServer::start().await;
+    let mut f = frontier(&redis, config()).await;
+    let epoch = f
+        .elect("e", Duration::from_secs(10))
+        .await
+        .expect("elect")
+        .expect("leader");
+    let seeds = [run_url("a.test:80", 0, 1)];
+    assert_eq!(
+        f.tick(epoch, "t", 60, Overlap::Skip, 1, &seeds)
+            .await
+            .expect("tick"),
+        (Tick::Started, None)
+    );
+    assert_eq!(f.run_of("t").await.expect("run"), (1, Some(60)));
+    assert_eq!(
+        f.tick(epoch, "t", 60, Overlap::Skip, 2, &[])
+            .await
+            .expect("tick")
+            .0,
+        Tick::FiredBefore,
+        "a tick fires once, whichever leader tries"
+    );
+    assert_eq!(
+        f.tick(epoch + 1, "t", 120, Overlap::Skip, 2, &[])
+            .await
+            .expect("tick")
+            .0,
+        Tick::NotLeader
+    );
+    assert_eq!(
+        f.tick(epoch, "t", 120, Overlap::Skip, 7, &[])
+            .await
+            .expect("tick")
+            .0,
+        Tick::RunMoved
+    );
+    assert_eq!(open_in(&mut f, 1).await, 1, "the seed is open");
+    // The seed's page yields a link (offered as it is answered), then completes.
+    let seed = f.claim("e", 10).await.expect("claim");
+    let link = [run_url("a.test:80", 1, 1)];
+    let done_with_link = Finished {
+        run: &run_key("t", 1),
+        ..done(&link)
+    };
+    assert!(
+        f.complete(&seed[0], done_with_link)
+            .await
+            .expect("complete")
+    );
+    assert_eq!(open_in(&mut f, 1).await, 1, "the link is open");
+    assert_eq!(
+        f.end_runs(epoch, &["t".into()]).await.expect("end"),
+        Some(0)
+    );
+    assert_eq!(
+        f.tick(epoch, "t", 120, Overlap::Skip, 2, &[])
+            .await
+            .expect("tick"),
+        (Tick::Skipped, Some(60)),
+        "the run is still open"
+    );
+    // A retry keeps the page open; its end closes the run.
+    let link = f.claim("e", 10).await.expect("claim");
+    let retry = Finished {
+        again: Again::After(&link[0].entry, Duration::from_millis(1)),
+        run: &run_key("t", 1),
+        ..done(&[])
+    };
+    assert!(f.complete(&link[0], retry).await.expect("complete"));
+    assert_eq!(open_in(&mut f, 1).await, 1, "a retry is still open");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    f.promote(epoch, 10).await.expect("promote");
+    let link = f.claim("e", 10).await.expect("claim");
+    let finished = Finished {
+        run: &run_key("t", 1),
+        ..done(&[])
+    };
+    assert!(f.complete(&link[0], finished).await.expect("complete"));
+    assert_eq!(open_in(&mut f, 1).await, 0);
+    assert_eq!(
+        f.end_runs(epoch, &["t".into()]).await.expect("end"),
+        Some(1)
+    );
+    let read = f.tasks_since(0, 0).await.expect("read").expect("news");
+    assert_eq!(read.states, vec![("t".to_owned(), "done#1".to_owned())]);
+    // The next tick starts run 2; a tick while it is open replaces it when told to.
+    let seeds = [run_url("a.test:80", 0, 2)];
+    assert_eq!(
+        f.tick(epoch, "t", 180, Overlap::Replace, 2, &seeds)
+            .await
+            .expect("tick"),
+        (Tick::Started, Some(120))
+    );
+    assert_eq!(
+        f.tick(epoch, "t", 240, Overlap::Replace, 3, &[])
+            .await
+            .expect("tick")
+            .0,
+        Tick::Replaced
+    );
+    let read = f.tasks_since(0, 0).await.expect("read").expect("news");
+    assert_eq!(read.states, vec![("t".to_owned(), "running#3".to_owned())]);
+    assert_eq!(
+        read.run_ends,
+        vec![("t".to_owned(), "stopped#2".to_owned())]
     );
 }

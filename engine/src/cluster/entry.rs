@@ -14,10 +14,12 @@ struct Entry {
     attempts: u32,
     requeues: u32,
     deaths: Vec<u64>,
+    /// The scheduled run it belongs to (0: its task has no schedule).
+    run: u64,
 }
 
-/// Encodes a new request of `kind` found after `redirects` hops.
-pub fn encode_new(request: &Request, kind: Kind, redirects: u32) -> Vec<u8> {
+/// Encodes a new request of `kind` of run `run`, found after `redirects` hops.
+pub fn encode_new(request: &Request, kind: Kind, redirects: u32, run: u64) -> Vec<u8> {
     encode(&Entry {
         request: request.clone(),
         robots: kind == Kind::Robots,
@@ -25,30 +27,40 @@ pub fn encode_new(request: &Request, kind: Kind, redirects: u32) -> Vec<u8> {
         attempts: 0,
         requeues: 0,
         deaths: Vec::new(),
+        run,
     })
 }
 
-/// The record of a URL to offer: `request` on `host`, with the host's robots.txt request at
+/// Where a new URL goes: its host, its fingerprint, the redirect hops that led to it and
+/// its task's run (0 for a task without a schedule).
+#[derive(Debug)]
+pub struct Place {
+    /// The host key.
+    pub host: String,
+    /// Its fingerprint, salted by task (and run).
+    pub fingerprint: u64,
+    /// Redirect hops that led to it.
+    pub redirects: u32,
+    /// Its task's run.
+    pub run: u64,
+}
+
+/// The record of a URL to offer: `request` at `place`, with the host's robots.txt request at
 /// `robots_url` when this is the first URL of the host the offering engine sends.
-pub fn new_url(
-    request: &Request,
-    host: String,
-    fingerprint: u64,
-    redirects: u32,
-    robots_url: Option<String>,
-) -> super::NewUrl {
+pub fn new_url(request: &Request, place: Place, robots_url: Option<String>) -> super::NewUrl {
     let robots = robots_url.map_or_else(Vec::new, |url| {
         let robots = Request {
             url,
             ..request.clone()
         };
-        encode_new(&robots, Kind::Robots, 0)
+        encode_new(&robots, Kind::Robots, 0, 0)
     });
     super::NewUrl {
-        host,
-        fingerprint,
-        entry: encode_new(request, Kind::Page, redirects),
+        fingerprint: place.fingerprint,
+        entry: encode_new(request, Kind::Page, place.redirects, place.run),
         robots,
+        run: super::tasks::run_key(&request.task, place.run),
+        host: place.host,
     }
 }
 
@@ -61,6 +73,7 @@ pub fn encode_again(d: &Dispatched) -> Vec<u8> {
         attempts: d.attempts,
         requeues: d.requeues,
         deaths: d.deaths.clone(),
+        run: d.run,
     })
 }
 
@@ -93,6 +106,7 @@ pub fn decode(bytes: &[u8], lease: u64, host: String) -> Option<Dispatched> {
         deaths: entry.deaths,
         last_worker: None,
         redirects: entry.redirects,
+        run: entry.run,
     })
 }
 
@@ -120,14 +134,16 @@ mod tests {
             deaths: vec![9],
             last_worker: Some(4),
             redirects: 1,
+            run: 3,
         };
         let back = decode(&encode_again(&d), 77, "a.test:80".into()).expect("decodes");
         assert_eq!(back.id, 77);
         assert_eq!(back.request, request);
         assert_eq!((back.attempts, back.requeues, back.redirects), (2, 1, 1));
         assert_eq!(back.deaths, vec![9]);
+        assert_eq!(back.run, 3);
         assert_eq!(back.last_worker, None, "worker indexes are per engine");
-        let robots = decode(&encode_new(&request, Kind::Robots, 0), 1, "h".into());
+        let robots = decode(&encode_new(&request, Kind::Robots, 0, 0), 1, "h".into());
         assert_eq!(robots.map(|d| d.kind), Some(Kind::Robots));
         assert!(decode(b"\xff\xff", 1, "h".into()).is_none());
     }

@@ -67,6 +67,10 @@ pub struct NewUrl {
     /// The host's robots.txt request, queued first when the host is new to the crawl; empty
     /// when robots.txt is not obeyed (or the engine offered this host before).
     pub robots: Vec<u8>,
+    /// The key of the scheduled run the request belongs to (see
+    /// [`super::tasks::run_key`]), under which Redis counts the run's open pages; empty for
+    /// a task without a schedule.
+    pub run: String,
 }
 
 /// What became of a URL offered to the frontier.
@@ -119,6 +123,9 @@ pub struct Finished<'a> {
     /// Whether the request was the host's robots.txt request (one that waits out a back-off
     /// holds the host).
     pub robots_request: bool,
+    /// The key of the scheduled run of its request (empty for none): the run has one page
+    /// fewer open when the request is done for good.
+    pub run: &'a str,
 }
 
 /// What a claim handed out, and when to ask again.
@@ -151,6 +158,38 @@ pub enum SettleOp<'a> {
     },
 }
 
+/// What a scheduled tick did (see [`RedisFrontier::tick`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tick {
+    /// The engine does not lead the crawl (any more).
+    NotLeader,
+    /// The tick was fired before (by this engine or an earlier leader).
+    FiredBefore,
+    /// The previous run is still open: the tick is skipped.
+    Skipped,
+    /// The new run started, its seeds queued.
+    Started,
+    /// The new run started and the open one was stopped (`overlap = "replace"`).
+    Replaced,
+    /// The task's current run is not the one the engine read: read it again.
+    RunMoved,
+    /// The task is closed: it runs no more.
+    Closed,
+}
+
+/// The crawl's tasks as read from Redis (see [`RedisFrontier::tasks_since`]).
+#[derive(Debug, Default)]
+pub struct TasksRead {
+    /// The tasks' version now.
+    pub version: u64,
+    /// Task records added after those the engine knew.
+    pub records: Vec<String>,
+    /// Every task's state (and run), as stored.
+    pub states: Vec<(String, String)>,
+    /// Runs that were replaced by a newer one, by task: their end, as stored.
+    pub run_ends: Vec<(String, String)>,
+}
+
 /// How much of a crawl is left, as Redis has it.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Counts {
@@ -178,6 +217,8 @@ struct Scripts {
     elect: Script,
     promote: Script,
     finish: Script,
+    tick: Script,
+    runs: Script,
 }
 
 macro_rules! script {
@@ -205,6 +246,8 @@ impl Scripts {
             elect: script!("elect.lua"),
             promote: script!("promote.lua"),
             finish: script!("finish.lua"),
+            tick: script!("tick.lua"),
+            runs: script!("runs.lua"),
         }
     }
 }
@@ -260,7 +303,8 @@ impl RedisFrontier {
                 .arg(url.fingerprint as i64)
                 .arg(url.fingerprint % SEEN_SHARDS)
                 .arg(&url.entry[..])
-                .arg(&url.robots[..]);
+                .arg(&url.robots[..])
+                .arg(&url.run);
         }
     }
 
@@ -375,7 +419,8 @@ impl RedisFrontier {
             .arg(defer.as_millis() as u64)
             .arg(finished.robots.unwrap_or(b""))
             .arg(finished.crawl_delay.as_millis() as u64)
-            .arg(u8::from(finished.robots_request));
+            .arg(u8::from(finished.robots_request))
+            .arg(finished.run);
         Self::push_urls(&mut call, finished.links);
         let held: u8 = call
             .invoke_async(&mut self.conn)
@@ -454,7 +499,8 @@ impl RedisFrontier {
                         .arg(defer.as_millis() as u64)
                         .arg(finished.robots.unwrap_or(b""))
                         .arg(finished.crawl_delay.as_millis() as u64)
-                        .arg(u8::from(finished.robots_request));
+                        .arg(u8::from(finished.robots_request))
+                        .arg(finished.run);
                     Self::push_urls(&mut call, finished.links);
                 }
             }
@@ -670,10 +716,10 @@ impl RedisFrontier {
                 super::tasks::TaskChange::Added(json) => {
                     call.arg("A").arg(json).arg("");
                 }
-                super::tasks::TaskChange::State(name, state) => {
+                super::tasks::TaskChange::State(name, state, run) => {
                     call.arg("S")
                         .arg(name)
-                        .arg(super::tasks::state_name(*state));
+                        .arg(super::tasks::state_value(*state, *run));
                 }
             }
         }
@@ -685,14 +731,13 @@ impl RedisFrontier {
         Ok(answer == 1)
     }
 
-    /// The tasks added after the first `known` and every task state, when the tasks'
-    /// version is not `version` any more: (new version, records, states).
-    #[allow(clippy::type_complexity)]
+    /// The tasks added after the first `known`, every task state and the ends of runs that
+    /// were replaced, when the tasks' version is not `version` any more.
     pub async fn tasks_since(
         &mut self,
         version: u64,
         known: usize,
-    ) -> Result<Option<(u64, Vec<String>, Vec<(String, String)>)>, ClusterError> {
+    ) -> Result<Option<TasksRead>, ClusterError> {
         let now: Option<u64> = redis::cmd("GET")
             .arg(format!("{}:tasks_version", self.prefix))
             .query_async(&mut self.conn)
@@ -702,13 +747,105 @@ impl RedisFrontier {
         if now == version {
             return Ok(None);
         }
-        let (records, states): (Vec<String>, Vec<(String, String)>) = redis::pipe()
+        let (records, states, run_ends) = redis::pipe()
             .lrange(format!("{}:tasks", self.prefix), known as isize, -1)
             .hgetall(format!("{}:task_states", self.prefix))
+            .hgetall(format!("{}:run_ends", self.prefix))
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("read the tasks"))?;
-        Ok(Some((now, records, states)))
+        Ok(Some(TasksRead {
+            version: now,
+            records,
+            states,
+            run_ends,
+        }))
+    }
+
+    /// Leader only: fires tick `at` (Unix seconds) of scheduled task `task`, starting run
+    /// `run` with `seeds` (encoded for that run) unless the tick was fired before, the
+    /// previous run is still open and `overlap` skips, or the task's current run is not
+    /// `run - 1` (see tick.lua). Tells what happened and the task's last tick fired before.
+    pub async fn tick(
+        &mut self,
+        epoch: u64,
+        task: &str,
+        at: i64,
+        overlap: crate::schedule::Overlap,
+        run: u64,
+        seeds: &[NewUrl],
+    ) -> Result<(Tick, Option<i64>), ClusterError> {
+        let mut call = self.scripts.tick.prepare_invoke();
+        call.key(&self.prefix)
+            .arg(epoch)
+            .arg(task)
+            .arg(at)
+            .arg(match overlap {
+                crate::schedule::Overlap::Skip => "skip",
+                crate::schedule::Overlap::Replace => "replace",
+            })
+            .arg(run)
+            .arg(self.config.per_host)
+            .arg(self.config.max_queue_per_host);
+        Self::push_urls(&mut call, seeds);
+        let (code, last): (i64, i64) = call
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("fire a scheduled tick"))?;
+        let tick = match code {
+            -1 => Tick::NotLeader,
+            0 => Tick::FiredBefore,
+            1 => Tick::Skipped,
+            2 => Tick::Started,
+            3 => Tick::RunMoved,
+            4 => Tick::Closed,
+            5 => Tick::Replaced,
+            _ => return Err(ClusterError::Answer("fire a scheduled tick")),
+        };
+        Ok((tick, (last >= 0).then_some(last)))
+    }
+
+    /// The current run of scheduled task `task` as recorded (0 before its first), and the
+    /// last tick fired for it (Unix seconds).
+    pub async fn run_of(&mut self, task: &str) -> Result<(u64, Option<i64>), ClusterError> {
+        let (state, last): (Option<String>, Option<i64>) = redis::pipe()
+            .hget(format!("{}:task_states", self.prefix), task)
+            .hget(format!("{}:ticks", self.prefix), task)
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("read a task's run"))?;
+        let run = state
+            .and_then(|s| super::tasks::parse_state_value(&s))
+            .map_or(0, |(_, run)| run);
+        Ok((run, last))
+    }
+
+    /// Leader only: marks done the current runs of `tasks` that have nothing open any more
+    /// (see runs.lua); returns how many, `None` when `epoch` is stale.
+    pub async fn end_runs(
+        &mut self,
+        epoch: u64,
+        tasks: &[String],
+    ) -> Result<Option<u64>, ClusterError> {
+        let mut call = self.scripts.runs.prepare_invoke();
+        call.key(&self.prefix).arg(epoch);
+        for task in tasks {
+            call.arg(task);
+        }
+        let ended: i64 = call
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("end scheduled runs"))?;
+        Ok(u64::try_from(ended).ok())
+    }
+
+    /// Pages of each scheduled run still open (queued, leased or deferred), by run key.
+    pub async fn runs_open(&mut self) -> Result<Vec<(String, i64)>, ClusterError> {
+        redis::cmd("HGETALL")
+            .arg(format!("{}:run_open", self.prefix))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("count the runs' open pages"))
     }
 
     /// The key prefix of this crawl (its hash tag).

@@ -6,7 +6,7 @@
 
 pub mod discover;
 pub mod engines;
-mod entry;
+pub mod entry;
 mod frontier;
 pub mod leader;
 pub mod run;
@@ -17,12 +17,18 @@ pub mod totals;
 
 pub use frontier::{
     Again, Claim, Claimed, ClusterError, Counts, Finished, NewUrl, Offer, RedisFrontier,
-    RedisFrontierConfig, SEEN_SHARDS, crawl_prefix,
+    RedisFrontierConfig, SEEN_SHARDS, TasksRead, Tick, crawl_prefix,
 };
 pub use shared::{RedisGone, SharedConfig, SharedFrontier, read_record};
 
 /// The crawl's own task's seeds as the leader queues them (once, when it seeds the crawl).
 pub fn seed_urls(def: &crate::tasks::TaskDef, robots: bool) -> Vec<NewUrl> {
+    run_seeds(def, robots, 0, 0)
+}
+
+/// A task's seeds for run `run` (0: a task without a schedule), fingerprinted with `salt`,
+/// each host with its robots.txt request.
+pub fn run_seeds(def: &crate::tasks::TaskDef, robots: bool, run: u64, salt: u64) -> Vec<NewUrl> {
     let mut offered = std::collections::HashSet::new();
     def.seed_requests()
         .map(|(seed, request)| {
@@ -30,9 +36,12 @@ pub fn seed_urls(def: &crate::tasks::TaskDef, robots: bool) -> Vec<NewUrl> {
             let first = robots && offered.insert(host.clone());
             entry::new_url(
                 &request,
-                host,
-                common::fingerprint(seed.as_str()),
-                0,
+                entry::Place {
+                    host,
+                    fingerprint: common::fingerprint(seed.as_str()) ^ salt,
+                    redirects: 0,
+                    run,
+                },
                 first.then(|| crate::robots::robots_url(seed)),
             )
         })

@@ -108,7 +108,11 @@ pub async fn run(
     let sink = ItemSink::start(target, crate::sink_config(&config), state.clone());
     let engine = common::registry::node_id("engine");
     let def = TaskDef::from_config(&config);
-    let seeds = super::seed_urls(&def, config.robots);
+    // A scheduled task's seeds are queued at its ticks, by the leader.
+    let seeds = match def.schedule {
+        Some(_) => Vec::new(),
+        None => super::seed_urls(&def, config.robots),
+    };
     let admin_addr = operate
         .admin
         .as_ref()

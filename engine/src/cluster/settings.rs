@@ -26,6 +26,9 @@ pub struct CrawlSettings {
     retries: u32,
     max_redirects: u32,
     max_url_len: usize,
+    /// The crawl's own task's schedule (settings from before schedules have none).
+    #[serde(default)]
+    schedule: Option<crate::schedule::ScheduleSpec>,
 }
 
 impl CrawlSettings {
@@ -46,6 +49,7 @@ impl CrawlSettings {
             retries: config.retries,
             max_redirects: config.max_redirects,
             max_url_len: config.max_url_len,
+            schedule: config.schedule.as_ref().map(|s| s.spec.clone()),
         }
     }
 
@@ -121,6 +125,11 @@ impl CrawlSettings {
             self.max_url_len.to_string(),
             other.max_url_len.to_string(),
         );
+        check(
+            "--schedule",
+            format!("{:?}", self.schedule),
+            format!("{:?}", other.schedule),
+        );
         out
     }
 
@@ -151,6 +160,12 @@ impl CrawlSettings {
         config.retries = self.retries;
         config.max_redirects = self.max_redirects;
         config.max_url_len = self.max_url_len;
+        config.schedule = self
+            .schedule
+            .clone()
+            .map(crate::schedule::Schedule::new)
+            .transpose()
+            .map_err(|e| e.to_string())?;
         Ok(())
     }
 }

@@ -50,6 +50,8 @@ struct Completion {
     robots: Option<Vec<u8>>,
     crawl_delay: Duration,
     robots_request: bool,
+    /// The key of its scheduled run (empty for none).
+    run: String,
 }
 
 /// Whether a completed request is sent again, owned.
@@ -239,24 +241,16 @@ impl SharedFrontier {
         }
     }
 
-    /// The URL record to offer for `request` on `host`: with the host's robots.txt request
+    /// The URL record to offer for `request` at `place`: with the host's robots.txt request
     /// the first time this engine offers the host.
     pub fn new_url(
         &mut self,
         request: &Request,
-        host: String,
-        fingerprint: u64,
-        redirects: u32,
+        place: entry::Place,
         robots_url: impl FnOnce() -> String,
     ) -> NewUrl {
-        let first = self.obey_robots && self.offered.insert(host.clone());
-        entry::new_url(
-            request,
-            host,
-            fingerprint,
-            redirects,
-            first.then(robots_url),
-        )
+        let first = self.obey_robots && self.offered.insert(place.host.clone());
+        entry::new_url(request, place, first.then(robots_url))
     }
 
     /// Records a URL found this turn; it is offered with the turn's completion, unless this
@@ -273,8 +267,9 @@ impl SharedFrontier {
         self.turn.links.push(url);
     }
 
-    /// The next claimed request, or why it is not sent.
-    pub fn pop(&mut self, hold: impl Fn(&str) -> Hold) -> Option<Popped> {
+    /// The next claimed request, or why it is not sent. `hold` says, by task and run, what
+    /// becomes of a page.
+    pub fn pop(&mut self, hold: impl Fn(&str, u64) -> Hold) -> Option<Popped> {
         let d = self.local.pop_front()?;
         if !self.held.contains(d.id) {
             // Its lease ended before it was sent (the engine stalled): the request went back
@@ -282,8 +277,13 @@ impl SharedFrontier {
             return None;
         }
         if d.kind == Kind::Page {
-            match hold(&d.request.task) {
+            match hold(&d.request.task, d.run) {
                 Hold::Go => {}
+                Hold::Wait => {
+                    // A run this engine has not read of yet: it will have, shortly.
+                    self.defer(d, 2 * TICK);
+                    return None;
+                }
                 Hold::Drop(reason) => return Some(Popped::Skip(d, reason)),
                 Hold::Cap => return Some(Popped::Skip(d, "task_max_pages")),
                 Hold::Park => {
@@ -485,9 +485,14 @@ impl SharedFrontier {
     }
 
     fn end(&mut self, d: &Dispatched, again: Pending) {
+        let run = match d.kind {
+            Kind::Page => super::tasks::run_key(&d.request.task, d.run),
+            Kind::Robots => String::new(),
+        };
         self.turn.ends.push(Completion {
             again,
             robots_request: d.kind == Kind::Robots,
+            run,
             ..Completion::never(d.id, d.host.clone())
         });
     }
@@ -672,6 +677,7 @@ impl SharedFrontier {
                             robots: c.robots.as_deref(),
                             crawl_delay: c.crawl_delay,
                             robots_request: c.robots_request,
+                            run: &c.run,
                         },
                     },
                 })
@@ -743,7 +749,7 @@ impl SharedFrontier {
 
     /// Reads what changed in the crawl's tasks since the last look; `None` when nothing did.
     pub async fn task_news(&mut self) -> Option<super::tasks::TaskNews> {
-        let (version, records, states) = match self
+        let read = match self
             .redis
             .tasks_since(self.tasks_version, self.tasks_known)
             .await
@@ -755,9 +761,9 @@ impl SharedFrontier {
                 return None;
             }
         };
-        self.tasks_version = version;
+        self.tasks_version = read.version;
         let mut news = super::tasks::TaskNews::default();
-        for record in records {
+        for record in read.records {
             self.tasks_known += 1;
             match serde_json::from_str::<super::tasks::TaskSpec>(&record)
                 .map_err(|e| e.to_string())
@@ -767,11 +773,45 @@ impl SharedFrontier {
                 Err(why) => warn!(%why, "a task recorded in redis is unusable; skipped"),
             }
         }
-        news.states = states
-            .into_iter()
-            .filter_map(|(name, state)| super::tasks::parse_state(&state).map(|s| (name, s)))
-            .collect();
+        let parse = |list: Vec<(String, String)>| {
+            list.into_iter()
+                .filter_map(|(name, value)| {
+                    super::tasks::parse_state_value(&value).map(|(s, run)| (name, s, run))
+                })
+                .collect::<Vec<_>>()
+        };
+        news.states = parse(read.states);
+        news.run_ends = parse(read.run_ends);
         Some(news)
+    }
+
+    /// The leader's epoch, while this engine leads the crawl.
+    pub fn leading(&self) -> Option<u64> {
+        match *self.role.borrow() {
+            super::leader::Role::Leader(epoch) => Some(epoch),
+            _ => None,
+        }
+    }
+
+    /// The Redis side of the shared frontier, for the leader's scheduled ticks.
+    pub fn redis(&mut self) -> &mut RedisFrontier {
+        &mut self.redis
+    }
+
+    /// Remembers seeds offered outside the crawl loop's turns (a scheduled run's, with its
+    /// tick): they are not offered again by this engine.
+    pub fn offered_seeds(&mut self, seeds: &[NewUrl]) {
+        for seed in seeds {
+            self.offered_urls.insert(seed.fingerprint);
+            if !seed.robots.is_empty() {
+                self.offered.insert(seed.host.clone());
+            }
+        }
+    }
+
+    /// Whether robots.txt is obeyed (a run's seeds carry their hosts' robots.txt requests).
+    pub fn obeys_robots(&self) -> bool {
+        self.obey_robots
     }
 
     /// Keeps the crawl's view of Redis current: retries what failed, reads the crawl's
@@ -899,6 +939,7 @@ impl Completion {
             robots: None,
             crawl_delay: Duration::ZERO,
             robots_request: false,
+            run: String::new(),
         }
     }
 }

@@ -82,8 +82,42 @@ impl TaskSpec {
 pub enum TaskChange {
     /// A task was added (its JSON record).
     Added(String),
-    /// A task's state changed.
-    State(String, TaskState),
+    /// A task's state changed, in its run (0 for a task without a schedule).
+    State(String, TaskState, u64),
+}
+
+/// The key a scheduled run's open pages are counted under in Redis (`RUN:TASK`); empty for
+/// run 0, a task without a schedule, whose pages are not counted.
+pub fn run_key(task: &str, run: u64) -> String {
+    if run == 0 {
+        String::new()
+    } else {
+        format!("{run}:{task}")
+    }
+}
+
+/// The dedup salt of run `run` of `task` in a shared crawl: every engine derives the same
+/// one from the run's number, which Redis hands out once per crawl.
+pub fn run_salt(task: &str, run: u64) -> u64 {
+    common::fingerprint(&format!("task:{task}:run:{run}"))
+}
+
+/// A task's state as stored: `STATE#RUN` for a scheduled task's run, the state alone
+/// otherwise.
+pub fn state_value(state: TaskState, run: u64) -> String {
+    if run == 0 {
+        state_name(state).to_owned()
+    } else {
+        format!("{}#{run}", state_name(state))
+    }
+}
+
+/// A stored state and run read back.
+pub fn parse_state_value(value: &str) -> Option<(TaskState, u64)> {
+    match value.split_once('#') {
+        Some((state, run)) => Some((parse_state(state)?, run.parse().ok()?)),
+        None => Some((parse_state(value)?, 0)),
+    }
 }
 
 /// The name of a state as stored.
@@ -122,6 +156,30 @@ pub fn parse_state(name: &str) -> Option<TaskState> {
 pub struct TaskNews {
     /// Tasks added, in order.
     pub added: Vec<TaskDef>,
-    /// Every task's state an operator set, by name.
-    pub states: Vec<(String, TaskState)>,
+    /// Every task's state an operator (or, for a scheduled task, the leader) set, by
+    /// name, with its run.
+    pub states: Vec<(String, TaskState, u64)>,
+    /// Scheduled runs that ended when a newer run replaced them: task, state, run.
+    pub run_ends: Vec<(String, TaskState, u64)>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_and_runs_survive_the_round_trip() {
+        for (state, run) in [(TaskState::Running, 0), (TaskState::Done, 7)] {
+            assert_eq!(
+                parse_state_value(&state_value(state, run)),
+                Some((state, run))
+            );
+        }
+        assert_eq!(state_value(TaskState::Stopped, 3), "stopped#3");
+        assert_eq!(parse_state_value("bogus#1"), None);
+        assert_eq!(parse_state_value("done#x"), None);
+        assert_eq!(run_key("t", 0), "");
+        assert_eq!(run_key("a:b", 2), "2:a:b");
+        assert_ne!(run_salt("t", 1), run_salt("t", 2));
+    }
 }

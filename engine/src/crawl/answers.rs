@@ -113,7 +113,7 @@ impl Crawl {
                             truncated: result.items_truncated,
                         };
                         self.tally(task, page);
-                        self.follow(&dispatched.request, &result, now);
+                        self.follow(&dispatched, &result, now);
                     }
                 }
                 // The request leaves the queue with its links and items, in one transaction.
@@ -350,7 +350,7 @@ impl Crawl {
         let Some(task) = self.tasks.index(&from.request.task) else {
             return;
         };
-        if !self.tasks.at(task).accepts_links() {
+        if !self.tasks.at(task).accepts_links(from.run) {
             return;
         }
         let name = &from.request.task;
@@ -370,12 +370,14 @@ impl Crawl {
     }
 
     /// Schedules the links of a parsed page that are new, in scope and within the limits.
-    fn follow(&mut self, parent: &Request, result: &ParseResult, now: Instant) {
+    fn follow(&mut self, from: &Dispatched, result: &ParseResult, now: Instant) {
+        let parent = &from.request;
         let Some(task) = self.tasks.index(&parent.task) else {
             return;
         };
-        if !self.tasks.at(task).accepts_links() {
-            // Closed, or at its page cap: its links would only be fetched to be dropped.
+        if !self.tasks.at(task).accepts_links(from.run) {
+            // Closed, at its page cap, or of a run that ended: its links would only be
+            // fetched to be dropped.
             self.summary.links_over_limit += result.requests.len() as u64;
             return;
         }

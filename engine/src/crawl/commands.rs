@@ -49,7 +49,8 @@ impl Crawl {
                 serde_json::to_string(&TaskSpec::from_def(&task.def)).unwrap_or_default(),
             )
         } else {
-            TaskChange::State(view.name.clone(), view.state)
+            let run = self.tasks.named(&view.name).map_or(0, |t| t.run_seq);
+            TaskChange::State(view.name.clone(), view.state, run)
         };
         if let Some(shared) = self.frontier.shared() {
             shared.task_changed(change);
@@ -80,11 +81,43 @@ impl Crawl {
                 warn!(cause = %e, "could not take up the crawl's new task");
             }
         }
-        for (name, state) in news.states {
+        for (name, state, run) in news.run_ends {
+            // A run replaced by a newer one: stopped, its requests in flight finish.
+            let Some(task) = self.tasks.named(&name) else {
+                continue;
+            };
+            if task.run_seq == run && task.run_open && !task.state.ended() {
+                let id = task.id;
+                if let Err(e) = self.end_task(id, state) {
+                    debug!(task = %name, cause = %e, "a replaced run did not end here");
+                }
+            }
+        }
+        for (name, state, run) in news.states {
             let Some(task) = self.tasks.named(&name) else {
                 continue;
             };
             let id = task.id;
+            if run > task.run_seq {
+                self.newer_run(id, state, run);
+                continue;
+            }
+            if run < task.run_seq {
+                continue;
+            }
+            if run > 0
+                && state == TaskState::Done
+                && matches!(
+                    task.state,
+                    TaskState::Running | TaskState::Paused | TaskState::Capped
+                )
+            {
+                // The leader found nothing of the run left in the crawl.
+                if let Ok(task) = self.tasks.by_id_mut(id) {
+                    task.state = TaskState::Done;
+                }
+                continue;
+            }
             let changed = match (task.state, state) {
                 (now, wanted) if now == wanted => continue,
                 (_, TaskState::Paused) => self.pause_task(id),
@@ -112,11 +145,6 @@ impl Crawl {
     ) -> Result<TaskView, TaskError> {
         if self.stopping {
             return Err(TaskError::Stopped);
-        }
-        if def.schedule.is_some() && self.frontier.shared().is_some() {
-            return Err(TaskError::Invalid(
-                "scheduled tasks are not supported in cluster mode yet".into(),
-            ));
         }
         let id = self.tasks.add(def)?;
         let def = self.tasks.by_id_mut(id)?.def.clone();
@@ -228,6 +256,10 @@ impl Crawl {
     /// Keeps a scheduled task added through the API in the jobs store, for a restarted
     /// engine.
     fn keep_schedule(&mut self, id: u64) {
+        if self.frontier.shared().is_some() {
+            // A shared crawl keeps its tasks in Redis.
+            return;
+        }
         let (Some(jobs), Ok(task)) = (self.handle.jobs.clone(), self.tasks.by_id_mut(id)) else {
             return;
         };
@@ -261,9 +293,16 @@ impl Crawl {
             })
             .map(|t| t.id)
             .collect();
+        let leading = self
+            .frontier
+            .shared()
+            .is_some_and(|s| s.leading().is_some());
         for id in late {
-            if let Err(e) = self.end_task(id, TaskState::Timeout) {
-                debug!(id, cause = %e, "a task's deadline did not apply");
+            match self.end_task(id, TaskState::Timeout) {
+                // The leader's deadline is the crawl's: every engine stops the run.
+                Ok(view) if leading => self.share_task_change(&view, false),
+                Ok(_) => {}
+                Err(e) => debug!(id, cause = %e, "a task's deadline did not apply"),
             }
         }
     }

@@ -8,6 +8,7 @@ mod figures;
 mod queue;
 mod runs;
 mod schedules;
+mod shared_runs;
 mod tally;
 
 use crate::cluster::SharedFrontier;
@@ -172,6 +173,9 @@ pub struct Crawl {
     warned_blocked: bool,
     /// The clock schedules go by.
     clock: Arc<dyn crate::schedule::SchedulerClock>,
+    /// Whether this engine, leading a shared crawl, read the ticks fired before it led
+    /// (see `shared_runs`).
+    ticks_synced: bool,
     /// Answers to operators' commands held until the turn's changes are in Redis (cluster).
     replies: Vec<(
         crate::control::Reply,
@@ -284,6 +288,7 @@ impl Crawl {
             suspects_in_flight: 0,
             warned_blocked: false,
             clock,
+            ticks_synced: false,
             replies: Vec::new(),
         }
     }
@@ -477,6 +482,7 @@ impl Crawl {
                         }
                     }
                     self.take_task_news().await;
+                    self.look_after_shared_runs().await;
                 }
                 Event::Lease(Some(lease)) => {
                     if let Some(call) = self.dispatch(lease) {
@@ -489,7 +495,7 @@ impl Crawl {
                     });
                 }
                 Event::Wake => {}
-                Event::Tick => self.fire_ticks(),
+                Event::Tick => self.fire_ticks().await,
                 Event::DrainOver => {
                     // They stay in the durable queue (or leased in Redis, until their leases
                     // end) and are fetched again on resume.
@@ -556,7 +562,7 @@ impl Crawl {
             let suspect_wait = (self.suspects_in_flight > 0).then_some(SUSPECT_WAIT);
             match self
                 .frontier
-                .pop(now, |task| tasks.hold(task), suspect_wait)
+                .pop(now, |task, run| tasks.hold(task, run), suspect_wait)
             {
                 None => {
                     let room = self.config.concurrency.saturating_sub(self.in_flight);
@@ -654,7 +660,10 @@ impl Crawl {
     /// task is the engine's own.
     fn push(&mut self, url: &Url, request: Request, found: Found, now: Instant) -> bool {
         let index = self.tasks.index(&request.task);
-        let salt = index.map_or(0, |i| self.tasks.at(i).salt);
+        let (salt, run) = index.map_or((0, 0), |i| {
+            let task = self.tasks.at(i);
+            (task.salt, task.run_seq)
+        });
         let fp = fingerprint(url.as_str()) ^ salt;
         let host = host_key(url);
         let redirects = match found {
@@ -675,9 +684,13 @@ impl Crawl {
         let id = self.next_id;
         let entry = self.is_durable(index).then(|| request.clone());
         let task = request.task.clone();
-        let queued = self
-            .frontier
-            .push(url, request, host, fp, redirects, id, now);
+        let place = crate::cluster::entry::Place {
+            host,
+            fingerprint: fp,
+            redirects,
+            run,
+        };
+        let queued = self.frontier.push(url, request, place, id, now);
         if queued {
             self.next_id += 1;
             if let Some(t) = self.tasks.named_mut(&task) {

@@ -3,6 +3,7 @@
 //! crawl loop, tasks, politeness and admin code are the same in both.
 
 use crate::cluster::SharedFrontier;
+pub use crate::cluster::entry::Place;
 use crate::frontier::{Admission, Dispatched, Frontier, Popped};
 use crate::robots::{self, Rules};
 use crate::tasks::Hold;
@@ -32,41 +33,47 @@ impl Queue {
         }
     }
 
-    /// Queues a request; says whether it was queued here and now (the shared frontier queues
-    /// it with the turn's completion, deduplicated in Redis, and says `false`).
-    #[allow(clippy::too_many_arguments)]
+    /// Queues a request at `place` (the shared frontier's run is ignored here: an embedded
+    /// run's leftovers are dropped before the next run starts); says whether it was queued
+    /// here and now (the shared frontier queues it with the turn's completion, deduplicated
+    /// in Redis, and says `false`).
     pub fn push(
         &mut self,
         url: &Url,
         request: Request,
-        host: String,
-        fingerprint: u64,
-        redirects: u32,
+        place: Place,
         id: u64,
         now: Instant,
     ) -> bool {
         let robots_url = || robots::robots_url(url);
         match self {
-            Queue::Embedded(f) => {
-                f.push(request, host, fingerprint, redirects, id, robots_url, now)
-            }
+            Queue::Embedded(f) => f.push(
+                request,
+                place.host,
+                place.fingerprint,
+                place.redirects,
+                id,
+                robots_url,
+                now,
+            ),
             Queue::Shared(s) => {
-                let new = s.new_url(&request, host, fingerprint, redirects, robots_url);
+                let new = s.new_url(&request, place, robots_url);
                 s.push(new);
                 false
             }
         }
     }
 
-    /// The next request to send, or why one is not sent.
+    /// The next request to send, or why one is not sent; `hold` says, by task and run, what
+    /// becomes of a page (the embedded frontier's pages are all of run 0).
     pub fn pop(
         &mut self,
         now: Instant,
-        hold: impl Fn(&str) -> Hold,
+        hold: impl Fn(&str, u64) -> Hold,
         suspect_wait: Option<Duration>,
     ) -> Option<Popped> {
         match self {
-            Queue::Embedded(f) => f.pop(now, hold, suspect_wait),
+            Queue::Embedded(f) => f.pop(now, |task| hold(task, 0), suspect_wait),
             Queue::Shared(s) => s.pop(hold),
         }
     }

@@ -63,7 +63,7 @@ impl Crawl {
         }
     }
 
-    fn end_run(&mut self, id: u64, status: RunStatus, reason: Option<&str>) {
+    pub(super) fn end_run(&mut self, id: u64, status: RunStatus, reason: Option<&str>) {
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };

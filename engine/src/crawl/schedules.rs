@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 /// Ticks missed while the engine was down counted at most (they are skipped, not caught up).
-const MISSED_TICKS_COUNTED: u64 = 100_000;
+pub(super) const MISSED_TICKS_COUNTED: u64 = 100_000;
 
 impl Crawl {
     /// The earliest tick of any scheduled task.
@@ -33,6 +33,10 @@ impl Crawl {
         task.next_tick = schedule.next_after(now);
         let name = task.def.name.clone();
         info!(task = %name, cron = %schedule.spec.cron, timezone = %schedule.spec.timezone, next = ?task.next_tick, "task scheduled");
+        if self.frontier.shared().is_some() {
+            // The leader counts a shared crawl's missed ticks, from the last one fired.
+            return;
+        }
         let last = self
             .handle
             .jobs
@@ -55,8 +59,11 @@ impl Crawl {
         }
     }
 
-    /// Fires every tick that is due.
-    pub(super) fn fire_ticks(&mut self) {
+    /// Fires every tick that is due (in a shared crawl, see `fire_shared_ticks`).
+    pub(super) async fn fire_ticks(&mut self) {
+        if self.frontier.shared().is_some() {
+            return self.fire_shared_ticks().await;
+        }
         let now = self.clock.now();
         let due: Vec<u64> = self
             .tasks
@@ -141,16 +148,33 @@ impl Crawl {
 
     /// Starts a new run of a task: its counters from zero, a fresh dedup, its seeds queued.
     pub(super) fn start_run(&mut self, id: u64) {
+        self.begin_run(id, None);
+    }
+
+    /// Starts a run of a task: its counters from zero and a fresh dedup. `shared` is the run
+    /// of a shared crawl this engine takes part in, numbered by the crawl, whose seeds the
+    /// leader queued with its tick; `None` starts a run of this engine's own and queues its
+    /// seeds.
+    pub(super) fn begin_run(&mut self, id: u64, shared: Option<u64>) {
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };
         let run = task.runs_started + 1;
-        // A salt no earlier run of the task used, in this process or before it: the run's
-        // dedup starts empty.
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos());
-        task.salt = common::fingerprint(&format!("task:{}:run:{run}:{nonce}", task.def.name));
+        task.salt = match shared {
+            // Every engine of the crawl derives the same dedup from the run's number.
+            Some(number) => {
+                task.run_seq = number;
+                crate::cluster::tasks::run_salt(&task.def.name, number)
+            }
+            // A salt no earlier run of the task used, in this process or before it: the
+            // run's dedup starts empty.
+            None => {
+                let nonce = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                common::fingerprint(&format!("task:{}:run:{run}:{nonce}", task.def.name))
+            }
+        };
         task.state = TaskState::Running;
         task.pages_ok = 0;
         task.pages_failed = 0;
@@ -160,9 +184,11 @@ impl Crawl {
         task.kill = tokio_util::sync::CancellationToken::new();
         task.started = Instant::now();
         let def = task.def.clone();
-        info!(id, task = %def.name, run, "scheduled run started");
+        info!(id, task = %def.name, run = shared.unwrap_or(run), "scheduled run started");
         self.record_run_start(id);
-        self.push_seeds(&def, Instant::now());
+        if shared.is_none() {
+            self.push_seeds(&def, Instant::now());
+        }
         if let Ok(task) = self.tasks.by_id_mut(id) {
             task.settle();
         }
@@ -190,7 +216,8 @@ impl Crawl {
         let Some(jobs) = self.handle.jobs.clone() else {
             return;
         };
-        if !self.config.serve {
+        // A shared crawl keeps its tasks in Redis.
+        if !self.config.serve || self.frontier.shared().is_some() {
             return;
         }
         let kept = match jobs.schedules() {

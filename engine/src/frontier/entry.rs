@@ -130,6 +130,7 @@ impl Origins {
             deaths: q.deaths.map(Vec::from).unwrap_or_default(),
             last_worker: q.last_worker.map(|w| w as usize),
             redirects: q.redirects,
+            run: 0,
         }
     }
 }

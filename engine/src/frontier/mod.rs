@@ -52,6 +52,9 @@ pub struct Dispatched {
     pub last_worker: Option<usize>,
     /// Redirect hops that led to this request.
     pub redirects: u32,
+    /// The scheduled run it belongs to in a shared crawl (0: its task has no schedule, or
+    /// the frontier is embedded, where a run's leftovers are dropped before the next starts).
+    pub run: u64,
 }
 
 /// What [`Frontier::pop`] hands out.
@@ -326,7 +329,7 @@ impl Frontier {
             if d.kind == Kind::Page {
                 match hold(self.origins.task(&d)) {
                     Hold::Go => {}
-                    Hold::Park | Hold::Cap => {
+                    Hold::Park | Hold::Cap | Hold::Wait => {
                         self.parked.push((name.clone(), d));
                         self.schedule(&name, now);
                         continue;

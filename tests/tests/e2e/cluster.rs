@@ -741,3 +741,187 @@ async fn a_finished_crawl_stays_done_until_fresh() {
     );
     assert!(site.hits().values().all(|n| *n == 2), "{:?}", site.hits());
 }
+
+/// One engine of crawl "scheduled" over `cluster`, run in this process so that its schedule
+/// goes by `clock`, with its own jobs store in `dir`; `seeds` and `cron` start the crawl (an
+/// engine without them joins it and adopts its schedule).
+fn scheduled_engine(
+    cluster: &Cluster,
+    dir: &Path,
+    name: &str,
+    clock: &std::sync::Arc<engine::schedule::ManualClock>,
+    seeds: &[String],
+    cron: Option<&str>,
+) -> engine::config::EngineConfig {
+    engine::config::EngineConfig {
+        cluster: Some(engine::config::ClusterConfig {
+            redis: cluster.url.clone(),
+            crawl: "scheduled".into(),
+            lease: Duration::from_secs(15),
+            redis_timeout: Duration::from_secs(60),
+            advertise: None,
+            redis_tls: Default::default(),
+        }),
+        seeds: seeds
+            .iter()
+            .map(|s| engine::parse_seed(s).expect("seed"))
+            .collect(),
+        task: "nightly".into(),
+        schedule: cron.map(|cron| {
+            engine::schedule::Schedule::new(engine::schedule::ScheduleSpec {
+                cron: cron.into(),
+                timezone: "UTC".into(),
+                overlap: engine::schedule::Overlap::Skip,
+            })
+            .expect("schedule")
+        }),
+        jobs: Some(dir.join(format!("jobs-{name}.db"))),
+        scheduler_clock: Some(clock.clone()),
+        state_dir: None,
+        ..engine::config::EngineConfig::default()
+    }
+}
+
+/// The runs of task 1 as the engine at `base` lists them, newest first.
+async fn runs_at(http: &reqwest::Client, base: &str) -> Vec<serde_json::Value> {
+    let answer = http.get(format!("{base}/api/tasks/1/runs")).send().await;
+    match answer {
+        Ok(answer) => json_of(answer).await,
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Polls the engine at `base` (bounded) until it lists `n` runs of task 1, the newest done;
+/// fails at once if it lists more.
+async fn wait_for_runs(http: &reqwest::Client, base: &str, n: usize) -> Vec<serde_json::Value> {
+    let started = tokio::time::Instant::now();
+    loop {
+        let runs = runs_at(http, base).await;
+        assert!(runs.len() <= n, "more runs than ticks at {base}: {runs:#?}");
+        if runs.len() == n && runs[0]["status"] == "done" {
+            return runs;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "waited for {n} runs at {base}: {runs:#?}"
+        );
+        // The run history is read through the admin API: there is no event to wait on.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Every page of the site was fetched exactly `n` times: once per run, however many engines.
+fn assert_fetched_times(site: &TestSite, n: u64) {
+    let hits = site.hits();
+    for path in site.site.ok_paths() {
+        assert_eq!(hits.get(&path).copied().unwrap_or(0), n, "{path}: {hits:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_crawl_runs_once_per_tick_across_engines_and_a_new_leader_fires_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::with_workers(dir.path(), 1).await;
+    let site = TestSite::start(8).await.expect("site");
+    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:30Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc);
+    let clock = engine::schedule::ManualClock::new(start);
+    let mut config_a = scheduled_engine(
+        &cluster,
+        dir.path(),
+        "a",
+        &clock,
+        &[site.url("/")],
+        Some("* * * * *"),
+    );
+    let mut config_b = scheduled_engine(&cluster, dir.path(), "b", &clock, &[], None);
+    // The test site is on 127.0.0.1 (the engines' own workers are not used in cluster mode).
+    config_a.local_worker.fetch.addresses.allow_private = true;
+    config_b.local_worker.fetch.addresses.allow_private = true;
+    let listener_a = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let listener_b = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let admin_a = format!("http://{}", listener_a.local_addr().expect("addr"));
+    let admin_b = format!("http://{}", listener_b.local_addr().expect("addr"));
+    let operate = |listener| engine::Operate {
+        admin: Some(listener),
+        ..engine::Operate::default()
+    };
+    let stop_a = tokio_util::sync::CancellationToken::new();
+    let stop_b = tokio_util::sync::CancellationToken::new();
+    let a_leads = tokio::sync::Notify::new();
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("client");
+    let engine_b = async {
+        // Engine a leads (it is alone until it does), so that stopping it is a failover.
+        a_leads.notified().await;
+        engine::run_with(config_b, operate(listener_b), stop_b.clone()).await
+    };
+    let test = async {
+        let started = tokio::time::Instant::now();
+        loop {
+            let engines: Vec<serde_json::Value> =
+                match http.get(format!("{admin_a}/api/engines")).send().await {
+                    Ok(answer) => json_of(answer).await,
+                    Err(_) => Vec::new(),
+                };
+            if engines.iter().any(|e| e["role"] == "leader") {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{engines:#?}");
+            // Engines report once a second: there is no event to wait on.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        a_leads.notify_one();
+        let started = tokio::time::Instant::now();
+        loop {
+            let task: serde_json::Value =
+                match http.get(format!("{admin_b}/api/tasks/1")).send().await {
+                    Ok(answer) => json_of(answer).await,
+                    Err(_) => serde_json::Value::Null,
+                };
+            if task["state"] == "waiting" {
+                break;
+            }
+            assert!(started.elapsed() < Duration::from_secs(30), "{task:#?}");
+            // Engine b serves its admin API once it has joined: no event to wait on.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for n in 1..=2 {
+            clock.advance(Duration::from_secs(60));
+            wait_for_runs(&http, &admin_a, n).await;
+            wait_for_runs(&http, &admin_b, n).await;
+            assert_fetched_times(&site, n as u64);
+        }
+        // The leader goes; the next tick is fired once, by the engine that takes over.
+        stop_a.cancel();
+        clock.advance(Duration::from_secs(60));
+        let runs = wait_for_runs(&http, &admin_b, 3).await;
+        assert_fetched_times(&site, 3);
+        assert!(runs.iter().all(|r| r["status"] == "done"), "{runs:#?}");
+        assert!(
+            runs.iter().all(|r| r["pages_ok"].as_u64().is_some()),
+            "{runs:#?}"
+        );
+        stop_b.cancel();
+    };
+    let (a, b, ()) = tokio::join!(
+        engine::run_with(config_a, operate(listener_a), stop_a.clone()),
+        engine_b,
+        test
+    );
+    a.expect("engine a");
+    b.expect("engine b");
+}
+
+/// A JSON answer's body, or the default when it is not JSON.
+async fn json_of<T: serde::de::DeserializeOwned + Default>(answer: reqwest::Response) -> T {
+    let text = answer.text().await.unwrap_or_default();
+    serde_json::from_str(&text).unwrap_or_default()
+}

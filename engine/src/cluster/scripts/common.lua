@@ -76,7 +76,9 @@ end
 -- when not empty, is the host's robots.txt request: queued first if the host is new, and
 -- the host sends nothing else until its rules are known (see claim). `batch` carries what
 -- one call's offers share: queue lengths and hosts to reschedule, settled by `offer_end`.
-local function offer(host, fp, shard, entry, robots, bounded, max_queue, batch)
+-- `run`, when not empty, is the scheduled run the URL belongs to (see `run_open`): a URL
+-- queued counts as open in it.
+local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, batch)
   local q = K .. ':q:' .. host
   local len = batch.lengths[host]
   if len == nil then
@@ -104,12 +106,25 @@ local function offer(host, fp, shard, entry, robots, bounded, max_queue, batch)
   batch.lengths[host] = len + 1
   batch.queued = batch.queued + 1
   batch.hosts[host] = true
+  if run ~= '' then
+    batch.runs[run] = (batch.runs[run] or 0) + 1
+  end
   return 0
 end
 
 -- What one call's offers share.
 local function offer_batch()
-  return {lengths = {}, hosts = {}, queued = 0}
+  return {lengths = {}, hosts = {}, queued = 0, runs = {}}
+end
+
+-- A scheduled run's requests queued, leased or deferred (its pages open) are counted in
+-- the hash `run_open` under the run's key ("RUN:TASK"), so the leader can tell when the run
+-- has ended. Adds `n` to run `run`'s count, forgetting it at zero.
+local function run_open(run, n)
+  if run == '' or n == 0 then return end
+  if redis.call('HINCRBY', K .. ':run_open', run, n) <= 0 then
+    redis.call('HDEL', K .. ':run_open', run)
+  end
 end
 
 -- Settles a batch of offers: the queued count, the hosts made ready, and a crawl that was
@@ -122,16 +137,22 @@ local function offer_end(batch, per_host)
   for host, _ in pairs(batch.hosts) do
     reschedule(host, per_host)
   end
+  for run, n in pairs(batch.runs) do
+    run_open(run, n)
+  end
 end
 
--- Offers `n` URLs given from ARGV[b] on, five arguments each; returns their codes.
+-- Arguments per offered URL: host, fingerprint, shard, entry, robots, run.
+local URL_ARGS = 6
+
+-- Offers `n` URLs given from ARGV[b] on, URL_ARGS arguments each; returns their codes.
 local function offer_all(b, n, bounded, max_queue, per_host)
   local out = {}
   local batch = offer_batch()
   for i = 0, n - 1 do
-    local a = b + i * 5
+    local a = b + i * URL_ARGS
     out[#out + 1] = offer(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
-      bounded, max_queue, batch)
+      ARGV[a + 5], bounded, max_queue, batch)
   end
   offer_end(batch, per_host)
   return out
@@ -152,9 +173,10 @@ local function release_lease(id, per_host)
 end
 
 -- Ends lease `id` of `host` (see complete.lua); the page's `n` links start at ARGV[links].
--- Returns whether the lease was still held.
+-- `run` is the scheduled run of its request (empty for none), which has one page fewer
+-- open when the request is done for good. Returns whether the lease was still held.
 local function complete_lease(id, host, per_host, max_queue, hold_ms, requeue, defer_ms,
-    robots, crawl_delay, robots_request, links, n)
+    robots, crawl_delay, robots_request, run, links, n)
   local hk = K .. ':host:' .. host
   if hold_ms > 0 then
     local hold_until = now_ms() + hold_ms
@@ -191,6 +213,10 @@ local function complete_lease(id, host, per_host, max_queue, hold_ms, requeue, d
     requeue_front(host, requeue, per_host)
   end
   offer_all(links, n, 1, max_queue, per_host)
+  if requeue == '' then
+    -- After its links are counted, so a run's count never touches zero before its end.
+    run_open(run, -1)
+  end
   if lease[2] ~= '1' or hold_ms > 0 or robots ~= '' then
     -- Its slot came free here, or its pace changed (requeues reschedule themselves).
     reschedule(host, per_host)

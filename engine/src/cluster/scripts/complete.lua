@@ -1,5 +1,6 @@
 -- complete(K; id, host, per_host, max_queue, hold_ms, requeue, defer_ms, robots,
---          crawl_delay_ms, robots_request, n, then n x (host, fp, shard, entry, robots))
+--          crawl_delay_ms, robots_request, run, n, then n x (host, fp, shard, entry, robots,
+--          run))
 -- Ends lease `id`: frees its host's slot (unless `release` did), holds the host `hold_ms` from now when that is
 -- later than it was held anyway (429/503 back-off), puts `requeue` (when not empty) back at
 -- the front of the host's queue, or among the deferred requests due `defer_ms` from now (a
@@ -9,7 +10,7 @@
 -- hold (a 429 still slows the host): returns 0.
 if complete_lease(ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]),
     tonumber(ARGV[5]), ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9]), ARGV[10] == '1',
-    12, tonumber(ARGV[11])) then
+    ARGV[11], 13, tonumber(ARGV[12])) then
   return 1
 end
 return 0

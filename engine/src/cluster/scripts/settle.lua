@@ -2,9 +2,9 @@
 -- Many `release`s and `complete`s in one call, in order (see release.lua
 -- and complete.lua): the crawl loop gathers what its pages need and sends it at once, so a
 -- busy engine spends a fraction of a round trip per page. Each op is
---   'R', id, n, then n x (host, fp, shard, entry, robots)             a release
+--   'R', id, n, then n x (host, fp, shard, entry, robots, run)        a release
 --   'C', id, host, hold_ms, requeue, defer_ms, robots, crawl_delay_ms, robots_request,
---        n, then n x (host, fp, shard, entry, robots)                 a complete
+--        run, n, then n x (host, fp, shard, entry, robots, run)       a complete
 -- Returns how many leases were still held.
 local per_host = tonumber(ARGV[1])
 local max_queue = tonumber(ARGV[2])
@@ -16,7 +16,7 @@ while i <= #ARGV do
     local id = ARGV[i + 1]
     local n = tonumber(ARGV[i + 2])
     offer_all(i + 3, n, 1, max_queue, per_host)
-    i = i + 3 + n * 5
+    i = i + 3 + n * URL_ARGS
     if release_lease(id, per_host) then held = held + 1 end
   else
     local id = ARGV[i + 1]
@@ -27,11 +27,12 @@ while i <= #ARGV do
     local robots = ARGV[i + 6]
     local crawl_delay = tonumber(ARGV[i + 7])
     local robots_request = ARGV[i + 8] == '1'
-    local n = tonumber(ARGV[i + 9])
-    local links = i + 10
-    i = links + n * 5
+    local run = ARGV[i + 9]
+    local n = tonumber(ARGV[i + 10])
+    local links = i + 11
+    i = links + n * URL_ARGS
     if complete_lease(id, host, per_host, max_queue, hold_ms, requeue, defer_ms, robots,
-        crawl_delay, robots_request, links, n) then
+        crawl_delay, robots_request, run, links, n) then
       held = held + 1
     end
   end

@@ -1,5 +1,5 @@
 -- tasks(K; epoch, per_host, max_queue, n, then n x (kind, a, b), m, then m x (host, fp,
---       shard, entry, robots))
+--       shard, entry, robots, run))
 -- Leader only: records operators' task changes for every engine, in order (kind 'A': task
 -- record `a` added; kind 'S': task `a` set to state `b`), and queues the seeds of the tasks
 -- added, all at once, so that an engine claiming a seed knows its task. Returns 1, or -1
