@@ -818,106 +818,203 @@ fn assert_fetched_times(site: &TestSite, n: u64) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_scheduled_crawl_runs_once_per_tick_across_engines_and_a_new_leader_fires_the_next() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let cluster = Cluster::with_workers(dir.path(), 1).await;
-    let site = TestSite::start(8).await.expect("site");
-    let start = chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:30Z")
-        .expect("time")
-        .with_timezone(&chrono::Utc);
-    let clock = engine::schedule::ManualClock::new(start);
-    let mut config_a = scheduled_engine(
-        &cluster,
-        dir.path(),
-        "a",
-        &clock,
-        &[site.url("/")],
-        Some("* * * * *"),
-    );
-    let mut config_b = scheduled_engine(&cluster, dir.path(), "b", &clock, &[], None);
-    // The test site is on 127.0.0.1 (the engines' own workers are not used in cluster mode).
-    config_a.local_worker.fetch.addresses.allow_private = true;
-    config_b.local_worker.fetch.addresses.allow_private = true;
+/// The admin APIs of two engines of a scheduled crawl, and how to stop each.
+#[derive(Clone)]
+struct Pair {
+    a: String,
+    b: String,
+    stop_a: tokio_util::sync::CancellationToken,
+    http: reqwest::Client,
+}
+
+impl Pair {
+    /// Polls `GET path` on the engine at `base` (bounded) until `ready` holds of the answer.
+    async fn wait_for(
+        &self,
+        base: &str,
+        path: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
+        let started = tokio::time::Instant::now();
+        loop {
+            let answer = match self.http.get(format!("{base}{path}")).send().await {
+                Ok(answer) => json_of(answer).await,
+                Err(_) => serde_json::Value::Null,
+            };
+            if ready(&answer) {
+                return answer;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "waited at {base}{path}: {answer:#}"
+            );
+            // The admin API has no event to wait on.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// Runs engines `a` and `b` of a scheduled crawl in this process while `test` runs: `a`
+/// leads (it is alone until it does, so stopping it is a failover), and `b` has taken up
+/// the scheduled task before `test` starts. `b` (and `a`, if still running) stop after.
+async fn with_scheduled_pair<F, Fut>(
+    config_a: engine::config::EngineConfig,
+    config_b: engine::config::EngineConfig,
+    test: F,
+) where
+    F: FnOnce(Pair) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
     let listener_a = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let listener_b = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
-    let admin_a = format!("http://{}", listener_a.local_addr().expect("addr"));
-    let admin_b = format!("http://{}", listener_b.local_addr().expect("addr"));
     let operate = |listener| engine::Operate {
         admin: Some(listener),
         ..engine::Operate::default()
     };
-    let stop_a = tokio_util::sync::CancellationToken::new();
+    let pair = Pair {
+        a: format!("http://{}", listener_a.local_addr().expect("addr")),
+        b: format!("http://{}", listener_b.local_addr().expect("addr")),
+        stop_a: tokio_util::sync::CancellationToken::new(),
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .expect("client"),
+    };
     let stop_b = tokio_util::sync::CancellationToken::new();
     let a_leads = tokio::sync::Notify::new();
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(5))
-        .build()
-        .expect("client");
+    let engine_a = engine::run_with(config_a, operate(listener_a), pair.stop_a.clone());
     let engine_b = async {
-        // Engine a leads (it is alone until it does), so that stopping it is a failover.
         a_leads.notified().await;
         engine::run_with(config_b, operate(listener_b), stop_b.clone()).await
     };
-    let test = async {
-        let started = tokio::time::Instant::now();
-        loop {
-            let engines: Vec<serde_json::Value> =
-                match http.get(format!("{admin_a}/api/engines")).send().await {
-                    Ok(answer) => json_of(answer).await,
-                    Err(_) => Vec::new(),
-                };
-            if engines.iter().any(|e| e["role"] == "leader") {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "{engines:#?}");
-            // Engines report once a second: there is no event to wait on.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+    let run_test = async {
+        pair.wait_for(&pair.a, "/api/engines", |engines| {
+            engines
+                .as_array()
+                .is_some_and(|list| list.iter().any(|e| e["role"] == "leader"))
+        })
+        .await;
         a_leads.notify_one();
-        let started = tokio::time::Instant::now();
-        loop {
-            let task: serde_json::Value =
-                match http.get(format!("{admin_b}/api/tasks/1")).send().await {
-                    Ok(answer) => json_of(answer).await,
-                    Err(_) => serde_json::Value::Null,
-                };
-            if task["state"] == "waiting" {
-                break;
-            }
-            assert!(started.elapsed() < Duration::from_secs(30), "{task:#?}");
-            // Engine b serves its admin API once it has joined: no event to wait on.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        pair.wait_for(&pair.b, "/api/tasks/1", |task| task["state"] == "waiting")
+            .await;
+        test(pair.clone()).await;
+        stop_b.cancel();
+        pair.stop_a.cancel();
+    };
+    let (a, b, ()) = tokio::join!(engine_a, engine_b, run_test);
+    a.expect("engine a");
+    b.expect("engine b");
+}
+
+/// A moment of the scheduler clock, a little after a minute starts.
+fn half_past_midnight() -> chrono::DateTime<chrono::Utc> {
+    chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:30Z")
+        .expect("time")
+        .with_timezone(&chrono::Utc)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_crawl_runs_once_per_tick_across_engines_and_a_new_leader_fires_the_next() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::with_workers(dir.path(), 1).await;
+    let site = TestSite::start(8).await.expect("site");
+    let clock = engine::schedule::ManualClock::new(half_past_midnight());
+    let seeds = [site.url("/")];
+    let a = scheduled_engine(&cluster, dir.path(), "a", &clock, &seeds, Some("* * * * *"));
+    let b = scheduled_engine(&cluster, dir.path(), "b", &clock, &[], None);
+    with_scheduled_pair(a, b, |pair| async move {
         for n in 1..=2 {
             clock.advance(Duration::from_secs(60));
-            wait_for_runs(&http, &admin_a, n).await;
-            wait_for_runs(&http, &admin_b, n).await;
+            wait_for_runs(&pair.http, &pair.a, n).await;
+            wait_for_runs(&pair.http, &pair.b, n).await;
             assert_fetched_times(&site, n as u64);
         }
         // The leader goes; the next tick is fired once, by the engine that takes over.
-        stop_a.cancel();
+        pair.stop_a.cancel();
         clock.advance(Duration::from_secs(60));
-        let runs = wait_for_runs(&http, &admin_b, 3).await;
+        let runs = wait_for_runs(&pair.http, &pair.b, 3).await;
         assert_fetched_times(&site, 3);
         assert!(runs.iter().all(|r| r["status"] == "done"), "{runs:#?}");
-        assert!(
-            runs.iter().all(|r| r["pages_ok"].as_u64().is_some()),
-            "{runs:#?}"
-        );
-        stop_b.cancel();
-    };
-    let (a, b, ()) = tokio::join!(
-        engine::run_with(config_a, operate(listener_a), stop_a.clone()),
-        engine_b,
-        test
-    );
-    a.expect("engine a");
-    b.expect("engine b");
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tick_while_a_shared_run_goes_on_is_skipped_and_a_stop_ends_the_run_everywhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::with_workers(dir.path(), 1).await;
+    let server = HostileServer::start(Default::default())
+        .await
+        .expect("server");
+    let clock = engine::schedule::ManualClock::new(half_past_midnight());
+    // Six pages of 1.5 s, two at a time: a run takes 4.5 s.
+    let seeds: Vec<String> = (0..6)
+        .map(|i| server.url(&format!("/wait/1500/{i}")))
+        .collect();
+    let mut a = scheduled_engine(&cluster, dir.path(), "a", &clock, &seeds, Some("* * * * *"));
+    a.per_host = 2;
+    let b = scheduled_engine(&cluster, dir.path(), "b", &clock, &[], None);
+    with_scheduled_pair(a, b, |pair| async move {
+        clock.advance(Duration::from_secs(60));
+        server.wait_for_hits_under("/wait/", 2).await;
+        // The next tick comes while the run goes on: the leader skips it and records it.
+        clock.advance(Duration::from_secs(60));
+        pair.wait_for(&pair.a, "/api/tasks/1/runs", |runs| {
+            runs[0]["status"] == "skipped"
+        })
+        .await;
+        // Stopped through the follower (which forwards it to the leader): the run ends on
+        // both engines once the requests in flight are answered.
+        let stopped = pair
+            .http
+            .post(format!("{}/api/tasks/1/stop", pair.b))
+            .send()
+            .await
+            .expect("stop");
+        assert_eq!(stopped.status().as_u16(), 200);
+        let ended = |runs: &serde_json::Value| {
+            runs.as_array().is_some_and(|runs| {
+                runs.iter().any(|r| r["status"] == "stopped")
+                    && runs.iter().all(|r| r["status"] != "running")
+            })
+        };
+        pair.wait_for(&pair.a, "/api/tasks/1/runs", ended).await;
+        pair.wait_for(&pair.b, "/api/tasks/1/runs", ended).await;
+        let first_run = server.log();
+        let asked = first_run
+            .iter()
+            .filter(|h| h.path.starts_with("/wait/"))
+            .count();
+        assert!(asked < 6, "the stop dropped the rest: {first_run:?}");
+        assert!(first_run.iter().all(|h| h.end.is_some()), "{first_run:?}");
+        // The stop ended the run, not the schedule: the next tick starts a whole run.
+        clock.advance(Duration::from_secs(60));
+        let runs = pair
+            .wait_for(&pair.a, "/api/tasks/1/runs", |runs| {
+                runs[0]["status"] == "done"
+            })
+            .await;
+        let statuses: Vec<&str> = runs
+            .as_array()
+            .map(|r| r.iter().filter_map(|r| r["status"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(statuses, ["done", "skipped", "stopped"], "{runs:#}");
+        pair.wait_for(&pair.b, "/api/tasks/1/runs", |runs| {
+            runs.as_array().is_some_and(|r| r.len() == 2) && runs[0]["status"] == "done"
+        })
+        .await;
+        for i in 0..6 {
+            let path = format!("/wait/1500/{i}");
+            let hits = server.hits().get(&path).copied().unwrap_or(0);
+            assert!((1..=2).contains(&hits), "{path}: {hits}");
+        }
+        assert_eq!(server.hits_under("/wait/"), asked as u64 + 6);
+    })
+    .await;
 }
 
 /// A JSON answer's body, or the default when it is not JSON.
