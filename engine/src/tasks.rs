@@ -209,6 +209,9 @@ pub struct Task {
     /// In a shared crawl, the scheduled run this engine takes part in, numbered by the
     /// crawl (0: none yet, or not shared); its requests carry it.
     pub run_seq: u64,
+    /// A shared run this engine joins once its own part of the run before has ended (its
+    /// requests in flight answered), so that their figures stay with that run.
+    pub next_run: Option<u64>,
 }
 
 impl Task {
@@ -442,6 +445,7 @@ impl Tasks {
             restart_pending: false,
             runs_started: 0,
             run_seq: 0,
+            next_run: None,
         });
         Ok(id)
     }
@@ -480,6 +484,8 @@ impl Tasks {
     pub fn hold(&self, name: &str, run: u64) -> Hold {
         match self.named(name) {
             None => Hold::Go,
+            // Closed for every run.
+            Some(t) if t.state == TaskState::Closed => Hold::Drop(t.state.drop_reason()),
             Some(t) if run < t.run_seq => Hold::Drop(TaskState::Waiting.drop_reason()),
             Some(t) if run > t.run_seq => Hold::Wait,
             Some(t) => t.hold(),

@@ -2,10 +2,12 @@
 //! leases that survive a dead engine, idempotent completion, compact seen sets, and a Redis
 //! killed and restarted from its append-only file.
 
+use engine::cluster::tasks::TaskChange;
 use engine::cluster::{
     Again, Finished, NewUrl, Offer, RedisFrontier, RedisFrontierConfig, Tick, tasks::run_key,
 };
 use engine::schedule::Overlap;
+use engine::tasks::TaskState;
 use spinneret_tests::redis::RedisServer;
 use std::collections::HashMap;
 use std::time::Duration;
@@ -547,5 +549,21 @@ async fn each_tick_fires_once_and_a_run_ends_when_nothing_of_it_is_left() {
     assert_eq!(
         read.run_ends,
         vec![("t".to_owned(), "stopped#2".to_owned())]
+    );
+    // A change made for an earlier run never turns the task back; a close counts for all.
+    let stale = [TaskChange::State("t".into(), TaskState::Stopped, 2)];
+    assert!(f.record_tasks(epoch, &stale, &[]).await.expect("record"));
+    let read = f.tasks_since(0, 0).await.expect("read").expect("news");
+    assert_eq!(read.states, vec![("t".to_owned(), "running#3".to_owned())]);
+    let close = [TaskChange::State("t".into(), TaskState::Closed, 2)];
+    assert!(f.record_tasks(epoch, &close, &[]).await.expect("record"));
+    let read = f.tasks_since(0, 0).await.expect("read").expect("news");
+    assert_eq!(read.states, vec![("t".to_owned(), "closed#3".to_owned())]);
+    assert_eq!(
+        f.tick(epoch, "t", 300, Overlap::Skip, 4, &[])
+            .await
+            .expect("tick")
+            .0,
+        Tick::Closed
     );
 }

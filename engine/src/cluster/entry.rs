@@ -82,16 +82,44 @@ fn encode(entry: &Entry) -> Vec<u8> {
     bincode::serialize(entry).unwrap_or_default()
 }
 
+/// A queued request as versions before scheduled runs stored it (its run is 0).
+#[derive(Deserialize)]
+struct EntryWithoutRun {
+    request: Request,
+    robots: bool,
+    redirects: u32,
+    attempts: u32,
+    requeues: u32,
+    deaths: Vec<u64>,
+}
+
 /// Reads a stored request back, leased under `lease`; `None` when the record is unreadable
-/// (written by another version).
+/// (written by another version). Records from before runs were kept read as run 0, so a
+/// crawl started by an older engine carries on.
 pub fn decode(bytes: &[u8], lease: u64, host: String) -> Option<Dispatched> {
     use bincode::Options;
-    let entry: Entry = bincode::DefaultOptions::new()
-        .with_fixint_encoding()
-        .allow_trailing_bytes()
-        .with_limit(common::transport::MAX_FRAME_BYTES as u64)
-        .deserialize(bytes)
-        .ok()?;
+    let options = || {
+        bincode::DefaultOptions::new()
+            .with_fixint_encoding()
+            .allow_trailing_bytes()
+            .with_limit(common::transport::MAX_FRAME_BYTES as u64)
+    };
+    // A current record is longer than an old one: an old one ends before its run.
+    let entry: Entry = match options().deserialize(bytes) {
+        Ok(entry) => entry,
+        Err(_) => {
+            let old: EntryWithoutRun = options().deserialize(bytes).ok()?;
+            Entry {
+                request: old.request,
+                robots: old.robots,
+                redirects: old.redirects,
+                attempts: old.attempts,
+                requeues: old.requeues,
+                deaths: old.deaths,
+                run: 0,
+            }
+        }
+    };
     Some(Dispatched {
         id: lease,
         request: entry.request,
@@ -146,5 +174,39 @@ mod tests {
         let robots = decode(&encode_new(&request, Kind::Robots, 0, 0), 1, "h".into());
         assert_eq!(robots.map(|d| d.kind), Some(Kind::Robots));
         assert!(decode(b"\xff\xff", 1, "h".into()).is_none());
+    }
+
+    #[test]
+    fn a_record_from_before_runs_reads_as_run_zero() {
+        #[derive(Serialize)]
+        struct Old {
+            request: Request,
+            robots: bool,
+            redirects: u32,
+            attempts: u32,
+            requeues: u32,
+            deaths: Vec<u64>,
+        }
+        let request = Request {
+            url: "http://a.test/x".into(),
+            parser: "links".into(),
+            depth: 1,
+            task: "t".into(),
+            meta: Default::default(),
+            spider: None,
+        };
+        let old = bincode::serialize(&Old {
+            request: request.clone(),
+            robots: false,
+            redirects: 2,
+            attempts: 1,
+            requeues: 0,
+            deaths: vec![5],
+        })
+        .expect("encode");
+        let back = decode(&old, 9, "a.test:80".into()).expect("an old record reads");
+        assert_eq!(back.request, request);
+        assert_eq!((back.redirects, back.attempts, back.run), (2, 1, 0));
+        assert_eq!(back.deaths, vec![5]);
     }
 }

@@ -642,6 +642,15 @@ impl RedisFrontier {
             .map_err(redis_err("read robots.txt records"))
     }
 
+    /// Whether a scheduled tick was ever fired in the crawl: it runs again at its next one.
+    pub async fn has_schedules(&mut self) -> Result<bool, ClusterError> {
+        redis::cmd("EXISTS")
+            .arg(format!("{}:ticks", self.prefix))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("look for schedules"))
+    }
+
     /// Whether the leader marked the crawl done.
     pub async fn is_done(&mut self) -> Result<bool, ClusterError> {
         redis::cmd("EXISTS")

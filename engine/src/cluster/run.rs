@@ -58,7 +58,9 @@ pub async fn run(
         other => EngineError::ClusterSettings(other.to_string()),
     })?;
     let mut redis = RedisFrontier::new(conn.clone(), &cluster.crawl, pacing(&config));
-    if redis.is_done().await? && !config.serve {
+    // A scheduled crawl is done between its runs, and goes on at its next tick.
+    let scheduled = config.schedule.is_some() || redis.has_schedules().await?;
+    if redis.is_done().await? && !config.serve && !scheduled {
         info!(crawl = %cluster.crawl, "the crawl is already done; start with --fresh to run it again");
         return Ok(Summary {
             stopped: "done".into(),

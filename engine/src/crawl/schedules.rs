@@ -1,7 +1,9 @@
 //! Scheduled tasks in the crawl: each tick of a task's schedule starts a new run (the same
 //! seeds and limits, a fresh dedup), unless the previous run is still going: then the tick is
 //! skipped and counted (`overlap = "skip"`), or the old run is stopped gracefully and the new
-//! one starts when it has ended (`"replace"`). Between runs the task is `waiting`.
+//! one starts when it has ended (`"replace"`; in a shared crawl the new run starts at once,
+//! and each engine joins it once its requests of the old one are answered, see
+//! `shared_runs`). Between runs the task is `waiting`.
 
 use super::Crawl;
 use crate::schedule::Overlap;
@@ -132,6 +134,7 @@ impl Crawl {
 
     /// Starts the runs a tick asked for whose task has nothing of its last run left.
     pub(super) fn start_pending_runs(&mut self) {
+        self.join_next_runs();
         let ready: Vec<u64> = self
             .tasks
             .iter()

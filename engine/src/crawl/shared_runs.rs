@@ -16,9 +16,12 @@ use std::time::Duration;
 use tracing::{debug, info, warn};
 
 /// How late a new leader still fires a tick that no engine fired (its predecessor died just
-/// before it): older ticks were missed while the whole crawl was down, and are skipped and
-/// counted, not caught up.
-const LATE_TICK_GRACE: Duration = Duration::from_secs(300);
+/// before it, and a new leader is elected within the leader lease's 10 s): older ticks were
+/// missed while the whole crawl was down, and are skipped and counted, not caught up.
+const LATE_TICK_GRACE: Duration = Duration::from_secs(60);
+
+/// Times a tick is tried when the task's run moved between reading it and firing.
+const TICK_TRIES: usize = 2;
 
 impl Crawl {
     /// Fires the due ticks of a shared crawl's scheduled tasks when this engine leads; an
@@ -66,33 +69,43 @@ impl Crawl {
             return;
         };
         let robots = shared.obeys_robots();
-        let fired = match shared.redis().run_of(&name).await {
-            Ok((run, _)) => {
-                let next = run + 1;
-                let seeds = crate::cluster::run_seeds(&def, robots, next, run_salt(&name, next));
-                let fired = shared
-                    .redis()
-                    .tick(
-                        epoch,
-                        &name,
-                        due_at.timestamp(),
-                        schedule.spec.overlap,
-                        next,
-                        &seeds,
-                    )
-                    .await;
-                if matches!(fired, Ok((Tick::Started | Tick::Replaced, _))) {
-                    shared.offered_seeds(&seeds);
+        let mut fired = Err(None);
+        for _ in 0..TICK_TRIES {
+            fired = match shared.redis().run_of(&name).await {
+                Ok((run, _)) => {
+                    let next = run + 1;
+                    let seeds =
+                        crate::cluster::run_seeds(&def, robots, next, run_salt(&name, next));
+                    let at = due_at.timestamp();
+                    let overlap = schedule.spec.overlap;
+                    match shared
+                        .redis()
+                        .tick(epoch, &name, at, overlap, next, &seeds)
+                        .await
+                    {
+                        // Read again: the run moved meanwhile.
+                        Ok((Tick::RunMoved, _)) => Err(None),
+                        Ok((tick, last)) => {
+                            if matches!(tick, Tick::Started | Tick::Replaced) {
+                                shared.offered_seeds(&seeds);
+                            }
+                            Ok((tick, last, next))
+                        }
+                        Err(e) => Err(Some(e)),
+                    }
                 }
-                fired.map(|(tick, last)| (tick, last, next))
+                Err(e) => Err(Some(e)),
+            };
+            if !matches!(fired, Err(None)) {
+                break;
             }
-            Err(e) => Err(e),
-        };
+        }
         let (tick, last, run) = match fired {
             Ok(fired) => fired,
             Err(e) => {
                 // Not fired: counted as missed when the next tick is.
-                warn!(task = %name, cause = %e, "could not fire a scheduled tick");
+                let cause = e.map_or("the task's run kept moving".to_owned(), |e| e.to_string());
+                warn!(task = %name, %cause, "could not fire a scheduled tick");
                 return;
             }
         };
@@ -125,17 +138,23 @@ impl Crawl {
 
     /// This engine takes part in run `run` of task `id`: an older run of it still open here
     /// ends first (as `old_end` says, unless it ended otherwise already), then the new run
-    /// starts with its counters from zero and the run's dedup (its seeds came with the tick).
+    /// starts with its counters from zero and the run's dedup (its seeds came with the
+    /// tick). While the older run has requests in flight here, the new one waits for them
+    /// (its requests wait in Redis meanwhile), so that each run keeps its own figures.
     pub(super) fn take_part(&mut self, id: u64, run: u64, old_end: TaskState) {
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };
-        if run <= task.run_seq {
+        if run <= task.run_seq || task.next_run.is_some_and(|next| run <= next) {
             return;
         }
         if task.run_open {
             if !task.state.ended() {
                 task.state = old_end;
+            }
+            if task.in_flight > 0 {
+                task.next_run = Some(run);
+                return;
             }
             let status = task
                 .state
@@ -146,6 +165,22 @@ impl Crawl {
         self.begin_run(id, Some(run));
     }
 
+    /// Joins the shared runs that waited for this engine's part of the run before to end.
+    pub(super) fn join_next_runs(&mut self) {
+        let ready: Vec<(u64, u64)> = self
+            .tasks
+            .iter()
+            .filter(|t| !t.run_open)
+            .filter_map(|t| t.next_run.map(|run| (t.id, run)))
+            .collect();
+        for (id, run) in ready {
+            if let Ok(task) = self.tasks.by_id_mut(id) {
+                task.next_run = None;
+            }
+            self.begin_run(id, Some(run));
+        }
+    }
+
     /// Takes up a state the leader recorded for run `run` of task `id`, newer than the run
     /// this engine knows: a run going is joined; one that already ended is only noted.
     pub(super) fn newer_run(&mut self, id: u64, state: TaskState, run: u64) {
@@ -154,6 +189,7 @@ impl Crawl {
                 self.take_part(id, run, TaskState::Done);
                 if state == TaskState::Paused
                     && let Ok(task) = self.tasks.by_id_mut(id)
+                    && task.run_seq == run
                 {
                     task.state = TaskState::Paused;
                 }
@@ -162,23 +198,17 @@ impl Crawl {
                 let Ok(task) = self.tasks.by_id_mut(id) else {
                     return;
                 };
-                if task.run_open {
-                    if !task.state.ended() {
-                        task.state = TaskState::Done;
-                    }
-                    let status = task
-                        .state
-                        .run_status()
-                        .unwrap_or(crate::jobs::RunStatus::Done);
-                    self.end_run(id, status, None);
-                }
-                let Ok(task) = self.tasks.by_id_mut(id) else {
-                    return;
-                };
                 task.run_seq = run;
+                task.next_run = None;
                 if ended == TaskState::Closed {
                     if let Err(e) = self.end_task(id, TaskState::Closed) {
                         debug!(id, cause = %e, "a closed task's run did not close here");
+                    }
+                } else if task.run_open {
+                    // This engine's part of the run before ends as its requests in flight
+                    // are answered (see `record_run_ends`); the task waits then.
+                    if !task.state.ended() {
+                        task.state = TaskState::Done;
                     }
                 } else if task.state != TaskState::Closed {
                     task.state = TaskState::Waiting;
@@ -201,7 +231,14 @@ impl Crawl {
         let runs: Vec<String> = self
             .tasks
             .iter()
-            .filter(|t| t.run_seq > 0 && !t.state.ended())
+            .filter(|t| {
+                t.run_seq > 0
+                    && t.run_open
+                    && matches!(
+                        t.state,
+                        TaskState::Running | TaskState::Paused | TaskState::Capped
+                    )
+            })
             .map(|t| t.def.name.clone())
             .collect();
         if runs.is_empty() {

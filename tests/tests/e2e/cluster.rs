@@ -1013,6 +1013,31 @@ async fn a_tick_while_a_shared_run_goes_on_is_skipped_and_a_stop_ends_the_run_ev
             assert!((1..=2).contains(&hits), "{path}: {hits}");
         }
         assert_eq!(server.hits_under("/wait/"), asked as u64 + 6);
+        // Closing the crawl's only scheduled task ends it: both engines leave.
+        let closed = pair
+            .http
+            .delete(format!("{}/api/tasks/1", pair.b))
+            .send()
+            .await
+            .expect("close");
+        assert_eq!(closed.status().as_u16(), 200);
+        for base in [&pair.a, &pair.b] {
+            let started = tokio::time::Instant::now();
+            while pair
+                .http
+                .get(format!("{base}/api/tasks"))
+                .send()
+                .await
+                .is_ok()
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the engine at {base} is still running"
+                );
+                // An engine's exit has no event to wait on from here.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
     })
     .await;
 }
