@@ -457,6 +457,8 @@ impl SharedFrontier {
                         Some(d) if stopping => self.requeue_front(d),
                         Some(d) => self.local.push_back(d),
                         None => {
+                            // Its scheduled run cannot be read either: a run it belonged to
+                            // keeps it counted open (see `run_open` in common.lua).
                             warn!(host = %c.host, "unreadable request in redis (another version?); dropped");
                             self.turn.ends.push(Completion::never(c.lease, c.host));
                         }
