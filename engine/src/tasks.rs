@@ -209,9 +209,9 @@ pub struct Task {
     /// In a shared crawl, the scheduled run this engine takes part in, numbered by the
     /// crawl (0: none yet, or not shared); its requests carry it.
     pub run_seq: u64,
-    /// A shared run this engine joins once its own part of the run before has ended (its
-    /// requests in flight answered), so that their figures stay with that run.
-    pub next_run: Option<u64>,
+    /// Pages of earlier shared runs still in flight here: they end uncounted in the run
+    /// going (their run's figures were recorded when it ended).
+    pub stale_in_flight: u64,
 }
 
 impl Task {
@@ -283,7 +283,10 @@ impl Task {
 
     /// Moves a running task to done or capped when nothing of it can be sent any more.
     pub fn settle(&mut self) {
-        if !matches!(self.state, TaskState::Running | TaskState::Done) {
+        if !matches!(self.state, TaskState::Running | TaskState::Done)
+            || (self.shared && self.state == TaskState::Done)
+        {
+            // A shared task is done when the crawl (or the leader, for a run) says so.
             return;
         }
         self.state = if self.open == 0 && !self.shared {
@@ -445,7 +448,7 @@ impl Tasks {
             restart_pending: false,
             runs_started: 0,
             run_seq: 0,
-            next_run: None,
+            stale_in_flight: 0,
         });
         Ok(id)
     }
@@ -518,10 +521,12 @@ impl Tasks {
             .map(|s| s.source.as_str())
     }
 
-    /// Marks every running task of a shared crawl done: the crawl is.
+    /// Marks every running task of a shared crawl done: the crawl is. A scheduled run is
+    /// left to the leader, which ends it when nothing of it is left (the crawl may be done
+    /// for a moment as a run starts).
     pub fn all_done(&mut self) {
         for t in &mut self.list {
-            if t.state == TaskState::Running {
+            if t.state == TaskState::Running && t.run_seq == 0 {
                 t.state = TaskState::Done;
             }
         }

@@ -43,15 +43,21 @@ impl Crawl {
             .1
             .observe((now - sent).as_secs_f64());
         self.frontier.done(&dispatched.host, now);
+        let current = self.is_current(&dispatched);
         if dispatched.kind == Kind::Page
             && let Some(t) = self.tasks.named_mut(&dispatched.request.task)
         {
-            t.in_flight = t.in_flight.saturating_sub(1);
+            if current {
+                t.in_flight = t.in_flight.saturating_sub(1);
+            } else {
+                t.stale_in_flight = t.stale_in_flight.saturating_sub(1);
+            }
         }
         let node = lease.node();
         // A killed task's answers are discarded, never half-saved: a call cancelled, or one
         // whose answer came in just as the task was killed.
         let killed = dispatched.kind == Kind::Page
+            && current
             && self
                 .tasks
                 .named_mut(&dispatched.request.task)
@@ -59,7 +65,7 @@ impl Crawl {
         if killed || matches!(outcome, Err(Unanswered::Killed)) {
             self.pool.release(lease);
             let reason = "task_killed";
-            self.tally(&dispatched.request.task, Outcome::Skipped { reason });
+            self.tally_of(&dispatched, Outcome::Skipped { reason });
             self.finished(&dispatched);
             return Ok(());
         }
@@ -94,14 +100,15 @@ impl Crawl {
             Answer::Robots(result) => self.robots_answer(dispatched, result, now),
             Answer::Page(Ok(result)) => {
                 self.frontier.recovered(&dispatched.host);
-                let task = &dispatched.request.task;
                 let status = result.fetch.status;
                 match &result.redirect {
                     Some(target) => match redirect_target(&dispatched, target, &self.config) {
                         // A redirect that cannot be followed ends its chain: one failure.
-                        Err(reason) => self.tally(task, Outcome::Failed { status, reason }),
+                        Err(reason) => {
+                            self.tally_of(&dispatched, Outcome::Failed { status, reason })
+                        }
                         Ok(url) => {
-                            self.tally(task, Outcome::Redirect { status });
+                            self.tally_of(&dispatched, Outcome::Redirect { status });
                             self.follow_redirect(&dispatched, url, now);
                         }
                     },
@@ -112,7 +119,7 @@ impl Crawl {
                             dropped: result.items_dropped,
                             truncated: result.items_truncated,
                         };
-                        self.tally(task, page);
+                        self.tally_of(&dispatched, page);
                         self.follow(&dispatched, &result, now);
                     }
                 }
@@ -353,10 +360,9 @@ impl Crawl {
         if !self.tasks.at(task).accepts_links(from.run) {
             return;
         }
-        let name = &from.request.task;
         if !self.tasks.at(task).scope.allows(&url) {
             let reason = "redirect_offsite";
-            return self.tally(name, Outcome::Skipped { reason });
+            return self.tally_of(from, Outcome::Skipped { reason });
         }
         if url.as_str().len() > self.config.max_url_len {
             self.summary.links_over_limit += 1;
@@ -419,7 +425,7 @@ impl Crawl {
 
     /// Counts a page that failed for good, and lets it leave the queue.
     fn fail(&mut self, d: &Dispatched, status: u16, reason: &str) {
-        self.tally(&d.request.task, Outcome::Failed { status, reason });
+        self.tally_of(d, Outcome::Failed { status, reason });
         self.finished(d);
     }
 }

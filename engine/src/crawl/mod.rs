@@ -535,7 +535,8 @@ impl Crawl {
         }
         if let Some(shared) = self.frontier.shared() {
             shared.give_back(&self.pool).await?;
-            return Ok(if shared.is_done() {
+            // Between the runs of a scheduled task the crawl is done only for now.
+            return Ok(if shared.is_done() && !self.tasks.any_scheduled() {
                 Stopped::Done
             } else if shared.drained() {
                 Stopped::Drained
@@ -576,7 +577,7 @@ impl Crawl {
                 }
                 Some(Popped::Skip(d, reason)) => {
                     debug!(url = %d.request.url, reason, "not fetched");
-                    self.tally(&d.request.task, Outcome::Skipped { reason });
+                    self.tally_of(&d, Outcome::Skipped { reason });
                     self.finished(&d);
                 }
                 Some(Popped::Send(d)) => break d,

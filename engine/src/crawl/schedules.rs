@@ -134,7 +134,6 @@ impl Crawl {
 
     /// Starts the runs a tick asked for whose task has nothing of its last run left.
     pub(super) fn start_pending_runs(&mut self) {
-        self.join_next_runs();
         let ready: Vec<u64> = self
             .tasks
             .iter()

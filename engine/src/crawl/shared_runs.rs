@@ -136,49 +136,45 @@ impl Crawl {
         }
     }
 
-    /// This engine takes part in run `run` of task `id`: an older run of it still open here
-    /// ends first (as `old_end` says, unless it ended otherwise already), then the new run
-    /// starts with its counters from zero and the run's dedup (its seeds came with the
-    /// tick). While the older run has requests in flight here, the new one waits for them
-    /// (its requests wait in Redis meanwhile), so that each run keeps its own figures.
+    /// This engine takes part in run `run` of task `id`: its part of an older run still
+    /// open here ends first (as `old_end` says, unless it ended otherwise already), then the
+    /// new run starts with its counters from zero and the run's dedup (its seeds came with
+    /// the tick).
     pub(super) fn take_part(&mut self, id: u64, run: u64, old_end: TaskState) {
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };
-        if run <= task.run_seq || task.next_run.is_some_and(|next| run <= next) {
+        if run <= task.run_seq {
             return;
         }
-        if task.run_open {
-            if !task.state.ended() {
-                task.state = old_end;
-            }
-            if task.in_flight > 0 {
-                task.next_run = Some(run);
-                return;
-            }
-            let status = task
-                .state
-                .run_status()
-                .unwrap_or(crate::jobs::RunStatus::Done);
-            self.end_run(id, status, None);
-        }
+        self.end_part(id, old_end);
         self.begin_run(id, Some(run));
     }
 
-    /// Joins the shared runs that waited for this engine's part of the run before to end.
-    pub(super) fn join_next_runs(&mut self) {
-        let ready: Vec<(u64, u64)> = self
-            .tasks
-            .iter()
-            .filter(|t| !t.run_open)
-            .filter_map(|t| t.next_run.map(|run| (t.id, run)))
-            .collect();
-        for (id, run) in ready {
-            if let Ok(task) = self.tasks.by_id_mut(id) {
-                task.next_run = None;
-            }
-            self.begin_run(id, Some(run));
+    /// Ends this engine's part of task `id`'s run going, recorded now with its figures so
+    /// far. How it ended is `how`, unless it ended otherwise already; with pages of it still
+    /// in flight it cannot have been done (Redis counted them open): it was stopped. Those
+    /// pages end uncounted in the next run (see `Task::stale_in_flight`).
+    fn end_part(&mut self, id: u64, how: TaskState) {
+        let Ok(task) = self.tasks.by_id_mut(id) else {
+            return;
+        };
+        if !task.run_open {
+            return;
         }
+        if !task.state.ended() {
+            task.state = if task.in_flight > 0 {
+                TaskState::Stopped
+            } else {
+                how
+            };
+        }
+        let status = task
+            .state
+            .run_status()
+            .unwrap_or(crate::jobs::RunStatus::Done);
+        task.stale_in_flight += std::mem::take(&mut task.in_flight);
+        self.end_run(id, status, None);
     }
 
     /// Takes up a state the leader recorded for run `run` of task `id`, newer than the run
@@ -189,26 +185,20 @@ impl Crawl {
                 self.take_part(id, run, TaskState::Done);
                 if state == TaskState::Paused
                     && let Ok(task) = self.tasks.by_id_mut(id)
-                    && task.run_seq == run
                 {
                     task.state = TaskState::Paused;
                 }
             }
             ended => {
+                // This engine missed the run: its own part of the one before ends.
+                self.end_part(id, TaskState::Done);
                 let Ok(task) = self.tasks.by_id_mut(id) else {
                     return;
                 };
                 task.run_seq = run;
-                task.next_run = None;
                 if ended == TaskState::Closed {
                     if let Err(e) = self.end_task(id, TaskState::Closed) {
                         debug!(id, cause = %e, "a closed task's run did not close here");
-                    }
-                } else if task.run_open {
-                    // This engine's part of the run before ends as its requests in flight
-                    // are answered (see `record_run_ends`); the task waits then.
-                    if !task.state.ended() {
-                        task.state = TaskState::Done;
                     }
                 } else if task.state != TaskState::Closed {
                     task.state = TaskState::Waiting;

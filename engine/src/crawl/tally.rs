@@ -2,6 +2,7 @@
 //! summary and the metrics move together, so they can never disagree.
 
 use super::Crawl;
+use crate::frontier::{Dispatched, Kind};
 use crate::metrics::ReasonLabels;
 
 /// What became of a request (or a URL offered to the queue), as counted.
@@ -46,7 +47,28 @@ impl Crawl {
     /// Counts `outcome` for a request of `task`: in the task's figures, the summary and the
     /// metrics at once.
     pub(super) fn tally(&mut self, task: &str, outcome: Outcome<'_>) {
-        let t = self.tasks.named_mut(task);
+        self.count(task, true, outcome);
+    }
+
+    /// Counts `outcome` for request `d`. A page of an earlier run of its task (a shared
+    /// crawl's run replaced while it was in flight) counts in the summary and metrics only:
+    /// its run's figures were recorded when the run ended.
+    pub(super) fn tally_of(&mut self, d: &Dispatched, outcome: Outcome<'_>) {
+        let current = self.is_current(d);
+        self.count(&d.request.task, current, outcome);
+    }
+
+    /// Whether `d` belongs to its task's run going here (robots.txt requests always do).
+    pub(super) fn is_current(&self, d: &Dispatched) -> bool {
+        d.kind == Kind::Robots
+            || self
+                .tasks
+                .named(&d.request.task)
+                .is_none_or(|t| d.run >= t.run_seq)
+    }
+
+    fn count(&mut self, task: &str, in_task: bool, outcome: Outcome<'_>) {
+        let t = self.tasks.named_mut(task).filter(|_| in_task);
         let s = &mut self.summary;
         let m = &self.metrics;
         match outcome {

@@ -767,19 +767,33 @@ fn scheduled_engine(
             .map(|s| engine::parse_seed(s).expect("seed"))
             .collect(),
         task: "nightly".into(),
-        schedule: cron.map(|cron| {
-            engine::schedule::Schedule::new(engine::schedule::ScheduleSpec {
-                cron: cron.into(),
-                timezone: "UTC".into(),
-                overlap: engine::schedule::Overlap::Skip,
-            })
-            .expect("schedule")
-        }),
+        schedule: cron.map(|cron| schedule(cron, engine::schedule::Overlap::Skip)),
         jobs: Some(dir.join(format!("jobs-{name}.db"))),
         scheduler_clock: Some(clock.clone()),
         state_dir: None,
         ..engine::config::EngineConfig::default()
     }
+}
+
+/// A UTC schedule on `cron`.
+fn schedule(cron: &str, overlap: engine::schedule::Overlap) -> engine::schedule::Schedule {
+    engine::schedule::Schedule::new(engine::schedule::ScheduleSpec {
+        cron: cron.into(),
+        timezone: "UTC".into(),
+        overlap,
+    })
+    .expect("schedule")
+}
+
+/// The statuses of the runs an engine lists, newest first.
+fn statuses(runs: &serde_json::Value) -> Vec<String> {
+    runs.as_array()
+        .map(|r| {
+            r.iter()
+                .filter_map(|r| r["status"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// The runs of task 1 as the engine at `base` lists them, newest first.
@@ -828,6 +842,27 @@ struct Pair {
 }
 
 impl Pair {
+    /// Waits (bounded) until neither engine answers any more: both have exited.
+    async fn wait_for_both_to_leave(&self) {
+        for base in [&self.a, &self.b] {
+            let started = tokio::time::Instant::now();
+            while self
+                .http
+                .get(format!("{base}/api/tasks"))
+                .send()
+                .await
+                .is_ok()
+            {
+                assert!(
+                    started.elapsed() < Duration::from_secs(30),
+                    "the engine at {base} is still running"
+                );
+                // An engine's exit has no event to wait on from here.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+
     /// Polls `GET path` on the engine at `base` (bounded) until `ready` holds of the answer.
     async fn wait_for(
         &self,
@@ -998,11 +1033,7 @@ async fn a_tick_while_a_shared_run_goes_on_is_skipped_and_a_stop_ends_the_run_ev
                 runs[0]["status"] == "done"
             })
             .await;
-        let statuses: Vec<&str> = runs
-            .as_array()
-            .map(|r| r.iter().filter_map(|r| r["status"].as_str()).collect())
-            .unwrap_or_default();
-        assert_eq!(statuses, ["done", "skipped", "stopped"], "{runs:#}");
+        assert_eq!(statuses(&runs), ["done", "skipped", "stopped"], "{runs:#}");
         pair.wait_for(&pair.b, "/api/tasks/1/runs", |runs| {
             runs.as_array().is_some_and(|r| r.len() == 2) && runs[0]["status"] == "done"
         })
@@ -1021,23 +1052,7 @@ async fn a_tick_while_a_shared_run_goes_on_is_skipped_and_a_stop_ends_the_run_ev
             .await
             .expect("close");
         assert_eq!(closed.status().as_u16(), 200);
-        for base in [&pair.a, &pair.b] {
-            let started = tokio::time::Instant::now();
-            while pair
-                .http
-                .get(format!("{base}/api/tasks"))
-                .send()
-                .await
-                .is_ok()
-            {
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "the engine at {base} is still running"
-                );
-                // An engine's exit has no event to wait on from here.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        pair.wait_for_both_to_leave().await;
     })
     .await;
 }
@@ -1046,4 +1061,70 @@ async fn a_tick_while_a_shared_run_goes_on_is_skipped_and_a_stop_ends_the_run_ev
 async fn json_of<T: serde::de::DeserializeOwned + Default>(answer: reqwest::Response) -> T {
     let text = answer.text().await.unwrap_or_default();
     serde_json::from_str(&text).unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replacing_tick_stops_the_shared_run_and_starts_the_next_at_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::with_workers(dir.path(), 1).await;
+    let server = HostileServer::start(Default::default())
+        .await
+        .expect("server");
+    let clock = engine::schedule::ManualClock::new(half_past_midnight());
+    let seeds: Vec<String> = (0..6)
+        .map(|i| server.url(&format!("/wait/1500/{i}")))
+        .collect();
+    let mut a = scheduled_engine(&cluster, dir.path(), "a", &clock, &seeds, None);
+    a.schedule = Some(schedule("* * * * *", engine::schedule::Overlap::Replace));
+    a.per_host = 2;
+    let b = scheduled_engine(&cluster, dir.path(), "b", &clock, &[], None);
+    with_scheduled_pair(a, b, |pair| async move {
+        clock.advance(Duration::from_secs(60));
+        server.wait_for_hits_under("/wait/", 2).await;
+        // The next tick comes while two pages are in flight: the run is stopped, and the
+        // next starts at once on both engines.
+        clock.advance(Duration::from_secs(60));
+        for base in [&pair.a, &pair.b] {
+            let runs = pair
+                .wait_for(base, "/api/tasks/1/runs", |runs| {
+                    runs[0]["status"] == "done" && runs.as_array().is_some_and(|r| r.len() == 2)
+                })
+                .await;
+            assert_eq!(statuses(&runs), ["done", "stopped"], "{base}: {runs:#}");
+        }
+        // The pages in flight at the replace were answered in full; every page was fetched
+        // again by the new run.
+        let log = server.log();
+        assert!(log.iter().all(|h| h.end.is_some()), "{log:?}");
+        for i in 0..6 {
+            let path = format!("/wait/1500/{i}");
+            let hits = server.hits().get(&path).copied().unwrap_or(0);
+            assert!((1..=2).contains(&hits), "{path}: {hits}");
+        }
+        assert!(server.hits_under("/wait/") < 12, "{:?}", server.hits());
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_crawl_closed_before_its_first_tick_ends() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::with_workers(dir.path(), 1).await;
+    let site = TestSite::start(2).await.expect("site");
+    let clock = engine::schedule::ManualClock::new(half_past_midnight());
+    let seeds = [site.url("/")];
+    let a = scheduled_engine(&cluster, dir.path(), "a", &clock, &seeds, Some("0 3 * * *"));
+    let b = scheduled_engine(&cluster, dir.path(), "b", &clock, &[], None);
+    with_scheduled_pair(a, b, |pair| async move {
+        let closed = pair
+            .http
+            .delete(format!("{}/api/tasks/1", pair.a))
+            .send()
+            .await
+            .expect("close");
+        assert_eq!(closed.status().as_u16(), 200);
+        pair.wait_for_both_to_leave().await;
+        assert!(site.hits().is_empty(), "{:?}", site.hits());
+    })
+    .await;
 }

@@ -25,6 +25,10 @@ for _ = 1, n do
       -- A close is for every run.
       redis.call('HSET', K .. ':task_states', ARGV[i + 1], 'closed#' .. current)
     end
+    if string.match(ARGV[i + 2], '^closed') then
+      -- A crawl of scheduled tasks closed before their first tick may end (see finish.lua).
+      redis.call('SET', K .. ':opened', '1')
+    end
   end
   i = i + 3
 end

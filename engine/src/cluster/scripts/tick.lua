@@ -32,9 +32,9 @@ if open then
 end
 redis.call('HSET', K .. ':task_states', task, 'running#' .. new)
 redis.call('INCR', K .. ':tasks_version')
--- A crawl whose only task is scheduled is seeded by its first run: it may be done between
--- runs (and end, once nothing is scheduled any more).
-redis.call('SET', K .. ':seeded', '1')
+-- A crawl whose only task is scheduled has work from its first run on: it may be done
+-- between runs (and end, once nothing is scheduled any more). See finish.lua.
+redis.call('SET', K .. ':opened', '1')
 offer_all(9, tonumber(ARGV[8]), 0, tonumber(ARGV[7]), tonumber(ARGV[6]))
 if open then return {5, last} end
 return {2, last}
