@@ -209,9 +209,9 @@ pub struct Task {
     /// In a shared crawl, the scheduled run this engine takes part in, numbered by the
     /// crawl (0: none yet, or not shared); its requests carry it.
     pub run_seq: u64,
-    /// Pages of earlier shared runs still in flight here: they end uncounted in the run
-    /// going (their run's figures were recorded when it ended).
-    pub stale_in_flight: u64,
+    /// The last shared run of it that was killed: late answers of its pages are discarded
+    /// even after the next run started.
+    pub killed_run: Option<u64>,
 }
 
 impl Task {
@@ -448,7 +448,7 @@ impl Tasks {
             restart_pending: false,
             runs_started: 0,
             run_seq: 0,
-            stale_in_flight: 0,
+            killed_run: None,
         });
         Ok(id)
     }
@@ -523,10 +523,10 @@ impl Tasks {
 
     /// Marks every running task of a shared crawl done: the crawl is. A scheduled run is
     /// left to the leader, which ends it when nothing of it is left (the crawl may be done
-    /// for a moment as a run starts).
+    /// for a moment as a run starts), unless no tick is left to come.
     pub fn all_done(&mut self) {
         for t in &mut self.list {
-            if t.state == TaskState::Running && t.run_seq == 0 {
+            if t.state == TaskState::Running && (t.run_seq == 0 || t.next_tick.is_none()) {
                 t.state = TaskState::Done;
             }
         }

@@ -47,21 +47,22 @@ impl Crawl {
         if dispatched.kind == Kind::Page
             && let Some(t) = self.tasks.named_mut(&dispatched.request.task)
         {
+            // A page of an earlier run left this count when its run ended here.
             if current {
                 t.in_flight = t.in_flight.saturating_sub(1);
-            } else {
-                t.stale_in_flight = t.stale_in_flight.saturating_sub(1);
             }
         }
         let node = lease.node();
         // A killed task's answers are discarded, never half-saved: a call cancelled, or one
         // whose answer came in just as the task was killed.
         let killed = dispatched.kind == Kind::Page
-            && current
-            && self
-                .tasks
-                .named_mut(&dispatched.request.task)
-                .is_some_and(|t| t.state == crate::tasks::TaskState::Killed);
+            && self.tasks.named(&dispatched.request.task).is_some_and(|t| {
+                if current {
+                    t.state == crate::tasks::TaskState::Killed
+                } else {
+                    t.killed_run == Some(dispatched.run)
+                }
+            });
         if killed || matches!(outcome, Err(Unanswered::Killed)) {
             self.pool.release(lease);
             let reason = "task_killed";

@@ -144,7 +144,7 @@ impl Crawl {
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };
-        if run <= task.run_seq {
+        if run <= task.run_seq || task.state == TaskState::Closed {
             return;
         }
         self.end_part(id, old_end);
@@ -154,7 +154,7 @@ impl Crawl {
     /// Ends this engine's part of task `id`'s run going, recorded now with its figures so
     /// far. How it ended is `how`, unless it ended otherwise already; with pages of it still
     /// in flight it cannot have been done (Redis counted them open): it was stopped. Those
-    /// pages end uncounted in the next run (see `Task::stale_in_flight`).
+    /// pages end uncounted in the next run (see `Crawl::tally_of`).
     fn end_part(&mut self, id: u64, how: TaskState) {
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
@@ -173,7 +173,10 @@ impl Crawl {
             .state
             .run_status()
             .unwrap_or(crate::jobs::RunStatus::Done);
-        task.stale_in_flight += std::mem::take(&mut task.in_flight);
+        if task.state == TaskState::Killed {
+            task.killed_run = Some(task.run_seq);
+        }
+        task.in_flight = 0;
         self.end_run(id, status, None);
     }
 
@@ -185,6 +188,7 @@ impl Crawl {
                 self.take_part(id, run, TaskState::Done);
                 if state == TaskState::Paused
                     && let Ok(task) = self.tasks.by_id_mut(id)
+                    && task.run_seq == run
                 {
                     task.state = TaskState::Paused;
                 }
@@ -221,14 +225,10 @@ impl Crawl {
         let runs: Vec<String> = self
             .tasks
             .iter()
-            .filter(|t| {
-                t.run_seq > 0
-                    && t.run_open
-                    && matches!(
-                        t.state,
-                        TaskState::Running | TaskState::Paused | TaskState::Capped
-                    )
-            })
+            // Whatever this engine's part of the run (it may have ended early, at the
+            // task's page cap): the script ends only a run Redis has running with nothing
+            // open.
+            .filter(|t| t.run_seq > 0 && t.state != TaskState::Closed)
             .map(|t| t.def.name.clone())
             .collect();
         if runs.is_empty() {

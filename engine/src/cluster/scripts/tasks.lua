@@ -36,5 +36,9 @@ if n > 0 then
   -- The version moves with the changes: an engine that sees it move finds them.
   redis.call('INCR', K .. ':tasks_version')
 end
+if tonumber(ARGV[i]) > 0 then
+  -- An added task's seeds are work, in a crawl whose own task waits for its first tick too.
+  redis.call('SET', K .. ':opened', '1')
+end
 offer_all(i + 1, tonumber(ARGV[i]), 0, max_queue, per_host)
 return 1
