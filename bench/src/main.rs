@@ -151,7 +151,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         .map(|s| process_cpu_secs(s.pid()).unwrap_or(0.0))
         .sum();
     drop((saver, w0, w1));
-    let items_stored = itemsaver::Store::open(&store)?.count(None)?;
+    let items_stored = itemsaver::SqliteStore::open(&store)?.count(None)?;
     let pages = tally.fetched.max(1) as f64;
     let engine_cpu = distributed["cpu_secs"].as_f64().unwrap_or(0.0);
     let cpu_ms_per_page = (engine_cpu + others_cpu) * 1000.0 / pages;
@@ -489,7 +489,7 @@ fn seen_bytes_per_url(n: usize) -> f64 {
 }
 
 async fn itemsaver_items_per_s(dir: &Path, n: usize) -> anyhow::Result<f64> {
-    let store = Arc::new(itemsaver::Store::open(dir.join("store-bench.db"))?);
+    let store = Arc::new(itemsaver::SqliteStore::open(dir.join("store-bench.db"))?);
     let client = itemsaver::in_process(itemsaver::ItemSaverServer::new(
         store,
         itemsaver::DEFAULT_MAX_BATCH,
@@ -684,7 +684,7 @@ async fn cluster_crawl(
     let (a, b) = tokio::try_join!(engine(bins, &dir_a, &first), engine(bins, &dir_b, &second))?;
     let tally = server.tally();
     drop((saver, workers));
-    let items = itemsaver::Store::open(&store)?.count(None)?;
+    let items = itemsaver::SqliteStore::open(&store)?.count(None)?;
     let num = |v: &Value, k: &str| v[k].as_f64().unwrap_or(0.0);
     let done = |v: &Value| {
         num(v, "pages_ok")

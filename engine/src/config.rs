@@ -37,8 +37,8 @@ pub struct EngineConfig {
     pub worker_hosts: Vec<String>,
     /// Itemsaver address; `None` stores items in `store` from this process.
     pub itemsaver_host: Option<String>,
-    /// The SQLite file used when there is no itemsaver.
-    pub store: PathBuf,
+    /// Where items are stored when there is no itemsaver (see [`itemsaver::StoreSpec`]).
+    pub store: itemsaver::StoreSpec,
     /// Deadline of each crawl RPC; above the workers' fetch timeout.
     pub rpc_timeout: Duration,
     /// Time allowed to connect to a worker or the itemsaver.
@@ -175,7 +175,7 @@ impl Default for EngineConfig {
             allow_domains: Vec::new(),
             worker_hosts: Vec::new(),
             itemsaver_host: None,
-            store: PathBuf::from("items.db"),
+            store: itemsaver::StoreSpec::Sqlite(PathBuf::from("items.db")),
             rpc_timeout: Duration::from_secs(60),
             connect_timeout: Duration::from_secs(5),
             batch_size: 500,

@@ -151,16 +151,16 @@ pub async fn run_with(
             )
         }
         None => {
-            let store = itemsaver::Store::open(&config.store)?;
-            info!(store = %config.store.display(), "storing items in this process");
+            let store = itemsaver::store::open(&config.store)?;
+            info!(store = %config.store, "storing items in this process");
             let server = itemsaver::ItemSaverServer::new(
-                Arc::new(store),
+                store,
                 itemsaver::DEFAULT_MAX_BATCH,
                 itemsaver::DEFAULT_MAX_ITEM_BYTES,
             );
             (
                 Target::Local(itemsaver::in_process(server)),
-                config.store.display().to_string(),
+                config.store.to_string(),
             )
         }
     };

@@ -64,14 +64,15 @@ struct Args {
     )]
     itemsaver_host: Option<String>,
 
-    /// SQLite file for items when there is no --itemsaver_host.
+    /// Where items are stored when there is no --itemsaver_host: a path or sqlite:PATH (an
+    /// SQLite file), or jsonl:PATH (a JSON Lines file, appended to).
     #[arg(
         long,
-        value_name = "PATH",
+        value_name = "STORE",
         env = "SPINNERET_STORE",
         default_value = "items.db"
     )]
-    store: PathBuf,
+    store: itemsaver::StoreSpec,
 
     /// Parser the workers apply to every page (see `worker --list-parsers`).
     #[arg(

@@ -37,7 +37,7 @@ fn config(
             .map(|s| engine::parse_seed(s).expect("seed"))
             .collect(),
         task: name.into(),
-        store: dir.join("items.db"),
+        store: dir.join("items.db").into(),
         jobs: Some(dir.join("jobs.db")),
         schedule: Some(
             Schedule::new(ScheduleSpec {

@@ -1,55 +1,115 @@
-//! `itemsaver export`: every stored item to a writer, as JSON lines or CSV.
+//! `itemsaver export`: the stored items a filter admits, streamed to a writer as JSON Lines,
+//! CSV or one JSON array, one item in memory at a time.
 
-use crate::store::{ExportError, Store};
+use crate::store::{ExportError, Filter, ItemStore, Stored};
 use common::{Item, Value};
 use std::io::Write;
 
 /// Output formats for export.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
-    /// One JSON object per line: id, url, kind, task and the payload fields.
+    /// One JSON object per line: id, url, kind, task, stored_at, updated_at and the payload
+    /// fields.
     Jsonl,
-    /// A header row, then one row per item; payload fields are columns, non-text values JSON.
+    /// A header row, then one row per item; payload fields are columns (the union of the
+    /// exported items' fields, sorted), non-text values JSON.
     Csv,
+    /// One JSON array of the same objects as `jsonl`.
+    Json,
 }
 
-/// Writes every item of `store` to `out` in `format`.
-pub fn export(store: &Store, format: Format, out: impl Write) -> Result<(), ExportError> {
+/// Writes the items of `store` that `filter` admits to `out` in `format`.
+pub fn export(
+    store: &dyn ItemStore,
+    filter: &Filter,
+    format: Format,
+    out: impl Write,
+) -> Result<(), ExportError> {
     match format {
-        Format::Jsonl => jsonl(store, out),
-        Format::Csv => csv(store, out),
+        Format::Jsonl => json(store, filter, out, Framing::Lines),
+        Format::Json => json(store, filter, out, Framing::Array),
+        Format::Csv => csv(store, filter, out),
     }
 }
 
 /// The fields every exported record starts with; payload fields of the same name are shadowed.
-const CORE_FIELDS: [&str; 4] = ["id", "url", "kind", "task"];
+const CORE_FIELDS: [&str; 6] = ["id", "url", "kind", "task", "stored_at", "updated_at"];
 
-fn jsonl(store: &Store, mut out: impl Write) -> Result<(), ExportError> {
-    store.for_each(|item| {
+/// A time as exports show it: RFC 3339 in UTC, to the millisecond.
+fn time(ms: i64) -> String {
+    chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+        .unwrap_or_default()
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The core fields of `stored`, in [`CORE_FIELDS`] order, and its payload.
+fn core(stored: Stored) -> ([String; 6], common::Payload) {
+    let Stored {
+        item,
+        first_stored_ms,
+        updated_ms,
+    } = stored;
+    let Item {
+        id,
+        url,
+        kind,
+        task,
+        payload,
+    } = item;
+    let fields = [id, url, kind, task, time(first_stored_ms), time(updated_ms)];
+    (fields, payload)
+}
+
+/// How JSON records are put together.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// One per line.
+    Lines,
+    /// In one array, one per line.
+    Array,
+}
+
+fn json(
+    store: &dyn ItemStore,
+    filter: &Filter,
+    mut out: impl Write,
+    framing: Framing,
+) -> Result<(), ExportError> {
+    let mut first = true;
+    if framing == Framing::Array {
+        out.write_all(b"[")?;
+    }
+    store.for_each(filter, &mut |stored| {
+        let (fields, payload) = core(stored);
         let mut obj = serde_json::Map::new();
-        let Item {
-            id,
-            url,
-            kind,
-            task,
-            payload,
-        } = item;
-        for (k, v) in CORE_FIELDS.iter().zip([id, url, kind, task]) {
+        for (k, v) in CORE_FIELDS.iter().zip(fields) {
             obj.insert((*k).into(), serde_json::Value::String(v));
         }
         for (k, v) in payload {
             obj.entry(k).or_insert_with(|| v.to_json());
         }
+        match framing {
+            Framing::Lines => {}
+            Framing::Array if first => out.write_all(b"\n")?,
+            Framing::Array => out.write_all(b",\n")?,
+        }
+        first = false;
         serde_json::to_writer(&mut out, &obj)?;
-        out.write_all(b"\n")
+        if framing == Framing::Lines {
+            out.write_all(b"\n")?;
+        }
+        Ok(())
     })?;
+    if framing == Framing::Array {
+        out.write_all(b"\n]\n")?;
+    }
     out.flush()?;
     Ok(())
 }
 
-fn csv(store: &Store, out: impl Write) -> Result<(), ExportError> {
+fn csv(store: &dyn ItemStore, filter: &Filter, out: impl Write) -> Result<(), ExportError> {
     let fields: Vec<String> = store
-        .payload_fields()?
+        .payload_fields(filter)?
         .into_iter()
         .filter(|f| !CORE_FIELDS.contains(&f.as_str()))
         .collect();
@@ -60,10 +120,11 @@ fn csv(store: &Store, out: impl Write) -> Result<(), ExportError> {
         .map(|s| s.to_string())
         .chain(fields.iter().cloned());
     writer.write_record(header).map_err(io)?;
-    store.for_each(|item| {
-        let mut row = vec![item.id, item.url, item.kind, item.task];
+    store.for_each(filter, &mut |stored| {
+        let (core, payload) = core(stored);
+        let mut row = Vec::from(core);
         for f in &fields {
-            row.push(match item.payload.get(f) {
+            row.push(match payload.get(f) {
                 None | Some(Value::Null) => String::new(),
                 Some(Value::Text(s)) => s.clone(),
                 Some(other) => other.to_json().to_string(),
@@ -80,9 +141,9 @@ mod tests {
     use super::*;
     use common::{Payload, Scalar};
 
-    fn store_with_items() -> (tempfile::TempDir, Store) {
+    fn store_with_items() -> (tempfile::TempDir, crate::store::SqliteStore) {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path().join("items.db")).expect("open");
+        let store = crate::store::SqliteStore::open(dir.path().join("items.db")).expect("open");
         let mut p = Payload::new();
         p.insert("title".into(), Value::Text("Hello, \"world\"".into()));
         p.insert(
@@ -119,7 +180,7 @@ mod tests {
     fn jsonl_has_core_and_payload_fields() {
         let (_dir, store) = store_with_items();
         let mut out = Vec::new();
-        export(&store, Format::Jsonl, &mut out).expect("export");
+        export(&store, &Filter::default(), Format::Jsonl, &mut out).expect("export");
         let lines: Vec<serde_json::Value> = String::from_utf8(out)
             .expect("utf8")
             .lines()
@@ -137,14 +198,20 @@ mod tests {
     fn csv_has_a_column_per_payload_field() {
         let (_dir, store) = store_with_items();
         let mut out = Vec::new();
-        export(&store, Format::Csv, &mut out).expect("export");
+        export(&store, &Filter::default(), Format::Csv, &mut out).expect("export");
         let text = String::from_utf8(out).expect("utf8");
         let mut lines = text.lines();
-        assert_eq!(lines.next(), Some("id,url,kind,task,price,tags,title"));
         assert_eq!(
             lines.next(),
-            Some("1,http://a.test/1,page,t,,\"[\"\"a\"\",\"\"b\"\"]\",\"Hello, \"\"world\"\"\"")
+            Some("id,url,kind,task,stored_at,updated_at,price,tags,title")
         );
-        assert_eq!(lines.next(), Some("2,http://a.test/2,offer,t,9.5,,"));
+        let (one, two) = (lines.next().expect("row"), lines.next().expect("row"));
+        assert!(one.starts_with("1,http://a.test/1,page,t,20"), "{one}");
+        assert!(
+            one.ends_with(",,\"[\"\"a\"\",\"\"b\"\"]\",\"Hello, \"\"world\"\"\""),
+            "{one}"
+        );
+        assert!(two.starts_with("2,http://a.test/2,offer,t,20"), "{two}");
+        assert!(two.ends_with(",9.5,,"), "{two}");
     }
 }

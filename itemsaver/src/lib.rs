@@ -1,4 +1,5 @@
-//! The Spinneret itemsaver: a tarpc server that stores items durably in SQLite.
+//! The Spinneret itemsaver: a tarpc server that stores items durably (SQLite by default; see
+//! [`store`]).
 //!
 //! Run it with [`run`] on a bound listener, or in-process with [`in_process`] for the
 //! engine's single-machine mode.
@@ -9,7 +10,7 @@ pub mod server;
 pub mod store;
 
 pub use server::{DEFAULT_MAX_BATCH, DEFAULT_MAX_ITEM_BYTES, ItemSaverServer};
-pub use store::{Store, StoreError};
+pub use store::{ItemStore, SqliteStore, StoreError, StoreSpec};
 
 use common::ItemSaverService;
 use common::ItemSaverServiceClient;

@@ -3,15 +3,15 @@
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use itemsaver::export::{Format, export};
-use itemsaver::{ItemSaverServer, Store};
+use itemsaver::store::Filter;
+use itemsaver::{ItemSaverServer, StoreSpec};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// Spinneret itemsaver: stores crawled items in an embedded SQLite file and acknowledges a
-/// batch only after it is committed. `itemsaver export` prints what is stored.
+/// Spinneret itemsaver: stores crawled items (in an embedded SQLite file by default) and
+/// acknowledges a batch only after it is committed. `itemsaver export` prints what is stored.
 #[derive(Parser, Debug)]
 #[command(name = "itemsaver", version, args_conflicts_with_subcommands = true)]
 struct Args {
@@ -47,14 +47,16 @@ struct Args {
     )]
     bind: IpAddr,
 
-    /// The SQLite file items are stored in (created if missing).
+    /// Where items are stored (created if missing): a path or sqlite:PATH (an SQLite file,
+    /// items updated in place), or jsonl:PATH (a JSON Lines file, appended to: an item
+    /// stored again is there twice).
     #[arg(
         long,
-        value_name = "PATH",
+        value_name = "STORE",
         env = "SPINNERET_STORE",
         default_value = "items.db"
     )]
-    store: PathBuf,
+    store: StoreSpec,
 
     /// Largest batch accepted, in items; the engine splits a batch this refuses.
     #[arg(
@@ -99,19 +101,33 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Write every stored item to stdout.
+    /// Write the stored items to stdout (or --out), streamed: one item in memory at a time.
     Export {
-        /// The SQLite file to read.
+        /// The store to read: a path, sqlite:PATH or jsonl:PATH.
         #[arg(
             long,
-            value_name = "PATH",
+            value_name = "STORE",
             env = "SPINNERET_STORE",
             default_value = "items.db"
         )]
-        store: PathBuf,
-        /// Output format.
+        store: StoreSpec,
+        /// Output format: one JSON object per line, CSV (a column per payload field), or one
+        /// JSON array.
         #[arg(long, value_enum, default_value = "jsonl")]
         format: Format,
+        /// Only the items of this task.
+        #[arg(long, value_name = "NAME")]
+        task: Option<String>,
+        /// Only the items of this kind.
+        #[arg(long, value_name = "KIND")]
+        kind: Option<String>,
+        /// Only the items updated at or after this time (RFC 3339, such as
+        /// 2026-11-26T03:00:00Z).
+        #[arg(long, value_name = "TIMESTAMP", value_parser = parse_since)]
+        since: Option<i64>,
+        /// Write to this file instead of stdout.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
     },
 }
 
@@ -133,14 +149,16 @@ async fn main() -> ExitCode {
     }
 }
 
-async fn start(args: Args) -> anyhow::Result<()> {
-    if let Some(Command::Export { store, format }) = args.command {
-        if !store.exists() {
-            anyhow::bail!("no item store at {}", store.display());
-        }
-        let store = Store::open(&store)?;
+/// Exports to `out` (whole or not at all: written aside, then moved into place) or stdout.
+fn write_export(
+    store: &dyn itemsaver::ItemStore,
+    filter: &Filter,
+    format: Format,
+    out: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
+    let Some(path) = out else {
         let stdout = std::io::stdout().lock();
-        return match export(&store, format, std::io::BufWriter::new(stdout)) {
+        return match export(store, filter, format, std::io::BufWriter::new(stdout)) {
             // A reader that stops early (`| head`) is not an error.
             Err(itemsaver::store::ExportError::Io(e))
                 if e.kind() == std::io::ErrorKind::BrokenPipe =>
@@ -149,18 +167,60 @@ async fn start(args: Args) -> anyhow::Result<()> {
             }
             other => other.map_err(Into::into),
         };
+    };
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = PathBuf::from(partial);
+    let file = std::fs::File::create(&partial)
+        .with_context(|| format!("cannot write {}", partial.display()))?;
+    if let Err(e) = export(store, filter, format, std::io::BufWriter::new(file)) {
+        let _ = std::fs::remove_file(&partial);
+        return Err(e.into());
+    }
+    std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Reads `--since`: an RFC 3339 time, as Unix milliseconds.
+fn parse_since(value: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(value)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| {
+            format!("{value:?} is not an RFC 3339 time such as 2026-11-26T03:00:00Z ({e})")
+        })
+}
+
+async fn start(args: Args) -> anyhow::Result<()> {
+    if let Some(Command::Export {
+        store,
+        format,
+        task,
+        kind,
+        since,
+        out,
+    }) = args.command
+    {
+        if !store.exists() {
+            anyhow::bail!("no item store at {store}");
+        }
+        let store = itemsaver::store::open(&store)?;
+        let filter = Filter {
+            task,
+            kind,
+            since_ms: since,
+        };
+        return write_export(store.as_ref(), &filter, format, out.as_deref());
     }
     // Flags first: a bad one must not leave a store file behind.
     let addr = SocketAddr::new(args.bind, args.port);
     let guard = args.auth.guard(addr)?;
-    let store = Arc::new(Store::open(&args.store)?);
+    let store = itemsaver::store::open(&args.store)?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     // Tests and scripts read this line to learn the port when started with --port 0.
     println!("listening on {local}");
-    tracing::info!(addr = %local, store = %args.store.display(), "itemsaver serving");
+    tracing::info!(addr = %local, store = %args.store, "itemsaver serving");
     let shutdown = CancellationToken::new();
     common::cli::cancel_on_signals(shutdown.clone());
     let registered = match (&args.registry.redis, args.registry.address(local)?) {

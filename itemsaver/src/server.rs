@@ -1,6 +1,6 @@
 //! The `ItemSaverService` implementation: batches go to the store, acks follow the commit.
 
-use crate::store::Store;
+use crate::store::ItemStore;
 use common::activity::Activity;
 use common::{Batch, Item, ItemSaverService, SaveAck, SaveError};
 use std::sync::Arc;
@@ -19,7 +19,7 @@ pub const MAX_ID_BYTES: usize = 4 * 1024;
 /// Serves saves into one store; clones share it.
 #[derive(Clone, Debug)]
 pub struct ItemSaverServer {
-    store: Arc<Store>,
+    store: Arc<dyn ItemStore>,
     max_batch: usize,
     max_item_bytes: usize,
     activity: Activity,
@@ -28,7 +28,7 @@ pub struct ItemSaverServer {
 impl ItemSaverServer {
     /// Serves `store`, refusing batches over `max_batch` items and items over
     /// `max_item_bytes`.
-    pub fn new(store: Arc<Store>, max_batch: usize, max_item_bytes: usize) -> Self {
+    pub fn new(store: Arc<dyn ItemStore>, max_batch: usize, max_item_bytes: usize) -> Self {
         ItemSaverServer {
             store,
             max_batch,
@@ -75,7 +75,7 @@ impl ItemSaverService for ItemSaverServer {
             return Err(SaveError::Store("the itemsaver is shutting down".into()));
         };
         let store = self.store.clone();
-        // SQLite blocks; the commit (and its fsync) happens off the async threads. The task runs
+        // Stores block; the commit (and its fsync) happens off the async threads. The task runs
         // to completion even if the caller gives up, so a committed batch is never half-written.
         if let Some((index, item, reason)) = batch
             .items

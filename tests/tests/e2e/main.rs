@@ -9,6 +9,7 @@ mod cluster;
 mod config;
 mod dashboard;
 mod deaths;
+mod exports;
 mod faults;
 mod harness;
 mod hostile;

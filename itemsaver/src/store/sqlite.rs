@@ -1,40 +1,16 @@
 //! The embedded SQLite item store: one row per `(task, id)`, written a batch per transaction.
 
+use super::{ExportError, Filter, ItemStore, StoreError, Stored, now_ms};
 use common::value::{payload_from_json, payload_to_json};
 use common::{Item, PageYield};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-/// Why the store failed; nothing of the batch in hand was committed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// SQLite failed on the file.
-    #[error("item store {path}: {source}")]
-    Sqlite {
-        /// The store file.
-        path: PathBuf,
-        /// What SQLite said.
-        source: rusqlite::Error,
-    },
-    /// A stored payload is not valid JSON (the file was edited by hand or is damaged).
-    #[error("item store {path}: item {id:?} has a damaged payload: {source}")]
-    Payload {
-        /// The store file.
-        path: PathBuf,
-        /// The item's id.
-        id: String,
-        /// What the JSON parser said.
-        source: serde_json::Error,
-    },
-    /// A thread panicked while holding the connection.
-    #[error("item store {0}: connection lock poisoned")]
-    Poisoned(PathBuf),
-}
-
-/// A durable item store; saving an item that exists (same task and id) updates it.
+/// A durable item store in one SQLite file; saving an item that exists (same task and id)
+/// updates it. `saved_at` is when it was last updated, `first_saved_at` when first stored.
 #[derive(Debug)]
-pub struct Store {
+pub struct SqliteStore {
     conn: Mutex<Connection>,
     path: PathBuf,
 }
@@ -48,8 +24,14 @@ CREATE TABLE IF NOT EXISTS items (
     payload  TEXT NOT NULL,
     saved_at INTEGER NOT NULL,
     position INTEGER,
+    first_saved_at INTEGER,
     PRIMARY KEY (task, id)
 );";
+
+/// Added with exports' `--since`: stores from before get the column when opened, their
+/// items first stored when last updated (the earliest time known).
+const FIRST_SAVED_COLUMN: &str = "ALTER TABLE items ADD COLUMN first_saved_at INTEGER;
+UPDATE items SET first_saved_at = saved_at;";
 
 /// Added after the first release: stores from before get the column when opened, filled in
 /// for their position-keyed items (ids `URL#KIND-N`).
@@ -74,7 +56,7 @@ pub fn position_of(item: &Item) -> Option<u32> {
         .ok()
 }
 
-impl Store {
+impl SqliteStore {
     /// Opens (creating if needed) the store at `path`, in WAL mode with full sync on commit.
     pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
         let path = path.as_ref().to_path_buf();
@@ -103,9 +85,16 @@ impl Store {
         if !has_position {
             tx.execute_batch(POSITION_COLUMN).map_err(err)?;
         }
+        let has_first_saved: bool = tx
+            .prepare("SELECT 1 FROM pragma_table_info('items') WHERE name = 'first_saved_at'")
+            .and_then(|mut s| s.exists([]))
+            .map_err(err)?;
+        if !has_first_saved {
+            tx.execute_batch(FIRST_SAVED_COLUMN).map_err(err)?;
+        }
         tx.execute_batch(PAGE_INDEX).map_err(err)?;
         tx.commit().map_err(err)?;
-        Ok(Store {
+        Ok(SqliteStore {
             conn: Mutex::new(conn),
             path,
         })
@@ -134,10 +123,7 @@ impl Store {
     pub fn save(&self, batch: &[Item], yields: &[PageYield]) -> Result<u64, StoreError> {
         let mut conn = self.lock()?;
         let tx = conn.transaction().map_err(|e| self.sqlite(e))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or_default();
+        let now = now_ms();
         {
             let mut stale = tx
                 .prepare_cached(
@@ -152,8 +138,9 @@ impl Store {
             }
             let mut stmt = tx
                 .prepare_cached(
-                    "INSERT INTO items (task, id, url, kind, payload, saved_at, position)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                    "INSERT INTO items (task, id, url, kind, payload, saved_at, position,
+                     first_saved_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?6)
                      ON CONFLICT (task, id) DO UPDATE SET url = excluded.url, kind = excluded.kind,
                      payload = excluded.payload, saved_at = excluded.saved_at,
                      position = excluded.position",
@@ -213,38 +200,29 @@ impl Store {
             .transpose()
     }
 
-    /// Calls `visit` with every stored item, in the order they were first saved.
-    pub fn for_each(
-        &self,
-        mut visit: impl FnMut(Item) -> std::io::Result<()>,
-    ) -> Result<(), ExportError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare("SELECT task, id, url, kind, payload FROM items ORDER BY rowid")
-            .map_err(|e| self.sqlite(e))?;
-        let mut rows = stmt.query([]).map_err(|e| self.sqlite(e))?;
-        while let Some(row) = rows.next().map_err(|e| self.sqlite(e))? {
-            let get = |i| row.get::<_, String>(i).map_err(|e| self.sqlite(e));
-            let item = self.item(get(0)?, get(1)?, get(2)?, get(3)?, &get(4)?)?;
-            visit(item)?;
+    /// The `WHERE` clause and its parameters for `filter`.
+    fn filtered(filter: &Filter) -> (String, Vec<rusqlite::types::Value>) {
+        use rusqlite::types::Value;
+        let mut clauses = Vec::new();
+        let mut values = Vec::new();
+        if let Some(task) = &filter.task {
+            clauses.push("task = ?");
+            values.push(Value::Text(task.clone()));
         }
-        Ok(())
-    }
-
-    /// The sorted names of every payload field in the store, for CSV columns.
-    pub fn payload_fields(&self) -> Result<Vec<String>, StoreError> {
-        let conn = self.lock()?;
-        let mut stmt = conn
-            .prepare(
-                "SELECT DISTINCT j.key FROM items, json_each(items.payload) AS j ORDER BY j.key",
-            )
-            .map_err(|e| self.sqlite(e))?;
-        let keys = stmt
-            .query_map([], |r| r.get::<_, String>(0))
-            .map_err(|e| self.sqlite(e))?
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| self.sqlite(e))?;
-        Ok(keys)
+        if let Some(kind) = &filter.kind {
+            clauses.push("kind = ?");
+            values.push(Value::Text(kind.clone()));
+        }
+        if let Some(since) = filter.since_ms {
+            clauses.push("saved_at >= ?");
+            values.push(Value::Integer(since));
+        }
+        let clause = if clauses.is_empty() {
+            String::new()
+        } else {
+            format!("WHERE {}", clauses.join(" AND "))
+        };
+        (clause, values)
     }
 
     fn item(
@@ -272,15 +250,63 @@ impl Store {
     }
 }
 
-/// Why an export stopped.
-#[derive(Debug, thiserror::Error)]
-pub enum ExportError {
-    /// Reading the store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    /// Writing the output failed (a closed pipe, a full disk).
-    #[error("writing export: {0}")]
-    Io(#[from] std::io::Error),
+impl ItemStore for SqliteStore {
+    fn save(&self, batch: &[Item], yields: &[PageYield]) -> Result<u64, StoreError> {
+        SqliteStore::save(self, batch, yields)
+    }
+
+    fn count(&self, task: Option<&str>) -> Result<u64, StoreError> {
+        SqliteStore::count(self, task)
+    }
+
+    fn for_each(
+        &self,
+        filter: &Filter,
+        visit: &mut dyn FnMut(Stored) -> std::io::Result<()>,
+    ) -> Result<(), ExportError> {
+        let conn = self.lock()?;
+        let (clause, values) = Self::filtered(filter);
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT task, id, url, kind, payload, first_saved_at, saved_at FROM items
+                 {clause} ORDER BY rowid"
+            ))
+            .map_err(|e| self.sqlite(e))?;
+        let mut rows = stmt
+            .query(rusqlite::params_from_iter(values))
+            .map_err(|e| self.sqlite(e))?;
+        while let Some(row) = rows.next().map_err(|e| self.sqlite(e))? {
+            let get = |i| row.get::<_, String>(i).map_err(|e| self.sqlite(e));
+            let item = self.item(get(0)?, get(1)?, get(2)?, get(3)?, &get(4)?)?;
+            let updated_ms: i64 = row.get(6).map_err(|e| self.sqlite(e))?;
+            let first: Option<i64> = row.get(5).map_err(|e| self.sqlite(e))?;
+            visit(Stored {
+                item,
+                first_stored_ms: first.unwrap_or(updated_ms),
+                updated_ms,
+            })?;
+        }
+        Ok(())
+    }
+
+    fn payload_fields(&self, filter: &Filter) -> Result<Vec<String>, StoreError> {
+        let conn = self.lock()?;
+        let (clause, values) = Self::filtered(filter);
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT DISTINCT j.key FROM items, json_each(items.payload) AS j {clause}
+                 ORDER BY j.key"
+            ))
+            .map_err(|e| self.sqlite(e))?;
+        let keys = stmt
+            .query_map(rusqlite::params_from_iter(values), |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(|e| self.sqlite(e))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.sqlite(e))?;
+        Ok(keys)
+    }
 }
 
 #[cfg(test)]
@@ -304,7 +330,7 @@ mod tests {
     #[test]
     fn saving_again_updates_instead_of_duplicating() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path().join("items.db")).expect("open");
+        let store = SqliteStore::open(dir.path().join("items.db")).expect("open");
         store
             .save(&[item("t", "1", "old"), item("t", "2", "two")], &[])
             .expect("save");
@@ -319,7 +345,7 @@ mod tests {
     #[test]
     fn same_id_in_another_task_is_another_item() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path().join("items.db")).expect("open");
+        let store = SqliteStore::open(dir.path().join("items.db")).expect("open");
         store
             .save(&[item("a", "1", "x"), item("b", "1", "y")], &[])
             .expect("save");
@@ -331,17 +357,17 @@ mod tests {
     fn items_survive_reopening() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("items.db");
-        Store::open(&path)
+        SqliteStore::open(&path)
             .expect("open")
             .save(&[item("t", "1", "kept")], &[])
             .expect("save");
-        let reopened = Store::open(&path).expect("reopen");
+        let reopened = SqliteStore::open(&path).expect("reopen");
         assert_eq!(
             reopened.get("t", "1").expect("get"),
             Some(item("t", "1", "kept"))
         );
         assert_eq!(
-            reopened.payload_fields().expect("fields"),
+            reopened.payload_fields(&Filter::default()).expect("fields"),
             vec!["n", "title"]
         );
     }
@@ -359,7 +385,7 @@ mod tests {
     #[test]
     fn a_page_that_yields_fewer_items_leaves_none_stale() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let store = Store::open(dir.path().join("items.db")).expect("open");
+        let store = SqliteStore::open(dir.path().join("items.db")).expect("open");
         let page = "http://a.test/list";
         let three: Vec<Item> = (0..3).map(|n| positioned(page, "q", n)).collect();
         let other = item("t", "own-id", "kept");
@@ -403,7 +429,7 @@ mod tests {
         )
         .expect("old store");
         drop(conn);
-        let store = Store::open(&path).expect("open old store");
+        let store = SqliteStore::open(&path).expect("open old store");
         let none_now = PageYield {
             task: "t".into(),
             url: "http://a.test/l".into(),
@@ -426,9 +452,69 @@ mod tests {
         assert!(store.get("t", "own").expect("get").is_some());
     }
 
+    fn stored(store: &SqliteStore, filter: &Filter) -> Vec<Stored> {
+        let mut all = Vec::new();
+        store
+            .for_each(filter, &mut |s| {
+                all.push(s);
+                Ok(())
+            })
+            .expect("read");
+        all
+    }
+
+    #[test]
+    fn an_update_keeps_when_the_item_was_first_stored() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = SqliteStore::open(dir.path().join("items.db")).expect("open");
+        store
+            .save(&[item("t", "1", "old"), item("u", "2", "x")], &[])
+            .expect("save");
+        store
+            .lock()
+            .expect("lock")
+            .execute_batch("UPDATE items SET saved_at = 1000, first_saved_at = 1000")
+            .expect("back-date");
+        store.save(&[item("t", "1", "new")], &[]).expect("update");
+        let all = stored(&store, &Filter::default());
+        assert_eq!(all[0].first_stored_ms, 1000);
+        assert!(all[0].updated_ms > 1000, "{:?}", all[0]);
+        assert_eq!((all[1].first_stored_ms, all[1].updated_ms), (1000, 1000));
+        let since = Filter {
+            since_ms: Some(2000),
+            ..Filter::default()
+        };
+        assert_eq!(stored(&store, &since).len(), 1, "only the updated one");
+        let task_u = Filter {
+            task: Some("u".into()),
+            kind: Some("page".into()),
+            ..Filter::default()
+        };
+        assert_eq!(stored(&store, &task_u)[0].item.id, "2");
+    }
+
+    #[test]
+    fn a_store_from_before_first_saved_times_gets_them_when_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("old.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.execute_batch(
+            "CREATE TABLE items (task TEXT NOT NULL, id TEXT NOT NULL, url TEXT NOT NULL,
+             kind TEXT NOT NULL, payload TEXT NOT NULL, saved_at INTEGER NOT NULL,
+             position INTEGER, PRIMARY KEY (task, id));
+             INSERT INTO items VALUES ('t', '1', 'http://a.test/1', 'page', '{}', 5000, NULL);",
+        )
+        .expect("old store");
+        drop(conn);
+        let store = SqliteStore::open(&path).expect("open old store");
+        let all = stored(&store, &Filter::default());
+        assert_eq!(all.len(), 1);
+        assert_eq!((all[0].first_stored_ms, all[0].updated_ms), (5000, 5000));
+    }
+
     #[test]
     fn unwritable_path_names_the_file() {
-        let err = Store::open("/nonexistent-dir/items.db").expect_err("must fail");
+        let err = SqliteStore::open("/nonexistent-dir/items.db").expect_err("must fail");
         assert!(
             err.to_string().contains("/nonexistent-dir/items.db"),
             "{err}"
