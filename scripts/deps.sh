@@ -17,6 +17,7 @@ PACKAGES=(
   "redis-server    redis-server    cluster mode is tested against a real Redis"
   "redis-tools     redis-cli       ...and a Redis Cluster made with redis-cli --cluster create"
   "openssl         openssl         the README's certificate recipe (scripts/certs.sh) is tested"
+  "postgresql      -               the PostgreSQL item store is tested against a real server"
 )
 
 check_only=0

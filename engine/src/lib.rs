@@ -151,7 +151,7 @@ pub async fn run_with(
             )
         }
         None => {
-            let store = itemsaver::store::open(&config.store)?;
+            let store = itemsaver::store::open(&config.store).await?;
             info!(store = %config.store, "storing items in this process");
             let server = itemsaver::ItemSaverServer::new(
                 store,

@@ -65,12 +65,14 @@ struct Args {
     itemsaver_host: Option<String>,
 
     /// Where items are stored when there is no --itemsaver_host: a path or sqlite:PATH (an
-    /// SQLite file), or jsonl:PATH (a JSON Lines file, appended to).
+    /// SQLite file), postgres://USER@HOST/DB (a PostgreSQL table), or jsonl:PATH (a JSON
+    /// Lines file, appended to).
     #[arg(
         long,
         value_name = "STORE",
         env = "SPINNERET_STORE",
-        default_value = "items.db"
+        default_value = "items.db",
+        hide_env_values = true
     )]
     store: itemsaver::StoreSpec,
 

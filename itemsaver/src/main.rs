@@ -48,13 +48,15 @@ struct Args {
     bind: IpAddr,
 
     /// Where items are stored (created if missing): a path or sqlite:PATH (an SQLite file,
-    /// items updated in place), or jsonl:PATH (a JSON Lines file, appended to: an item
-    /// stored again is there twice).
+    /// items updated in place), postgres://USER:PASSWORD@HOST:PORT/DB (a PostgreSQL table,
+    /// as SQLite), or jsonl:PATH (a JSON Lines file, appended to: an item stored again is
+    /// there twice).
     #[arg(
         long,
         value_name = "STORE",
         env = "SPINNERET_STORE",
-        default_value = "items.db"
+        default_value = "items.db",
+        hide_env_values = true
     )]
     store: StoreSpec,
 
@@ -103,12 +105,13 @@ struct Args {
 enum Command {
     /// Write the stored items to stdout (or --out), streamed: one item in memory at a time.
     Export {
-        /// The store to read: a path, sqlite:PATH or jsonl:PATH.
+        /// The store to read: a path, sqlite:PATH, postgres://... or jsonl:PATH.
         #[arg(
             long,
             value_name = "STORE",
             env = "SPINNERET_STORE",
-            default_value = "items.db"
+            default_value = "items.db",
+            hide_env_values = true
         )]
         store: StoreSpec,
         /// Output format: one JSON object per line, CSV (a column per payload field), or one
@@ -202,18 +205,22 @@ async fn start(args: Args) -> anyhow::Result<()> {
         if !store.exists() {
             anyhow::bail!("no item store at {store}");
         }
-        let store = itemsaver::store::open(&store)?;
+        let store = itemsaver::store::open(&store).await?;
         let filter = Filter {
             task,
             kind,
             since_ms: since,
         };
-        return write_export(store.as_ref(), &filter, format, out.as_deref());
+        // Stores block: the export runs on a blocking thread.
+        return tokio::task::spawn_blocking(move || {
+            write_export(store.as_ref(), &filter, format, out.as_deref())
+        })
+        .await?;
     }
     // Flags first: a bad one must not leave a store file behind.
     let addr = SocketAddr::new(args.bind, args.port);
     let guard = args.auth.guard(addr)?;
-    let store = itemsaver::store::open(&args.store)?;
+    let store = itemsaver::store::open(&args.store).await?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -3,6 +3,7 @@
 
 pub mod certs;
 pub mod hostile;
+pub mod postgres;
 pub mod quotes;
 pub mod redis;
 pub mod site;

@@ -1,24 +1,38 @@
 //! Where items are kept, behind one boundary ([`ItemStore`]): an embedded SQLite file (the
-//! default) or a JSON Lines file. `--store` names one (see [`StoreSpec`]); the itemsaver, the
-//! engine's single-machine mode, `itemsaver export` and the bench all go through it.
+//! default), a PostgreSQL database or a JSON Lines file. `--store` names one (see
+//! [`StoreSpec`]); the itemsaver, the engine's single-machine mode, `itemsaver export` and the
+//! bench all go through it.
 
 pub mod jsonl;
+pub mod postgres;
 pub mod sqlite;
 
 pub use jsonl::JsonlStore;
+pub use postgres::PostgresStore;
 pub use sqlite::{SqliteStore, position_of};
 
 use common::{Item, PageYield};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-/// Which store `--store` names: `PATH` or `sqlite:PATH` (SQLite), `jsonl:PATH` (JSON Lines).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Which store `--store` names: `PATH` or `sqlite:PATH` (SQLite), `postgres://...`
+/// (PostgreSQL), `jsonl:PATH` (JSON Lines).
+#[derive(Clone, PartialEq, Eq)]
 pub enum StoreSpec {
     /// An SQLite file, created if missing.
     Sqlite(PathBuf),
+    /// A PostgreSQL database (`postgres://user:password@host:port/db`); its table is
+    /// created if missing.
+    Postgres(String),
     /// A JSON Lines file, appended to.
     Jsonl(PathBuf),
+}
+
+impl std::fmt::Debug for StoreSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never a password, in any message.
+        write!(f, "{self}")
+    }
 }
 
 impl From<PathBuf> for StoreSpec {
@@ -45,8 +59,15 @@ impl std::str::FromStr for StoreSpec {
             return Ok(StoreSpec::Jsonl(path(p)?));
         }
         if let Some((scheme, _)) = s.split_once("://") {
+            if scheme == "postgres" || scheme == "postgresql" {
+                return match s.parse::<tokio_postgres::Config>() {
+                    Ok(_) => Ok(StoreSpec::Postgres(s.to_owned())),
+                    Err(e) => Err(format!("{}: {e}", postgres::redact(s))),
+                };
+            }
             return Err(format!(
-                "{scheme}:// stores are not supported: give a path, sqlite:PATH or jsonl:PATH"
+                "{scheme}:// stores are not supported: give a path, sqlite:PATH, \
+                 postgres://USER@HOST/DB or jsonl:PATH"
             ));
         }
         Ok(StoreSpec::Sqlite(path(s)?))
@@ -57,16 +78,19 @@ impl std::fmt::Display for StoreSpec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreSpec::Sqlite(path) => write!(f, "{}", path.display()),
+            StoreSpec::Postgres(url) => f.write_str(&postgres::redact(url)),
             StoreSpec::Jsonl(path) => write!(f, "jsonl:{}", path.display()),
         }
     }
 }
 
 impl StoreSpec {
-    /// Whether the store is there to be read (for export, which creates nothing).
+    /// Whether the store is there to be read (for export, which creates no file; a
+    /// database is looked for when connecting).
     pub fn exists(&self) -> bool {
         match self {
             StoreSpec::Sqlite(path) | StoreSpec::Jsonl(path) => path.exists(),
+            StoreSpec::Postgres(_) => true,
         }
     }
 }
@@ -103,6 +127,23 @@ pub enum StoreError {
     /// A thread panicked while holding the store.
     #[error("item store {0}: lock poisoned")]
     Poisoned(PathBuf),
+    /// PostgreSQL refused a statement, or the connection broke.
+    #[error("item store {store}: {source}")]
+    Postgres {
+        /// The database, its password masked.
+        store: String,
+        /// What the client said.
+        source: tokio_postgres::Error,
+    },
+    /// No connection to PostgreSQL could be had in time (the server is down or
+    /// restarting, or refuses this user).
+    #[error("item store {store}: cannot connect: {cause}")]
+    Pool {
+        /// The database, its password masked.
+        store: String,
+        /// What the pool said.
+        cause: String,
+    },
 }
 
 /// Why an export stopped.
@@ -171,10 +212,12 @@ pub trait ItemStore: Send + Sync + std::fmt::Debug {
     fn payload_fields(&self, filter: &Filter) -> Result<Vec<String>, StoreError>;
 }
 
-/// Opens (creating if needed) the store `spec` names.
-pub fn open(spec: &StoreSpec) -> Result<Arc<dyn ItemStore>, StoreError> {
+/// Opens (creating if needed) the store `spec` names. Its calls block: run them on a
+/// blocking thread (a PostgreSQL store drives its connections on this runtime).
+pub async fn open(spec: &StoreSpec) -> Result<Arc<dyn ItemStore>, StoreError> {
     Ok(match spec {
         StoreSpec::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        StoreSpec::Postgres(url) => Arc::new(PostgresStore::open(url).await?),
         StoreSpec::Jsonl(path) => Arc::new(JsonlStore::open(path)?),
     })
 }
@@ -207,5 +250,8 @@ mod tests {
         assert!(parse("").is_err());
         let err = parse("mysql://h/db").expect_err("unsupported");
         assert!(err.contains("mysql://"), "{err}");
+        let pg = parse("postgres://spin:pw@127.0.0.1:5432/items").expect("postgres");
+        assert_eq!(pg.to_string(), "postgres://spin:***@127.0.0.1:5432/items");
+        assert_eq!(format!("{pg:?}"), pg.to_string());
     }
 }

@@ -14,7 +14,7 @@ fn s(v: &str) -> String {
 
 /// Items with odd payloads: unicode, nested lists, fields some items lack, in two tasks and
 /// two kinds.
-fn odd_items() -> Vec<Item> {
+pub fn odd_items() -> Vec<Item> {
     let mut first = Payload::new();
     first.insert(
         "title".into(),
@@ -44,7 +44,7 @@ fn odd_items() -> Vec<Item> {
 }
 
 /// Runs `itemsaver export` on `store` with `args`; its stdout.
-async fn export_with(store: &str, args: &[&str]) -> String {
+pub async fn export_with(store: &str, args: &[&str]) -> String {
     let mut all = vec![s("export"), s("--store"), s(store)];
     all.extend(args.iter().map(|a| s(a)));
     let (status, stdout, stderr) = run_bin("itemsaver", &all, &[]).await;
@@ -52,14 +52,14 @@ async fn export_with(store: &str, args: &[&str]) -> String {
     stdout
 }
 
-fn json_lines(text: &str) -> Vec<serde_json::Value> {
+pub fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
         .map(|l| serde_json::from_str(l).expect("a JSON line"))
         .collect()
 }
 
 /// The formats and filters every store reads the same way.
-async fn assert_exports(store: &str) {
+pub async fn assert_exports(store: &str) {
     let all = json_lines(&export_with(store, &[]).await);
     assert_eq!(all.len(), 3, "{all:#?}");
     assert_eq!(all[0]["title"], "Ünïcödé ✓ 漢字, \"quoted\"\nline");

@@ -15,6 +15,7 @@ mod harness;
 mod hostile;
 mod items;
 mod operate;
+mod pg;
 mod pipeline;
 mod runs;
 mod security;
