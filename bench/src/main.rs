@@ -192,9 +192,13 @@ async fn run(args: &Args) -> anyhow::Result<()> {
 
     step(
         7,
-        "itemsaver_items_per_s: saves into the default store, batches of 500",
+        "itemsaver_items_per_s: saves into the default store (and postgres_items_per_s into PostgreSQL), batches of 500",
     );
     let items_per_s = itemsaver_items_per_s(dir.path(), sizes.items).await?;
+    let postgres = postgres_items_per_s(sizes.items).await?;
+    if postgres.is_none() {
+        eprintln!("    postgres_items_per_s skipped: no PostgreSQL (scripts/deps.sh installs it)");
+    }
 
     step(
         8,
@@ -237,6 +241,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         "latency_bound_ideal_pages_per_s": round(ideal),
         "seen_bytes_per_url": round(seen[1]),
         "itemsaver_items_per_s": round(items_per_s),
+        "postgres_items_per_s": postgres.map(|(rate, _)| round(rate)),
+        "postgres_copy_items_per_s": postgres.map(|(_, rate)| round(rate)),
         "ratio_distributed_to_inprocess": round3(distributed_pps / inprocess_pps.max(1e-9)),
         "ratio_inprocess_to_parse_ceiling": round3(inprocess_pps / parse_ceiling.max(1e-9)),
         "cluster_pages_per_s": cluster.as_ref().map(|c| round(c.pages_per_s)),
@@ -490,35 +496,89 @@ fn seen_bytes_per_url(n: usize) -> f64 {
 
 async fn itemsaver_items_per_s(dir: &Path, n: usize) -> anyhow::Result<f64> {
     let store = Arc::new(itemsaver::SqliteStore::open(dir.join("store-bench.db"))?);
+    items_per_s(store, n).await
+}
+
+/// Items per second saved into a PostgreSQL store on a server of its own, and, for
+/// comparison, by the other way to upsert a batch (COPY into a temporary table, then one
+/// INSERT ... ON CONFLICT from it). `None` without the server's programs (scripts/deps.sh
+/// installs them).
+async fn postgres_items_per_s(n: usize) -> anyhow::Result<Option<(f64, f64)>> {
+    if !Path::new("/usr/lib/postgresql").exists() && std::env::var_os("PG_BIN").is_none() {
+        return Ok(None);
+    }
+    let server =
+        tokio::task::spawn_blocking(spinneret_tests::postgres::PostgresServer::start).await?;
+    let store = itemsaver::store::PostgresStore::open(&server.url()).await?;
+    let rate = items_per_s(Arc::new(store), n).await?;
+    let copy_rate = postgres_copy_items_per_s(&server.url(), n).await?;
+    tokio::task::spawn_blocking(move || drop(server)).await?;
+    Ok(Some((rate, copy_rate)))
+}
+
+/// The COPY way to upsert batches of 500 (see [`postgres_items_per_s`]), into the table the
+/// store made, under other task names.
+async fn postgres_copy_items_per_s(url: &str, n: usize) -> anyhow::Result<f64> {
+    use tokio_postgres::binary_copy::BinaryCopyInWriter;
+    use tokio_postgres::types::Type;
+    let (mut client, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls).await?;
+    tokio::spawn(connection);
+    let started = Instant::now();
+    for start in (0..n).step_by(500) {
+        let tx = client.transaction().await?;
+        tx.batch_execute(
+            "CREATE TEMP TABLE incoming (task text, id text, url text, kind text, payload jsonb,
+             position int4) ON COMMIT DROP",
+        )
+        .await?;
+        let sink = tx.copy_in("COPY incoming FROM STDIN BINARY").await?;
+        let types = [
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::TEXT,
+            Type::JSONB,
+            Type::INT4,
+        ];
+        let writer = BinaryCopyInWriter::new(sink, &types);
+        futures::pin_mut!(writer);
+        for i in start..(start + 500).min(n) {
+            let item = bench_item(i);
+            let payload = serde_json::Value::Object(common::value::payload_to_json(&item.payload));
+            let task = "bench-copy";
+            let position: Option<i32> = None;
+            writer
+                .as_mut()
+                .write(&[&task, &item.id, &item.url, &item.kind, &payload, &position])
+                .await?;
+        }
+        writer.finish().await?;
+        let now = 0i64;
+        tx.execute(
+            "INSERT INTO items (task, id, url, kind, payload, position, first_saved_at, saved_at)
+             SELECT task, id, url, kind, payload, position, $1, $1 FROM incoming
+             ON CONFLICT (task, id) DO UPDATE SET url = excluded.url, kind = excluded.kind,
+                 payload = excluded.payload, position = excluded.position,
+                 saved_at = excluded.saved_at",
+            &[&now],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// Items per second saved into `store` through the itemsaver service, batches of 500.
+async fn items_per_s(store: Arc<dyn itemsaver::ItemStore>, n: usize) -> anyhow::Result<f64> {
     let client = itemsaver::in_process(itemsaver::ItemSaverServer::new(
         store,
         itemsaver::DEFAULT_MAX_BATCH,
         itemsaver::DEFAULT_MAX_ITEM_BYTES,
     ));
-    let item = |i: usize| {
-        let mut payload = common::Payload::new();
-        payload.insert(
-            "title".into(),
-            common::Value::Text(format!("Benchmark page {i}")),
-        );
-        payload.insert(
-            "description".into(),
-            common::Value::Text(format!("Page {i} of the benchmark site")),
-        );
-        payload.insert("outlinks".into(), common::Value::Int(50));
-        let url = format!("http://bench.test/p/{i}.html");
-        common::Item {
-            id: url.clone(),
-            url,
-            kind: "page".into(),
-            task: "bench".into(),
-            payload,
-        }
-    };
     let started = Instant::now();
     for start in (0..n).step_by(500) {
         let batch = common::Batch {
-            items: (start..(start + 500).min(n)).map(item).collect(),
+            items: (start..(start + 500).min(n)).map(bench_item).collect(),
             pages: Vec::new(),
         };
         client
@@ -527,6 +587,28 @@ async fn itemsaver_items_per_s(dir: &Path, n: usize) -> anyhow::Result<f64> {
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
     Ok(n as f64 / started.elapsed().as_secs_f64())
+}
+
+/// The item the store benchmarks save: a page's title, description and link count.
+fn bench_item(i: usize) -> common::Item {
+    let mut payload = common::Payload::new();
+    payload.insert(
+        "title".into(),
+        common::Value::Text(format!("Benchmark page {i}")),
+    );
+    payload.insert(
+        "description".into(),
+        common::Value::Text(format!("Page {i} of the benchmark site")),
+    );
+    payload.insert("outlinks".into(), common::Value::Int(50));
+    let url = format!("http://bench.test/p/{i}.html");
+    common::Item {
+        id: url.clone(),
+        url,
+        kind: "page".into(),
+        task: "bench".into(),
+        payload,
+    }
 }
 
 fn cpu_model() -> String {
@@ -542,7 +624,7 @@ fn cpu_model() -> String {
 }
 
 fn print_table(report: &Value) {
-    let targets: [(&str, &str); 19] = [
+    let targets: [(&str, &str); 21] = [
         ("server_raw_pages_per_s", ""),
         ("parse_ceiling_pages_per_s", ""),
         ("inprocess_pages_per_s", ""),
@@ -554,6 +636,8 @@ fn print_table(report: &Value) {
         ("latency_bound_ideal_pages_per_s", ""),
         ("seen_bytes_per_url", "<= 64"),
         ("itemsaver_items_per_s", ">= 100000"),
+        ("postgres_items_per_s", ">= 50000"),
+        ("postgres_copy_items_per_s", ""),
         ("ratio_distributed_to_inprocess", ">= 0.9"),
         ("ratio_inprocess_to_parse_ceiling", ">= 0.7"),
         ("cluster_pages_per_s", ""),

@@ -24,6 +24,8 @@ const CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// Rows an export reads from the server at a time.
 const EXPORT_CHUNK: i32 = 1_000;
 
+/// The table and its indexes. The primary key's index serves lookups by task (its first
+/// column); `seq` keeps the order items were first stored in, for exports.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS items (
     task           TEXT NOT NULL,
@@ -37,7 +39,6 @@ CREATE TABLE IF NOT EXISTS items (
     seq            BIGSERIAL,
     PRIMARY KEY (task, id)
 );
-CREATE INDEX IF NOT EXISTS items_task ON items (task);
 CREATE INDEX IF NOT EXISTS items_kind ON items (kind);
 CREATE INDEX IF NOT EXISTS items_seq ON items (seq);
 CREATE INDEX IF NOT EXISTS items_by_page ON items (task, url, kind, position)
