@@ -11,9 +11,11 @@ build:
 demo: build
 	./scripts/demo.sh
 
-## deps: install the system packages the tests need, if any is missing (scripts/deps.sh lists them)
+## deps: install the system packages the tests need, if any is missing (scripts/deps.sh lists them),
+## and the WARC reader warcio in target/warcio-venv
 deps:
 	./scripts/deps.sh
+	./scripts/warcio.sh
 
 ## test: install what the tests need, build the binaries they spawn, then run every test
 test: deps build

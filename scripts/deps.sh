@@ -18,6 +18,7 @@ PACKAGES=(
   "redis-tools     redis-cli       ...and a Redis Cluster made with redis-cli --cluster create"
   "openssl         openssl         the README's certificate recipe (scripts/certs.sh) is tested"
   "postgresql      -               the PostgreSQL item store is tested against a real server"
+  "python3-venv    -               WARC archives are checked with warcio in a virtual environment"
 )
 
 check_only=0

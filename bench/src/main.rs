@@ -111,7 +111,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
 
     step(
         3,
-        "inprocess_pages_per_s: engine --seed, single-machine mode",
+        "inprocess_pages_per_s: engine --seed, single-machine mode (and warc_pages_per_s, with --warc)",
     );
     let crawl_flags = vec![
         format!("--seed={}", server.url(0)),
@@ -126,6 +126,18 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     ));
     let inprocess = engine(&bins, dir.path(), &flags).await?;
     let inprocess_tally = server.tally();
+    // The same crawl archiving every response as WARC: what --warc costs.
+    server.reset();
+    let mut warc_flags = crawl_flags.clone();
+    warc_flags.push(format!("--store={}", dir.path().join("warc.db").display()));
+    warc_flags.push(format!("--warc={}", dir.path().join("warc").display()));
+    let warc = engine(&bins, dir.path(), &warc_flags).await?;
+    let warc_bytes: u64 = std::fs::read_dir(dir.path().join("warc"))?
+        .filter_map(|e| e.ok()?.metadata().ok())
+        .map(|m| m.len())
+        .sum();
+    std::fs::remove_dir_all(dir.path().join("warc"))?;
+    server.reset();
     server.reset();
 
     step(
@@ -233,6 +245,9 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         "server_raw_pages_per_s": round(server_raw),
         "parse_ceiling_pages_per_s": round(parse_ceiling),
         "inprocess_pages_per_s": round(inprocess_pps),
+        "warc_pages_per_s": round(num(&warc["pages_per_sec"])),
+        "ratio_warc_to_inprocess": round3(num(&warc["pages_per_sec"]) / inprocess_pps.max(1e-9)),
+        "warc_bytes_per_page": round(warc_bytes as f64 / sizes.pages.max(1) as f64),
         "distributed_pages_per_s": round(distributed_pps),
         "cpu_ms_per_page": round3(cpu_ms_per_page),
         "rpc_calls_per_page": round3(rpc_calls_per_page),
@@ -624,10 +639,13 @@ fn cpu_model() -> String {
 }
 
 fn print_table(report: &Value) {
-    let targets: [(&str, &str); 21] = [
+    let targets: [(&str, &str); 24] = [
         ("server_raw_pages_per_s", ""),
         ("parse_ceiling_pages_per_s", ""),
         ("inprocess_pages_per_s", ""),
+        ("warc_pages_per_s", ""),
+        ("ratio_warc_to_inprocess", ""),
+        ("warc_bytes_per_page", ""),
         ("distributed_pages_per_s", ""),
         ("cpu_ms_per_page", "<= 0.4"),
         ("rpc_calls_per_page", "<= 3"),

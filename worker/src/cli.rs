@@ -93,6 +93,23 @@ pub struct FetchArgs {
         value_parser = crate::addresses::parse_network
     )]
     pub allow_addr: Vec<ipnet::IpNet>,
+
+    /// Archive every HTTP response received (pages, robots.txt, redirects, errors) with its
+    /// request as WARC 1.1 files in DIR (created if missing), one gzip member per record.
+    #[arg(long, value_name = "DIR", env = "SPINNERET_WARC")]
+    pub warc: Option<std::path::PathBuf>,
+
+    /// Start the next WARC file once one holds this many bytes.
+    #[arg(
+        long = "warc_max_bytes",
+        alias = "warc-max-bytes",
+        value_name = "BYTES",
+        env = "SPINNERET_WARC_MAX_BYTES",
+        default_value_t = crate::warc::DEFAULT_MAX_BYTES,
+        value_parser = clap::value_parser!(u64).range(1_048_576..=1_099_511_627_776),
+        requires = "warc"
+    )]
+    pub warc_max_bytes: u64,
 }
 
 impl FetchArgs {
@@ -112,6 +129,10 @@ impl FetchArgs {
                     allow_private: self.allow_private,
                     allowed: self.allow_addr.clone(),
                 },
+                warc: self.warc.clone().map(|dir| crate::warc::WarcConfig {
+                    dir,
+                    max_bytes: self.warc_max_bytes,
+                }),
             },
         }
     }

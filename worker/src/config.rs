@@ -15,6 +15,8 @@ pub struct FetchConfig {
     pub max_body_bytes: u64,
     /// Which addresses fetches may connect to (by default, public ones only).
     pub addresses: crate::addresses::AddressPolicy,
+    /// Where every response received is archived as WARC (`--warc`), if anywhere.
+    pub warc: Option<crate::warc::WarcConfig>,
 }
 
 impl Default for FetchConfig {
@@ -29,6 +31,7 @@ impl Default for FetchConfig {
             timeout: Duration::from_secs(30),
             max_body_bytes: 10 * 1024 * 1024,
             addresses: crate::addresses::AddressPolicy::default(),
+            warc: None,
         }
     }
 }

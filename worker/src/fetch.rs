@@ -41,18 +41,38 @@ pub struct Fetched {
     pub elapsed_ms: u64,
 }
 
+/// What a page fetch asks for.
+const ACCEPT_PAGES: &str = "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1";
+
 /// Fetches pages; cheap to share, since it holds the connection-pooling clients.
 #[derive(Clone, Debug)]
 pub struct Fetcher {
     pages: reqwest::Client,
     robots: reqwest::Client,
     config: FetchConfig,
+    warc: Option<std::sync::Arc<crate::warc::WarcWriter>>,
 }
 
-/// Why the HTTP client could not be built.
+/// Why the fetcher could not be built.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot build the HTTP client: {0}")]
-pub struct ClientBuildError(#[from] reqwest::Error);
+pub enum ClientBuildError {
+    /// The HTTP client.
+    #[error("cannot build the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+    /// The WARC directory.
+    #[error(transparent)]
+    Warc(#[from] crate::warc::WarcError),
+}
+
+/// A response to archive, owned so that it can be written on a blocking thread.
+struct Received {
+    url: Url,
+    accept: &'static str,
+    status: reqwest::StatusCode,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+    truncated: bool,
+}
 
 impl Fetcher {
     /// Builds the shared clients from `config`.
@@ -95,13 +115,80 @@ impl Fetcher {
                 attempt.follow()
             }
         });
+        let warc = match &config.warc {
+            Some(warc) => Some(std::sync::Arc::new(crate::warc::WarcWriter::new(
+                warc.clone(),
+            )?)),
+            None => None,
+        };
         Ok(Fetcher {
             pages: builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
             robots: builder().redirect(robots_redirects).build()?,
             config,
+            warc,
         })
+    }
+
+    /// Writes `received` to the WARC archive, when there is one, before the answer goes
+    /// back; the body is handed back. A record that cannot be written fails the fetch, so
+    /// the engine tries the page again rather than have it missing from the archive.
+    async fn archive(&self, received: Received) -> Result<Vec<u8>, FetchError> {
+        let Some(warc) = self.warc.clone() else {
+            return Ok(received.body);
+        };
+        let user_agent = self.config.user_agent.clone();
+        let (written, body) = tokio::task::spawn_blocking(move || {
+            let written = warc.write(&crate::warc::Exchange {
+                url: &received.url,
+                user_agent: &user_agent,
+                accept: received.accept,
+                status: received.status,
+                headers: &received.headers,
+                body: &received.body,
+                truncated: received.truncated,
+            });
+            (written, received.body)
+        })
+        .await
+        .map_err(|e| FetchError::Other(format!("archiving the response failed: {e}")))?;
+        written.map_err(|e| {
+            tracing::error!(cause = %e, "a WARC record could not be written");
+            FetchError::Other(e.to_string())
+        })?;
+        Ok(body)
+    }
+
+    /// The headers to archive of `response` (none are kept when there is no archive).
+    fn kept_headers(&self, response: &reqwest::Response) -> reqwest::header::HeaderMap {
+        if self.warc.is_some() {
+            response.headers().clone()
+        } else {
+            reqwest::header::HeaderMap::new()
+        }
+    }
+
+    /// Reads what the archive keeps of a body the crawl does not need (a redirect's, an
+    /// error's): up to `limit` bytes, and whether it was cut there. Nothing without an
+    /// archive.
+    async fn body_for_archive(
+        &self,
+        response: &mut reqwest::Response,
+        limit: usize,
+    ) -> (Vec<u8>, bool) {
+        let mut body = Vec::new();
+        if self.warc.is_none() {
+            return (body, false);
+        }
+        while let Ok(Some(chunk)) = response.chunk().await {
+            let room = limit - body.len();
+            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if chunk.len() > room {
+                return (body, true);
+            }
+        }
+        (body, false)
     }
 
     /// The settings the fetcher runs with.
@@ -122,16 +209,29 @@ impl Fetcher {
         let mut response = self
             .pages
             .get(url.clone())
-            .header(ACCEPT, "text/html,application/xhtml+xml;q=0.9,*/*;q=0.1")
+            .header(ACCEPT, ACCEPT_PAGES)
             .send()
             .await
             .map_err(|e| classify(e, elapsed()))?;
 
         let status = response.status();
+        let headers = self.kept_headers(&response);
+        let limit = self.config.max_body_bytes;
+        let received = |body: Vec<u8>, truncated: bool| Received {
+            url: url.clone(),
+            accept: ACCEPT_PAGES,
+            status,
+            headers: headers.clone(),
+            body,
+            truncated,
+        };
+        let archive_limit = usize::try_from(limit).unwrap_or(usize::MAX);
         if status.is_redirection()
             && let Some(target) =
                 header(&response, LOCATION).and_then(|loc| url.join(loc.trim()).ok())
         {
+            let (body, truncated) = self.body_for_archive(&mut response, archive_limit).await;
+            self.archive(received(body, truncated)).await?;
             return Ok(Fetched {
                 final_url: url.clone(),
                 status: status.as_u16(),
@@ -144,6 +244,8 @@ impl Fetcher {
         if !status.is_success() {
             let retry_after_secs =
                 header(&response, RETRY_AFTER).and_then(|v| v.trim().parse::<u64>().ok());
+            let (body, truncated) = self.body_for_archive(&mut response, archive_limit).await;
+            self.archive(received(body, truncated)).await?;
             return Err(FetchError::Http {
                 status: status.as_u16(),
                 retry_after_secs,
@@ -153,23 +255,29 @@ impl Fetcher {
         if let Some(ct) = &content_type
             && !accept(ct)
         {
-            // Dropping the response closes the stream without reading the body.
+            // Its headers only: dropping the response closes the stream without reading the
+            // body.
+            self.archive(received(Vec::new(), false)).await?;
             return Err(FetchError::NotHtml {
                 content_type: ct.clone(),
             });
         }
-        let limit = self.config.max_body_bytes;
         if response.content_length().is_some_and(|len| len > limit) {
+            self.archive(received(Vec::new(), true)).await?;
             return Err(FetchError::TooLarge { limit });
         }
         let mut body = Vec::new();
         // Chunks arrive decompressed, so a compression bomb stops at the same limit.
         while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, elapsed()))? {
             if body.len() as u64 + chunk.len() as u64 > limit {
+                let room = archive_limit.saturating_sub(body.len());
+                body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                self.archive(received(body, true)).await?;
                 return Err(FetchError::TooLarge { limit });
             }
             body.extend_from_slice(&chunk);
         }
+        let body = self.archive(received(body, false)).await?;
         Ok(Fetched {
             final_url: url.clone(),
             status: status.as_u16(),
@@ -197,16 +305,48 @@ impl Fetcher {
             }
         })?;
         let status = response.status().as_u16();
+        let headers = self.kept_headers(&response);
+        let final_url = response.url().clone();
         let mut body = Vec::new();
+        let mut truncated = false;
         if response.status().is_success() {
             while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, elapsed()))? {
                 let room = MAX_ROBOTS_BYTES - body.len();
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                if body.len() >= MAX_ROBOTS_BYTES {
+                if chunk.len() > room || body.len() >= MAX_ROBOTS_BYTES {
+                    truncated = chunk.len() > room;
                     break;
                 }
             }
+        } else {
+            (body, truncated) = self.body_for_archive(&mut response, MAX_ROBOTS_BYTES).await;
+            // The engine reads only the status of a robots.txt that was not served.
+            let archived = self
+                .archive(Received {
+                    url: final_url,
+                    accept: "*/*",
+                    status: response.status(),
+                    headers,
+                    body,
+                    truncated,
+                })
+                .await;
+            archived?;
+            return Ok(RobotsFile {
+                status,
+                body: Vec::new(),
+            });
         }
+        let body = self
+            .archive(Received {
+                url: final_url,
+                accept: "*/*",
+                status: response.status(),
+                headers,
+                body,
+                truncated,
+            })
+            .await?;
         Ok(RobotsFile { status, body })
     }
 }

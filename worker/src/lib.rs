@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod parsers;
 pub mod server;
 pub mod spider;
+pub mod warc;
 
 pub use config::{FetchConfig, WorkerConfig};
 pub use server::CrawlServer;

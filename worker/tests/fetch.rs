@@ -387,3 +387,96 @@ async fn the_ssrf_guard_checks_every_redirect_hop() {
     let why = blocked(fetcher.fetch(&hop, is_html).await.expect_err("hop"));
     assert!(why.contains("127.0.0.2"), "{why}");
 }
+
+/// Every WARC record in `dir`, decompressed, in file and record order.
+fn warc_records(dir: &std::path::Path) -> Vec<String> {
+    use std::io::Read;
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .expect("warc dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    files.sort();
+    let mut records = Vec::new();
+    for file in files {
+        let bytes = std::fs::read(&file).expect("read");
+        let mut rest: &[u8] = &bytes;
+        while !rest.is_empty() {
+            let mut member = flate2::bufread::GzDecoder::new(rest);
+            let mut text = Vec::new();
+            member
+                .read_to_end(&mut text)
+                .expect("one gzip member per record");
+            rest = member.into_inner();
+            records.push(String::from_utf8_lossy(&text).into_owned());
+        }
+    }
+    records
+}
+
+/// The response record of `path`.
+fn response_of<'a>(records: &'a [String], base: &str, path: &str) -> &'a str {
+    let uri = format!("WARC-Target-URI: {base}{path}\r\n");
+    records
+        .iter()
+        .find(|r| r.contains("WARC-Type: response\r\n") && r.contains(&uri))
+        .unwrap_or_else(|| panic!("no response record for {path}"))
+}
+
+#[tokio::test]
+async fn every_response_received_is_archived_before_the_answer() {
+    let (base, _) = serve().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = WorkerConfig {
+        fetch: FetchConfig {
+            timeout: Duration::from_secs(1),
+            max_body_bytes: 100_000,
+            addresses: AddressPolicy::allow_all(),
+            warc: Some(worker::warc::WarcConfig {
+                dir: dir.path().to_path_buf(),
+                max_bytes: worker::warc::DEFAULT_MAX_BYTES,
+            }),
+            ..FetchConfig::default()
+        },
+        ..WorkerConfig::default()
+    };
+    let w = CrawlServer::new(&config).expect("server");
+    for path in ["/gzip", "/moved", "/missing", "/png", "/stream-huge"] {
+        let _ = w.crawl_one(request(format!("{base}{path}"))).await;
+        // Written before the answer: the record is there as soon as the call returns.
+        let records = warc_records(dir.path());
+        response_of(&records, &base, path);
+    }
+    w.robots_one(format!("{base}/robots.txt"))
+        .await
+        .expect("robots");
+    let records = warc_records(dir.path());
+    let requests = records
+        .iter()
+        .filter(|r| r.contains("WARC-Type: request\r\n"))
+        .count();
+    assert_eq!(requests, 6, "a request record with each response");
+    // Stored decompressed, its Content-Encoding gone and its length the stored one's.
+    let zipped = response_of(&records, &base, "/gzip");
+    assert!(zipped.contains("HTTP/1.1 200 OK\r\n"), "{zipped}");
+    assert!(zipped.contains("<title>zipped</title>"), "{zipped}");
+    assert!(
+        !zipped.to_ascii_lowercase().contains("content-encoding"),
+        "{zipped}"
+    );
+    let moved = response_of(&records, &base, "/moved");
+    assert!(
+        moved.contains("HTTP/1.1 308 Permanent Redirect\r\n"),
+        "{moved}"
+    );
+    assert!(moved.contains("location: /ok\r\n"), "{moved}");
+    assert!(response_of(&records, &base, "/missing").contains("HTTP/1.1 404 Not Found\r\n"));
+    // Refused as not HTML: its headers only.
+    let png = response_of(&records, &base, "/png");
+    assert!(png.contains("content-type: image/png\r\n"), "{png}");
+    assert!(png.contains("Content-Length: 0\r\n\r\n\r\n\r\n"), "{png}");
+    // Cut at the body limit, and said so.
+    let huge = response_of(&records, &base, "/stream-huge");
+    assert!(huge.contains("WARC-Truncated: length\r\n"), "{huge}");
+    assert!(huge.contains("Content-Length: 100000\r\n"), "{huge}");
+    assert!(response_of(&records, &base, "/robots.txt").contains("HTTP/1.1 200 OK\r\n"));
+}

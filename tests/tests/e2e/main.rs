@@ -20,3 +20,4 @@ mod pipeline;
 mod runs;
 mod security;
 mod spiders;
+mod warc;

@@ -1,0 +1,116 @@
+//! WARC archives read back by a real reader: `warcio` (installed by `make test` into
+//! target/warcio-venv) checks and indexes the files a crawl with `--warc` wrote, and finds
+//! one response record per page fetched, with the bodies the site served.
+
+use crate::harness::run_engine;
+use spinneret_tests::TestSite;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The virtual environment `scripts/warcio.sh` makes.
+fn warcio_venv() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/warcio-venv");
+    assert!(
+        venv.join("bin/warcio").exists(),
+        "{} is missing: run scripts/warcio.sh (make test does)",
+        venv.display()
+    );
+    venv
+}
+
+/// Dumps every record of `files` as JSON lines: type, target URI, HTTP status and body.
+const DUMP: &str = r#"
+import base64, json, sys
+from warcio.archiveiterator import ArchiveIterator
+for path in sys.argv[1:]:
+    with open(path, 'rb') as f:
+        for rec in ArchiveIterator(f):
+            out = {'type': rec.rec_type, 'uri': rec.rec_headers.get_header('WARC-Target-URI')}
+            if rec.rec_type == 'response':
+                out['status'] = int(rec.http_headers.get_statuscode())
+                out['body'] = base64.b64encode(rec.content_stream().read()).decode()
+            print(json.dumps(out))
+"#;
+
+fn run(program: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new(program)
+        .args(args)
+        .output()
+        .expect("run warcio");
+    assert!(
+        out.status.success(),
+        "{} {args:?}: {}",
+        program.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crawl_with_warc_writes_files_warcio_reads_back_page_for_page() {
+    let venv = warcio_venv();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start(25).await.expect("site");
+    let archive = dir.path().join("warc");
+    run_engine(
+        dir.path(),
+        &[
+            format!("--seed={}", site.url("/")),
+            format!("--warc={}", archive.display()),
+            "--no_state".into(),
+        ],
+    )
+    .await
+    .succeeded("a crawl with --warc");
+    let files: Vec<String> = std::fs::read_dir(&archive)
+        .expect("the archive directory")
+        .map(|e| e.expect("entry").path().display().to_string())
+        .filter(|p| p.ends_with(".warc.gz"))
+        .collect();
+    assert!(!files.is_empty(), "no WARC file written");
+    for file in &files {
+        run(&venv.join("bin/warcio"), &["check", "-v", file]);
+        let index = run(&venv.join("bin/warcio"), &["index", file]);
+        assert!(index.lines().count() >= 3, "{index}");
+    }
+    let mut args = vec!["-c", DUMP];
+    args.extend(files.iter().map(String::as_str));
+    let dump = run(&venv.join("bin/python"), &args);
+    let records: Vec<serde_json::Value> = dump
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a record"))
+        .collect();
+    let mut responses: BTreeMap<String, Vec<&serde_json::Value>> = BTreeMap::new();
+    for r in records.iter().filter(|r| r["type"] == "response") {
+        let uri = r["uri"].as_str().expect("uri");
+        let path = uri
+            .strip_prefix(&format!("http://{}", site.addr))
+            .expect("a page of the site");
+        responses.entry(path.to_owned()).or_default().push(r);
+    }
+    let requests = records.iter().filter(|r| r["type"] == "request").count();
+    assert_eq!(requests, responses.values().map(Vec::len).sum::<usize>());
+    // One response record per page fetched, bodies equal to what the site served.
+    use base64::Engine as _;
+    for path in site.site.polite_crawl_paths() {
+        let found = responses.get(&path).map_or(0, Vec::len);
+        assert_eq!(found, 1, "{path}: {found} response records");
+        let record = responses[&path][0];
+        let body = base64::engine::general_purpose::STANDARD
+            .decode(record["body"].as_str().expect("body"))
+            .expect("base64");
+        match site.site.doc(&path) {
+            Some(doc) => {
+                assert_eq!(record["status"], 200, "{path}");
+                assert_eq!(body, doc.body, "{path}: the body as served");
+            }
+            None => assert_eq!(record["status"], 404, "{path}"),
+        }
+    }
+    assert_eq!(
+        responses.len(),
+        site.site.polite_crawl_paths().len(),
+        "nothing else was archived: {:?}",
+        responses.keys().collect::<Vec<_>>()
+    );
+}
