@@ -25,7 +25,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 /// The RPC protocol this build speaks; ends that speak different ones refuse each other.
 /// 2: workers report their requests in flight by task in `status`.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// 3: a fetch can fail with `FetchError::Archive` (a WARC record not written).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The first bytes of a Spinneret connection.
 const MAGIC: [u8; 4] = *b"SPNR";

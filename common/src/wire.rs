@@ -199,6 +199,10 @@ pub enum FetchError {
     /// (loopback, private, link-local, ...): its SSRF guard.
     #[error("blocked address: {0}")]
     BlockedAddress(String),
+    /// The response could not be written to the worker's WARC archive (`--warc`): the page
+    /// is tried again, so that none is crawled without its record.
+    #[error("archiving failed: {0}")]
+    Archive(String),
 }
 
 impl FetchError {
@@ -219,6 +223,7 @@ impl FetchError {
             FetchError::Unavailable(_) => "worker_unavailable".into(),
             FetchError::Other(_) => "other".into(),
             FetchError::BlockedAddress(_) => "blocked_address".into(),
+            FetchError::Archive(_) => "archive_failed".into(),
         }
     }
 
@@ -227,7 +232,7 @@ impl FetchError {
     pub fn is_retryable(&self) -> bool {
         match self {
             FetchError::Http { status, .. } => *status == 429 || *status >= 500,
-            FetchError::Timeout { .. } | FetchError::Connect(_) => true,
+            FetchError::Timeout { .. } | FetchError::Connect(_) | FetchError::Archive(_) => true,
             _ => false,
         }
     }

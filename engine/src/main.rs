@@ -611,6 +611,11 @@ impl Args {
             .filter(|h| !h.trim().is_empty())
             .map(|h| common::parse_host_spec(h).map_err(EngineError::BadWorkerHost))
             .collect::<Result<Vec<_>, _>>()?;
+        if self.fetch.warc.is_some() && (!worker_hosts.is_empty() || self.cluster.redis.is_some()) {
+            tracing::warn!(
+                "--warc archives what the in-process worker fetches, and the engine uses remote workers here: give --warc to each worker"
+            );
+        }
         let itemsaver_host = self
             .itemsaver_host
             .as_deref()

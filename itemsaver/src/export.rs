@@ -114,7 +114,11 @@ fn csv(store: &dyn ItemStore, filter: &Filter, out: impl Write) -> Result<(), Ex
         .filter(|f| !CORE_FIELDS.contains(&f.as_str()))
         .collect();
     let mut writer = csv::Writer::from_writer(out);
-    let io = |e: csv::Error| std::io::Error::other(e);
+    // An I/O error keeps its kind (a reader that went away is a broken pipe, not a failure).
+    let io = |e: csv::Error| match e.into_kind() {
+        csv::ErrorKind::Io(e) => e,
+        other => std::io::Error::other(format!("{other:?}")),
+    };
     let header = CORE_FIELDS
         .iter()
         .map(|s| s.to_string())

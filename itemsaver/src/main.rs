@@ -172,13 +172,22 @@ fn write_export(
         };
     };
     let mut partial = path.as_os_str().to_owned();
-    partial.push(".partial");
+    partial.push(format!(".partial-{}", std::process::id()));
     let partial = PathBuf::from(partial);
     let file = std::fs::File::create(&partial)
         .with_context(|| format!("cannot write {}", partial.display()))?;
-    if let Err(e) = export(store, filter, format, std::io::BufWriter::new(file)) {
+    let mut out = std::io::BufWriter::new(file);
+    let written = export(store, filter, format, &mut out)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            // On disk before it takes the name.
+            let file = out.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            Ok(())
+        });
+    if let Err(e) = written {
         let _ = std::fs::remove_file(&partial);
-        return Err(e.into());
+        return Err(e);
     }
     std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
 }
@@ -205,7 +214,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
         if !store.exists() {
             anyhow::bail!("no item store at {store}");
         }
-        let store = itemsaver::store::open(&store).await?;
+        let store = itemsaver::store::open_existing(&store).await?;
         let filter = Filter {
             task,
             kind,

@@ -99,15 +99,14 @@ pub struct FetchArgs {
     #[arg(long, value_name = "DIR", env = "SPINNERET_WARC")]
     pub warc: Option<std::path::PathBuf>,
 
-    /// Start the next WARC file once one holds this many bytes.
+    /// Start the next WARC file once one holds this many bytes (with --warc).
     #[arg(
         long = "warc_max_bytes",
         alias = "warc-max-bytes",
         value_name = "BYTES",
         env = "SPINNERET_WARC_MAX_BYTES",
         default_value_t = crate::warc::DEFAULT_MAX_BYTES,
-        value_parser = clap::value_parser!(u64).range(1_048_576..=1_099_511_627_776),
-        requires = "warc"
+        value_parser = clap::value_parser!(u64).range(1_048_576..=1_099_511_627_776)
     )]
     pub warc_max_bytes: u64,
 }

@@ -71,7 +71,7 @@ struct Received {
     status: reqwest::StatusCode,
     headers: reqwest::header::HeaderMap,
     body: Vec<u8>,
-    truncated: bool,
+    truncated: Option<&'static str>,
 }
 
 impl Fetcher {
@@ -152,10 +152,10 @@ impl Fetcher {
             (written, received.body)
         })
         .await
-        .map_err(|e| FetchError::Other(format!("archiving the response failed: {e}")))?;
+        .map_err(|e| FetchError::Archive(format!("the archiving task failed: {e}")))?;
         written.map_err(|e| {
-            tracing::error!(cause = %e, "a WARC record could not be written");
-            FetchError::Other(e.to_string())
+            tracing::error!(cause = %e, "a WARC record could not be written; the page will be tried again");
+            FetchError::Archive(e.to_string())
         })?;
         Ok(body)
     }
@@ -170,25 +170,30 @@ impl Fetcher {
     }
 
     /// Reads what the archive keeps of a body the crawl does not need (a redirect's, an
-    /// error's): up to `limit` bytes, and whether it was cut there. Nothing without an
-    /// archive.
+    /// error's): up to `limit` bytes, and why it is not whole, if it is not. Nothing without
+    /// an archive.
     async fn body_for_archive(
         &self,
         response: &mut reqwest::Response,
         limit: usize,
-    ) -> (Vec<u8>, bool) {
+    ) -> (Vec<u8>, Option<&'static str>) {
         let mut body = Vec::new();
         if self.warc.is_none() {
-            return (body, false);
+            return (body, None);
         }
-        while let Ok(Some(chunk)) = response.chunk().await {
-            let room = limit - body.len();
-            body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if chunk.len() > room {
-                return (body, true);
+        loop {
+            match response.chunk().await {
+                Ok(Some(chunk)) => {
+                    let room = limit - body.len();
+                    body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                    if chunk.len() > room {
+                        return (body, Some("length"));
+                    }
+                }
+                Ok(None) => return (body, None),
+                Err(_) => return (body, Some("disconnect")),
             }
         }
-        (body, false)
     }
 
     /// The settings the fetcher runs with.
@@ -217,7 +222,7 @@ impl Fetcher {
         let status = response.status();
         let headers = self.kept_headers(&response);
         let limit = self.config.max_body_bytes;
-        let received = |body: Vec<u8>, truncated: bool| Received {
+        let received = |body: Vec<u8>, truncated: Option<&'static str>| Received {
             url: url.clone(),
             accept: ACCEPT_PAGES,
             status,
@@ -257,27 +262,36 @@ impl Fetcher {
         {
             // Its headers only: dropping the response closes the stream without reading the
             // body.
-            self.archive(received(Vec::new(), false)).await?;
+            self.archive(received(Vec::new(), Some("unspecified")))
+                .await?;
             return Err(FetchError::NotHtml {
                 content_type: ct.clone(),
             });
         }
         if response.content_length().is_some_and(|len| len > limit) {
-            self.archive(received(Vec::new(), true)).await?;
+            self.archive(received(Vec::new(), Some("length"))).await?;
             return Err(FetchError::TooLarge { limit });
         }
         let mut body = Vec::new();
         // Chunks arrive decompressed, so a compression bomb stops at the same limit.
-        while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, elapsed()))? {
+        loop {
+            let chunk = match response.chunk().await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => break,
+                Err(e) => {
+                    self.archive(received(body, Some("disconnect"))).await?;
+                    return Err(classify(e, elapsed()));
+                }
+            };
             if body.len() as u64 + chunk.len() as u64 > limit {
                 let room = archive_limit.saturating_sub(body.len());
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-                self.archive(received(body, true)).await?;
+                self.archive(received(body, Some("length"))).await?;
                 return Err(FetchError::TooLarge { limit });
             }
             body.extend_from_slice(&chunk);
         }
-        let body = self.archive(received(body, false)).await?;
+        let body = self.archive(received(body, None)).await?;
         Ok(Fetched {
             final_url: url.clone(),
             status: status.as_u16(),
@@ -308,13 +322,13 @@ impl Fetcher {
         let headers = self.kept_headers(&response);
         let final_url = response.url().clone();
         let mut body = Vec::new();
-        let mut truncated = false;
+        let mut truncated = None;
         if response.status().is_success() {
             while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, elapsed()))? {
                 let room = MAX_ROBOTS_BYTES - body.len();
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
                 if chunk.len() > room || body.len() >= MAX_ROBOTS_BYTES {
-                    truncated = chunk.len() > room;
+                    truncated = (chunk.len() > room).then_some("length");
                     break;
                 }
             }

@@ -40,8 +40,9 @@ pub struct Exchange<'a> {
     pub headers: &'a reqwest::header::HeaderMap,
     /// The body as stored: decompressed, perhaps cut short.
     pub body: &'a [u8],
-    /// Whether the body was cut at the size limit (or not read at all for that reason).
-    pub truncated: bool,
+    /// Why the body is not whole, if it is not: `length` (the size limit), `disconnect`
+    /// (the read failed), `unspecified` (not read: a type the crawl does not take).
+    pub truncated: Option<&'static str>,
 }
 
 /// Appends records to the current file of a directory, rotating files by size; shared by
@@ -115,14 +116,18 @@ impl WarcWriter {
             self.rotate(&mut current)?;
         }
         let path = self.path(current.serial);
+        let written = current.written;
         let Some(file) = current.file.as_mut() else {
             return Ok(());
         };
         for record in &records {
-            file.write_all(record).map_err(|source| WarcError {
-                path: path.clone(),
-                source,
-            })?;
+            if let Err(source) = file.write_all(record) {
+                // A record cut short would end the file for sequential readers: it goes,
+                // and the next record starts a new file.
+                let _ = file.set_len(written);
+                current.file = None;
+                return Err(WarcError { path, source });
+            }
         }
         current.written += size;
         Ok(())
@@ -257,8 +262,8 @@ fn response_record(exchange: &Exchange<'_>, date: &str, id: &str) -> Vec<u8> {
         ("WARC-Payload-Digest", payload_digest.as_str()),
         ("Content-Type", "application/http;msgtype=response"),
     ];
-    if exchange.truncated {
-        fields.push(("WARC-Truncated", "length"));
+    if let Some(why) = exchange.truncated {
+        fields.push(("WARC-Truncated", why));
     }
     record(&fields, &block)
 }
@@ -321,7 +326,7 @@ mod tests {
             status: reqwest::StatusCode::OK,
             headers,
             body,
-            truncated: false,
+            truncated: None,
         }
     }
 

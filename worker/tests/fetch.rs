@@ -474,6 +474,7 @@ async fn every_response_received_is_archived_before_the_answer() {
     let png = response_of(&records, &base, "/png");
     assert!(png.contains("content-type: image/png\r\n"), "{png}");
     assert!(png.contains("Content-Length: 0\r\n\r\n\r\n\r\n"), "{png}");
+    assert!(png.contains("WARC-Truncated: unspecified\r\n"), "{png}");
     // Cut at the body limit, and said so.
     let huge = response_of(&records, &base, "/stream-huge");
     assert!(huge.contains("WARC-Truncated: length\r\n"), "{huge}");

@@ -1,7 +1,8 @@
 //! The JSON Lines item store: one object per item appended to a file, each batch written and
 //! fsynced before it is acknowledged. It never updates in place, so an item stored twice
-//! (a re-crawl, or a batch re-sent after a lost acknowledgement) is there twice, and the
-//! position-keyed items a page no longer yields are not deleted.
+//! (a re-crawl, or a batch re-sent after a lost acknowledgement or a crash mid-batch) is there
+//! twice, and the position-keyed items a page no longer yields are not deleted. One process
+//! appends to a file at a time.
 
 use super::{ExportError, Filter, ItemStore, StoreError, Stored, now_ms};
 use common::value::{payload_from_json, payload_to_json};
@@ -27,8 +28,19 @@ struct Line {
 /// An append-only JSON Lines file of items.
 #[derive(Debug)]
 pub struct JsonlStore {
-    file: Mutex<File>,
+    /// The appending handle; `None` for a reader (see [`JsonlStore::open_read`]).
+    file: Option<Mutex<Appender>>,
     path: PathBuf,
+    /// A reader's end: what was in the file when it was opened.
+    until: Option<u64>,
+}
+
+#[derive(Debug)]
+struct Appender {
+    file: File,
+    /// Set when a failed batch could not be taken back out of the file: nothing more is
+    /// appended after a torn line.
+    broken: bool,
 }
 
 impl JsonlStore {
@@ -53,8 +65,32 @@ impl JsonlStore {
             file.sync_data().map_err(io)?;
         }
         Ok(JsonlStore {
-            file: Mutex::new(file),
+            file: Some(Mutex::new(Appender {
+                file,
+                broken: false,
+            })),
             path,
+            until: None,
+        })
+    }
+
+    /// Opens the file at `path` to read what it holds now, as an export does: it changes
+    /// nothing (a writer may be appending), and reads no further than the file's whole lines
+    /// at this moment, so that every pass of one export sees the same items.
+    pub fn open_read(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_path_buf();
+        let mut file = File::open(&path).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        let until = whole_lines(&mut file).map_err(|source| StoreError::Io {
+            path: path.clone(),
+            source,
+        })?;
+        Ok(JsonlStore {
+            file: None,
+            path,
+            until: Some(until),
         })
     }
 
@@ -72,7 +108,7 @@ impl JsonlStore {
     ) -> Result<(), ExportError> {
         // A reader of its own: appends go on while an export reads.
         let file = File::open(&self.path).map_err(|e| self.io(e))?;
-        let mut reader = BufReader::new(file);
+        let mut reader = BufReader::new(file.take(self.until.unwrap_or(u64::MAX)));
         let mut text = String::new();
         let mut number = 0u64;
         loop {
@@ -140,15 +176,26 @@ impl ItemStore for JsonlStore {
             serde_json::to_writer(&mut text, &line).map_err(|e| self.io(e.into()))?;
             text.push(b'\n');
         }
-        let mut file = self
-            .file
+        let Some(appender) = &self.file else {
+            return Err(self.io(std::io::Error::other("opened to read only")));
+        };
+        let mut appender = appender
             .lock()
             .map_err(|_| StoreError::Poisoned(self.path.clone()))?;
+        if appender.broken {
+            return Err(self.io(std::io::Error::other(
+                "a failed write could not be taken back; restart the itemsaver to cut it off",
+            )));
+        }
+        let file = &mut appender.file;
         let before = file.metadata().map_err(|e| self.io(e))?.len();
         let written = file.write_all(&text).and_then(|()| file.sync_data());
         if let Err(e) = written {
-            // Nothing of a batch that failed stays: it is sent again whole.
-            let _ = file.set_len(before);
+            // What of a failed batch reached the file goes (it is sent again whole); should
+            // that fail too, nothing more is appended after it.
+            if file.set_len(before).is_err() {
+                appender.broken = true;
+            }
             return Err(self.io(e));
         }
         Ok(batch.len() as u64)
@@ -257,6 +304,30 @@ mod tests {
             reopened.payload_fields(&Filter::default()).expect("fields"),
             vec!["title"]
         );
+    }
+
+    #[test]
+    fn a_reader_changes_nothing_and_reads_what_was_there_when_opened() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("items.jsonl");
+        let writer = JsonlStore::open(&path).expect("open");
+        writer.save(&[item("t", "1", "one")], &[]).expect("save");
+        let mut file = OpenOptions::new().append(true).open(&path).expect("append");
+        // A batch being written: the reader must neither cut it nor read it.
+        file.write_all(br#"{"task":"t","id":"2""#).expect("part");
+        let reader = JsonlStore::open_read(&path).expect("read");
+        file.write_all(b",\"url\":\"u\",\"kind\":\"k\",\"payload\":{},\"stored_at\":1}\n")
+            .expect("rest");
+        writer.save(&[item("t", "3", "three")], &[]).expect("save");
+        assert_eq!(
+            all(&reader, &Filter::default()),
+            vec![item("t", "1", "one")]
+        );
+        assert!(
+            reader.save(&[item("t", "4", "x")], &[]).is_err(),
+            "read only"
+        );
+        assert_eq!(writer.count(None).expect("count"), 3, "nothing was cut");
     }
 
     #[test]

@@ -60,10 +60,9 @@ impl std::str::FromStr for StoreSpec {
         }
         if let Some((scheme, _)) = s.split_once("://") {
             if scheme == "postgres" || scheme == "postgresql" {
-                return match s.parse::<tokio_postgres::Config>() {
-                    Ok(_) => Ok(StoreSpec::Postgres(s.to_owned())),
-                    Err(e) => Err(format!("{}: {e}", postgres::redact(s))),
-                };
+                // Checked when opened, where the message can mask the password (an error
+                // here would be printed with the whole value).
+                return Ok(StoreSpec::Postgres(s.to_owned()));
             }
             return Err(format!(
                 "{scheme}:// stores are not supported: give a path, sqlite:PATH, \
@@ -128,12 +127,12 @@ pub enum StoreError {
     #[error("item store {0}: lock poisoned")]
     Poisoned(PathBuf),
     /// PostgreSQL refused a statement, or the connection broke.
-    #[error("item store {store}: {source}")]
+    #[error("item store {store}: {}", postgres::detail(error))]
     Postgres {
         /// The database, its password masked.
         store: String,
-        /// What the client said.
-        source: tokio_postgres::Error,
+        /// What the client said (shown in full in this error's message).
+        error: tokio_postgres::Error,
     },
     /// No connection to PostgreSQL could be had in time (the server is down or
     /// restarting, or refuses this user).
@@ -219,6 +218,16 @@ pub async fn open(spec: &StoreSpec) -> Result<Arc<dyn ItemStore>, StoreError> {
         StoreSpec::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
         StoreSpec::Postgres(url) => Arc::new(PostgresStore::open(url).await?),
         StoreSpec::Jsonl(path) => Arc::new(JsonlStore::open(path)?),
+    })
+}
+
+/// Opens the store `spec` names to export it: no table is created and no file cut (a
+/// PostgreSQL table must exist; a JSON Lines export reads what the file held when opened).
+pub async fn open_existing(spec: &StoreSpec) -> Result<Arc<dyn ItemStore>, StoreError> {
+    Ok(match spec {
+        StoreSpec::Sqlite(path) => Arc::new(SqliteStore::open(path)?),
+        StoreSpec::Postgres(url) => Arc::new(PostgresStore::open_existing(url).await?),
+        StoreSpec::Jsonl(path) => Arc::new(JsonlStore::open_read(path)?),
     })
 }
 

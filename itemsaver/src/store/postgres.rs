@@ -60,19 +60,66 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
-/// `url` with its password, if any, masked.
+/// `url` with its password, if any, masked: in the user information (everything up to the
+/// last `@` before the query, whatever it holds) and in a `password=` parameter.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (authority, tail) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
-    match authority.rsplit_once('@') {
+    let (before_query, query) = match rest.split_once('?') {
+        Some((before, query)) => (before, Some(query)),
+        None => (rest, None),
+    };
+    let mut out = format!("{scheme}://");
+    match before_query.rsplit_once('@') {
         Some((userinfo, host)) => {
             let user = userinfo.split(':').next().unwrap_or_default();
-            let masked = if userinfo.contains(':') { ":***" } else { "" };
-            format!("{scheme}://{user}{masked}@{host}{tail}")
+            let user = user.split('/').next().unwrap_or_default();
+            let masked = if userinfo.len() > user.len() {
+                ":***"
+            } else {
+                ""
+            };
+            out.push_str(&format!("{user}{masked}@{host}"));
         }
-        None => url.to_owned(),
+        None => out.push_str(before_query),
+    }
+    if let Some(query) = query {
+        let params: Vec<String> = query
+            .split('&')
+            .map(|p| match p.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => p.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&params.join("&"));
+    }
+    out
+}
+
+/// What PostgreSQL said, in full: the client shows a server's refusal only as "db error".
+pub fn detail(e: &tokio_postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => format!("{}: {} ({})", db.severity(), db.message(), db.code().code()),
+        None => {
+            let mut text = e.to_string();
+            let mut source = std::error::Error::source(e);
+            while let Some(s) = source {
+                text.push_str(": ");
+                text.push_str(&s.to_string());
+                source = s.source();
+            }
+            text
+        }
+    }
+}
+
+/// What the pool said, with PostgreSQL's own words when it failed to connect.
+fn pool_cause(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => detail(e),
+        other => other.to_string(),
     }
 }
 
@@ -106,11 +153,52 @@ impl PostgresStore {
     /// creates the table and its indexes if missing. Calls on the store run on this
     /// runtime.
     pub async fn open(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url).await?;
+        if !store.has_table().await? {
+            let mut client = store.client().await?;
+            let tx = client.transaction().await.map_err(|e| store.pg(e))?;
+            // Itemsavers starting together create the table once.
+            tx.batch_execute("SELECT pg_advisory_xact_lock(7151563);")
+                .await
+                .map_err(|e| store.pg(e))?;
+            tx.batch_execute(SCHEMA).await.map_err(|e| store.pg(e))?;
+            tx.commit().await.map_err(|e| store.pg(e))?;
+        }
+        Ok(store)
+    }
+
+    /// Connects to the database at `url` to read its items, as an export does: nothing is
+    /// created, and a database without the table is an error.
+    pub async fn open_existing(url: &str) -> Result<Self, StoreError> {
+        let store = Self::connect(url).await?;
+        if !store.has_table().await? {
+            return Err(StoreError::Pool {
+                store: store.shown.clone(),
+                cause: "it has no items table (no itemsaver stored items there)".into(),
+            });
+        }
+        Ok(store)
+    }
+
+    /// Whether the items table is there (a role that may only write rows can open a store
+    /// another made).
+    async fn has_table(&self) -> Result<bool, StoreError> {
+        let client = self.client().await?;
+        let row = client
+            .query_one("SELECT to_regclass('items') IS NOT NULL", &[])
+            .await
+            .map_err(|e| self.pg(e))?;
+        row.try_get(0).map_err(|e| self.pg(e))
+    }
+
+    async fn connect(url: &str) -> Result<Self, StoreError> {
         let shown = redact(url);
         let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Postgres {
             store: shown.clone(),
-            source: e,
+            error: e,
         })?;
+        // The runtime the store's calls are driven on.
+        let runtime = tokio::runtime::Handle::current();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -130,34 +218,24 @@ impl PostgresStore {
                 store: shown.clone(),
                 cause: e.to_string(),
             })?;
-        let store = PostgresStore {
+        Ok(PostgresStore {
             pool,
             shown,
-            runtime: tokio::runtime::Handle::current(),
-        };
-        let mut client = store.client().await?;
-        let tx = client.transaction().await.map_err(|e| store.pg(e))?;
-        // Itemsavers starting together create the table once.
-        tx.batch_execute("SELECT pg_advisory_xact_lock(7151563);")
-            .await
-            .map_err(|e| store.pg(e))?;
-        tx.batch_execute(SCHEMA).await.map_err(|e| store.pg(e))?;
-        tx.commit().await.map_err(|e| store.pg(e))?;
-        drop(client);
-        Ok(store)
+            runtime,
+        })
     }
 
     fn pg(&self, source: tokio_postgres::Error) -> StoreError {
         StoreError::Postgres {
             store: self.shown.clone(),
-            source,
+            error: source,
         }
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Client, StoreError> {
         self.pool.get().await.map_err(|e| StoreError::Pool {
             store: self.shown.clone(),
-            cause: e.to_string(),
+            cause: pool_cause(&e),
         })
     }
 
@@ -167,11 +245,15 @@ impl PostgresStore {
     }
 
     async fn save_async(&self, batch: &[Item], yields: &[PageYield]) -> Result<u64, StoreError> {
-        // One row per (task, id): a later item of the batch wins, as it would one by one
-        // (an upsert may not touch a row twice).
-        let mut last: HashMap<(&str, &str), usize> = HashMap::with_capacity(batch.len());
+        // One row per (task, id) as stored: a later item of the batch wins, as it would one
+        // by one (an upsert may not touch a row twice).
+        let mut last: HashMap<(String, String), usize> = HashMap::with_capacity(batch.len());
         for (i, item) in batch.iter().enumerate() {
-            last.insert((item.task.as_str(), item.id.as_str()), i);
+            let key = (
+                storable(&item.task).into_owned(),
+                storable(&item.id).into_owned(),
+            );
+            last.insert(key, i);
         }
         let mut rows: Vec<usize> = last.into_values().collect();
         rows.sort_unstable();
@@ -336,10 +418,12 @@ impl ItemStore for PostgresStore {
             let (task, kind, since) = Self::params(filter);
             let rows = client
                 .query(
-                    "SELECT DISTINCT k FROM items, jsonb_object_keys(payload) AS k
-                     WHERE ($1::text IS NULL OR task = $1) AND ($2::text IS NULL OR kind = $2)
-                       AND ($3::int8 IS NULL OR saved_at >= $3)
-                     ORDER BY k",
+                    "SELECT k FROM (
+                         SELECT DISTINCT k FROM items, jsonb_object_keys(payload) AS k
+                         WHERE ($1::text IS NULL OR task = $1) AND ($2::text IS NULL OR kind = $2)
+                           AND ($3::int8 IS NULL OR saved_at >= $3)
+                     ) AS keys
+                     ORDER BY k COLLATE \"C\"",
                     &[&task, &kind, &since],
                 )
                 .await
@@ -369,6 +453,15 @@ mod tests {
         assert_eq!(
             redact("postgres://u:p@ss:w@rd@h/db"),
             "postgres://u:***@h/db"
+        );
+        assert_eq!(
+            redact("postgres://spin:a/b@h/db"),
+            "postgres://spin:***@h/db",
+            "a password with a slash"
+        );
+        assert_eq!(
+            redact("postgres://h/db?user=spin&password=s3cret&sslmode=disable"),
+            "postgres://h/db?user=spin&password=***&sslmode=disable"
         );
     }
 

@@ -71,7 +71,8 @@ async fn a_crawl_into_postgres_stores_each_page_once_and_a_recrawl_updates_it() 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_stopped_and_restarted_mid_crawl_loses_nothing() {
     let pg = PostgresServer::start();
-    let site = TestSite::start_slowly(60, Duration::from_millis(40))
+    // About 120 pages of 100 ms, 8 at a time: the crawl outlasts a stop on a loaded machine.
+    let site = TestSite::start_slowly(120, Duration::from_millis(100))
         .await
         .expect("site");
     let dir = tempfile::tempdir().expect("tempdir");

@@ -9,7 +9,11 @@ use std::path::{Path, PathBuf};
 
 /// The virtual environment `scripts/warcio.sh` makes.
 fn warcio_venv() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/warcio-venv");
+    let target = std::env::var_os("CARGO_TARGET_DIR").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"),
+        PathBuf::from,
+    );
+    let venv = target.join("warcio-venv");
     assert!(
         venv.join("bin/warcio").exists(),
         "{} is missing: run scripts/warcio.sh (make test does)",
