@@ -103,18 +103,6 @@ impl Fetcher {
                 None => builder,
             }
         };
-        // robots.txt follows its redirects inside the client: each hop to an IP literal is
-        // checked here (host names are checked by the resolver).
-        let policy = config.addresses.clone();
-        let robots_redirects = reqwest::redirect::Policy::custom(move |attempt| {
-            if attempt.previous().len() > ROBOTS_REDIRECTS {
-                attempt.error(TooManyRedirects)
-            } else if let Err(blocked) = policy.check_url(attempt.url()) {
-                attempt.error(blocked)
-            } else {
-                attempt.follow()
-            }
-        });
         let warc = match &config.warc {
             Some(warc) => Some(std::sync::Arc::new(crate::warc::WarcWriter::new(
                 warc.clone(),
@@ -125,7 +113,11 @@ impl Fetcher {
             pages: builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()?,
-            robots: builder().redirect(robots_redirects).build()?,
+            // robots.txt redirects are followed in `fetch_robots`, one hop at a time, so that
+            // each hop is checked and archived.
+            robots: builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()?,
             config,
             warc,
         })
@@ -302,22 +294,64 @@ impl Fetcher {
         })
     }
 
-    /// Fetches a robots.txt, following redirects; any status comes back as data, since the
-    /// engine decides what 4xx and 5xx mean. The body stops at [`MAX_ROBOTS_BYTES`].
+    /// Fetches a robots.txt, following up to five redirects (each hop checked against the
+    /// address policy, and archived); any status comes back as data, since the engine
+    /// decides what 4xx and 5xx mean. The body stops at [`MAX_ROBOTS_BYTES`].
     pub async fn fetch_robots(&self, url: &Url) -> Result<RobotsFile, FetchError> {
         let started = Instant::now();
         let elapsed = || started.elapsed().as_millis() as u64;
         self.config.addresses.check_url(url).map_err(blocked)?;
-        let mut response = self.robots.get(url.clone()).send().await.map_err(|e| {
-            match crate::addresses::blocked_in(&e) {
-                // A redirect hop refused: the host's robots.txt cannot be had, which is not
-                // the same as the host itself being refused.
-                Some(b) if Some(b.host.as_str()) != url.host_str() => {
-                    FetchError::Other(format!("robots.txt redirects to a refused address: {b}"))
+        // A hop refused is not the host itself refused: its robots.txt cannot be had.
+        let refused_hop = |b: &crate::addresses::Blocked| {
+            FetchError::Other(format!("robots.txt redirects to a refused address: {b}"))
+        };
+        let mut current = url.clone();
+        let mut hops = 0;
+        let mut response = loop {
+            let response = self.robots.get(current.clone()).send().await.map_err(|e| {
+                match crate::addresses::blocked_in(&e) {
+                    Some(b) if Some(b.host.as_str()) != url.host_str() => refused_hop(b),
+                    _ => classify(e, elapsed()),
                 }
-                _ => classify(e, elapsed()),
+            })?;
+            let next = response
+                .status()
+                .is_redirection()
+                .then(|| header(&response, LOCATION).and_then(|l| current.join(l.trim()).ok()))
+                .flatten();
+            let Some(next) = next else {
+                break response;
+            };
+            let mut response = response;
+            let headers = self.kept_headers(&response);
+            let status = response.status();
+            let (body, truncated) = self.body_for_archive(&mut response, MAX_ROBOTS_BYTES).await;
+            self.archive(Received {
+                url: current.clone(),
+                accept: "*/*",
+                status,
+                headers,
+                body,
+                truncated,
+            })
+            .await?;
+            hops += 1;
+            if hops > ROBOTS_REDIRECTS {
+                return Err(FetchError::Other(format!(
+                    "robots.txt: {}",
+                    TooManyRedirects
+                )));
             }
-        })?;
+            if started.elapsed() >= self.config.timeout {
+                return Err(FetchError::Timeout {
+                    elapsed_ms: elapsed(),
+                });
+            }
+            if let Err(b) = self.config.addresses.check_url(&next) {
+                return Err(refused_hop(&b));
+            }
+            current = next;
+        };
         let status = response.status().as_u16();
         let headers = self.kept_headers(&response);
         let final_url = response.url().clone();

@@ -449,12 +449,21 @@ async fn every_response_received_is_archived_before_the_answer() {
     w.robots_one(format!("{base}/robots.txt"))
         .await
         .expect("robots");
+    // A robots.txt reached through a redirect: the hop is archived, and where it led.
+    w.robots_one(format!("{base}/moved")).await.expect("robots");
     let records = warc_records(dir.path());
     let requests = records
         .iter()
         .filter(|r| r.contains("WARC-Type: request\r\n"))
         .count();
-    assert_eq!(requests, 6, "a request record with each response");
+    assert_eq!(requests, 8, "a request record with each response");
+    let moved = format!("WARC-Target-URI: {base}/moved\r\n");
+    let hops = records
+        .iter()
+        .filter(|r| r.contains("WARC-Type: response\r\n") && r.contains(&moved))
+        .count();
+    assert_eq!(hops, 2, "the page's redirect and the robots.txt hop");
+    response_of(&records, &base, "/ok");
     // Stored decompressed, its Content-Encoding gone and its length the stored one's.
     let zipped = response_of(&records, &base, "/gzip");
     assert!(zipped.contains("HTTP/1.1 200 OK\r\n"), "{zipped}");
