@@ -129,7 +129,8 @@ struct Args {
 
     /// Run the engine's own task on this cron schedule (`"0 3 * * *"`, seconds optional):
     /// each tick starts a new run with a fresh dedup; the engine keeps running between runs.
-    /// A spider's `[schedule]` when not given.
+    /// A spider's `[schedule]` when not given. In cluster mode the leader fires each tick once
+    /// for every engine.
     #[arg(long, value_name = "CRON", env = "SPINNERET_SCHEDULE")]
     schedule: Option<String>,
 
