@@ -355,9 +355,10 @@ impl Fetcher {
         let status = response.status().as_u16();
         let headers = self.kept_headers(&response);
         let final_url = response.url().clone();
-        let mut body = Vec::new();
-        let mut truncated = None;
-        if response.status().is_success() {
+        let served = response.status().is_success();
+        let (body, truncated) = if served {
+            let mut body = Vec::new();
+            let mut truncated = None;
             while let Some(chunk) = response.chunk().await.map_err(|e| classify(e, elapsed()))? {
                 let room = MAX_ROBOTS_BYTES - body.len();
                 body.extend_from_slice(&chunk[..chunk.len().min(room)]);
@@ -366,25 +367,10 @@ impl Fetcher {
                     break;
                 }
             }
+            (body, truncated)
         } else {
-            (body, truncated) = self.body_for_archive(&mut response, MAX_ROBOTS_BYTES).await;
-            // The engine reads only the status of a robots.txt that was not served.
-            let archived = self
-                .archive(Received {
-                    url: final_url,
-                    accept: "*/*",
-                    status: response.status(),
-                    headers,
-                    body,
-                    truncated,
-                })
-                .await;
-            archived?;
-            return Ok(RobotsFile {
-                status,
-                body: Vec::new(),
-            });
-        }
+            self.body_for_archive(&mut response, MAX_ROBOTS_BYTES).await
+        };
         let body = self
             .archive(Received {
                 url: final_url,
@@ -395,6 +381,8 @@ impl Fetcher {
                 truncated,
             })
             .await?;
+        // The engine reads only the status of a robots.txt that was not served.
+        let body = if served { body } else { Vec::new() };
         Ok(RobotsFile { status, body })
     }
 }

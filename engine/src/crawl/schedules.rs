@@ -21,6 +21,15 @@ impl Crawl {
         self.tasks.iter().filter_map(|t| t.next_tick).min()
     }
 
+    /// The scheduled tasks whose next tick is due at `now`.
+    pub(super) fn due_tasks(&self, now: DateTime<Utc>) -> Vec<u64> {
+        self.tasks
+            .iter()
+            .filter(|t| t.next_tick.is_some_and(|at| at <= now))
+            .map(|t| t.id)
+            .collect()
+    }
+
     /// Readies a scheduled task just added: it waits for its first tick, and the ticks it
     /// missed since its last run (an engine that was down) are counted as skipped.
     pub(super) fn schedule_task(&mut self, id: u64) {
@@ -67,13 +76,7 @@ impl Crawl {
             return self.fire_shared_ticks().await;
         }
         let now = self.clock.now();
-        let due: Vec<u64> = self
-            .tasks
-            .iter()
-            .filter(|t| t.next_tick.is_some_and(|at| at <= now))
-            .map(|t| t.id)
-            .collect();
-        for id in due {
+        for id in self.due_tasks(now) {
             let Ok(task) = self.tasks.by_id_mut(id) else {
                 continue;
             };

@@ -28,12 +28,7 @@ impl Crawl {
     /// engine that follows only moves its next ticks on (the leader fires them).
     pub(super) async fn fire_shared_ticks(&mut self) {
         let now = self.clock.now();
-        let due: Vec<u64> = self
-            .tasks
-            .iter()
-            .filter(|t| t.next_tick.is_some_and(|at| at <= now))
-            .map(|t| t.id)
-            .collect();
+        let due = self.due_tasks(now);
         let epoch = self.frontier.shared().and_then(|s| s.leading());
         for id in due {
             let Ok(task) = self.tasks.by_id_mut(id) else {
@@ -69,44 +64,36 @@ impl Crawl {
             return;
         };
         let robots = shared.obeys_robots();
-        let mut fired = Err(None);
-        for _ in 0..TICK_TRIES {
-            fired = match shared.redis().run_of(&name).await {
-                Ok((run, _)) => {
-                    let next = run + 1;
-                    let seeds =
-                        crate::cluster::run_seeds(&def, robots, next, run_salt(&name, next));
-                    let at = due_at.timestamp();
-                    let overlap = schedule.spec.overlap;
-                    match shared
-                        .redis()
-                        .tick(epoch, &name, at, overlap, next, &seeds)
-                        .await
-                    {
-                        // Read again: the run moved meanwhile.
-                        Ok((Tick::RunMoved, _)) => Err(None),
-                        Ok((tick, last)) => {
-                            if matches!(tick, Tick::Started | Tick::Replaced) {
-                                shared.offered_seeds(&seeds);
-                            }
-                            Ok((tick, last, next))
-                        }
-                        Err(e) => Err(Some(e)),
-                    }
-                }
-                Err(e) => Err(Some(e)),
-            };
-            if !matches!(fired, Err(None)) {
-                break;
+        let overlap = schedule.spec.overlap;
+        let mut tries = 0;
+        let (tick, last, run) = loop {
+            tries += 1;
+            let fired = async {
+                let (run, _) = shared.redis().run_of(&name).await?;
+                let next = run + 1;
+                let seeds = crate::cluster::run_seeds(&def, robots, next, run_salt(&name, next));
+                let at = due_at.timestamp();
+                let (tick, last) = shared
+                    .redis()
+                    .tick(epoch, &name, at, overlap, next, &seeds)
+                    .await?;
+                Ok::<_, crate::cluster::ClusterError>((tick, last, next, seeds))
             }
-        }
-        let (tick, last, run) = match fired {
-            Ok(fired) => fired,
-            Err(e) => {
-                // Not fired: counted as missed when the next tick is.
-                let cause = e.map_or("the task's run kept moving".to_owned(), |e| e.to_string());
-                warn!(task = %name, %cause, "could not fire a scheduled tick");
-                return;
+            .await;
+            match fired {
+                // Read again: the run moved meanwhile.
+                Ok((Tick::RunMoved, ..)) if tries < TICK_TRIES => continue,
+                Ok((tick, last, next, seeds)) => {
+                    if matches!(tick, Tick::Started | Tick::Replaced) {
+                        shared.offered_seeds(&seeds);
+                    }
+                    break (tick, last, next);
+                }
+                Err(e) => {
+                    // Not fired: counted as missed when the next tick is.
+                    warn!(task = %name, cause = %e, "could not fire a scheduled tick");
+                    return;
+                }
             }
         };
         // Ticks between the last one fired and this one went unfired (no engine led, or

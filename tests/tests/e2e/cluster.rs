@@ -796,34 +796,6 @@ fn statuses(runs: &serde_json::Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// The runs of task 1 as the engine at `base` lists them, newest first.
-async fn runs_at(http: &reqwest::Client, base: &str) -> Vec<serde_json::Value> {
-    let answer = http.get(format!("{base}/api/tasks/1/runs")).send().await;
-    match answer {
-        Ok(answer) => json_of(answer).await,
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Polls the engine at `base` (bounded) until it lists `n` runs of task 1, the newest done;
-/// fails at once if it lists more.
-async fn wait_for_runs(http: &reqwest::Client, base: &str, n: usize) -> Vec<serde_json::Value> {
-    let started = tokio::time::Instant::now();
-    loop {
-        let runs = runs_at(http, base).await;
-        assert!(runs.len() <= n, "more runs than ticks at {base}: {runs:#?}");
-        if runs.len() == n && runs[0]["status"] == "done" {
-            return runs;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "waited for {n} runs at {base}: {runs:#?}"
-        );
-        // The run history is read through the admin API: there is no event to wait on.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 /// Every page of the site was fetched exactly `n` times: once per run, however many engines.
 fn assert_fetched_times(site: &TestSite, n: u64) {
     let hits = site.hits();
@@ -839,28 +811,30 @@ struct Pair {
     b: String,
     stop_a: tokio_util::sync::CancellationToken,
     http: reqwest::Client,
+    /// How many of the two engines have exited.
+    exited: tokio::sync::watch::Receiver<u8>,
 }
 
 impl Pair {
-    /// Waits (bounded) until neither engine answers any more: both have exited.
+    /// Waits (bounded) until both engines have exited by themselves.
     async fn wait_for_both_to_leave(&self) {
-        for base in [&self.a, &self.b] {
-            let started = tokio::time::Instant::now();
-            while self
-                .http
-                .get(format!("{base}/api/tasks"))
-                .send()
-                .await
-                .is_ok()
-            {
-                assert!(
-                    started.elapsed() < Duration::from_secs(30),
-                    "the engine at {base} is still running"
-                );
-                // An engine's exit has no event to wait on from here.
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
+        let mut exited = self.exited.clone();
+        let both = tokio::time::timeout(Duration::from_secs(30), exited.wait_for(|n| *n == 2));
+        assert!(
+            matches!(both.await, Ok(Ok(_))),
+            "the engines are still running"
+        );
+    }
+
+    /// Waits (bounded) until the engine at `base` lists `n` runs of task 1, the newest
+    /// done; fails at once if it lists more.
+    async fn wait_for_runs(&self, base: &str, n: usize) -> serde_json::Value {
+        self.wait_for(base, "/api/tasks/1/runs", |runs| {
+            let runs = runs.as_array().map_or(&[][..], Vec::as_slice);
+            assert!(runs.len() <= n, "more runs than ticks at {base}: {runs:#?}");
+            runs.len() == n && runs[0]["status"] == "done"
+        })
+        .await
     }
 
     /// Polls `GET path` on the engine at `base` (bounded) until `ready` holds of the answer.
@@ -910,7 +884,9 @@ async fn with_scheduled_pair<F, Fut>(
         admin: Some(listener),
         ..engine::Operate::default()
     };
+    let (exited, exits) = tokio::sync::watch::channel(0u8);
     let pair = Pair {
+        exited: exits,
         a: format!("http://{}", listener_a.local_addr().expect("addr")),
         b: format!("http://{}", listener_b.local_addr().expect("addr")),
         stop_a: tokio_util::sync::CancellationToken::new(),
@@ -921,10 +897,16 @@ async fn with_scheduled_pair<F, Fut>(
     };
     let stop_b = tokio_util::sync::CancellationToken::new();
     let a_leads = tokio::sync::Notify::new();
-    let engine_a = engine::run_with(config_a, operate(listener_a), pair.stop_a.clone());
+    let engine_a = async {
+        let result = engine::run_with(config_a, operate(listener_a), pair.stop_a.clone()).await;
+        exited.send_modify(|n| *n += 1);
+        result
+    };
     let engine_b = async {
         a_leads.notified().await;
-        engine::run_with(config_b, operate(listener_b), stop_b.clone()).await
+        let result = engine::run_with(config_b, operate(listener_b), stop_b.clone()).await;
+        exited.send_modify(|n| *n += 1);
+        result
     };
     let run_test = async {
         pair.wait_for(&pair.a, "/api/engines", |engines| {
@@ -964,18 +946,35 @@ async fn a_scheduled_crawl_runs_once_per_tick_across_engines_and_a_new_leader_fi
     with_scheduled_pair(a, b, |pair| async move {
         for n in 1..=2 {
             clock.advance(Duration::from_secs(60));
-            wait_for_runs(&pair.http, &pair.a, n).await;
-            wait_for_runs(&pair.http, &pair.b, n).await;
+            pair.wait_for_runs(&pair.a, n).await;
+            pair.wait_for_runs(&pair.b, n).await;
             assert_fetched_times(&site, n as u64);
         }
         // The leader goes; the next tick is fired once, by the engine that takes over.
         pair.stop_a.cancel();
         clock.advance(Duration::from_secs(60));
-        let runs = wait_for_runs(&pair.http, &pair.b, 3).await;
+        let runs = pair.wait_for_runs(&pair.b, 3).await;
         assert_fetched_times(&site, 3);
-        assert!(runs.iter().all(|r| r["status"] == "done"), "{runs:#?}");
+        assert_eq!(statuses(&runs), ["done", "done", "done"], "{runs:#}");
     })
     .await;
+}
+
+/// Six pages of 1.5 s of `server`: two at a time, a run of them takes 4.5 s.
+fn slow_pages(server: &HostileServer) -> Vec<String> {
+    (0..6)
+        .map(|i| server.url(&format!("/wait/1500/{i}")))
+        .collect()
+}
+
+/// Each of [`slow_pages`] was fetched by the first run, the second, or both.
+fn assert_each_slow_page_fetched_once_or_twice(server: &HostileServer) {
+    let hits = server.hits();
+    for i in 0..6 {
+        let path = format!("/wait/1500/{i}");
+        let n = hits.get(&path).copied().unwrap_or(0);
+        assert!((1..=2).contains(&n), "{path}: {n}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -986,10 +985,7 @@ async fn a_tick_while_a_shared_run_goes_on_is_skipped_and_a_stop_ends_the_run_ev
         .await
         .expect("server");
     let clock = engine::schedule::ManualClock::new(half_past_midnight());
-    // Six pages of 1.5 s, two at a time: a run takes 4.5 s.
-    let seeds: Vec<String> = (0..6)
-        .map(|i| server.url(&format!("/wait/1500/{i}")))
-        .collect();
+    let seeds = slow_pages(&server);
     let mut a = scheduled_engine(&cluster, dir.path(), "a", &clock, &seeds, Some("* * * * *"));
     a.per_host = 2;
     let b = scheduled_engine(&cluster, dir.path(), "b", &clock, &[], None);
@@ -1034,15 +1030,8 @@ async fn a_tick_while_a_shared_run_goes_on_is_skipped_and_a_stop_ends_the_run_ev
             })
             .await;
         assert_eq!(statuses(&runs), ["done", "skipped", "stopped"], "{runs:#}");
-        pair.wait_for(&pair.b, "/api/tasks/1/runs", |runs| {
-            runs.as_array().is_some_and(|r| r.len() == 2) && runs[0]["status"] == "done"
-        })
-        .await;
-        for i in 0..6 {
-            let path = format!("/wait/1500/{i}");
-            let hits = server.hits().get(&path).copied().unwrap_or(0);
-            assert!((1..=2).contains(&hits), "{path}: {hits}");
-        }
+        pair.wait_for_runs(&pair.b, 2).await;
+        assert_each_slow_page_fetched_once_or_twice(&server);
         assert_eq!(server.hits_under("/wait/"), asked as u64 + 6);
         // Closing the crawl's only scheduled task ends it: both engines leave.
         let closed = pair
@@ -1071,9 +1060,7 @@ async fn a_replacing_tick_stops_the_shared_run_and_starts_the_next_at_once() {
         .await
         .expect("server");
     let clock = engine::schedule::ManualClock::new(half_past_midnight());
-    let seeds: Vec<String> = (0..6)
-        .map(|i| server.url(&format!("/wait/1500/{i}")))
-        .collect();
+    let seeds = slow_pages(&server);
     let mut a = scheduled_engine(&cluster, dir.path(), "a", &clock, &seeds, None);
     a.schedule = Some(schedule("* * * * *", engine::schedule::Overlap::Replace));
     a.per_host = 2;
@@ -1085,22 +1072,14 @@ async fn a_replacing_tick_stops_the_shared_run_and_starts_the_next_at_once() {
         // next starts at once on both engines.
         clock.advance(Duration::from_secs(60));
         for base in [&pair.a, &pair.b] {
-            let runs = pair
-                .wait_for(base, "/api/tasks/1/runs", |runs| {
-                    runs[0]["status"] == "done" && runs.as_array().is_some_and(|r| r.len() == 2)
-                })
-                .await;
+            let runs = pair.wait_for_runs(base, 2).await;
             assert_eq!(statuses(&runs), ["done", "stopped"], "{base}: {runs:#}");
         }
         // The pages in flight at the replace were answered in full; every page was fetched
         // again by the new run.
         let log = server.log();
         assert!(log.iter().all(|h| h.end.is_some()), "{log:?}");
-        for i in 0..6 {
-            let path = format!("/wait/1500/{i}");
-            let hits = server.hits().get(&path).copied().unwrap_or(0);
-            assert!((1..=2).contains(&hits), "{path}: {hits}");
-        }
+        assert_each_slow_page_fetched_once_or_twice(&server);
         assert!(server.hits_under("/wait/") < 12, "{:?}", server.hits());
     })
     .await;
