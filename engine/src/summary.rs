@@ -76,6 +76,11 @@ pub struct Summary {
     /// Commands this engine sent to Redis (cluster mode; a script call is one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis_commands: Option<u64>,
+    /// Completions this engine sent for a lease that was gone (cluster mode): reaped after an
+    /// outage longer than `--lease_secs`, so another engine fetched the page again. Their
+    /// links were queued all the same.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_completions: Option<u64>,
     /// The whole shared crawl's figures, in the summary of the engine that led at the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterTotals>,
@@ -196,6 +201,9 @@ impl fmt::Display for Summary {
         }
         if self.worker_retries > 0 {
             row(f, "worker retries", &self.worker_retries)?;
+        }
+        if let Some(late) = self.late_completions.filter(|n| *n > 0) {
+            row(f, "late completions", &late)?;
         }
         row(f, "pages/s", &format!("{:.1}", self.pages_per_sec))?;
         writeln!(f, "  requests per worker")?;

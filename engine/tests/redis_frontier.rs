@@ -48,6 +48,7 @@ fn url(host: &str, n: u64) -> NewUrl {
         entry: format!("http://{host}/{n}").into_bytes(),
         robots: Vec::new(),
         run: String::new(),
+        bounded: true,
     }
 }
 
@@ -155,12 +156,12 @@ async fn an_expired_lease_returns_its_request_and_completing_twice_changes_nothi
         !f.complete(&claimed[0], done(&[url("a.test:80", 2)]))
             .await
             .expect("complete"),
-        "a reaped lease is gone: its late completion changes nothing"
+        "a reaped lease is gone: its late completion ends nothing"
     );
     assert_eq!(
         f.queued().await.expect("queued"),
-        1,
-        "its links were not queued"
+        2,
+        "but its links are queued: the engine that found them will not offer them again"
     );
     let again = f.claim("live-engine", 10).await.expect("claim");
     assert_eq!(
@@ -176,7 +177,118 @@ async fn an_expired_lease_returns_its_request_and_completing_twice_changes_nothi
     assert!(!f.complete(&again[0], done(&[])).await.expect("complete"));
     assert_eq!(
         (f.queued().await.ok(), f.leased().await.ok()),
-        (Some(1), Some(0))
+        (Some(1), Some(0)),
+        "the link offered twice is queued once"
+    );
+}
+
+#[tokio::test]
+async fn a_late_completion_after_its_lease_was_reaped_queues_its_links_and_is_counted() {
+    let redis = RedisServer::start().await;
+    let lease = RedisFrontierConfig {
+        lease: Duration::from_secs(2),
+        ..config()
+    };
+    let mut f = frontier(&redis, lease).await;
+    f.offer(&[url("a.test:80", 1), url("b.test:80", 1)], true)
+        .await
+        .expect("offer");
+    let claimed = f.claim("cut-off-engine", 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    // The engine is cut off from Redis longer than its leases: they lapse and are reaped.
+    let started = std::time::Instant::now();
+    while f.reap(100).await.expect("reap") < 2 {
+        assert!(started.elapsed() < Duration::from_secs(10), "never reaped");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Back, it completes a link-only page through `complete`, and one through `settle`.
+    let links_a = [url("a.test:80", 2), url("c.test:80", 1)];
+    assert!(
+        !f.complete(&claimed[0], done(&links_a))
+            .await
+            .expect("complete")
+    );
+    let links_b = [url("b.test:80", 2)];
+    let report = f
+        .settle(&[engine::cluster::SettleOp::Complete {
+            lease: claimed[1].lease,
+            host: &claimed[1].host,
+            finished: done(&links_b),
+        }])
+        .await
+        .expect("settle");
+    assert_eq!(report, engine::cluster::SettleReport { held: 0, late: 1 });
+    // Both reaped requests and all three links wait to be claimed.
+    assert_eq!(f.queued().await.expect("queued"), 5);
+    let mut entries: Vec<String> = Vec::new();
+    for _ in 0..3 {
+        for c in f.claim("live-engine", 10).await.expect("claim") {
+            entries.push(String::from_utf8(c.entry.clone()).expect("entry"));
+            f.complete(&c, done(&[])).await.expect("complete");
+        }
+    }
+    entries.sort();
+    assert_eq!(
+        entries,
+        [
+            "http://a.test:80/1",
+            "http://a.test:80/2",
+            "http://b.test:80/1",
+            "http://b.test:80/2",
+            "http://c.test:80/1"
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_redirect_target_is_queued_at_a_full_host_queue_and_a_link_is_refused() {
+    let redis = RedisServer::start().await;
+    let mut f = frontier(
+        &redis,
+        RedisFrontierConfig {
+            per_host: 1,
+            max_queue_per_host: 1,
+            ..config()
+        },
+    )
+    .await;
+    f.offer(&[url("a.test:80", 1), url("b.test:80", 1)], true)
+        .await
+        .expect("offer");
+    let claimed = f.claim("e", 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    // a's queue is full again.
+    f.offer(&[url("a.test:80", 2)], true).await.expect("offer");
+    let b = claimed.iter().find(|c| c.host == "b.test:80").expect("b");
+    // b's page links to a third page of a, and redirects to a fourth.
+    let link = url("a.test:80", 3);
+    let redirect = NewUrl {
+        bounded: false,
+        ..url("a.test:80", 4)
+    };
+    assert!(
+        f.complete(b, done(&[link.clone(), redirect]))
+            .await
+            .expect("complete")
+    );
+    let a = claimed.iter().find(|c| c.host == "a.test:80").expect("a");
+    f.complete(a, done(&[])).await.expect("complete");
+    let mut entries: Vec<String> = Vec::new();
+    for _ in 0..4 {
+        for c in f.claim("e", 10).await.expect("claim") {
+            entries.push(String::from_utf8(c.entry.clone()).expect("entry"));
+            f.complete(&c, done(&[])).await.expect("complete");
+        }
+    }
+    entries.sort();
+    assert_eq!(
+        entries,
+        ["http://a.test:80/2", "http://a.test:80/4"],
+        "the redirect's target was taken, the link refused (not marked seen)"
+    );
+    assert_eq!(
+        f.offer(&[link], true).await.expect("offer"),
+        vec![Offer::Queued]
     );
 }
 

@@ -60,6 +60,8 @@ pub fn new_url(request: &Request, place: Place, robots_url: Option<String>) -> s
         entry: encode_new(request, Kind::Page, place.redirects, place.run),
         robots,
         run: super::tasks::run_key(&request.task, place.run),
+        // A redirect's target is offered once, like a seed: a full host queue takes it.
+        bounded: place.redirects == 0,
         host: place.host,
     }
 }

@@ -71,6 +71,9 @@ pub struct NewUrl {
     /// [`super::tasks::run_key`]), under which Redis counts the run's open pages; empty for
     /// a task without a schedule.
     pub run: String,
+    /// Whether a full host queue may refuse it: a link may be offered again by another
+    /// page; a seed or a redirect's target is offered once, so it is never refused.
+    pub bounded: bool,
 }
 
 /// What became of a URL offered to the frontier.
@@ -135,6 +138,16 @@ pub struct Claim {
     pub claimed: Vec<Claimed>,
     /// How long until a host is ready again; `None` when nothing is queued at all.
     pub next: Option<Duration>,
+}
+
+/// What a [`RedisFrontier::settle`] batch found.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SettleReport {
+    /// Leases still held when released or completed.
+    pub held: usize,
+    /// Completions whose lease was gone (reaped after it lapsed, or completed before): their
+    /// links were queued all the same, and their request was leased again or is done.
+    pub late: usize,
 }
 
 /// One change of a [`RedisFrontier::settle`] batch.
@@ -304,12 +317,13 @@ impl RedisFrontier {
                 .arg(url.fingerprint % SEEN_SHARDS)
                 .arg(&url.entry[..])
                 .arg(&url.robots[..])
-                .arg(&url.run);
+                .arg(&url.run)
+                .arg(u8::from(url.bounded));
         }
     }
 
-    /// Queues `urls` with dedup; `bounded` applies the host queue bound (links are bounded;
-    /// seeds and redirect targets, offered once, are not).
+    /// Queues `urls` with dedup; `bounded` applies the host queue bound to the URLs that are
+    /// bounded themselves (links; seeds and redirect targets, offered once, are not).
     pub async fn offer(
         &mut self,
         urls: &[NewUrl],
@@ -469,11 +483,11 @@ impl RedisFrontier {
         Ok(held == 1)
     }
 
-    /// Releases and completes many leases in one call, in order; returns how many leases
-    /// were still held.
-    pub async fn settle(&mut self, ops: &[SettleOp<'_>]) -> Result<usize, ClusterError> {
+    /// Releases and completes many leases in one call, in order; says how many leases were
+    /// still held and how many completions came late.
+    pub async fn settle(&mut self, ops: &[SettleOp<'_>]) -> Result<SettleReport, ClusterError> {
         if ops.is_empty() {
-            return Ok(0);
+            return Ok(SettleReport::default());
         }
         let mut call = self.scripts.settle.prepare_invoke();
         call.key(&self.prefix)
@@ -505,9 +519,11 @@ impl RedisFrontier {
                 }
             }
         }
-        call.invoke_async(&mut self.conn)
+        let (held, late): (usize, usize) = call
+            .invoke_async(&mut self.conn)
             .await
-            .map_err(redis_err("settle"))
+            .map_err(redis_err("settle"))?;
+        Ok(SettleReport { held, late })
     }
 
     /// The entry and back-off a completion sends for `again`.

@@ -17,7 +17,7 @@ pub mod totals;
 
 pub use frontier::{
     Again, Claim, Claimed, ClusterError, Counts, Finished, NewUrl, Offer, RedisFrontier,
-    RedisFrontierConfig, SEEN_SHARDS, TasksRead, Tick, crawl_prefix,
+    RedisFrontierConfig, SEEN_SHARDS, SettleOp, SettleReport, TasksRead, Tick, crawl_prefix,
 };
 pub use shared::{RedisGone, SharedConfig, SharedFrontier, read_record};
 

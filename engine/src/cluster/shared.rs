@@ -8,7 +8,9 @@
 //! host's back-off reach Redis together, atomically.
 
 use super::entry;
-use super::frontier::{Again, Claim, ClusterError, Counts, Finished, NewUrl, RedisFrontier};
+use super::frontier::{
+    Again, Claim, ClusterError, Counts, Finished, NewUrl, RedisFrontier, SettleReport,
+};
 use crate::frontier::{Dispatched, Kind, Popped};
 use crate::pool::{Lease, Pool};
 use crate::robots::{self, Rules, Verdict};
@@ -73,7 +75,7 @@ enum Settle {
 }
 
 /// A batch of the outbox on its way, handed back with the result.
-type Settling = BoxFuture<'static, (Result<usize, ClusterError>, Vec<Settle>)>;
+type Settling = BoxFuture<'static, (Result<SettleReport, ClusterError>, Vec<Settle>)>;
 
 /// Changes sent in one settle call at most.
 const SETTLE_BATCH: usize = 256;
@@ -100,7 +102,7 @@ pub enum RedisAnswer {
 }
 
 /// The result of a batch sent to Redis, for the crawl loop to hand back.
-pub struct Settled((Result<usize, ClusterError>, Vec<Settle>));
+pub struct Settled((Result<SettleReport, ClusterError>, Vec<Settle>));
 
 /// The result of a claim, for the crawl loop to hand back.
 pub struct Claimed(
@@ -148,6 +150,9 @@ pub struct SharedFrontier {
     /// The version of the crawl's tasks this engine took up, and how many it added.
     tasks_version: u64,
     tasks_known: usize,
+    /// Completions that found their lease gone (reaped during an outage longer than the
+    /// lease, or completed before): the summary's `late_completions`.
+    late_completions: u64,
     /// Since when Redis has failed, while it does.
     failing_since: Option<Instant>,
     /// What Redis last failed with.
@@ -233,6 +238,7 @@ impl SharedFrontier {
             stopping: false,
             tasks_version: 0,
             tasks_known: 0,
+            late_completions: 0,
             failing_since: None,
             last_error: None,
             redis_timeout: config.redis_timeout,
@@ -398,7 +404,16 @@ impl SharedFrontier {
                     }
                 }
             }
-            let records = redis.robots(&hosts).await?;
+            // The claim is made and its leases held: a failed read must not lose them. Their
+            // hosts' rules stay unknown, so their pages wait a moment and come back (see
+            // `pop`), read again then.
+            let records = match redis.robots(&hosts).await {
+                Ok(records) => records,
+                Err(e) => {
+                    warn!(cause = %e, hosts = hosts.len(), "could not read robots.txt records; their pages wait a moment");
+                    vec![None; hosts.len()]
+                }
+            };
             let hosts: Vec<String> = hosts.into_iter().map(str::to_owned).collect();
             // Reading a hostile robots.txt is CPU work: off the crawl loop.
             let rules = tokio::task::spawn_blocking(move || {
@@ -729,8 +744,15 @@ impl SharedFrontier {
         self.settling = None;
         let (result, batch) = settled.0;
         match result {
-            Ok(_) => {
+            Ok(report) => {
                 self.recovered_redis();
+                if report.late > 0 {
+                    debug!(
+                        late = report.late,
+                        "completions found their lease gone; their links were queued all the same"
+                    );
+                    self.late_completions += report.late as u64;
+                }
                 for op in &batch {
                     if let Settle::Complete(c) = op {
                         self.held.remove(c.lease);
@@ -898,9 +920,11 @@ impl SharedFrontier {
         self.stopping = true;
         loop {
             if self.claiming.is_some() {
-                // Its requests go back with the rest (see `take_claim`).
-                if let RedisAnswer::Claimed(claimed) = self.answer().await {
-                    self.take_claim(claimed, pool, Instant::now());
+                // Its requests go back with the rest (see `take_claim`); a batch that
+                // answers first is taken as well, never dropped while it is still polled.
+                match self.answer().await {
+                    RedisAnswer::Claimed(claimed) => self.take_claim(claimed, pool, Instant::now()),
+                    RedisAnswer::Settled(settled) => self.take_settled(settled),
                 }
                 continue;
             }
@@ -927,6 +951,11 @@ impl SharedFrontier {
     /// Whether the crawl was marked done.
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Completions that found their lease gone; their links were queued all the same.
+    pub fn late_completions(&self) -> u64 {
+        self.late_completions
     }
 }
 
@@ -1046,5 +1075,77 @@ impl KnownRules {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .insert(host, rules);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::RedisFrontierConfig;
+    use spinneret_tests::redis::RedisServer;
+
+    async fn shared(redis: &RedisServer) -> SharedFrontier {
+        let conn = RedisFrontier::connect(&redis.url(), &Default::default())
+            .await
+            .expect("connect");
+        let config = RedisFrontierConfig {
+            per_host: 1,
+            delay: Duration::ZERO,
+            lease: Duration::from_secs(30),
+            max_queue_per_host: 100,
+        };
+        let (_, role) = tokio::sync::watch::channel(super::super::leader::Role::Follower);
+        SharedFrontier::new(
+            RedisFrontier::new(conn, "t", config),
+            SharedConfig {
+                engine: "e".into(),
+                robots: false,
+                agent: "spinneret".into(),
+                max_backoff: Duration::from_secs(1),
+                lease: Duration::from_secs(30),
+                redis_timeout: Duration::from_secs(5),
+                state: Default::default(),
+                role,
+            },
+        )
+    }
+
+    #[tokio::test]
+    async fn a_batch_settled_while_a_claim_is_on_its_way_at_shutdown_is_taken_not_polled_again() {
+        let redis = RedisServer::start().await;
+        let mut s = shared(&redis).await;
+        // A batch on its way (one link offered), and a claim that answers only after it: the
+        // order a stalled Redis gives when the claim's second read waits.
+        let link = NewUrl {
+            host: "a.test:80".into(),
+            fingerprint: 7,
+            entry: b"http://a.test/".to_vec(),
+            robots: Vec::new(),
+            run: String::new(),
+            bounded: true,
+        };
+        s.outbox.push_back(Settle::Release(0, vec![link]));
+        s.settle();
+        let (answer, answered) = tokio::sync::oneshot::channel::<()>();
+        s.claiming = Some(Box::pin(async move {
+            let _ = answered.await;
+            Ok((Claim::default(), Vec::new()))
+        }));
+        let pool = Pool::empty(Vec::new(), Default::default(), Default::default());
+        let settled = s.redis.clone();
+        let giving_back = async {
+            s.give_back(&pool).await.expect("given back");
+        };
+        let answering = async move {
+            // The batch reached Redis before the claim answers.
+            let mut redis = settled;
+            while redis.queued().await.expect("queued") == 0 {
+                tokio::task::yield_now().await;
+            }
+            let _ = answer.send(());
+        };
+        tokio::join!(giving_back, answering);
+        assert!(!s.holds_work(), "{s:?}");
+        assert_eq!(s.redis.queued().await.expect("queued"), 1);
     }
 }

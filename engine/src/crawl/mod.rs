@@ -535,6 +535,7 @@ impl Crawl {
         }
         if let Some(shared) = self.frontier.shared() {
             shared.give_back(&self.pool).await?;
+            self.summary.late_completions = Some(shared.late_completions());
             // Between the runs of a scheduled task the crawl is done only for now.
             return Ok(if shared.is_done() && !self.tasks.any_scheduled() {
                 Stopped::Done

@@ -72,7 +72,8 @@ local function take_due(set, max)
 end
 
 -- Queues `entry` for `host` unless the fingerprint was seen; returns 0 queued, 1 seen,
--- 2 refused (the host's queue holds `max_queue` entries and `bounded` is set). `robots`,
+-- 2 refused (the host's queue holds `max_queue` entries and `bounded` is set: a link; seeds
+-- and redirect targets, offered once, are never refused). `robots`,
 -- when not empty, is the host's robots.txt request: queued first if the host is new, and
 -- the host sends nothing else until its rules are known (see claim). `batch` carries what
 -- one call's offers share: queue lengths and hosts to reschedule, settled by `offer_end`.
@@ -142,17 +143,21 @@ local function offer_end(batch, per_host)
   end
 end
 
--- Arguments per offered URL: host, fingerprint, shard, entry, robots, run.
-local URL_ARGS = 6
+-- Arguments per offered URL: host, fingerprint, shard, entry, robots, run, bounded ('1' for
+-- a link, '0' for a seed or a redirect's target).
+local URL_ARGS = 7
 
--- Offers `n` URLs given from ARGV[b] on, URL_ARGS arguments each; returns their codes.
+-- Offers `n` URLs given from ARGV[b] on, URL_ARGS arguments each; returns their codes. With
+-- `bounded` 0 no URL is refused; with 1 each URL's own flag says.
 local function offer_all(b, n, bounded, max_queue, per_host)
   local out = {}
   local batch = offer_batch()
   for i = 0, n - 1 do
     local a = b + i * URL_ARGS
+    local limit = 0
+    if bounded == 1 and ARGV[a + 6] == '1' then limit = 1 end
     out[#out + 1] = offer(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
-      ARGV[a + 5], bounded, max_queue, batch)
+      ARGV[a + 5], limit, max_queue, batch)
   end
   offer_end(batch, per_host)
   return out
@@ -185,6 +190,10 @@ local function complete_lease(id, host, per_host, max_queue, hold_ms, requeue, d
       redis.call('HSET', hk, 'next_at', hold_until)
     end
   end
+  -- The page's links first, whatever became of the lease: the engine that fetched it took
+  -- them as offered, and a lease reaped meanwhile (an outage longer than the lease) must not
+  -- take them along. Dedup makes a second offer of them harmless.
+  offer_all(links, n, 1, max_queue, per_host)
   local lk = K .. ':leases:' .. id
   local lease = redis.call('HMGET', lk, 'host', 'freed', 'engine')
   if lease[1] ~= host then
@@ -212,7 +221,6 @@ local function complete_lease(id, host, per_host, max_queue, hold_ms, requeue, d
   elseif requeue ~= '' then
     requeue_front(host, requeue, per_host)
   end
-  offer_all(links, n, 1, max_queue, per_host)
   if requeue == '' then
     -- After its links are counted, so a run's count never touches zero before its end.
     run_open(run, -1)

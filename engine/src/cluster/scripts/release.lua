@@ -1,4 +1,4 @@
--- release(K; id, per_host, max_queue, n, then n x (host, fp, shard, entry, robots, run))
+-- release(K; id, per_host, max_queue, n, then n x (host, fp, shard, entry, robots, run, bounded))
 -- The request of lease `id` was answered and its page's items are being stored: gives back
 -- its host slot, so the host may be sent its next request, and queues the page's new links
 -- with dedup now, so the crawl does not wait on the item store to find more. The lease

@@ -1,4 +1,4 @@
--- seed(K; epoch, per_host, max_queue, n, then n x (host, fp, shard, entry, robots, run))
+-- seed(K; epoch, per_host, max_queue, n, then n x (host, fp, shard, entry, robots, run, bounded))
 -- Leader only, once per crawl: queues the crawl's seeds and marks it seeded (the crawl cannot
 -- end before). Returns 1 when it seeded now, 0 when it was seeded before, -1 when `epoch` is
 -- not the current leader's.

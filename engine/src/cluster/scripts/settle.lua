@@ -2,14 +2,17 @@
 -- Many `release`s and `complete`s in one call, in order (see release.lua
 -- and complete.lua): the crawl loop gathers what its pages need and sends it at once, so a
 -- busy engine spends a fraction of a round trip per page. Each op is
---   'R', id, n, then n x (host, fp, shard, entry, robots, run)        a release
+--   'R', id, n, then n x (host, fp, shard, entry, robots, run, bounded)     a release
 --   'C', id, host, hold_ms, requeue, defer_ms, robots, crawl_delay_ms, robots_request,
---        run, n, then n x (host, fp, shard, entry, robots, run)       a complete
--- Returns how many leases were still held.
+--        run, n, then n x (host, fp, shard, entry, robots, run, bounded)    a complete
+-- Returns {held, late}: how many leases were still held, and how many completes found their
+-- lease gone (reaped after it lapsed, or completed before; a complete of lease 0 only holds
+-- its host and counts in neither).
 local per_host = tonumber(ARGV[1])
 local max_queue = tonumber(ARGV[2])
 local i = 3
 local held = 0
+local late = 0
 while i <= #ARGV do
   local op = ARGV[i]
   if op == 'R' then
@@ -34,7 +37,9 @@ while i <= #ARGV do
     if complete_lease(id, host, per_host, max_queue, hold_ms, requeue, defer_ms, robots,
         crawl_delay, robots_request, run, links, n) then
       held = held + 1
+    elseif id ~= '0' then
+      late = late + 1
     end
   end
 end
-return held
+return {held, late}

@@ -1,5 +1,5 @@
 -- tasks(K; epoch, per_host, max_queue, n, then n x (kind, a, b), m, then m x (host, fp,
---       shard, entry, robots, run))
+--       shard, entry, robots, run, bounded))
 -- Leader only: records operators' task changes for every engine, in order (kind 'A': task
 -- record `a` added; kind 'S': task `a` set to state `b`, "STATE#RUN" for a scheduled run,
 -- unless the task is in a later run already: then only a close counts, for that run), and

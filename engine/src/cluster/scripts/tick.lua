@@ -1,5 +1,5 @@
 -- tick(K; epoch, task, tick, overlap, run, per_host, max_queue, n, then n x (host, fp, shard,
---      entry, robots, run))
+--      entry, robots, run, bounded))
 -- Leader only: fires tick `tick` (Unix seconds) of scheduled task `task`, once however many
 -- engines lead in turn: the hash `ticks` keeps each task's last tick fired, and a tick not
 -- after it is refused. The task's current run is in its state ("STATE#RUN" in
