@@ -434,6 +434,87 @@ async fn the_crawl_survives_redis_killed_and_restarted_from_its_aof() {
     assert_crawled_despite_a_fault(&site, &cluster.store).await;
 }
 
+/// ACL key patterns that match every key but `key`: for each position, the keys that differ
+/// there, its proper prefixes, and the longer keys.
+fn every_key_but(key: &str) -> Vec<String> {
+    let mut patterns = Vec::new();
+    for (i, c) in key.char_indices() {
+        patterns.push(format!("{}[^{c}]*", &key[..i]));
+        if i > 0 {
+            patterns.push(key[..i].to_owned());
+        }
+    }
+    patterns.push(format!("{key}?*"));
+    patterns
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_claim_whose_robots_read_fails_keeps_its_requests_and_the_host_goes_on() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let redis = cluster.server();
+    let site = TestSite::start_slowly(20, Duration::from_millis(100))
+        .await
+        .expect("site");
+    let flags = ["--per_host=1".to_owned(), "--lease_secs=2".to_owned()];
+    // An engine fetches the host's robots.txt and some pages, then dies.
+    let mut first = vec!["--seed".to_owned(), site.url("/")];
+    first.extend_from_slice(&flags);
+    let a = cluster.engine(dir.path(), "robotsread", &first);
+    site.wait_for_hits(5).await;
+    a.kill9().await;
+    // The next engine's user may read every key but the crawl's robots.txt records (a
+    // pattern must grant both to a script's keys, which are read and written): its claims
+    // succeed, then the read of the host's rules fails.
+    let robots_key = "{spinneret:robotsread}:robots";
+    let reads: Vec<String> = every_key_but(robots_key)
+        .into_iter()
+        .map(|p| format!("%RW~{p}"))
+        .collect();
+    let set = redis
+        .command(&format!(
+            "ACL SETUSER cut on >pw +@all &* %W~{robots_key} {}",
+            reads.join(" ")
+        ))
+        .await;
+    assert!(set.starts_with("+OK"), "{set}");
+    redis.command("ACL LOG RESET").await;
+    let mut args = vec![
+        "--redis".to_owned(),
+        format!("redis://cut:pw@127.0.0.1:{}/0", redis.port),
+        "--crawl".to_owned(),
+        "robotsread".to_owned(),
+    ];
+    args.extend_from_slice(&flags);
+    let b = EngineProc::spawn(dir.path(), &args);
+    let started = tokio::time::Instant::now();
+    while !redis.command("ACL LOG").await.contains(robots_key) {
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the engine never read the robots.txt records: {}",
+            redis.command("ACL LOG").await.replace("\r\n", " ")
+        );
+        // The ACL log has no event to wait on.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let healed = tokio::time::Instant::now();
+    let set = redis.command("ACL SETUSER cut resetkeys ~*").await;
+    assert!(set.starts_with("+OK"), "{set}");
+    let b = b.wait().await.succeeded("the engine whose read failed");
+    assert_eq!(b.summary()["stopped"], "done");
+    assert!(
+        healed.elapsed() < Duration::from_secs(20),
+        "the host was held for {:?} after the read came back",
+        healed.elapsed()
+    );
+    assert!(
+        b.stderr.contains("could not read robots.txt records"),
+        "{}",
+        b.stderr
+    );
+    assert_crawled_despite_a_fault(&site, &cluster.store).await;
+}
+
 /// Polls engine `e`'s `/api/workers` (bounded) until `ready` holds for the list.
 async fn wait_for_workers(
     e: &AdminEngine,
