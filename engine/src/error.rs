@@ -96,6 +96,9 @@ pub enum EngineError {
     /// The crawl's stored settings could not be adopted.
     #[error("{0}")]
     ClusterSettings(String),
+    /// The crawl's name is not one a crawl may have.
+    #[error("--crawl: {0}")]
+    CrawlName(#[from] crate::cluster::name::CrawlNameError),
     /// Redis refused or failed a cluster operation.
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),

@@ -511,7 +511,14 @@ struct ClusterArgs {
     redis: Option<String>,
 
     /// The name of the shared crawl: engines given the same name (and --redis) share it.
-    #[arg(long, value_name = "NAME", env = "SPINNERET_CRAWL", requires = "redis")]
+    /// Letters, digits, '-', '_' and '.'.
+    #[arg(
+        long,
+        value_name = "NAME",
+        env = "SPINNERET_CRAWL",
+        requires = "redis",
+        value_parser = parse_crawl_name
+    )]
     crawl: Option<String>,
 
     /// Seconds a request claimed by an engine stays leased to it unless renewed (a live engine
@@ -723,6 +730,10 @@ impl Args {
             },
         })
     }
+}
+
+fn parse_crawl_name(value: &str) -> Result<String, engine::cluster::name::CrawlNameError> {
+    engine::cluster::name::check(value)
 }
 
 fn parse_overlap(value: &str) -> Result<engine::schedule::Overlap, String> {

@@ -696,14 +696,14 @@ impl RedisFrontier {
 
     /// Deletes every key of the crawl (`--fresh`), so that its name can be used again. The
     /// keys share one hash tag, so on a Redis Cluster they all sit on the node the script
-    /// runs on.
+    /// runs on; the pattern is the tag itself, escaped, so it matches no other crawl's.
     pub async fn delete_crawl(&mut self) -> Result<u64, ClusterError> {
         let script = Script::new(
             "local found = redis.call('SCAN', ARGV[1], 'MATCH', ARGV[2], 'COUNT', 1000)
              if #found[2] > 0 then redis.call('UNLINK', unpack(found[2])) end
              return {found[1], #found[2]}",
         );
-        let pattern = format!("{}*", self.prefix);
+        let pattern = format!("{}*", super::name::glob_escape(&self.prefix));
         let mut cursor = "0".to_owned();
         let mut deleted = 0;
         loop {

@@ -9,6 +9,7 @@ pub mod engines;
 pub mod entry;
 mod frontier;
 pub mod leader;
+pub mod name;
 pub mod run;
 pub mod settings;
 pub mod shared;

@@ -30,6 +30,7 @@ pub async fn run(
     let Some(cluster) = config.cluster.clone() else {
         return Err(EngineError::NoSeeds);
     };
+    super::name::check(&cluster.crawl)?;
     let conn = RedisFrontier::connect(&cluster.redis, &cluster.redis_tls).await?;
     let prefix = crawl_prefix(&cluster.crawl);
     let pacing = |config: &EngineConfig| RedisFrontierConfig {

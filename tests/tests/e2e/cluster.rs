@@ -808,7 +808,31 @@ async fn a_finished_crawl_stays_done_until_fresh() {
         .succeeded("a late engine");
     assert!(late.stderr.contains("already done"), "{}", late.stderr);
     assert_eq!(site.hits(), once, "nothing fetched again");
-    // --fresh deletes the crawl's keys: the same name crawls the site again.
+    // A name that is a pattern, or the registrations' name, is refused before anything is
+    // deleted.
+    let redis = cluster.server();
+    let keys = redis.command("DBSIZE").await;
+    for name in ["ag*", "registry", "a{b}"] {
+        let refused = cluster
+            .engine(dir.path(), name, &["--fresh".to_owned()])
+            .wait()
+            .await;
+        assert_eq!(refused.status.code(), Some(2), "{name}: {}", refused.stderr);
+        let line = refused
+            .stderr
+            .lines()
+            .find(|l| l.contains("--crawl"))
+            .unwrap_or_default();
+        assert!(
+            line.contains(&format!("{name:?}")) || line.contains("registry"),
+            "{name}: {}",
+            refused.stderr
+        );
+    }
+    assert_eq!(redis.command("DBSIZE").await, keys, "nothing deleted");
+    // --fresh deletes the crawl's keys, and only those: the same name crawls the site again.
+    let neighbour = redis.command("SET {spinneret:again.b}:done 1").await;
+    assert!(neighbour.starts_with("+OK"), "{neighbour}");
     let mut fresh = seed.to_vec();
     fresh.push("--fresh".to_owned());
     let again = cluster
@@ -821,6 +845,11 @@ async fn a_finished_crawl_stays_done_until_fresh() {
         site.site.ok_paths().len() as u64
     );
     assert!(site.hits().values().all(|n| *n == 2), "{:?}", site.hits());
+    assert_eq!(
+        redis.command("EXISTS {spinneret:again.b}:done").await,
+        ":1\r\n",
+        "another crawl's keys are kept"
+    );
 }
 
 /// One engine of crawl "scheduled" over `cluster`, run in this process so that its schedule
