@@ -154,8 +154,8 @@ pub enum Hold {
     Cap,
     /// Drop it, counted under this reason.
     Drop(&'static str),
-    /// Of a scheduled run this engine has not read of yet (a shared crawl): look again
-    /// shortly.
+    /// Of a task or scheduled run this engine has not read of yet (a shared crawl): look
+    /// again shortly.
     Wait,
 }
 
@@ -399,7 +399,18 @@ pub struct Tasks {
     by_name: HashMap<String, usize>,
     /// Whether the crawl is shared with other engines (see [`Task::shared`]).
     pub shared: bool,
+    /// Shared crawl: task names met in claimed requests before this engine read of them,
+    /// with when they were first met (see [`Tasks::hold`]).
+    unknown: HashMap<String, tokio::time::Instant>,
 }
+
+/// How long a shared crawl's request of a task this engine has not read of waits for the
+/// task's news before it is dropped as `unknown_task`: the news reaches every engine within
+/// a second, so only a task that never existed (or a record no engine can read) waits it out.
+pub const UNKNOWN_TASK_WAIT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Task names [`Tasks`] keeps waiting on at most; past it, it starts their waits afresh.
+const UNKNOWN_TASKS_CAP: usize = 4_096;
 
 impl Tasks {
     /// Adds a task and returns its id.
@@ -482,10 +493,27 @@ impl Tasks {
             .ok_or(TaskError::NotFound(id))
     }
 
-    /// What the frontier does with a page of task `name` in its run `run`: one of an
-    /// earlier run is dropped, one of a run not known yet waits.
-    pub fn hold(&self, name: &str, run: u64) -> Hold {
+    /// What the frontier does with a page of task `name` in its run `run` at `now`: one of
+    /// an earlier run is dropped, one of a run not known yet waits. In a shared crawl a page
+    /// of a task this engine has not read of waits too (its links would find no task to
+    /// follow them), up to [`UNKNOWN_TASK_WAIT`], then is dropped as `unknown_task`; in an
+    /// embedded crawl it goes (a request of an older state's task).
+    pub fn hold(&mut self, name: &str, run: u64, now: tokio::time::Instant) -> Hold {
+        if !self.unknown.is_empty() && self.by_name.contains_key(name) {
+            self.unknown.remove(name);
+        }
         match self.named(name) {
+            None if self.shared => {
+                if self.unknown.len() >= UNKNOWN_TASKS_CAP && !self.unknown.contains_key(name) {
+                    self.unknown.clear();
+                }
+                let since = *self.unknown.entry(name.to_owned()).or_insert(now);
+                if now.duration_since(since) >= UNKNOWN_TASK_WAIT {
+                    Hold::Drop("unknown_task")
+                } else {
+                    Hold::Wait
+                }
+            }
             None => Hold::Go,
             // Closed for every run.
             Some(t) if t.state == TaskState::Closed => Hold::Drop(t.state.drop_reason()),
@@ -592,5 +620,28 @@ mod tests {
         assert_eq!(t.state, TaskState::Capped);
         t.state = TaskState::Closed;
         assert_eq!(t.hold(), Hold::Drop("task_closed"));
+    }
+
+    #[test]
+    fn a_shared_crawls_page_of_a_task_not_read_of_waits_a_minute_then_is_dropped() {
+        let start = tokio::time::Instant::now();
+        let mut embedded = Tasks::default();
+        assert_eq!(embedded.hold("new", 0, start), Hold::Go);
+        let mut shared = Tasks {
+            shared: true,
+            ..Tasks::default()
+        };
+        assert_eq!(shared.hold("new", 0, start), Hold::Wait);
+        let later = start + UNKNOWN_TASK_WAIT - std::time::Duration::from_millis(1);
+        assert_eq!(shared.hold("new", 0, later), Hold::Wait);
+        // Its news arrives in time: it goes.
+        shared.add(def("new", None)).expect("new");
+        assert_eq!(shared.hold("new", 0, later), Hold::Go);
+        // A task that never shows up waits a minute from when it was first met.
+        assert_eq!(shared.hold("ghost", 0, later), Hold::Wait);
+        assert_eq!(
+            shared.hold("ghost", 0, later + UNKNOWN_TASK_WAIT),
+            Hold::Drop("unknown_task")
+        );
     }
 }

@@ -275,7 +275,7 @@ impl SharedFrontier {
 
     /// The next claimed request, or why it is not sent. `hold` says, by task and run, what
     /// becomes of a page.
-    pub fn pop(&mut self, hold: impl Fn(&str, u64) -> Hold) -> Option<Popped> {
+    pub fn pop(&mut self, mut hold: impl FnMut(&str, u64) -> Hold) -> Option<Popped> {
         let d = self.local.pop_front()?;
         if !self.held.contains(d.id) {
             // Its lease ended before it was sent (the engine stalled): the request went back
@@ -286,7 +286,7 @@ impl SharedFrontier {
             match hold(&d.request.task, d.run) {
                 Hold::Go => {}
                 Hold::Wait => {
-                    // A run this engine has not read of yet: it will have, shortly.
+                    // A task or run this engine has not read of yet: it will have, shortly.
                     self.defer(d, 2 * TICK);
                     return None;
                 }

@@ -560,11 +560,11 @@ impl Crawl {
     fn dispatch(&mut self, lease: Lease) -> Option<BoxFuture<'static, Completion>> {
         let now = Instant::now();
         let dispatched = loop {
-            let tasks = &self.tasks;
+            let tasks = &mut self.tasks;
             let suspect_wait = (self.suspects_in_flight > 0).then_some(SUSPECT_WAIT);
             match self
                 .frontier
-                .pop(now, |task, run| tasks.hold(task, run), suspect_wait)
+                .pop(now, |task, run| tasks.hold(task, run, now), suspect_wait)
             {
                 None => {
                     let room = self.config.concurrency.saturating_sub(self.in_flight);

@@ -69,7 +69,7 @@ impl Queue {
     pub fn pop(
         &mut self,
         now: Instant,
-        hold: impl Fn(&str, u64) -> Hold,
+        mut hold: impl FnMut(&str, u64) -> Hold,
         suspect_wait: Option<Duration>,
     ) -> Option<Popped> {
         match self {

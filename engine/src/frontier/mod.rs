@@ -296,7 +296,7 @@ impl Frontier {
     pub fn pop(
         &mut self,
         now: Instant,
-        hold: impl Fn(&str) -> Hold,
+        mut hold: impl FnMut(&str) -> Hold,
         suspect_wait: Option<Duration>,
     ) -> Option<Popped> {
         self.wake(now);

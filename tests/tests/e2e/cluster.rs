@@ -746,6 +746,54 @@ async fn admin_changes_through_a_follower_apply_once_on_every_engine() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_tasks_pages_are_all_fetched_whichever_engine_claims_them_first() {
+    const TASKS: usize = 20;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let first_site = TestSite::start(5).await.expect("site");
+    let flags = ["--per_host=2".to_owned(), "--serve".to_owned()];
+    let mut seeded = vec!["--seed".to_owned(), first_site.url("/")];
+    seeded.extend_from_slice(&flags);
+    let engines = [
+        AdminEngine::start(dir.path(), &cluster.flags("newtasks", &seeded), None).await,
+        AdminEngine::start(dir.path(), &cluster.flags("newtasks", &flags), None).await,
+        AdminEngine::start(dir.path(), &cluster.flags("newtasks", &flags), None).await,
+    ];
+    let list = wait_for_engines(&engines[0], "three engines, one leading", |l| {
+        l.len() == 3 && l.iter().filter(|e| e["role"] == "leader").count() == 1
+    })
+    .await;
+    let follower = engines
+        .iter()
+        .find(|e| view_of(&list, e)["role"] != "leader")
+        .expect("a follower");
+    // Each task's seeds may be claimed by an engine that has not read of the task yet: its
+    // pages wait for the news instead of going out with nowhere to put their links.
+    for i in 0..TASKS {
+        let site = TestSite::start(8).await.expect("site");
+        let body = format!(r#"{{"name": "t{i}", "seeds": ["{}"]}}"#, site.url("/"));
+        let added = follower
+            .call_with_key("POST", "/api/tasks", &body, &format!("add-t{i}"))
+            .await;
+        assert_eq!(added.status, 201, "{}", added.text);
+        let every = site.site.polite_crawl_paths();
+        let all = tokio::time::timeout(
+            Duration::from_secs(20),
+            site.wait_for_hits(every.len() as u64),
+        )
+        .await;
+        let got: std::collections::BTreeSet<String> = site.hits().keys().cloned().collect();
+        assert!(
+            all.is_ok() && got == every,
+            "task t{i}: fetched {got:?} of {every:?}"
+        );
+    }
+    for e in engines {
+        e.stop().await.succeeded("an engine");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_fails_over_to_another_registered_itemsaver() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut cluster = Cluster::start(dir.path()).await;

@@ -3,8 +3,10 @@
 -- Leader only: records operators' task changes for every engine, in order (kind 'A': task
 -- record `a` added; kind 'S': task `a` set to state `b`, "STATE#RUN" for a scheduled run,
 -- unless the task is in a later run already: then only a close counts, for that run), and
--- queues the seeds of the tasks added, all at once, so that an engine claiming a seed knows
--- its task. Returns 1, or -1 when `epoch` is not the current leader's (nothing is recorded).
+-- queues the seeds of the tasks added, all at once: a seed is never queued before its task
+-- is recorded. An engine that claims one before it has read the task's news holds it back
+-- until it has (see `Tasks::hold`). Returns 1, or -1 when `epoch` is not the current
+-- leader's (nothing is recorded).
 if not is_leader(ARGV[1]) then return -1 end
 local per_host = tonumber(ARGV[2])
 local max_queue = tonumber(ARGV[3])
