@@ -96,6 +96,21 @@ pub enum EngineError {
     /// The crawl's stored settings could not be adopted.
     #[error("{0}")]
     ClusterSettings(String),
+    /// The state directory holds an unfinished crawl other than the one asked for.
+    #[error(
+        "{state} holds an unfinished crawl of {holds}; this command asks for another ({parts} differ): --resume carries that crawl on as it was, --fresh discards it, --state DIR starts this one elsewhere"
+    )]
+    StateOfAnotherCrawl {
+        /// The state directory.
+        state: String,
+        /// The crawl it holds.
+        holds: String,
+        /// What differs, in words.
+        parts: String,
+    },
+    /// `--resume` could not carry the state's crawl on as it was.
+    #[error("--resume: {0}")]
+    ResumeAsItWas(#[from] crate::crawl_identity::IdentityError),
     /// The crawl's name is not one a crawl may have.
     #[error("--crawl: {0}")]
     CrawlName(#[from] crate::cluster::name::CrawlNameError),

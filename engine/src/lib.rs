@@ -9,6 +9,7 @@ pub mod cluster;
 pub mod config;
 pub mod control;
 pub mod crawl;
+pub mod crawl_identity;
 pub mod error;
 pub mod frontier;
 pub mod jobs;
@@ -111,7 +112,7 @@ pub async fn run(
 
 /// [`run`], watched and steered as `operate` says.
 pub async fn run_with(
-    config: EngineConfig,
+    mut config: EngineConfig,
     mut operate: Operate,
     shutdown: CancellationToken,
 ) -> Result<Summary, EngineError> {
@@ -120,17 +121,7 @@ pub async fn run_with(
     }
     let state_dir = config.state_dir.as_ref().map(StateDir::new);
     let (state, restored) = match &state_dir {
-        Some(dir) => {
-            if config.resume == ResumeMode::Fresh {
-                dir.remove()?;
-            }
-            if config.resume == ResumeMode::Require && !dir.has_unfinished() {
-                return Err(StateError::NothingToResume(dir.path().to_owned()).into());
-            }
-            let (handle, restored) = dir.open(config.state_sync)?;
-            state::log_restored(dir.path(), &restored);
-            (handle, restored)
-        }
+        Some(dir) => open_state(dir, &mut config).await?,
         None => (StateHandle::disabled(), Restored::default()),
     };
     if config.seeds.is_empty() && !restored.resumed && !config.serve {
@@ -221,6 +212,55 @@ pub async fn run_with(
         summary.dead_letters = Some(dead_letters.display().to_string());
     }
     Ok(summary)
+}
+
+/// Opens the state in `dir` for the crawl `config` asks for. An unfinished crawl of the state
+/// is carried on when it is the same crawl, or as it was with `--resume` (its seeds, spider,
+/// scope and store replace the flags given); another crawl is refused, so that two crawls
+/// never mix. The state is marked with the crawl it holds.
+async fn open_state(
+    dir: &StateDir,
+    config: &mut EngineConfig,
+) -> Result<(StateHandle, Restored), EngineError> {
+    if config.resume == ResumeMode::Fresh {
+        dir.remove()?;
+    }
+    if config.resume == ResumeMode::Require && !dir.has_unfinished() {
+        return Err(StateError::NothingToResume(dir.path().to_owned()).into());
+    }
+    let (handle, restored) = dir.open(config.state_sync)?;
+    let asked = crawl_identity::CrawlIdentity::of(config);
+    let held = restored
+        .crawl
+        .as_deref()
+        .and_then(|json| serde_json::from_str::<crawl_identity::CrawlIdentity>(json).ok())
+        .filter(|_| restored.resumed);
+    let identity = match held {
+        Some(held) => {
+            let parts = held.differences(&asked);
+            if !parts.is_empty() {
+                if config.resume != ResumeMode::Require {
+                    return Err(EngineError::StateOfAnotherCrawl {
+                        state: dir.path().display().to_string(),
+                        holds: held.to_string(),
+                        parts: parts
+                            .iter()
+                            .map(ToString::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    });
+                }
+                held.apply_to(config)?;
+            }
+            held
+        }
+        None => asked,
+    };
+    state::log_restored(dir.path(), &restored, &identity);
+    handle
+        .mark_crawl(serde_json::to_string(&identity).unwrap_or_default())
+        .await?;
+    Ok((handle, restored))
 }
 
 /// Opens the jobs store (`--jobs`), ending as `failed` the runs an engine that died left

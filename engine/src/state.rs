@@ -85,6 +85,9 @@ pub struct Restored {
     pub spool: Vec<(u64, SpooledPage)>,
     /// The running figures (a serialized summary), if saved.
     pub counters: Option<String>,
+    /// The crawl the state belongs to (JSON of a
+    /// [`crate::crawl_identity::CrawlIdentity`]); `None` in a state of an older version.
+    pub crawl: Option<String>,
 }
 
 /// A change the crawl records; a page's changes are recorded together, as one group.
@@ -118,6 +121,8 @@ enum Op {
         item: Vec<u8>,
     },
     Counters(String),
+    /// The crawl the state belongs to (see [`crate::crawl_identity`]).
+    Crawl(String),
     Flush(oneshot::Sender<Result<(), String>>),
 }
 
@@ -209,6 +214,12 @@ impl StateHandle {
     /// Saves the running figures.
     pub async fn counters(&self, json: String) -> Result<(), StateError> {
         self.send(Op::Counters(json)).await
+    }
+
+    /// Records which crawl the state belongs to (JSON of a
+    /// [`crate::crawl_identity::CrawlIdentity`]), with the first commit.
+    pub async fn mark_crawl(&self, json: String) -> Result<(), StateError> {
+        self.send(Op::Crawl(json)).await
     }
 
     /// Commits everything sent so far and waits for it.
@@ -438,6 +449,11 @@ fn restore(conn: &Connection, path: &Path) -> Result<Restored, StateError> {
             row.get(0)
         })
         .ok();
+    r.crawl = conn
+        .query_row("SELECT value FROM meta WHERE key = 'crawl'", [], |row| {
+            row.get(0)
+        })
+        .ok();
     r.resumed = !r.seen.is_empty();
     Ok(r)
 }
@@ -532,8 +548,8 @@ fn commit(conn: &mut Connection, batch: &mut [Op]) -> rusqlite::Result<()> {
             "INSERT OR REPLACE INTO dead_letters (task, id, reason, item, at)
              VALUES (?1, ?2, ?3, ?4, strftime('%s', 'now'))",
         )?;
-        let mut counters =
-            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES ('counters', ?1)")?;
+        let mut meta =
+            tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?;
         let mut flat: Vec<&Op> = Vec::with_capacity(batch.len());
         for op in batch.iter() {
             match op {
@@ -570,7 +586,10 @@ fn commit(conn: &mut Connection, batch: &mut [Op]) -> rusqlite::Result<()> {
                     dead.execute(params![task, id, reason, item])?;
                 }
                 Op::Counters(json) => {
-                    counters.execute([json])?;
+                    meta.execute(params!["counters", json])?;
+                }
+                Op::Crawl(json) => {
+                    meta.execute(params!["crawl", json])?;
                 }
                 Op::Flush(_) | Op::Group(_) => {}
             }
@@ -579,15 +598,17 @@ fn commit(conn: &mut Connection, batch: &mut [Op]) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// Logs what a resumed crawl found.
-pub fn log_restored(dir: &Path, r: &Restored) {
+/// Logs what a resumed crawl carries on (`crawl`, as its identity shows it) and how much is
+/// left of it.
+pub fn log_restored(dir: &Path, r: &Restored, crawl: &dyn std::fmt::Display) {
     if r.resumed {
         info!(
             state = %dir.display(),
-            seen = r.seen.len(),
             queued = r.queue.len(),
-            undelivered_items = r.spool.len(),
-            "resuming an unfinished crawl"
+            seen = r.seen.len(),
+            pages_of_items_to_deliver = r.spool.len(),
+            "resuming the unfinished crawl of {crawl}: {} requests left in its queue",
+            r.queue.len()
         );
     }
 }

@@ -147,7 +147,7 @@ async fn kill_9_of_the_engine_and_a_resume_lose_nothing() {
         let run = c.engine().wait().await;
         assert!(run.status.success(), "fault at {at}: {}", run.stderr);
         assert!(
-            run.stderr.contains("resuming an unfinished crawl"),
+            run.stderr.contains("resuming the unfinished crawl"),
             "fault at {at}: {}",
             run.stderr
         );
@@ -288,4 +288,75 @@ async fn a_worker_stopped_with_sigterm_drains_and_the_crawl_goes_on() {
     let run = engine.wait().await;
     assert!(run.status.success(), "{}", run.stderr);
     c.assert_nothing_lost(40).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leftover_state_is_never_carried_on_by_another_crawl() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let a = TestSite::start_slowly(60, Duration::from_millis(20))
+        .await
+        .expect("site a");
+    let b = TestSite::start(10).await.expect("site b");
+    let args = |site: &TestSite, store: &str| -> Vec<String> {
+        [
+            "--seed",
+            &site.url("/"),
+            "--store",
+            store,
+            "--state_sync_ms",
+            "20",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    // A crawl of site A killed mid-crawl leaves its state in the working directory.
+    let first = EngineProc::spawn(dir.path(), &args(&a, "a.db"));
+    a.wait_for_hits(20).await;
+    first.kill9().await;
+    assert!(dir.path().join("default.state").exists());
+
+    // A crawl of site B in the same directory is refused, in one line naming the state, the
+    // crawl it holds and the choices; B is not fetched and nothing goes to b.db.
+    let refused = crate::harness::run_engine(dir.path(), &args(&b, "b.db")).await;
+    assert!(!refused.status.success(), "{}", refused.stderr);
+    let line = refused
+        .stderr
+        .lines()
+        .find(|l| l.contains("holds an unfinished crawl"))
+        .unwrap_or_else(|| panic!("no refusal: {}", refused.stderr));
+    for part in [
+        "default.state",
+        &a.url("/"),
+        "a.db",
+        "--resume",
+        "--fresh",
+        "--state DIR",
+    ] {
+        assert!(line.contains(part), "{part:?} not in: {line}");
+    }
+    assert!(b.hits().is_empty(), "site B was fetched");
+    assert!(!dir.path().join("b.db").exists(), "b.db was written");
+
+    // --resume carries crawl A on as it was, into a.db, whatever the other flags say, and
+    // says first what it resumes and how much is left.
+    let mut resume = args(&b, "b.db");
+    resume.push("--resume".into());
+    let resumed = EngineProc::spawn(dir.path(), &resume).wait().await;
+    assert!(resumed.status.success(), "{}", resumed.stderr);
+    let first_line = resumed.stderr.lines().next().unwrap_or_default();
+    assert!(
+        first_line.contains("resuming the unfinished crawl of task \"default\"")
+            && first_line.contains(&a.url("/"))
+            && first_line.contains("requests left"),
+        "{}",
+        resumed.stderr
+    );
+    assert!(b.hits().is_empty(), "site B was fetched");
+    assert!(!dir.path().join("b.db").exists(), "b.db was written");
+    assert_items_match_site(&export(&dir.path().join("a.db")).await, &a);
+
+    // With the state gone, B crawls alone into b.db.
+    let fresh = crate::harness::run_engine(dir.path(), &args(&b, "b.db")).await;
+    assert!(fresh.status.success(), "{}", fresh.stderr);
+    assert_items_match_site(&export(&dir.path().join("b.db")).await, &b);
 }
