@@ -536,11 +536,12 @@ impl Crawl {
         if let Some(shared) = self.frontier.shared() {
             shared.give_back(&self.pool).await?;
             self.summary.late_completions = Some(shared.late_completions());
-            // Between the runs of a scheduled task the crawl is done only for now.
-            return Ok(if shared.is_done() && !self.tasks.any_scheduled() {
-                Stopped::Done
-            } else if shared.drained() {
+            // An engine drained out of the crawl says so, done or not; between the runs of a
+            // scheduled task the crawl is done only for now.
+            return Ok(if shared.drained() {
                 Stopped::Drained
+            } else if shared.is_done() && !self.tasks.any_scheduled() {
+                Stopped::Done
             } else {
                 Stopped::Interrupted
             });

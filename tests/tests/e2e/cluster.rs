@@ -754,19 +754,20 @@ async fn a_new_tasks_pages_are_all_fetched_whichever_engine_claims_them_first() 
     let flags = ["--per_host=2".to_owned(), "--serve".to_owned()];
     let mut seeded = vec!["--seed".to_owned(), first_site.url("/")];
     seeded.extend_from_slice(&flags);
-    let engines = [
+    let crawlers = [
         AdminEngine::start(dir.path(), &cluster.flags("newtasks", &seeded), None).await,
         AdminEngine::start(dir.path(), &cluster.flags("newtasks", &flags), None).await,
         AdminEngine::start(dir.path(), &cluster.flags("newtasks", &flags), None).await,
     ];
-    let list = wait_for_engines(&engines[0], "three engines, one leading", |l| {
+    let list = wait_for_engines(&crawlers[0], "three engines, one leading", |l| {
         l.len() == 3 && l.iter().filter(|e| e["role"] == "leader").count() == 1
     })
     .await;
-    let follower = engines
+    let follower = crawlers
         .iter()
         .find(|e| view_of(&list, e)["role"] != "leader")
         .expect("a follower");
+    let follower_base = follower.base.clone();
     // Each task's seeds may be claimed by an engine that has not read of the task yet: its
     // pages wait for the news instead of going out with nowhere to put their links.
     for i in 0..TASKS {
@@ -788,8 +789,24 @@ async fn a_new_tasks_pages_are_all_fetched_whichever_engine_claims_them_first() 
             "task t{i}: fetched {got:?} of {every:?}"
         );
     }
-    for e in engines {
-        e.stop().await.succeeded("an engine");
+    // An engine drained out of a crawl that is done says it was drained.
+    let list = engines(&crawlers[0]).await;
+    let id = view_of(&list, follower)["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let drained = follower
+        .call("DELETE", &format!("/api/engines/{id}"), None, false)
+        .await;
+    assert_eq!(drained.status, 202, "{}", drained.text);
+    let [a, b, c] = crawlers;
+    for e in [a, b, c] {
+        if e.base == follower_base {
+            let run = e.wait().await.succeeded("the drained engine");
+            assert_eq!(run.summary()["stopped"], "drained");
+        } else {
+            e.stop().await.succeeded("an engine");
+        }
     }
 }
 
