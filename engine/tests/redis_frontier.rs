@@ -682,3 +682,40 @@ async fn each_tick_fires_once_and_a_run_ends_when_nothing_of_it_is_left() {
         Tick::Closed
     );
 }
+
+#[tokio::test]
+async fn asking_an_engine_that_expired_since_it_was_listed_leaves_no_key_for_ever() {
+    let redis = RedisServer::start().await;
+    let mut conn = RedisFrontier::connect(&redis.url(), &Default::default())
+        .await
+        .expect("connect");
+    let prefix = engine::cluster::crawl_prefix("asked");
+    let node = common::registry::Node {
+        id: "engine-1".into(),
+        addr: "127.0.0.1:1".into(),
+    };
+    // Listed as live, while its report (and its key) already expired.
+    common::registry::heartbeat(
+        &mut conn,
+        &prefix,
+        common::registry::NodeKind::Engine,
+        &node,
+        Duration::from_secs(30),
+    )
+    .await
+    .expect("heartbeat");
+    let view = engine::cluster::engines::ask(
+        &mut conn,
+        &prefix,
+        "engine-1",
+        engine::cluster::engines::EngineMode::Draining,
+    )
+    .await
+    .expect("ask");
+    assert!(view.is_some());
+    let ttl = redis
+        .command(&format!("PTTL {prefix}:engine:engine-1"))
+        .await;
+    let ttl: i64 = ttl.trim().trim_start_matches(':').parse().expect("ttl");
+    assert!(ttl > 0, "the asked engine's key lives for ever: {ttl}");
+}

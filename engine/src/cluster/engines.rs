@@ -163,8 +163,10 @@ pub async fn list(
             what: "list engines",
             source: e.source,
         })?;
-    let (secs, micros): (u64, u64) = redis::cmd("TIME")
-        .query_async(conn)
+    // Asked of the crawl's own slot: on a Redis Cluster a bare TIME goes to any node.
+    let (secs, micros): (u64, u64) = redis::Script::new("return redis.call('TIME')")
+        .key(prefix)
+        .invoke_async(conn)
         .await
         .map_err(redis_err("read the time"))?;
     let now_ms = secs * 1000 + micros / 1000;
@@ -211,13 +213,20 @@ pub async fn ask(
     let Some(mut view) = list(conn, prefix).await?.into_iter().find(|e| e.id == id) else {
         return Ok(None);
     };
-    let _: () = redis::cmd("HSET")
-        .arg(key(prefix, id))
-        .arg("wanted")
-        .arg(mode.as_str())
-        .query_async(conn)
-        .await
-        .map_err(redis_err("ask an engine"))?;
+    // An engine that expired since it was listed leaves no key behind without a lifetime.
+    let _: i64 = redis::Script::new(
+        "redis.call('HSET', KEYS[1], 'wanted', ARGV[1])
+         if redis.call('PTTL', KEYS[1]) < 0 then
+           redis.call('PEXPIRE', KEYS[1], ARGV[2])
+         end
+         return 1",
+    )
+    .key(key(prefix, id))
+    .arg(mode.as_str())
+    .arg(LEADER_TTL.as_millis() as u64)
+    .invoke_async(conn)
+    .await
+    .map_err(redis_err("ask an engine"))?;
     if view.state != EngineMode::Draining.as_str() {
         view.state = mode.as_str().to_owned();
     }
