@@ -7,7 +7,7 @@
 
 use crate::metrics::EngineMetrics;
 use crate::pool::PoolControl;
-use crate::tasks::{TaskDef, TaskError, TaskView};
+use crate::tasks::{TaskAction, TaskDef, TaskError, TaskView};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -22,22 +22,25 @@ pub const HISTORY: usize = 600;
 /// Where a command's answer goes.
 pub type Reply = oneshot::Sender<Result<TaskView, TaskError>>;
 
-/// What an operator asks the crawl loop to do.
+/// What an operator asks of the crawl's tasks.
 #[derive(Debug)]
-pub enum Command {
+pub enum TaskCommand {
     /// Start a new task.
-    AddTask(Box<TaskDef>, Reply),
-    /// Hold a task's requests.
-    PauseTask(u64, Reply),
-    /// Send a paused task's requests again.
-    ResumeTask(u64, Reply),
-    /// Drop a task's queued requests and schedule none of its links.
-    CloseTask(u64, Reply),
-    /// End a task's run: no new requests; those in flight finish and are saved.
-    StopTask(u64, Reply),
-    /// End a task's run at once: its requests in flight are cancelled, their answers
-    /// discarded.
-    KillTask(u64, Reply),
+    Add(Box<TaskDef>),
+    /// Pause, resume, close, stop or kill a task.
+    Change(u64, TaskAction),
+}
+
+/// An operator's command for the crawl loop, with the idempotency key it came with (a shared
+/// crawl's leader records the answer under it with the change) and where its answer goes.
+#[derive(Debug)]
+pub struct Command {
+    /// What is asked.
+    pub what: TaskCommand,
+    /// The Redis key of its idempotency key's answer, when it came with one (cluster mode).
+    pub key: Option<String>,
+    /// Where the answer goes.
+    pub reply: Reply,
 }
 
 /// One point of the throughput history.
@@ -138,10 +141,12 @@ impl CrawlHandle {
         self.status.borrow().clone()
     }
 
-    async fn ask(&self, make: impl FnOnce(Reply) -> Command) -> Result<TaskView, TaskError> {
-        let (tx, rx) = oneshot::channel();
+    /// Carries out `what` in the running crawl; `key` is the Redis key its answer is kept
+    /// under for repeats (see [`Command::key`]).
+    pub async fn ask(&self, what: TaskCommand, key: Option<String>) -> Result<TaskView, TaskError> {
+        let (reply, rx) = oneshot::channel();
         self.commands
-            .send(make(tx))
+            .send(Command { what, key, reply })
             .await
             .map_err(|_| TaskError::Stopped)?;
         rx.await.map_err(|_| TaskError::Stopped)?
@@ -149,31 +154,11 @@ impl CrawlHandle {
 
     /// Starts a task in the running crawl.
     pub async fn add_task(&self, def: TaskDef) -> Result<TaskView, TaskError> {
-        self.ask(|r| Command::AddTask(Box::new(def), r)).await
+        self.ask(TaskCommand::Add(Box::new(def)), None).await
     }
 
-    /// Holds a task's requests; those in flight finish.
-    pub async fn pause_task(&self, id: u64) -> Result<TaskView, TaskError> {
-        self.ask(|r| Command::PauseTask(id, r)).await
-    }
-
-    /// Sends a paused task's requests again.
-    pub async fn resume_task(&self, id: u64) -> Result<TaskView, TaskError> {
-        self.ask(|r| Command::ResumeTask(id, r)).await
-    }
-
-    /// Closes a task: its queued requests are dropped, its in-flight results still saved.
-    pub async fn close_task(&self, id: u64) -> Result<TaskView, TaskError> {
-        self.ask(|r| Command::CloseTask(id, r)).await
-    }
-
-    /// Stops a task: no new requests; those in flight finish and their items are saved.
-    pub async fn stop_task(&self, id: u64) -> Result<TaskView, TaskError> {
-        self.ask(|r| Command::StopTask(id, r)).await
-    }
-
-    /// Kills a task: its requests in flight are cancelled at once, their answers discarded.
-    pub async fn kill_task(&self, id: u64) -> Result<TaskView, TaskError> {
-        self.ask(|r| Command::KillTask(id, r)).await
+    /// Changes a task's state as `action` says.
+    pub async fn change_task(&self, id: u64, action: TaskAction) -> Result<TaskView, TaskError> {
+        self.ask(TaskCommand::Change(id, action), None).await
     }
 }

@@ -322,6 +322,66 @@ impl Task {
     }
 }
 
+/// An operator's change of a task's state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskAction {
+    /// Hold its requests.
+    Pause,
+    /// Send a paused task's requests again.
+    Resume,
+    /// End it: closed, stopped, killed (or timed out, by its deadline).
+    End(TaskState),
+}
+
+impl Task {
+    /// The state `action` gives this task, or why it is refused; changes nothing (a shared
+    /// crawl's leader checks a change before it records it, and applies it after).
+    pub fn next_state(&self, action: TaskAction) -> Result<TaskState, TaskError> {
+        let id = self.id;
+        match action {
+            TaskAction::Pause => match self.state {
+                // Capped: nothing of it will be sent again; pausing changes nothing.
+                TaskState::Capped => Ok(TaskState::Capped),
+                TaskState::Running | TaskState::Paused => Ok(TaskState::Paused),
+                state => Err(TaskError::Finished {
+                    id,
+                    state,
+                    action: "paused",
+                }),
+            },
+            TaskAction::Resume => match self.state {
+                TaskState::Paused => Ok(TaskState::Running),
+                TaskState::Running | TaskState::Capped => Ok(self.state),
+                state => Err(TaskError::Finished {
+                    id,
+                    state,
+                    action: "resumed",
+                }),
+            },
+            TaskAction::End(how) => {
+                // A kill may follow a stop or a deadline whose requests hang.
+                let escalation = how == TaskState::Killed
+                    && matches!(self.state, TaskState::Stopped | TaskState::Timeout)
+                    && self.in_flight > 0;
+                let refused = how != TaskState::Closed
+                    && !escalation
+                    && (self.state.ended() || self.state == TaskState::Waiting || !self.run_open);
+                if refused {
+                    return Err(TaskError::Finished {
+                        id,
+                        state: self.state,
+                        action: match how {
+                            TaskState::Killed => "killed",
+                            _ => "stopped",
+                        },
+                    });
+                }
+                Ok(how)
+            }
+        }
+    }
+}
+
 /// A task as the admin API and the dashboard show it.
 #[derive(Clone, Debug, Serialize)]
 pub struct TaskView {
@@ -390,6 +450,13 @@ pub enum TaskError {
     /// longer leads, or Redis failed); it may be sent again.
     #[error("the change could not be recorded for the other engines ({0}); send it again")]
     NotShared(String),
+    /// A shared crawl's change may or may not have been recorded (Redis did not answer in
+    /// time): nothing was applied here; every engine takes it up if it was recorded, and a
+    /// repeat with the same idempotency key gets its answer then.
+    #[error(
+        "the change may not have been recorded ({0}); send it again with the same Idempotency-Key"
+    )]
+    Unsure(String),
 }
 
 /// Every task of the engine, by id and by name.
@@ -415,7 +482,21 @@ const UNKNOWN_TASKS_CAP: usize = 4_096;
 impl Tasks {
     /// Adds a task and returns its id.
     /// A task left unnamed is named `task-ID`.
-    pub fn add(&mut self, mut def: TaskDef) -> Result<u64, TaskError> {
+    pub fn add(&mut self, def: TaskDef) -> Result<u64, TaskError> {
+        let task = self.next_task(def)?;
+        let id = task.id;
+        self.by_name.insert(task.def.name.clone(), self.list.len());
+        self.list.push(task);
+        Ok(id)
+    }
+
+    /// The task `def` would become if added now (named, when unnamed, as [`Tasks::add`]
+    /// names it), without adding it: what a shared crawl's leader records before it applies.
+    pub fn preview_add(&self, def: TaskDef) -> Result<Task, TaskError> {
+        self.next_task(def)
+    }
+
+    fn next_task(&self, mut def: TaskDef) -> Result<Task, TaskError> {
         if def.name.is_empty() {
             let id = self.list.len() + 1;
             def.name = format!("task-{id}");
@@ -434,10 +515,8 @@ impl Tasks {
         } else {
             common::fingerprint(&format!("task:{}", def.name))
         };
-        let id = index as u64 + 1;
-        self.by_name.insert(def.name.clone(), index);
-        self.list.push(Task {
-            id,
+        Ok(Task {
+            id: index as u64 + 1,
             scope: Scope::new(&def.allow_domains, &def.seeds),
             def,
             salt,
@@ -460,8 +539,7 @@ impl Tasks {
             runs_started: 0,
             run_seq: 0,
             killed_run: None,
-        });
-        Ok(id)
+        })
     }
 
     /// The index of the task named `name`.

@@ -719,3 +719,62 @@ async fn asking_an_engine_that_expired_since_it_was_listed_leaves_no_key_for_eve
     let ttl: i64 = ttl.trim().trim_start_matches(':').parse().expect("ttl");
     assert!(ttl > 0, "the asked engine's key lives for ever: {ttl}");
 }
+
+#[tokio::test]
+async fn a_task_change_keeps_its_answer_in_the_same_step_and_is_recorded_once() {
+    use engine::cluster::{Recorded, TaskFence};
+    let redis = RedisServer::start().await;
+    let mut f = frontier(&redis, config()).await;
+    let epoch = f
+        .elect("leader", Duration::from_secs(30))
+        .await
+        .expect("elect")
+        .expect("leads");
+    let key = format!("{}:idem:add-a", f.prefix());
+    let add = [TaskChange::Added(r#"{"name":"a"}"#.into())];
+    let fence = TaskFence {
+        key: Some(&key),
+        answer: b"\x00\xc9{}",
+        keep: Duration::from_secs(60),
+        tasks: Some(0),
+    };
+    // A leader that has not read every task is refused, and so is a stale epoch: neither
+    // records anything nor keeps an answer.
+    let behind = TaskFence {
+        tasks: Some(1),
+        ..fence.clone()
+    };
+    assert_eq!(
+        f.record_change(epoch, &add, &[], &behind)
+            .await
+            .expect("record"),
+        Recorded::Moved
+    );
+    assert_eq!(
+        f.record_change(epoch + 1, &add, &[], &fence)
+            .await
+            .expect("record"),
+        Recorded::Stale
+    );
+    assert_eq!(redis.command(&format!("EXISTS {key}")).await, ":0\r\n");
+    assert_eq!(
+        f.record_change(epoch, &add, &[], &fence)
+            .await
+            .expect("record"),
+        Recorded::Now
+    );
+    assert_eq!(
+        redis.command(&format!("GET {key}")).await,
+        "$4\r\n\x00\u{c9}{}\r\n".replace('\u{c9}', "\u{fffd}"),
+        "the answer is kept with the change"
+    );
+    // A retry of the change that landed (its reply lost) records nothing again.
+    assert_eq!(
+        f.record_change(epoch, &add, &[], &fence)
+            .await
+            .expect("record"),
+        Recorded::Before
+    );
+    let read = f.tasks_since(0, 0).await.expect("read").expect("news");
+    assert_eq!(read.records, vec![r#"{"name":"a"}"#.to_owned()]);
+}

@@ -51,6 +51,26 @@ impl RedisServer {
         server
     }
 
+    /// A server that takes `DEBUG` commands from loopback (`DEBUG SLEEP` freezes it, as a
+    /// stalled Redis would).
+    pub async fn start_with_debug() -> RedisServer {
+        RedisServer::start_with(&["--enable-debug-command", "local"]).await
+    }
+
+    /// Sends `line` and returns at once, without waiting for the reply (a `DEBUG SLEEP`
+    /// that freezes the server while the test goes on); the connection closes when the
+    /// returned handle is dropped.
+    pub async fn send(&self, line: &str) -> tokio::net::TcpStream {
+        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .expect("connect to redis");
+        stream
+            .write_all(format!("{line}\r\n").as_bytes())
+            .await
+            .expect("write");
+        stream
+    }
+
     /// [`RedisServer::start`] with more server flags.
     async fn start_with(more: &[&str]) -> RedisServer {
         let binary = crate::require_program("REDIS_SERVER", "/usr/bin/redis-server");

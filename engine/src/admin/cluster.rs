@@ -24,15 +24,13 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 /// The header marking a change forwarded by another engine (forwarded at most once).
 const FORWARDED: &str = "x-spinneret-forwarded";
 
-/// What a key holds while its change is being applied.
-const PENDING: &str = "pending";
-
-/// How long a key stays marked while its change is applied: should the leader die or the
-/// request be dropped meanwhile, the key is free again after this.
-const PENDING_FOR: Duration = Duration::from_secs(60);
+/// The Redis key a change's answer is kept under, handed to the task handlers so that a
+/// shared crawl's leader records the answer in the same script as the change.
+#[derive(Clone, Debug)]
+pub struct ChangeKey(pub String);
 
 /// How long a change's answer is kept for repeats of its key.
-const KEEP_ANSWERS: Duration = Duration::from_secs(3_600);
+pub const KEEP_ANSWERS: Duration = Duration::from_secs(3_600);
 
 /// Largest answer kept or forwarded.
 const MAX_ANSWER_BYTES: usize = 1 << 20;
@@ -156,44 +154,34 @@ fn new_key() -> String {
     )
 }
 
-/// Carries out a change once per key: a repeat gets the first answer.
+/// Carries out a change once per key: a repeat gets the first answer. The change records
+/// its answer under the key in the same script as the change itself (see `crawl::proposals`),
+/// and the crawl loop takes changes one at a time, so two repeats in flight together apply
+/// it once.
 async fn apply_once(c: &ClusterHandle, key: &str, request: Request, next: Next) -> Response {
     let stored_key = format!("{}:idem:{key}", c.prefix);
     let mut conn = c.conn.clone();
-    // Claim the key before applying, so that a retry arriving meanwhile is not applied too.
-    let claimed: Result<Option<String>, _> = redis::cmd("SET")
+    let stored: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
         .arg(&stored_key)
-        .arg(PENDING)
-        .arg("NX")
-        .arg("EX")
-        .arg(PENDING_FOR.as_secs())
         .query_async(&mut conn)
         .await;
-    match claimed {
-        Ok(Some(_)) => {}
-        Ok(None) => {
-            let stored: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
-                .arg(&stored_key)
-                .query_async(&mut conn)
-                .await;
-            return match stored {
-                Ok(Some(bytes)) if bytes != PENDING.as_bytes() => match decode_answer(&bytes) {
-                    Some(response) => {
-                        debug!(key, "a repeated change: answered as before");
-                        response
-                    }
-                    None => unavailable("an unreadable stored answer").into_response(),
-                },
-                Ok(_) => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "this change is being applied; try again",
-                )
-                .into_response(),
-                Err(e) => unavailable(e).into_response(),
+    match stored {
+        Ok(Some(bytes)) => {
+            return match decode_answer(&bytes) {
+                Some(response) => {
+                    debug!(key, "a repeated change: answered as before");
+                    response
+                }
+                None => unavailable("an unreadable stored answer").into_response(),
             };
         }
+        Ok(None) => {}
         Err(e) => return unavailable(e).into_response(),
     }
+    let mut request = request;
+    request
+        .extensions_mut()
+        .insert(ChangeKey(stored_key.clone()));
     // Applied and kept on a task of its own: a client that goes away mid-change cannot leave
     // the change applied with no answer kept for its retry.
     let applied = tokio::spawn(async move {
@@ -213,7 +201,8 @@ async fn apply_once(c: &ClusterHandle, key: &str, request: Request, next: Next) 
 }
 
 /// Keeps a change's answer for repeats of its key (a server error is not kept: the change
-/// was not applied, and a retry tries again), and returns it.
+/// was not applied, and a retry tries again; nor one that may yet land, whose own script
+/// keeps its answer), and returns it.
 async fn keep_answer(
     conn: &mut common::redis_conn::RedisConn,
     stored_key: &str,
@@ -221,21 +210,34 @@ async fn keep_answer(
     bytes: axum::body::Bytes,
 ) -> Response {
     if parts.status.is_server_error() {
-        let _: Result<(), _> = redis::cmd("DEL").arg(stored_key).query_async(conn).await;
+        // Not applied (or, unsure, it may land yet, and its own script keeps its answer
+        // under the key): nothing is kept, and a retry tries again.
         return Response::from_parts(parts, Body::from(bytes));
     }
     let mut record = Vec::with_capacity(bytes.len() + 2);
     record.extend_from_slice(&parts.status.as_u16().to_be_bytes());
     record.extend_from_slice(&bytes);
-    let kept: Result<(), _> = redis::cmd("SET")
-        .arg(stored_key)
-        .arg(record)
-        .arg("EX")
-        .arg(KEEP_ANSWERS.as_secs())
-        .query_async(conn)
-        .await;
-    if let Err(e) = kept {
-        warn!(key = %stored_key, cause = %e, "could not keep a change's answer; a repeat may apply it again");
+    // The first answer kept wins: the change's own script may have kept it already, and a
+    // repeat that raced it (refused as a duplicate, say) gets that answer too.
+    let kept: Result<Option<Vec<u8>>, _> = redis::Script::new(
+        "if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'EX', ARGV[2]) then return false end
+         return redis.call('GET', KEYS[1])",
+    )
+    .key(stored_key)
+    .arg(record)
+    .arg(KEEP_ANSWERS.as_secs())
+    .invoke_async(conn)
+    .await;
+    match kept {
+        Ok(Some(first)) => {
+            if let Some(response) = decode_answer(&first) {
+                return response;
+            }
+        }
+        Ok(None) => {}
+        Err(e) => {
+            warn!(key = %stored_key, cause = %e, "could not keep a change's answer; a repeat may apply it again");
+        }
     }
     Response::from_parts(parts, Body::from(bytes))
 }

@@ -6,6 +6,7 @@
 //! `{"error": "..."}` saying what was wrong.
 
 mod cluster;
+pub use cluster::KEEP_ANSWERS;
 mod hosts;
 mod https;
 mod tasks;
@@ -38,15 +39,20 @@ struct Admin {
     hosts: Arc<AllowedHosts>,
 }
 
-/// An API refusal: a status and a message.
+/// An API refusal: a status and a message, and whether the change it refuses may yet have
+/// been recorded (see [`TaskError::Unsure`]).
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String);
+pub struct ApiError(StatusCode, String, bool);
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError(status, message.into())
+        ApiError(status, message.into(), false)
     }
 }
+
+/// The header on an answer whose change may yet have been recorded: its idempotency key
+/// stays marked (see `admin::cluster`).
+pub const UNSURE: &str = "x-spinneret-unsure";
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -55,7 +61,13 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, Json(ErrorBody { error: &self.1 })).into_response()
+        let mut response = (self.0, Json(ErrorBody { error: &self.1 })).into_response();
+        if self.2 {
+            response
+                .headers_mut()
+                .insert(UNSURE, axum::http::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 
@@ -77,9 +89,12 @@ impl From<TaskError> for ApiError {
             TaskError::NotFound(_) => StatusCode::NOT_FOUND,
             TaskError::Duplicate(_) | TaskError::Finished { .. } => StatusCode::CONFLICT,
             TaskError::Invalid(_) => StatusCode::BAD_REQUEST,
-            TaskError::Stopped | TaskError::NotShared(_) => StatusCode::SERVICE_UNAVAILABLE,
+            TaskError::Stopped | TaskError::NotShared(_) | TaskError::Unsure(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         };
-        ApiError::new(status, e.to_string())
+        let unsure = matches!(e, TaskError::Unsure(_));
+        ApiError(status, e.to_string(), unsure)
     }
 }
 

@@ -2,8 +2,9 @@
 
 use super::{Admin, ApiError, ApiResult, id_of};
 use crate::config::SpiderRun;
+use crate::control::TaskCommand;
 use crate::pool::Job;
-use crate::tasks::{TaskDef, TaskView};
+use crate::tasks::{TaskAction, TaskDef, TaskState, TaskView};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
@@ -137,6 +138,7 @@ pub(super) async fn get_one(
 
 pub(super) async fn add(
     State(admin): State<Admin>,
+    key: Option<axum::Extension<super::cluster::ChangeKey>>,
     body: Result<Json<NewTask>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<TaskView>)> {
     let Json(new) = body?;
@@ -157,29 +159,47 @@ pub(super) async fn add(
             bad(format!("no worker can run this task: {why}"))
         }
     })?;
-    let view = admin.crawl.add_task(def).await?;
+    let view = admin
+        .crawl
+        .ask(TaskCommand::Add(Box::new(def)), key.map(|k| k.0.0))
+        .await?;
     Ok((StatusCode::CREATED, Json(view)))
 }
 
 pub(super) async fn pause(
     State(admin): State<Admin>,
+    key: Option<axum::Extension<super::cluster::ChangeKey>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    Ok(Json(admin.crawl.pause_task(id_of("task", &id)?).await?))
+    change(&admin, key, &id, TaskAction::Pause).await
 }
 
 pub(super) async fn resume(
     State(admin): State<Admin>,
+    key: Option<axum::Extension<super::cluster::ChangeKey>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    Ok(Json(admin.crawl.resume_task(id_of("task", &id)?).await?))
+    change(&admin, key, &id, TaskAction::Resume).await
 }
 
 pub(super) async fn close(
     State(admin): State<Admin>,
+    key: Option<axum::Extension<super::cluster::ChangeKey>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    Ok(Json(admin.crawl.close_task(id_of("task", &id)?).await?))
+    change(&admin, key, &id, TaskAction::End(TaskState::Closed)).await
+}
+
+/// Sends a change of task `id` to the crawl loop, with the change's idempotency key.
+async fn change(
+    admin: &Admin,
+    key: Option<axum::Extension<super::cluster::ChangeKey>>,
+    id: &str,
+    action: TaskAction,
+) -> ApiResult<Json<TaskView>> {
+    let id = id_of("task", id)?;
+    let what = TaskCommand::Change(id, action);
+    Ok(Json(admin.crawl.ask(what, key.map(|k| k.0.0)).await?))
 }
 
 pub(super) async fn runs(
@@ -204,16 +224,18 @@ pub(super) async fn runs(
 
 pub(super) async fn stop(
     State(admin): State<Admin>,
+    key: Option<axum::Extension<super::cluster::ChangeKey>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    Ok(Json(admin.crawl.stop_task(id_of("task", &id)?).await?))
+    change(&admin, key, &id, TaskAction::End(TaskState::Stopped)).await
 }
 
 pub(super) async fn kill(
     State(admin): State<Admin>,
+    key: Option<axum::Extension<super::cluster::ChangeKey>>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    Ok(Json(admin.crawl.kill_task(id_of("task", &id)?).await?))
+    change(&admin, key, &id, TaskAction::End(TaskState::Killed)).await
 }
 
 #[cfg(test)]

@@ -140,6 +140,34 @@ pub struct Claim {
     pub next: Option<Duration>,
 }
 
+/// How an operator's task change is fenced when it is recorded.
+#[derive(Clone, Debug, Default)]
+pub struct TaskFence<'a> {
+    /// The Redis key of its idempotency key's answer: a key that holds an answer already
+    /// says the change was recorded before (nothing is recorded again).
+    pub key: Option<&'a str>,
+    /// The answer kept under `key` (two bytes of HTTP status, then the body).
+    pub answer: &'a [u8],
+    /// How long the answer is kept.
+    pub keep: Duration,
+    /// For an add: the number of tasks this leader knows recorded; another number means it
+    /// has not read every change yet (a new leader), and nothing is recorded.
+    pub tasks: Option<u64>,
+}
+
+/// What became of a task change sent to Redis.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recorded {
+    /// Recorded now.
+    Now,
+    /// Recorded before, under the same idempotency key (a retry of a change that landed).
+    Before,
+    /// Refused: the epoch is not the leader's.
+    Stale,
+    /// Refused: the tasks recorded are not those the leader knows; it reads them first.
+    Moved,
+}
+
 /// What a [`RedisFrontier::settle`] batch found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SettleReport {
@@ -730,11 +758,31 @@ impl RedisFrontier {
         changes: &[super::tasks::TaskChange],
         seeds: &[NewUrl],
     ) -> Result<bool, ClusterError> {
+        let recorded = self
+            .record_change(epoch, changes, seeds, &TaskFence::default())
+            .await?;
+        Ok(recorded != Recorded::Stale)
+    }
+
+    /// [`RedisFrontier::record_tasks`] for an operator's change, fenced as `fence` says: the
+    /// answer to its idempotency key is kept in the same step, and an add is refused when
+    /// the tasks recorded are not those this leader knows.
+    pub async fn record_change(
+        &mut self,
+        epoch: u64,
+        changes: &[super::tasks::TaskChange],
+        seeds: &[NewUrl],
+        fence: &TaskFence<'_>,
+    ) -> Result<Recorded, ClusterError> {
         let mut call = self.scripts.tasks.prepare_invoke();
         call.key(&self.prefix)
             .arg(epoch)
             .arg(self.config.per_host)
             .arg(self.config.max_queue_per_host)
+            .arg(fence.key.unwrap_or(""))
+            .arg(fence.answer)
+            .arg(fence.keep.as_secs())
+            .arg(fence.tasks.map_or(-1, |n| n as i64))
             .arg(changes.len());
         for change in changes {
             match change {
@@ -753,7 +801,13 @@ impl RedisFrontier {
             .invoke_async(&mut self.conn)
             .await
             .map_err(redis_err("record task changes"))?;
-        Ok(answer == 1)
+        match answer {
+            1 => Ok(Recorded::Now),
+            2 => Ok(Recorded::Before),
+            -1 => Ok(Recorded::Stale),
+            -2 => Ok(Recorded::Moved),
+            _ => Err(ClusterError::Answer("record task changes")),
+        }
     }
 
     /// The tasks added after the first `known`, every task state and the ends of runs that

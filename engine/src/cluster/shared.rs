@@ -663,6 +663,48 @@ impl SharedFrontier {
         }
     }
 
+    /// Records an operator's change (and a new task's seeds) for every engine, fenced by the
+    /// leader's epoch and by `fence`, trying again for a few seconds while Redis fails (the
+    /// idempotency key makes a retry of a change that landed harmless). `Err` when Redis gave
+    /// no answer: the change may yet have been recorded.
+    pub async fn record_change(
+        &mut self,
+        change: &super::tasks::TaskChange,
+        seeds: &[NewUrl],
+        fence: &super::frontier::TaskFence<'_>,
+    ) -> Result<super::frontier::Recorded, ClusterError> {
+        let until = Instant::now() + RECORD_TASKS_FOR;
+        loop {
+            let role = *self.role.borrow();
+            let super::leader::Role::Leader(epoch) = role else {
+                return Ok(super::frontier::Recorded::Stale);
+            };
+            match self
+                .redis
+                .record_change(epoch, std::slice::from_ref(change), seeds, fence)
+                .await
+            {
+                Ok(recorded) => {
+                    if matches!(
+                        recorded,
+                        super::frontier::Recorded::Now | super::frontier::Recorded::Before
+                    ) {
+                        self.offered_seeds(seeds);
+                    }
+                    return Ok(recorded);
+                }
+                Err(e) if Instant::now() >= until => return Err(e),
+                Err(e) => debug!(cause = %e, "recording a task change failed; trying again"),
+            }
+            tokio::time::sleep(TICK).await;
+        }
+    }
+
+    /// The number of task records this engine has read from Redis.
+    pub fn tasks_read(&self) -> u64 {
+        self.tasks_known as u64
+    }
+
     /// Sends the front of the outbox to Redis in one call, unless a batch is on its way: a
     /// busy engine's pages share round trips, and the crawl loop never waits for Redis.
     pub fn settle(&mut self) {

@@ -2,40 +2,45 @@
 
 use super::Crawl;
 use crate::cluster::tasks::{TaskChange, TaskSpec};
-use crate::control::Command;
+use crate::control::{Command, TaskCommand};
 use crate::pool::Job;
-use crate::tasks::{TaskDef, TaskError, TaskState, TaskView};
+use crate::tasks::{TaskAction, TaskDef, TaskError, TaskState, TaskView};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 impl Crawl {
-    /// Carries out a command and answers it.
+    /// Carries out a command and answers it. In a shared crawl the change is recorded in
+    /// Redis first and applied after (see `proposals`).
     pub(super) fn command(&mut self, command: Command) {
-        let (reply, result, added) = match command {
-            Command::AddTask(def, reply) => {
+        let Command { what, key, reply } = command;
+        if self.frontier.shared().is_some() {
+            return self.propose(what, key, reply);
+        }
+        let result = match what {
+            TaskCommand::Add(def) => {
                 let added = self.add_task(*def);
                 if let Ok(view) = &added {
                     self.keep_schedule(view.id);
                 }
-                (reply, added, true)
+                added
             }
-            Command::PauseTask(id, reply) => (reply, self.pause_task(id), false),
-            Command::ResumeTask(id, reply) => (reply, self.resume_task(id), false),
-            Command::CloseTask(id, reply) => (reply, self.end_task(id, TaskState::Closed), false),
-            Command::StopTask(id, reply) => (reply, self.end_task(id, TaskState::Stopped), false),
-            Command::KillTask(id, reply) => (reply, self.end_task(id, TaskState::Killed), false),
+            TaskCommand::Change(id, action) => self.apply_action(id, action),
         };
-        if let Ok(view) = &result {
-            self.share_task_change(view, added);
-        }
-        if self.frontier.shared().is_some() {
-            // Answered once the change is in Redis (after this turn), so that an answer the
-            // leader keeps for a repeat never stands for a change that was lost.
-            self.replies.push((reply, result));
-            return;
-        }
         // The asker may have gone away (a closed HTTP connection); the command stands.
         let _ = reply.send(result);
+    }
+
+    /// Pauses, resumes or ends task `id` here.
+    pub(super) fn apply_action(
+        &mut self,
+        id: u64,
+        action: TaskAction,
+    ) -> Result<TaskView, TaskError> {
+        match action {
+            TaskAction::Pause => self.pause_task(id),
+            TaskAction::Resume => self.resume_task(id),
+            TaskAction::End(how) => self.end_task(id, how),
+        }
     }
 
     /// Records an operator's change of a task for the other engines of a shared crawl (the
@@ -165,40 +170,26 @@ impl Crawl {
 
     fn pause_task(&mut self, id: u64) -> Result<TaskView, TaskError> {
         let task = self.tasks.by_id_mut(id)?;
-        match task.state {
-            // Capped: nothing of it will be sent again; pausing changes nothing.
-            TaskState::Capped => Ok(task.view()),
-            TaskState::Running | TaskState::Paused => {
-                task.state = TaskState::Paused;
-                info!(id, task = %task.def.name, "task paused");
-                Ok(task.view())
-            }
-            state => Err(TaskError::Finished {
-                id,
-                state,
-                action: "paused",
-            }),
+        let next = task.next_state(TaskAction::Pause)?;
+        if next == TaskState::Paused {
+            task.state = TaskState::Paused;
+            info!(id, task = %task.def.name, "task paused");
         }
+        Ok(task.view())
     }
 
     fn resume_task(&mut self, id: u64) -> Result<TaskView, TaskError> {
         let task = self.tasks.by_id_mut(id)?;
-        match task.state {
-            TaskState::Paused => {
-                task.state = TaskState::Running;
-                task.settle();
-                let name = task.def.name.clone();
-                info!(id, task = %name, "task resumed");
-                self.frontier.unpark(&name, Instant::now());
-                Ok(self.tasks.by_id_mut(id)?.view())
-            }
-            TaskState::Running | TaskState::Capped => Ok(task.view()),
-            state => Err(TaskError::Finished {
-                id,
-                state,
-                action: "resumed",
-            }),
+        let was = task.state;
+        let next = task.next_state(TaskAction::Resume)?;
+        if was == TaskState::Paused && next == TaskState::Running {
+            task.state = TaskState::Running;
+            task.settle();
+            let name = task.def.name.clone();
+            info!(id, task = %name, "task resumed");
+            self.frontier.unpark(&name, Instant::now());
         }
+        Ok(self.tasks.by_id_mut(id)?.view())
     }
 
     /// Ends a task as `how` says: closed or stopped (its requests in flight finish and are
@@ -209,23 +200,7 @@ impl Crawl {
             self.unschedule(id)?;
         }
         let task = self.tasks.by_id_mut(id)?;
-        // A kill may follow a stop or a deadline whose requests hang.
-        let escalation = how == TaskState::Killed
-            && matches!(task.state, TaskState::Stopped | TaskState::Timeout)
-            && task.in_flight > 0;
-        let refused = how != TaskState::Closed
-            && !escalation
-            && (task.state.ended() || task.state == TaskState::Waiting || !task.run_open);
-        if refused {
-            return Err(TaskError::Finished {
-                id,
-                state: task.state,
-                action: match how {
-                    TaskState::Killed => "killed",
-                    _ => "stopped",
-                },
-            });
-        }
+        task.next_state(TaskAction::End(how))?;
         task.state = how;
         if how == TaskState::Killed {
             task.kill.cancel();

@@ -52,16 +52,11 @@ impl Crawl {
     pub(super) async fn flush_pending(&mut self) -> Result<(), EngineError> {
         let changes = std::mem::take(&mut self.pending);
         self.state.record(changes).await?;
-        if let Some(shared) = self.frontier.shared()
-            && let Err(why) = shared.end_turn().await
-        {
-            // The operator's change stands here but not for the other engines: refuse it,
-            // so that it is sent again (to the engine that leads now).
-            for (_, result) in &mut self.replies {
-                if result.is_ok() {
-                    *result = Err(crate::tasks::TaskError::NotShared(why.clone()));
-                }
-            }
+        if let Some(shared) = self.frontier.shared() {
+            // A task's deadline not recorded for the others is logged there; they end the
+            // run by its own deadline.
+            let _ = shared.end_turn().await;
+            self.record_proposals().await;
         }
         Ok(())
     }

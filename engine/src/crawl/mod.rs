@@ -5,6 +5,7 @@ mod answers;
 mod commands;
 mod durable;
 mod figures;
+mod proposals;
 mod queue;
 mod runs;
 mod schedules;
@@ -176,6 +177,8 @@ pub struct Crawl {
     /// Whether this engine, leading a shared crawl, read the ticks fired before it led
     /// (see `shared_runs`).
     ticks_synced: bool,
+    /// Operators' changes of a shared crawl's tasks, recorded in Redis with the turn.
+    proposals: Vec<proposals::Proposal>,
     /// Answers to operators' commands held until the turn's changes are in Redis (cluster).
     replies: Vec<(
         crate::control::Reply,
@@ -289,6 +292,7 @@ impl Crawl {
             warned_blocked: false,
             clock,
             ticks_synced: false,
+            proposals: Vec::new(),
             replies: Vec::new(),
         }
     }

@@ -810,6 +810,232 @@ async fn a_new_tasks_pages_are_all_fetched_whichever_engine_claims_them_first() 
     }
 }
 
+/// The bulk strings of a RESP array reply (short values without line breaks).
+fn bulk_strings(reply: &str) -> Vec<String> {
+    reply
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.starts_with('*') && !l.starts_with('$'))
+        .map(str::to_owned)
+        .collect()
+}
+
+/// A task's state as an operator set it: `closed`, or `-` for any other (a task's end is
+/// each engine's own, not recorded in Redis).
+fn closed_or_not(state: &str) -> String {
+    if state == "closed" { "closed" } else { "-" }.to_owned()
+}
+
+/// The names of the tasks the crawl's Redis holds (added through the API) and whether each
+/// is closed, and the same of the tasks engine `e` lists, without its own first task:
+/// `(redis, engine)`.
+async fn tasks_here_and_in_redis(
+    redis: &RedisServer,
+    crawl: &str,
+    e: &AdminEngine,
+) -> (Vec<(String, String)>, Vec<(String, String)>) {
+    let prefix = engine::cluster::crawl_prefix(crawl);
+    let records = bulk_strings(&redis.command(&format!("LRANGE {prefix}:tasks 0 -1")).await);
+    let states: std::collections::HashMap<String, String> = bulk_strings(
+        &redis
+            .command(&format!("HGETALL {prefix}:task_states"))
+            .await,
+    )
+    .chunks(2)
+    .filter_map(|kv| match kv {
+        [k, v] => Some((k.clone(), v.clone())),
+        _ => None,
+    })
+    .collect();
+    let mut in_redis: Vec<(String, String)> = records
+        .iter()
+        .map(|r| {
+            let spec: serde_json::Value = serde_json::from_str(r).expect("task record");
+            let name = spec["name"].as_str().expect("name").to_owned();
+            let state = states
+                .get(&name)
+                .map_or("", |s| s.split('#').next().unwrap_or(""));
+            (name, closed_or_not(state))
+        })
+        .collect();
+    let listed = e.get("/api/tasks").await;
+    let mut here: Vec<(String, String)> = listed
+        .as_array()
+        .expect("tasks")
+        .iter()
+        .skip(1)
+        .map(|t| {
+            (
+                t["name"].as_str().unwrap_or_default().to_owned(),
+                closed_or_not(t["state"].as_str().unwrap_or_default()),
+            )
+        })
+        .collect();
+    in_redis.sort();
+    here.sort();
+    (in_redis, here)
+}
+
+/// Waits (bounded) until engine `e` lists the tasks the crawl's Redis holds, as
+/// [`tasks_here_and_in_redis`] reads them; returns them.
+async fn agree(redis: &RedisServer, e: &AdminEngine, what: &str) -> Vec<(String, String)> {
+    // The news reaches every engine within a tick: what an engine lists must be what Redis
+    // holds, and nothing more.
+    let started = tokio::time::Instant::now();
+    loop {
+        let (in_redis, here) = tasks_here_and_in_redis(redis, "fenced", e).await;
+        if in_redis == here {
+            return in_redis;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{what}: the engine lists {here:?}, redis holds {in_redis:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Sends a change with idempotency key `key` until it is answered `want` (bounded); the
+/// answers on the way must be 503s.
+async fn until_answered(
+    e: &AdminEngine,
+    method: &str,
+    path: &str,
+    body: &str,
+    key: &str,
+    want: u16,
+) {
+    let started = tokio::time::Instant::now();
+    loop {
+        let answer = e.call_with_key(method, path, body, key).await;
+        if answer.status == want {
+            return;
+        }
+        assert_eq!(answer.status, 503, "{method} {path}: {}", answer.text);
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "{method} {path} never answered {want}: {}",
+            answer.text
+        );
+        // Retried as a client would, after the answer's own wait.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_admin_change_redis_refused_or_did_not_answer_is_applied_nowhere_and_a_retry_lands_once()
+{
+    let dir = tempfile::tempdir().expect("tempdir");
+    let redis = RedisServer::start_with_debug().await;
+    let url = redis.url();
+    let cluster = Cluster::on(Backend::Server(Box::new(redis)), url, dir.path(), 1).await;
+    let site = TestSite::start(5).await.expect("site");
+    let other = TestSite::start(5).await.expect("site");
+    let flags = ["--serve".to_owned()];
+    let mut seeded = vec!["--seed".to_owned(), site.url("/")];
+    seeded.extend_from_slice(&flags);
+    let one = AdminEngine::start(dir.path(), &cluster.flags("fenced", &seeded), None).await;
+    let two = AdminEngine::start(dir.path(), &cluster.flags("fenced", &flags), None).await;
+    let list = wait_for_engines(&one, "two engines, one leading", |l| {
+        l.len() == 2 && l.iter().filter(|e| e["role"] == "leader").count() == 1
+    })
+    .await;
+    let leader = if view_of(&list, &one)["role"] == "leader" {
+        &one
+    } else {
+        &two
+    };
+    let body = |name: &str, site: &TestSite| {
+        format!(r#"{{"name": "{name}", "seeds": ["{}"]}}"#, site.url("/"))
+    };
+    let added = leader
+        .call_with_key("POST", "/api/tasks", &body("first", &other), "add-first")
+        .await;
+    assert_eq!(added.status, 201, "{}", added.text);
+    let first_id = added.json["id"].as_u64().expect("id");
+    let redis = cluster.server();
+    agree(redis, leader, "after an add").await;
+
+    // Refused: another engine's epoch holds the leader lease when the change is written.
+    let taken = redis
+        .command("SET {spinneret:fenced}:leader someone-else:999999 PX 3000")
+        .await;
+    assert!(taken.starts_with("+OK"), "{taken}");
+    let refused = leader
+        .call_with_key("POST", "/api/tasks", &body("second", &other), "add-second")
+        .await;
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    let held = agree(redis, leader, "after a refused add").await;
+    assert!(!held.iter().any(|(n, _)| n == "second"), "{held:?}");
+    until_answered(
+        leader,
+        "POST",
+        "/api/tasks",
+        &body("second", &other),
+        "add-second",
+        201,
+    )
+    .await;
+
+    // Unanswered: Redis freezes past the leader's patience during an add and a close.
+    let frozen = redis.send("DEBUG SLEEP 12").await;
+    let close = format!("/api/tasks/{first_id}");
+    let third = body("third", &other);
+    let fourth = body("fourth", &other);
+    let (post, delete, unkeyed) = tokio::join!(
+        leader.call_with_key("POST", "/api/tasks", &third, "add-third"),
+        leader.call_with_key("DELETE", &close, "", "close-first"),
+        // Without a key the change goes straight to the crawl loop, whose write Redis
+        // does not answer in time.
+        leader.call("POST", "/api/tasks", Some(&fourth), false),
+    );
+    drop(frozen);
+    assert_eq!(post.status, 503, "{}", post.text);
+    assert_eq!(delete.status, 503, "{}", delete.text);
+    assert_eq!(unkeyed.status, 503, "{}", unkeyed.text);
+    assert!(
+        unkeyed.text.contains("may not have been recorded"),
+        "{}",
+        unkeyed.text
+    );
+    let held = agree(redis, leader, "after changes redis did not answer").await;
+    // Retries with the same keys land each change once, whichever engine leads now.
+    let leads = |list: &[serde_json::Value], e: &AdminEngine| view_of(list, e)["role"] == "leader";
+    let list = wait_for_engines(&one, "a leader again", |l| {
+        l.iter().filter(|e| e["role"] == "leader").count() == 1
+    })
+    .await;
+    let now_leading = if leads(&list, &one) { &one } else { &two };
+    until_answered(
+        now_leading,
+        "POST",
+        "/api/tasks",
+        &body("third", &other),
+        "add-third",
+        201,
+    )
+    .await;
+    until_answered(now_leading, "DELETE", &close, "", "close-first", 200).await;
+    let again = now_leading
+        .call_with_key("POST", "/api/tasks", &body("third", &other), "add-third")
+        .await;
+    assert_eq!(
+        again.status, 201,
+        "a repeat is answered as before: {}",
+        again.text
+    );
+    let in_redis = agree(redis, now_leading, "after the retries").await;
+    let names: Vec<&str> = in_redis.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(
+        names,
+        ["first", "second", "third"],
+        "each added once; before: {held:?}"
+    );
+    assert_eq!(in_redis[0].1, "closed");
+    for e in [one, two] {
+        e.stop().await.succeeded("an engine");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_engine_fails_over_to_another_registered_itemsaver() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -1,17 +1,25 @@
--- tasks(K; epoch, per_host, max_queue, n, then n x (kind, a, b), m, then m x (host, fp,
---       shard, entry, robots, run, bounded))
+-- tasks(K; epoch, per_host, max_queue, key, answer, keep_secs, tasks, n, then n x (kind, a,
+--       b), m, then m x (host, fp, shard, entry, robots, run, bounded))
 -- Leader only: records operators' task changes for every engine, in order (kind 'A': task
 -- record `a` added; kind 'S': task `a` set to state `b`, "STATE#RUN" for a scheduled run,
 -- unless the task is in a later run already: then only a close counts, for that run), and
 -- queues the seeds of the tasks added, all at once: a seed is never queued before its task
 -- is recorded. An engine that claims one before it has read the task's news holds it back
--- until it has (see `Tasks::hold`). Returns 1, or -1 when `epoch` is not the current
--- leader's (nothing is recorded).
+-- until it has (see `Tasks::hold`). With `key` (an idempotency key's Redis key), `answer` is
+-- kept under it for `keep_secs` in the same step, and a key that holds an answer already
+-- means the change was recorded before: nothing is recorded again. With `tasks` >= 0, the
+-- change is recorded only when that many tasks are recorded (the leader has read them all).
+-- Returns 1 recorded, 2 recorded before, -1 when `epoch` is not the current leader's, -2
+-- when `tasks` does not match (nothing is recorded either way).
 if not is_leader(ARGV[1]) then return -1 end
 local per_host = tonumber(ARGV[2])
 local max_queue = tonumber(ARGV[3])
-local n = tonumber(ARGV[4])
-local i = 5
+local key = ARGV[4]
+if key ~= '' and redis.call('EXISTS', key) == 1 then return 2 end
+local expected = tonumber(ARGV[7])
+if expected >= 0 and redis.call('LLEN', K .. ':tasks') ~= expected then return -2 end
+local n = tonumber(ARGV[8])
+local i = 9
 for _ = 1, n do
   if ARGV[i] == 'A' then
     redis.call('RPUSH', K .. ':tasks', ARGV[i + 1])
@@ -43,4 +51,7 @@ if tonumber(ARGV[i]) > 0 then
   redis.call('SET', K .. ':opened', '1')
 end
 offer_all(i + 1, tonumber(ARGV[i]), 0, max_queue, per_host)
+if key ~= '' then
+  redis.call('SET', key, ARGV[5], 'EX', tonumber(ARGV[6]))
+end
 return 1

@@ -1,0 +1,161 @@
+//! An operator's change of a shared crawl's tasks: checked against this engine's tasks,
+//! recorded in Redis by the leader (fenced by its epoch, with the answer to its idempotency
+//! key in the same step), and only then applied here. A change Redis refused is applied
+//! nowhere; one whose fate is unknown is applied by every engine from the task news if it
+//! landed, and its answer waits under its key for the operator's retry.
+
+use super::Crawl;
+use crate::cluster::tasks::{TaskChange, TaskSpec};
+use crate::cluster::{NewUrl, Recorded, TaskFence};
+use crate::control::{Reply, TaskCommand};
+use crate::tasks::{TaskAction, TaskDef, TaskError, TaskView};
+use tracing::{info, warn};
+
+/// How often a change is checked again when the leader had not read every task yet.
+const MOVED_RETRIES: usize = 3;
+
+/// An operator's change waiting to be recorded in Redis.
+#[derive(Debug)]
+pub(super) struct Proposal {
+    what: TaskCommand,
+    key: Option<String>,
+    reply: Reply,
+}
+
+/// A change checked and ready to record: what goes to Redis, and what is applied here after.
+struct Checked {
+    change: TaskChange,
+    seeds: Vec<NewUrl>,
+    answer: Vec<u8>,
+    apply: Apply,
+}
+
+/// What is applied here once the change is recorded.
+enum Apply {
+    Add(Box<TaskDef>),
+    Action(u64, TaskAction),
+}
+
+/// The answer kept under an idempotency key: the HTTP status in two bytes, then the body.
+fn answer(status: u16, view: &TaskView) -> Vec<u8> {
+    let mut bytes = status.to_be_bytes().to_vec();
+    bytes.extend(serde_json::to_vec(view).unwrap_or_default());
+    bytes
+}
+
+impl Crawl {
+    /// Takes an operator's command in a shared crawl: refused at once when it cannot apply,
+    /// recorded with the turn otherwise (see [`Crawl::record_proposals`]).
+    pub(super) fn propose(&mut self, what: TaskCommand, key: Option<String>, reply: Reply) {
+        if let Err(e) = self.check(&what) {
+            let _ = reply.send(Err(e));
+            return;
+        }
+        self.proposals.push(Proposal { what, key, reply });
+    }
+
+    /// What `what` records and applies, or why it is refused; changes nothing.
+    fn check(&mut self, what: &TaskCommand) -> Result<Checked, TaskError> {
+        if self.stopping {
+            return Err(TaskError::Stopped);
+        }
+        match what {
+            TaskCommand::Add(def) => {
+                let task = self.tasks.preview_add((**def).clone())?;
+                let spec = serde_json::to_string(&TaskSpec::from_def(&task.def))
+                    .map_err(|e| TaskError::Invalid(e.to_string()))?;
+                // A scheduled task's seeds are queued at its ticks.
+                let seeds = match &task.def.schedule {
+                    Some(_) => Vec::new(),
+                    None => crate::cluster::run_seeds(&task.def, self.config.robots, 0, task.salt),
+                };
+                Ok(Checked {
+                    change: TaskChange::Added(spec),
+                    seeds,
+                    answer: answer(201, &task.view()),
+                    apply: Apply::Add(Box::new(task.def)),
+                })
+            }
+            TaskCommand::Change(id, action) => {
+                let task = self.tasks.by_id_mut(*id)?;
+                let state = task.next_state(*action)?;
+                let mut view = task.view();
+                view.state = state;
+                Ok(Checked {
+                    change: TaskChange::State(task.def.name.clone(), state, task.run_seq),
+                    seeds: Vec::new(),
+                    answer: answer(200, &view),
+                    apply: Apply::Action(*id, *action),
+                })
+            }
+        }
+    }
+
+    /// Records the operators' changes taken this turn, each fenced by the leader's epoch, and
+    /// applies those recorded; their answers go out with the turn's.
+    pub(super) async fn record_proposals(&mut self) {
+        for proposal in std::mem::take(&mut self.proposals) {
+            let result = self.record_proposal(&proposal).await;
+            self.replies.push((proposal.reply, result));
+        }
+    }
+
+    async fn record_proposal(&mut self, proposal: &Proposal) -> Result<TaskView, TaskError> {
+        for _ in 0..MOVED_RETRIES {
+            // Checked again: the news read since may have changed the task.
+            let checked = self.check(&proposal.what)?;
+            let tasks = self.frontier.shared().map_or(0, |s| s.tasks_read());
+            let fence = TaskFence {
+                key: proposal.key.as_deref(),
+                answer: &checked.answer,
+                keep: crate::admin::KEEP_ANSWERS,
+                tasks: matches!(checked.apply, Apply::Add(_)).then_some(tasks),
+            };
+            let Some(shared) = self.frontier.shared() else {
+                return Err(TaskError::Stopped);
+            };
+            let recorded = shared
+                .record_change(&checked.change, &checked.seeds, &fence)
+                .await
+                .map_err(|e| {
+                    warn!(cause = %e, "an operator's change may or may not be recorded: nothing applied here");
+                    TaskError::Unsure(e.to_string())
+                })?;
+            match recorded {
+                Recorded::Now | Recorded::Before => return self.apply(checked.apply),
+                Recorded::Stale => {
+                    return Err(TaskError::NotShared(
+                        "this engine no longer leads the crawl".into(),
+                    ));
+                }
+                // A new leader that has not read every task yet: read them, check again.
+                Recorded::Moved => self.take_task_news().await,
+            }
+        }
+        Err(TaskError::NotShared(
+            "the crawl's tasks kept changing meanwhile".into(),
+        ))
+    }
+
+    /// Applies a change recorded in Redis (the task news brings it to the other engines).
+    fn apply(&mut self, apply: Apply) -> Result<TaskView, TaskError> {
+        match apply {
+            Apply::Add(def) => {
+                let name = def.name.clone();
+                match self.add_task_seeded(*def, false) {
+                    Err(TaskError::Duplicate(_)) => {
+                        // Taken up from the news already (a retry of a change that landed).
+                        let task = self.tasks.named(&name).ok_or(TaskError::Stopped)?;
+                        Ok(task.view())
+                    }
+                    other => other,
+                }
+            }
+            Apply::Action(id, action) => {
+                let view = self.apply_action(id, action)?;
+                info!(id, task = %view.name, state = ?view.state, "task change recorded for every engine");
+                Ok(view)
+            }
+        }
+    }
+}
