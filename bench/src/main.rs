@@ -264,6 +264,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         "ratio_cluster_to_distributed": cluster.as_ref().map(|c| round3(c.pages_per_s / distributed_pps.max(1e-9))),
         "ratio_cluster_to_inprocess": cluster.as_ref().map(|c| round3(c.pages_per_s / inprocess_pps.max(1e-9))),
         "redis_cmds_per_page": cluster.as_ref().map(|c| round3(c.cmds_per_page)),
+        "cluster_engine_cpu_ms_per_page": cluster.as_ref().map(|c| round3(c.engine_cpu_ms_per_page)),
+        "cluster_loop_turns_per_page": cluster.as_ref().map(|c| round3(c.loop_turns_per_page)),
         "redis_bytes_per_seen_url": cluster.as_ref().map(|c| round3(c.seen_bytes_per_url)),
         "redis_bytes_per_queued_url": cluster.as_ref().map(|c| round(c.queued_bytes_per_url)),
         "correctness": {
@@ -639,7 +641,7 @@ fn cpu_model() -> String {
 }
 
 fn print_table(report: &Value) {
-    let targets: [(&str, &str); 24] = [
+    let targets: [(&str, &str); 26] = [
         ("server_raw_pages_per_s", ""),
         ("parse_ceiling_pages_per_s", ""),
         ("inprocess_pages_per_s", ""),
@@ -662,6 +664,8 @@ fn print_table(report: &Value) {
         ("ratio_cluster_to_distributed", ">= 0.8"),
         ("ratio_cluster_to_inprocess", ""),
         ("redis_cmds_per_page", "<= 3"),
+        ("cluster_engine_cpu_ms_per_page", ""),
+        ("cluster_loop_turns_per_page", ""),
         ("redis_bytes_per_seen_url", "<= 16"),
         ("redis_bytes_per_queued_url", ""),
     ];
@@ -676,6 +680,10 @@ fn print_table(report: &Value) {
 struct ClusterFigures {
     pages_per_s: f64,
     cmds_per_page: f64,
+    /// CPU time the two engines used, per page fetched, in milliseconds.
+    engine_cpu_ms_per_page: f64,
+    /// Crawl loop turns of the two engines per page fetched.
+    loop_turns_per_page: f64,
     seen_bytes_per_url: f64,
     queued_bytes_per_url: f64,
     exact: bool,
@@ -803,6 +811,9 @@ async fn cluster_crawl(
     Ok(ClusterFigures {
         pages_per_s: fetched / elapsed,
         cmds_per_page: cmds / fetched.max(1.0),
+        engine_cpu_ms_per_page: (num(&a, "cpu_secs") + num(&b, "cpu_secs")) * 1000.0
+            / fetched.max(1.0),
+        loop_turns_per_page: (num(&a, "loop_turns") + num(&b, "loop_turns")) / fetched.max(1.0),
         seen_bytes_per_url: seen_bytes,
         queued_bytes_per_url: queued_bytes,
         exact: exact(&tally, pages) && items == pages as u64,

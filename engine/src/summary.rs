@@ -69,6 +69,9 @@ pub struct Summary {
     pub resumable_state: Option<String>,
     /// CPU time (user and system) the engine process used, in seconds, where the OS reports it.
     pub cpu_secs: Option<f64>,
+    /// Turns of the crawl loop, each for one event (a page answered, a lease, a tick, ...):
+    /// a loop that turns many times a page spins instead of waiting.
+    pub loop_turns: u64,
     /// RPC calls the engine made (crawl, robots, save, heartbeat, ...).
     pub rpc_calls: u64,
     /// Bytes the engine's RPC connections carried, both ways (0 in single-machine mode).

@@ -778,3 +778,47 @@ async fn a_task_change_keeps_its_answer_in_the_same_step_and_is_recorded_once() 
     let read = f.tasks_since(0, 0).await.expect("read").expect("news");
     assert_eq!(read.records, vec![r#"{"name":"a"}"#.to_owned()]);
 }
+
+#[tokio::test]
+async fn each_scheduled_run_has_a_seen_set_of_its_own_that_stays_compact() {
+    // A low bound stands for the default 512 and millions of URLs: every URL of the test
+    // lands in shard 0, 12 a run, 36 over three runs.
+    let redis = RedisServer::start_with(&["--set-max-intset-entries", "16"]).await;
+    let mut f = frontier(&redis, config()).await;
+    let epoch = f
+        .elect("leader", Duration::from_secs(30))
+        .await
+        .expect("elect")
+        .expect("leads");
+    let urls = |run: u64| -> Vec<NewUrl> {
+        (0..12)
+            .map(|n| NewUrl {
+                fingerprint: (run * 1_000 + n) * engine::cluster::SEEN_SHARDS,
+                ..run_url("a.test:80", n, run)
+            })
+            .collect()
+    };
+    for run in 1..=3 {
+        let (tick, _) = f
+            .tick(epoch, "t", 60 * run as i64, Overlap::Replace, run, &[])
+            .await
+            .expect("tick");
+        assert!(matches!(tick, Tick::Started | Tick::Replaced), "{tick:?}");
+        f.offer(&urls(run), true).await.expect("offer");
+    }
+    let key = |run: u64| f.run_seen_shard_key(&run_key("t", run), 0);
+    let encoding = redis.command(&format!("OBJECT ENCODING {}", key(3))).await;
+    assert!(encoding.contains("intset"), "{}: {encoding}", key(3));
+    for run in [1, 2] {
+        assert_eq!(
+            redis.command(&format!("EXISTS {}", key(run))).await,
+            ":0\r\n",
+            "run {run}'s seen set outlived the next run's start"
+        );
+    }
+    // Within a run, dedup holds.
+    assert_eq!(
+        f.offer(&urls(3)[..1], true).await.expect("offer"),
+        vec![Offer::Seen]
+    );
+}

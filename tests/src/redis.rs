@@ -72,7 +72,7 @@ impl RedisServer {
     }
 
     /// [`RedisServer::start`] with more server flags.
-    async fn start_with(more: &[&str]) -> RedisServer {
+    pub async fn start_with(more: &[&str]) -> RedisServer {
         let binary = crate::require_program("REDIS_SERVER", "/usr/bin/redis-server");
         let dir = tempfile::tempdir().expect("tempdir");
         let port = free_port();

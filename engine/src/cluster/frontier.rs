@@ -13,7 +13,7 @@ use common::redis_conn::RedisConn;
 use redis::{RedisError, Script};
 use std::time::Duration;
 
-/// Sets the seen set is split into; at the default `set-max-intset-entries` (512) each stays
+/// Sets the seen set is split into (`SEEN_SHARDS` in `scripts/common.lua` too); at the default `set-max-intset-entries` (512) each stays
 /// compact up to about two million URLs a crawl.
 pub const SEEN_SHARDS: u64 = 4_096;
 
@@ -940,5 +940,11 @@ impl RedisFrontier {
     /// The key of the seen-set shard holding `fingerprint`, for tests of its encoding.
     pub fn seen_shard_key(&self, fingerprint: u64) -> String {
         format!("{}:seen:{}", self.prefix, fingerprint % SEEN_SHARDS)
+    }
+
+    /// The key of the seen-set shard `fingerprint` is kept in for the scheduled run keyed
+    /// `run` ([`super::tasks::run_key`]), deleted when the task's next run starts.
+    pub fn run_seen_shard_key(&self, run: &str, fingerprint: u64) -> String {
+        format!("{}:seen:{run}:{}", self.prefix, fingerprint % SEEN_SHARDS)
     }
 }

@@ -394,13 +394,15 @@ impl Crawl {
         let clustered = self.frontier.shared().is_some();
         self.publish("");
         loop {
+            self.summary.loop_turns += 1;
             let now = Instant::now();
             self.in_flight = in_flight.len();
             let stopping = self.stopping;
-            let can_dispatch = !stopping
-                && in_flight.len() < self.config.concurrency
-                && self.frontier.has_ready(now);
-            let wake = (!stopping).then(|| self.frontier.next_wake()).flatten();
+            let room = !stopping && in_flight.len() < self.config.concurrency;
+            let can_dispatch = room && self.frontier.has_ready(now);
+            // A wake is for a request whose time has not come; with every slot taken the
+            // loop waits for a request to end instead (a wake already past would spin it).
+            let wake = room.then(|| self.frontier.next_wake()).flatten();
             // An operator may still add tasks (`--serve`) or resume a paused one.
             // A scheduled task keeps the engine running between its runs.
             let waiting_for_operator = !stopping

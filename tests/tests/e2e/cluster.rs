@@ -226,6 +226,40 @@ async fn two_engines_crawl_slow_pages(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_cluster_engine_waits_for_its_requests_instead_of_turning() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::with_workers(dir.path(), 1).await;
+    let site = TestSite::start_slowly(40, Duration::from_millis(50))
+        .await
+        .expect("site");
+    // Every slot taken most of the time: the loop must wait for a request to end, not for
+    // a claim time already past.
+    let args = [
+        "--seed".to_owned(),
+        site.url("/"),
+        "--concurrency=2".to_owned(),
+        "--per_host=4".to_owned(),
+    ];
+    let run = cluster
+        .engine(dir.path(), "busy", &args)
+        .wait()
+        .await
+        .succeeded("the engine");
+    let summary = run.summary();
+    let pages = summary["pages_ok"].as_f64().unwrap_or(0.0) + 1.0;
+    let secs = summary["elapsed_secs"].as_f64().unwrap_or(0.0);
+    let turns = summary["loop_turns"].as_f64().unwrap_or(0.0);
+    // Each page is a few events (its lease, its answer, its settle, its items' ack), and
+    // ticks come ten times a second and publishing a few times.
+    let bound = 12.0 * pages + 40.0 * secs;
+    eprintln!("{turns} loop turns for {pages} pages in {secs:.1} s (bound {bound:.0})");
+    assert!(
+        turns <= bound,
+        "{turns} loop turns for {pages} pages in {secs:.1} s"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn politeness_holds_across_engines() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path()).await;

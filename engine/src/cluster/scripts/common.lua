@@ -95,7 +95,10 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
     batch.hosts[host] = true
   end
   batch.lengths[host] = len
+  -- A scheduled run's URLs have a seen set of their own, deleted once the next run starts
+  -- (see forget_run): the sets never outgrow their compact encoding across runs.
   local seen = K .. ':seen:' .. shard
+  if run ~= '' then seen = K .. ':seen:' .. run .. ':' .. shard end
   if redis.call('SISMEMBER', seen, fp) == 1 then
     return 1
   end
@@ -111,6 +114,23 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
     batch.runs[run] = (batch.runs[run] or 0) + 1
   end
   return 0
+end
+
+-- Shards of the seen set (SEEN_SHARDS in frontier.rs).
+local SEEN_SHARDS = 4096
+
+-- Deletes the seen set of the scheduled run keyed `run` ("RUN:TASK"), once the next run of
+-- its task started: nothing of it is offered any more.
+local function forget_run(run)
+  local keys = {}
+  for shard = 0, SEEN_SHARDS - 1 do
+    keys[#keys + 1] = K .. ':seen:' .. run .. ':' .. shard
+    if #keys == 512 then
+      redis.call('UNLINK', unpack(keys))
+      keys = {}
+    end
+  end
+  if #keys > 0 then redis.call('UNLINK', unpack(keys)) end
 end
 
 -- What one call's offers share.

@@ -10,7 +10,8 @@
 -- queued, all at once. Returns {code, last tick fired or -1}: code -1 when `epoch` is not the
 -- current leader's, 0 when the tick was fired before, 1 when it was skipped, 2 when run `run`
 -- started, 3 when the current run is not `run` - 1 (read again), 4 when the task is closed,
--- 5 when run `run` started and replaced the run that was open.
+-- 5 when run `run` started and replaced the run that was open. A new run deletes the seen
+-- set of the run before it.
 if not is_leader(ARGV[1]) then return {-1, -1} end
 local task = ARGV[2]
 local tick = tonumber(ARGV[3])
@@ -31,6 +32,7 @@ if open then
   redis.call('HSET', K .. ':run_ends', task, 'stopped#' .. run)
 end
 redis.call('HSET', K .. ':task_states', task, 'running#' .. new)
+if run > 0 then forget_run(run .. ':' .. task) end
 redis.call('INCR', K .. ':tasks_version')
 -- A crawl whose only task is scheduled has work from its first run on: it may be done
 -- between runs (and end, once nothing is scheduled any more). See finish.lua.
