@@ -834,6 +834,7 @@ async fn redis_memory(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
             delay: Duration::ZERO,
             lease: Duration::from_secs(15),
             max_queue_per_host: usize::MAX,
+            max_backoff: Duration::from_secs(60),
         },
     );
     let batch = 2_000;

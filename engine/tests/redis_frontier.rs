@@ -4,7 +4,7 @@
 
 use engine::cluster::tasks::TaskChange;
 use engine::cluster::{
-    Again, Finished, NewUrl, Offer, RedisFrontier, RedisFrontierConfig, Tick, tasks::run_key,
+    Again, Finished, NewUrl, Offer, Pace, RedisFrontier, RedisFrontierConfig, Tick, tasks::run_key,
 };
 use engine::schedule::Overlap;
 use engine::tasks::TaskState;
@@ -18,6 +18,7 @@ fn config() -> RedisFrontierConfig {
         delay: Duration::ZERO,
         lease: Duration::from_secs(30),
         max_queue_per_host: 1_000,
+        max_backoff: Duration::from_secs(60),
     }
 }
 
@@ -31,7 +32,7 @@ async fn frontier(redis: &RedisServer, config: RedisFrontierConfig) -> RedisFron
 /// A completion: fetched, with these links.
 fn done(links: &[NewUrl]) -> Finished<'_> {
     Finished {
-        hold: Duration::ZERO,
+        pace: Pace::Same,
         again: Again::Never,
         links,
         robots: None,
@@ -525,7 +526,7 @@ async fn a_429_on_a_reaped_lease_still_slows_its_host() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(f.reap(10).await.expect("reap"), 1);
     let throttled = Finished {
-        hold: Duration::from_secs(60),
+        pace: Pace::Throttled(Some(Duration::from_secs(60))),
         ..done(&[])
     };
     assert!(!f.complete(&slow[0], throttled).await.expect("complete"));
@@ -821,4 +822,65 @@ async fn each_scheduled_run_has_a_seen_set_of_its_own_that_stays_compact() {
         f.offer(&urls(3)[..1], true).await.expect("offer"),
         vec![Offer::Seen]
     );
+}
+
+#[tokio::test]
+async fn a_hosts_back_off_is_one_for_every_engine_and_halves_when_it_answers_well() {
+    let redis = RedisServer::start().await;
+    let config = RedisFrontierConfig {
+        per_host: 1,
+        max_backoff: Duration::from_secs(4),
+        ..config()
+    };
+    let mut a = frontier(&redis, config.clone()).await;
+    let mut b = frontier(&redis, config).await;
+    a.offer(
+        &(0..10).map(|n| url("a.test:80", n)).collect::<Vec<_>>(),
+        true,
+    )
+    .await
+    .expect("offer");
+    let host = format!("{}:host:a.test:80", a.prefix());
+    let ready = format!("{}:ready", a.prefix());
+    let backoff = || async {
+        let reply = redis.command(&format!("HGET {host} backoff")).await;
+        bulk(&reply).parse::<u64>().unwrap_or(0)
+    };
+    // Two engines take turns with the host, each answered 429: the back-off doubles with
+    // every answer, whichever engine had it, up to the bound.
+    let throttled = Finished {
+        pace: Pace::Throttled(None),
+        again: Again::After(b"again", Duration::from_millis(1)),
+        ..done(&[])
+    };
+    let mut seen = Vec::new();
+    for i in 0..6 {
+        let f = if i % 2 == 0 { &mut a } else { &mut b };
+        // Past the hold (the test does not wait it out: it moves the host's time back).
+        redis.command(&format!("HSET {host} next_at 0")).await;
+        redis.command(&format!("ZADD {ready} 0 a.test:80")).await;
+        let claimed = f.claim(&format!("e{i}"), 1).await.expect("claim");
+        assert_eq!(claimed.len(), 1, "turn {i}");
+        f.complete(&claimed[0], throttled).await.expect("complete");
+        seen.push(backoff().await);
+    }
+    assert_eq!(seen, [250, 500, 1_000, 2_000, 4_000, 4_000]);
+    // The host held for the back-off, for every engine.
+    assert!(a.claim("a", 1).await.expect("claim").is_empty());
+    assert!(b.claim("b", 1).await.expect("claim").is_empty());
+    // A good answer halves it, for every engine.
+    redis.command(&format!("HSET {host} next_at 0")).await;
+    redis.command(&format!("ZADD {ready} 0 a.test:80")).await;
+    let claimed = b.claim("b", 1).await.expect("claim");
+    let fine = Finished {
+        pace: Pace::Recovered,
+        ..done(&[])
+    };
+    b.complete(&claimed[0], fine).await.expect("complete");
+    assert_eq!(backoff().await, 2_000);
+}
+
+/// The value of a RESP bulk-string reply (empty for nil).
+fn bulk(reply: &str) -> String {
+    reply.lines().nth(1).unwrap_or_default().to_owned()
 }

@@ -405,6 +405,10 @@ async fn respond(state: &AppState, path: &str, hit: u64) -> Response {
             let rows: String = (0..rows).map(|i| format!("<div class=\"row\">row {i}</div>")).collect();
             html(format!("<title>Shrinking</title>{rows}"))
         }
+        throttled if throttled.starts_with("/always-429/") => {
+            // Too many requests, every time, with no Retry-After: only a back-off helps.
+            reply(StatusCode::TOO_MANY_REQUESTS, "text/plain", "slow down")
+        }
         wait if wait.starts_with("/wait/") => {
             // `/wait/MS/NAME`: answers after MS milliseconds; a request dropped before then
             // stays in the log with no end.

@@ -52,6 +52,32 @@ pub struct RedisFrontierConfig {
     pub lease: Duration,
     /// URLs queued for one host at most; more links are refused.
     pub max_queue_per_host: usize,
+    /// Longest a host is held by its shared 429/503 back-off (and by a Retry-After).
+    pub max_backoff: Duration,
+}
+
+/// How a host answered, for its 429/503 back-off, which Redis keeps for every engine.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Pace {
+    /// Nothing to say (a failure that is not 429/503, a request not sent).
+    #[default]
+    Same,
+    /// It answered well: its back-off halves, for every engine.
+    Recovered,
+    /// It answered 429 or 503: its back-off doubles and holds it, or its Retry-After does.
+    Throttled(Option<Duration>),
+}
+
+impl Pace {
+    /// The script argument (see `pace_host` in `scripts/common.lua`).
+    fn arg(self) -> String {
+        match self {
+            Pace::Same => String::new(),
+            Pace::Recovered => "R".to_owned(),
+            Pace::Throttled(None) => "T".to_owned(),
+            Pace::Throttled(Some(after)) => format!("T{}", after.as_millis()),
+        }
+    }
 }
 
 /// A URL to queue: its host key, the fingerprint it is deduplicated by, and the engine's
@@ -112,8 +138,8 @@ pub enum Again<'a> {
 /// What became of a leased request.
 #[derive(Clone, Copy, Debug)]
 pub struct Finished<'a> {
-    /// How long its host must wait from now (429/503 back-off); zero for its usual pace.
-    pub hold: Duration,
+    /// How its host answered, for the host's back-off.
+    pub pace: Pace,
     /// Whether and when it is sent again.
     pub again: Again<'a>,
     /// The new links its page yielded, queued in the same step.
@@ -456,13 +482,14 @@ impl RedisFrontier {
             .arg(&claimed.host)
             .arg(self.config.per_host)
             .arg(self.config.max_queue_per_host)
-            .arg(finished.hold.as_millis() as u64)
+            .arg(finished.pace.arg())
             .arg(entry)
             .arg(defer.as_millis() as u64)
             .arg(finished.robots.unwrap_or(b""))
             .arg(finished.crawl_delay.as_millis() as u64)
             .arg(u8::from(finished.robots_request))
-            .arg(finished.run);
+            .arg(finished.run)
+            .arg(self.config.max_backoff.as_millis() as u64);
         Self::push_urls(&mut call, finished.links);
         let held: u8 = call
             .invoke_async(&mut self.conn)
@@ -520,7 +547,8 @@ impl RedisFrontier {
         let mut call = self.scripts.settle.prepare_invoke();
         call.key(&self.prefix)
             .arg(self.config.per_host)
-            .arg(self.config.max_queue_per_host);
+            .arg(self.config.max_queue_per_host)
+            .arg(self.config.max_backoff.as_millis() as u64);
         for op in ops {
             match op {
                 SettleOp::Release { lease, links } => {
@@ -536,7 +564,7 @@ impl RedisFrontier {
                     call.arg("C")
                         .arg(*lease)
                         .arg(*host)
-                        .arg(finished.hold.as_millis() as u64)
+                        .arg(finished.pace.arg())
                         .arg(entry)
                         .arg(defer.as_millis() as u64)
                         .arg(finished.robots.unwrap_or(b""))

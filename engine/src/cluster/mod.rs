@@ -17,9 +17,9 @@ pub mod tasks;
 pub mod totals;
 
 pub use frontier::{
-    Again, Claim, Claimed, ClusterError, Counts, Finished, NewUrl, Offer, Recorded, RedisFrontier,
-    RedisFrontierConfig, SEEN_SHARDS, SettleOp, SettleReport, TaskFence, TasksRead, Tick,
-    crawl_prefix,
+    Again, Claim, Claimed, ClusterError, Counts, Finished, NewUrl, Offer, Pace, Recorded,
+    RedisFrontier, RedisFrontierConfig, SEEN_SHARDS, SettleOp, SettleReport, TaskFence, TasksRead,
+    Tick, crawl_prefix,
 };
 pub use shared::{RedisGone, SharedConfig, SharedFrontier, read_record};
 

@@ -38,6 +38,7 @@ pub async fn run(
         delay: config.delay,
         lease: cluster.lease,
         max_queue_per_host: config.max_queue_per_host,
+        max_backoff: config.max_backoff,
     };
     if config.resume == crate::config::ResumeMode::Fresh {
         let deleted = RedisFrontier::new(conn.clone(), &cluster.crawl, pacing(&config))
@@ -122,7 +123,6 @@ pub async fn run(
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.to_string());
     let engine_state = Arc::new(super::engines::EngineState::default());
-    let max_backoff = config.max_backoff;
     let robots = config.robots;
     let jobs_store = crate::open_jobs(&config)?;
     let crawl = crawl::Crawl::new(
@@ -151,7 +151,6 @@ pub async fn run(
             engine: engine.clone(),
             robots,
             agent: crawl.agent().to_owned(),
-            max_backoff,
             lease: cluster.lease,
             redis_timeout: cluster.redis_timeout,
             state: engine_state,

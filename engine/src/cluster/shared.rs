@@ -9,7 +9,7 @@
 
 use super::entry;
 use super::frontier::{
-    Again, Claim, ClusterError, Counts, Finished, NewUrl, RedisFrontier, SettleReport,
+    Again, Claim, ClusterError, Counts, Finished, NewUrl, Pace, RedisFrontier, SettleReport,
 };
 use crate::frontier::{Dispatched, Kind, Popped};
 use crate::pool::{Lease, Pool};
@@ -46,7 +46,7 @@ pub const TICK: Duration = Duration::from_millis(100);
 struct Completion {
     lease: u64,
     host: String,
-    hold: Duration,
+    pace: Pace,
     again: Pending,
     links: Vec<NewUrl>,
     robots: Option<Vec<u8>>,
@@ -86,7 +86,7 @@ struct Turn {
     tasks: Vec<super::tasks::TaskChange>,
     ends: Vec<Completion>,
     links: Vec<NewUrl>,
-    holds: HashMap<String, Duration>,
+    paces: HashMap<String, Pace>,
     spooled: Option<u64>,
 }
 
@@ -115,7 +115,6 @@ pub struct SharedFrontier {
     engine: String,
     obey_robots: bool,
     agent: String,
-    max_backoff: Duration,
     /// Claimed, not yet sent.
     local: VecDeque<Dispatched>,
     /// Hosts' robots.txt rules, read from Redis once per host.
@@ -126,7 +125,6 @@ pub struct SharedFrontier {
     /// or refused them for a full host queue (such a link waits for another engine or page
     /// to offer it, where the embedded frontier would take it once there is room).
     offered_urls: HashSet<u64>,
-    backoff: HashMap<String, Duration>,
     turn: Turn,
     /// Completions waiting for their page's items to be acknowledged, by spool sequence.
     awaiting: BTreeMap<u64, Completion>,
@@ -181,8 +179,6 @@ pub struct SharedConfig {
     pub robots: bool,
     /// The User-Agent token robots.txt groups are matched against.
     pub agent: String,
-    /// Longest back-off a host gets after 429/503.
-    pub max_backoff: Duration,
     /// How long a claim holds a request unless extended.
     pub lease: Duration,
     /// How long Redis may fail before the engine gives up.
@@ -218,12 +214,10 @@ impl SharedFrontier {
             engine: config.engine,
             obey_robots: config.robots,
             agent: config.agent,
-            max_backoff: config.max_backoff,
             local: VecDeque::new(),
             rules: KnownRules::default(),
             offered: HashSet::new(),
             offered_urls: HashSet::new(),
-            backoff: HashMap::new(),
             turn: Turn::default(),
             awaiting: BTreeMap::new(),
             outbox: VecDeque::new(),
@@ -538,26 +532,20 @@ impl SharedFrontier {
         self.turn.tasks.push(change);
     }
 
-    /// A host answered 429 or 503: it is held for `retry_after`, or a doubling back-off.
+    /// A host answered 429 or 503: Redis doubles its back-off, kept for every engine, and
+    /// holds it that long (or for its `retry_after`), with this turn's completion.
     pub fn throttle(&mut self, host: &str, retry_after: Option<Duration>) {
-        let backoff = self.backoff.entry(host.to_owned()).or_default();
-        let max = self.max_backoff.max(Duration::from_millis(250));
-        *backoff = backoff
-            .saturating_mul(2)
-            .clamp(Duration::from_millis(250), max);
-        let hold = retry_after.map_or(*backoff, |r| r.min(max));
-        let held = self.turn.holds.entry(host.to_owned()).or_default();
-        *held = (*held).max(hold);
+        self.turn
+            .paces
+            .insert(host.to_owned(), Pace::Throttled(retry_after));
     }
 
-    /// A host answered well: its back-off halves.
+    /// A host answered well: Redis halves its back-off, for every engine.
     pub fn recovered(&mut self, host: &str) {
-        if let Some(b) = self.backoff.get_mut(host) {
-            *b /= 2;
-            if *b < Duration::from_millis(50) {
-                self.backoff.remove(host);
-            }
-        }
+        self.turn
+            .paces
+            .entry(host.to_owned())
+            .or_insert(Pace::Recovered);
     }
 
     /// The page whose outcome was recorded this turn has its items under spool `seq`: its
@@ -602,11 +590,11 @@ impl SharedFrontier {
                 }
             }
         }
-        for (host, hold) in &turn.holds {
-            if !turn.ends.iter().any(|c| &c.host == host) {
-                // The host's request was reaped meanwhile: its hold still counts.
-                self.outbox.push_back(Settle::Complete(Completion {
-                    hold: *hold,
+        for (host, pace) in &turn.paces {
+            if matches!(pace, Pace::Throttled(_)) && !turn.ends.iter().any(|c| &c.host == host) {
+                // The host's request was reaped meanwhile: its 429 still counts.
+                self.outbox.push_front(Settle::Complete(Completion {
+                    pace: *pace,
                     ..Completion::never(0, host.clone())
                 }));
             }
@@ -614,19 +602,19 @@ impl SharedFrontier {
         if turn.ends.len() == 1 {
             let mut c = turn.ends.remove(0);
             c.links = std::mem::take(&mut turn.links);
-            c.hold = turn.holds.get(&c.host).copied().unwrap_or_default();
+            c.pace = turn.paces.get(&c.host).copied().unwrap_or_default();
             match turn.spooled {
                 Some(seq) => {
                     let links = std::mem::take(&mut c.links);
                     self.outbox.push_back(Settle::Release(c.lease, links));
                     self.awaiting.insert(seq, c);
                 }
-                None => self.outbox.push_back(Settle::Complete(c)),
+                None => self.push_completion(c),
             }
         } else {
             for mut c in turn.ends {
-                c.hold = turn.holds.get(&c.host).copied().unwrap_or_default();
-                self.outbox.push_back(Settle::Complete(c));
+                c.pace = turn.paces.get(&c.host).copied().unwrap_or_default();
+                self.push_completion(c);
             }
             if !turn.links.is_empty() {
                 // Links no single outcome owns: offered on their own (a release of no lease).
@@ -660,6 +648,16 @@ impl SharedFrontier {
                 Err(e) => debug!(cause = %e, "recording a task change failed; trying again"),
             }
             tokio::time::sleep(TICK).await;
+        }
+    }
+
+    /// Queues a completion for Redis: one that holds its host (a 429/503) goes ahead of the
+    /// rest, so that no engine claims the host meanwhile for want of hearing of it.
+    fn push_completion(&mut self, c: Completion) {
+        if matches!(c.pace, Pace::Throttled(_)) {
+            self.outbox.push_front(Settle::Complete(c));
+        } else {
+            self.outbox.push_back(Settle::Complete(c));
         }
     }
 
@@ -726,7 +724,7 @@ impl SharedFrontier {
                         lease: c.lease,
                         host: &c.host,
                         finished: Finished {
-                            hold: c.hold,
+                            pace: c.pace,
                             again: match &c.again {
                                 Pending::Never => Again::Never,
                                 Pending::Now(entry) => Again::Now(entry),
@@ -1006,7 +1004,7 @@ impl Completion {
         Completion {
             lease,
             host,
-            hold: Duration::ZERO,
+            pace: Pace::Same,
             again: Pending::Never,
             links: Vec::new(),
             robots: None,
@@ -1135,6 +1133,7 @@ mod tests {
             delay: Duration::ZERO,
             lease: Duration::from_secs(30),
             max_queue_per_host: 100,
+            max_backoff: Duration::from_secs(1),
         };
         let (_, role) = tokio::sync::watch::channel(super::super::leader::Role::Follower);
         SharedFrontier::new(
@@ -1143,7 +1142,6 @@ mod tests {
                 engine: "e".into(),
                 robots: false,
                 agent: "spinneret".into(),
-                max_backoff: Duration::from_secs(1),
                 lease: Duration::from_secs(30),
                 redis_timeout: Duration::from_secs(5),
                 state: Default::default(),

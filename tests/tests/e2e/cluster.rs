@@ -260,6 +260,47 @@ async fn a_busy_cluster_engine_waits_for_its_requests_instead_of_turning() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_back_off_a_throttling_host_as_one_engine_would() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let server = HostileServer::start(Default::default())
+        .await
+        .expect("server");
+    let polite = [
+        "--per_host=1".to_owned(),
+        "--max_backoff=1".to_owned(),
+        "--retries=1".to_owned(),
+    ];
+    let mut first: Vec<String> = (0..4)
+        .flat_map(|i| ["--seed".to_owned(), server.url(&format!("/always-429/{i}"))])
+        .collect();
+    first.extend_from_slice(&polite);
+    let b = cluster.engine(dir.path(), "throttled", &polite);
+    let a = cluster.engine(dir.path(), "throttled", &first);
+    a.wait().await.succeeded("engine a");
+    b.wait().await.succeeded("engine b");
+    let mut starts: Vec<_> = server
+        .log()
+        .into_iter()
+        .filter(|h| h.path.starts_with("/always-429/"))
+        .map(|h| h.start)
+        .collect();
+    starts.sort();
+    assert_eq!(starts.len(), 8, "four pages, each tried twice");
+    // Each 429 doubles the host's one back-off, whichever engine got it: 250 ms, 500 ms,
+    // then the 1 s bound (with engines of their own back-offs it grew half as fast).
+    for (i, pair) in starts.windows(2).enumerate() {
+        let gap = pair[1] - pair[0];
+        let backoff = Duration::from_millis(250 << i.min(2));
+        assert!(
+            gap >= backoff.mul_f64(0.9),
+            "request {} came {gap:?} after the one before, within the back-off of {backoff:?}",
+            i + 1
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn politeness_holds_across_engines() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path()).await;

@@ -197,12 +197,41 @@ local function release_lease(id, per_host)
   return false
 end
 
--- Ends lease `id` of `host` (see complete.lua); the page's `n` links start at ARGV[links].
--- `run` is the scheduled run of its request (empty for none), which has one page fewer
--- open when the request is done for good. Returns whether the lease was still held.
-local function complete_lease(id, host, per_host, max_queue, hold_ms, requeue, defer_ms,
-    robots, crawl_delay, robots_request, run, links, n)
+-- Moves `host`'s 429/503 back-off, kept here for every engine, as `pace` says: '' leaves
+-- it, 'R' halves it (the host answered well; under 50 ms it is forgotten), 'T' doubles it
+-- (from 250 ms up to `max_backoff` ms) and holds the host that long, 'T<ms>' doubles it and
+-- holds the host for the Retry-After it sent (at most `max_backoff`). Returns the hold in ms.
+local function pace_host(host, pace, max_backoff)
+  if pace == '' then return 0 end
   local hk = K .. ':host:' .. host
+  local backoff = tonumber(redis.call('HGET', hk, 'backoff') or '0')
+  if pace == 'R' then
+    if backoff > 0 then
+      backoff = math.floor(backoff / 2)
+      if backoff < 50 then
+        redis.call('HDEL', hk, 'backoff')
+      else
+        redis.call('HSET', hk, 'backoff', backoff)
+      end
+    end
+    return 0
+  end
+  local max = math.max(max_backoff, 250)
+  backoff = math.min(math.max(backoff * 2, 250), max)
+  redis.call('HSET', hk, 'backoff', backoff)
+  local retry_after = tonumber(string.sub(pace, 2))
+  if retry_after then return math.min(retry_after, max) end
+  return backoff
+end
+
+-- Ends lease `id` of `host` (see complete.lua); the page's `n` links start at ARGV[links].
+-- `pace` moves the host's back-off (see pace_host). `run` is the scheduled run of its
+-- request (empty for none), which has one page fewer open when the request is done for
+-- good. Returns whether the lease was still held.
+local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, requeue,
+    defer_ms, robots, crawl_delay, robots_request, run, links, n)
+  local hk = K .. ':host:' .. host
+  local hold_ms = pace_host(host, pace, max_backoff)
   if hold_ms > 0 then
     local hold_until = now_ms() + hold_ms
     local next_at = tonumber(redis.call('HGET', hk, 'next_at') or '0')

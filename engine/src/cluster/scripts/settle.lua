@@ -1,16 +1,17 @@
--- settle(K; per_host, max_queue, then ops)
+-- settle(K; per_host, max_queue, max_backoff_ms, then ops)
 -- Many `release`s and `complete`s in one call, in order (see release.lua
 -- and complete.lua): the crawl loop gathers what its pages need and sends it at once, so a
 -- busy engine spends a fraction of a round trip per page. Each op is
 --   'R', id, n, then n x (host, fp, shard, entry, robots, run, bounded)     a release
---   'C', id, host, hold_ms, requeue, defer_ms, robots, crawl_delay_ms, robots_request,
+--   'C', id, host, pace, requeue, defer_ms, robots, crawl_delay_ms, robots_request,
 --        run, n, then n x (host, fp, shard, entry, robots, run, bounded)    a complete
 -- Returns {held, late}: how many leases were still held, and how many completes found their
 -- lease gone (reaped after it lapsed, or completed before; a complete of lease 0 only holds
 -- its host and counts in neither).
 local per_host = tonumber(ARGV[1])
 local max_queue = tonumber(ARGV[2])
-local i = 3
+local max_backoff = tonumber(ARGV[3])
+local i = 4
 local held = 0
 local late = 0
 while i <= #ARGV do
@@ -24,7 +25,7 @@ while i <= #ARGV do
   else
     local id = ARGV[i + 1]
     local host = ARGV[i + 2]
-    local hold_ms = tonumber(ARGV[i + 3])
+    local pace = ARGV[i + 3]
     local requeue = ARGV[i + 4]
     local defer_ms = tonumber(ARGV[i + 5])
     local robots = ARGV[i + 6]
@@ -34,8 +35,8 @@ while i <= #ARGV do
     local n = tonumber(ARGV[i + 10])
     local links = i + 11
     i = links + n * URL_ARGS
-    if complete_lease(id, host, per_host, max_queue, hold_ms, requeue, defer_ms, robots,
-        crawl_delay, robots_request, run, links, n) then
+    if complete_lease(id, host, per_host, max_queue, pace, max_backoff, requeue, defer_ms,
+        robots, crawl_delay, robots_request, run, links, n) then
       held = held + 1
     elseif id ~= '0' then
       late = late + 1
