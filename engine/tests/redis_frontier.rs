@@ -884,3 +884,71 @@ async fn a_hosts_back_off_is_one_for_every_engine_and_halves_when_it_answers_wel
 fn bulk(reply: &str) -> String {
     reply.lines().nth(1).unwrap_or_default().to_owned()
 }
+
+#[tokio::test]
+async fn a_tasks_page_budget_counts_pages_sent_across_engines_and_gets_back_what_was_not_done() {
+    use engine::cluster::Reserved;
+    let redis = RedisServer::start().await;
+    let short = RedisFrontierConfig {
+        per_host: 10,
+        lease: Duration::from_millis(100),
+        ..config()
+    };
+    let mut a = frontier(&redis, short.clone()).await;
+    let mut b = frontier(&redis, short).await;
+    a.offer(
+        &(0..4).map(|n| url("a.test:80", n)).collect::<Vec<_>>(),
+        true,
+    )
+    .await
+    .expect("offer");
+    let first = a.claim("a", 2).await.expect("claim");
+    let second = b.claim("b", 2).await.expect("claim");
+    let budget = engine::cluster::budget_key("t", 0);
+    // A budget of three pages for the crawl, whichever engine sends them.
+    let mut got = Vec::new();
+    for c in &first {
+        got.push(a.reserve(c.lease, &budget, 3).await.expect("reserve"));
+    }
+    for c in &second {
+        got.push(b.reserve(c.lease, &budget, 3).await.expect("reserve"));
+    }
+    assert_eq!(
+        got,
+        [
+            Reserved::Taken,
+            Reserved::Taken,
+            Reserved::Taken,
+            Reserved::Spent
+        ]
+    );
+    // A page sent again later (a retry) gives its place back.
+    let retry = Finished {
+        again: Again::After(b"again", Duration::from_secs(60)),
+        ..done(&[])
+    };
+    a.complete(&first[0], retry).await.expect("complete");
+    assert_eq!(
+        b.reserve(second[1].lease, &budget, 3)
+            .await
+            .expect("reserve"),
+        Reserved::Taken
+    );
+    // A page done for good keeps it; one whose engine died gives it back when reaped.
+    a.complete(&first[1], done(&[])).await.expect("complete");
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert_eq!(a.reap(10).await.expect("reap"), 2, "b's two leases lapsed");
+    let again = a.claim("a", 10).await.expect("claim");
+    assert_eq!(again.len(), 2);
+    let mut got = Vec::new();
+    for c in &again {
+        got.push(a.reserve(c.lease, &budget, 3).await.expect("reserve"));
+    }
+    assert_eq!(got, [Reserved::Taken, Reserved::Taken]);
+    assert_eq!(
+        a.reserve(first[0].lease, &budget, 3)
+            .await
+            .expect("reserve"),
+        Reserved::LeaseGone
+    );
+}

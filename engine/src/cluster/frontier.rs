@@ -166,6 +166,22 @@ pub struct Claim {
     pub next: Option<Duration>,
 }
 
+/// What became of a page's claim on its task's budget.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Reserved {
+    /// Taken: the page may be sent.
+    Taken,
+    /// The task's `max_pages` are fetched or in flight across the crawl.
+    Spent,
+    /// The lease is gone (reaped): its request is another engine's now.
+    LeaseGone,
+}
+
+/// The name of the page budget of run `run` of task `task` in Redis.
+pub fn budget_key(task: &str, run: u64) -> String {
+    format!("{task}#{run}")
+}
+
 /// How an operator's task change is fenced when it is recorded.
 #[derive(Clone, Debug, Default)]
 pub struct TaskFence<'a> {
@@ -286,6 +302,7 @@ struct Scripts {
     finish: Script,
     tick: Script,
     runs: Script,
+    reserve: Script,
 }
 
 macro_rules! script {
@@ -315,6 +332,7 @@ impl Scripts {
             finish: script!("finish.lua"),
             tick: script!("tick.lua"),
             runs: script!("runs.lua"),
+            reserve: script!("reserve.lua"),
         }
     }
 }
@@ -496,6 +514,33 @@ impl RedisFrontier {
             .await
             .map_err(redis_err("complete"))?;
         Ok(held == 1)
+    }
+
+    /// Takes a page of budget `budget` (a task's run, see [`budget_key`]) for lease `lease`,
+    /// whose page is about to be sent, unless `max` pages of it are fetched or in flight
+    /// across the crawl.
+    pub async fn reserve(
+        &mut self,
+        lease: u64,
+        budget: &str,
+        max: u64,
+    ) -> Result<Reserved, ClusterError> {
+        let answer: i64 = self
+            .scripts
+            .reserve
+            .key(&self.prefix)
+            .arg(lease)
+            .arg(budget)
+            .arg(max)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("take a page of a task's budget"))?;
+        match answer {
+            1 => Ok(Reserved::Taken),
+            0 => Ok(Reserved::Spent),
+            -1 => Ok(Reserved::LeaseGone),
+            _ => Err(ClusterError::Answer("reserve")),
+        }
     }
 
     /// Extends the given leases a full lease length from now; returns how many still existed.

@@ -70,6 +70,14 @@ impl Crawl {
             self.finished(&dispatched);
             return Ok(());
         }
+        if matches!(outcome, Err(Unanswered::OverBudget)) {
+            // Never sent: the crawl's engines fetched (or hold) the task's every page.
+            self.pool.release(lease);
+            let reason = "task_max_pages";
+            self.tally_of(&dispatched, Outcome::Skipped { reason });
+            self.finished(&dispatched);
+            return Ok(());
+        }
         let answer = match outcome {
             Ok(answer) if answer.worker_unavailable() => {
                 // A worker that is draining refused it: it gets no more, its calls in flight
@@ -86,9 +94,10 @@ impl Crawl {
             Err(miss) => {
                 match &miss {
                     // The worker is alive but slow, or refused the call: keep it.
-                    Unanswered::Overran | Unanswered::Refused(_) | Unanswered::Killed => {
-                        self.pool.release(lease)
-                    }
+                    Unanswered::Overran
+                    | Unanswered::Refused(_)
+                    | Unanswered::Killed
+                    | Unanswered::OverBudget => self.pool.release(lease),
                     Unanswered::Left => self.pool.withdraw(lease, "it left"),
                     Unanswered::Died => self.pool.retire(lease, "its connection broke"),
                 }
@@ -326,7 +335,7 @@ impl Crawl {
                 return;
             }
             // Handled before (see `complete`): a killed task's request ends there.
-            Unanswered::Left | Unanswered::Killed => {}
+            Unanswered::Left | Unanswered::Killed | Unanswered::OverBudget => {}
             Unanswered::Died => {
                 if !d.deaths.contains(&node) {
                     d.deaths.push(node);

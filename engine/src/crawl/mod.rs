@@ -64,6 +64,8 @@ enum Unanswered {
     Refused(String),
     /// Its task was killed: the call was cancelled (the worker is told, and drops it).
     Killed,
+    /// Not sent: its task's page budget is spent across the shared crawl.
+    OverBudget,
 }
 
 impl Unanswered {
@@ -615,14 +617,39 @@ impl Crawl {
         let sent = Instant::now();
         Some(match dispatched.kind {
             Kind::Page => {
-                let kill = match self.tasks.named_mut(&request.task) {
+                let (kill, max_pages) = match self.tasks.named_mut(&request.task) {
                     Some(t) => {
                         t.in_flight += 1;
-                        t.kill.clone()
+                        (t.kill.clone(), t.def.max_pages)
                     }
-                    None => CancellationToken::new(),
+                    None => (CancellationToken::new(), None),
                 };
+                // A shared crawl's page budget is the crawl's: the page takes its place in
+                // Redis before it goes.
+                let budget = max_pages.and_then(|max| {
+                    let key = crate::cluster::budget_key(&request.task, dispatched.run);
+                    let redis = self.frontier.shared()?.redis().clone();
+                    Some((redis, dispatched.id, key, max))
+                });
                 Box::pin(async move {
+                    if let Some((mut redis, id, key, max)) = budget {
+                        match redis.reserve(id, &key, max).await {
+                            Ok(crate::cluster::Reserved::Spent) => {
+                                return Completion {
+                                    dispatched,
+                                    lease,
+                                    outcome: Err(Unanswered::OverBudget),
+                                    sent,
+                                };
+                            }
+                            Ok(_) => {}
+                            // Sent all the same: a Redis that fails loses the completion
+                            // too, and the page is fetched again.
+                            Err(e) => {
+                                debug!(cause = %e, "could not take a page of its task's budget")
+                            }
+                        }
+                    }
                     // Dropping the call when the task is killed cancels it on the worker too
                     // (tarpc sends the cancellation), which drops the fetch.
                     let outcome = tokio::select! {

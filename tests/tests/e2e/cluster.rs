@@ -301,6 +301,38 @@ async fn two_engines_back_off_a_throttling_host_as_one_engine_would() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_fetch_at_most_max_pages_between_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    // Slow enough that both engines hold pages of the task at once.
+    let site = TestSite::start_slowly(60, Duration::from_millis(50))
+        .await
+        .expect("site");
+    let flags = ["--max_pages=20".to_owned(), "--per_host=4".to_owned()];
+    let mut first = vec!["--seed".to_owned(), site.url("/")];
+    first.extend_from_slice(&flags);
+    let b = cluster.engine(dir.path(), "budget", &flags);
+    let a = cluster.engine(dir.path(), "budget", &first);
+    let a = a.wait().await.succeeded("engine a");
+    let b = b.wait().await.succeeded("engine b");
+    let pages: u64 = site
+        .hits()
+        .iter()
+        .filter(|(path, _)| path.as_str() != "/robots.txt")
+        .map(|(_, n)| n)
+        .sum();
+    assert!(pages <= 20, "{pages} pages fetched for --max_pages 20");
+    let ended = |run: &EngineRun| {
+        pages_ok(run)
+            + run.summary()["pages_failed"]
+                .as_object()
+                .map_or(0, |m| m.values().filter_map(|v| v.as_u64()).sum())
+    };
+    assert_eq!(ended(&a) + ended(&b), pages);
+    assert_eq!(pages, 20, "the budget was spent, once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn politeness_holds_across_engines() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path()).await;

@@ -54,18 +54,30 @@ local function free_slot(host, engine)
   end
 end
 
+-- Gives back the page a lease took of its task's budget (see reserve.lua), when it took one:
+-- its request was not done for good (sent again later, or reaped).
+local function give_back_page(budget)
+  if budget and budget ~= '' then
+    if redis.call('HINCRBY', K .. ':pages', budget, -1) < 0 then
+      redis.call('HSET', K .. ':pages', budget, 0)
+    end
+  end
+end
+
 -- Takes up to `max` records of sorted set `set` whose time has come (score <= now): each is
 -- a hash `set:ID` of host and entry, deleted as it is taken. Returns them as {host, entry,
--- freed, engine}, `freed` saying whether a lease's host slot was given back already.
+-- freed, engine, budget}, `freed` saying whether a lease's host slot was given back already,
+-- `budget` the task budget a lease took a page of (see reserve.lua).
 local function take_due(set, max)
   local out = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now_ms(), 'LIMIT', 0, max)) do
     local hash = set .. ':' .. id
-    local record = redis.call('HMGET', hash, 'host', 'entry', 'freed', 'engine')
+    local record = redis.call('HMGET', hash, 'host', 'entry', 'freed', 'engine', 'budget')
     redis.call('DEL', hash)
     redis.call('ZREM', set, id)
     if record[1] then
-      out[#out + 1] = {record[1], record[2], record[3] == '1', record[4] or nil}
+      out[#out + 1] = {record[1], record[2], record[3] == '1', record[4] or nil,
+        record[5] or nil}
     end
   end
   return out
@@ -244,10 +256,14 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   -- take them along. Dedup makes a second offer of them harmless.
   offer_all(links, n, 1, max_queue, per_host)
   local lk = K .. ':leases:' .. id
-  local lease = redis.call('HMGET', lk, 'host', 'freed', 'engine')
+  local lease = redis.call('HMGET', lk, 'host', 'freed', 'engine', 'budget')
   if lease[1] ~= host then
     reschedule(host, per_host)
     return false
+  end
+  if requeue ~= '' then
+    -- Not done for good: its page of the task's budget is taken again when it is sent.
+    give_back_page(lease[4])
   end
   redis.call('DEL', lk)
   redis.call('ZREM', K .. ':leases', id)

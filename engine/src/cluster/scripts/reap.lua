@@ -5,6 +5,7 @@ local per_host = tonumber(ARGV[1])
 local expired = take_due(K .. ':leases', tonumber(ARGV[2]))
 for _, lease in ipairs(expired) do
   if not lease[3] then free_slot(lease[1], lease[4]) end
+  give_back_page(lease[5])
   requeue_front(lease[1], lease[2], per_host)
 end
 return #expired
