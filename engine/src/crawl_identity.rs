@@ -95,6 +95,9 @@ pub enum IdentityError {
     /// A recorded seed is no longer a URL.
     #[error("the state's seed {0:?} is not a URL")]
     Seed(String),
+    /// The state's items went to an itemsaver, whose address a state does not keep.
+    #[error("the state's items go to an itemsaver: give --itemsaver_host with --resume")]
+    Itemsaver,
     /// The state's store is a PostgreSQL database, whose password a state never keeps.
     #[error(
         "the state's items go to {0}, whose password the state does not keep: give that --store with --resume"
@@ -105,9 +108,14 @@ pub enum IdentityError {
 impl CrawlIdentity {
     /// The crawl `config` asks for.
     pub fn of(config: &EngineConfig) -> CrawlIdentity {
+        // Sets, not lists: the same seeds or domains given in another order are one crawl.
+        let set = |items: Vec<String>| -> Vec<String> {
+            let set: std::collections::BTreeSet<String> = items.into_iter().collect();
+            set.into_iter().collect()
+        };
         CrawlIdentity {
             task: config.task.clone(),
-            seeds: config.seeds.iter().map(|s| s.to_string()).collect(),
+            seeds: set(config.seeds.iter().map(|s| s.to_string()).collect()),
             parser: match &config.spider {
                 Some(_) => String::new(),
                 None => config.parser.clone(),
@@ -117,7 +125,7 @@ impl CrawlIdentity {
                 hash: s.hash,
                 source: s.source.clone(),
             }),
-            allow_domains: config.allow_domains.clone(),
+            allow_domains: set(config.allow_domains.clone()),
             items: match &config.itemsaver_host {
                 Some(_) => ItemsAt::Itemsaver,
                 None => ItemsAt::Store(store_name(&config.store)),
@@ -173,6 +181,9 @@ impl CrawlIdentity {
                 config.spider = None;
                 config.parser = self.parser.clone();
             }
+        }
+        if self.items == ItemsAt::Itemsaver && config.itemsaver_host.is_none() {
+            return Err(IdentityError::Itemsaver);
         }
         if let ItemsAt::Store(store) = &self.items
             && (config.itemsaver_host.is_some() || store_name(&config.store) != *store)
@@ -237,6 +248,16 @@ mod tests {
         let a = CrawlIdentity::of(&config("http://a.test/", "a.db"));
         let b = CrawlIdentity::of(&config("http://b.test/", "b.db"));
         assert_eq!(a.differences(&a.clone()), Vec::<Part>::new());
+        let mut two = config("http://a.test/", "a.db");
+        two.seeds
+            .push(url::Url::parse("http://c.test/").expect("url"));
+        let mut swapped = two.clone();
+        swapped.seeds.reverse();
+        assert_eq!(
+            CrawlIdentity::of(&two).differences(&CrawlIdentity::of(&swapped)),
+            Vec::<Part>::new(),
+            "the same seeds in another order are the same crawl"
+        );
         assert_eq!(a.differences(&b), vec![Part::Seeds, Part::Store]);
         let mut resumed = config("http://b.test/", "b.db");
         a.apply_to(&mut resumed).expect("apply");

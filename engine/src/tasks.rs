@@ -212,6 +212,8 @@ pub struct Task {
     /// The last shared run of it that was killed: late answers of its pages are discarded
     /// even after the next run started.
     pub killed_run: Option<u64>,
+    /// A shared crawl's engines spent its page budget (see `cluster::Reserved::Spent`).
+    pub budget_spent: bool,
 }
 
 impl Task {
@@ -220,9 +222,9 @@ impl Task {
         self.pages_ok + self.pages_failed + self.pages_redirected
     }
 
-    /// Whether it reached its page cap.
+    /// Whether it reached its page cap (here, or across a shared crawl: see `budget_spent`).
     pub fn capped(&self) -> bool {
-        self.def.max_pages.is_some_and(|max| self.outcomes() >= max)
+        self.budget_spent || self.def.max_pages.is_some_and(|max| self.outcomes() >= max)
     }
 
     /// Whether new links of its pages of run `run` are scheduled: not once it is closed or
@@ -539,6 +541,7 @@ impl Tasks {
             runs_started: 0,
             run_seq: 0,
             killed_run: None,
+            budget_spent: false,
         })
     }
 

@@ -39,20 +39,15 @@ struct Admin {
     hosts: Arc<AllowedHosts>,
 }
 
-/// An API refusal: a status and a message, and whether the change it refuses may yet have
-/// been recorded (see [`TaskError::Unsure`]).
+/// An API refusal: a status and a message.
 #[derive(Debug)]
-pub struct ApiError(StatusCode, String, bool);
+pub struct ApiError(StatusCode, String);
 
 impl ApiError {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        ApiError(status, message.into(), false)
+        ApiError(status, message.into())
     }
 }
-
-/// The header on an answer whose change may yet have been recorded: its idempotency key
-/// stays marked (see `admin::cluster`).
-pub const UNSURE: &str = "x-spinneret-unsure";
 
 #[derive(Serialize)]
 struct ErrorBody<'a> {
@@ -61,13 +56,7 @@ struct ErrorBody<'a> {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response = (self.0, Json(ErrorBody { error: &self.1 })).into_response();
-        if self.2 {
-            response
-                .headers_mut()
-                .insert(UNSURE, axum::http::HeaderValue::from_static("1"));
-        }
-        response
+        (self.0, Json(ErrorBody { error: &self.1 })).into_response()
     }
 }
 
@@ -93,8 +82,7 @@ impl From<TaskError> for ApiError {
                 StatusCode::SERVICE_UNAVAILABLE
             }
         };
-        let unsure = matches!(e, TaskError::Unsure(_));
-        ApiError(status, e.to_string(), unsure)
+        ApiError::new(status, e.to_string())
     }
 }
 

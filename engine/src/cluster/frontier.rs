@@ -284,6 +284,8 @@ pub struct Counts {
     pub deferred: u64,
     /// Whether the leader marked the crawl done.
     pub done: bool,
+    /// Distinct URLs the crawl's seen sets took in, every run's.
+    pub seen: u64,
 }
 
 /// The scripts, loaded once and called by their hash.
@@ -779,19 +781,22 @@ impl RedisFrontier {
 
     /// Requests queued, leased and deferred, and whether the crawl is done, read together.
     pub async fn counts(&mut self) -> Result<Counts, ClusterError> {
-        let (queued, leased, deferred, done): (Option<u64>, u64, u64, bool) = redis::pipe()
-            .get(format!("{}:queued", self.prefix))
-            .zcard(format!("{}:leases", self.prefix))
-            .zcard(format!("{}:deferred", self.prefix))
-            .exists(format!("{}:done", self.prefix))
-            .query_async(&mut self.conn)
-            .await
-            .map_err(redis_err("count the frontier"))?;
+        let (queued, leased, deferred, done, seen): (Option<u64>, u64, u64, bool, Option<u64>) =
+            redis::pipe()
+                .get(format!("{}:queued", self.prefix))
+                .zcard(format!("{}:leases", self.prefix))
+                .zcard(format!("{}:deferred", self.prefix))
+                .exists(format!("{}:done", self.prefix))
+                .get(format!("{}:seen_count", self.prefix))
+                .query_async(&mut self.conn)
+                .await
+                .map_err(redis_err("count the frontier"))?;
         Ok(Counts {
             queued: queued.unwrap_or(0),
             leased,
             deferred,
             done,
+            seen: seen.unwrap_or(0),
         })
     }
 

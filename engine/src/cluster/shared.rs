@@ -683,10 +683,7 @@ impl SharedFrontier {
                 .await
             {
                 Ok(recorded) => {
-                    if matches!(
-                        recorded,
-                        super::frontier::Recorded::Now | super::frontier::Recorded::Before
-                    ) {
+                    if recorded == super::frontier::Recorded::Now {
                         self.offered_seeds(seeds);
                     }
                     return Ok(recorded);
@@ -959,6 +956,9 @@ impl SharedFrontier {
         self.outbox.extend(ends.into_iter().map(Settle::Complete));
         self.stopping = true;
         loop {
+            // What a claim answered meanwhile went back to `turn.ends` (see `take_claim`).
+            let ends = std::mem::take(&mut self.turn.ends);
+            self.outbox.extend(ends.into_iter().map(Settle::Complete));
             if self.claiming.is_some() {
                 // Its requests go back with the rest (see `take_claim`); a batch that
                 // answers first is taken as well, never dropped while it is still polled.
@@ -991,6 +991,11 @@ impl SharedFrontier {
     /// Whether the crawl was marked done.
     pub fn is_done(&self) -> bool {
         self.done
+    }
+
+    /// Distinct URLs the whole crawl has seen (as last read).
+    pub fn seen(&self) -> u64 {
+        self.counts.seen
     }
 
     /// Completions that found their lease gone; their links were queued all the same.

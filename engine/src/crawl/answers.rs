@@ -71,11 +71,21 @@ impl Crawl {
             return Ok(());
         }
         if matches!(outcome, Err(Unanswered::OverBudget)) {
-            // Never sent: the crawl's engines fetched (or hold) the task's every page.
+            // Never sent: the crawl's engines fetched (or hold) the task's every page. The
+            // task takes no more links here either.
             self.pool.release(lease);
+            if let Some(t) = self.tasks.named_mut(&dispatched.request.task) {
+                t.budget_spent = true;
+                t.settle();
+            }
             let reason = "task_max_pages";
             self.tally_of(&dispatched, Outcome::Skipped { reason });
             self.finished(&dispatched);
+            return Ok(());
+        }
+        if matches!(outcome, Err(Unanswered::LeaseGone)) {
+            // Never sent, and another engine's to send now: nothing to count or complete.
+            self.pool.release(lease);
             return Ok(());
         }
         let answer = match outcome {
@@ -97,7 +107,8 @@ impl Crawl {
                     Unanswered::Overran
                     | Unanswered::Refused(_)
                     | Unanswered::Killed
-                    | Unanswered::OverBudget => self.pool.release(lease),
+                    | Unanswered::OverBudget
+                    | Unanswered::LeaseGone => self.pool.release(lease),
                     Unanswered::Left => self.pool.withdraw(lease, "it left"),
                     Unanswered::Died => self.pool.retire(lease, "its connection broke"),
                 }
@@ -335,7 +346,10 @@ impl Crawl {
                 return;
             }
             // Handled before (see `complete`): a killed task's request ends there.
-            Unanswered::Left | Unanswered::Killed | Unanswered::OverBudget => {}
+            Unanswered::Left
+            | Unanswered::Killed
+            | Unanswered::OverBudget
+            | Unanswered::LeaseGone => {}
             Unanswered::Died => {
                 if !d.deaths.contains(&node) {
                     d.deaths.push(node);

@@ -66,6 +66,8 @@ enum Unanswered {
     Killed,
     /// Not sent: its task's page budget is spent across the shared crawl.
     OverBudget,
+    /// Not sent: its lease was reaped before it went (the request is another engine's).
+    LeaseGone,
 }
 
 impl Unanswered {
@@ -642,7 +644,16 @@ impl Crawl {
                                     sent,
                                 };
                             }
-                            Ok(_) => {}
+                            Ok(crate::cluster::Reserved::LeaseGone) => {
+                                // Reaped meanwhile: the request is another engine's now.
+                                return Completion {
+                                    dispatched,
+                                    lease,
+                                    outcome: Err(Unanswered::LeaseGone),
+                                    sent,
+                                };
+                            }
+                            Ok(crate::cluster::Reserved::Taken) => {}
                             // Sent all the same: a Redis that fails loses the completion
                             // too, and the page is fetched again.
                             Err(e) => {

@@ -14,6 +14,10 @@ use tracing::{info, warn};
 /// How often a change is checked again when the leader had not read every task yet.
 const MOVED_RETRIES: usize = 3;
 
+/// How long the answer to a change sent without an idempotency key is kept: only this
+/// engine's own retries of it read it.
+const OWN_KEY_KEPT: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// An operator's change waiting to be recorded in Redis.
 #[derive(Debug)]
 pub(super) struct Proposal {
@@ -101,14 +105,20 @@ impl Crawl {
     }
 
     async fn record_proposal(&mut self, proposal: &Proposal) -> Result<TaskView, TaskError> {
+        // A change sent without an idempotency key gets one of its own, so that the retries
+        // of `record_change` after a reply lost never record it twice.
+        let (key, keep) = match &proposal.key {
+            Some(key) => (key.clone(), crate::admin::KEEP_ANSWERS),
+            None => (self.own_key(), OWN_KEY_KEPT),
+        };
         for _ in 0..MOVED_RETRIES {
             // Checked again: the news read since may have changed the task.
             let checked = self.check(&proposal.what)?;
             let tasks = self.frontier.shared().map_or(0, |s| s.tasks_read());
             let fence = TaskFence {
-                key: proposal.key.as_deref(),
+                key: Some(&key),
                 answer: &checked.answer,
-                keep: crate::admin::KEEP_ANSWERS,
+                keep,
                 tasks: matches!(checked.apply, Apply::Add(_)).then_some(tasks),
             };
             let Some(shared) = self.frontier.shared() else {
@@ -122,7 +132,14 @@ impl Crawl {
                     TaskError::Unsure(e.to_string())
                 })?;
             match recorded {
-                Recorded::Now | Recorded::Before => return self.apply(checked.apply),
+                Recorded::Now => return self.apply(checked.apply),
+                Recorded::Before => {
+                    // Recorded by an earlier attempt under the same key: the news brings it
+                    // here (this attempt's check may differ: an unnamed task's name), and the
+                    // answer kept under the key is the asker's.
+                    self.take_task_news().await;
+                    return self.view_of(&checked.apply);
+                }
                 Recorded::Stale => {
                     return Err(TaskError::NotShared(
                         "this engine no longer leads the crawl".into(),
@@ -135,6 +152,33 @@ impl Crawl {
         Err(TaskError::NotShared(
             "the crawl's tasks kept changing meanwhile".into(),
         ))
+    }
+
+    /// The task a change is about, as it is here now.
+    fn view_of(&mut self, apply: &Apply) -> Result<TaskView, TaskError> {
+        match apply {
+            Apply::Add(def) => self
+                .tasks
+                .named(&def.name)
+                .map(|t| t.view())
+                // An unnamed task's earlier attempt named it otherwise: its kept answer
+                // stands (see `admin::cluster::keep_answer`).
+                .ok_or_else(|| TaskError::Duplicate(def.name.clone())),
+            Apply::Action(id, _) => Ok(self.tasks.by_id_mut(*id)?.view()),
+        }
+    }
+
+    /// An idempotency key of this engine's own, for a change sent without one.
+    fn own_key(&mut self) -> String {
+        let prefix = self
+            .frontier
+            .shared()
+            .map(|s| s.redis().prefix().to_owned())
+            .unwrap_or_default();
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        format!("{prefix}:idem:own-{}-{nanos}", std::process::id())
     }
 
     /// Applies a change recorded in Redis (the task news brings it to the other engines).

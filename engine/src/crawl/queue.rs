@@ -190,7 +190,7 @@ impl Queue {
     pub fn seen(&self) -> usize {
         match self {
             Queue::Embedded(f) => f.seen(),
-            Queue::Shared(_) => 0,
+            Queue::Shared(s) => s.seen() as usize,
         }
     }
 

@@ -181,6 +181,7 @@ impl Crawl {
             }
         };
         task.state = TaskState::Running;
+        task.budget_spent = false;
         task.pages_ok = 0;
         task.pages_failed = 0;
         task.pages_redirected = 0;

@@ -189,10 +189,13 @@ async fn two_engines_share_a_crawl(cluster: &Cluster, dir: &Path) {
     assert_eq!(totals[0]["pages_ok"], pages);
     assert_eq!(totals[0]["items_saved"], pages);
     assert!(a.stdout.contains("the whole cluster") || b.stdout.contains("the whole cluster"));
+    // Every page URL the crawl met (robots.txt files are not URLs of the crawl's own).
+    let urls = site.site.polite_crawl_paths().len() as u64 - 1;
     for run in [&a, &b] {
         assert_eq!(run.summary()["stopped"], "done");
         let workers = run.summary()["workers"].as_array().expect("workers").len();
         assert_eq!(workers, 2, "both registered workers were found");
+        assert_eq!(run.summary()["urls_seen"], urls, "the crawl's URLs seen");
     }
     assert_eq!(cluster.workers.len(), 2);
 }

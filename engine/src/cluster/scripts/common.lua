@@ -118,6 +118,7 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
     return 2
   end
   redis.call('SADD', seen, fp)
+  batch.seen = batch.seen + 1
   redis.call('RPUSH', q, entry)
   batch.lengths[host] = len + 1
   batch.queued = batch.queued + 1
@@ -147,7 +148,7 @@ end
 
 -- What one call's offers share.
 local function offer_batch()
-  return {lengths = {}, hosts = {}, queued = 0, runs = {}}
+  return {lengths = {}, hosts = {}, queued = 0, runs = {}, seen = 0}
 end
 
 -- A scheduled run's requests queued, leased or deferred (its pages open) are counted in
@@ -166,6 +167,10 @@ local function offer_end(batch, per_host)
   if batch.queued > 0 then
     redis.call('INCRBY', K .. ':queued', batch.queued)
     redis.call('DEL', K .. ':done')
+  end
+  if batch.seen > 0 then
+    -- Distinct URLs seen, every run's, for the engines' summaries.
+    redis.call('INCRBY', K .. ':seen_count', batch.seen)
   end
   for host, _ in pairs(batch.hosts) do
     reschedule(host, per_host)
