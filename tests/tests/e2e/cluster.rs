@@ -189,8 +189,13 @@ async fn two_engines_share_a_crawl(cluster: &Cluster, dir: &Path) {
     assert_eq!(totals[0]["pages_ok"], pages);
     assert_eq!(totals[0]["items_saved"], pages);
     assert!(a.stdout.contains("the whole cluster") || b.stdout.contains("the whole cluster"));
-    // Every page URL the crawl met (robots.txt files are not URLs of the crawl's own).
-    let urls = site.site.polite_crawl_paths().len() as u64 - 1;
+    // Every URL the crawl met: those fetched (robots.txt files are not the crawl's own) and
+    // those robots.txt kept it from.
+    let disallowed: u64 = [&a, &b]
+        .iter()
+        .filter_map(|r| r.summary()["skipped"]["robots_disallowed"].as_u64())
+        .sum();
+    let urls = site.site.polite_crawl_paths().len() as u64 - 1 + disallowed;
     for run in [&a, &b] {
         assert_eq!(run.summary()["stopped"], "done");
         let workers = run.summary()["workers"].as_array().expect("workers").len();
