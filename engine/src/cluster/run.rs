@@ -171,6 +171,8 @@ pub async fn run(
         admin_https: operate.admin_tls.is_some(),
         admin_ca: cluster.redis_tls.ca.clone(),
     });
+    // Its itemsaver and workers are reached: the crawl runs with these settings now.
+    settings::mark_ran(&mut conn.clone(), &prefix).await?;
     info!(crawl = %cluster.crawl, engine = %engine, itemsaver = %itemsaver, "joined the shared crawl");
     let _stop_admin = crate::serve_admin(operate, &crawl);
     let result = crawl.run(Default::default(), shutdown).await;

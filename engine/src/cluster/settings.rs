@@ -191,9 +191,10 @@ pub enum SettingsError {
     },
 }
 
-/// Stores this engine's settings as the crawl's when it is the first, or adopts the crawl's
-/// into `config`, logging every flag of its own that differs. An engine without seeds waits
-/// up to `wait` for one with seeds to start the crawl.
+/// Stores this engine's settings as the crawl's when it is the first (or no engine ran with
+/// the settings stored, see [`mark_ran`]), or adopts the crawl's into `config`, logging
+/// every flag of its own that differs. An engine without seeds waits up to `wait` for one
+/// with seeds to start the crawl.
 pub async fn adopt(
     conn: &mut RedisConn,
     prefix: &str,
@@ -205,14 +206,22 @@ pub async fn adopt(
     let ours = CrawlSettings::from_config(config);
     let redis_err = |what| move |source| ClusterError::Redis { what, source };
     if !ours.seeds.is_empty() {
+        // Stored unless an engine ran the crawl already: settings that no engine ran with
+        // (an engine that stopped at start, its itemsaver unreachable, say) are replaced.
         let json = serde_json::to_string(&ours).unwrap_or_default();
-        let _: Option<String> = redis::cmd("SET")
-            .arg(&key)
-            .arg(json)
-            .arg("NX")
-            .query_async(conn)
-            .await
-            .map_err(redis_err("store the crawl's settings"))?;
+        let _: i64 = redis::Script::new(
+            "if redis.call('EXISTS', KEYS[1] .. ':ran') == 0 then
+               redis.call('SET', KEYS[1] .. ':settings', ARGV[1])
+             else
+               redis.call('SET', KEYS[1] .. ':settings', ARGV[1], 'NX')
+             end
+             return 1",
+        )
+        .key(prefix)
+        .arg(json)
+        .invoke_async(conn)
+        .await
+        .map_err(redis_err("store the crawl's settings"))?;
     }
     let until = tokio::time::Instant::now() + wait;
     let mut said = false;
@@ -257,4 +266,18 @@ pub async fn adopt(
         theirs.apply(config).map_err(unusable)?;
     }
     Ok(())
+}
+
+/// Records that an engine runs the crawl with its settings: from then on they are the
+/// crawl's for good (until `--fresh`), and an engine with other flags adopts them.
+pub async fn mark_ran(conn: &mut RedisConn, prefix: &str) -> Result<(), ClusterError> {
+    redis::cmd("SET")
+        .arg(format!("{prefix}:ran"))
+        .arg(1)
+        .query_async::<()>(conn)
+        .await
+        .map_err(|source| ClusterError::Redis {
+            what: "record that the crawl runs",
+            source,
+        })
 }

@@ -1195,6 +1195,65 @@ async fn an_engine_fails_over_to_another_registered_itemsaver() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_of_an_engine_that_never_ran_give_way_to_the_next_engines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let wrong = TestSite::start(5).await.expect("site");
+    let right = TestSite::start(10).await.expect("site");
+    // A first try whose itemsaver cannot be reached stops before it runs.
+    let unreachable = format!("127.0.0.1:{}", crate::harness::closed_port());
+    let failed = cluster
+        .engine(
+            dir.path(),
+            "restart",
+            &[
+                "--seed".to_owned(),
+                wrong.url("/"),
+                "--itemsaver_host".to_owned(),
+                unreachable,
+            ],
+        )
+        .wait()
+        .await;
+    assert!(!failed.status.success(), "{}", failed.stderr);
+    // The corrected command runs with its own flags, not the failed one's.
+    let run = cluster
+        .engine(
+            dir.path(),
+            "restart",
+            &["--seed".to_owned(), right.url("/")],
+        )
+        .wait()
+        .await
+        .succeeded("the corrected engine");
+    assert!(
+        !run.stderr.contains("differs from the crawl's"),
+        "{}",
+        run.stderr
+    );
+    assert!(
+        wrong.hits().is_empty(),
+        "the failed engine's seed was crawled"
+    );
+    assert_each_page_fetched_once(&right);
+    // Once an engine ran the crawl, its settings stand: a later engine's seed is not used.
+    let later = cluster
+        .engine(
+            dir.path(),
+            "restart",
+            &["--seed".to_owned(), wrong.url("/")],
+        )
+        .wait()
+        .await
+        .succeeded("a later engine");
+    assert!(later.stderr.contains("already done"), "{}", later.stderr);
+    assert!(
+        wrong.hits().is_empty(),
+        "a finished crawl took another seed"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_finished_crawl_stays_done_until_fresh() {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path()).await;
