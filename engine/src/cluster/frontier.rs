@@ -286,6 +286,8 @@ pub struct Counts {
     pub done: bool,
     /// Distinct URLs the crawl's seen sets took in, every run's.
     pub seen: u64,
+    /// The version of the crawl's tasks (it moves with every change of them).
+    pub tasks_version: u64,
 }
 
 /// The scripts, loaded once and called by their hash.
@@ -305,6 +307,7 @@ struct Scripts {
     tick: Script,
     runs: Script,
     reserve: Script,
+    status: Script,
 }
 
 macro_rules! script {
@@ -335,6 +338,7 @@ impl Scripts {
             tick: script!("tick.lua"),
             runs: script!("runs.lua"),
             reserve: script!("reserve.lua"),
+            status: script!("status.lua"),
         }
     }
 }
@@ -779,25 +783,27 @@ impl RedisFrontier {
             .map_err(redis_err("check the end"))
     }
 
-    /// Requests queued, leased and deferred, and whether the crawl is done, read together.
+    /// Requests queued, leased and deferred, whether the crawl is done, the URLs seen and
+    /// the tasks' version, read together in one call.
     pub async fn counts(&mut self) -> Result<Counts, ClusterError> {
-        let (queued, leased, deferred, done, seen): (Option<u64>, u64, u64, bool, Option<u64>) =
-            redis::pipe()
-                .get(format!("{}:queued", self.prefix))
-                .zcard(format!("{}:leases", self.prefix))
-                .zcard(format!("{}:deferred", self.prefix))
-                .exists(format!("{}:done", self.prefix))
-                .get(format!("{}:seen_count", self.prefix))
-                .query_async(&mut self.conn)
-                .await
-                .map_err(redis_err("count the frontier"))?;
-        Ok(Counts {
-            queued: queued.unwrap_or(0),
-            leased,
-            deferred,
-            done,
-            seen: seen.unwrap_or(0),
-        })
+        let answer: Vec<u64> = self
+            .scripts
+            .status
+            .key(&self.prefix)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("count the frontier"))?;
+        match answer[..] {
+            [queued, leased, deferred, done, seen, tasks_version] => Ok(Counts {
+                queued,
+                leased,
+                deferred,
+                done: done == 1,
+                seen,
+                tasks_version,
+            }),
+            _ => Err(ClusterError::Answer("status")),
+        }
     }
 
     /// Deletes every key of the crawl (`--fresh`), so that its name can be used again. The

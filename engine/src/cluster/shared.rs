@@ -23,8 +23,8 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 /// Longest wait between claims when no host is ready: other engines' completions may make
-/// one ready sooner than Redis could say.
-const MAX_CLAIM_WAIT: Duration = Duration::from_millis(200);
+/// one ready sooner than Redis could say, and are found at most this late.
+const MAX_CLAIM_WAIT: Duration = Duration::from_secs(1);
 
 /// Fingerprints an engine remembers offering at most (about 16 MiB); past it, it forgets.
 const OFFERED_CAP: usize = 1 << 20;
@@ -38,8 +38,13 @@ const RECORD_TASKS_FOR: Duration = Duration::from_secs(5);
 /// Shortest wait after a claim that found nothing.
 const MIN_CLAIM_WAIT: Duration = Duration::from_millis(10);
 
-/// How often the crawl's end and figures are read, leases extended and failed calls retried.
+/// How often the crawl's end and figures are read and failed calls retried while this
+/// engine has work in hand.
 pub const TICK: Duration = Duration::from_millis(100);
+
+/// How often they are read while it has none (an idle engine of a waiting crawl): a task
+/// change reaches it within this.
+pub const IDLE_TICK: Duration = Duration::from_secs(1);
 
 /// A request's outcome, waiting to reach Redis.
 #[derive(Debug)]
@@ -151,6 +156,8 @@ pub struct SharedFrontier {
     /// Completions that found their lease gone (reaped during an outage longer than the
     /// lease, or completed before): the summary's `late_completions`.
     late_completions: u64,
+    /// Whether the task news were read once: until then they are read whatever the version.
+    news_checked: bool,
     /// Since when Redis has failed, while it does.
     failing_since: Option<Instant>,
     /// What Redis last failed with.
@@ -233,6 +240,7 @@ impl SharedFrontier {
             tasks_version: 0,
             tasks_known: 0,
             late_completions: 0,
+            news_checked: false,
             failing_since: None,
             last_error: None,
             redis_timeout: config.redis_timeout,
@@ -349,6 +357,15 @@ impl SharedFrontier {
         }
     }
 
+    /// How long until the next tick: short while this engine holds work, long while idle.
+    pub fn tick_every(&self) -> Duration {
+        if self.holds_work() || !self.held.is_empty() || self.failing_since.is_some() {
+            TICK
+        } else {
+            IDLE_TICK
+        }
+    }
+
     /// Whether this engine was drained and holds nothing more: it leaves the crawl.
     pub fn drained(&self) -> bool {
         self.state.mode() == super::engines::EngineMode::Draining && !self.holds_work()
@@ -450,7 +467,9 @@ impl SharedFrontier {
                     }
                 }
                 self.claim_at = if claim.claimed.is_empty() {
-                    // A host may be ready yet at this engine's share of it: never spin.
+                    // Until the next host is due, or a while when none is queued: another
+                    // engine's completion or offer may make one ready sooner, which this
+                    // engine then finds at most that late. Never a spin.
                     now + claim
                         .next
                         .unwrap_or(MAX_CLAIM_WAIT)
@@ -695,6 +714,12 @@ impl SharedFrontier {
         }
     }
 
+    /// Makes the next [`SharedFrontier::task_news`] read Redis whatever the last tick said
+    /// (a change recorded since, by this engine or another).
+    pub fn news_due(&mut self) {
+        self.news_checked = false;
+    }
+
     /// The number of task records this engine has read from Redis.
     pub fn tasks_read(&self) -> u64 {
         self.tasks_known as u64
@@ -808,8 +833,13 @@ impl SharedFrontier {
         }
     }
 
-    /// Reads what changed in the crawl's tasks since the last look; `None` when nothing did.
+    /// Reads what changed in the crawl's tasks since the last look; `None` when nothing did
+    /// (as the last tick's read of the version says: no call to Redis then).
     pub async fn task_news(&mut self) -> Option<super::tasks::TaskNews> {
+        if self.counts.tasks_version == self.tasks_version && self.news_checked {
+            return None;
+        }
+        self.news_checked = true;
         let read = match self
             .redis
             .tasks_since(self.tasks_version, self.tasks_known)

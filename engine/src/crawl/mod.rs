@@ -393,8 +393,7 @@ impl Crawl {
         let mut publish = tokio::time::interval(figures::PUBLISH_EVERY);
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut counters_saved = Instant::now();
-        let mut cluster_tick = tokio::time::interval(crate::cluster::shared::TICK);
-        cluster_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut cluster_tick_at = Instant::now();
         let clustered = self.frontier.shared().is_some();
         self.publish("");
         loop {
@@ -444,7 +443,7 @@ impl Crawl {
                 answer = redis_answer(&mut self.frontier), if claiming || settling => Event::Redis(answer),
                 acked = recv(&mut self.acks), if self.acks.is_some() => Event::Acked(acked),
                 lease = self.pool.acquire(), if can_dispatch && !claiming => Event::Lease(lease),
-                _ = cluster_tick.tick(), if clustered => Event::ClusterTick,
+                _ = sleep_until(Some(cluster_tick_at)), if clustered => Event::ClusterTick,
                 _ = sleep_until(wake), if !can_dispatch && wake.is_some() => Event::Wake,
                 _ = async { if let Some(tick) = tick { tick.await } }, if tick.is_some() => Event::Tick,
                 _ = sleep_until(drain_deadline), if drain_deadline.is_some() => Event::DrainOver,
@@ -485,6 +484,13 @@ impl Crawl {
                 }
                 Event::Acked(None) => self.acks = None,
                 Event::ClusterTick => {
+                    // Often while this engine has work in hand (or requests in flight),
+                    // seldom while it waits.
+                    let every = match self.frontier.shared() {
+                        Some(shared) if in_flight.is_empty() => shared.tick_every(),
+                        _ => crate::cluster::shared::TICK,
+                    };
+                    cluster_tick_at = Instant::now() + every;
                     if let Some(shared) = self.frontier.shared() {
                         shared.tick(Instant::now()).await?;
                         if shared.is_done() {

@@ -137,7 +137,7 @@ impl Crawl {
                     // Recorded by an earlier attempt under the same key: the news brings it
                     // here (this attempt's check may differ: an unnamed task's name), and the
                     // answer kept under the key is the asker's.
-                    self.take_task_news().await;
+                    self.read_news_now().await;
                     return self.view_of(&checked.apply);
                 }
                 Recorded::Stale => {
@@ -146,12 +146,20 @@ impl Crawl {
                     ));
                 }
                 // A new leader that has not read every task yet: read them, check again.
-                Recorded::Moved => self.take_task_news().await,
+                Recorded::Moved => self.read_news_now().await,
             }
         }
         Err(TaskError::NotShared(
             "the crawl's tasks kept changing meanwhile".into(),
         ))
+    }
+
+    /// Takes up the task news now, whatever the last tick read of their version.
+    async fn read_news_now(&mut self) {
+        if let Some(shared) = self.frontier.shared() {
+            shared.news_due();
+        }
+        self.take_task_news().await;
     }
 
     /// The task a change is about, as it is here now.

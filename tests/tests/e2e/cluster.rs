@@ -13,6 +13,15 @@ use std::time::Duration;
 
 const PAGES: usize = 60;
 
+/// Redis commands a second an idle engine of a waiting crawl may send (over its whole
+/// life, start-up included). Measured 26 (85 before the ticks slowed while idle); the
+/// issue's goal of 5 needs the leader's rounds merged into fewer calls (see the README).
+const IDLE_COMMANDS_PER_SEC: f64 = 40.0;
+
+/// Redis commands per page two engines of a `--delay 1000` crawl of one host may send.
+/// Measured 29 (159 before); the goal is 15.
+const SLOW_COMMANDS_PER_PAGE: f64 = 45.0;
+
 /// The Redis a cluster uses: one server, or a Redis Cluster.
 enum Backend {
     Server(Box<RedisServer>),
@@ -338,6 +347,66 @@ async fn two_engines_fetch_at_most_max_pages_between_them() {
     };
     assert_eq!(ended(&a) + ended(&b), pages);
     assert_eq!(pages, 20, "the budget was spent, once");
+}
+
+/// Redis commands per second of engines `runs` (their summaries' `redis_commands` over
+/// their time).
+fn commands_per_sec(runs: &[&EngineRun]) -> f64 {
+    runs.iter()
+        .map(|r| {
+            let s = r.summary();
+            s["redis_commands"].as_f64().unwrap_or(0.0) / s["elapsed_secs"].as_f64().unwrap_or(1.0)
+        })
+        .sum::<f64>()
+        / runs.len() as f64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engines_send_few_redis_commands_when_little_happens() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    // Idle: two serving engines after a three-page crawl, for ten seconds.
+    let site = TestSite::start(3).await.expect("site");
+    let serve = ["--serve".to_owned()];
+    let mut first = vec!["--seed".to_owned(), site.url("/")];
+    first.extend_from_slice(&serve);
+    let a = AdminEngine::start(dir.path(), &cluster.flags("idle", &first), None).await;
+    let b = AdminEngine::start(dir.path(), &cluster.flags("idle", &serve), None).await;
+    let crawled = tokio::time::timeout(
+        Duration::from_secs(30),
+        site.wait_for_hits(site.site.polite_crawl_paths().len() as u64),
+    )
+    .await;
+    assert!(crawled.is_ok(), "not crawled: {:?}", site.hits());
+    // The measurement is the wait: there is no event to wait for.
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let a = a.stop().await.succeeded("engine a");
+    let b = b.stop().await.succeeded("engine b");
+    let idle = commands_per_sec(&[&a, &b]);
+    // Slow: two engines on one host that may be sent one request a second.
+    let slow = TestSite::start(8).await.expect("site");
+    let delay = ["--delay=1000".to_owned()];
+    let mut first = vec!["--seed".to_owned(), slow.url("/")];
+    first.extend_from_slice(&delay);
+    let b = cluster.engine(dir.path(), "slow", &delay);
+    let a = cluster.engine(dir.path(), "slow", &first);
+    let a = a.wait().await.succeeded("engine a");
+    let b = b.wait().await.succeeded("engine b");
+    let fetched: u64 = slow.hits().values().sum();
+    let commands = a.summary()["redis_commands"].as_f64().unwrap_or(0.0)
+        + b.summary()["redis_commands"].as_f64().unwrap_or(0.0);
+    let per_page = commands / fetched as f64;
+    eprintln!(
+        "redis commands: {idle:.1} a second per idle engine; {per_page:.1} per page fetched with --delay 1000 ({fetched} requests)"
+    );
+    assert!(
+        idle <= IDLE_COMMANDS_PER_SEC,
+        "{idle:.1} commands a second per idle engine"
+    );
+    assert!(
+        per_page <= SLOW_COMMANDS_PER_PAGE,
+        "{per_page:.1} commands per page with --delay 1000"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
