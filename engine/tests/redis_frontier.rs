@@ -29,6 +29,19 @@ async fn frontier(redis: &RedisServer, config: RedisFrontierConfig) -> RedisFron
     RedisFrontier::new(conn, "test", config)
 }
 
+/// Two engines' frontiers of one crawl, with `n` URLs of host a.test queued.
+async fn two_with_urls(
+    redis: &RedisServer,
+    config: RedisFrontierConfig,
+    n: u64,
+) -> (RedisFrontier, RedisFrontier) {
+    let mut a = frontier(redis, config.clone()).await;
+    let b = frontier(redis, config).await;
+    let urls: Vec<NewUrl> = (0..n).map(|i| url("a.test:80", i)).collect();
+    a.offer(&urls, true).await.expect("offer");
+    (a, b)
+}
+
 /// A completion: fetched, with these links.
 fn done(links: &[NewUrl]) -> Finished<'_> {
     Finished {
@@ -668,11 +681,22 @@ async fn each_tick_fires_once_and_a_run_ends_when_nothing_of_it_is_left() {
     );
     // A change made for an earlier run never turns the task back; a close counts for all.
     let stale = [TaskChange::State("t".into(), TaskState::Stopped, 2)];
-    assert!(f.record_tasks(epoch, &stale, &[]).await.expect("record"));
+    let unfenced = engine::cluster::TaskFence::default();
+    assert_eq!(
+        f.record_change(epoch, &stale, &[], &unfenced)
+            .await
+            .expect("record"),
+        engine::cluster::Recorded::Now
+    );
     let read = f.tasks_since(0, 0).await.expect("read").expect("news");
     assert_eq!(read.states, vec![("t".to_owned(), "running#3".to_owned())]);
     let close = [TaskChange::State("t".into(), TaskState::Closed, 2)];
-    assert!(f.record_tasks(epoch, &close, &[]).await.expect("record"));
+    assert_eq!(
+        f.record_change(epoch, &close, &[], &unfenced)
+            .await
+            .expect("record"),
+        engine::cluster::Recorded::Now
+    );
     let read = f.tasks_since(0, 0).await.expect("read").expect("news");
     assert_eq!(read.states, vec![("t".to_owned(), "closed#3".to_owned())]);
     assert_eq!(
@@ -832,14 +856,7 @@ async fn a_hosts_back_off_is_one_for_every_engine_and_halves_when_it_answers_wel
         max_backoff: Duration::from_secs(4),
         ..config()
     };
-    let mut a = frontier(&redis, config.clone()).await;
-    let mut b = frontier(&redis, config).await;
-    a.offer(
-        &(0..10).map(|n| url("a.test:80", n)).collect::<Vec<_>>(),
-        true,
-    )
-    .await
-    .expect("offer");
+    let (mut a, mut b) = two_with_urls(&redis, config, 10).await;
     let host = format!("{}:host:a.test:80", a.prefix());
     let ready = format!("{}:ready", a.prefix());
     let backoff = || async {
@@ -894,14 +911,7 @@ async fn a_tasks_page_budget_counts_pages_sent_across_engines_and_gets_back_what
         lease: Duration::from_millis(100),
         ..config()
     };
-    let mut a = frontier(&redis, short.clone()).await;
-    let mut b = frontier(&redis, short).await;
-    a.offer(
-        &(0..4).map(|n| url("a.test:80", n)).collect::<Vec<_>>(),
-        true,
-    )
-    .await
-    .expect("offer");
+    let (mut a, mut b) = two_with_urls(&redis, short, 4).await;
     let first = a.claim("a", 2).await.expect("claim");
     let second = b.claim("b", 2).await.expect("claim");
     let budget = engine::cluster::budget_key("t", 0);

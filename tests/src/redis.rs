@@ -115,13 +115,7 @@ impl RedisServer {
 
     /// Sends one command (inline syntax) and returns the raw reply.
     pub async fn command(&self, line: &str) -> String {
-        let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", self.port))
-            .await
-            .expect("connect to redis");
-        stream
-            .write_all(format!("{line}\r\n").as_bytes())
-            .await
-            .expect("write");
+        let mut stream = self.send(line).await;
         let mut buf = vec![0u8; 64 * 1024];
         let n = stream.read(&mut buf).await.expect("read");
         String::from_utf8_lossy(&buf[..n]).into_owned()

@@ -835,22 +835,9 @@ impl RedisFrontier {
     }
 
     /// Leader only: records task changes for every engine (added tasks in order, states by
-    /// name) and queues the added tasks' seeds, at once; `false` when `epoch` is stale.
-    pub async fn record_tasks(
-        &mut self,
-        epoch: u64,
-        changes: &[super::tasks::TaskChange],
-        seeds: &[NewUrl],
-    ) -> Result<bool, ClusterError> {
-        let recorded = self
-            .record_change(epoch, changes, seeds, &TaskFence::default())
-            .await?;
-        Ok(recorded != Recorded::Stale)
-    }
-
-    /// [`RedisFrontier::record_tasks`] for an operator's change, fenced as `fence` says: the
-    /// answer to its idempotency key is kept in the same step, and an add is refused when
-    /// the tasks recorded are not those this leader knows.
+    /// name) and queues the added tasks' seeds, at once, fenced by `epoch` and as `fence`
+    /// says: the answer to its idempotency key is kept in the same step, and an add is
+    /// refused when the tasks recorded are not those this leader knows.
     pub async fn record_change(
         &mut self,
         epoch: u64,

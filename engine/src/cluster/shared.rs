@@ -156,8 +156,8 @@ pub struct SharedFrontier {
     /// Completions that found their lease gone (reaped during an outage longer than the
     /// lease, or completed before): the summary's `late_completions`.
     late_completions: u64,
-    /// Whether the task news were read once: until then they are read whatever the version.
-    news_checked: bool,
+    /// Whether the next task news are read whatever the last tick read of their version.
+    news_forced: bool,
     /// Since when Redis has failed, while it does.
     failing_since: Option<Instant>,
     /// What Redis last failed with.
@@ -240,7 +240,7 @@ impl SharedFrontier {
             tasks_version: 0,
             tasks_known: 0,
             late_completions: 0,
-            news_checked: false,
+            news_forced: false,
             failing_since: None,
             last_error: None,
             redis_timeout: config.redis_timeout,
@@ -584,29 +584,18 @@ impl SharedFrontier {
 
     /// Ends the loop turn: its records join the outbox (a page's completion once its items
     /// are acknowledged), which goes to Redis in batches (see [`SharedFrontier::settle`]).
-    /// An operator's task changes are recorded at once, fenced by the leader's epoch; the
-    /// answer says why they could not be, when they could not.
-    pub async fn end_turn(&mut self) -> Result<(), String> {
+    /// The leader's own task changes (a run's deadline) are recorded at once, fenced by its
+    /// epoch; one that could not be is logged, and every engine ends the run by its own
+    /// deadline. (Operators' changes are recorded before they apply: `record_change`.)
+    pub async fn end_turn(&mut self) {
         let mut turn = std::mem::take(&mut self.turn);
-        let mut shared: Result<(), String> = Ok(());
         if !turn.tasks.is_empty() {
-            // An operator's change (only the leader gets them): links found outside any
-            // request's outcome are the seeds of an added task.
-            let seeds = if turn.ends.is_empty() {
-                std::mem::take(&mut turn.links)
-            } else {
-                Vec::new()
-            };
-            shared = self.record_tasks(&turn.tasks, &seeds).await;
-            if let Err(why) = &shared {
-                warn!(%why, "an operator's task change was not recorded for the other engines");
-                // Offered by no one: another engine (or this one, later) offers them afresh.
-                for seed in &seeds {
-                    self.offered_urls.remove(&seed.fingerprint);
-                    if !seed.robots.is_empty() {
-                        self.offered.remove(&seed.host);
-                    }
-                }
+            let recorded = self.record(&turn.tasks, &[], &Default::default()).await;
+            if !matches!(recorded, Ok(super::frontier::Recorded::Now)) {
+                warn!(
+                    ?recorded,
+                    "a task change was not recorded for the other engines"
+                );
             }
         }
         for (host, pace) in &turn.paces {
@@ -644,30 +633,6 @@ impl SharedFrontier {
         if self.failing_since.is_none() {
             self.settle();
         }
-        shared
-    }
-
-    /// Records an operator's task changes (and a new task's seeds) in one script fenced by the
-    /// leader's epoch, trying again for a few seconds while Redis fails.
-    async fn record_tasks(
-        &mut self,
-        tasks: &[super::tasks::TaskChange],
-        seeds: &[NewUrl],
-    ) -> Result<(), String> {
-        let until = Instant::now() + RECORD_TASKS_FOR;
-        loop {
-            let role = *self.role.borrow();
-            let super::leader::Role::Leader(epoch) = role else {
-                return Err("this engine does not lead the crawl (any more)".to_owned());
-            };
-            match self.redis.record_tasks(epoch, tasks, seeds).await {
-                Ok(true) => return Ok(()),
-                Ok(false) => return Err("this engine no longer leads the crawl".to_owned()),
-                Err(e) if Instant::now() >= until => return Err(e.to_string()),
-                Err(e) => debug!(cause = %e, "recording a task change failed; trying again"),
-            }
-            tokio::time::sleep(TICK).await;
-        }
     }
 
     /// Queues a completion for Redis: one that holds its host (a 429/503) goes ahead of the
@@ -681,12 +646,29 @@ impl SharedFrontier {
     }
 
     /// Records an operator's change (and a new task's seeds) for every engine, fenced by the
-    /// leader's epoch and by `fence`, trying again for a few seconds while Redis fails (the
-    /// idempotency key makes a retry of a change that landed harmless). `Err` when Redis gave
-    /// no answer: the change may yet have been recorded.
+    /// leader's epoch and by `fence` (see [`SharedFrontier::record`]).
     pub async fn record_change(
         &mut self,
         change: &super::tasks::TaskChange,
+        seeds: &[NewUrl],
+        fence: &super::frontier::TaskFence<'_>,
+    ) -> Result<super::frontier::Recorded, ClusterError> {
+        let recorded = self
+            .record(std::slice::from_ref(change), seeds, fence)
+            .await?;
+        if recorded == super::frontier::Recorded::Now {
+            self.offered_seeds(seeds);
+        }
+        Ok(recorded)
+    }
+
+    /// Records task changes in one script fenced by the leader's epoch and by `fence`,
+    /// trying again for a few seconds while Redis fails (an idempotency key in `fence` makes
+    /// a retry of a change that landed harmless). `Err` when Redis gave no answer: the
+    /// changes may yet have been recorded.
+    async fn record(
+        &mut self,
+        changes: &[super::tasks::TaskChange],
         seeds: &[NewUrl],
         fence: &super::frontier::TaskFence<'_>,
     ) -> Result<super::frontier::Recorded, ClusterError> {
@@ -696,17 +678,8 @@ impl SharedFrontier {
             let super::leader::Role::Leader(epoch) = role else {
                 return Ok(super::frontier::Recorded::Stale);
             };
-            match self
-                .redis
-                .record_change(epoch, std::slice::from_ref(change), seeds, fence)
-                .await
-            {
-                Ok(recorded) => {
-                    if recorded == super::frontier::Recorded::Now {
-                        self.offered_seeds(seeds);
-                    }
-                    return Ok(recorded);
-                }
+            match self.redis.record_change(epoch, changes, seeds, fence).await {
+                Ok(recorded) => return Ok(recorded),
                 Err(e) if Instant::now() >= until => return Err(e),
                 Err(e) => debug!(cause = %e, "recording a task change failed; trying again"),
             }
@@ -717,7 +690,7 @@ impl SharedFrontier {
     /// Makes the next [`SharedFrontier::task_news`] read Redis whatever the last tick said
     /// (a change recorded since, by this engine or another).
     pub fn news_due(&mut self) {
-        self.news_checked = false;
+        self.news_forced = true;
     }
 
     /// The number of task records this engine has read from Redis.
@@ -836,10 +809,10 @@ impl SharedFrontier {
     /// Reads what changed in the crawl's tasks since the last look; `None` when nothing did
     /// (as the last tick's read of the version says: no call to Redis then).
     pub async fn task_news(&mut self) -> Option<super::tasks::TaskNews> {
-        if self.counts.tasks_version == self.tasks_version && self.news_checked {
+        if self.counts.tasks_version == self.tasks_version && !self.news_forced {
             return None;
         }
-        self.news_checked = true;
+        self.news_forced = false;
         let read = match self
             .redis
             .tasks_since(self.tasks_version, self.tasks_known)
@@ -982,11 +955,9 @@ impl SharedFrontier {
         while let Some(d) = self.local.pop_front() {
             self.requeue_front(d);
         }
-        let ends = std::mem::take(&mut self.turn.ends);
-        self.outbox.extend(ends.into_iter().map(Settle::Complete));
         self.stopping = true;
         loop {
-            // What a claim answered meanwhile went back to `turn.ends` (see `take_claim`).
+            // This turn's ends, and what a claim answered meanwhile (see `take_claim`).
             let ends = std::mem::take(&mut self.turn.ends);
             self.outbox.extend(ends.into_iter().map(Settle::Complete));
             if self.claiming.is_some() {

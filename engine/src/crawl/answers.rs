@@ -63,22 +63,21 @@ impl Crawl {
                     t.killed_run == Some(dispatched.run)
                 }
             });
-        if killed || matches!(outcome, Err(Unanswered::Killed)) {
-            self.pool.release(lease);
-            let reason = "task_killed";
-            self.tally_of(&dispatched, Outcome::Skipped { reason });
-            self.finished(&dispatched);
-            return Ok(());
-        }
-        if matches!(outcome, Err(Unanswered::OverBudget)) {
+        let skipped = if killed || matches!(outcome, Err(Unanswered::Killed)) {
+            Some("task_killed")
+        } else if matches!(outcome, Err(Unanswered::OverBudget)) {
             // Never sent: the crawl's engines fetched (or hold) the task's every page. The
             // task takes no more links here either.
-            self.pool.release(lease);
             if let Some(t) = self.tasks.named_mut(&dispatched.request.task) {
                 t.budget_spent = true;
                 t.settle();
             }
-            let reason = "task_max_pages";
+            Some("task_max_pages")
+        } else {
+            None
+        };
+        if let Some(reason) = skipped {
+            self.pool.release(lease);
             self.tally_of(&dispatched, Outcome::Skipped { reason });
             self.finished(&dispatched);
             return Ok(());

@@ -1,7 +1,7 @@
 //! What the crawl does with an operator's commands: add, pause, resume and close tasks.
 
 use super::Crawl;
-use crate::cluster::tasks::{TaskChange, TaskSpec};
+use crate::cluster::tasks::TaskChange;
 use crate::control::{Command, TaskCommand};
 use crate::pool::Job;
 use crate::tasks::{TaskAction, TaskDef, TaskError, TaskState, TaskView};
@@ -43,20 +43,11 @@ impl Crawl {
         }
     }
 
-    /// Records an operator's change of a task for the other engines of a shared crawl (the
-    /// leader gets every change: followers forward them).
-    fn share_task_change(&mut self, view: &TaskView, added: bool) {
-        let change = if added {
-            let Ok(task) = self.tasks.by_id_mut(view.id) else {
-                return;
-            };
-            TaskChange::Added(
-                serde_json::to_string(&TaskSpec::from_def(&task.def)).unwrap_or_default(),
-            )
-        } else {
-            let run = self.tasks.named(&view.name).map_or(0, |t| t.run_seq);
-            TaskChange::State(view.name.clone(), view.state, run)
-        };
+    /// Records the leader's own change of a task's state (a run's deadline) for the other
+    /// engines of a shared crawl.
+    fn share_task_state(&mut self, view: &TaskView) {
+        let run = self.tasks.named(&view.name).map_or(0, |t| t.run_seq);
+        let change = TaskChange::State(view.name.clone(), view.state, run);
         if let Some(shared) = self.frontier.shared() {
             shared.task_changed(change);
         }
@@ -275,7 +266,7 @@ impl Crawl {
         for id in late {
             match self.end_task(id, TaskState::Timeout) {
                 // The leader's deadline is the crawl's: every engine stops the run.
-                Ok(view) if leading => self.share_task_change(&view, false),
+                Ok(view) if leading => self.share_task_state(&view),
                 Ok(_) => {}
                 Err(e) => debug!(id, cause = %e, "a task's deadline did not apply"),
             }

@@ -53,9 +53,7 @@ impl Crawl {
         let changes = std::mem::take(&mut self.pending);
         self.state.record(changes).await?;
         if let Some(shared) = self.frontier.shared() {
-            // A task's deadline not recorded for the others is logged there; they end the
-            // run by its own deadline.
-            let _ = shared.end_turn().await;
+            shared.end_turn().await;
             self.record_proposals().await;
         }
         Ok(())

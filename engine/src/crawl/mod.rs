@@ -641,30 +641,25 @@ impl Crawl {
                 });
                 Box::pin(async move {
                     if let Some((mut redis, id, key, max)) = budget {
-                        match redis.reserve(id, &key, max).await {
-                            Ok(crate::cluster::Reserved::Spent) => {
-                                return Completion {
-                                    dispatched,
-                                    lease,
-                                    outcome: Err(Unanswered::OverBudget),
-                                    sent,
-                                };
-                            }
-                            Ok(crate::cluster::Reserved::LeaseGone) => {
-                                // Reaped meanwhile: the request is another engine's now.
-                                return Completion {
-                                    dispatched,
-                                    lease,
-                                    outcome: Err(Unanswered::LeaseGone),
-                                    sent,
-                                };
-                            }
-                            Ok(crate::cluster::Reserved::Taken) => {}
+                        let refused = match redis.reserve(id, &key, max).await {
+                            Ok(crate::cluster::Reserved::Taken) => None,
+                            Ok(crate::cluster::Reserved::Spent) => Some(Unanswered::OverBudget),
+                            // Reaped meanwhile: the request is another engine's now.
+                            Ok(crate::cluster::Reserved::LeaseGone) => Some(Unanswered::LeaseGone),
                             // Sent all the same: a Redis that fails loses the completion
                             // too, and the page is fetched again.
                             Err(e) => {
-                                debug!(cause = %e, "could not take a page of its task's budget")
+                                debug!(cause = %e, "could not take a page of its task's budget");
+                                None
                             }
+                        };
+                        if let Some(miss) = refused {
+                            return Completion {
+                                dispatched,
+                                lease,
+                                outcome: Err(miss),
+                                sent,
+                            };
                         }
                     }
                     // Dropping the call when the task is killed cancels it on the worker too
