@@ -84,6 +84,10 @@ pub struct Summary {
     /// links were queued all the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_completions: Option<u64>,
+    /// Requests this engine claimed whose record in Redis did not read (cluster mode; written
+    /// by another version, or damaged): dropped, counted out of their scheduled run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable_requests: Option<u64>,
     /// The whole shared crawl's figures, in the summary of the engine that led at the end.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<ClusterTotals>,
@@ -207,6 +211,9 @@ impl fmt::Display for Summary {
         }
         if let Some(late) = self.late_completions.filter(|n| *n > 0) {
             row(f, "late completions", &late)?;
+        }
+        if let Some(n) = self.unreadable_requests.filter(|n| *n > 0) {
+            row(f, "unreadable requests", &n)?;
         }
         row(f, "pages/s", &format!("{:.1}", self.pages_per_sec))?;
         writeln!(f, "  requests per worker")?;

@@ -4,7 +4,8 @@
 
 use engine::cluster::tasks::TaskChange;
 use engine::cluster::{
-    Again, Finished, NewUrl, Offer, Pace, RedisFrontier, RedisFrontierConfig, Tick, tasks::run_key,
+    Again, Finished, NewUrl, Offer, Pace, RedisFrontier, RedisFrontierConfig, RobotsRequest, Tick,
+    tasks::run_key,
 };
 use engine::schedule::Overlap;
 use engine::tasks::TaskState;
@@ -50,7 +51,7 @@ fn done(links: &[NewUrl]) -> Finished<'_> {
         links,
         robots: None,
         crawl_delay: Duration::ZERO,
-        robots_request: false,
+        robots_request: RobotsRequest::No,
         run: "",
     }
 }

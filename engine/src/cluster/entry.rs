@@ -79,9 +79,44 @@ pub fn encode_again(d: &Dispatched) -> Vec<u8> {
     })
 }
 
+/// The start of every record this version writes: a record without it was written before
+/// heads were (its first bytes are a URL's length, never this large).
+const MAGIC: &[u8; 4] = b"spn\x02";
+
+/// What every version can read of a record, whatever follows it: whether it is a
+/// robots.txt request, and the key of its scheduled run ("RUN:TASK", empty for none). It
+/// never changes, so a record another version wrote can still be counted out of its run.
+#[derive(Debug, PartialEq, Serialize, Deserialize)]
+struct Head {
+    robots: bool,
+    run: String,
+}
+
 fn encode(entry: &Entry) -> Vec<u8> {
+    let head = Head {
+        robots: entry.robots,
+        run: super::tasks::run_key(&entry.request.task, entry.run),
+    };
+    let mut bytes = MAGIC.to_vec();
     // A request always serializes: it is plain strings, numbers and a map of strings.
-    bincode::serialize(entry).unwrap_or_default()
+    bytes.extend(bincode::serialize(&head).unwrap_or_default());
+    bytes.extend(bincode::serialize(entry).unwrap_or_default());
+    bytes
+}
+
+/// What is known of a record that does not read as a request (written by another version,
+/// or damaged): enough to end it cleanly.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Unreadable {
+    /// Its head reads: whether it was a robots.txt request and its run's key.
+    Known {
+        /// Whether it was its host's robots.txt request.
+        robots: bool,
+        /// The key of its scheduled run (empty for none).
+        run: String,
+    },
+    /// Nothing of it reads.
+    Unknown,
 }
 
 /// A queued request as versions before scheduled runs stored it (its run is 0).
@@ -95,10 +130,10 @@ struct EntryWithoutRun {
     deaths: Vec<u64>,
 }
 
-/// Reads a stored request back, leased under `lease`; `None` when the record is unreadable
-/// (written by another version). Records from before runs were kept read as run 0, so a
-/// crawl started by an older engine carries on.
-pub fn decode(bytes: &[u8], lease: u64, host: String) -> Option<Dispatched> {
+/// Reads a stored request back, leased under `lease`; what is known of it when it does not
+/// read. Records from before runs were kept read as run 0, so a crawl started by an older
+/// engine carries on.
+pub fn decode(bytes: &[u8], lease: u64, host: String) -> Result<Dispatched, Unreadable> {
     use bincode::Options;
     let options = || {
         bincode::DefaultOptions::new()
@@ -106,23 +141,41 @@ pub fn decode(bytes: &[u8], lease: u64, host: String) -> Option<Dispatched> {
             .allow_trailing_bytes()
             .with_limit(common::transport::MAX_FRAME_BYTES as u64)
     };
-    // A current record is longer than an old one: an old one ends before its run.
-    let entry: Entry = match options().deserialize(bytes) {
-        Ok(entry) => entry,
-        Err(_) => {
-            let old: EntryWithoutRun = options().deserialize(bytes).ok()?;
-            Entry {
-                request: old.request,
-                robots: old.robots,
-                redirects: old.redirects,
-                attempts: old.attempts,
-                requeues: old.requeues,
-                deaths: old.deaths,
-                run: 0,
-            }
+    let entry: Entry = match bytes.strip_prefix(MAGIC.as_slice()) {
+        Some(rest) => {
+            let head: Head = options()
+                .deserialize(rest)
+                .map_err(|_| Unreadable::Unknown)?;
+            let body = options()
+                .serialized_size(&head)
+                .ok()
+                .and_then(|n| rest.get(n as usize..))
+                .ok_or(Unreadable::Unknown)?;
+            options().deserialize(body).map_err(|_| Unreadable::Known {
+                robots: head.robots,
+                run: head.run,
+            })?
         }
+        // A current record is longer than an old one: an old one ends before its run.
+        None => match options().deserialize(bytes) {
+            Ok(entry) => entry,
+            Err(_) => {
+                let old: EntryWithoutRun = options()
+                    .deserialize(bytes)
+                    .map_err(|_| Unreadable::Unknown)?;
+                Entry {
+                    request: old.request,
+                    robots: old.robots,
+                    redirects: old.redirects,
+                    attempts: old.attempts,
+                    requeues: old.requeues,
+                    deaths: old.deaths,
+                    run: 0,
+                }
+            }
+        },
     };
-    Some(Dispatched {
+    Ok(Dispatched {
         id: lease,
         request: entry.request,
         host,
@@ -174,8 +227,46 @@ mod tests {
         assert_eq!(back.run, 3);
         assert_eq!(back.last_worker, None, "worker indexes are per engine");
         let robots = decode(&encode_new(&request, Kind::Robots, 0, 0), 1, "h".into());
-        assert_eq!(robots.map(|d| d.kind), Some(Kind::Robots));
-        assert!(decode(b"\xff\xff", 1, "h".into()).is_none());
+        assert_eq!(robots.map(|d| d.kind), Ok(Kind::Robots));
+        assert_eq!(
+            decode(b"\xff\xff", 1, "h".into()).err(),
+            Some(Unreadable::Unknown)
+        );
+    }
+
+    #[test]
+    fn a_record_whose_request_does_not_read_still_tells_its_run_and_kind() {
+        let request = Request {
+            url: "http://a.test/x".into(),
+            parser: "links".into(),
+            depth: 0,
+            task: "t".into(),
+            meta: Default::default(),
+            spider: None,
+        };
+        let mut record = encode_new(&request, Kind::Robots, 0, 4);
+        // Another version's request: the same head, a body this one cannot read.
+        record.truncate(record.len() - 20);
+        assert_eq!(
+            decode(&record, 1, "h".into()).err(),
+            Some(Unreadable::Known {
+                robots: true,
+                run: "4:t".into()
+            })
+        );
+        // A record written before heads were still reads.
+        let headless = bincode::serialize(&Entry {
+            request: request.clone(),
+            robots: false,
+            redirects: 0,
+            attempts: 1,
+            requeues: 0,
+            deaths: Vec::new(),
+            run: 2,
+        })
+        .expect("encode");
+        let back = decode(&headless, 1, "h".into()).expect("reads");
+        assert_eq!((back.request, back.run, back.attempts), (request, 2, 1));
     }
 
     #[test]

@@ -149,12 +149,36 @@ pub struct Finished<'a> {
     pub robots: Option<&'a [u8]>,
     /// The host's Crawl-delay, recorded with its robots.txt.
     pub crawl_delay: Duration,
-    /// Whether the request was the host's robots.txt request (one that waits out a back-off
-    /// holds the host).
-    pub robots_request: bool,
+    /// Whether the request was the host's robots.txt request.
+    pub robots_request: RobotsRequest,
     /// The key of the scheduled run of its request (empty for none): the run has one page
     /// fewer open when the request is done for good.
     pub run: &'a str,
+}
+
+/// Whether a completed request was its host's robots.txt request.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum RobotsRequest {
+    /// A page.
+    #[default]
+    No,
+    /// The host's robots.txt request: one that waits out a back-off holds the host.
+    Yes,
+    /// Not known: its record did not read. It is taken for the robots.txt request when its
+    /// host's robots.txt is still pending (such a host sends nothing else), and the
+    /// completion's robots record is then stored; otherwise that record is dropped.
+    Unknown,
+}
+
+impl RobotsRequest {
+    /// Its argument to the scripts.
+    fn arg(self) -> &'static str {
+        match self {
+            RobotsRequest::No => "0",
+            RobotsRequest::Yes => "1",
+            RobotsRequest::Unknown => "?",
+        }
+    }
 }
 
 /// What a claim handed out, and when to ask again.
@@ -511,7 +535,7 @@ impl RedisFrontier {
             .arg(defer.as_millis() as u64)
             .arg(finished.robots.unwrap_or(b""))
             .arg(finished.crawl_delay.as_millis() as u64)
-            .arg(u8::from(finished.robots_request))
+            .arg(finished.robots_request.arg())
             .arg(finished.run)
             .arg(self.config.max_backoff.as_millis() as u64);
         Self::push_urls(&mut call, finished.links);
@@ -620,7 +644,7 @@ impl RedisFrontier {
                         .arg(defer.as_millis() as u64)
                         .arg(finished.robots.unwrap_or(b""))
                         .arg(finished.crawl_delay.as_millis() as u64)
-                        .arg(u8::from(finished.robots_request))
+                        .arg(finished.robots_request.arg())
                         .arg(finished.run);
                     Self::push_urls(&mut call, finished.links);
                 }

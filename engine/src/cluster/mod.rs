@@ -18,8 +18,8 @@ pub mod totals;
 
 pub use frontier::{
     Again, Claim, Claimed, ClusterError, Counts, Finished, NewUrl, Offer, Pace, Recorded,
-    RedisFrontier, RedisFrontierConfig, Reserved, SEEN_SHARDS, SettleOp, SettleReport, TaskFence,
-    TasksRead, Tick, budget_key, crawl_prefix,
+    RedisFrontier, RedisFrontierConfig, Reserved, RobotsRequest, SEEN_SHARDS, SettleOp,
+    SettleReport, TaskFence, TasksRead, Tick, budget_key, crawl_prefix,
 };
 pub use shared::{RedisGone, SharedConfig, SharedFrontier, read_record};
 

@@ -9,7 +9,8 @@
 
 use super::entry;
 use super::frontier::{
-    Again, Claim, ClusterError, Counts, Finished, NewUrl, Pace, RedisFrontier, SettleReport,
+    Again, Claim, ClusterError, Counts, Finished, NewUrl, Pace, RedisFrontier, RobotsRequest,
+    SettleReport,
 };
 use crate::frontier::{Dispatched, Kind, Popped};
 use crate::pool::{Lease, Pool};
@@ -56,7 +57,7 @@ struct Completion {
     links: Vec<NewUrl>,
     robots: Option<Vec<u8>>,
     crawl_delay: Duration,
-    robots_request: bool,
+    robots_request: RobotsRequest,
     /// The key of its scheduled run (empty for none).
     run: String,
 }
@@ -156,6 +157,8 @@ pub struct SharedFrontier {
     /// Completions that found their lease gone (reaped during an outage longer than the
     /// lease, or completed before): the summary's `late_completions`.
     late_completions: u64,
+    /// Claimed records that did not read as requests: the summary's `unreadable_requests`.
+    unreadable: u64,
     /// Whether the next task news are read whatever the last tick read of their version.
     news_forced: bool,
     /// Since when Redis has failed, while it does.
@@ -240,6 +243,7 @@ impl SharedFrontier {
             tasks_version: 0,
             tasks_known: 0,
             late_completions: 0,
+            unreadable: 0,
             news_forced: false,
             failing_since: None,
             last_error: None,
@@ -482,19 +486,43 @@ impl SharedFrontier {
                 for c in claim.claimed {
                     self.held.insert(c.lease);
                     match entry::decode(&c.entry, c.lease, c.host.clone()) {
-                        Some(d) if stopping => self.requeue_front(d),
-                        Some(d) => self.local.push_back(d),
-                        None => {
-                            // Its scheduled run cannot be read either: a run it belonged to
-                            // keeps it counted open (see `run_open` in common.lua).
-                            warn!(host = %c.host, "unreadable request in redis (another version?); dropped");
-                            self.turn.ends.push(Completion::never(c.lease, c.host));
-                        }
+                        Ok(d) if stopping => self.requeue_front(d),
+                        Ok(d) => self.local.push_back(d),
+                        Err(unreadable) => self.unreadable(c.lease, c.host, unreadable),
                     }
                 }
             }
             Err(e) => self.redis_failed(&e, now),
         }
+    }
+
+    /// A claimed record that does not read as a request (another version's, or damaged) is
+    /// dropped: counted out of its run, so the run can end, and, when it was its host's
+    /// robots.txt request, the host's robots.txt recorded as unavailable for every engine
+    /// (its pages are skipped as `robots_unavailable`), so its pages do not wait for ever.
+    fn unreadable(&mut self, lease: u64, host: String, unreadable: entry::Unreadable) {
+        self.unreadable += 1;
+        if self.unreadable == 1 {
+            warn!(%host, ?unreadable, "a request in redis does not read (written by another version?); dropped, and any more like it, counted in the summary");
+        } else {
+            debug!(%host, ?unreadable, "an unreadable request in redis dropped");
+        }
+        // The record of a robots.txt that could not be had (see `read_record`).
+        let unavailable = bincode::serialize(&None::<RobotsFile>).unwrap_or_default();
+        let (robots_request, run) = match unreadable {
+            entry::Unreadable::Known { robots: true, run } => {
+                self.rules.insert(host.clone(), Rules::DisallowAll);
+                (RobotsRequest::Yes, run)
+            }
+            entry::Unreadable::Known { robots: false, run } => (RobotsRequest::No, run),
+            entry::Unreadable::Unknown => (RobotsRequest::Unknown, String::new()),
+        };
+        self.turn.ends.push(Completion {
+            robots: (robots_request != RobotsRequest::No).then_some(unavailable),
+            robots_request,
+            run,
+            ..Completion::never(lease, host)
+        });
     }
 
     /// A request is done for good.
@@ -521,7 +549,11 @@ impl SharedFrontier {
         };
         self.turn.ends.push(Completion {
             again,
-            robots_request: d.kind == Kind::Robots,
+            robots_request: if d.kind == Kind::Robots {
+                RobotsRequest::Yes
+            } else {
+                RobotsRequest::No
+            },
             run,
             ..Completion::never(d.id, d.host.clone())
         });
@@ -1003,6 +1035,11 @@ impl SharedFrontier {
     pub fn late_completions(&self) -> u64 {
         self.late_completions
     }
+
+    /// Claimed records that did not read as requests, dropped.
+    pub fn unreadable_requests(&self) -> u64 {
+        self.unreadable
+    }
 }
 
 impl Completion {
@@ -1015,7 +1052,7 @@ impl Completion {
             links: Vec::new(),
             robots: None,
             crawl_delay: Duration::ZERO,
-            robots_request: false,
+            robots_request: RobotsRequest::No,
             run: String::new(),
         }
     }
@@ -1193,5 +1230,76 @@ mod tests {
         tokio::join!(giving_back, answering);
         assert!(!s.holds_work(), "{s:?}");
         assert_eq!(s.redis.queued().await.expect("queued"), 1);
+    }
+
+    #[tokio::test]
+    async fn an_unreadable_request_is_counted_out_of_its_run_and_an_unreadable_robots_txt_request_frees_its_host()
+     {
+        let redis = RedisServer::start().await;
+        let mut s = shared(&redis).await;
+        let request = |url: &str| Request {
+            url: url.into(),
+            parser: "links".into(),
+            depth: 0,
+            task: "t".into(),
+            meta: Default::default(),
+            spider: None,
+        };
+        // Records another version wrote: a page of run 3 of task t and its host's robots.txt
+        // request, whose requests do not read here; and a host whose robots.txt request does
+        // not read at all.
+        let unreadable = |kind, run| {
+            let mut record = entry::encode_new(&request("http://a.test/"), kind, 0, run);
+            record.truncate(record.len() - 20);
+            record
+        };
+        let offers = [
+            NewUrl {
+                host: "a.test:80".into(),
+                fingerprint: 1,
+                entry: unreadable(Kind::Page, 3),
+                robots: unreadable(Kind::Robots, 0),
+                run: "3:t".into(),
+                bounded: true,
+            },
+            NewUrl {
+                host: "b.test:80".into(),
+                fingerprint: 2,
+                entry: entry::encode_new(&request("http://b.test/"), Kind::Page, 0, 0),
+                robots: b"\xff\xff".to_vec(),
+                run: String::new(),
+                bounded: true,
+            },
+        ];
+        s.redis.offer(&offers, true).await.expect("offer");
+        let pool = Pool::empty(Vec::new(), Default::default(), Default::default());
+        let unavailable = bincode::serialize(&None::<RobotsFile>).expect("encode");
+        for _ in 0..20 {
+            let mut redis = s.redis.clone();
+            let claim = redis.claim_next("e", 4).await.expect("claim");
+            s.take_claim(Claimed(Ok((claim, Vec::new()))), &pool, Instant::now());
+            s.end_turn().await;
+            while s.settling() {
+                let settled = s.settled().await;
+                s.take_settled(settled);
+            }
+            if !s.local.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            s.redis.runs_open().await.expect("runs").is_empty(),
+            "the run has nothing left open"
+        );
+        assert_eq!(
+            s.redis
+                .robots(&["a.test:80", "b.test:80"])
+                .await
+                .expect("robots"),
+            vec![Some(unavailable.clone()), Some(unavailable)],
+            "both hosts' robots.txt recorded as unavailable"
+        );
+        assert_eq!(s.local.len(), 1, "b.test's page is claimed, not held back");
+        assert_eq!(s.unreadable_requests(), 3);
     }
 }

@@ -552,6 +552,7 @@ impl Crawl {
         if let Some(shared) = self.frontier.shared() {
             shared.give_back(&self.pool).await?;
             self.summary.late_completions = Some(shared.late_completions());
+            self.summary.unreadable_requests = Some(shared.unreadable_requests());
             // An engine drained out of the crawl says so, done or not; between the runs of a
             // scheduled task the crawl is done only for now.
             return Ok(if shared.drained() {

@@ -242,7 +242,10 @@ local function pace_host(host, pace, max_backoff)
 end
 
 -- Ends lease `id` of `host` (see complete.lua); the page's `n` links start at ARGV[links].
--- `pace` moves the host's back-off (see pace_host). `run` is the scheduled run of its
+-- `pace` moves the host's back-off (see pace_host). `robots_request` says whether it was the
+-- host's robots.txt request: '1' yes, '0' no, '?' not known (its record did not read): then
+-- it was when the host's robots.txt is still pending, since such a host sends nothing else,
+-- and `robots` is stored only then. `run` is the scheduled run of its
 -- request (empty for none), which has one page fewer open when the request is done for
 -- good. Returns whether the lease was still held.
 local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, requeue,
@@ -273,13 +276,16 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   redis.call('DEL', lk)
   redis.call('ZREM', K .. ':leases', id)
   if lease[2] ~= '1' then free_slot(host, lease[3]) end
+  if robots_request == '?' and redis.call('HGET', hk, 'robots') ~= 'pending' then
+    robots = ''
+  end
   if robots ~= '' then
     redis.call('HSET', K .. ':robots', host, robots)
     redis.call('HSET', hk, 'robots', 'known')
     local d = tonumber(redis.call('HGET', hk, 'delay') or '0')
     if crawl_delay > d then redis.call('HSET', hk, 'delay', crawl_delay) end
   end
-  if robots_request and requeue ~= '' and defer_ms > 0
+  if robots_request == '1' and requeue ~= '' and defer_ms > 0
       and redis.call('HGET', hk, 'robots') == 'pending' then
     -- The robots.txt request waits out a back-off: the host sends nothing meanwhile.
     redis.call('HSET', hk, 'robots', 'deferred')

@@ -6,13 +6,14 @@
 -- than it was held anyway (see pace_host), puts `requeue` (when not empty) back at the front
 -- of the host's queue, or among the deferred requests due `defer_ms` from now (a retry after
 -- a back-off), records the host's robots.txt when `robots` is not empty (and its
--- Crawl-delay), and queues the page's new links with dedup, all at once. A lease that no
+-- Crawl-delay; `robots_request` '?' stores it only while the host's robots.txt is pending),
+-- and queues the page's new links with dedup, all at once. A lease that no
 -- longer exists (completed already, or expired and reaped) changes nothing but the host's
 -- pace (a 429 still slows the host) and its links, which are queued all the same (the
 -- engine will not offer them again): returns 0.
 if complete_lease(ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4]), ARGV[5],
     tonumber(ARGV[12]), ARGV[6], tonumber(ARGV[7]), ARGV[8], tonumber(ARGV[9]),
-    ARGV[10] == '1', ARGV[11], 14, tonumber(ARGV[13])) then
+    ARGV[10], ARGV[11], 14, tonumber(ARGV[13])) then
   return 1
 end
 return 0

@@ -30,7 +30,7 @@ while i <= #ARGV do
     local defer_ms = tonumber(ARGV[i + 5])
     local robots = ARGV[i + 6]
     local crawl_delay = tonumber(ARGV[i + 7])
-    local robots_request = ARGV[i + 8] == '1'
+    local robots_request = ARGV[i + 8]
     local run = ARGV[i + 9]
     local n = tonumber(ARGV[i + 10])
     local links = i + 11
