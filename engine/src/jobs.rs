@@ -200,6 +200,15 @@ impl JobsStore {
         })
     }
 
+    /// Forgets run `id`, started but with nothing to show (a task that found its shared crawl
+    /// done).
+    pub fn forget(&self, id: i64) -> Result<(), JobsError> {
+        self.with(|c| {
+            c.execute("DELETE FROM runs WHERE id = ?1", params![id])
+                .map(drop)
+        })
+    }
+
     /// Records how run `id` ended, at `at`.
     pub fn end(
         &self,

@@ -198,6 +198,9 @@ pub struct Task {
     pub run_open: bool,
     /// Its run's id in the jobs store, while the run is going and recorded.
     pub run: Option<i64>,
+    /// Whether its run began on a shared crawl that was done already (a serving engine
+    /// restarted on a finished crawl): a run that then does nothing here is not kept.
+    pub run_on_done_crawl: bool,
     /// Its last few runs, newest first, for the dashboard.
     pub recent_runs: Vec<crate::jobs::RunView>,
     /// A scheduled task's next tick.
@@ -534,6 +537,7 @@ impl Tasks {
             kill: tokio_util::sync::CancellationToken::new(),
             started: tokio::time::Instant::now(),
             run_open: false,
+            run_on_done_crawl: false,
             run: None,
             recent_runs: Vec::new(),
             next_tick: None,

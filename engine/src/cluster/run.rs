@@ -62,7 +62,8 @@ pub async fn run(
     let mut redis = RedisFrontier::new(conn.clone(), &cluster.crawl, pacing(&config));
     // A scheduled crawl is done between its runs, and goes on at its next tick.
     let scheduled = config.schedule.is_some() || redis.has_schedules().await?;
-    if redis.is_done().await? && !config.serve && !scheduled {
+    let joined_done = redis.is_done().await?;
+    if joined_done && !config.serve && !scheduled {
         info!(crawl = %cluster.crawl, "the crawl is already done; start with --fresh to run it again");
         return Ok(Summary {
             stopped: "done".into(),
@@ -155,6 +156,7 @@ pub async fn run(
             redis_timeout: cluster.redis_timeout,
             state: engine_state,
             role: role.clone(),
+            joined_done,
         },
     );
     let mut crawl = crawl.shared(shared, ack_rx);

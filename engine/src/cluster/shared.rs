@@ -159,6 +159,8 @@ pub struct SharedFrontier {
     late_completions: u64,
     /// Claimed records that did not read as requests: the summary's `unreadable_requests`.
     unreadable: u64,
+    /// The crawl was done when this engine joined it, and has stayed done since.
+    joined_done: bool,
     /// Whether the next task news are read whatever the last tick read of their version.
     news_forced: bool,
     /// Since when Redis has failed, while it does.
@@ -197,6 +199,9 @@ pub struct SharedConfig {
     pub state: std::sync::Arc<super::engines::EngineState>,
     /// This engine's role, from the leader job: the leader checks for the end on every tick.
     pub role: tokio::sync::watch::Receiver<super::leader::Role>,
+    /// Whether the crawl was done when the engine joined it (a serving engine restarted on a
+    /// finished crawl): what this engine starts then adds nothing.
+    pub joined_done: bool,
 }
 
 /// Redis stayed away longer than `--redis_timeout`.
@@ -244,6 +249,7 @@ impl SharedFrontier {
             tasks_known: 0,
             late_completions: 0,
             unreadable: 0,
+            joined_done: config.joined_done,
             news_forced: false,
             failing_since: None,
             last_error: None,
@@ -941,6 +947,7 @@ impl SharedFrontier {
             info!("the crawl is done: nothing is queued, leased or deferred");
         }
         self.done = done;
+        self.joined_done &= done;
         Ok(())
     }
 
@@ -1029,6 +1036,12 @@ impl SharedFrontier {
     /// Distinct URLs the whole crawl has seen (as last read).
     pub fn seen(&self) -> u64 {
         self.counts.seen
+    }
+
+    /// Whether the crawl is done as far as this engine knows, counting what it saw when it
+    /// joined until its first look at the crawl's figures.
+    pub fn looks_done(&self) -> bool {
+        self.done || self.joined_done
     }
 
     /// Completions that found their lease gone; their links were queued all the same.
@@ -1189,6 +1202,7 @@ mod tests {
                 redis_timeout: Duration::from_secs(5),
                 state: Default::default(),
                 role,
+                joined_done: false,
             },
         )
     }

@@ -13,9 +13,12 @@ const RECENT_RUNS: usize = 5;
 impl Crawl {
     /// Records the start of task `id`'s run.
     pub(super) fn record_run_start(&mut self, id: u64) {
+        let on_done_crawl = self.frontier.shared().is_some_and(|s| s.looks_done());
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };
+        // A scheduled task's runs start at its ticks, each on a crawl done between runs.
+        task.run_on_done_crawl = on_done_crawl && task.def.schedule.is_none();
         task.run_open = true;
         task.runs_started += 1;
         let Some(jobs) = self.handle.jobs.clone() else {
@@ -74,6 +77,24 @@ impl Crawl {
         let run = task.run.take();
         let figures: RunFigures = task.run_figures();
         let name = task.def.name.clone();
+        if task.run_on_done_crawl
+            && status == RunStatus::Done
+            && figures == RunFigures::default()
+            && task.skipped == 0
+        {
+            // Begun on a crawl that was done already: nothing happened, nothing is kept.
+            info!(task = %name, "the shared crawl was done already; no run recorded");
+            if let (Some(jobs), Some(run)) = (self.handle.jobs.clone(), run) {
+                if let Err(e) = jobs.forget(run) {
+                    warn!(task = %name, cause = %e, "could not forget an empty run");
+                }
+                if let Ok(task) = self.tasks.by_id_mut(id) {
+                    task.recent_runs = jobs.runs(&name, RECENT_RUNS).unwrap_or_default();
+                }
+            }
+            self.run_ended(id);
+            return;
+        }
         self.metrics
             .task_runs
             .get_or_create(&TaskRunLabels {

@@ -1386,6 +1386,47 @@ async fn a_finished_crawl_stays_done_until_fresh() {
     );
 }
 
+#[tokio::test]
+async fn a_serving_engine_restarted_on_a_finished_crawl_records_no_empty_run() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let site = TestSite::start(10).await.expect("site");
+    let jobs = ["--jobs".to_owned(), "jobs.db".to_owned()];
+    let seed = [&jobs[..], &["--seed".to_owned(), site.url("/")]].concat();
+    cluster
+        .engine(dir.path(), "rerun", &seed)
+        .wait()
+        .await
+        .succeeded("the crawl");
+    // The same engine again, serving, with the same run history (./jobs.db): it finds the
+    // crawl done, and its history keeps the one run that crawled.
+    let serving = AdminEngine::start(
+        dir.path(),
+        &cluster.flags("rerun", &[&jobs[..], &["--serve".to_owned()]].concat()),
+        None,
+    )
+    .await;
+    serving
+        .wait_for("the crawl's task, done", |status| {
+            status["tasks"][0]["state"] == "done"
+        })
+        .await;
+    let runs = serving
+        .wait_for_json("/api/tasks/1/runs", |runs| {
+            runs.as_array()
+                .is_some_and(|r| r.iter().all(|run| run["status"] != "running"))
+        })
+        .await;
+    let runs = runs.as_array().expect("runs");
+    assert_eq!(runs.len(), 1, "{runs:#?}");
+    assert_eq!(
+        runs[0]["pages_ok"],
+        site.site.ok_paths().len() as u64,
+        "{runs:#?}"
+    );
+    serving.stop().await;
+}
+
 /// One engine of crawl "scheduled" over `cluster`, run in this process so that its schedule
 /// goes by `clock`, with its own jobs store in `dir`; `seeds` and `cron` start the crawl (an
 /// engine without them joins it and adopts its schedule).
