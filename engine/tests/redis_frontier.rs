@@ -52,6 +52,7 @@ fn done(links: &[NewUrl]) -> Finished<'_> {
         robots: None,
         crawl_delay: Duration::ZERO,
         robots_request: RobotsRequest::No,
+        counted: true,
         run: "",
     }
 }

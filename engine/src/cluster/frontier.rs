@@ -111,6 +111,8 @@ pub enum Offer {
     Seen,
     /// Its host's queue is full.
     Refused,
+    /// Its host has as many pages fetched, in flight and queued as `--max_pages_per_host`.
+    OverPageCap,
 }
 
 /// A request leased to this engine.
@@ -122,6 +124,9 @@ pub struct Claimed {
     pub host: String,
     /// The request as the engine encoded it.
     pub entry: Vec<u8>,
+    /// Its host has had its `--max_pages_per_host` pages: the page is not sent (it took no
+    /// host slot), and its completion only ends the lease.
+    pub over_cap: bool,
 }
 
 /// When a completed request is to be sent again.
@@ -151,6 +156,9 @@ pub struct Finished<'a> {
     pub crawl_delay: Duration,
     /// Whether the request was the host's robots.txt request.
     pub robots_request: RobotsRequest,
+    /// Whether it is a page that was sent and is done for good: it counts toward its host's
+    /// `--max_pages_per_host`.
+    pub counted: bool,
     /// The key of the scheduled run of its request (empty for none): the run has one page
     /// fewer open when the request is done for good.
     pub run: &'a str,
@@ -447,6 +455,7 @@ impl RedisFrontier {
                 0 => Ok(Offer::Queued),
                 1 => Ok(Offer::Seen),
                 2 => Ok(Offer::Refused),
+                3 => Ok(Offer::OverPageCap),
                 _ => Err(ClusterError::Answer("offer")),
             })
             .collect()
@@ -498,15 +507,18 @@ impl RedisFrontier {
             redis::from_redis_value(answer.remove(0)).map_err(|_| ClusterError::Answer("claim"))?;
         let next = u64::try_from(wait).ok().map(Duration::from_millis);
         let claimed = answer
-            .chunks(3)
+            .chunks(4)
             .map(|c| match c {
-                [id, host, entry] => Ok(Claimed {
+                [id, host, entry, over_cap] => Ok(Claimed {
                     lease: redis::from_redis_value(id.clone())
                         .map_err(|_| ClusterError::Answer("claim"))?,
                     host: redis::from_redis_value(host.clone())
                         .map_err(|_| ClusterError::Answer("claim"))?,
                     entry: redis::from_redis_value(entry.clone())
                         .map_err(|_| ClusterError::Answer("claim"))?,
+                    over_cap: redis::from_redis_value::<i64>(over_cap.clone())
+                        .map_err(|_| ClusterError::Answer("claim"))?
+                        == 1,
                 }),
                 _ => Err(ClusterError::Answer("claim")),
             })
@@ -537,7 +549,8 @@ impl RedisFrontier {
             .arg(finished.crawl_delay.as_millis() as u64)
             .arg(finished.robots_request.arg())
             .arg(finished.run)
-            .arg(self.config.max_backoff.as_millis() as u64);
+            .arg(self.config.max_backoff.as_millis() as u64)
+            .arg(u8::from(finished.counted));
         Self::push_urls(&mut call, finished.links);
         let held: u8 = call
             .invoke_async(&mut self.conn)
@@ -645,7 +658,8 @@ impl RedisFrontier {
                         .arg(finished.robots.unwrap_or(b""))
                         .arg(finished.crawl_delay.as_millis() as u64)
                         .arg(finished.robots_request.arg())
-                        .arg(finished.run);
+                        .arg(finished.run)
+                        .arg(u8::from(finished.counted));
                     Self::push_urls(&mut call, finished.links);
                 }
             }

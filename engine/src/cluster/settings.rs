@@ -29,6 +29,10 @@ pub struct CrawlSettings {
     /// The crawl's own task's schedule (settings from before schedules have none).
     #[serde(default)]
     schedule: Option<crate::schedule::ScheduleSpec>,
+    /// Pages of one host at most, across the crawl (settings from before it held in
+    /// cluster mode have none).
+    #[serde(default)]
+    max_pages_per_host: Option<u64>,
 }
 
 impl CrawlSettings {
@@ -50,6 +54,7 @@ impl CrawlSettings {
             max_redirects: config.max_redirects,
             max_url_len: config.max_url_len,
             schedule: config.schedule.as_ref().map(|s| s.spec.clone()),
+            max_pages_per_host: config.max_pages_per_host,
         }
     }
 
@@ -89,6 +94,11 @@ impl CrawlSettings {
             "--allow_domains",
             self.allow_domains.join(","),
             other.allow_domains.join(","),
+        );
+        check(
+            "--max_pages_per_host",
+            format!("{:?}", self.max_pages_per_host),
+            format!("{:?}", other.max_pages_per_host),
         );
         check(
             "--per_host",
@@ -152,6 +162,7 @@ impl CrawlSettings {
         };
         config.max_depth = self.max_depth;
         config.max_pages = self.max_pages;
+        config.max_pages_per_host = self.max_pages_per_host;
         config.allow_domains = self.allow_domains.clone();
         config.per_host = self.per_host.max(1);
         config.delay = Duration::from_millis(self.delay_ms);
@@ -208,17 +219,23 @@ pub async fn adopt(
     if !ours.seeds.is_empty() {
         // Stored unless an engine ran the crawl already: settings that no engine ran with
         // (an engine that stopped at start, its itemsaver unreachable, say) are replaced.
+        // The limits the frontier scripts apply go with them into the hash `limits`.
         let json = serde_json::to_string(&ours).unwrap_or_default();
         let _: i64 = redis::Script::new(
-            "if redis.call('EXISTS', KEYS[1] .. ':ran') == 0 then
-               redis.call('SET', KEYS[1] .. ':settings', ARGV[1])
+            "local stored
+             if redis.call('EXISTS', KEYS[1] .. ':ran') == 0 then
+               stored = redis.call('SET', KEYS[1] .. ':settings', ARGV[1])
              else
-               redis.call('SET', KEYS[1] .. ':settings', ARGV[1], 'NX')
+               stored = redis.call('SET', KEYS[1] .. ':settings', ARGV[1], 'NX')
+             end
+             if stored then
+               redis.call('HSET', KEYS[1] .. ':limits', 'max_pages_per_host', ARGV[2])
              end
              return 1",
         )
         .key(prefix)
         .arg(json)
+        .arg(ours.max_pages_per_host.unwrap_or(0))
         .invoke_async(conn)
         .await
         .map_err(redis_err("store the crawl's settings"))?;

@@ -58,6 +58,8 @@ struct Completion {
     robots: Option<Vec<u8>>,
     crawl_delay: Duration,
     robots_request: RobotsRequest,
+    /// A page sent and done for good: one more of its host's pages.
+    counted: bool,
     /// The key of its scheduled run (empty for none).
     run: String,
 }
@@ -159,6 +161,8 @@ pub struct SharedFrontier {
     late_completions: u64,
     /// Claimed records that did not read as requests: the summary's `unreadable_requests`.
     unreadable: u64,
+    /// Leases of claimed pages whose host had its `--max_pages_per_host`: skipped, not sent.
+    over_cap: HashSet<u64>,
     /// The crawl was done when this engine joined it, and has stayed done since.
     joined_done: bool,
     /// Whether the next task news are read whatever the last tick read of their version.
@@ -249,6 +253,7 @@ impl SharedFrontier {
             tasks_known: 0,
             late_completions: 0,
             unreadable: 0,
+            over_cap: HashSet::new(),
             joined_done: config.joined_done,
             news_forced: false,
             failing_since: None,
@@ -289,10 +294,14 @@ impl SharedFrontier {
     /// becomes of a page.
     pub fn pop(&mut self, mut hold: impl FnMut(&str, u64) -> Hold) -> Option<Popped> {
         let d = self.local.pop_front()?;
+        let over_cap = self.over_cap.remove(&d.id);
         if !self.held.contains(d.id) {
             // Its lease ended before it was sent (the engine stalled): the request went back
             // to the queue, for any engine. It is not this engine's to send any more.
             return None;
+        }
+        if over_cap && d.kind == Kind::Page {
+            return Some(Popped::Skip(d, "host_page_cap"));
         }
         if d.kind == Kind::Page {
             match hold(&d.request.task, d.run) {
@@ -491,10 +500,19 @@ impl SharedFrontier {
                 let stopping = self.stopping;
                 for c in claim.claimed {
                     self.held.insert(c.lease);
+                    if c.over_cap {
+                        self.over_cap.insert(c.lease);
+                    }
                     match entry::decode(&c.entry, c.lease, c.host.clone()) {
-                        Ok(d) if stopping => self.requeue_front(d),
+                        Ok(d) if stopping => {
+                            self.over_cap.remove(&c.lease);
+                            self.requeue_front(d)
+                        }
                         Ok(d) => self.local.push_back(d),
-                        Err(unreadable) => self.unreadable(c.lease, c.host, unreadable),
+                        Err(unreadable) => {
+                            self.over_cap.remove(&c.lease);
+                            self.unreadable(c.lease, c.host, unreadable)
+                        }
                     }
                 }
             }
@@ -531,9 +549,20 @@ impl SharedFrontier {
         });
     }
 
-    /// A request is done for good.
+    /// A request is done for good without being sent (skipped).
     pub fn finished(&mut self, d: &Dispatched) {
         self.end(d, Pending::Never);
+    }
+
+    /// A request is done for good after it was sent: a page counts toward its host's
+    /// `--max_pages_per_host`.
+    pub fn fetched(&mut self, d: &Dispatched) {
+        self.end(d, Pending::Never);
+        if d.kind == Kind::Page
+            && let Some(c) = self.turn.ends.last_mut()
+        {
+            c.counted = true;
+        }
     }
 
     /// A request goes back to the front of its host's queue, uncharged.
@@ -767,6 +796,7 @@ impl SharedFrontier {
                             robots: c.robots.as_deref(),
                             crawl_delay: c.crawl_delay,
                             robots_request: c.robots_request,
+                            counted: c.counted,
                             run: &c.run,
                         },
                     },
@@ -994,6 +1024,7 @@ impl SharedFrontier {
         while let Some(d) = self.local.pop_front() {
             self.requeue_front(d);
         }
+        self.over_cap.clear();
         self.stopping = true;
         loop {
             // This turn's ends, and what a claim answered meanwhile (see `take_claim`).
@@ -1066,6 +1097,7 @@ impl Completion {
             robots: None,
             crawl_delay: Duration::ZERO,
             robots_request: RobotsRequest::No,
+            counted: false,
             run: String::new(),
         }
     }

@@ -144,7 +144,7 @@ impl Crawl {
                     }
                 }
                 // The request leaves the queue with its links and items, in one transaction.
-                self.finished(&dispatched);
+                self.fetched(&dispatched);
                 let ParseResult {
                     items,
                     mut yields,
@@ -449,7 +449,7 @@ impl Crawl {
     /// Counts a page that failed for good, and lets it leave the queue.
     fn fail(&mut self, d: &Dispatched, status: u16, reason: &str) {
         self.tally_of(d, Outcome::Failed { status, reason });
-        self.finished(d);
+        self.fetched(d);
     }
 }
 

@@ -18,10 +18,21 @@ use url::Url;
 pub(super) type Pending = Change;
 
 impl Crawl {
-    /// Records that a page request is done for good: it leaves the durable queue, and its
-    /// task's count of open requests.
+    /// Records that a page request is done for good without being sent (skipped): it leaves
+    /// the durable queue, and its task's count of open requests.
     pub(super) fn finished(&mut self, d: &Dispatched) {
         self.frontier.finished(d);
+        self.left_queue(d);
+    }
+
+    /// Records that a page request is done for good after it was sent (fetched, redirected
+    /// or failed), as [`Crawl::finished`] does.
+    pub(super) fn fetched(&mut self, d: &Dispatched) {
+        self.frontier.fetched(d);
+        self.left_queue(d);
+    }
+
+    fn left_queue(&mut self, d: &Dispatched) {
         if d.kind != Kind::Page {
             return;
         }

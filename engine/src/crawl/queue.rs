@@ -101,10 +101,19 @@ impl Queue {
         }
     }
 
-    /// A request is done for good (shared: its lease completes).
+    /// A request is done for good without being sent (shared: its lease completes).
     pub fn finished(&mut self, d: &Dispatched) {
         if let Queue::Shared(s) = self {
             s.finished(d);
+        }
+    }
+
+    /// A request is done for good after it was sent (shared: its lease completes, and a
+    /// page counts toward its host's `--max_pages_per_host`; the embedded frontier counted
+    /// it when it went).
+    pub fn fetched(&mut self, d: &Dispatched) {
+        if let Queue::Shared(s) = self {
+            s.fetched(d);
         }
     }
 

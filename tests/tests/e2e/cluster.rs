@@ -319,13 +319,24 @@ async fn two_engines_back_off_a_throttling_host_as_one_engine_would() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_fetch_at_most_max_pages_between_them() {
+    two_engines_keep_to_a_page_budget("--max_pages=20").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_fetch_at_most_max_pages_per_host_between_them() {
+    two_engines_keep_to_a_page_budget("--max_pages_per_host=20").await;
+}
+
+/// Two engines crawl a one-host site of 60 pages with a budget of 20 pages (`budget`):
+/// exactly 20 are fetched between them, robots.txt aside, each counted by one engine.
+async fn two_engines_keep_to_a_page_budget(budget: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cluster = Cluster::start(dir.path()).await;
     // Slow enough that both engines hold pages of the task at once.
     let site = TestSite::start_slowly(60, Duration::from_millis(50))
         .await
         .expect("site");
-    let flags = ["--max_pages=20".to_owned(), "--per_host=4".to_owned()];
+    let flags = [budget.to_owned(), "--per_host=4".to_owned()];
     let mut first = vec!["--seed".to_owned(), site.url("/")];
     first.extend_from_slice(&flags);
     let b = cluster.engine(dir.path(), "budget", &flags);
@@ -338,7 +349,11 @@ async fn two_engines_fetch_at_most_max_pages_between_them() {
         .filter(|(path, _)| path.as_str() != "/robots.txt")
         .map(|(_, n)| n)
         .sum();
-    assert!(pages <= 20, "{pages} pages fetched for --max_pages 20");
+    assert!(
+        pages <= 20,
+        "{pages} pages fetched for {budget}: {:?}",
+        site.hits()
+    );
     let ended = |run: &EngineRun| {
         pages_ok(run)
             + run.summary()["pages_failed"]

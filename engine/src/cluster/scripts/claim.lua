@@ -5,8 +5,11 @@
 -- host's slots: one engine holds at most its fair part of them, so an engine that frees a
 -- slot cannot keep a host to itself by claiming again at once. A host whose robots.txt is pending sends only that, one at a time.
 -- Each request is leased, not popped: it comes back to its queue if the lease is neither
--- completed nor extended before it ends. Returns the milliseconds until the next host is
--- ready (-1: none queued), then id, host, entry triples.
+-- completed nor extended before it ends. A page of a host whose pages fetched and in flight
+-- reach the crawl's `--max_pages_per_host` is handed out marked over the cap, taking no host
+-- slot and no delay: the engine counts it skipped and completes it. Returns the
+-- milliseconds until the next host is ready (-1: none queued), then id, host, entry, over
+-- the cap (1 or 0) quadruples.
 local engine = ARGV[1]
 local max = tonumber(ARGV[2])
 local per_host = tonumber(ARGV[3])
@@ -16,6 +19,7 @@ local now = now_ms()
 redis.call('ZADD', K .. ':claimers', now, engine)
 redis.call('ZREMRANGEBYSCORE', K .. ':claimers', '-inf', now - 2000)
 local engines = math.max(1, redis.call('ZCARD', K .. ':claimers'))
+local cap = max_pages_per_host()
 local share = math.ceil(per_host / engines)
 local out = {0}
 local claimed = 0
@@ -27,7 +31,8 @@ for _, host in ipairs(hosts) do
   if claimed >= max then break end
   local hk = K .. ':host:' .. host
   local q = K .. ':q:' .. host
-  local h = redis.call('HMGET', hk, 'delay', 'robots')
+  local h = redis.call('HMGET', hk, 'delay', 'robots', 'pages')
+  local pages = tonumber(h[3] or '0')
   local host_delay = math.max(delay, tonumber(h[1] or '0'))
   local limit = per_host
   local robots = h[2]
@@ -43,17 +48,25 @@ for _, host in ipairs(hosts) do
     if inflight >= limit or mine >= share then break end
     local entry = redis.call('LPOP', q)
     if not entry then break end
-    inflight = inflight + 1
-    mine = mine + 1
-    took = took + 1
     local id = base + claimed
-    redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine)
+    local over = cap > 0 and pages + inflight >= cap and not is_robots(entry)
+    if over then
+      -- Its slot is free already: completing it gives nothing back.
+      redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine,
+        'freed', '1')
+    else
+      inflight = inflight + 1
+      mine = mine + 1
+      took = took + 1
+      redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine)
+    end
     redis.call('ZADD', K .. ':leases', now + lease_ms, id)
     out[#out + 1] = id
     out[#out + 1] = host
     out[#out + 1] = entry
+    out[#out + 1] = over and 1 or 0
     claimed = claimed + 1
-  until host_delay > 0 or claimed >= max
+  until (host_delay > 0 and took > 0) or claimed >= max
   if took > 0 then
     redis.call('HSET', hk, 'inflight', inflight, 'next_at', now + host_delay,
       'e:' .. engine, mine)

@@ -22,6 +22,17 @@ local function is_leader(epoch)
   return current ~= nil and current == tostring(epoch)
 end
 
+-- The crawl's `--max_pages_per_host` (0: none), stored with its settings.
+local function max_pages_per_host()
+  return tonumber(redis.call('HGET', K .. ':limits', 'max_pages_per_host') or '0') or 0
+end
+
+-- Whether `entry` is a robots.txt request: its head (see entry.rs) says so. Records from
+-- before heads read as pages.
+local function is_robots(entry)
+  return string.sub(entry, 1, 4) == 'spn\2' and string.byte(entry, 5) == 1
+end
+
 -- Puts `host` in the ready set (scored by when it may next be sent to) when it has queued
 -- requests and room for one more in flight; takes it out otherwise.
 local function reschedule(host, per_host)
@@ -66,18 +77,20 @@ end
 
 -- Takes up to `max` records of sorted set `set` whose time has come (score <= now): each is
 -- a hash `set:ID` of host and entry, deleted as it is taken. Returns them as {host, entry,
--- freed, engine, budget}, `freed` saying whether a lease's host slot was given back already,
--- `budget` the task budget a lease took a page of (see reserve.lua).
+-- freed, engine, budget, counted}, `freed` saying whether a lease's host slot was given back
+-- already, `budget` the task budget a lease took a page of (see reserve.lua), `counted`
+-- whether its page was counted among its host's pages when it was released.
 local function take_due(set, max)
   local out = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now_ms(), 'LIMIT', 0, max)) do
     local hash = set .. ':' .. id
-    local record = redis.call('HMGET', hash, 'host', 'entry', 'freed', 'engine', 'budget')
+    local record = redis.call('HMGET', hash, 'host', 'entry', 'freed', 'engine', 'budget',
+      'counted')
     redis.call('DEL', hash)
     redis.call('ZREM', set, id)
     if record[1] then
       out[#out + 1] = {record[1], record[2], record[3] == '1', record[4] or nil,
-        record[5] or nil}
+        record[5] or nil, record[6] == '1'}
     end
   end
   return out
@@ -85,7 +98,8 @@ end
 
 -- Queues `entry` for `host` unless the fingerprint was seen; returns 0 queued, 1 seen,
 -- 2 refused (the host's queue holds `max_queue` entries and `bounded` is set: a link; seeds
--- and redirect targets, offered once, are never refused). `robots`,
+-- and redirect targets, offered once, are never refused), 3 refused (the host's pages
+-- fetched, in flight and queued reach `--max_pages_per_host`, which holds for every URL). `robots`,
 -- when not empty, is the host's robots.txt request: queued first if the host is new, and
 -- the host sends nothing else until its rules are known (see claim). `batch` carries what
 -- one call's offers share: queue lengths and hosts to reschedule, settled by `offer_end`.
@@ -113,6 +127,18 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
   if run ~= '' then seen = K .. ':seen:' .. run .. ':' .. shard end
   if redis.call('SISMEMBER', seen, fp) == 1 then
     return 1
+  end
+  if batch.cap == nil then batch.cap = max_pages_per_host() end
+  if batch.cap > 0 then
+    local taken = batch.taken[host]
+    if taken == nil then
+      local h = redis.call('HMGET', K .. ':host:' .. host, 'pages', 'inflight')
+      taken = tonumber(h[1] or '0') + tonumber(h[2] or '0')
+      batch.taken[host] = taken
+    end
+    if len + taken >= batch.cap then
+      return 3
+    end
   end
   if bounded == 1 and len >= max_queue then
     return 2
@@ -148,7 +174,7 @@ end
 
 -- What one call's offers share.
 local function offer_batch()
-  return {lengths = {}, hosts = {}, queued = 0, runs = {}, seen = 0}
+  return {lengths = {}, hosts = {}, queued = 0, runs = {}, seen = 0, cap = nil, taken = {}}
 end
 
 -- A scheduled run's requests queued, leased or deferred (its pages open) are counted in
@@ -200,13 +226,15 @@ local function offer_all(b, n, bounded, max_queue, per_host)
   return out
 end
 
--- Gives back the host slot of lease `id` once (its request was answered; the page's items
--- are being stored). Returns whether the lease was still held.
+-- Gives back the host slot of lease `id` once (its page was answered; its items are being
+-- stored), and counts the page among its host's pages (see `max_pages_per_host`). Returns
+-- whether the lease was still held.
 local function release_lease(id, per_host)
   local lk = K .. ':leases:' .. id
   local lease = redis.call('HMGET', lk, 'host', 'engine', 'freed')
   if lease[1] and lease[3] ~= '1' then
-    redis.call('HSET', lk, 'freed', '1')
+    redis.call('HSET', lk, 'freed', '1', 'counted', '1')
+    redis.call('HINCRBY', K .. ':host:' .. lease[1], 'pages', 1)
     free_slot(lease[1], lease[2])
     reschedule(lease[1], per_host)
     return true
@@ -245,11 +273,12 @@ end
 -- `pace` moves the host's back-off (see pace_host). `robots_request` says whether it was the
 -- host's robots.txt request: '1' yes, '0' no, '?' not known (its record did not read): then
 -- it was when the host's robots.txt is still pending, since such a host sends nothing else,
--- and `robots` is stored only then. `run` is the scheduled run of its
+-- and `robots` is stored only then. `counted`: a page sent and done for good, one more of
+-- the host's pages for `--max_pages_per_host`. `run` is the scheduled run of its
 -- request (empty for none), which has one page fewer open when the request is done for
 -- good. Returns whether the lease was still held.
 local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, requeue,
-    defer_ms, robots, crawl_delay, robots_request, run, links, n)
+    defer_ms, robots, crawl_delay, robots_request, run, counted, links, n)
   local hk = K .. ':host:' .. host
   local hold_ms = pace_host(host, pace, max_backoff)
   if hold_ms > 0 then
@@ -264,7 +293,7 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   -- take them along. Dedup makes a second offer of them harmless.
   offer_all(links, n, 1, max_queue, per_host)
   local lk = K .. ':leases:' .. id
-  local lease = redis.call('HMGET', lk, 'host', 'freed', 'engine', 'budget')
+  local lease = redis.call('HMGET', lk, 'host', 'freed', 'engine', 'budget', 'counted')
   if lease[1] ~= host then
     reschedule(host, per_host)
     return false
@@ -276,6 +305,9 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   redis.call('DEL', lk)
   redis.call('ZREM', K .. ':leases', id)
   if lease[2] ~= '1' then free_slot(host, lease[3]) end
+  if counted and requeue == '' and lease[5] ~= '1' then
+    redis.call('HINCRBY', hk, 'pages', 1)
+  end
   if robots_request == '?' and redis.call('HGET', hk, 'robots') ~= 'pending' then
     robots = ''
   end

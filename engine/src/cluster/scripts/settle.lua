@@ -4,7 +4,8 @@
 -- busy engine spends a fraction of a round trip per page. Each op is
 --   'R', id, n, then n x (host, fp, shard, entry, robots, run, bounded)     a release
 --   'C', id, host, pace, requeue, defer_ms, robots, crawl_delay_ms, robots_request,
---        run, n, then n x (host, fp, shard, entry, robots, run, bounded)    a complete
+--        run, counted, n, then n x (host, fp, shard, entry, robots, run, bounded)
+--                                                                            a complete
 -- Returns {held, late}: how many leases were still held, and how many completes found their
 -- lease gone (reaped after it lapsed, or completed before; a complete of lease 0 only holds
 -- its host and counts in neither).
@@ -32,11 +33,12 @@ while i <= #ARGV do
     local crawl_delay = tonumber(ARGV[i + 7])
     local robots_request = ARGV[i + 8]
     local run = ARGV[i + 9]
-    local n = tonumber(ARGV[i + 10])
-    local links = i + 11
+    local counted = ARGV[i + 10] == '1'
+    local n = tonumber(ARGV[i + 11])
+    local links = i + 12
     i = links + n * URL_ARGS
     if complete_lease(id, host, per_host, max_queue, pace, max_backoff, requeue, defer_ms,
-        robots, crawl_delay, robots_request, run, links, n) then
+        robots, crawl_delay, robots_request, run, counted, links, n) then
       held = held + 1
     elseif id ~= '0' then
       late = late + 1
