@@ -503,7 +503,7 @@ fn seen_bytes_per_url(n: usize) -> f64 {
             meta: Default::default(),
             spider: None,
         };
-        frontier.push(request, host, fp, 0, k as u64 + 1, String::new, now);
+        frontier.push(request, host, (0, fp), 0, k as u64 + 1, String::new, now);
     }
     let grown = rss_bytes() - before;
     let per_url = grown / n as f64;

@@ -75,6 +75,9 @@ pub struct CrawlStatus {
     pub retries: u64,
     /// Requests waiting (queued, retrying, or held for paused tasks).
     pub queued: u64,
+    /// URLs the crawl knows (its seen set: each task's current run's; in cluster mode the
+    /// whole crawl's, every run's, from Redis).
+    pub urls_seen: u64,
     /// Requests in flight.
     pub in_flight: u64,
     /// Items extracted and handed to the sink.

@@ -630,7 +630,6 @@ impl Args {
             .filter(|h| !h.trim().is_empty())
             .map(|h| common::parse_host_spec(h).map_err(EngineError::BadItemSaverHost))
             .transpose()?;
-        let serve_only = self.serve && seeds.is_empty() && !self.resume;
         let state_path = self
             .state
             .clone()
@@ -687,9 +686,8 @@ impl Args {
             heartbeat_misses: self.heartbeat_misses.max(1),
             no_workers_timeout: Duration::from_secs(self.no_workers_timeout),
             dead_letters: state_path.with_extension("dead-letters.jsonl"),
-            // An engine that only serves API tasks has nothing durable to keep (API tasks
-            // are not resumed).
-            state_dir: (!self.no_state && !serve_only).then(|| state_path.clone()),
+            // An engine that only serves API tasks keeps them durable too.
+            state_dir: (!self.no_state).then(|| state_path.clone()),
             state_sync: Duration::from_millis(self.state_sync_ms.max(1)),
             resume: if self.resume {
                 ResumeMode::Require

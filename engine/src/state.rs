@@ -1,5 +1,5 @@
-//! The crawl's durable state: what is queued or in flight, every URL seen, items not yet
-//! acknowledged by the itemsaver, and the running figures. Kept in SQLite (WAL), written by one
+//! The crawl's durable state: its tasks, what is queued or in flight, every URL seen, items
+//! not yet acknowledged by the itemsaver, and the running figures. Kept in SQLite (WAL), written by one
 //! task in batched transactions, so a crawl killed at any moment resumes where it stopped.
 //!
 //! The invariant that makes resuming exact: a request leaves the queue in the same transaction
@@ -77,8 +77,10 @@ pub struct SpooledPage {
 pub struct Restored {
     /// Whether an unfinished crawl was found.
     pub resumed: bool,
-    /// Fingerprints of every URL seen.
-    pub seen: Vec<u64>,
+    /// Fingerprints of every URL seen, with their dedup scope (a task's run).
+    pub seen: Vec<(u64, u64)>,
+    /// The crawl's tasks as the crawl recorded them (see [`Change::Task`]), by id.
+    pub tasks: Vec<(u64, String)>,
     /// Requests queued or in flight when the crawl stopped, by id.
     pub queue: Vec<(u64, QueueEntry)>,
     /// Pages whose items the itemsaver has not acknowledged, by spool sequence, in order.
@@ -93,8 +95,13 @@ pub struct Restored {
 /// A change the crawl records; a page's changes are recorded together, as one group.
 #[derive(Debug)]
 pub enum Change {
-    /// A URL fingerprint was seen.
-    Seen(u64),
+    /// A URL fingerprint was seen in a dedup scope (scope, fingerprint).
+    Seen(u64, u64),
+    /// A dedup scope's fingerprints are forgotten (its run ended; the next has its own).
+    Forget(u64),
+    /// A task's record (the crawl's own encoding), under its id: written when it is added
+    /// and when its state or run changes, so that every task is resumed.
+    Task(u64, String),
     /// A request was queued under an id.
     Enqueue(u64, QueueEntry),
     /// A request is done for good.
@@ -106,7 +113,9 @@ pub enum Change {
 /// One message to the writer.
 #[derive(Debug)]
 enum Op {
-    Seen(u64),
+    Seen(u64, u64),
+    Forget(u64),
+    Task(u64, String),
     Enqueue(u64, Vec<u8>),
     Finish(u64),
     Spool(u64, Vec<u8>),
@@ -167,7 +176,9 @@ impl StateHandle {
         let mut ops = Vec::with_capacity(changes.len());
         for change in changes {
             ops.push(match change {
-                Change::Seen(fp) => Op::Seen(fp),
+                Change::Seen(scope, fp) => Op::Seen(scope, fp),
+                Change::Forget(scope) => Op::Forget(scope),
+                Change::Task(id, record) => Op::Task(id, record),
                 Change::Finish(id) => Op::Finish(id),
                 Change::Enqueue(id, entry) => Op::Enqueue(
                     id,
@@ -373,7 +384,9 @@ impl StateDir {
             .map_err(sqlite)?;
         conn.execute_batch(
             "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-             CREATE TABLE IF NOT EXISTS seen (fp INTEGER PRIMARY KEY);
+             CREATE TABLE IF NOT EXISTS seen (fp INTEGER PRIMARY KEY,
+                 scope INTEGER NOT NULL DEFAULT 0);
+             CREATE TABLE IF NOT EXISTS tasks (id INTEGER PRIMARY KEY, record TEXT NOT NULL);
              CREATE TABLE IF NOT EXISTS queue (id INTEGER PRIMARY KEY, entry BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS spool (seq INTEGER PRIMARY KEY, item BLOB NOT NULL);
              CREATE TABLE IF NOT EXISTS pages (seq INTEGER PRIMARY KEY, page BLOB NOT NULL);
@@ -382,6 +395,18 @@ impl StateDir {
                  PRIMARY KEY (task, id));",
         )
         .map_err(sqlite)?;
+        // A state written before scopes were kept: its fingerprints are the first task's.
+        let scoped: bool = conn
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM pragma_table_info('seen') WHERE name = 'scope'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(sqlite)?;
+        if !scoped {
+            conn.execute_batch("ALTER TABLE seen ADD COLUMN scope INTEGER NOT NULL DEFAULT 0")
+                .map_err(sqlite)?;
+        }
         let restored = restore(&conn, &path)?;
         let (tx, rx) = mpsc::channel(OPS_BUFFER);
         let writer_path = path.clone();
@@ -408,11 +433,19 @@ fn restore(conn: &Connection, path: &Path) -> Result<Restored, StateError> {
         source,
     };
     let mut r = Restored::default();
-    let mut stmt = conn.prepare("SELECT fp FROM seen").map_err(sqlite)?;
+    let mut stmt = conn.prepare("SELECT scope, fp FROM seen").map_err(sqlite)?;
     r.seen = stmt
-        .query_map([], |row| row.get::<_, i64>(0))
+        .query_map([], |row| Ok((row.get::<_, i64>(0)?, row.get::<_, i64>(1)?)))
         .map_err(sqlite)?
-        .map(|fp| fp.map(|v| v as u64))
+        .map(|row| row.map(|(scope, fp)| (scope as u64, fp as u64)))
+        .collect::<Result<_, _>>()
+        .map_err(sqlite)?;
+    let mut stmt = conn
+        .prepare("SELECT id, record FROM tasks ORDER BY id")
+        .map_err(sqlite)?;
+    r.tasks = stmt
+        .query_map([], |row| Ok((row.get::<_, i64>(0)? as u64, row.get(1)?)))
+        .map_err(sqlite)?
         .collect::<Result<_, _>>()
         .map_err(sqlite)?;
     r.queue = load_records(
@@ -536,7 +569,11 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, sync: Duration, 
 fn commit(conn: &mut Connection, batch: &mut [Op]) -> rusqlite::Result<()> {
     let tx = conn.transaction()?;
     {
-        let mut seen = tx.prepare_cached("INSERT OR IGNORE INTO seen (fp) VALUES (?1)")?;
+        let mut seen =
+            tx.prepare_cached("INSERT OR IGNORE INTO seen (fp, scope) VALUES (?1, ?2)")?;
+        let mut forget = tx.prepare_cached("DELETE FROM seen WHERE scope = ?1")?;
+        let mut task =
+            tx.prepare_cached("INSERT OR REPLACE INTO tasks (id, record) VALUES (?1, ?2)")?;
         let mut enqueue =
             tx.prepare_cached("INSERT OR REPLACE INTO queue (id, entry) VALUES (?1, ?2)")?;
         let mut finish = tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?;
@@ -559,8 +596,14 @@ fn commit(conn: &mut Connection, batch: &mut [Op]) -> rusqlite::Result<()> {
         }
         for op in flat {
             match op {
-                Op::Seen(fp) => {
-                    seen.execute([*fp as i64])?;
+                Op::Seen(scope, fp) => {
+                    seen.execute([*fp as i64, *scope as i64])?;
+                }
+                Op::Forget(scope) => {
+                    forget.execute([*scope as i64])?;
+                }
+                Op::Task(id, record) => {
+                    task.execute(params![*id as i64, record])?;
                 }
                 Op::Enqueue(id, entry) => {
                     enqueue.execute(params![*id as i64, entry])?;
@@ -652,7 +695,7 @@ mod tests {
                 (2, "http://a.test/2"),
                 (3, "http://a.test/3"),
             ] {
-                changes.push(Change::Seen(id * 100));
+                changes.push(Change::Seen(id % 2, id * 100));
                 changes.push(Change::Enqueue(
                     id,
                     QueueEntry {
@@ -684,7 +727,7 @@ mod tests {
         assert!(r.resumed);
         let mut seen = r.seen.clone();
         seen.sort();
-        assert_eq!(seen, vec![100, 200, 300]);
+        assert_eq!(seen, vec![(0, 200), (1, 100), (1, 300)]);
         let queued: Vec<(u64, String)> = r
             .queue
             .iter()
@@ -716,6 +759,44 @@ mod tests {
         assert!(!state.has_unfinished());
     }
 
+    #[tokio::test]
+    async fn a_forgotten_scope_leaves_and_task_records_come_back_over_a_state_from_before_scopes() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = StateDir::new(dir.path().join("crawl.state"));
+        std::fs::create_dir_all(state.path()).expect("dir");
+        {
+            // A state written before scopes and tasks were kept.
+            let conn = Connection::open(state.db()).expect("open");
+            conn.execute_batch(
+                "CREATE TABLE seen (fp INTEGER PRIMARY KEY); INSERT INTO seen VALUES (7);",
+            )
+            .expect("old schema");
+        }
+        {
+            let (handle, restored) = state.open(Duration::from_millis(10)).expect("open");
+            assert_eq!(restored.seen, vec![(0, 7)], "the first task's");
+            let changes = vec![
+                Change::Seen(5, 1),
+                Change::Seen(5, 2),
+                Change::Seen(6, 3),
+                Change::Task(2, "second".into()),
+                Change::Task(1, "first".into()),
+            ];
+            handle.record(changes).await.expect("record");
+            let next_run = vec![Change::Forget(5), Change::Task(2, "second, run 2".into())];
+            handle.record(next_run).await.expect("record");
+            handle.flush().await.expect("flush");
+        }
+        let (_handle, r) = state.open(Duration::from_millis(10)).expect("reopen");
+        let mut seen = r.seen.clone();
+        seen.sort();
+        assert_eq!(seen, vec![(0, 7), (6, 3)]);
+        assert_eq!(
+            r.tasks,
+            vec![(1, "first".to_owned()), (2, "second, run 2".to_owned())]
+        );
+    }
+
     fn page(item: Item) -> SpooledPage {
         SpooledPage {
             items: vec![item],
@@ -726,7 +807,10 @@ mod tests {
     #[tokio::test]
     async fn disabled_state_records_nothing() {
         let handle = StateHandle::disabled();
-        handle.record(vec![Change::Seen(1)]).await.expect("record");
+        handle
+            .record(vec![Change::Seen(0, 1)])
+            .await
+            .expect("record");
         handle.flush().await.expect("flush");
     }
 }

@@ -110,6 +110,16 @@ impl Admin {
         }
     }
 
+    async fn status(&self) -> serde_json::Value {
+        let text = reqwest::get(format!("{}/api/status", self.base))
+            .await
+            .expect("status")
+            .text()
+            .await
+            .expect("text");
+        serde_json::from_str(&text).expect("status json")
+    }
+
     async fn metrics(&self) -> String {
         reqwest::get(format!("{}/metrics", self.base))
             .await
@@ -156,6 +166,7 @@ async fn a_task_every_minute_runs_three_times_in_three_minutes() {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         let pages = site.site.ok_paths().len() as u64;
+        let mut seen = Vec::new();
         for n in 1..=3 {
             clock.advance(MINUTE);
             let runs = engine
@@ -165,7 +176,11 @@ async fn a_task_every_minute_runs_three_times_in_three_minutes() {
                 runs[0]["pages_ok"], pages,
                 "run {n} fetched the whole site again"
             );
+            seen.push(engine.status().await["urls_seen"].clone());
         }
+        // Each run's seen URLs are forgotten when the next starts: the set stays one run's.
+        assert_eq!(seen[0], seen[2], "{seen:?}");
+        assert!(seen[0].as_u64().is_some_and(|n| n >= pages), "{seen:?}");
         let runs = engine.runs_when(|_| true).await;
         assert_eq!(statuses(&runs), ["done", "done", "done"]);
         assert_eq!(site.hits()["/"], 3, "each run fetched the seed once");

@@ -39,6 +39,9 @@ pub struct Place {
     pub host: String,
     /// Its fingerprint, salted by task (and run).
     pub fingerprint: u64,
+    /// Its dedup scope: the salt of its task's run. The embedded frontier keeps each scope's
+    /// fingerprints apart, so that a run's are forgotten when the next starts.
+    pub scope: u64,
     /// Redirect hops that led to it.
     pub redirects: u32,
     /// Its task's run.

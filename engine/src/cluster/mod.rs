@@ -41,6 +41,7 @@ pub fn run_seeds(def: &crate::tasks::TaskDef, robots: bool, run: u64, salt: u64)
                 entry::Place {
                     host,
                     fingerprint: common::fingerprint(seed.as_str()) ^ salt,
+                    scope: salt,
                     redirects: 0,
                     run,
                 },

@@ -25,6 +25,11 @@ pub struct TaskSpec {
 }
 
 impl TaskSpec {
+    /// The task's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The record of a task.
     pub fn from_def(def: &TaskDef) -> TaskSpec {
         TaskSpec {

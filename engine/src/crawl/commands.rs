@@ -147,8 +147,10 @@ impl Crawl {
         if def.schedule.is_some() {
             // It runs at its ticks, not now.
             self.schedule_task(id);
+            self.record_task(id);
             return Ok(self.tasks.by_id_mut(id)?.view());
         }
+        self.record_task(id);
         if seed {
             self.push_seeds(&def, Instant::now());
         }
@@ -165,8 +167,9 @@ impl Crawl {
         if next == TaskState::Paused {
             task.state = TaskState::Paused;
             info!(id, task = %task.def.name, "task paused");
+            self.record_task(id);
         }
-        Ok(task.view())
+        Ok(self.tasks.by_id_mut(id)?.view())
     }
 
     fn resume_task(&mut self, id: u64) -> Result<TaskView, TaskError> {
@@ -179,6 +182,7 @@ impl Crawl {
             let name = task.def.name.clone();
             info!(id, task = %name, "task resumed");
             self.frontier.unpark(&name, Instant::now());
+            self.record_task(id);
         }
         Ok(self.tasks.by_id_mut(id)?.view())
     }
@@ -210,6 +214,7 @@ impl Crawl {
             }
             _ => info!(id, task = %name, in_flight, "task stopped: its requests in flight finish"),
         }
+        self.record_task(id);
         // Parked requests go now; queued ones as their turn comes (see `Hold::Drop`).
         let reason = how.drop_reason();
         for d in self.frontier.drop_parked(&name) {

@@ -8,10 +8,22 @@ use crate::robots;
 use crate::sink::Spooled;
 use crate::state::{Change, Restored, SpooledPage};
 use crate::summary::Summary;
-use crate::tasks::TaskDef;
+use crate::tasks::{TaskDef, TaskState};
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use tokio::time::Instant;
-use tracing::warn;
+use tracing::{info, warn};
 use url::Url;
+
+/// A task as the durable state keeps it: what it does, where it is in its life, and the
+/// dedup scope of its run, so that a restarted engine carries on every task.
+#[derive(Serialize, Deserialize)]
+struct TaskRecord {
+    spec: crate::cluster::tasks::TaskSpec,
+    state: TaskState,
+    salt: u64,
+    runs_started: u64,
+}
 
 /// A state change waiting to be sent to the writer; the changes of one loop turn (a page's
 /// links, items and removal from the queue) go as one group, committed together or not at all.
@@ -36,14 +48,116 @@ impl Crawl {
         if d.kind != Kind::Page {
             return;
         }
-        let index = self.tasks.index(&d.request.task);
-        if self.is_durable(index) && d.id != 0 {
+        if self.durable && d.id != 0 {
             self.pending.push(Pending::Finish(d.id));
         }
         if let Some(t) = self.tasks.named_mut(&d.request.task) {
             t.open = t.open.saturating_sub(1);
             t.settle();
         }
+    }
+
+    /// Records task `id` as it is now in the durable state (added, its state or run changed).
+    pub(super) fn record_task(&mut self, id: u64) {
+        if !self.durable {
+            return;
+        }
+        let Ok(task) = self.tasks.by_id_mut(id) else {
+            return;
+        };
+        let record = TaskRecord {
+            spec: crate::cluster::tasks::TaskSpec::from_def(&task.def),
+            state: task.state,
+            salt: task.salt,
+            runs_started: task.runs_started,
+        };
+        let json = serde_json::to_string(&record).unwrap_or_default();
+        self.pending.push(Pending::Task(id, json));
+    }
+
+    /// Takes up the tasks the state recorded, in id order, with their runs' dedup scopes and
+    /// states and `open` requests restored; the engine's own task (id 1, when the flags name
+    /// it) takes its settings from the flags, as a fresh start would.
+    async fn restore_tasks(&mut self, records: Vec<(u64, String)>, open: &HashMap<String, u64>) {
+        for (id, json) in records {
+            let record = match serde_json::from_str::<TaskRecord>(&json) {
+                Ok(record) => record,
+                Err(e) => {
+                    warn!(id, cause = %e, "an unreadable task in the state; its requests are dropped as they come");
+                    continue;
+                }
+            };
+            let own = id == 1 && record.spec.name() == self.config.task && self.has_own_task();
+            let def = if own {
+                Ok(TaskDef::from_config(&self.config))
+            } else {
+                record.spec.to_def()
+            };
+            let def = match def {
+                Ok(def) => def,
+                Err(why) => {
+                    warn!(id, %why, "a task in the state cannot be taken up; its requests are dropped as they come");
+                    continue;
+                }
+            };
+            if !own && let Some(spider) = &def.spider {
+                let job = crate::pool::Job::Spider(spider.source.clone());
+                if let Err(why) = self.pool.control().add_job(job).await {
+                    warn!(task = %def.name, %why, "no worker can run a resumed task's spider yet");
+                }
+            }
+            let (name, scheduled) = (def.name.clone(), def.schedule.is_some());
+            let added = match self.tasks.add(def) {
+                Ok(added) => added,
+                Err(e) => {
+                    warn!(id, cause = %e, "a task in the state cannot be taken up");
+                    continue;
+                }
+            };
+            if added != id {
+                warn!(id, now = added, task = %name, "a resumed task has another id");
+            }
+            let left = open.get(&name).copied().unwrap_or(0);
+            if scheduled {
+                self.schedule_task(added);
+            }
+            let Ok(task) = self.tasks.by_id_mut(added) else {
+                continue;
+            };
+            task.salt = record.salt;
+            task.runs_started = record.runs_started;
+            task.open = left;
+            let going = match record.state {
+                // A scheduled task between runs waits for its next tick; one in a run
+                // carries it on.
+                TaskState::Waiting => false,
+                _ if scheduled && left == 0 => false,
+                TaskState::Paused => {
+                    task.state = TaskState::Paused;
+                    true
+                }
+                state if state.ended() => {
+                    task.state = state;
+                    false
+                }
+                _ => {
+                    task.state = TaskState::Running;
+                    true
+                }
+            };
+            task.settle();
+            info!(id = added, task = %name, state = ?task.state, queued = left, "task resumed from the state");
+            if going {
+                self.record_run_start(added);
+            }
+            self.record_task(added);
+        }
+    }
+
+    /// Whether the engine's flags describe a task of its own (a serving engine may have
+    /// none: only tasks added through the API).
+    fn has_own_task(&self) -> bool {
+        !self.config.serve || !self.config.seeds.is_empty()
     }
 
     /// Gives a page's items their spool sequence number and records them in the spool.
@@ -88,20 +202,23 @@ impl Crawl {
             self.add_task_seeded(def, false)?;
             return self.flush_pending().await;
         };
-        for fp in restored.seen {
-            frontier.mark_seen(fp);
+        for (scope, fp) in restored.seen {
+            frontier.mark_seen(scope, fp);
         }
-        let mut restored_open = 0;
+        // A state from before every task was kept holds the engine's own task only.
+        let own_only = restored.tasks.is_empty();
+        let mut open: HashMap<String, u64> = HashMap::new();
         for (id, entry) in restored.queue {
             self.next_id = self.next_id.max(id + 1);
             let Ok(url) = Url::parse(&entry.request.url) else {
                 warn!(url = %entry.request.url, "unreadable queued URL in the state; dropped");
                 continue;
             };
-            // The durable queue holds the engine's own task only.
             let mut request = entry.request;
-            request.task = self.config.task.clone();
-            restored_open += 1;
+            if own_only {
+                request.task = self.config.task.clone();
+            }
+            *open.entry(request.task.clone()).or_default() += 1;
             frontier.restore(
                 request,
                 host_key(&url),
@@ -120,12 +237,15 @@ impl Crawl {
         self.next_seq = restored.spool.last().map_or(1, |(seq, _)| seq + 1);
         // Items fetched but not acknowledged before: sent first, in order.
         self.sink.send(restored.spool).await?;
-        // The engine's own task: always, unless it only serves tasks added through the API.
-        if !self.config.serve || !self.config.seeds.is_empty() || restored.resumed {
+        if !own_only {
+            self.restore_tasks(restored.tasks, &open).await;
+        } else if self.has_own_task() || restored.resumed {
+            // The engine's own task: always, unless it only serves tasks added through the
+            // API.
             let def = TaskDef::from_config(&self.config);
             self.add_task(def)?;
             if let Ok(t) = self.tasks.by_id_mut(1) {
-                t.open += restored_open;
+                t.open += open.get(&self.config.task).copied().unwrap_or(0);
                 t.settle();
             }
         }

@@ -45,6 +45,7 @@ impl Crawl {
             errors: self.summary.pages_failed.clone(),
             retries: self.summary.retries,
             queued,
+            urls_seen: self.frontier.seen() as u64,
             in_flight: self.in_flight as u64,
             items_extracted: self.items_sent,
             items_saved: saved,

@@ -563,10 +563,10 @@ impl Crawl {
                 Stopped::Interrupted
             });
         }
-        // A serving engine ends on a signal; when its own task is finished (or it has none)
+        // A serving engine ends on a signal; when every task is finished (or it has none)
         // there is nothing to resume.
-        let own_done = self.tasks.iter().next().is_none_or(|t| t.open == 0);
-        Ok(if self.stopping && !(self.config.serve && own_done) {
+        let all_done = self.tasks.iter().all(|t| t.open == 0);
+        Ok(if self.stopping && !(self.config.serve && all_done) {
             Stopped::Interrupted
         } else if self.frontier.queued() + self.frontier.parked() > 0 {
             Stopped::MaxPages
@@ -705,8 +705,7 @@ impl Crawl {
         self.meters[index].get_or_insert_with(|| metrics.worker(addr))
     }
 
-    /// Queues a URL (already canonical) unless its task saw it; records it durably when its
-    /// task is the engine's own.
+    /// Queues a URL (already canonical) unless its task's run saw it; records it durably.
     fn push(&mut self, url: &Url, request: Request, found: Found, now: Instant) -> bool {
         let index = self.tasks.index(&request.task);
         let (salt, run) = index.map_or((0, 0), |i| {
@@ -721,7 +720,7 @@ impl Crawl {
         };
         // A seed or a redirect's target is offered once: only links, which other pages may
         // offer again, wait for room in a full queue.
-        match self.frontier.admit(&host, fp, found == Found::Link) {
+        match self.frontier.admit(&host, salt, fp, found == Found::Link) {
             Admission::Open => {}
             Admission::Seen => return false,
             refused => {
@@ -731,11 +730,12 @@ impl Crawl {
             }
         }
         let id = self.next_id;
-        let entry = self.is_durable(index).then(|| request.clone());
+        let entry = self.durable.then(|| request.clone());
         let task = request.task.clone();
         let place = crate::cluster::entry::Place {
             host,
             fingerprint: fp,
+            scope: salt,
             redirects,
             run,
         };
@@ -747,7 +747,7 @@ impl Crawl {
                 t.settle();
             }
             if let Some(request) = entry {
-                self.pending.push(Pending::Seen(fp));
+                self.pending.push(Pending::Seen(salt, fp));
                 self.pending.push(Pending::Enqueue(
                     id,
                     crate::state::QueueEntry { request, redirects },
@@ -755,12 +755,6 @@ impl Crawl {
             }
         }
         queued
-    }
-
-    /// Whether requests of the task at `index` are kept in the durable state: only the
-    /// engine's own task is resumable (and requests of a task not known, from an older state).
-    fn is_durable(&self, index: Option<usize>) -> bool {
-        self.durable && index.is_none_or(|i| i == 0)
     }
 
     /// Queues the seeds of a task.

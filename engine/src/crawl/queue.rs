@@ -26,9 +26,9 @@ pub enum Queue {
 
 impl Queue {
     /// Whether a URL may be queued. The shared frontier decides in Redis, with the offer.
-    pub fn admit(&self, host: &str, fingerprint: u64, bounded: bool) -> Admission {
+    pub fn admit(&self, host: &str, scope: u64, fingerprint: u64, bounded: bool) -> Admission {
         match self {
-            Queue::Embedded(f) => f.admit(host, fingerprint, bounded),
+            Queue::Embedded(f) => f.admit(host, scope, fingerprint, bounded),
             Queue::Shared(_) => Admission::Open,
         }
     }
@@ -50,7 +50,7 @@ impl Queue {
             Queue::Embedded(f) => f.push(
                 request,
                 place.host,
-                place.fingerprint,
+                (place.scope, place.fingerprint),
                 place.redirects,
                 id,
                 robots_url,

@@ -165,6 +165,7 @@ impl Crawl {
             return;
         };
         let run = task.runs_started + 1;
+        let ended_scope = task.salt;
         task.salt = match shared {
             // Every engine of the crawl derives the same dedup from the run's number.
             Some(number) => {
@@ -192,6 +193,15 @@ impl Crawl {
         let def = task.def.clone();
         info!(id, task = %def.name, run = shared.unwrap_or(run), "scheduled run started");
         self.record_run_start(id);
+        // The run before has ended: nothing is offered in its scope any more.
+        if let Some(frontier) = self.frontier.embedded() {
+            let forgotten = frontier.forget(ended_scope);
+            debug!(task = %def.name, forgotten, "the last run's seen URLs forgotten");
+            if self.durable {
+                self.pending.push(super::Pending::Forget(ended_scope));
+            }
+        }
+        self.record_task(id);
         if shared.is_none() {
             self.push_seeds(&def, Instant::now());
         }

@@ -113,11 +113,13 @@ impl Admission {
 /// time, requests waiting to be retried, and the seen set.
 ///
 /// The seen set holds 64-bit fingerprints of canonical URLs (see [`common::fingerprint`]):
-/// about 16 bytes a URL instead of the URL itself.
+/// about 16 bytes a URL instead of the URL itself. It is kept by dedup scope (a task's run:
+/// the salt of its fingerprints), so that a run's fingerprints are forgotten when the next
+/// run of its task starts.
 #[derive(Debug)]
 pub struct Frontier {
     config: PolitenessConfig,
-    seen: HashSet<u64>,
+    seen: HashMap<u64, HashSet<u64>>,
     hosts: HashMap<String, Host>,
     ready: VecDeque<String>,
     sleeping: BinaryHeap<Reverse<(Instant, String)>>,
@@ -136,7 +138,7 @@ impl Frontier {
                 per_host: config.per_host.max(1),
                 ..config
             },
-            seen: HashSet::new(),
+            seen: HashMap::new(),
             hosts: HashMap::new(),
             ready: VecDeque::new(),
             sleeping: BinaryHeap::new(),
@@ -147,10 +149,14 @@ impl Frontier {
         }
     }
 
-    /// Whether a URL of `host` with `fingerprint` may be queued now; `bounded` says whether
-    /// the host's queue bound applies (the page cap always does).
-    pub fn admit(&self, host: &str, fingerprint: u64, bounded: bool) -> Admission {
-        if self.seen.contains(&fingerprint) {
+    /// Whether a URL of `host` with `fingerprint` in dedup scope `scope` may be queued now;
+    /// `bounded` says whether the host's queue bound applies (the page cap always does).
+    pub fn admit(&self, host: &str, scope: u64, fingerprint: u64, bounded: bool) -> Admission {
+        if self
+            .seen
+            .get(&scope)
+            .is_some_and(|s| s.contains(&fingerprint))
+        {
             return Admission::Seen;
         }
         let Some(h) = self.hosts.get(host) else {
@@ -171,26 +177,32 @@ impl Frontier {
         }
     }
 
-    /// Records `fingerprint` as seen; returns whether it was new.
-    pub fn mark_seen(&mut self, fingerprint: u64) -> bool {
-        self.seen.insert(fingerprint)
+    /// Records `fingerprint` as seen in dedup scope `scope`; returns whether it was new.
+    pub fn mark_seen(&mut self, scope: u64, fingerprint: u64) -> bool {
+        self.seen.entry(scope).or_default().insert(fingerprint)
+    }
+
+    /// Forgets the fingerprints of dedup scope `scope` (a run that ended: its task's next
+    /// run has a scope of its own); returns how many.
+    pub fn forget(&mut self, scope: u64) -> usize {
+        self.seen.remove(&scope).map_or(0, |s| s.len())
     }
 
     /// Queues `request` for `host` under durable id `id`, unless its fingerprint was seen
-    /// before; returns whether it was queued. `robots_url` is the host's robots.txt, fetched
-    /// first for a new host.
+    /// before in dedup scope `scope`; returns whether it was queued. `robots_url` is the
+    /// host's robots.txt, fetched first for a new host.
     #[allow(clippy::too_many_arguments)]
     pub fn push(
         &mut self,
         request: Request,
         host: String,
-        fingerprint: u64,
+        (scope, fingerprint): (u64, u64),
         redirects: u32,
         id: u64,
         robots_url: impl FnOnce() -> String,
         now: Instant,
     ) -> bool {
-        if !self.mark_seen(fingerprint) {
+        if !self.mark_seen(scope, fingerprint) {
             return false;
         }
         self.restore(request, host, redirects, id, robots_url, now);
@@ -479,9 +491,9 @@ impl Frontier {
         self.queued
     }
 
-    /// URLs ever seen.
+    /// URLs seen, in the scopes kept.
     pub fn seen(&self) -> usize {
-        self.seen.len()
+        self.seen.values().map(HashSet::len).sum()
     }
 }
 
@@ -516,7 +528,7 @@ mod tests {
         f.push(
             req(&url),
             host.into(),
-            common::fingerprint(&url),
+            (0, common::fingerprint(&url)),
             0,
             1,
             || format!("http://{host}/robots.txt"),
@@ -680,6 +692,7 @@ mod tests {
         let admit = |f: &Frontier, host: &str, path: &str| {
             f.admit(
                 host,
+                0,
                 common::fingerprint(&format!("http://{host}{path}")),
                 true,
             )
@@ -691,7 +704,12 @@ mod tests {
         assert_eq!(admit(&f, "a.test", "/1"), Admission::Seen);
         assert_eq!(admit(&f, "a.test", "/new"), Admission::QueueFull);
         assert_eq!(
-            f.admit("a.test", common::fingerprint("http://a.test/seed"), false),
+            f.admit(
+                "a.test",
+                0,
+                common::fingerprint("http://a.test/seed"),
+                false
+            ),
             Admission::Open,
             "a seed or a redirect's target is not held to the queue bound"
         );

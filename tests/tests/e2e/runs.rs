@@ -375,3 +375,64 @@ async fn a_worker_reports_what_it_is_working_on() {
     }
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_task_added_through_the_api_is_resumed_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = TestSite::start_slowly(30, Duration::from_millis(100))
+        .await
+        .expect("site");
+    let other = TestSite::start(10).await.expect("second site");
+    let store = dir.path().join("items.db");
+    // A serving engine with no task of its own, its state in ./default.state.
+    let args = vec![s("--serve"), s("--store"), store.display().to_string()];
+    let engine = AdminEngine::start(dir.path(), &args, None).await;
+    let add = |name: &str, url: String| format!(r#"{{"name": "{name}", "seeds": ["{url}"]}}"#);
+    engine
+        .change("POST", "/api/tasks", Some(&add("slow", site.url("/"))), 201)
+        .await;
+    engine
+        .change(
+            "POST",
+            "/api/tasks",
+            Some(&add("held", other.url("/"))),
+            201,
+        )
+        .await;
+    engine.change("POST", "/api/tasks/2/pause", None, 200).await;
+    site.wait_for_hits(5).await;
+    let stopped = engine.stop().await.succeeded("the first engine");
+    assert!(
+        stopped.summary()["resumable_state"].is_string(),
+        "{}",
+        stopped.summary()
+    );
+    let before = site.hits();
+    assert!(before.len() < site.site.ok_paths().len(), "{before:?}");
+
+    // The same command again: both tasks come back, the paused one paused.
+    let engine = AdminEngine::start(dir.path(), &args, None).await;
+    let status = engine
+        .wait_for("the slow task to finish", |s| {
+            task_state(s, 1) == "done" && task_state(s, 2) == "paused"
+        })
+        .await;
+    assert_eq!(status["tasks"][0]["name"], "slow");
+    assert_eq!(status["tasks"][1]["name"], "held");
+    let hits = site.hits();
+    for path in site.site.ok_paths() {
+        assert_eq!(hits.get(&path).copied(), Some(1), "{path}: {hits:?}");
+    }
+    // Resumed, the held task runs to the end.
+    engine
+        .change("POST", "/api/tasks/2/resume", None, 200)
+        .await;
+    engine
+        .wait_for("the held task to finish", |s| task_state(s, 2) == "done")
+        .await;
+    engine.stop().await.succeeded("the second engine");
+    assert_eq!(
+        items_with(&store, "127.0.0.1").await,
+        site.site.ok_paths().len() + other.site.ok_paths().len()
+    );
+}
