@@ -78,6 +78,9 @@ pub struct CrawlStatus {
     /// URLs the crawl knows (its seen set: each task's current run's; in cluster mode the
     /// whole crawl's, every run's, from Redis).
     pub urls_seen: u64,
+    /// Commands this engine sent to Redis so far (cluster mode; a script call is one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redis_commands: Option<u64>,
     /// Requests in flight.
     pub in_flight: u64,
     /// Items extracted and handed to the sink.

@@ -11,8 +11,12 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// How often the registry is read.
-pub const DISCOVER_EVERY: Duration = Duration::from_secs(1);
+/// How often the worker registry is read while the crawl runs: a worker that registers
+/// joins every engine's pool within about this long.
+pub const DISCOVER_EVERY: Duration = Duration::from_secs(2);
+
+/// How often the itemsaver registry is read while an engine waits for one at start.
+const ITEMSAVER_POLL: Duration = Duration::from_secs(1);
 
 /// Keeps `pool` in step with the registered workers until `stop`: a worker that registers
 /// is connected and added, one whose registration expired is removed (its calls in flight
@@ -88,6 +92,6 @@ pub async fn itemsaver(conn: &mut RedisConn, wait: Duration) -> Option<String> {
             info!(?wait, "waiting for an itemsaver to register");
             said = true;
         }
-        tokio::time::sleep(DISCOVER_EVERY).await;
+        tokio::time::sleep(ITEMSAVER_POLL).await;
     }
 }

@@ -111,45 +111,25 @@ fn redis_err(what: &'static str) -> impl FnOnce(redis::RedisError) -> super::Clu
     move |source| super::ClusterError::Redis { what, source }
 }
 
-/// Reports this engine with its heartbeat, and takes up the mode an operator asked of it.
-pub async fn report(
-    conn: &mut RedisConn,
-    prefix: &str,
+/// This engine's round (see [`RedisFrontier::round`]): its heartbeat and report, the leader
+/// lease, and the leader's chores, in one call; takes up the mode an operator asked of it.
+pub async fn round(
+    redis: &mut super::RedisFrontier,
     node: &registry::Node,
-    role: Role,
     state: &EngineState,
-) -> Result<(), super::ClusterError> {
-    registry::heartbeat(conn, prefix, NodeKind::Engine, node, LEADER_TTL)
-        .await
-        .map_err(|e| super::ClusterError::Redis {
-            what: "engine heartbeat",
-            source: e.source,
-        })?;
-    let (wanted,): (Option<String>,) = redis::pipe()
-        .hset_multiple(
-            key(prefix, &node.id),
-            &[
-                ("role", role.as_str().to_owned()),
-                ("state", state.mode().as_str().to_owned()),
-                (
-                    "dispatched",
-                    state.dispatched.load(Ordering::Relaxed).to_string(),
-                ),
-            ],
-        )
-        .ignore()
-        .cmd("PEXPIRE")
-        .arg(key(prefix, &node.id))
-        .arg(LEADER_TTL.as_millis() as u64)
-        .ignore()
-        .hget(key(prefix, &node.id), "wanted")
-        .query_async(conn)
-        .await
-        .map_err(redis_err("engine report"))?;
-    if let Some(mode) = wanted.as_deref().and_then(EngineMode::parse) {
+    max: usize,
+) -> Result<super::frontier::Round, super::ClusterError> {
+    let report = (
+        state.mode().as_str(),
+        state.dispatched.load(Ordering::Relaxed),
+    );
+    let round = redis
+        .round(&node.id, &node.addr, LEADER_TTL, report, max)
+        .await?;
+    if let Some(mode) = round.wanted.as_deref().and_then(EngineMode::parse) {
         state.set_mode(mode);
     }
-    Ok(())
+    Ok(round)
 }
 
 /// Every live engine of the crawl.

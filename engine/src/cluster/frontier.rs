@@ -250,6 +250,8 @@ pub struct SettleReport {
     /// Completions whose lease was gone (reaped after it lapsed, or completed before): their
     /// links were queued all the same, and their request was leased again or is done.
     pub late: usize,
+    /// How long until a host is ready to be claimed from; `None` when nothing is queued.
+    pub next: Option<Duration>,
 }
 
 /// One change of a [`RedisFrontier::settle`] batch.
@@ -322,6 +324,19 @@ pub struct Counts {
     pub tasks_version: u64,
 }
 
+/// What an engine's round found (see [`RedisFrontier::round`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Round {
+    /// The leader's epoch when this engine leads; `None` when another does.
+    pub epoch: Option<u64>,
+    /// The mode an operator asked of this engine, if any (`running`, `paused`, `draining`).
+    pub wanted: Option<String>,
+    /// Expired leases whose requests went back to their queues (when it leads).
+    pub reaped: usize,
+    /// Whether the crawl is done (as the leader decided it).
+    pub done: bool,
+}
+
 /// The scripts, loaded once and called by their hash.
 struct Scripts {
     offer: Script,
@@ -340,6 +355,7 @@ struct Scripts {
     runs: Script,
     reserve: Script,
     status: Script,
+    round: Script,
 }
 
 macro_rules! script {
@@ -371,6 +387,7 @@ impl Scripts {
             runs: script!("runs.lua"),
             reserve: script!("reserve.lua"),
             status: script!("status.lua"),
+            round: script!("round.lua"),
         }
     }
 }
@@ -664,11 +681,15 @@ impl RedisFrontier {
                 }
             }
         }
-        let (held, late): (usize, usize) = call
+        let (held, late, next): (usize, usize, i64) = call
             .invoke_async(&mut self.conn)
             .await
             .map_err(redis_err("settle"))?;
-        Ok(SettleReport { held, late })
+        Ok(SettleReport {
+            held,
+            late,
+            next: u64::try_from(next).ok().map(Duration::from_millis),
+        })
     }
 
     /// The entry and back-off a completion sends for `again`.
@@ -692,6 +713,45 @@ impl RedisFrontier {
             .invoke_async(&mut self.conn)
             .await
             .map_err(redis_err("reap"))
+    }
+
+    /// One engine's round (see `round.lua`): the heartbeat and report of engine `engine`
+    /// (admin address `addr`, mode `state`, requests `dispatched`) for `ttl`, the leader
+    /// lease taken or renewed, and the leader's chores when it leads, in one call.
+    pub async fn round(
+        &mut self,
+        engine: &str,
+        addr: &str,
+        ttl: Duration,
+        (state, dispatched): (&str, u64),
+        max: usize,
+    ) -> Result<Round, ClusterError> {
+        let (epoch, wanted, reaped, done): (u64, String, usize, u8) = self
+            .scripts
+            .round
+            .key(&self.prefix)
+            .arg(engine)
+            .arg(addr)
+            .arg(ttl.as_millis() as u64)
+            .arg(state)
+            .arg(dispatched)
+            .arg(self.config.per_host)
+            .arg(max)
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("engine round"))?;
+        Ok(Round {
+            epoch: (epoch > 0).then_some(epoch),
+            wanted: (!wanted.is_empty()).then_some(wanted),
+            reaped,
+            done: done == 1,
+        })
+    }
+
+    /// Commands this engine sent to Redis so far, through every clone of its connection (a
+    /// script call is one).
+    pub fn commands_sent(&self) -> u64 {
+        self.conn.commands_sent()
     }
 
     /// Takes or renews the crawl's leader lease for `engine`, for `ttl`: the leader's epoch

@@ -65,8 +65,7 @@ pub fn spawn(
                 _ = stop.cancelled() => break,
                 _ = every.tick() => {}
             }
-            let role = *tx.borrow();
-            match round(&mut redis, &node, &seeds, &mut seeded, role, &state).await {
+            match round(&mut redis, &node, &seeds, &mut seeded, &state).await {
                 Ok(role) => {
                     failing = false;
                     let before = *tx.borrow();
@@ -103,21 +102,24 @@ pub fn spawn(
     (rx, handle)
 }
 
-/// One round: heartbeat, election, and the leader's jobs.
+/// One round: heartbeat, election and the leader's jobs in one call, then the seeding.
 async fn round(
     redis: &mut RedisFrontier,
     node: &Node,
     seeds: &[NewUrl],
     seeded: &mut bool,
-    role: Role,
     state: &EngineState,
 ) -> Result<Role, super::ClusterError> {
-    let mut conn = redis.connection();
-    let prefix = redis.prefix().to_owned();
-    engines::report(&mut conn, &prefix, node, role, state).await?;
-    let Some(epoch) = redis.elect(&node.id, LEADER_TTL).await? else {
+    let round = engines::round(redis, node, state, BATCH).await?;
+    let Some(epoch) = round.epoch else {
         return Ok(Role::Follower);
     };
+    if round.reaped > 0 {
+        info!(
+            reaped = round.reaped,
+            "leases of engines that stopped answering went back to the queue"
+        );
+    }
     // Every leader-only write carries the epoch: a stale one changes nothing. Seeding is
     // tried until it is known done, and never holds up the other jobs.
     if !*seeded && !seeds.is_empty() {
@@ -132,14 +134,5 @@ async fn round(
             Err(e) => warn!(cause = %e, "could not seed the crawl; trying again"),
         }
     }
-    let reaped = redis.reap(BATCH).await?;
-    if reaped > 0 {
-        info!(
-            reaped,
-            "leases of engines that stopped answering went back to the queue"
-        );
-    }
-    redis.promote(epoch, BATCH).await?;
-    redis.finish(epoch).await?;
     Ok(Role::Leader(epoch))
 }

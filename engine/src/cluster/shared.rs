@@ -474,6 +474,7 @@ impl SharedFrontier {
     /// the pool for them.
     pub fn take_claim(&mut self, claimed: Claimed, pool: &Pool, now: Instant) {
         self.claiming = None;
+        let asked = self.armed.len();
         for lease in self.armed.drain(..) {
             pool.release(lease);
         }
@@ -485,14 +486,12 @@ impl SharedFrontier {
                         self.rules.insert(host, rules);
                     }
                 }
-                self.claim_at = if claim.claimed.is_empty() {
-                    // Until the next host is due, or a while when none is queued: another
-                    // engine's completion or offer may make one ready sooner, which this
-                    // engine then finds at most that late. Never a spin.
-                    now + claim
-                        .next
-                        .unwrap_or(MAX_CLAIM_WAIT)
-                        .clamp(MIN_CLAIM_WAIT, MAX_CLAIM_WAIT)
+                self.claim_at = if claim.claimed.len() < asked {
+                    // The ready hosts gave what they had: until the next host is due, or a
+                    // while when none is queued. Another engine's completion or offer may
+                    // make one ready sooner, which this engine then finds at most that late.
+                    // Never a spin.
+                    now + claim_wait(claim.next)
                 } else {
                     now
                 };
@@ -861,8 +860,9 @@ impl SharedFrontier {
                         self.held.remove(c.lease);
                     }
                 }
-                // Host slots are free: claim again without waiting out the poll.
-                self.claim_at = Instant::now();
+                // Host slots are free: claim again once a host is ready (Redis says when),
+                // without waiting out the poll.
+                self.claim_at = self.claim_at.min(Instant::now() + claim_wait(report.next));
                 self.settle();
             }
             Err(e) => {
@@ -1084,6 +1084,13 @@ impl SharedFrontier {
     pub fn unreadable_requests(&self) -> u64 {
         self.unreadable
     }
+}
+
+/// How long to wait before claiming again when the next host is ready in `next` (`None`:
+/// nothing is queued).
+fn claim_wait(next: Option<Duration>) -> Duration {
+    next.unwrap_or(MAX_CLAIM_WAIT)
+        .clamp(MIN_CLAIM_WAIT, MAX_CLAIM_WAIT)
 }
 
 impl Completion {

@@ -72,6 +72,7 @@ pub async fn add_up(conn: &mut RedisConn, prefix: &str, engine: &str) -> Option<
             }
             return Some(totals);
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A few calls a look: looked at twice a second, not ten times.
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

@@ -81,12 +81,5 @@ end
 if claimed > 0 then
   redis.call('DECRBY', K .. ':queued', claimed)
 end
-local next = redis.call('ZRANGE', K .. ':ready', 0, 0, 'WITHSCORES')
-if next[2] then
-  out[1] = math.max(0, tonumber(next[2]) - now)
-elseif tonumber(redis.call('GET', K .. ':queued') or '0') == 0 then
-  out[1] = -1
-else
-  out[1] = 1000
-end
+out[1] = next_ready()
 return out

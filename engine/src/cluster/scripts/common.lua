@@ -339,3 +339,79 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   end
   return true
 end
+
+-- Milliseconds until the next host is ready to be claimed from (0: one is now; -1: nothing
+-- is queued at all; 1000 when requests are queued but no host is ready, held by slots or
+-- robots.txt, which a completion will free).
+local function next_ready()
+  local next = redis.call('ZRANGE', K .. ':ready', 0, 0, 'WITHSCORES')
+  if next[2] then
+    return math.max(0, tonumber(next[2]) - now_ms())
+  elseif tonumber(redis.call('GET', K .. ':queued') or '0') == 0 then
+    return -1
+  end
+  return 1000
+end
+
+-- Takes or renews the crawl's leader lease for `engine` for `ttl` ms. Returns the leader's
+-- epoch when `engine` holds the lease now (a new epoch when it just took it), 0 when another
+-- engine does. An engine that paused past its lease finds another leader, or a new epoch of
+-- its own: every leader-only write carries the epoch and is refused when it is stale
+-- (fencing).
+local function elect(engine, ttl)
+  local who, epoch = leader()
+  if who then
+    if who == engine then
+      redis.call('PEXPIRE', K .. ':leader', ttl)
+      return tonumber(epoch)
+    end
+    return 0
+  end
+  local fresh = redis.call('INCR', K .. ':epoch')
+  redis.call('SET', K .. ':leader', engine .. ':' .. fresh, 'PX', ttl)
+  return fresh
+end
+
+-- Returns up to `max` expired leases' requests to the front of their host's queue (their
+-- engine died or lost touch); returns how many.
+local function reap_leases(per_host, max)
+  local expired = take_due(K .. ':leases', max)
+  for _, lease in ipairs(expired) do
+    if not lease[3] then free_slot(lease[1], lease[4]) end
+    give_back_page(lease[5])
+    if lease[6] then
+      -- Its page is fetched again: counted then.
+      redis.call('HINCRBY', K .. ':host:' .. lease[1], 'pages', -1)
+    end
+    requeue_front(lease[1], lease[2], per_host)
+  end
+  return #expired
+end
+
+-- Moves up to `max` deferred requests whose back-off is over to the front of their host's
+-- queue; returns how many.
+local function promote_due(per_host, max)
+  local due = take_due(K .. ':deferred', max)
+  for _, retry in ipairs(due) do
+    requeue_front(retry[1], retry[2], per_host)
+  end
+  return #due
+end
+
+-- Marks the crawl done when it was seeded (or opened) and nothing is queued, leased or
+-- deferred, all checked in one step; the caller leads. Returns 1 when it is done (now or
+-- before), 0 when work is left.
+local function finish_crawl()
+  if redis.call('EXISTS', K .. ':done') == 1 then return 1 end
+  -- Seeded by seed.lua, or opened by a scheduled run or a close (a crawl of scheduled tasks).
+  if redis.call('EXISTS', K .. ':seeded') == 0 and redis.call('EXISTS', K .. ':opened') == 0 then
+    return 0
+  end
+  local queued = tonumber(redis.call('GET', K .. ':queued') or '0')
+  if queued > 0 or redis.call('ZCARD', K .. ':leases') > 0
+      or redis.call('ZCARD', K .. ':deferred') > 0 then
+    return 0
+  end
+  redis.call('SET', K .. ':done', '1')
+  return 1
+end

@@ -6,9 +6,10 @@
 --   'C', id, host, pace, requeue, defer_ms, robots, crawl_delay_ms, robots_request,
 --        run, counted, n, then n x (host, fp, shard, entry, robots, run, bounded)
 --                                                                            a complete
--- Returns {held, late}: how many leases were still held, and how many completes found their
--- lease gone (reaped after it lapsed, or completed before; a complete of lease 0 only holds
--- its host and counts in neither).
+-- Returns {held, late, next}: how many leases were still held, how many completes found
+-- their lease gone (reaped after it lapsed, or completed before; a complete of lease 0 only
+-- holds its host and counts in neither), and the milliseconds until a host is ready to be
+-- claimed from (see next_ready), so that the engine claims then rather than at once.
 local per_host = tonumber(ARGV[1])
 local max_queue = tonumber(ARGV[2])
 local max_backoff = tonumber(ARGV[3])
@@ -45,4 +46,4 @@ while i <= #ARGV do
     end
   end
 end
-return {held, late}
+return {held, late, next_ready()}
