@@ -486,12 +486,14 @@ impl SharedFrontier {
                         self.rules.insert(host, rules);
                     }
                 }
-                self.claim_at = if claim.claimed.len() < asked {
-                    // The ready hosts gave what they had: until the next host is due, or a
-                    // while when none is queued. Another engine's completion or offer may
-                    // make one ready sooner, which this engine then finds at most that late.
-                    // Never a spin.
+                self.claim_at = if claim.claimed.is_empty() {
+                    // Until the next host is due, or a while when none is queued: another
+                    // engine's completion or offer may make one ready sooner, which this
+                    // engine then finds at most that late. Never a spin.
                     now + claim_wait(claim.next)
+                } else if claim.claimed.len() < asked {
+                    // The ready hosts gave what they had: again when the next is due.
+                    now + claim.next.unwrap_or(MAX_CLAIM_WAIT).min(MAX_CLAIM_WAIT)
                 } else {
                     now
                 };
@@ -860,9 +862,10 @@ impl SharedFrontier {
                         self.held.remove(c.lease);
                     }
                 }
-                // Host slots are free: claim again once a host is ready (Redis says when),
-                // without waiting out the poll.
-                self.claim_at = self.claim_at.min(Instant::now() + claim_wait(report.next));
+                // Host slots are free: claim again once a host is ready (Redis says when;
+                // at once when one is), without waiting out the poll.
+                let wait = report.next.unwrap_or(MAX_CLAIM_WAIT).min(MAX_CLAIM_WAIT);
+                self.claim_at = self.claim_at.min(Instant::now() + wait);
                 self.settle();
             }
             Err(e) => {
