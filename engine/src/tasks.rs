@@ -190,6 +190,8 @@ pub struct Task {
     /// Whether its requests are shared with other engines in Redis: it is done when the
     /// shared crawl is, not when this engine's count of its open requests says so.
     pub shared: bool,
+    /// In a shared crawl, its requests queued in Redis, as the engine last read them.
+    pub shared_queued: u64,
     /// Cancelled when the task is killed: its requests in flight end at once.
     pub kill: tokio_util::sync::CancellationToken,
     /// When it started, for its deadline.
@@ -318,7 +320,11 @@ impl Task {
             pages_failed: self.pages_failed,
             skipped: self.skipped,
             items: self.items,
-            queued: self.open.saturating_sub(self.in_flight),
+            queued: if self.shared {
+                self.shared_queued
+            } else {
+                self.open.saturating_sub(self.in_flight)
+            },
             in_flight: self.in_flight,
             recent_runs: self.recent_runs.clone(),
             schedule: self.def.schedule.as_ref().map(|s| s.spec.clone()),
@@ -534,6 +540,7 @@ impl Tasks {
             skipped: 0,
             items: 0,
             shared: self.shared,
+            shared_queued: 0,
             kill: tokio_util::sync::CancellationToken::new(),
             started: tokio::time::Instant::now(),
             run_open: false,
@@ -608,7 +615,12 @@ impl Tasks {
         }
     }
 
-    /// Every task.
+    /// Every task, to change, in id order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = &mut Task> {
+        self.list.iter_mut()
+    }
+
+    /// Every task, in id order.
     pub fn iter(&self) -> impl Iterator<Item = &Task> {
         self.list.iter()
     }

@@ -65,6 +65,7 @@ fn url(host: &str, n: u64) -> NewUrl {
         robots: Vec::new(),
         run: String::new(),
         bounded: true,
+        task: "t".into(),
     }
 }
 
@@ -968,4 +969,57 @@ async fn a_tasks_page_budget_counts_pages_sent_across_engines_and_gets_back_what
             .expect("reserve"),
         Reserved::LeaseGone
     );
+}
+
+#[tokio::test]
+async fn a_paused_tasks_requests_stay_queued_and_tasks_take_turns_on_a_host() {
+    let redis = RedisServer::start().await;
+    let mut f = frontier(
+        &redis,
+        RedisFrontierConfig {
+            per_host: 10,
+            ..config()
+        },
+    )
+    .await;
+    let epoch = f
+        .elect("leader", Duration::from_secs(30))
+        .await
+        .expect("elect")
+        .expect("leads");
+    let of = |task: &str, n: u64| NewUrl {
+        fingerprint: common::fingerprint(&format!("http://a.test/{task}/{n}")),
+        entry: format!("{task}{n}").into_bytes(),
+        task: task.into(),
+        ..url("a.test:80", n)
+    };
+    let urls: Vec<NewUrl> = (0..3).flat_map(|n| [of("p", n), of("r", n)]).collect();
+    f.offer(&urls, true).await.expect("offer");
+    // The host's tasks take turns.
+    let two = f.claim("e", 2).await.expect("claim");
+    let mut firsts: Vec<&[u8]> = two.iter().map(|c| &c.entry[..]).collect();
+    firsts.sort();
+    assert_eq!(firsts, [&b"p0"[..], &b"r0"[..]]);
+    // Paused, a task's requests stay queued, counted for it, and are not handed out.
+    let pause = [TaskChange::State("p".into(), TaskState::Paused, 0)];
+    let fence = engine::cluster::TaskFence::default();
+    f.record_change(epoch, &pause, &[], &fence)
+        .await
+        .expect("pause");
+    let rest = f.claim("e", 10).await.expect("claim");
+    let entries: Vec<&[u8]> = rest.iter().map(|c| &c.entry[..]).collect();
+    assert_eq!(entries, [&b"r1"[..], &b"r2"[..]]);
+    assert!(f.claim("e", 10).await.expect("claim").is_empty());
+    let (counts, per_task) = f.status().await.expect("status");
+    assert_eq!(counts.queued, 2);
+    let per_task: HashMap<String, u64> = per_task.into_iter().collect();
+    assert_eq!((per_task["p"], per_task["r"]), (2, 0));
+    // Resumed, its host is ready again at once.
+    let resume = [TaskChange::State("p".into(), TaskState::Running, 0)];
+    f.record_change(epoch, &resume, &[], &fence)
+        .await
+        .expect("resume");
+    let rest = f.claim("e", 10).await.expect("claim");
+    let entries: Vec<&[u8]> = rest.iter().map(|c| &c.entry[..]).collect();
+    assert_eq!(entries, [&b"p1"[..], &b"p2"[..]]);
 }

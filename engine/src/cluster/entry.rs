@@ -66,6 +66,7 @@ pub fn new_url(request: &Request, place: Place, robots_url: Option<String>) -> s
         // A redirect's target is offered once, like a seed: a full host queue takes it.
         bounded: place.redirects == 0,
         host: place.host,
+        task: request.task.clone(),
     }
 }
 

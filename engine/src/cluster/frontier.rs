@@ -100,6 +100,9 @@ pub struct NewUrl {
     /// Whether a full host queue may refuse it: a link may be offered again by another
     /// page; a seed or a redirect's target is offered once, so it is never refused.
     pub bounded: bool,
+    /// Its task: it waits in its host's lane of the task, unclaimed while the task is
+    /// paused, and counts among the task's requests queued.
+    pub task: String,
 }
 
 /// What became of a URL offered to the frontier.
@@ -445,7 +448,8 @@ impl RedisFrontier {
                 .arg(&url.entry[..])
                 .arg(&url.robots[..])
                 .arg(&url.run)
-                .arg(u8::from(url.bounded));
+                .arg(u8::from(url.bounded))
+                .arg(&url.task);
         }
     }
 
@@ -884,24 +888,46 @@ impl RedisFrontier {
     /// Requests queued, leased and deferred, whether the crawl is done, the URLs seen and
     /// the tasks' version, read together in one call.
     pub async fn counts(&mut self) -> Result<Counts, ClusterError> {
-        let answer: Vec<u64> = self
+        Ok(self.status().await?.0)
+    }
+
+    /// The crawl's figures (see [`Counts`]) and each task's requests queued, in one call.
+    pub async fn status(&mut self) -> Result<(Counts, Vec<(String, u64)>), ClusterError> {
+        let answer: Vec<redis::Value> = self
             .scripts
             .status
             .key(&self.prefix)
             .invoke_async(&mut self.conn)
             .await
             .map_err(redis_err("count the frontier"))?;
-        match answer[..] {
-            [queued, leased, deferred, done, seen, tasks_version] => Ok(Counts {
-                queued,
-                leased,
-                deferred,
-                done: done == 1,
-                seen,
-                tasks_version,
-            }),
-            _ => Err(ClusterError::Answer("status")),
+        let bad = |_| ClusterError::Answer("status");
+        let mut numbers = [0u64; 6];
+        for (n, value) in numbers.iter_mut().zip(&answer) {
+            *n = redis::from_redis_value(value.clone()).map_err(bad)?;
         }
+        if answer.len() < 6 {
+            return Err(ClusterError::Answer("status"));
+        }
+        let [queued, leased, deferred, done, seen, tasks_version] = numbers;
+        let per_task = answer[6..]
+            .chunks(2)
+            .map(|pair| match pair {
+                [task, n] => Ok((
+                    redis::from_redis_value(task.clone()).map_err(bad)?,
+                    redis::from_redis_value(n.clone()).map_err(bad)?,
+                )),
+                _ => Err(ClusterError::Answer("status")),
+            })
+            .collect::<Result<_, _>>()?;
+        let counts = Counts {
+            queued,
+            leased,
+            deferred,
+            done: done == 1,
+            seen,
+            tasks_version,
+        };
+        Ok((counts, per_task))
     }
 
     /// Deletes every key of the crawl (`--fresh`), so that its name can be used again. The

@@ -165,6 +165,8 @@ pub struct SharedFrontier {
     over_cap: HashSet<u64>,
     /// The crawl was done when this engine joined it, and has stayed done since.
     joined_done: bool,
+    /// Each task's requests queued in Redis, as the last tick read them.
+    task_queued: HashMap<String, u64>,
     /// Whether the next task news are read whatever the last tick read of their version.
     news_forced: bool,
     /// Since when Redis has failed, while it does.
@@ -255,6 +257,7 @@ impl SharedFrontier {
             unreadable: 0,
             over_cap: HashSet::new(),
             joined_done: config.joined_done,
+            task_queued: HashMap::new(),
             news_forced: false,
             failing_since: None,
             last_error: None,
@@ -956,8 +959,11 @@ impl SharedFrontier {
             self.check_gone_text(&e)?;
         }
         self.settle();
-        match self.redis.counts().await {
-            Ok(counts) => self.counts = counts,
+        match self.redis.status().await {
+            Ok((counts, per_task)) => {
+                self.counts = counts;
+                self.task_queued = per_task.into_iter().collect();
+            }
             Err(e) => {
                 self.redis_failed(&e, now);
                 return self.check_gone(&e);
@@ -1070,6 +1076,12 @@ impl SharedFrontier {
     /// Distinct URLs the whole crawl has seen (as last read).
     pub fn seen(&self) -> u64 {
         self.counts.seen
+    }
+
+    /// Task `task`'s requests queued in Redis (not leased or deferred), as the last tick
+    /// read them.
+    pub fn task_queued(&self, task: &str) -> u64 {
+        self.task_queued.get(task).copied().unwrap_or(0)
     }
 
     /// Whether the crawl is done as far as this engine knows, counting what it saw when it
@@ -1262,6 +1274,7 @@ mod tests {
             robots: Vec::new(),
             run: String::new(),
             bounded: true,
+            task: "t".into(),
         };
         s.outbox.push_back(Settle::Release(0, vec![link]));
         s.settle();
@@ -1317,6 +1330,7 @@ mod tests {
                 robots: unreadable(Kind::Robots, 0),
                 run: "3:t".into(),
                 bounded: true,
+                task: "t".into(),
             },
             NewUrl {
                 host: "b.test:80".into(),
@@ -1325,6 +1339,7 @@ mod tests {
                 robots: b"\xff\xff".to_vec(),
                 run: String::new(),
                 bounded: true,
+                task: "t".into(),
             },
         ];
         s.redis.offer(&offers, true).await.expect("offer");

@@ -496,6 +496,9 @@ impl Crawl {
                         if shared.is_done() {
                             self.tasks.all_done();
                         }
+                        for task in self.tasks.iter_mut() {
+                            task.shared_queued = shared.task_queued(&task.def.name);
+                        }
                     }
                     self.take_task_news().await;
                     self.look_after_shared_runs().await;

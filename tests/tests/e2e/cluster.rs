@@ -960,6 +960,64 @@ async fn admin_changes_through_a_follower_apply_once_on_every_engine() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_tasks_requests_stay_queued_unclaimed_and_are_counted_per_task() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let site = TestSite::start_slowly(20, Duration::from_millis(300))
+        .await
+        .expect("site");
+    let flags = [
+        "--serve".to_owned(),
+        "--seed".to_owned(),
+        site.url("/"),
+        "--per_host=1".to_owned(),
+    ];
+    let engine = AdminEngine::start(dir.path(), &cluster.flags("paused", &flags), None).await;
+    site.wait_for_hits(3).await;
+    engine.change("POST", "/api/tasks/1/pause", None, 200).await;
+    // Its links stay queued in Redis, counted for the task, and nothing of it is claimed
+    // and put back.
+    let status = engine
+        .wait_for("the paused task's queue, counted", |s| {
+            s["tasks"][0]["state"] == "paused"
+                && s["tasks"][0]["in_flight"] == 0
+                && s["tasks"][0]["queued"].as_u64().unwrap_or(0) > 0
+        })
+        .await;
+    let queued = status["tasks"][0]["queued"].as_u64().unwrap_or(0);
+    let hits = site.hits();
+    let redis = cluster.server();
+    for _ in 0..10 {
+        assert_eq!(
+            redis.command("ZCARD {spinneret:paused}:deferred").await,
+            ":0\r\n",
+            "a paused task's request was claimed and put back"
+        );
+        assert_eq!(
+            redis.command("ZCARD {spinneret:paused}:leases").await,
+            ":0\r\n",
+            "a paused task's request was claimed"
+        );
+        // Sampled over two seconds: there is no event for "not claimed".
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(site.hits(), hits, "nothing fetched while paused");
+    let task = engine.get("/api/tasks/1").await;
+    assert_eq!(task["queued"].as_u64(), Some(queued), "{task:#}");
+    // Resumed, it runs to the end.
+    engine
+        .change("POST", "/api/tasks/1/resume", None, 200)
+        .await;
+    engine
+        .wait_for("the crawl to finish", |s| {
+            s["tasks"][0]["state"] == "done" && s["tasks"][0]["queued"] == 0
+        })
+        .await;
+    engine.stop().await.succeeded("the engine");
+    assert_each_page_fetched_once(&site);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_tasks_pages_are_all_fetched_whichever_engine_claims_them_first() {
     const TASKS: usize = 20;
     let dir = tempfile::tempdir().expect("tempdir");

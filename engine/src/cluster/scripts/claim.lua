@@ -7,7 +7,9 @@
 -- Each request is leased, not popped: it comes back to its queue if the lease is neither
 -- completed nor extended before it ends. A page of a host whose pages fetched and in flight
 -- reach the crawl's `--max_pages_per_host` is handed out marked over the cap, taking no host
--- slot and no delay: the engine counts it skipped and completes it. Returns the
+-- slot and no delay: the engine counts it skipped and completes it. A host's requests are
+-- taken from its lanes (see `pop_entry`): its robots.txt request first, then its tasks' in
+-- turn; a paused task's stay queued. Returns the
 -- milliseconds until the next host is ready (-1: none queued), then id, host, entry, over
 -- the cap (1 or 0) quadruples.
 local engine = ARGV[1]
@@ -20,6 +22,8 @@ redis.call('ZADD', K .. ':claimers', now, engine)
 redis.call('ZREMRANGEBYSCORE', K .. ':claimers', '-inf', now - 2000)
 local engines = math.max(1, redis.call('ZCARD', K .. ':claimers'))
 local cap = max_pages_per_host()
+-- Tasks' paused states, read once in this call.
+local states = {}
 local share = math.ceil(per_host / engines)
 local out = {0}
 local claimed = 0
@@ -30,7 +34,6 @@ local hosts = redis.call('ZRANGEBYSCORE', K .. ':ready', '-inf', now, 'LIMIT', 0
 for _, host in ipairs(hosts) do
   if claimed >= max then break end
   local hk = K .. ':host:' .. host
-  local q = K .. ':q:' .. host
   local h = redis.call('HMGET', hk, 'delay', 'robots', 'pages')
   local pages = tonumber(h[3] or '0')
   local host_delay = math.max(delay, tonumber(h[1] or '0'))
@@ -46,19 +49,20 @@ for _, host in ipairs(hosts) do
   local took = 0
   repeat
     if inflight >= limit or mine >= share then break end
-    local entry = redis.call('LPOP', q)
+    local entry, task = pop_entry(host, states)
     if not entry then break end
     local id = base + claimed
     local over = cap > 0 and pages + inflight >= cap and not is_robots(entry)
     if over then
       -- Its slot is free already: completing it gives nothing back.
       redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine,
-        'freed', '1')
+        'task', task, 'freed', '1')
     else
       inflight = inflight + 1
       mine = mine + 1
       took = took + 1
-      redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine)
+      redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine,
+        'task', task)
     end
     redis.call('ZADD', K .. ':leases', now + lease_ms, id)
     out[#out + 1] = id

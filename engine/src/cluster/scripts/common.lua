@@ -33,25 +33,117 @@ local function is_robots(entry)
   return string.sub(entry, 1, 4) == 'spn\2' and string.byte(entry, 5) == 1
 end
 
--- Puts `host` in the ready set (scored by when it may next be sent to) when it has queued
--- requests and room for one more in flight; takes it out otherwise.
+-- A host's requests wait in lanes: `q:HOST` holds its robots.txt request (and requests
+-- queued before lanes were kept), sent first; `q:HOST#TASK` holds each task's, taken in turn
+-- through the list `tq:HOST` of the tasks with requests there, skipping paused tasks, whose
+-- requests stay queued, unclaimed. The host's hash counts its requests ('queued'),
+-- `task_queued` counts each task's across hosts, and the set `th:TASK` holds the hosts with
+-- requests of the task, made ready again when it is resumed.
+local function lane(host, task)
+  if task == '' then return K .. ':q:' .. host end
+  return K .. ':q:' .. host .. '#' .. task
+end
+
+-- Whether task `task` is paused (its state in `task_states` is "paused#RUN"). `cache`, when
+-- given, keeps the answers of one call.
+local function paused(task, cache)
+  if cache and cache[task] ~= nil then return cache[task] end
+  local state = redis.call('HGET', K .. ':task_states', task) or ''
+  local is = string.sub(state, 1, 7) == 'paused#' or state == 'paused'
+  if cache then cache[task] = is end
+  return is
+end
+
+-- Adds `n` to a count in hash `hash` under `field`, never below zero.
+local function count(hash, field, n)
+  if redis.call('HINCRBY', hash, field, n) < 0 then
+    redis.call('HSET', hash, field, 0)
+  end
+end
+
+-- Queues `entry` in `host`'s lane of `task` ('' for the robots.txt lane), at the back, or at
+-- the front when `front`.
+local function push_entry(host, task, entry, front)
+  local q = lane(host, task)
+  local len
+  if front then len = redis.call('LPUSH', q, entry) else len = redis.call('RPUSH', q, entry) end
+  count(K .. ':host:' .. host, 'queued', 1)
+  if task ~= '' then
+    count(K .. ':task_queued', task, 1)
+    if len == 1 then
+      redis.call('RPUSH', K .. ':tq:' .. host, task)
+      redis.call('SADD', K .. ':th:' .. task, host)
+    end
+  end
+end
+
+-- Takes `host`'s next request: its robots.txt lane first, then its tasks' lanes in turn,
+-- skipping paused tasks (`cache` as for `paused`). Returns the entry and its task ('' for
+-- the robots.txt lane), or nil when nothing may be taken.
+local function pop_entry(host, cache)
+  local entry = redis.call('LPOP', K .. ':q:' .. host)
+  if entry then
+    count(K .. ':host:' .. host, 'queued', -1)
+    return entry, ''
+  end
+  local tq = K .. ':tq:' .. host
+  for _ = 1, redis.call('LLEN', tq) do
+    -- Round the tasks: the one looked at goes to the back.
+    local task = redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
+    if not paused(task, cache) then
+      local q = lane(host, task)
+      entry = redis.call('LPOP', q)
+      if not entry or redis.call('LLEN', q) == 0 then
+        redis.call('LREM', tq, 0, task)
+        redis.call('SREM', K .. ':th:' .. task, host)
+      end
+      if entry then
+        count(K .. ':host:' .. host, 'queued', -1)
+        count(K .. ':task_queued', task, -1)
+        return entry, task
+      end
+    end
+  end
+  return nil
+end
+
+-- Whether `host` has a request that may be claimed: in its robots.txt lane, or of a task
+-- that is not paused.
+local function claimable(host)
+  if redis.call('LLEN', K .. ':q:' .. host) > 0 then return true end
+  for _, task in ipairs(redis.call('LRANGE', K .. ':tq:' .. host, 0, -1)) do
+    if not paused(task) then return true end
+  end
+  return false
+end
+
+-- Puts `host` in the ready set (scored by when it may next be sent to) when it has a
+-- request that may be claimed and room for one more in flight; takes it out otherwise.
 local function reschedule(host, per_host)
   local h = redis.call('HMGET', K .. ':host:' .. host, 'inflight', 'next_at')
-  if tonumber(h[1] or '0') < per_host and redis.call('LLEN', K .. ':q:' .. host) > 0 then
+  if tonumber(h[1] or '0') < per_host and claimable(host) then
     redis.call('ZADD', K .. ':ready', tonumber(h[2] or '0'), host)
   else
     redis.call('ZREM', K .. ':ready', host)
   end
 end
 
--- Puts `entry` back at the front of `host`'s queue (a lease that ended, a retry that is due).
--- A host whose robots.txt request waited out a back-off may send it again.
-local function requeue_front(host, entry, per_host)
+-- Makes the hosts holding requests of `task` ready again (it was resumed, or a new run of
+-- it started).
+local function reschedule_task(task, per_host)
+  for _, host in ipairs(redis.call('SMEMBERS', K .. ':th:' .. task)) do
+    reschedule(host, per_host)
+  end
+end
+
+-- Puts `entry` of `task` back at the front of `host`'s lane (a lease that ended, a retry
+-- that is due). A host whose robots.txt request waited out a back-off may send it again.
+local function requeue_front(host, entry, per_host, task)
   local hk = K .. ':host:' .. host
   if redis.call('HGET', hk, 'robots') == 'deferred' then
     redis.call('HSET', hk, 'robots', 'pending')
   end
-  redis.call('LPUSH', K .. ':q:' .. host, entry)
+  push_entry(host, task or '', entry, true)
   redis.call('INCR', K .. ':queued')
   reschedule(host, per_host)
 end
@@ -77,20 +169,21 @@ end
 
 -- Takes up to `max` records of sorted set `set` whose time has come (score <= now): each is
 -- a hash `set:ID` of host and entry, deleted as it is taken. Returns them as {host, entry,
--- freed, engine, budget, counted}, `freed` saying whether a lease's host slot was given back
--- already, `budget` the task budget a lease took a page of (see reserve.lua), `counted`
--- whether its page was counted among its host's pages when it was released.
+-- freed, engine, budget, counted, task}, `freed` saying whether a lease's host slot was given
+-- back already, `budget` the task budget a lease took a page of (see reserve.lua), `counted`
+-- whether its page was counted among its host's pages when it was released, `task` the
+-- lane it came from.
 local function take_due(set, max)
   local out = {}
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', set, '-inf', now_ms(), 'LIMIT', 0, max)) do
     local hash = set .. ':' .. id
     local record = redis.call('HMGET', hash, 'host', 'entry', 'freed', 'engine', 'budget',
-      'counted')
+      'counted', 'task')
     redis.call('DEL', hash)
     redis.call('ZREM', set, id)
     if record[1] then
       out[#out + 1] = {record[1], record[2], record[3] == '1', record[4] or nil,
-        record[5] or nil, record[6] == '1'}
+        record[5] or nil, record[6] == '1', record[7] or ''}
     end
   end
   return out
@@ -105,17 +198,18 @@ end
 -- one call's offers share: queue lengths and hosts to reschedule, settled by `offer_end`.
 -- `run`, when not empty, is the scheduled run the URL belongs to (see `run_open`): a URL
 -- queued counts as open in it.
-local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, batch)
-  local q = K .. ':q:' .. host
+local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, batch, task)
   local len = batch.lengths[host]
   if len == nil then
-    len = redis.call('LLEN', q)
+    -- A host queued before lanes were kept has its requests in its first lane, uncounted.
+    len = tonumber(redis.call('HGET', K .. ':host:' .. host, 'queued')
+      or redis.call('LLEN', lane(host, '')))
   end
   -- An engine sends a host's robots.txt request with the first URL of the host it offers,
   -- seen or not, so no host is queued without one.
   if robots ~= '' and redis.call('HSETNX', K .. ':host:' .. host, 'robots', 'pending') == 1 then
-    -- At the front: the host's rules come before anything queued for it.
-    redis.call('LPUSH', q, robots)
+    -- In the first lane: the host's rules come before anything queued for it.
+    push_entry(host, '', robots, true)
     len = len + 1
     batch.queued = batch.queued + 1
     batch.hosts[host] = true
@@ -145,7 +239,7 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
   end
   redis.call('SADD', seen, fp)
   batch.seen = batch.seen + 1
-  redis.call('RPUSH', q, entry)
+  push_entry(host, task, entry, false)
   batch.lengths[host] = len + 1
   batch.queued = batch.queued + 1
   batch.hosts[host] = true
@@ -207,8 +301,8 @@ local function offer_end(batch, per_host)
 end
 
 -- Arguments per offered URL: host, fingerprint, shard, entry, robots, run, bounded ('1' for
--- a link, '0' for a seed or a redirect's target).
-local URL_ARGS = 7
+-- a link, '0' for a seed or a redirect's target), task (its lane).
+local URL_ARGS = 8
 
 -- Offers `n` URLs given from ARGV[b] on, URL_ARGS arguments each; returns their codes. With
 -- `bounded` 0 no URL is refused; with 1 each URL's own flag says.
@@ -220,7 +314,7 @@ local function offer_all(b, n, bounded, max_queue, per_host)
     local limit = 0
     if bounded == 1 and ARGV[a + 6] == '1' then limit = 1 end
     out[#out + 1] = offer(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
-      ARGV[a + 5], limit, max_queue, batch)
+      ARGV[a + 5], limit, max_queue, batch, ARGV[a + 7])
   end
   offer_end(batch, per_host)
   return out
@@ -293,7 +387,8 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   -- take them along. Dedup makes a second offer of them harmless.
   offer_all(links, n, 1, max_queue, per_host)
   local lk = K .. ':leases:' .. id
-  local lease = redis.call('HMGET', lk, 'host', 'freed', 'engine', 'budget', 'counted')
+  local lease = redis.call('HMGET', lk, 'host', 'freed', 'engine', 'budget', 'counted', 'task')
+  local task = lease[6] or ''
   if lease[1] ~= host then
     reschedule(host, per_host)
     return false
@@ -324,10 +419,10 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   end
   if requeue ~= '' and defer_ms > 0 then
     local id2 = redis.call('INCR', K .. ':deferred_seq')
-    redis.call('HSET', K .. ':deferred:' .. id2, 'host', host, 'entry', requeue)
+    redis.call('HSET', K .. ':deferred:' .. id2, 'host', host, 'entry', requeue, 'task', task)
     redis.call('ZADD', K .. ':deferred', now_ms() + defer_ms, id2)
   elseif requeue ~= '' then
-    requeue_front(host, requeue, per_host)
+    requeue_front(host, requeue, per_host, task)
   end
   if requeue == '' then
     -- After its links are counted, so a run's count never touches zero before its end.
@@ -383,7 +478,7 @@ local function reap_leases(per_host, max)
       -- Its page is fetched again: counted then.
       redis.call('HINCRBY', K .. ':host:' .. lease[1], 'pages', -1)
     end
-    requeue_front(lease[1], lease[2], per_host)
+    requeue_front(lease[1], lease[2], per_host, lease[7])
   end
   return #expired
 end
@@ -393,7 +488,7 @@ end
 local function promote_due(per_host, max)
   local due = take_due(K .. ':deferred', max)
   for _, retry in ipairs(due) do
-    requeue_front(retry[1], retry[2], per_host)
+    requeue_front(retry[1], retry[2], per_host, retry[7])
   end
   return #due
 end

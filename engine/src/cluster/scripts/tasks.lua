@@ -39,6 +39,10 @@ for _ = 1, n do
       -- A crawl of scheduled tasks closed before their first tick may end (see finish.lua).
       redis.call('SET', K .. ':opened', '1')
     end
+    if not paused(ARGV[i + 1]) then
+      -- Resumed (or ended: its requests are claimed and dropped): its hosts are ready again.
+      reschedule_task(ARGV[i + 1], per_host)
+    end
   end
   i = i + 3
 end
