@@ -81,7 +81,8 @@ pub struct Summary {
     pub redis_commands: Option<u64>,
     /// Completions this engine sent for a lease that was gone (cluster mode): reaped after an
     /// outage longer than `--lease_secs`, so another engine fetched the page again. Their
-    /// links were queued all the same.
+    /// links were queued all the same. A batch sent again after a Redis error it had in fact
+    /// survived counts its completions here too (they found their leases completed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_completions: Option<u64>,
     /// Requests this engine claimed whose record in Redis did not read (cluster mode; written

@@ -940,12 +940,20 @@ async fn a_tasks_page_budget_counts_pages_sent_across_engines_and_gets_back_what
             Reserved::Spent
         ]
     );
-    // A page sent again later (a retry) gives its place back.
+    // The task's requests stay queued while its budget is spent: none is claimed.
+    a.offer(&[url("a.test:80", 9)], true).await.expect("offer");
+    assert!(a.claim("a", 10).await.expect("claim").is_empty());
+    assert_eq!(a.queued().await.expect("queued"), 1);
+    // A page sent again later (a retry) gives its place back, and the task's requests may
+    // be claimed again.
     let retry = Finished {
         again: Again::After(b"again", Duration::from_secs(60)),
         ..done(&[])
     };
     a.complete(&first[0], retry).await.expect("complete");
+    let ninth = a.claim("a", 10).await.expect("claim");
+    assert_eq!(ninth.len(), 1, "the task's budget has room again");
+    a.complete(&ninth[0], done(&[])).await.expect("complete");
     assert_eq!(
         b.reserve(second[1].lease, &budget, 3)
             .await

@@ -6,6 +6,7 @@ use super::frontier::{RedisFrontier, RedisFrontierConfig, crawl_prefix};
 use super::shared::{SharedConfig, SharedFrontier};
 use super::{discover, leader, settings};
 use crate::config::EngineConfig;
+use crate::crawl::Stopped;
 use crate::error::EngineError;
 use crate::pool::Pool;
 use crate::sink::{ItemSink, Target};
@@ -189,7 +190,7 @@ pub async fn run(
     };
     let mut figures = conn.clone();
     super::totals::leave_figures(&mut figures, &prefix, &engine, &summary).await;
-    if led && stopped == crate::crawl::Stopped::Done {
+    if led && matches!(stopped, Stopped::Done | Stopped::MaxPages) {
         summary.cluster = super::totals::add_up(&mut figures, &prefix, &engine).await;
     }
     stop.cancel();

@@ -308,14 +308,15 @@ impl SharedFrontier {
         }
         if d.kind == Kind::Page {
             match hold(&d.request.task, d.run) {
-                Hold::Go => {}
+                // The crawl-wide budget decides, in Redis, as the page is about to go (see
+                // `reserve`): a page it refuses goes back to its lane, held there.
+                Hold::Go | Hold::Cap => {}
                 Hold::Wait => {
                     // A task or run this engine has not read of yet: it will have, shortly.
                     self.defer(d, 2 * TICK);
                     return None;
                 }
                 Hold::Drop(reason) => return Some(Popped::Skip(d, reason)),
-                Hold::Cap => return Some(Popped::Skip(d, "task_max_pages")),
                 Hold::Park => {
                     // A paused task's requests wait in Redis, looked at again now and then.
                     self.defer(d, PAUSED_RETRY);
@@ -692,7 +693,9 @@ impl SharedFrontier {
             }
         } else {
             for mut c in turn.ends {
-                c.pace = turn.paces.get(&c.host).copied().unwrap_or_default();
+                // A host's pace moves once a turn, with its first completion: a 429 among
+                // several answers doubles its back-off once.
+                c.pace = turn.paces.remove(&c.host).unwrap_or_default();
                 self.push_completion(c);
             }
             if !turn.links.is_empty() {
@@ -1372,5 +1375,47 @@ mod tests {
         );
         assert_eq!(s.local.len(), 1, "b.test's page is claimed, not held back");
         assert_eq!(s.unreadable_requests(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_429_among_several_answers_of_one_host_in_a_turn_doubles_its_back_off_once() {
+        let redis = RedisServer::start().await;
+        let mut s = shared(&redis).await;
+        let page = |id: u64| Dispatched {
+            id,
+            request: Request {
+                url: format!("http://a.test/{id}"),
+                parser: "links".into(),
+                depth: 0,
+                task: "t".into(),
+                meta: Default::default(),
+                spider: None,
+            },
+            host: "a.test:80".into(),
+            kind: Kind::Page,
+            attempts: 0,
+            requeues: 0,
+            deaths: Vec::new(),
+            last_worker: None,
+            redirects: 0,
+            run: 0,
+        };
+        // One turn: a 429 and two other answers of the same host.
+        s.throttle("a.test:80", None);
+        s.finished(&page(1));
+        s.finished(&page(2));
+        s.finished(&page(3));
+        s.end_turn().await;
+        while s.settling() {
+            let settled = s.settled().await;
+            s.take_settled(settled);
+        }
+        assert_eq!(
+            redis
+                .command("HGET {spinneret:t}:host:a.test:80 backoff")
+                .await,
+            "$3\r\n250\r\n",
+            "one 429, one doubling"
+        );
     }
 }

@@ -63,19 +63,20 @@ impl Crawl {
                     t.killed_run == Some(dispatched.run)
                 }
             });
-        let skipped = if killed || matches!(outcome, Err(Unanswered::Killed)) {
-            Some("task_killed")
-        } else if matches!(outcome, Err(Unanswered::OverBudget)) {
-            // Never sent: the crawl's engines fetched (or hold) the task's every page. The
-            // task takes no more links here either.
+        if !killed && matches!(outcome, Err(Unanswered::OverBudget)) {
+            // Never sent: the crawl's engines fetched (or hold) the task's every page. It
+            // goes back to its lane, which Redis holds from now on (left queued, as one
+            // engine leaves a capped task's requests), and the task takes no more links here.
             if let Some(t) = self.tasks.named_mut(&dispatched.request.task) {
                 t.budget_spent = true;
                 t.settle();
             }
-            Some("task_max_pages")
-        } else {
-            None
-        };
+            self.pool.release(lease);
+            self.frontier.requeue_front(dispatched, now);
+            return Ok(());
+        }
+        let skipped =
+            (killed || matches!(outcome, Err(Unanswered::Killed))).then_some("task_killed");
         if let Some(reason) = skipped {
             self.pool.release(lease);
             self.tally_of(&dispatched, Outcome::Skipped { reason });

@@ -560,6 +560,9 @@ impl Crawl {
             // scheduled task the crawl is done only for now.
             return Ok(if shared.drained() {
                 Stopped::Drained
+            } else if shared.is_done() && !self.tasks.any_scheduled() && shared.queued() > 0 {
+                // Done with requests left queued: those of tasks whose page budget is spent.
+                Stopped::MaxPages
             } else if shared.is_done() && !self.tasks.any_scheduled() {
                 Stopped::Done
             } else {

@@ -362,6 +362,21 @@ async fn two_engines_keep_to_a_page_budget(budget: &str) {
     };
     assert_eq!(ended(&a) + ended(&b), pages);
     assert_eq!(pages, 20, "the budget was spent, once");
+    if budget.starts_with("--max_pages=") {
+        // As one engine ends a capped crawl: what is left stays queued, counted, unsent.
+        for run in [&a, &b] {
+            let summary = run.summary();
+            assert_eq!(summary["stopped"], "max_pages", "{summary}");
+            assert!(
+                summary["left_in_queue"].as_u64().unwrap_or(0) > 0,
+                "{summary}"
+            );
+            assert!(
+                summary["skipped"].get("task_max_pages").is_none(),
+                "{summary}"
+            );
+        }
+    }
 }
 
 /// Redis commands per second of engines `runs` (their summaries' `redis_commands` over

@@ -44,12 +44,27 @@ local function lane(host, task)
   return K .. ':q:' .. host .. '#' .. task
 end
 
--- Whether task `task` is paused (its state in `task_states` is "paused#RUN"). `cache`, when
--- given, keeps the answers of one call.
-local function paused(task, cache)
-  if cache and cache[task] ~= nil then return cache[task] end
+-- Whether task `task` is paused (its state in `task_states` is "paused#RUN").
+local function paused(task)
   local state = redis.call('HGET', K .. ':task_states', task) or ''
-  local is = string.sub(state, 1, 7) == 'paused#' or state == 'paused'
+  return string.sub(state, 1, 7) == 'paused#' or state == 'paused'
+end
+
+-- Whether task `task` spent its page budget in its current run: the hash `spent` holds the
+-- run whose budget is spent (see reserve.lua), the task's state the run it is in.
+local function spent(task)
+  local run = redis.call('HGET', K .. ':spent', task)
+  if not run then return false end
+  local state = redis.call('HGET', K .. ':task_states', task) or ''
+  return run == (string.match(state, '#(%d+)$') or '0')
+end
+
+-- Whether task `task`'s requests are held in their lanes, unclaimed: it is paused, or spent
+-- its page budget (its requests stay queued, as one engine keeps a capped task's). `cache`,
+-- when given, keeps the answers of one call.
+local function held(task, cache)
+  if cache and cache[task] ~= nil then return cache[task] end
+  local is = paused(task) or spent(task)
   if cache then cache[task] = is end
   return is
 end
@@ -78,7 +93,7 @@ local function push_entry(host, task, entry, front)
 end
 
 -- Takes `host`'s next request: its robots.txt lane first, then its tasks' lanes in turn,
--- skipping paused tasks (`cache` as for `paused`). Returns the entry and its task ('' for
+-- skipping held tasks (`cache` as for `held`). Returns the entry and its task ('' for
 -- the robots.txt lane), or nil when nothing may be taken.
 local function pop_entry(host, cache)
   local entry = redis.call('LPOP', K .. ':q:' .. host)
@@ -90,7 +105,7 @@ local function pop_entry(host, cache)
   for _ = 1, redis.call('LLEN', tq) do
     -- Round the tasks: the one looked at goes to the back.
     local task = redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
-    if not paused(task, cache) then
+    if not held(task, cache) then
       local q = lane(host, task)
       entry = redis.call('LPOP', q)
       if not entry or redis.call('LLEN', q) == 0 then
@@ -108,11 +123,11 @@ local function pop_entry(host, cache)
 end
 
 -- Whether `host` has a request that may be claimed: in its robots.txt lane, or of a task
--- that is not paused.
+-- that is not held.
 local function claimable(host)
   if redis.call('LLEN', K .. ':q:' .. host) > 0 then return true end
   for _, task in ipairs(redis.call('LRANGE', K .. ':tq:' .. host, 0, -1)) do
-    if not paused(task) then return true end
+    if not held(task) then return true end
   end
   return false
 end
@@ -128,11 +143,27 @@ local function reschedule(host, per_host)
   end
 end
 
--- Makes the hosts holding requests of `task` ready again (it was resumed, or a new run of
--- it started).
+-- Makes the hosts holding requests of `task` ready again (it was resumed, a new run of it
+-- started, or its budget has room again).
 local function reschedule_task(task, per_host)
   for _, host in ipairs(redis.call('SMEMBERS', K .. ':th:' .. task)) do
     reschedule(host, per_host)
+  end
+end
+
+-- Gives back the page a lease took of its task's budget `budget` ("TASK#RUN", see
+-- reserve.lua), when it took one: its request was not done for good (sent again later, or
+-- reaped). A task whose budget was spent has room again: its requests may be claimed.
+local function give_back_page(budget, per_host)
+  if budget and budget ~= '' then
+    if redis.call('HINCRBY', K .. ':pages', budget, -1) < 0 then
+      redis.call('HSET', K .. ':pages', budget, 0)
+    end
+    local task, run = string.match(budget, '^(.*)#(%d+)$')
+    if task and redis.call('HGET', K .. ':spent', task) == run then
+      redis.call('HDEL', K .. ':spent', task)
+      reschedule_task(task, per_host)
+    end
   end
 end
 
@@ -157,15 +188,6 @@ local function free_slot(host, engine)
   end
 end
 
--- Gives back the page a lease took of its task's budget (see reserve.lua), when it took one:
--- its request was not done for good (sent again later, or reaped).
-local function give_back_page(budget)
-  if budget and budget ~= '' then
-    if redis.call('HINCRBY', K .. ':pages', budget, -1) < 0 then
-      redis.call('HSET', K .. ':pages', budget, 0)
-    end
-  end
-end
 
 -- Takes up to `max` records of sorted set `set` whose time has come (score <= now): each is
 -- a hash `set:ID` of host and entry, deleted as it is taken. Returns them as {host, entry,
@@ -395,7 +417,7 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   end
   if requeue ~= '' then
     -- Not done for good: its page of the task's budget is taken again when it is sent.
-    give_back_page(lease[4])
+    give_back_page(lease[4], per_host)
   end
   redis.call('DEL', lk)
   redis.call('ZREM', K .. ':leases', id)
@@ -473,7 +495,7 @@ local function reap_leases(per_host, max)
   local expired = take_due(K .. ':leases', max)
   for _, lease in ipairs(expired) do
     if not lease[3] then free_slot(lease[1], lease[4]) end
-    give_back_page(lease[5])
+    give_back_page(lease[5], per_host)
     if lease[6] then
       -- Its page is fetched again: counted then.
       redis.call('HINCRBY', K .. ':host:' .. lease[1], 'pages', -1)
@@ -494,8 +516,9 @@ local function promote_due(per_host, max)
 end
 
 -- Marks the crawl done when it was seeded (or opened) and nothing is queued, leased or
--- deferred, all checked in one step; the caller leads. Returns 1 when it is done (now or
--- before), 0 when work is left.
+-- deferred but the requests of tasks whose page budget is spent (left queued, as one
+-- engine leaves a capped task's), all checked in one step; the caller leads. Returns 1 when
+-- it is done (now or before), 0 when work is left.
 local function finish_crawl()
   if redis.call('EXISTS', K .. ':done') == 1 then return 1 end
   -- Seeded by seed.lua, or opened by a scheduled run or a close (a crawl of scheduled tasks).
@@ -503,6 +526,14 @@ local function finish_crawl()
     return 0
   end
   local queued = tonumber(redis.call('GET', K .. ':queued') or '0')
+  if queued > 0 then
+    local capped = redis.call('HKEYS', K .. ':spent')
+    for _, task in ipairs(capped) do
+      if spent(task) then
+        queued = queued - tonumber(redis.call('HGET', K .. ':task_queued', task) or '0')
+      end
+    end
+  end
   if queued > 0 or redis.call('ZCARD', K .. ':leases') > 0
       or redis.call('ZCARD', K .. ':deferred') > 0 then
     return 0

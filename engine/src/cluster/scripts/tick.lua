@@ -32,10 +32,8 @@ if open then
   redis.call('HSET', K .. ':run_ends', task, 'stopped#' .. run)
 end
 redis.call('HSET', K .. ':task_states', task, 'running#' .. new)
-if name == 'paused' then
-  -- What a paused run left queued is claimed again, to be dropped by the engines.
-  reschedule_task(task, tonumber(ARGV[6]))
-end
+-- What a paused or capped run left queued is claimed again, to be dropped by the engines.
+reschedule_task(task, tonumber(ARGV[6]))
 if run > 0 then forget_run(run .. ':' .. task) end
 redis.call('INCR', K .. ':tasks_version')
 -- A crawl whose only task is scheduled has work from its first run on: it may be done
