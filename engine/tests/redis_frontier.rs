@@ -1031,3 +1031,96 @@ async fn a_paused_tasks_requests_stay_queued_and_tasks_take_turns_on_a_host() {
     let entries: Vec<&[u8]> = rest.iter().map(|c| &c.entry[..]).collect();
     assert_eq!(entries, [&b"p1"[..], &b"p2"[..]]);
 }
+
+#[tokio::test]
+async fn a_scheduled_run_whose_budget_is_spent_ends_and_the_next_tick_starts_anew() {
+    use engine::cluster::Reserved;
+    let redis = RedisServer::start().await;
+    let mut f = frontier(&redis, config()).await;
+    let epoch = f
+        .elect("e", Duration::from_secs(10))
+        .await
+        .expect("elect")
+        .expect("leader");
+    let seeds = [run_url("a.test:80", 0, 1), run_url("a.test:80", 1, 1)];
+    assert_eq!(
+        f.tick(epoch, "t", 60, Overlap::Skip, 1, &seeds)
+            .await
+            .expect("tick")
+            .0,
+        Tick::Started
+    );
+    // A budget of one page: the first goes and completes, the second is refused and goes
+    // back to its lane, held there.
+    let budget = engine::cluster::budget_key("t", 1);
+    let claimed = f.claim("e", 10).await.expect("claim");
+    assert_eq!(claimed.len(), 2);
+    assert_eq!(
+        f.reserve(claimed[0].lease, &budget, 1)
+            .await
+            .expect("reserve"),
+        Reserved::Taken
+    );
+    assert_eq!(
+        f.reserve(claimed[1].lease, &budget, 1)
+            .await
+            .expect("reserve"),
+        Reserved::Spent
+    );
+    let done_run = Finished {
+        run: &run_key("t", 1),
+        ..done(&[])
+    };
+    f.complete(&claimed[0], done_run).await.expect("complete");
+    let back = Finished {
+        again: Again::Now(&claimed[1].entry),
+        ..done(&[])
+    };
+    f.complete(&claimed[1], back).await.expect("complete");
+    assert!(f.claim("e", 10).await.expect("claim").is_empty(), "held");
+    // Nothing of the run is leased or deferred: it ends, capped, its request left queued.
+    assert_eq!(
+        f.end_runs(epoch, &["t".into()]).await.expect("end"),
+        Some(1)
+    );
+    assert_eq!(f.queued().await.expect("queued"), 1);
+    // The next tick starts the next run; what the last one left is claimed again (for the
+    // engines to drop).
+    assert_eq!(
+        f.tick(epoch, "t", 120, Overlap::Skip, 2, &[])
+            .await
+            .expect("tick")
+            .0,
+        Tick::Started
+    );
+    assert_eq!(f.claim("e", 10).await.expect("claim").len(), 1);
+}
+
+#[tokio::test]
+async fn a_hosts_robots_txt_request_takes_no_place_of_its_page_cap() {
+    let redis = RedisServer::start().await;
+    let mut f = frontier(&redis, config()).await;
+    redis
+        .command("HSET {spinneret:test}:limits max_pages_per_host 1")
+        .await;
+    // A seed of a new host comes with the host's robots.txt request: with a cap of one page
+    // the seed is queued, and a second page is not.
+    let seed = NewUrl {
+        robots: b"robots".to_vec(),
+        bounded: false,
+        ..url("a.test:80", 1)
+    };
+    assert_eq!(
+        f.offer(&[seed, url("a.test:80", 2)], true)
+            .await
+            .expect("offer"),
+        [Offer::Queued, Offer::OverPageCap]
+    );
+    // The robots.txt request goes out first, alone; the seed is still within the cap.
+    let robots = f.claim("e", 10).await.expect("claim");
+    assert_eq!(robots.len(), 1);
+    assert_eq!(
+        f.offer(&[url("a.test:80", 3)], true).await.expect("offer"),
+        [Offer::OverPageCap]
+    );
+}

@@ -876,6 +876,15 @@ impl RedisFrontier {
             .map_err(redis_err("look for schedules"))
     }
 
+    /// How many tasks the crawl's leaders recorded (added through the admin API).
+    pub async fn tasks_recorded(&mut self) -> Result<u64, ClusterError> {
+        redis::cmd("LLEN")
+            .arg(format!("{}:tasks", self.prefix))
+            .query_async(&mut self.conn)
+            .await
+            .map_err(redis_err("count the tasks"))
+    }
+
     /// Whether the leader marked the crawl done.
     pub async fn is_done(&mut self) -> Result<bool, ClusterError> {
         redis::cmd("EXISTS")

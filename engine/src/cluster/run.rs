@@ -63,8 +63,12 @@ pub async fn run(
     let mut redis = RedisFrontier::new(conn.clone(), &cluster.crawl, pacing(&config));
     // A scheduled crawl is done between its runs, and goes on at its next tick.
     let scheduled = config.schedule.is_some() || redis.has_schedules().await?;
-    let joined_done = redis.is_done().await?;
-    if joined_done && !config.serve && !scheduled {
+    let done = redis.is_done().await?;
+    let joined_done = match done {
+        true => Some(redis.tasks_recorded().await?),
+        false => None,
+    };
+    if done && !config.serve && !scheduled {
         info!(crawl = %cluster.crawl, "the crawl is already done; start with --fresh to run it again");
         return Ok(Summary {
             stopped: "done".into(),

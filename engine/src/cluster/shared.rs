@@ -163,8 +163,8 @@ pub struct SharedFrontier {
     unreadable: u64,
     /// Leases of claimed pages whose host had its `--max_pages_per_host`: skipped, not sent.
     over_cap: HashSet<u64>,
-    /// The crawl was done when this engine joined it, and has stayed done since.
-    joined_done: bool,
+    /// When the crawl was done as this engine joined it: how many tasks Redis recorded then.
+    joined_done: Option<u64>,
     /// Each task's requests queued in Redis, as the last tick read them.
     task_queued: HashMap<String, u64>,
     /// Whether the next task news are read whatever the last tick read of their version.
@@ -205,9 +205,10 @@ pub struct SharedConfig {
     pub state: std::sync::Arc<super::engines::EngineState>,
     /// This engine's role, from the leader job: the leader checks for the end on every tick.
     pub role: tokio::sync::watch::Receiver<super::leader::Role>,
-    /// Whether the crawl was done when the engine joined it (a serving engine restarted on a
-    /// finished crawl): what this engine starts then adds nothing.
-    pub joined_done: bool,
+    /// When the crawl was done as the engine joined it (a serving engine restarted on a
+    /// finished crawl): the number of tasks recorded in Redis then. The runs of those
+    /// tasks this engine starts add nothing.
+    pub joined_done: Option<u64>,
 }
 
 /// Redis stayed away longer than `--redis_timeout`.
@@ -989,7 +990,6 @@ impl SharedFrontier {
             info!("the crawl is done: nothing is queued, leased or deferred");
         }
         self.done = done;
-        self.joined_done &= done;
         Ok(())
     }
 
@@ -1087,10 +1087,11 @@ impl SharedFrontier {
         self.task_queued.get(task).copied().unwrap_or(0)
     }
 
-    /// Whether the crawl is done as far as this engine knows, counting what it saw when it
-    /// joined until its first look at the crawl's figures.
-    pub fn looks_done(&self) -> bool {
-        self.done || self.joined_done
+    /// Whether task `id` was done already when this engine joined the crawl: the crawl was
+    /// done then, and the task was recorded (the crawl's own task is 1, those recorded in
+    /// Redis follow it in order).
+    pub fn done_before_joining(&self, id: u64) -> bool {
+        self.joined_done.is_some_and(|recorded| id <= recorded + 1)
     }
 
     /// Completions that found their lease gone; their links were queued all the same.
@@ -1259,7 +1260,7 @@ mod tests {
                 redis_timeout: Duration::from_secs(5),
                 state: Default::default(),
                 role,
-                joined_done: false,
+                joined_done: None,
             },
         )
     }

@@ -15,14 +15,25 @@ use tokio::time::Instant;
 use tracing::{info, warn};
 use url::Url;
 
-/// A task as the durable state keeps it: what it does, where it is in its life, and the
-/// dedup scope of its run, so that a restarted engine carries on every task.
+/// A task as the durable state keeps it: what it does, where it is in its life, the dedup
+/// scope of its run and its run's figures (saved with the crawl's, every `--state_sync_ms`),
+/// so that a restarted engine carries on every task, its page budget included.
 #[derive(Serialize, Deserialize)]
 struct TaskRecord {
     spec: crate::cluster::tasks::TaskSpec,
     state: TaskState,
     salt: u64,
     runs_started: u64,
+    #[serde(default)]
+    pages_ok: u64,
+    #[serde(default)]
+    pages_failed: u64,
+    #[serde(default)]
+    pages_redirected: u64,
+    #[serde(default)]
+    skipped: u64,
+    #[serde(default)]
+    items: u64,
 }
 
 /// A state change waiting to be sent to the writer; the changes of one loop turn (a page's
@@ -70,6 +81,11 @@ impl Crawl {
             state: task.state,
             salt: task.salt,
             runs_started: task.runs_started,
+            pages_ok: task.pages_ok,
+            pages_failed: task.pages_failed,
+            pages_redirected: task.pages_redirected,
+            skipped: task.skipped,
+            items: task.items,
         };
         let json = serde_json::to_string(&record).unwrap_or_default();
         self.pending.push(Pending::Task(id, json));
@@ -125,30 +141,32 @@ impl Crawl {
                 continue;
             };
             task.salt = record.salt;
-            task.runs_started = record.runs_started;
             task.open = left;
-            let going = match record.state {
-                // A scheduled task between runs waits for its next tick; one in a run
-                // carries it on.
-                TaskState::Waiting => false,
-                _ if scheduled && left == 0 => false,
-                TaskState::Paused => {
-                    task.state = TaskState::Paused;
-                    true
-                }
-                state if state.ended() => {
-                    task.state = state;
-                    false
-                }
-                _ => {
-                    task.state = TaskState::Running;
-                    true
-                }
-            };
+            task.pages_ok = record.pages_ok;
+            task.pages_failed = record.pages_failed;
+            task.pages_redirected = record.pages_redirected;
+            task.skipped = record.skipped;
+            task.items = record.items;
+            match record.state {
+                // A scheduled task between runs waits for its next tick.
+                TaskState::Waiting => {}
+                _ if scheduled && left == 0 => {}
+                TaskState::Paused => task.state = TaskState::Paused,
+                state if state.ended() => task.state = state,
+                _ => task.state = TaskState::Running,
+            }
             task.settle();
+            // A run goes on only where requests are left to send: a task that had finished,
+            // or reached its page budget, gets no new run in the history.
+            let going = left > 0
+                && matches!(task.state, TaskState::Running | TaskState::Paused)
+                && !task.capped();
             info!(id = added, task = %name, state = ?task.state, queued = left, "task resumed from the state");
             if going {
                 self.record_run_start(added);
+            }
+            if let Ok(task) = self.tasks.by_id_mut(added) {
+                task.runs_started = record.runs_started;
             }
             self.record_task(added);
         }

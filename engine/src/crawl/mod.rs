@@ -549,6 +549,17 @@ impl Crawl {
             }
             if counters_saved.elapsed() >= self.config.state_sync && self.durable {
                 self.state.counters(self.counters_json()).await?;
+                // The figures of each task with work left, with the crawl's (its page budget
+                // is counted by them).
+                let ids: Vec<u64> = self
+                    .tasks
+                    .iter()
+                    .filter(|t| t.open > 0)
+                    .map(|t| t.id)
+                    .collect();
+                for id in ids {
+                    self.record_task(id);
+                }
                 counters_saved = Instant::now();
             }
         }

@@ -13,7 +13,10 @@ const RECENT_RUNS: usize = 5;
 impl Crawl {
     /// Records the start of task `id`'s run.
     pub(super) fn record_run_start(&mut self, id: u64) {
-        let on_done_crawl = self.frontier.shared().is_some_and(|s| s.looks_done());
+        let on_done_crawl = self
+            .frontier
+            .shared()
+            .is_some_and(|s| s.done_before_joining(id));
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };

@@ -400,6 +400,27 @@ async fn every_task_added_through_the_api_is_resumed_after_a_restart() {
         )
         .await;
     engine.change("POST", "/api/tasks/2/pause", None, 200).await;
+    // A task that finished, and one that reached its page budget with links left.
+    let quick = TestSite::start(3).await.expect("third site");
+    let capped = TestSite::start(10).await.expect("fourth site");
+    engine
+        .change(
+            "POST",
+            "/api/tasks",
+            Some(&add("quick", quick.url("/"))),
+            201,
+        )
+        .await;
+    let body = format!(
+        r#"{{"name": "capped", "seeds": ["{}"], "max_pages": 3}}"#,
+        capped.url("/")
+    );
+    engine.change("POST", "/api/tasks", Some(&body), 201).await;
+    engine
+        .wait_for("the quick task done and the capped one capped", |s| {
+            task_state(s, 3) == "done" && task_state(s, 4) == "capped"
+        })
+        .await;
     site.wait_for_hits(5).await;
     let stopped = engine.stop().await.succeeded("the first engine");
     assert!(
@@ -423,6 +444,10 @@ async fn every_task_added_through_the_api_is_resumed_after_a_restart() {
     for path in site.site.ok_paths() {
         assert_eq!(hits.get(&path).copied(), Some(1), "{path}: {hits:?}");
     }
+    // The finished task gained no run in the history, and the capped one kept its budget.
+    let runs = engine.get("/api/tasks/3/runs").await;
+    assert_eq!(runs.as_array().map(Vec::len), Some(1), "{runs:#}");
+    assert_eq!(task_state(&status, 4), "capped");
     // Resumed, the held task runs to the end.
     engine
         .change("POST", "/api/tasks/2/resume", None, 200)
@@ -431,8 +456,15 @@ async fn every_task_added_through_the_api_is_resumed_after_a_restart() {
         .wait_for("the held task to finish", |s| task_state(s, 2) == "done")
         .await;
     engine.stop().await.succeeded("the second engine");
+    let capped_pages: u64 = capped
+        .hits()
+        .iter()
+        .filter(|(path, _)| path.as_str() != "/robots.txt")
+        .map(|(_, n)| n)
+        .sum();
+    assert_eq!(capped_pages, 3, "{:?}", capped.hits());
     assert_eq!(
         items_with(&store, "127.0.0.1").await,
-        site.site.ok_paths().len() + other.site.ok_paths().len()
+        site.site.ok_paths().len() + other.site.ok_paths().len() + quick.site.ok_paths().len() + 3
     );
 }

@@ -51,12 +51,17 @@ local function paused(task)
 end
 
 -- Whether task `task` spent its page budget in its current run: the hash `spent` holds the
--- run whose budget is spent (see reserve.lua), the task's state the run it is in.
+-- run whose budget is spent (see reserve.lua), the task's state the run it is in. A run
+-- that is running, paused, or done (a scheduled run that ended capped, see runs.lua) holds
+-- its requests until the next run; one that was closed, stopped, killed or timed out holds
+-- nothing: its requests are claimed and dropped by the engines.
 local function spent(task)
   local run = redis.call('HGET', K .. ':spent', task)
   if not run then return false end
   local state = redis.call('HGET', K .. ':task_states', task) or ''
-  return run == (string.match(state, '#(%d+)$') or '0')
+  local name, current = string.match(state, '^(%a+)#(%d+)$')
+  if not name then name, current = 'running', '0' end
+  return run == current and (name == 'running' or name == 'paused' or name == 'done')
 end
 
 -- Whether task `task`'s requests are held in their lanes, unclaimed: it is paused, or spent
@@ -104,7 +109,8 @@ local function pop_entry(host, cache)
   local tq = K .. ':tq:' .. host
   for _ = 1, redis.call('LLEN', tq) do
     -- Round the tasks: the one looked at goes to the back.
-    local task = redis.call('LMOVE', tq, tq, 'LEFT', 'RIGHT')
+    -- (RPOPLPUSH rather than LMOVE, which needs Redis 6.2.)
+    local task = redis.call('RPOPLPUSH', tq, tq)
     if not held(task, cache) then
       local q = lane(host, task)
       entry = redis.call('LPOP', q)
@@ -223,16 +229,17 @@ end
 local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, batch, task)
   local len = batch.lengths[host]
   if len == nil then
-    -- A host queued before lanes were kept has its requests in its first lane, uncounted.
-    len = tonumber(redis.call('HGET', K .. ':host:' .. host, 'queued')
-      or redis.call('LLEN', lane(host, '')))
+    -- Its pages queued: every request but those of its first lane (its robots.txt request,
+    -- which counts toward no bound). A host queued before lanes were kept has its requests
+    -- there, uncounted.
+    local all = tonumber(redis.call('HGET', K .. ':host:' .. host, 'queued') or '0')
+    len = math.max(0, all - redis.call('LLEN', lane(host, '')))
   end
   -- An engine sends a host's robots.txt request with the first URL of the host it offers,
   -- seen or not, so no host is queued without one.
   if robots ~= '' and redis.call('HSETNX', K .. ':host:' .. host, 'robots', 'pending') == 1 then
     -- In the first lane: the host's rules come before anything queued for it.
     push_entry(host, '', robots, true)
-    len = len + 1
     batch.queued = batch.queued + 1
     batch.hosts[host] = true
   end
@@ -248,8 +255,10 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
   if batch.cap > 0 then
     local taken = batch.taken[host]
     if taken == nil then
-      local h = redis.call('HMGET', K .. ':host:' .. host, 'pages', 'inflight')
+      local h = redis.call('HMGET', K .. ':host:' .. host, 'pages', 'inflight', 'robots')
       taken = tonumber(h[1] or '0') + tonumber(h[2] or '0')
+      -- A host whose robots.txt is pending has only that request in flight, if any.
+      if h[3] == 'pending' then taken = math.max(0, taken - 1) end
       batch.taken[host] = taken
     end
     if len + taken >= batch.cap then
