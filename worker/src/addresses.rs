@@ -22,6 +22,23 @@ pub struct AddressPolicy {
     pub allow_private: bool,
     /// Networks allowed although they are special (`--allow_addr CIDR`).
     pub allowed: Vec<IpNet>,
+    /// Origins whose own special addresses are allowed, and for them only (the seeds of a
+    /// single-machine crawl: `engine --seed http://intranet/`).
+    pub origins: Vec<AllowedOrigin>,
+}
+
+/// An origin (scheme, host and port) allowed to reach its own special addresses: the host
+/// name resolved to these addresses, every one of them special, when the crawl started.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AllowedOrigin {
+    /// `http` or `https`.
+    pub scheme: String,
+    /// The host as the URL writes it (a name, an IPv4 literal, or `[v6]`).
+    pub host: String,
+    /// The port, given or the scheme's.
+    pub port: u16,
+    /// The addresses allowed for this host (those it resolved to).
+    pub addrs: Vec<IpAddr>,
 }
 
 /// A fetch refused because its host is, or resolves only to, a blocked address.
@@ -124,12 +141,21 @@ impl AddressPolicy {
         AddressPolicy {
             allow_private: true,
             allowed: Vec::new(),
+            origins: Vec::new(),
         }
     }
 
-    /// Why connecting to `ip` for `host` is refused, if it is.
+    /// Why connecting to `ip` for `host` is refused, if it is. An allowed origin's addresses
+    /// pass for its own host name only (its port is checked by [`AddressPolicy::check_url`]
+    /// before any connection).
     pub fn check(&self, host: &str, ip: IpAddr) -> Result<(), Blocked> {
-        if self.allow_private || self.allowed.iter().any(|net| net.contains(&ip)) {
+        if self.allow_private
+            || self.allowed.iter().any(|net| net.contains(&ip))
+            || self
+                .origins
+                .iter()
+                .any(|o| o.host == host && o.addrs.contains(&ip))
+        {
             return Ok(());
         }
         match special_kind(ip) {
@@ -142,9 +168,33 @@ impl AddressPolicy {
         }
     }
 
-    /// Checks a URL whose host is an IP literal (the HTTP client connects to those without
-    /// resolving them); host names are checked when resolved.
+    /// Checks a URL before it is fetched: another origin of an allowed origin's host (another
+    /// port or scheme) gets no allowance, and a host that is an IP literal (the HTTP client
+    /// connects to those without resolving them) is checked here; host names are checked
+    /// when resolved.
     pub fn check_url(&self, url: &Url) -> Result<(), Blocked> {
+        let host = url.host_str().unwrap_or_default();
+        if !self.allow_private {
+            let mut of_host = self.origins.iter().filter(|o| o.host == host).peekable();
+            if of_host.peek().is_some()
+                && !of_host.clone().any(|o| {
+                    o.scheme == url.scheme() && Some(o.port) == url.port_or_known_default()
+                })
+            {
+                // The host's addresses are all special, and allowed for its seed's origin
+                // alone: this one is refused as they would be.
+                let blocked = of_host
+                    .flat_map(|o| o.addrs.iter().copied())
+                    .find(|ip| !self.allowed.iter().any(|net| net.contains(ip)));
+                if let Some(addr) = blocked {
+                    return Err(Blocked {
+                        host: host.to_owned(),
+                        addr,
+                        kind: special_kind(addr).unwrap_or("special"),
+                    });
+                }
+            }
+        }
         let ip = match url.host() {
             Some(Host::Ipv4(v4)) => IpAddr::V4(v4),
             Some(Host::Ipv6(v6)) => IpAddr::V6(v6),
@@ -213,6 +263,41 @@ pub fn blocked_in<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a Bl
 mod tests {
     use super::*;
 
+    #[test]
+    fn an_origins_addresses_are_allowed_for_its_host_and_port_only() {
+        let policy = AddressPolicy {
+            origins: vec![AllowedOrigin {
+                scheme: "http".into(),
+                host: "intranet".into(),
+                port: 8000,
+                addrs: vec!["10.0.0.5".parse().expect("ip")],
+            }],
+            ..AddressPolicy::default()
+        };
+        let ip: IpAddr = "10.0.0.5".parse().expect("ip");
+        assert!(policy.check("intranet", ip).is_ok(), "its own host");
+        assert!(
+            policy.check("other.example", ip).is_err(),
+            "another name resolving to the same address"
+        );
+        assert!(
+            policy
+                .check("intranet", "10.0.0.6".parse().expect("ip"))
+                .is_err(),
+            "another address of the host"
+        );
+        let url = |u: &str| Url::parse(u).expect("url");
+        assert!(policy.check_url(&url("http://intranet:8000/a")).is_ok());
+        for other in [
+            "http://intranet:2375/containers/json",
+            "https://intranet:8000/",
+            "http://intranet/",
+        ] {
+            let refused = policy.check_url(&url(other)).expect_err(other);
+            assert_eq!((refused.addr, refused.kind), (ip, "private"), "{other}");
+        }
+    }
+
     fn blocked(ip: &str) -> Option<&'static str> {
         special_kind(ip.parse().expect("ip"))
     }
@@ -270,6 +355,7 @@ mod tests {
         let policy = AddressPolicy {
             allow_private: false,
             allowed: vec!["10.1.0.0/16".parse().expect("net")],
+            origins: Vec::new(),
         };
         assert!(policy.check("h", ip).is_ok());
         assert!(policy.check("h", "10.2.0.1".parse().expect("ip")).is_err());

@@ -127,6 +127,7 @@ impl FetchArgs {
                 addresses: crate::addresses::AddressPolicy {
                     allow_private: self.allow_private,
                     allowed: self.allow_addr.clone(),
+                    origins: Vec::new(),
                 },
                 warc: self.warc.clone().map(|dir| crate::warc::WarcConfig {
                     dir,

@@ -446,6 +446,36 @@ async fn the_in_process_worker_fetches_its_seeds_hosts_and_no_other_private_one(
     assert!(elsewhere.hits().is_empty(), "{:?}", elsewhere.hits());
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeds_allowance_is_for_its_own_origin_not_another_port_of_its_host() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // Another local server: Docker's API, a metadata service, anything on this machine.
+    let other = TestSite::start(3).await.expect("site");
+    let target = format!("http://localhost:{}/", other.addr.port());
+    // The seed's page links to it, on the same host name.
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .expect("bind");
+    let seed = format!(
+        "http://localhost:{}/",
+        listener.local_addr().expect("addr").port()
+    );
+    let page = format!("<html><body><a href=\"{target}\">elsewhere</a></body></html>");
+    let app = axum::Router::new().route(
+        "/",
+        axum::routing::get(move || async move { axum::response::Html(page) }),
+    );
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let flags = ssrf_crawl(None, &[seed], &["--ignore_robots"]);
+    let run = run_engine_with_env(dir.path(), &flags, &GUARDED)
+        .await
+        .succeeded("single-machine mode");
+    let summary = run.summary();
+    assert_eq!(summary["pages_ok"], 1, "{summary}");
+    assert_eq!(summary["pages_failed"]["blocked_address"], 1, "{summary}");
+    assert!(other.hits().is_empty(), "{:?}", other.hits());
+}
+
 #[tokio::test]
 async fn the_admin_api_refuses_to_listen_off_loopback_without_a_token() {
     let dir = tempfile::tempdir().expect("tempdir");
