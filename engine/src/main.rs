@@ -72,7 +72,7 @@ struct Args {
         value_name = "STORE",
         env = "SPINNERET_STORE",
         default_value = "items.db",
-        hide_env_values = true
+        hide_env_values = true,        value_parser = itemsaver::StoreSpecParser
     )]
     store: itemsaver::StoreSpec,
 

@@ -10,7 +10,7 @@ pub mod server;
 pub mod store;
 
 pub use server::{DEFAULT_MAX_BATCH, DEFAULT_MAX_ITEM_BYTES, ItemSaverServer};
-pub use store::{ItemStore, SqliteStore, StoreError, StoreSpec};
+pub use store::{ItemStore, SqliteStore, StoreError, StoreSpec, StoreSpecParser};
 
 use common::ItemSaverService;
 use common::ItemSaverServiceClient;

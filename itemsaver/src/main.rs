@@ -56,7 +56,7 @@ struct Args {
         value_name = "STORE",
         env = "SPINNERET_STORE",
         default_value = "items.db",
-        hide_env_values = true
+        hide_env_values = true,        value_parser = itemsaver::StoreSpecParser
     )]
     store: StoreSpec,
 
@@ -111,7 +111,7 @@ enum Command {
             value_name = "STORE",
             env = "SPINNERET_STORE",
             default_value = "items.db",
-            hide_env_values = true
+            hide_env_values = true,            value_parser = itemsaver::StoreSpecParser
         )]
         store: StoreSpec,
         /// Output format: one JSON object per line, CSV (a column per payload field), or one

@@ -35,6 +35,35 @@ impl std::fmt::Debug for StoreSpec {
     }
 }
 
+/// Reads `--store` for clap without ever printing the value: clap's own message for a
+/// refused value quotes it whole, password included (`postgress://user:secret@...`, a
+/// mistyped scheme). The message names what is wrong, as [`StoreSpec`]'s parse does.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StoreSpecParser;
+
+impl clap::builder::TypedValueParser for StoreSpecParser {
+    type Value = StoreSpec;
+
+    fn parse_ref(
+        &self,
+        cmd: &clap::Command,
+        _arg: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<StoreSpec, clap::Error> {
+        let refused = |why: String| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!("invalid --store: {why}\n"),
+            )
+            .with_cmd(cmd)
+        };
+        let text = value
+            .to_str()
+            .ok_or_else(|| refused("it is not UTF-8".into()))?;
+        text.parse().map_err(refused)
+    }
+}
+
 impl From<PathBuf> for StoreSpec {
     fn from(path: PathBuf) -> Self {
         StoreSpec::Sqlite(path)

@@ -61,29 +61,35 @@ impl std::fmt::Debug for PostgresStore {
 }
 
 /// `url` with its password, if any, masked: in the user information (everything up to the
-/// last `@` before the query, whatever it holds) and in a `password=` parameter.
+/// last `@`, whatever it holds, `?` and `/` included, unless that `@` is in the query of a
+/// URL without user information) and in a `password=` parameter.
 pub fn redact(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
         return url.to_owned();
     };
-    let (before_query, query) = match rest.split_once('?') {
+    // The user information ends at the last `@`: a password as written may hold `?`, `/`
+    // or `@`. An `@` after a `?` with no `:` before it is a query's (no password there).
+    let (userinfo, after) = match rest.rfind('@') {
+        Some(at) if !rest[..at].contains('?') || rest[..at].contains(':') => {
+            (Some(&rest[..at]), &rest[at + 1..])
+        }
+        _ => (None, rest),
+    };
+    let (before_query, query) = match after.split_once('?') {
         Some((before, query)) => (before, Some(query)),
-        None => (rest, None),
+        None => (after, None),
     };
     let mut out = format!("{scheme}://");
-    match before_query.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            let user = user.split('/').next().unwrap_or_default();
-            let masked = if userinfo.len() > user.len() {
-                ":***"
-            } else {
-                ""
-            };
-            out.push_str(&format!("{user}{masked}@{host}"));
-        }
-        None => out.push_str(before_query),
+    if let Some(userinfo) = userinfo {
+        let user = userinfo.split([':', '?', '/']).next().unwrap_or_default();
+        let masked = if userinfo.len() > user.len() {
+            ":***"
+        } else {
+            ""
+        };
+        out.push_str(&format!("{user}{masked}@"));
     }
+    out.push_str(before_query);
     if let Some(query) = query {
         let params: Vec<String> = query
             .split('&')
@@ -462,6 +468,16 @@ mod tests {
         assert_eq!(
             redact("postgres://h/db?user=spin&password=s3cret&sslmode=disable"),
             "postgres://h/db?user=spin&password=***&sslmode=disable"
+        );
+        assert_eq!(
+            redact("postgres://spin:pa?ss@db/items"),
+            "postgres://spin:***@db/items",
+            "a password with a question mark"
+        );
+        assert_eq!(
+            redact("postgres://db/items?application_name=a@b"),
+            "postgres://db/items?application_name=a@b",
+            "an @ in the query is not user information"
         );
     }
 

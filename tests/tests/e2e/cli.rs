@@ -227,3 +227,21 @@ async fn absurd_durations_are_refused_naming_the_flag() {
         assert!(stderr.contains(flag), "worker {flag} {value}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn a_mistyped_store_url_is_refused_without_printing_its_password() {
+    for bin in ["engine", "itemsaver"] {
+        let (status, _, stderr) = run_bin(
+            bin,
+            &[s("--store"), s("postgress://spin:hunter2@db.example/items")],
+            &[],
+        )
+        .await;
+        assert_eq!(status.code(), Some(2), "{bin}: {stderr}");
+        assert!(stderr.contains("postgress://"), "{bin}: {stderr}");
+        assert!(
+            !stderr.contains("hunter2"),
+            "{bin} printed the password: {stderr}"
+        );
+    }
+}
