@@ -1,10 +1,14 @@
 //! The server's end of RPC: the accept loop, the limits it holds peers to, and the transport
 //! each accepted connection is served over.
 //!
-//! No peer can starve a port: a connection slot is taken before `accept`, one address holds
-//! at most [`ServerLimits::max_connections_per_ip`] of them, and a connection that completes no
-//! frame within [`ServerLimits::first_frame_timeout`] of opening, or none for
-//! [`ServerLimits::idle_timeout`], stops being read. A stopping server stops reading from its
+//! No peer can starve a port: connections still in their set-up (TLS, versions, token) have
+//! a budget of their own, [`ServerLimits::max_pending`] in all and
+//! [`ServerLimits::max_pending_per_ip`] per address (IPv6 by its /48), and past it the oldest
+//! set-up is dropped, so silent peers never hold the slots of peers that complete theirs;
+//! a connection slot ([`ServerLimits::max_connections`]) is taken once the set-up is done;
+//! one address holds at most [`ServerLimits::max_connections_per_ip`] connections; and a
+//! connection that completes no frame within [`ServerLimits::first_frame_timeout`] of
+//! opening, or none for [`ServerLimits::idle_timeout`], stops being read. A stopping server stops reading from its
 //! connections but writes every answer it computed before closing them.
 
 use crate::codec::Side;
@@ -13,7 +17,7 @@ use crate::tls::MaybeTls;
 use crate::transport::{TcpTransport, frame};
 use futures::{Sink, Stream};
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -31,8 +35,13 @@ use tracing::{debug, info, warn};
 /// Limits a server applies to its peers.
 #[derive(Clone, Copy, Debug)]
 pub struct ServerLimits {
-    /// Connections served at once; the next `accept` waits for a free slot.
+    /// Connections served at once, once set up; one set up past it waits for a free slot.
     pub max_connections: usize,
+    /// Connections in their set-up at once; past it the oldest set-up is dropped.
+    pub max_pending: usize,
+    /// Connections in their set-up one address (one /48 network for IPv6) may hold at once
+    /// (at most `max_connections_per_ip`); more are closed as soon as accepted.
+    pub max_pending_per_ip: usize,
     /// Connections one peer address (one /64 network for IPv6) may hold at once; more are
     /// closed as soon as accepted.
     pub max_connections_per_ip: usize,
@@ -48,6 +57,8 @@ impl Default for ServerLimits {
     fn default() -> Self {
         ServerLimits {
             max_connections: 256,
+            max_pending: 64,
+            max_pending_per_ip: 8,
             max_connections_per_ip: 32,
             first_frame_timeout: Duration::from_secs(10),
             idle_timeout: Duration::from_secs(600),
@@ -69,6 +80,29 @@ pub struct LimitArgs {
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000)
     )]
     pub max_connections: usize,
+
+    /// Connections in their set-up (TLS, versions, token) at once: past it the oldest set-up
+    /// is dropped, so peers that never finish theirs cannot keep others out.
+    #[arg(
+        long = "max_pending",
+        alias = "max-pending",
+        value_name = "N",
+        env = "SPINNERET_MAX_PENDING",
+        default_value_t = ServerLimits::default().max_pending,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000)
+    )]
+    pub max_pending: usize,
+
+    /// Connections in their set-up one address (an IPv6 /48) may hold at once.
+    #[arg(
+        long = "max_pending_per_ip",
+        alias = "max-pending-per-ip",
+        value_name = "N",
+        env = "SPINNERET_MAX_PENDING_PER_IP",
+        default_value_t = ServerLimits::default().max_pending_per_ip,
+        value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000)
+    )]
+    pub max_pending_per_ip: usize,
 
     /// Connections one peer address may hold at once.
     #[arg(
@@ -110,6 +144,8 @@ impl LimitArgs {
     pub fn limits(&self) -> ServerLimits {
         ServerLimits {
             max_connections: self.max_connections,
+            max_pending: self.max_pending,
+            max_pending_per_ip: self.max_pending_per_ip,
             max_connections_per_ip: self.max_connections_per_ip,
             first_frame_timeout: Duration::from_secs(self.first_frame_timeout),
             idle_timeout: Duration::from_secs(self.idle_timeout),
@@ -185,6 +221,86 @@ impl Drop for PeerSlot {
             *n -= 1;
             if *n == 0 {
                 by_ip.remove(&self.ip);
+            }
+        }
+    }
+}
+
+/// The address a peer's set-ups are counted under: itself for IPv4, its /48 network for IPv6
+/// (a /48 is what one site is commonly given: many /64s cost an attacker nothing there).
+fn pending_as(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
+        },
+    }
+}
+
+/// The connections in their set-up: a budget of their own, the oldest dropped past it.
+#[derive(Debug, Default)]
+struct Pending {
+    inner: Mutex<PendingInner>,
+}
+
+#[derive(Debug, Default)]
+struct PendingInner {
+    next: u64,
+    /// Oldest first: each set-up's id and the token that drops it.
+    order: VecDeque<(u64, CancellationToken)>,
+    by_ip: HashMap<IpAddr, usize>,
+}
+
+/// One connection's place among the set-ups; gives it back when dropped.
+#[derive(Debug)]
+struct PendingSlot {
+    pending: Arc<Pending>,
+    id: u64,
+    ip: IpAddr,
+    /// Cancelled when a newer set-up needs the place.
+    dropped: CancellationToken,
+}
+
+impl Pending {
+    /// A place for one more set-up from `ip`, unless it holds `per_ip` already; past `max` in
+    /// all, the oldest set-up is dropped to make room.
+    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize, per_ip: usize) -> Option<PendingSlot> {
+        let ip = pending_as(ip);
+        let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        let n = inner.by_ip.entry(ip).or_default();
+        if *n >= per_ip {
+            return None;
+        }
+        *n += 1;
+        inner.next += 1;
+        let id = inner.next;
+        let dropped = CancellationToken::new();
+        inner.order.push_back((id, dropped.clone()));
+        while inner.order.len() > max.max(1) {
+            if let Some((_, oldest)) = inner.order.pop_front() {
+                oldest.cancel();
+            }
+        }
+        Some(PendingSlot {
+            pending: self.clone(),
+            id,
+            ip,
+            dropped,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        let mut inner = self.pending.inner.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(at) = inner.order.iter().position(|(id, _)| *id == self.id) {
+            inner.order.remove(at);
+        }
+        if let Some(n) = inner.by_ip.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                inner.by_ip.remove(&self.ip);
             }
         }
     }
@@ -403,8 +519,10 @@ const REFUSAL_REPORT_EVERY: Duration = Duration::from_secs(10);
 
 /// Accepts connections until `shutdown`, running `serve_conn` for each on its own task.
 ///
-/// A permit is taken before `accept`, so at most `limits.max_connections` run at once, and
-/// an address over `limits.max_connections_per_ip` has its new connections closed at once.
+/// A new connection first has a place among the set-ups (`limits.max_pending`, the oldest
+/// dropped past it; an address over `limits.max_pending_per_ip` or
+/// `limits.max_connections_per_ip` has its new connections closed at once), then, set up, a
+/// permit, so that at most `limits.max_connections` are served at once.
 /// After shutdown the connections stop reading requests, write the answers they owe, and
 /// close; those still open after `limits.drain_timeout` are dropped.
 pub async fn accept_loop<F, Fut>(
@@ -422,19 +540,17 @@ where
     let guard = Arc::new(guard);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let counts = Arc::new(PeerCounts::default());
+    let pending = Arc::new(Pending::default());
+    let pending_per_ip = limits
+        .max_pending_per_ip
+        .min(limits.max_connections_per_ip)
+        .max(1);
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
     let mut refused = 0u64;
     let mut refusals_reported: Option<Instant> = None;
     let refusals = Arc::new(RefusalLog::default());
     loop {
-        let permit = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            permit = permits.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => break,
-            },
-        };
         let (stream, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
@@ -447,7 +563,14 @@ where
                 }
             },
         };
-        let Some(slot) = counts.take(peer.ip(), limits.max_connections_per_ip) else {
+        let admitted = counts
+            .take(peer.ip(), limits.max_connections_per_ip)
+            .and_then(|slot| {
+                pending
+                    .admit(peer.ip(), limits.max_pending, pending_per_ip)
+                    .map(|setting_up| (slot, setting_up))
+            });
+        let Some((slot, setting_up)) = admitted else {
             refused += 1;
             if refusals_reported.is_none_or(|at| at.elapsed() >= REFUSAL_REPORT_EVERY) {
                 warn!(%peer, refused, limit = limits.max_connections_per_ip, "refusing connections over the per-address limit");
@@ -463,6 +586,7 @@ where
         let serve_conn = serve_conn.clone();
         let guard = guard.clone();
         let refusals = refusals.clone();
+        let permits = permits.clone();
         tracker.spawn(async move {
             // The set-up comes first (TLS, then versions and token): no request frame of a
             // peer that failed it is read. It and the first request share one time limit.
@@ -471,6 +595,10 @@ where
             let set_up = tokio::select! {
                 done = set_up => done,
                 _ = abort.cancelled() => return,
+                _ = setting_up.dropped.cancelled() => {
+                    debug!(%peer, "set-up dropped: newer connections needed its place");
+                    return;
+                }
             };
             let stream = match set_up {
                 Ok(stream) => stream,
@@ -479,10 +607,20 @@ where
                         count(e.reason());
                     }
                     refusals.report(peer, &e);
-                    drop((permit, slot));
+                    drop((setting_up, slot));
                     return;
                 }
             };
+            // Set up: a permit among the connections served, waited for in its set-up place.
+            let permit = tokio::select! {
+                permit = permits.acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+                _ = abort.cancelled() => return,
+                _ = close.cancelled() => return,
+            };
+            drop(setting_up);
             let conn = serve_conn(Accepted {
                 stream,
                 peer,
@@ -699,5 +837,36 @@ mod tests {
         assert_eq!(closed, 16);
         echo_once(addr).await;
         shutdown.cancel();
+    }
+
+    #[tokio::test]
+    async fn silent_set_ups_from_a_few_addresses_leave_room_for_a_real_peer() {
+        let (addr, shutdown) = echo_server(ServerLimits::default()).await;
+        // 32 connections from each of eight addresses that never send their set-up.
+        let mut silent = Vec::new();
+        for last in 2..=9 {
+            for _ in 0..32 {
+                let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+                socket
+                    .bind(format!("127.0.0.{last}:0").parse().expect("addr"))
+                    .expect("bind");
+                silent.push(socket.connect(addr).await.expect("connect"));
+            }
+        }
+        tokio::time::timeout(Duration::from_secs(5), echo_once(addr))
+            .await
+            .expect("a peer that completes its set-up gets in within five seconds");
+        shutdown.cancel();
+    }
+
+    #[test]
+    fn set_ups_are_counted_by_their_ipv6_48() {
+        let a: IpAddr = "2001:db8:1:2::1".parse().expect("ip");
+        let b: IpAddr = "2001:db8:1:ff00::1".parse().expect("ip");
+        let c: IpAddr = "2001:db8:2::1".parse().expect("ip");
+        assert_eq!(pending_as(a), pending_as(b), "one /48, another /64");
+        assert_ne!(pending_as(a), pending_as(c));
+        let v4: IpAddr = "127.0.0.2".parse().expect("ip");
+        assert_eq!(pending_as(v4), v4);
     }
 }
