@@ -11,6 +11,7 @@ pub mod codec;
 pub mod config;
 pub mod handshake;
 pub mod hosts;
+pub mod http_serve;
 pub mod listen;
 pub mod metrics_http;
 pub mod redis_conn;

@@ -240,7 +240,7 @@ fn pending_as(ip: IpAddr) -> IpAddr {
 
 /// The connections in their set-up: a budget of their own, the oldest dropped past it.
 #[derive(Debug, Default)]
-struct Pending {
+pub(crate) struct Pending {
     inner: Mutex<PendingInner>,
 }
 
@@ -254,18 +254,23 @@ struct PendingInner {
 
 /// One connection's place among the set-ups; gives it back when dropped.
 #[derive(Debug)]
-struct PendingSlot {
+pub(crate) struct PendingSlot {
     pending: Arc<Pending>,
     id: u64,
     ip: IpAddr,
     /// Cancelled when a newer set-up needs the place.
-    dropped: CancellationToken,
+    pub(crate) dropped: CancellationToken,
 }
 
 impl Pending {
     /// A place for one more set-up from `ip`, unless it holds `per_ip` already; past `max` in
     /// all, the oldest set-up is dropped to make room.
-    fn admit(self: &Arc<Self>, ip: IpAddr, max: usize, per_ip: usize) -> Option<PendingSlot> {
+    pub(crate) fn admit(
+        self: &Arc<Self>,
+        ip: IpAddr,
+        max: usize,
+        per_ip: usize,
+    ) -> Option<PendingSlot> {
         let ip = pending_as(ip);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         let n = inner.by_ip.entry(ip).or_default();

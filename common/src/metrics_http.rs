@@ -33,24 +33,14 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .with_state(registry)
 }
 
-/// Binds `addr` and serves `router` until `shutdown`; returns the bound address once it
-/// listens, and the serving task.
+/// Binds `addr` and serves `router` until `shutdown`, under the limits of
+/// [`crate::http_serve`]; returns the bound address once it listens, and the serving task.
 pub async fn serve(
     addr: SocketAddr,
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = tokio::net::TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { shutdown.cancelled().await })
-            .await;
-        if let Err(e) = served {
-            tracing::warn!(error = %e, "HTTP server stopped");
-        }
-    });
-    Ok((local, task))
+    crate::http_serve::bind_and_serve(addr, router, shutdown).await
 }
 
 /// Reads an HTTP listen address: `PORT`, `:PORT` (both on 127.0.0.1) or `IP:PORT`. Loopback

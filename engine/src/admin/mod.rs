@@ -8,7 +8,6 @@
 mod cluster;
 pub use cluster::KEEP_ANSWERS;
 mod hosts;
-mod https;
 mod tasks;
 
 pub use hosts::AllowedHosts;
@@ -157,27 +156,14 @@ pub fn serve(
         .unwrap_or_default();
     let app = router(crawl, token, hosts);
     tokio::spawn(async move {
-        let served = match tls {
-            None => serve_on(listener, app, shutdown).await,
-            Some(config) => match https::HttpsListener::new(listener, config) {
-                Ok(listener) => serve_on(listener, app, shutdown).await,
-                Err(e) => Err(e),
-            },
-        };
-        if let Err(e) = served {
+        // Bounded connections, a budget of their own for those that sent no request yet, and
+        // a header-read timeout: a flood of silent connections cannot stop the admin server,
+        // nor take the crawl's file descriptors.
+        let limits = common::http_serve::HttpLimits::default();
+        if let Err(e) = common::http_serve::serve(listener, app, tls, limits, shutdown).await {
             tracing::warn!(error = %e, "admin server stopped");
         }
     })
-}
-
-async fn serve_on<L>(listener: L, app: Router, shutdown: CancellationToken) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { shutdown.cancelled().await })
-        .await
 }
 
 /// Lets reads through; changes need the bearer token when one is set. Without a token, only
