@@ -173,11 +173,7 @@ fn write_export(
             other => other.map_err(Into::into),
         };
     };
-    let mut partial = path.as_os_str().to_owned();
-    partial.push(format!(".partial-{}", std::process::id()));
-    let partial = PathBuf::from(partial);
-    let file = std::fs::File::create(&partial)
-        .with_context(|| format!("cannot write {}", partial.display()))?;
+    let (partial, file) = create_partial(path)?;
     let mut out = std::io::BufWriter::new(file);
     let written = export(store, filter, format, &mut out)
         .map_err(anyhow::Error::from)
@@ -192,6 +188,26 @@ fn write_export(
         return Err(e);
     }
     std::fs::rename(&partial, path).with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Creates the file an export to `path` is written to before it takes the name: a new file,
+/// never one that exists, so that a link planted at its name (it is predictable) is not
+/// followed to overwrite what it points at.
+fn create_partial(path: &std::path::Path) -> anyhow::Result<(PathBuf, std::fs::File)> {
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(format!(".partial-{}", std::process::id()));
+    let partial = PathBuf::from(partial);
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&partial)
+        .with_context(|| {
+            format!(
+                "cannot write {} (a file or link of that name is in the way: remove it)",
+                partial.display()
+            )
+        })?;
+    Ok((partial, file))
 }
 
 /// Reads `--since`: an RFC 3339 time, as Unix milliseconds.
@@ -280,4 +296,25 @@ async fn start(args: Args) -> anyhow::Result<()> {
     }
     tracing::info!("itemsaver stopped");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn an_exports_file_aside_is_never_a_planted_link() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "keep me").expect("write");
+        let out = dir.path().join("items.csv");
+        let planted = dir
+            .path()
+            .join(format!("items.csv.partial-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).expect("symlink");
+        let refused = create_partial(&out).expect_err("a link is in the way");
+        assert!(refused.to_string().contains("partial"), "{refused}");
+        assert_eq!(std::fs::read_to_string(&victim).expect("read"), "keep me");
+    }
 }
