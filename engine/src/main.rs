@@ -801,6 +801,16 @@ async fn crawl(args: &Args, progress: engine::progress::Progress) -> anyhow::Res
     let shutdown = CancellationToken::new();
     common::cli::cancel_on_signals(shutdown.clone());
     let admin_token = args.admin_token.clone().filter(|t| !t.is_empty());
+    // As short as a password, a token could be guessed: as long as an RPC token at least.
+    if let Some(token) = &admin_token
+        && token.trim().len() < common::handshake::MIN_TOKEN_BYTES
+    {
+        anyhow::bail!(
+            "--admin_token has {} bytes; use at least {} (for example `head -c 32 /dev/urandom | base64`)",
+            token.trim().len(),
+            common::handshake::MIN_TOKEN_BYTES
+        );
+    }
     let admin_tls = match (&args.admin_tls_cert, &args.admin_tls_key) {
         (Some(cert), Some(key)) => Some(common::tls::https_config(common::tls::IdentityFiles {
             cert: ("--admin_tls_cert", cert),

@@ -25,7 +25,7 @@ async fn the_admin_api_answers_every_endpoint_and_refuses_bad_input() {
         s("--store"),
         s(store.display()),
     ];
-    let engine = AdminEngine::start(dir.path(), &args, Some("s3cret")).await;
+    let engine = AdminEngine::start(dir.path(), &args, Some("s3cret-s3cret-s3cret")).await;
 
     let page = engine.call("GET", "/", None, false).await;
     assert_eq!(page.status, 200);
@@ -57,7 +57,12 @@ async fn the_admin_api_answers_every_endpoint_and_refuses_bad_input() {
 
     // Changes need the token; reads do not.
     let body = format!(r#"{{"seeds": ["{}"], "name": "site"}}"#, site.url("/"));
-    for token in [None, Some("wrong"), Some("s3cre"), Some("s3cret2")] {
+    for token in [
+        None,
+        Some("wrong"),
+        Some("s3cret-s3cret-s3cre"),
+        Some("s3cret-s3cret-s3cret2"),
+    ] {
         let a = engine
             .call_as("POST", "/api/tasks", Some(&body), token)
             .await;

@@ -245,3 +245,26 @@ async fn a_mistyped_store_url_is_refused_without_printing_its_password() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_short_admin_token_is_refused() {
+    let (status, _, stderr) = run_bin(
+        "engine",
+        &[
+            s("--admin"),
+            s("127.0.0.1:0"),
+            s("--admin_token"),
+            s("abc"),
+            s("--seed"),
+            s("http://127.0.0.1:1/"),
+            s("--no_state"),
+        ],
+        &[],
+    )
+    .await;
+    assert_one_error(
+        status,
+        &stderr,
+        "--admin_token has 3 bytes; use at least 16",
+    );
+}

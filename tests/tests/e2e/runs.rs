@@ -69,7 +69,7 @@ async fn stop_lets_the_requests_in_flight_finish_and_saves_them() {
     let engine = AdminEngine::start(
         dir.path(),
         &waiting_task(&server, &worker, 1_500, 6, &store),
-        Some("t0ken"),
+        Some("t0ken-t0ken-t0ken"),
     )
     .await;
     server.wait_for_hits_under("/wait/", 2).await;
@@ -114,7 +114,7 @@ async fn kill_cancels_the_requests_in_flight_and_the_crawl_goes_on() {
     let engine = AdminEngine::start(
         dir.path(),
         &waiting_task(&server, &worker, 30_000, 4, &store),
-        Some("t0ken"),
+        Some("t0ken-t0ken-t0ken"),
     )
     .await;
     server.wait_for_hits_under("/wait/", 2).await;
@@ -273,7 +273,7 @@ async fn a_serving_engine_keeps_its_scheduled_tasks_across_a_restart() {
             .and_then(|t| t.iter().find(|t| t["name"] == "nightly").cloned())
             .unwrap_or(serde_json::Value::Null)
     };
-    let engine = AdminEngine::start(dir.path(), &serve, Some("t0ken")).await;
+    let engine = AdminEngine::start(dir.path(), &serve, Some("t0ken-t0ken-t0ken")).await;
     let body = format!(
         r#"{{"name": "nightly", "seeds": ["{}"], "schedule": {{"cron": "0 3 * * *", "timezone": "Europe/Paris"}}}}"#,
         site.url("/")
@@ -295,7 +295,7 @@ async fn a_serving_engine_keeps_its_scheduled_tasks_across_a_restart() {
     engine.change("POST", "/api/tasks/1/stop", None, 409).await;
     engine.stop().await;
 
-    let engine = AdminEngine::start(dir.path(), &serve, Some("t0ken")).await;
+    let engine = AdminEngine::start(dir.path(), &serve, Some("t0ken-t0ken-t0ken")).await;
     let status = engine
         .wait_for("the kept schedule", |s| task(s)["state"] == "waiting")
         .await;
@@ -307,7 +307,7 @@ async fn a_serving_engine_keeps_its_scheduled_tasks_across_a_restart() {
         .change("DELETE", &format!("/api/tasks/{id}"), None, 200)
         .await;
     engine.stop().await;
-    let engine = AdminEngine::start(dir.path(), &serve, Some("t0ken")).await;
+    let engine = AdminEngine::start(dir.path(), &serve, Some("t0ken-t0ken-t0ken")).await;
     let status = engine.get("/api/status").await;
     assert!(task(&status).is_null(), "{status:#}");
     engine.stop().await;

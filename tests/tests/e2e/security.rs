@@ -517,7 +517,9 @@ async fn the_admin_api_is_served_over_tls_with_the_crawls_certificate() {
         format!("--admin_tls_key={}", pki.server_key.display()),
     ];
     let browser = trusting.clone();
-    let engine = AdminEngine::start_with_client(dir.path(), &args, Some("t0ken"), trusting).await;
+    let engine =
+        AdminEngine::start_with_client(dir.path(), &args, Some("t0ken-t0ken-t0ken"), trusting)
+            .await;
     assert!(
         engine.base.starts_with("https://127.0.0.1:"),
         "{}",
@@ -539,7 +541,7 @@ async fn the_admin_api_is_served_over_tls_with_the_crawls_certificate() {
     let answer = browser
         .post(format!("{}/api/tasks/999/pause", engine.base))
         .header("origin", engine.base.clone())
-        .bearer_auth("t0ken")
+        .bearer_auth("t0ken-t0ken-t0ken")
         .send()
         .await
         .expect("answer");
