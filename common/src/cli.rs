@@ -148,3 +148,26 @@ impl AuthArgs {
         })
     }
 }
+
+/// Raises this process's soft limit on open files to its hard limit, so that a burst of
+/// connections meets the servers' own limits, not the system's.
+pub fn raise_open_files_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct given.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                limit.rlim_cur = limit.rlim_max;
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    tracing::debug!("could not raise the open files limit");
+                }
+            }
+        }
+    }
+}

@@ -1,102 +1,55 @@
 //! Serving HTTP (the engine's admin API and dashboard, `--metrics` on every binary) to a
-//! network that may be hostile: bounded connections, in total and per address; connections
-//! that have not sent a complete request yet have a budget of their own, the oldest dropped
-//! past it, so that silent connections cannot keep out the requests that arrive whole; and a
-//! request's headers must arrive within [`HttpLimits::header_read_timeout`], which also
-//! bounds how long a kept-alive connection may sit idle between requests.
+//! network that may be hostile, under the RPC servers' limits ([`ServerLimits`], let in by
+//! the same [`crate::listen`] admission): bounded connections, in total and per address;
+//! connections that have not sent a complete request yet have a budget of their own, the
+//! oldest dropped past it, so that silent connections cannot keep out the requests that
+//! arrive whole; and a request's headers must arrive within
+//! [`ServerLimits::first_frame_timeout`], which also bounds how long a kept-alive connection
+//! may sit idle between requests.
 
-use crate::listen::{PeerCounts, Pending};
+use crate::listen::{Admission, PendingSlot, ServerLimits, next_connection};
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, warn};
+use tracing::debug;
 
-/// The limits an HTTP server holds its clients to.
-#[derive(Clone, Copy, Debug)]
-pub struct HttpLimits {
-    /// Connections that sent a request, served at once; past it a new one is answered 503.
-    pub max_connections: usize,
-    /// Connections one address (an IPv6 /64) may hold at once; more are closed at once.
-    pub max_connections_per_ip: usize,
-    /// Connections that have not sent a complete request yet, at once (TLS handshakes
-    /// included); past it the oldest is dropped.
-    pub max_pending: usize,
-    /// Such connections one address (an IPv6 /48) may hold at once.
-    pub max_pending_per_ip: usize,
-    /// How long a request's headers may take to arrive (from the connection's opening, or
-    /// the end of the previous response: the idle time between requests).
-    pub header_read_timeout: Duration,
-    /// How long open connections may take to finish after shutdown.
-    pub drain_timeout: Duration,
-}
-
-impl Default for HttpLimits {
-    fn default() -> Self {
-        HttpLimits {
-            max_connections: 256,
-            max_connections_per_ip: 32,
-            max_pending: 64,
-            max_pending_per_ip: 8,
-            header_read_timeout: Duration::from_secs(10),
-            drain_timeout: Duration::from_secs(5),
-        }
-    }
-}
+/// How long open HTTP connections may take to finish after shutdown.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a connection holds of the server's budgets: its place among the connections that
 /// have sent no request yet, then, from its first request on, a place among those served.
 struct Places {
-    pending: Option<crate::listen::PendingSlot>,
+    pending: Option<PendingSlot>,
     served: Option<OwnedSemaphorePermit>,
 }
 
-/// Serves `router` on `listener` (over TLS with `tls`) under `limits` until `shutdown`; then
-/// lets the connections finish their requests, for `limits.drain_timeout` at most.
+/// Serves `router` on `listener` (over TLS with `tls`) under `limits` until `shutdown`
+/// (`limits.first_frame_timeout` is the header-read timeout; past
+/// `limits.max_connections` a new connection's requests are answered 503); then lets the
+/// connections finish their requests, for a few seconds at most.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<Arc<rustls::ServerConfig>>,
-    limits: HttpLimits,
+    limits: ServerLimits,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let counts = Arc::new(PeerCounts::default());
-    let pending = Arc::new(Pending::default());
+    let admission = Admission::new(limits);
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     let tracker = TaskTracker::new();
-    let per_ip = limits
-        .max_pending_per_ip
-        .min(limits.max_connections_per_ip)
-        .max(1);
-    loop {
-        let (tcp, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually out of file descriptors: wait rather than spin.
-                    debug!(cause = %e, "HTTP accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let Some(slot) = counts.take(peer.ip(), limits.max_connections_per_ip) else {
-            debug!(%peer, "closing an HTTP connection over the per-address limit");
-            continue;
-        };
-        let Some(waiting) = pending.admit(peer.ip(), limits.max_pending, per_ip) else {
-            debug!(%peer, "closing an HTTP connection over the per-address set-up limit");
+    while let Some((tcp, peer)) = next_connection(&listener, &shutdown).await {
+        let Some((slot, waiting)) = admission.admit(peer.ip()) else {
+            debug!(%peer, "closing an HTTP connection over the per-address limits");
             continue;
         };
         let _ = tcp.set_nodelay(true);
@@ -108,14 +61,15 @@ pub async fn serve(
                 pending: Some(waiting),
                 served: None,
             }));
+            let timeout = limits.first_frame_timeout;
             let served = async {
                 match acceptor {
-                    None => connection(tcp, router, places, permits, limits, &shutdown).await,
+                    None => connection(tcp, router, places, permits, timeout, &shutdown).await,
                     Some(acceptor) => {
                         let handshake = acceptor.accept(tcp);
-                        match tokio::time::timeout(limits.header_read_timeout, handshake).await {
+                        match tokio::time::timeout(timeout, handshake).await {
                             Ok(Ok(tls)) => {
-                                connection(tls, router, places, permits, limits, &shutdown).await
+                                connection(tls, router, places, permits, timeout, &shutdown).await
                             }
                             Ok(Err(e)) => debug!(%peer, cause = %e, "HTTPS handshake failed"),
                             Err(_) => debug!(%peer, "HTTPS handshake timed out"),
@@ -131,7 +85,7 @@ pub async fn serve(
         });
     }
     tracker.close();
-    if tokio::time::timeout(limits.drain_timeout, tracker.wait())
+    if tokio::time::timeout(DRAIN_TIMEOUT, tracker.wait())
         .await
         .is_err()
     {
@@ -148,7 +102,7 @@ async fn connection<I>(
     router: Router,
     places: Arc<Mutex<Places>>,
     permits: Arc<Semaphore>,
-    limits: HttpLimits,
+    header_read_timeout: Duration,
     shutdown: &CancellationToken,
 ) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -187,13 +141,13 @@ async fn connection<I>(
     builder
         .http1()
         .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_read_timeout);
+        .header_read_timeout(header_read_timeout);
     builder.http2().timer(TokioTimer::new());
     let conn = builder.serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     // A connection whose first request has not come in time (an HTTP/2 one has no
     // header-read timeout) is dropped.
-    let first_due = tokio::time::sleep(limits.header_read_timeout);
+    let first_due = tokio::time::sleep(header_read_timeout);
     tokio::pin!(first_due);
     let finished = loop {
         tokio::select! {
@@ -216,52 +170,13 @@ async fn connection<I>(
     }
 }
 
-/// Binds `addr` and serves `router` there under the default limits until `shutdown`; returns
-/// the bound address once it listens, and the serving task.
-pub async fn bind_and_serve(
-    addr: SocketAddr,
-    router: Router,
-    shutdown: CancellationToken,
-) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    let listener = TcpListener::bind(addr).await?;
-    let local = listener.local_addr()?;
-    let task = tokio::spawn(async move {
-        if let Err(e) = serve(listener, router, None, HttpLimits::default(), shutdown).await {
-            warn!(error = %e, "HTTP server stopped");
-        }
-    });
-    Ok((local, task))
-}
-
-/// Raises this process's soft limit on open files to its hard limit, so that a burst of
-/// connections meets the servers' own limits, not the system's.
-pub fn raise_open_files_limit() {
-    #[cfg(unix)]
-    {
-        let mut limit = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
-        // SAFETY: getrlimit and setrlimit only read and write the struct given.
-        unsafe {
-            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0
-                && limit.rlim_cur < limit.rlim_max
-            {
-                limit.rlim_cur = limit.rlim_max;
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    debug!("could not raise the open files limit");
-                }
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::SocketAddr;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    async fn server(limits: HttpLimits) -> (SocketAddr, CancellationToken) {
+    async fn server(limits: ServerLimits) -> (SocketAddr, CancellationToken) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
@@ -287,9 +202,9 @@ mod tests {
 
     #[tokio::test]
     async fn a_half_sent_request_is_closed_at_the_header_read_timeout() {
-        let limits = HttpLimits {
-            header_read_timeout: Duration::from_millis(300),
-            ..HttpLimits::default()
+        let limits = ServerLimits {
+            first_frame_timeout: Duration::from_millis(300),
+            ..ServerLimits::default()
         };
         let (addr, shutdown) = server(limits).await;
         let mut half = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -305,7 +220,7 @@ mod tests {
 
     #[tokio::test]
     async fn silent_connections_from_many_addresses_leave_room_for_a_request() {
-        let (addr, shutdown) = server(HttpLimits::default()).await;
+        let (addr, shutdown) = server(ServerLimits::default()).await;
         let mut silent = Vec::new();
         for last in 2..77 {
             for _ in 0..8 {
@@ -333,7 +248,7 @@ mod tests {
         .into_iter()
         .filter(|closed| *closed)
         .count();
-        let limits = HttpLimits::default();
+        let limits = ServerLimits::default();
         assert!(closed >= 600 - limits.max_pending, "{closed} of 600 closed");
         shutdown.cancel();
     }

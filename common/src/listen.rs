@@ -185,16 +185,22 @@ pub struct PeerSlot {
     ip: IpAddr,
 }
 
-/// The address a peer is counted under: itself for IPv4, its /64 network for IPv6 (one host
-/// is usually given a whole /64).
-fn counted_as(ip: IpAddr) -> IpAddr {
+/// The address `ip` is counted under: itself for IPv4 (and a mapped IPv4 address), its
+/// network of `v6_prefix` bits for IPv6.
+fn grouped(ip: IpAddr, v6_prefix: u32) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
             Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 64) - 1)).into()),
+            None => IpAddr::V6((u128::from(v6) & (u128::MAX << (128 - v6_prefix))).into()),
         },
     }
+}
+
+/// The address a peer is counted under: itself for IPv4, its /64 network for IPv6 (one host
+/// is usually given a whole /64).
+fn counted_as(ip: IpAddr) -> IpAddr {
+    grouped(ip, 64)
 }
 
 impl PeerCounts {
@@ -229,13 +235,7 @@ impl Drop for PeerSlot {
 /// The address a peer's set-ups are counted under: itself for IPv4, its /48 network for IPv6
 /// (a /48 is what one site is commonly given: many /64s cost an attacker nothing there).
 fn pending_as(ip: IpAddr) -> IpAddr {
-    match ip {
-        IpAddr::V4(_) => ip,
-        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
-            Some(v4) => IpAddr::V4(v4),
-            None => IpAddr::V6((u128::from(v6) & !((1u128 << 80) - 1)).into()),
-        },
-    }
+    grouped(ip, 48)
 }
 
 /// The connections in their set-up: a budget of their own, the oldest dropped past it.
@@ -307,6 +307,59 @@ impl Drop for PendingSlot {
             if *n == 0 {
                 inner.by_ip.remove(&self.ip);
             }
+        }
+    }
+}
+
+/// Where new connections are let in, the same for RPC and HTTP servers: one address holds at
+/// most `max_connections_per_ip` connections, and each new one takes a place among the
+/// set-ups (see [`Pending`]) until it has sent its first request.
+#[derive(Debug)]
+pub(crate) struct Admission {
+    counts: Arc<PeerCounts>,
+    pending: Arc<Pending>,
+    limits: ServerLimits,
+}
+
+impl Admission {
+    pub(crate) fn new(limits: ServerLimits) -> Admission {
+        Admission {
+            counts: Arc::new(PeerCounts::default()),
+            pending: Arc::new(Pending::default()),
+            limits,
+        }
+    }
+
+    /// A new connection from `ip`: its place among the address's connections and among the
+    /// set-ups, or `None` when the address holds its limit of either.
+    pub(crate) fn admit(&self, ip: IpAddr) -> Option<(PeerSlot, PendingSlot)> {
+        let limits = &self.limits;
+        let per_ip = limits
+            .max_pending_per_ip
+            .min(limits.max_connections_per_ip)
+            .max(1);
+        let slot = self.counts.take(ip, limits.max_connections_per_ip)?;
+        let setting_up = self.pending.admit(ip, limits.max_pending, per_ip)?;
+        Some((slot, setting_up))
+    }
+}
+
+/// The next connection `listener` accepts, or `None` once `shutdown` fires. A failed accept
+/// (usually out of file descriptors) is waited out a little rather than spun on.
+pub(crate) async fn next_connection(
+    listener: &TcpListener,
+    shutdown: &CancellationToken,
+) -> Option<(TcpStream, SocketAddr)> {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return None,
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => return Some(conn),
+                Err(e) => {
+                    warn!(cause = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
         }
     }
 }
@@ -544,38 +597,17 @@ where
     let serve_conn = Arc::new(serve_conn);
     let guard = Arc::new(guard);
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let counts = Arc::new(PeerCounts::default());
-    let pending = Arc::new(Pending::default());
-    let pending_per_ip = limits
-        .max_pending_per_ip
-        .min(limits.max_connections_per_ip)
-        .max(1);
+    let admission = Admission::new(limits);
     let tracker = TaskTracker::new();
     let abort = CancellationToken::new();
     let mut refused = 0u64;
     let mut refusals_reported: Option<Instant> = None;
     let refusals = Arc::new(RefusalLog::default());
     loop {
-        let (stream, peer) = tokio::select! {
-            _ = shutdown.cancelled() => break,
-            accepted = listener.accept() => match accepted {
-                Ok(conn) => conn,
-                Err(e) => {
-                    // Usually out of file descriptors: wait a little rather than spin.
-                    warn!(cause = %e, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let Some((stream, peer)) = next_connection(&listener, &shutdown).await else {
+            break;
         };
-        let admitted = counts
-            .take(peer.ip(), limits.max_connections_per_ip)
-            .and_then(|slot| {
-                pending
-                    .admit(peer.ip(), limits.max_pending, pending_per_ip)
-                    .map(|setting_up| (slot, setting_up))
-            });
-        let Some((slot, setting_up)) = admitted else {
+        let Some((slot, setting_up)) = admission.admit(peer.ip()) else {
             refused += 1;
             if refusals_reported.is_none_or(|at| at.elapsed() >= REFUSAL_REPORT_EVERY) {
                 warn!(%peer, refused, limit = limits.max_connections_per_ip, "refusing connections over the per-address limit");

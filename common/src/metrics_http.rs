@@ -40,7 +40,15 @@ pub async fn serve(
     router: Router,
     shutdown: CancellationToken,
 ) -> std::io::Result<(SocketAddr, tokio::task::JoinHandle<()>)> {
-    crate::http_serve::bind_and_serve(addr, router, shutdown).await
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    let limits = crate::listen::ServerLimits::default();
+    let task = tokio::spawn(async move {
+        if let Err(e) = crate::http_serve::serve(listener, router, None, limits, shutdown).await {
+            tracing::warn!(error = %e, "HTTP server stopped");
+        }
+    });
+    Ok((local, task))
 }
 
 /// Reads an HTTP listen address: `PORT`, `:PORT` (both on 127.0.0.1) or `IP:PORT`. Loopback

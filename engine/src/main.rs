@@ -755,7 +755,7 @@ async fn main() -> ExitCode {
     let level = if args.quiet { "warn" } else { "info" };
     common::cli::init_tracing_with(args.log.log_format, level, progress.log_writer());
     // Connection bursts meet the servers' own limits, not the system's.
-    common::http_serve::raise_open_files_limit();
+    common::cli::raise_open_files_limit();
     match crawl(&args, progress).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

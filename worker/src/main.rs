@@ -85,7 +85,7 @@ async fn main() -> ExitCode {
     let args = loaded.args;
     common::cli::init_tracing_with(args.log.log_format, "info", std::io::stderr);
     // Connection bursts meet the servers' own limits, not the system's.
-    common::http_serve::raise_open_files_limit();
+    common::cli::raise_open_files_limit();
     match serve(args).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -159,7 +159,7 @@ pub fn serve(
         // Bounded connections, a budget of their own for those that sent no request yet, and
         // a header-read timeout: a flood of silent connections cannot stop the admin server,
         // nor take the crawl's file descriptors.
-        let limits = common::http_serve::HttpLimits::default();
+        let limits = common::listen::ServerLimits::default();
         if let Err(e) = common::http_serve::serve(listener, app, tls, limits, shutdown).await {
             tracing::warn!(error = %e, "admin server stopped");
         }

@@ -498,7 +498,7 @@ impl SharedFrontier {
                     now + claim_wait(claim.next)
                 } else if claim.claimed.len() < asked {
                     // The ready hosts gave what they had: again when the next is due.
-                    now + claim.next.unwrap_or(MAX_CLAIM_WAIT).min(MAX_CLAIM_WAIT)
+                    now + ready_in(claim.next)
                 } else {
                     now
                 };
@@ -871,8 +871,7 @@ impl SharedFrontier {
                 }
                 // Host slots are free: claim again once a host is ready (Redis says when;
                 // at once when one is), without waiting out the poll.
-                let wait = report.next.unwrap_or(MAX_CLAIM_WAIT).min(MAX_CLAIM_WAIT);
-                self.claim_at = self.claim_at.min(Instant::now() + wait);
+                self.claim_at = self.claim_at.min(Instant::now() + ready_in(report.next));
                 self.settle();
             }
             Err(e) => {
@@ -1105,11 +1104,15 @@ impl SharedFrontier {
     }
 }
 
-/// How long to wait before claiming again when the next host is ready in `next` (`None`:
-/// nothing is queued).
+/// How long until a host is ready to be claimed from, as Redis said (`None`: nothing is
+/// queued; another engine may offer some, looked for a while later).
+fn ready_in(next: Option<Duration>) -> Duration {
+    next.unwrap_or(MAX_CLAIM_WAIT).min(MAX_CLAIM_WAIT)
+}
+
+/// How long an empty claim waits before the next: until a host is ready, and never a spin.
 fn claim_wait(next: Option<Duration>) -> Duration {
-    next.unwrap_or(MAX_CLAIM_WAIT)
-        .clamp(MIN_CLAIM_WAIT, MAX_CLAIM_WAIT)
+    ready_in(next).max(MIN_CLAIM_WAIT)
 }
 
 impl Completion {

@@ -1021,9 +1021,8 @@ async fn a_paused_tasks_requests_stay_queued_unclaimed_and_are_counted_per_task(
     let in_redis = redis
         .command("HGET {spinneret:paused}:task_queued default")
         .await;
-    let queued: u64 = in_redis
-        .lines()
-        .nth(1)
+    let queued: u64 = bulk_strings(&in_redis)
+        .first()
         .and_then(|n| n.parse().ok())
         .unwrap_or(0);
     assert!(queued > 0, "{in_redis:?}");

@@ -44,24 +44,32 @@ local function lane(host, task)
   return K .. ':q:' .. host .. '#' .. task
 end
 
--- Whether task `task` is paused (its state in `task_states` is "paused#RUN").
-local function paused(task)
+-- Task `task`'s state in `task_states` ("STATE#RUN", or "STATE" of run 0), as name and run
+-- ("running", "0" when none was recorded).
+local function task_state(task)
   local state = redis.call('HGET', K .. ':task_states', task) or ''
-  return string.sub(state, 1, 7) == 'paused#' or state == 'paused'
+  local name, run = string.match(state, '^(%a+)#(%d+)$')
+  if name then return name, run end
+  if state == '' then return 'running', '0' end
+  return state, '0'
+end
+
+-- Whether task `task` is paused.
+local function paused(task)
+  return task_state(task) == 'paused'
 end
 
 -- Whether task `task` spent its page budget in its current run: the hash `spent` holds the
 -- run whose budget is spent (see reserve.lua), the task's state the run it is in. A run
 -- that is running, paused, or done (a scheduled run that ended capped, see runs.lua) holds
 -- its requests until the next run; one that was closed, stopped, killed or timed out holds
--- nothing: its requests are claimed and dropped by the engines.
-local function spent(task)
-  local run = redis.call('HGET', K .. ':spent', task)
-  if not run then return false end
-  local state = redis.call('HGET', K .. ':task_states', task) or ''
-  local name, current = string.match(state, '^(%a+)#(%d+)$')
-  if not name then name, current = 'running', '0' end
-  return run == current and (name == 'running' or name == 'paused' or name == 'done')
+-- nothing: its requests are claimed and dropped by the engines. `name` and `run` are the
+-- task's state when known already.
+local function spent(task, name, run)
+  local spent_run = redis.call('HGET', K .. ':spent', task)
+  if not spent_run then return false end
+  if not name then name, run = task_state(task) end
+  return spent_run == run and (name == 'running' or name == 'paused' or name == 'done')
 end
 
 -- Whether task `task`'s requests are held in their lanes, unclaimed: it is paused, or spent
@@ -69,7 +77,8 @@ end
 -- when given, keeps the answers of one call.
 local function held(task, cache)
   if cache and cache[task] ~= nil then return cache[task] end
-  local is = paused(task) or spent(task)
+  local name, run = task_state(task)
+  local is = name == 'paused' or spent(task, name, run)
   if cache then cache[task] = is end
   return is
 end
