@@ -102,9 +102,10 @@ where
             .collect()
             .await;
     for ((scheme, host, port), addrs) in found {
+        let policy = &settings.fetch.addresses;
         let special = addrs
             .iter()
-            .filter(|ip| worker::addresses::special_kind(**ip).is_some())
+            .filter(|ip| policy.kind(**ip).is_some())
             .count();
         if special == 0 {
             continue;

@@ -10,7 +10,7 @@
 //! before each request and each robots.txt redirect hop. Page redirects are not followed by
 //! the worker: each hop comes back as a new request and is checked like any URL.
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv6Net};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use url::{Host, Url};
@@ -25,6 +25,9 @@ pub struct AddressPolicy {
     /// Origins whose own special addresses are allowed, and for them only (the seeds of a
     /// single-machine crawl: `engine --seed http://intranet/`).
     pub origins: Vec<AllowedOrigin>,
+    /// This network's own NAT64 prefixes (`--nat64_prefix`, RFC 6052): an address inside one
+    /// is judged as the IPv4 address it embeds.
+    pub nat64: Vec<Ipv6Net>,
 }
 
 /// An origin (scheme, host and port) allowed to reach its own special addresses: the host
@@ -64,6 +67,34 @@ pub fn parse_network(value: &str) -> Result<IpNet, String> {
         .map_err(|_| format!("{value:?} is not a network (10.2.0.0/16) or an address (10.2.0.7)"))
 }
 
+/// Reads a `--nat64_prefix` value: an IPv6 network of one of the lengths RFC 6052 allows
+/// (32, 40, 48, 56, 64 or 96 bits).
+pub fn parse_nat64_prefix(value: &str) -> Result<Ipv6Net, String> {
+    let value = value.trim();
+    let net: Ipv6Net = value
+        .parse()
+        .map_err(|_| format!("{value:?} is not an IPv6 network (2001:db8:64::/96)"))?;
+    if ![32, 40, 48, 56, 64, 96].contains(&net.prefix_len()) {
+        return Err(format!(
+            "{value:?}: a NAT64 prefix is 32, 40, 48, 56, 64 or 96 bits long (RFC 6052)"
+        ));
+    }
+    Ok(net.trunc())
+}
+
+/// The IPv4 address embedded in `ip` under NAT64 prefix `prefix` (RFC 6052, section 2.2:
+/// the 32 bits follow the prefix, skipping bits 64 to 71).
+fn nat64_embedded(prefix: &Ipv6Net, ip: Ipv6Addr) -> Ipv4Addr {
+    let bytes = ip.octets();
+    let start = usize::from(prefix.prefix_len() / 8);
+    let mut v4 = [0u8; 4];
+    let mut from = (start..16).filter(|&i| i != 8);
+    for byte in &mut v4 {
+        *byte = from.next().map_or(0, |i| bytes[i]);
+    }
+    Ipv4Addr::from(v4)
+}
+
 /// The kind of special address `ip` is, or `None` for an ordinary public one.
 pub fn special_kind(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -94,6 +125,10 @@ fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
     {
         // 240/4, IETF protocol assignments (192.0.0.0/24), benchmarking (198.18.0.0/15).
         "reserved"
+    } else if ip.is_documentation() {
+        // 192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24 (RFC 5737): never on the internet,
+        // so whatever answers there is local.
+        "documentation"
     } else {
         return None;
     })
@@ -101,24 +136,37 @@ fn special_v4(ip: Ipv4Addr) -> Option<&'static str> {
 
 fn special_v6(ip: Ipv6Addr) -> Option<&'static str> {
     // An IPv4 address in IPv6 clothing is judged as the IPv4 address: mapped (::ffff:a.b.c.d),
-    // IPv4-compatible (::a.b.c.d), NAT64 (64:ff9b::a.b.c.d, and the local-use 64:ff9b:1::/48)
-    // and 6to4 (2002:AABB:CCDD::, the address in the second and third groups).
+    // SIIT's IPv4-translated (::ffff:0:a.b.c.d, RFC 7915), IPv4-compatible (::a.b.c.d), NAT64's
+    // well-known prefix (64:ff9b::a.b.c.d, RFC 6052) and 6to4 (2002:AABB:CCDD::, the address
+    // in the second and third groups).
     if let Some(v4) = ip.to_ipv4_mapped() {
         return special_v4(v4);
     }
     let segments = ip.segments();
     let v4_of = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
     let [.., hi, lo] = segments;
+    if segments[..6] == [0, 0, 0, 0, 0xffff, 0] {
+        return special_v4(v4_of(hi, lo));
+    }
     if segments[..6] == [0, 0, 0, 0, 0, 0] && !ip.is_loopback() && !ip.is_unspecified() {
         return special_v4(v4_of(hi, lo));
     }
-    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] || segments[..3] == [0x64, 0xff9b, 1] {
+    if segments[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
         return special_v4(v4_of(hi, lo));
     }
     if segments[0] == 0x2002 {
         return special_v4(v4_of(segments[1], segments[2]));
     }
-    Some(if ip.is_loopback() {
+    Some(if segments[..3] == [0x64, 0xff9b, 1] {
+        // NAT64's local-use prefix (RFC 8215): each network chooses its own layout inside it,
+        // so the IPv4 address cannot be read; it leads into a local translator.
+        "NAT64 local-use"
+    } else if segments[..2] == [0x2001, 0] {
+        // Teredo (RFC 4380) tunnels to an IPv4 address through a relay of the network's.
+        "Teredo"
+    } else if segments[..2] == [0x2001, 0xdb8] {
+        "documentation"
+    } else if ip.is_loopback() {
         "loopback"
     } else if ip.is_unspecified() {
         "unspecified"
@@ -140,9 +188,19 @@ impl AddressPolicy {
     pub fn allow_all() -> AddressPolicy {
         AddressPolicy {
             allow_private: true,
-            allowed: Vec::new(),
-            origins: Vec::new(),
+            ..AddressPolicy::default()
         }
+    }
+
+    /// The kind of special address `ip` is on this network (its NAT64 prefixes known), or
+    /// `None` for an ordinary public one.
+    pub fn kind(&self, ip: IpAddr) -> Option<&'static str> {
+        if let IpAddr::V6(v6) = ip
+            && let Some(prefix) = self.nat64.iter().find(|p| p.contains(&v6))
+        {
+            return special_v4(nat64_embedded(prefix, v6));
+        }
+        special_kind(ip)
     }
 
     /// Why connecting to `ip` for `host` is refused, if it is. An allowed origin's addresses
@@ -158,7 +216,7 @@ impl AddressPolicy {
         {
             return Ok(());
         }
-        match special_kind(ip) {
+        match self.kind(ip) {
             None => Ok(()),
             Some(kind) => Err(Blocked {
                 host: host.to_owned(),
@@ -190,7 +248,7 @@ impl AddressPolicy {
                     return Err(Blocked {
                         host: host.to_owned(),
                         addr,
-                        kind: special_kind(addr).unwrap_or("special"),
+                        kind: self.kind(addr).unwrap_or("special"),
                     });
                 }
             }
@@ -323,7 +381,6 @@ mod tests {
             ("::ffff:10.1.2.3", "private"),
             ("::ffff:169.254.169.254", "link-local"),
             ("64:ff9b::7f00:1", "loopback"),
-            ("64:ff9b:1::a00:1", "private"),
             ("::127.0.0.1", "loopback"),
             ("::10.0.0.1", "private"),
             ("2002:a9fe:a9fe::", "link-local"),
@@ -331,6 +388,20 @@ mod tests {
             ("fec0::1", "site-local"),
             ("192.0.0.170", "reserved"),
             ("198.18.0.1", "reserved"),
+            // IPv4 documentation networks (RFC 5737), and IPv6's (RFC 3849).
+            ("192.0.2.1", "documentation"),
+            ("198.51.100.7", "documentation"),
+            ("203.0.113.9", "documentation"),
+            ("2001:db8::1", "documentation"),
+            // SIIT's IPv4-translated addresses (::ffff:0:0/96) carry the address they reach.
+            ("::ffff:0:7f00:1", "loopback"),
+            ("::ffff:0:a9fe:a9fe", "link-local"),
+            // The local-use NAT64 prefix has no layout to read: blocked whole.
+            ("64:ff9b:1::a00:1", "NAT64 local-use"),
+            ("64:ff9b:1:ffff::808:808", "NAT64 local-use"),
+            ("64:ff9b:1:a00:1::", "NAT64 local-use"),
+            // Teredo tunnels through a relay to an address of its own choosing.
+            ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "Teredo"),
         ] {
             assert_eq!(blocked(ip), Some(kind), "{ip}");
         }
@@ -341,10 +412,44 @@ mod tests {
             "2606:4700::1111",
             "2002:5db8:d822::1",
             "198.20.0.1",
-            "192.0.2.1",
+            "::ffff:0:808:808",
+            "64:ff9b::808:808",
         ] {
             assert_eq!(blocked(ip), None, "{ip}");
         }
+    }
+
+    #[test]
+    fn addresses_under_a_networks_own_nat64_prefix_are_judged_by_their_ipv4_address() {
+        let prefixes = [
+            "2001:db8:64::/96",
+            "2001:db8:100::/40",
+            "2001:db8:1234::/48",
+        ];
+        let policy = AddressPolicy {
+            nat64: prefixes
+                .iter()
+                .map(|p| parse_nat64_prefix(p).expect("prefix"))
+                .collect(),
+            ..AddressPolicy::default()
+        };
+        let kind = |ip: &str| policy.kind(ip.parse().expect("ip"));
+        // /96: the address in the last 32 bits.
+        assert_eq!(kind("2001:db8:64::a9fe:a9fe"), Some("link-local"));
+        assert_eq!(kind("2001:db8:64::808:808"), None);
+        // /40 (RFC 6052's example): 192.0.2.33 as 2001:db8:1c0:2:21:: (bits 64 to 71 skipped).
+        assert_eq!(kind("2001:db8:17f:0:1::"), Some("loopback"));
+        assert_eq!(kind("2001:db8:108:8:8::"), None);
+        // /48: 10.0.0.1 as 2001:db8:1234:a00:0:1::.
+        assert_eq!(kind("2001:db8:1234:a00:0:1::"), Some("private"));
+        // Outside every prefix, the usual rules (2001:db8::/32 is documentation).
+        assert_eq!(kind("2001:db8:ffff::1"), Some("documentation"));
+        assert!(parse_nat64_prefix("2001:db8::/33").is_err());
+        assert!(parse_nat64_prefix("10.0.0.0/8").is_err());
+        let refused = policy
+            .check("nat64.example", "2001:db8:64::7f00:1".parse().expect("ip"))
+            .expect_err("refused");
+        assert_eq!(refused.kind, "loopback");
     }
 
     #[test]
@@ -355,7 +460,7 @@ mod tests {
         let policy = AddressPolicy {
             allow_private: false,
             allowed: vec!["10.1.0.0/16".parse().expect("net")],
-            origins: Vec::new(),
+            ..AddressPolicy::default()
         };
         assert!(policy.check("h", ip).is_ok());
         assert!(policy.check("h", "10.2.0.1".parse().expect("ip")).is_err());

@@ -94,6 +94,20 @@ pub struct FetchArgs {
     )]
     pub allow_addr: Vec<ipnet::IpNet>,
 
+    /// This network's own NAT64 prefix (RFC 6052: /32, /40, /48, /56, /64 or /96), so that
+    /// an address under it is judged as the IPv4 address it embeds; repeat or comma-separate.
+    /// The well-known 64:ff9b::/96 is always read so, and the local-use 64:ff9b:1::/48 is
+    /// always refused.
+    #[arg(
+        long = "nat64_prefix",
+        alias = "nat64-prefix",
+        value_name = "PREFIX",
+        env = "SPINNERET_NAT64_PREFIX",
+        value_delimiter = ',',
+        value_parser = crate::addresses::parse_nat64_prefix
+    )]
+    pub nat64_prefix: Vec<ipnet::Ipv6Net>,
+
     /// Archive every HTTP response received (pages, robots.txt, redirects, errors) with its
     /// request as WARC 1.1 files in DIR (created if missing), one gzip member per record.
     #[arg(long, value_name = "DIR", env = "SPINNERET_WARC")]
@@ -128,6 +142,7 @@ impl FetchArgs {
                     allow_private: self.allow_private,
                     allowed: self.allow_addr.clone(),
                     origins: Vec::new(),
+                    nat64: self.nat64_prefix.clone(),
                 },
                 warc: self.warc.clone().map(|dir| crate::warc::WarcConfig {
                     dir,

@@ -354,7 +354,7 @@ async fn the_ssrf_guard_checks_every_redirect_hop() {
         addresses: AddressPolicy {
             allow_private: false,
             allowed: vec!["127.0.0.1/32".parse().expect("net")],
-            origins: Vec::new(),
+            ..AddressPolicy::default()
         },
         ..FetchConfig::default()
     })
