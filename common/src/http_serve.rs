@@ -64,12 +64,15 @@ pub async fn serve(
             let timeout = limits.first_frame_timeout;
             let served = async {
                 match acceptor {
-                    None => connection(tcp, router, places, permits, timeout, &shutdown).await,
+                    None => {
+                        connection(tcp, peer, router, places, permits, timeout, &shutdown).await
+                    }
                     Some(acceptor) => {
                         let handshake = acceptor.accept(tcp);
                         match tokio::time::timeout(timeout, handshake).await {
                             Ok(Ok(tls)) => {
-                                connection(tls, router, places, permits, timeout, &shutdown).await
+                                connection(tls, peer, router, places, permits, timeout, &shutdown)
+                                    .await
                             }
                             Ok(Err(e)) => debug!(%peer, cause = %e, "HTTPS handshake failed"),
                             Err(_) => debug!(%peer, "HTTPS handshake timed out"),
@@ -96,9 +99,11 @@ pub async fn serve(
 
 /// Serves one connection, HTTP/1.1 or HTTP/2, with the header-read timeout (HTTP/1.1) and a
 /// first request due within that time (either); its first request moves it from the waiting
-/// connections to those served (or is answered 503 when they are full).
+/// connections to those served (or is answered 503 when they are full). Each request
+/// carries the peer's address as axum's `ConnectInfo<SocketAddr>`.
 async fn connection<I>(
     io: I,
+    peer: std::net::SocketAddr,
     router: Router,
     places: Arc<Mutex<Places>>,
     permits: Arc<Semaphore>,
@@ -109,7 +114,10 @@ async fn connection<I>(
 {
     let app = TowerToHyperService::new(router);
     let first = places.clone();
-    let service = hyper::service::service_fn(move |request: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut request: Request<Incoming>| {
+        request
+            .extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         let admitted = {
             let mut places = places.lock().unwrap_or_else(|e| e.into_inner());
             if places.served.is_none() {

@@ -187,7 +187,7 @@ pub struct PeerSlot {
 
 /// The address `ip` is counted under: itself for IPv4 (and a mapped IPv4 address), its
 /// network of `v6_prefix` bits for IPv6.
-fn grouped(ip: IpAddr, v6_prefix: u32) -> IpAddr {
+pub fn grouped(ip: IpAddr, v6_prefix: u32) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {

@@ -97,6 +97,9 @@ pub struct Operate {
     pub admin_hosts: Vec<String>,
     /// Serve the admin server over TLS with this (`--admin_tls_cert/--admin_tls_key`).
     pub admin_tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// The CA (PEM) that alone is trusted for other engines' admin servers
+    /// (`--admin_tls_ca`); without it, the system's roots and `--tls_ca`.
+    pub admin_tls_ca: Option<Vec<u8>>,
     /// How progress is shown.
     pub progress: progress::Progress,
 }

@@ -243,10 +243,9 @@ struct Args {
     )]
     admin_token: Option<String>,
 
-    /// Another name the admin server answers to when it has no --admin_token (repeat or
-    /// comma-separate): without a token it serves only requests naming this machine (loopback,
-    /// its bound address, or every interface address when bound to all), against DNS
-    /// rebinding.
+    /// Another name the admin server answers to (repeat or comma-separate): it serves only
+    /// requests naming this machine (loopback, its bound address, or every interface address
+    /// when bound to all), --advertise's host, and these names, against DNS rebinding.
     #[arg(
         long = "admin_host",
         alias = "admin-host",
@@ -281,6 +280,17 @@ struct Args {
         requires = "admin_tls_cert"
     )]
     admin_tls_key: Option<PathBuf>,
+
+    /// PEM CA that alone is trusted for the other engines' admin servers, when a follower
+    /// forwards a change to the leader over HTTPS (default: the system's roots and --tls_ca).
+    #[arg(
+        long = "admin_tls_ca",
+        alias = "admin-tls-ca",
+        value_name = "FILE",
+        env = "SPINNERET_ADMIN_TLS_CA",
+        requires = "admin_tls_cert"
+    )]
+    admin_tls_ca: Option<PathBuf>,
 
     /// Keep running when idle and wait for tasks from the admin API (stop with Ctrl-C).
     #[arg(long, env = "SPINNERET_SERVE", requires = "admin")]
@@ -835,11 +845,29 @@ async fn crawl(args: &Args, progress: engine::progress::Progress) -> anyhow::Res
         }
         None => None,
     };
+    let admin_tls_ca = match &args.admin_tls_ca {
+        Some(path) => {
+            let pem = std::fs::read(path)
+                .map_err(|e| anyhow::anyhow!("--admin_tls_ca {}: {e}", path.display()))?;
+            reqwest::Certificate::from_pem(&pem).map_err(|e| {
+                anyhow::anyhow!(
+                    "--admin_tls_ca {}: not a PEM certificate: {e}",
+                    path.display()
+                )
+            })?;
+            Some(pem)
+        }
+        None => None,
+    };
+    // Other engines forward changes to this one by its advertised name.
+    let mut admin_hosts = args.admin_hosts.clone();
+    admin_hosts.extend(args.cluster.advertise.clone());
     let operate = engine::Operate {
         admin,
         admin_token,
-        admin_hosts: args.admin_hosts.clone(),
+        admin_hosts,
         admin_tls,
+        admin_tls_ca,
         progress,
     };
     let summary = engine::run_with(config, operate, shutdown).await?;

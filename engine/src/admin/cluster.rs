@@ -2,12 +2,14 @@
 //! any of them, and changes sent to any engine carried out by the leader.
 //!
 //! A follower forwards every change to the leader's admin address (from the engine registry)
-//! with an idempotency key it chose, reused on every retry; the leader keeps each key's answer
+//! signed with a key derived from the admin token rather than with the token itself (see
+//! [`super::signature`]), with an idempotency key it chose, reused on every retry; the leader keeps each key's answer
 //! for an hour and answers a repeat with it, so a change sent during a failover is applied once.
 //! While no leader is known the follower keeps trying for a few seconds, then answers 503.
 
+use super::signature::{self, Signed, SigningKey};
 use super::{Admin, ApiError, ApiResult};
-use crate::cluster::engines::{self, ClusterHandle, EngineMode, EngineView};
+use crate::cluster::engines::{self, AdminTrust, ClusterHandle, EngineMode, EngineView};
 use crate::cluster::leader::Role;
 use axum::Json;
 use axum::body::{Body, to_bytes};
@@ -22,7 +24,7 @@ use tracing::{debug, warn};
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// The header marking a change forwarded by another engine (forwarded at most once).
-const FORWARDED: &str = "x-spinneret-forwarded";
+pub(super) const FORWARDED: &str = "x-spinneret-forwarded";
 
 /// The Redis key a change's answer is kept under, handed to the task handlers so that a
 /// shared crawl's leader records the answer in the same script as the change.
@@ -138,7 +140,7 @@ pub(super) async fn forward(State(admin): State<Admin>, request: Request, next: 
         .into_response();
     }
     let key = key.unwrap_or_else(new_key);
-    to_leader(&c, &key, request).await
+    to_leader(&c, admin.signing.as_deref(), &key, request).await
 }
 
 /// An idempotency key for a change that came without one.
@@ -258,32 +260,42 @@ fn decode_answer(bytes: &[u8]) -> Option<Response> {
     )
 }
 
-/// The HTTP client changes are forwarded with: over HTTPS it trusts the system's roots and
-/// `--tls_ca`, since the admin certificate may come from either.
+/// The HTTP client changes are forwarded with: over HTTPS it trusts `--admin_tls_ca` alone
+/// when given, else the system's roots and `--tls_ca`; it never goes through a proxy from
+/// the environment.
 fn forwarding_client(c: &ClusterHandle) -> Result<reqwest::Client, reqwest::Error> {
-    let http = reqwest::Client::builder().timeout(Duration::from_secs(30));
-    let ca = match (&c.admin_ca, c.admin_https) {
-        (Some(pem), true) => Some(reqwest::Certificate::from_pem(pem)?),
-        _ => None,
+    let http = || {
+        reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .no_proxy()
     };
-    match ca {
-        Some(ca) => http
-            .tls_certs_merge([ca.clone()])
-            .build()
-            // A verifier that cannot add roots to the system's: the CA alone.
-            .or_else(|_| {
-                reqwest::Client::builder()
-                    .timeout(Duration::from_secs(30))
-                    .tls_certs_only([ca])
-                    .build()
-            }),
-        None => http.build(),
+    if !c.admin_https {
+        return http().build();
+    }
+    match &c.admin_trust {
+        AdminTrust::Only(pem) => http()
+            .tls_certs_only([reqwest::Certificate::from_pem(pem)?])
+            .build(),
+        AdminTrust::SystemAnd(None) => http().build(),
+        AdminTrust::SystemAnd(Some(pem)) => {
+            let ca = reqwest::Certificate::from_pem(pem)?;
+            http()
+                .tls_certs_merge([ca.clone()])
+                .build()
+                // A verifier that cannot add roots to the system's: the CA alone.
+                .or_else(|_| http().tls_certs_only([ca]).build())
+        }
     }
 }
 
-/// Sends a change to the leader, retrying with the same key until one answers or
-/// `forward_wait` passes.
-async fn to_leader(c: &ClusterHandle, key: &str, request: Request) -> Response {
+/// Sends a change to the leader, signed with `signing` (the operator's token stays here),
+/// retrying with the same key until one answers or `forward_wait` passes.
+async fn to_leader(
+    c: &ClusterHandle,
+    signing: Option<&SigningKey>,
+    key: &str,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let Ok(body) = to_bytes(body, super::MAX_BODY_BYTES).await else {
         return ApiError::new(
@@ -318,10 +330,21 @@ async fn to_leader(c: &ClusterHandle, key: &str, request: Request) -> Response {
                     .header(IDEMPOTENCY_KEY, key)
                     .header(FORWARDED, "1")
                     .body(body.clone());
-                for name in [header::AUTHORIZATION, header::CONTENT_TYPE] {
-                    if let Some(value) = parts.headers.get(&name) {
-                        call = call.header(name, value.clone());
-                    }
+                if let Some(value) = parts.headers.get(header::CONTENT_TYPE) {
+                    call = call.header(header::CONTENT_TYPE, value.clone());
+                }
+                // Signed afresh on every try: a retry after a long wait is not stale.
+                if let Some(signing) = signing {
+                    let signed = Signed {
+                        method: parts.method.as_str(),
+                        path: &path,
+                        key,
+                        body: &body,
+                    };
+                    call = call.header(
+                        signature::HEADER,
+                        signing.sign(&signed, std::time::SystemTime::now()),
+                    );
                 }
                 match call.send().await {
                     Ok(answer) if answer.status() != StatusCode::SERVICE_UNAVAILABLE => {

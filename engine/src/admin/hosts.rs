@@ -1,13 +1,15 @@
-//! The names the admin server answers to when it has no token: a defence against DNS
+//! The names the admin server answers to, token or not: a defence against DNS
 //! rebinding, where a page on the attacker's domain re-points that domain at this machine and
 //! then talks to the admin server as same-origin. The browser then sends the attacker's name
 //! as `Host`, so only names that mean this machine are served: loopback names and addresses,
 //! the address the server is bound to (every interface address when bound to all), and names
-//! the operator gives with `--admin_host`.
+//! the operator gives with `--admin_host` (and, in cluster mode, `--advertise`). With a
+//! token, changes are safe from a rebound page already, but reads are not: `/api/tasks`
+//! shows seeds, which may carry credentials.
 
 use std::net::{IpAddr, SocketAddr};
 
-/// The `Host` values the admin server accepts without a token.
+/// The `Host` values the admin server accepts.
 #[derive(Clone, Debug, Default)]
 pub struct AllowedHosts {
     names: Vec<String>,

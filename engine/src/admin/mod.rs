@@ -1,13 +1,16 @@
 //! The admin server (`engine --admin ADDR`): Prometheus metrics, a JSON API to watch and
 //! steer the crawl (workers and tasks), and a live dashboard, all over plain HTTP.
 //!
-//! Reads are open; changes need `Authorization: Bearer TOKEN` when `--admin_token` is set.
+//! Only requests naming this machine are served (against DNS rebinding). Reads are open;
+//! changes need `Authorization: Bearer TOKEN` when `--admin_token` is set.
 //! Every refusal is a 4xx (or a 502 when a worker cannot be reached) with a JSON body
 //! `{"error": "..."}` saying what was wrong.
 
 mod cluster;
 pub use cluster::KEEP_ANSWERS;
 mod hosts;
+mod refusals;
+mod signature;
 mod tasks;
 
 pub use hosts::AllowedHosts;
@@ -35,6 +38,9 @@ pub const MAX_BODY_BYTES: usize = 1 << 20;
 struct Admin {
     crawl: CrawlHandle,
     token: Option<Arc<str>>,
+    /// The key forwarded changes are signed with, from the token.
+    signing: Option<Arc<signature::SigningKey>>,
+    refusals: Arc<refusals::Refusals>,
     hosts: Arc<AllowedHosts>,
 }
 
@@ -103,11 +109,15 @@ fn id_of<T: std::str::FromStr>(what: &str, text: &str) -> ApiResult<T> {
     })
 }
 
-/// The admin API's routes over `crawl`, guarded by `token` for changes; without a token,
-/// served only to requests naming one of `hosts`.
+/// The admin API's routes over `crawl`, guarded by `token` for changes, served only to
+/// requests naming one of `hosts`.
 pub fn router(crawl: CrawlHandle, token: Option<String>, hosts: AllowedHosts) -> Router {
     let admin = Admin {
         crawl,
+        signing: token
+            .as_deref()
+            .map(|t| Arc::new(signature::SigningKey::new(t))),
+        refusals: Arc::default(),
         token: token.map(Arc::from),
         hosts: Arc::new(hosts),
     };
@@ -140,8 +150,8 @@ pub fn router(crawl: CrawlHandle, token: Option<String>, hosts: AllowedHosts) ->
         .with_state(admin)
 }
 
-/// Serves the admin API on `listener` until `shutdown`; without a token, only to requests
-/// naming this machine or one of `admin_hosts`.
+/// Serves the admin API on `listener` until `shutdown`, only to requests naming this machine
+/// or one of `admin_hosts`.
 pub fn serve(
     listener: tokio::net::TcpListener,
     tls: Option<std::sync::Arc<rustls::ServerConfig>>,
@@ -166,20 +176,20 @@ pub fn serve(
     })
 }
 
-/// Lets reads through; changes need the bearer token when one is set. Without a token, only
-/// requests that name this machine are served at all (see [`AllowedHosts`]).
+/// Serves only requests that name this machine (see [`AllowedHosts`]); lets reads through;
+/// changes need the bearer token when one is set, or, forwarded by another engine of the
+/// crawl, its signature (see [`signature`]). An address that keeps giving a wrong token is
+/// answered later each time (see [`refusals`]).
 async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> Response {
-    if admin.token.is_none() {
-        let host = request_host(&request).unwrap_or("");
-        if !admin.hosts.allows(host) {
-            return ApiError::new(
-                StatusCode::FORBIDDEN,
-                format!(
-                    "this admin server has no --admin_token and is not known as {host:?}; give the name with --admin_host, or use an address of this machine"
-                ),
-            )
-            .into_response();
-        }
+    let host = request_host(&request).unwrap_or("");
+    if !admin.hosts.allows(host) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "this admin server is not known as {host:?}; give the name with --admin_host, or use an address of this machine"
+            ),
+        )
+        .into_response();
     }
     let reads = matches!(*request.method(), Method::GET | Method::HEAD);
     if !reads && cross_origin(&request) {
@@ -191,27 +201,86 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         )
         .into_response();
     }
-    if let (Some(token), false) = (&admin.token, reads) {
+    let (Some(token), false) = (&admin.token, reads) else {
+        return next.run(request).await;
+    };
+    let peer = request
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    let checked = if request.headers().contains_key(cluster::FORWARDED) {
+        signed_change(&admin, request).await
+    } else {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        let ok = given.is_some_and(|g| same(g.as_bytes(), token.as_bytes()));
-        if !ok {
-            let mut response = ApiError::new(
+        if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
+            Ok(request)
+        } else {
+            Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "this change needs `Authorization: Bearer TOKEN` with the engine's --admin_token",
-            )
-            .into_response();
+            ))
+        }
+    };
+    match checked {
+        Ok(request) => {
+            if let Some(peer) = peer {
+                admin.refusals.accepted(peer);
+            }
+            next.run(request).await
+        }
+        Err(refusal) => {
+            if let Some(peer) = peer {
+                let delay = admin.refusals.refused(peer, std::time::Instant::now());
+                if !delay.is_zero() {
+                    tracing::debug!(%peer, ?delay, "a wrong admin token again: answered late");
+                    tokio::time::sleep(delay).await;
+                }
+            }
+            let mut response = refusal.into_response();
             response.headers_mut().insert(
                 header::WWW_AUTHENTICATE,
                 header::HeaderValue::from_static("Bearer"),
             );
-            return response;
+            response
         }
     }
-    next.run(request).await
+}
+
+/// A change another engine forwarded, once its signature is checked against this engine's
+/// admin token (the body is read to check it, then handed on).
+async fn signed_change(admin: &Admin, request: Request) -> Result<Request, ApiError> {
+    let Some(signing) = &admin.signing else {
+        return Ok(request);
+    };
+    let (parts, body) = request.into_parts();
+    let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "the request body is too large",
+            )
+        })?;
+    let header_of = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let signed = signature::Signed {
+        method: parts.method.as_str(),
+        path: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
+        key: header_of(cluster::IDEMPOTENCY_KEY).unwrap_or(""),
+        body: &body,
+    };
+    if let Err(e) = signing.verify(
+        header_of(signature::HEADER),
+        &signed,
+        std::time::SystemTime::now(),
+    ) {
+        tracing::warn!(error = %e, "refused a forwarded change");
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()));
+    }
+    Ok(Request::from_parts(parts, axum::body::Body::from(body)))
 }
 
 /// Whether a browser sent the request from a page of another origin than this server.

@@ -229,7 +229,15 @@ pub struct ClusterHandle {
     /// Whether the admin servers speak HTTPS (`--admin_tls_cert/--admin_tls_key`), so that
     /// changes are sent to the leader's over HTTPS.
     pub admin_https: bool,
-    /// A CA (PEM, `--tls_ca`) trusted for the leader's admin server besides the system's
-    /// roots.
-    pub admin_ca: Option<Vec<u8>>,
+    /// The CAs trusted for the leader's admin server over HTTPS.
+    pub admin_trust: AdminTrust,
+}
+
+/// The CAs an engine trusts for another engine's admin server over HTTPS.
+#[derive(Clone, Debug)]
+pub enum AdminTrust {
+    /// Only this CA (PEM, `--admin_tls_ca`).
+    Only(Vec<u8>),
+    /// The system's roots, and this CA (PEM, `--tls_ca`) when given.
+    SystemAnd(Option<Vec<u8>>),
 }

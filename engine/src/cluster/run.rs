@@ -176,7 +176,10 @@ pub async fn run(
         role,
         forward_wait: std::time::Duration::from_secs(10),
         admin_https: operate.admin_tls.is_some(),
-        admin_ca: cluster.redis_tls.ca.clone(),
+        admin_trust: match operate.admin_tls_ca.clone() {
+            Some(pem) => super::engines::AdminTrust::Only(pem),
+            None => super::engines::AdminTrust::SystemAnd(cluster.redis_tls.ca.clone()),
+        },
     });
     // Its itemsaver and workers are reached: the crawl runs with these settings now.
     settings::mark_ran(&mut conn.clone(), &prefix).await?;

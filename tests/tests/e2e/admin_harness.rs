@@ -101,6 +101,11 @@ impl AdminEngine {
         }
     }
 
+    /// The engine's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("the engine is running")
+    }
+
     /// The engine's log so far.
     pub fn logs(&self) -> String {
         self.stderr.lock().map(|s| s.clone()).unwrap_or_default()
@@ -123,19 +128,20 @@ impl AdminEngine {
         self.send(method, path, body, token, None).await
     }
 
-    /// Sends a change (without the token) naming it with an idempotency key, so that a repeat
-    /// is answered, not applied again.
+    /// Sends a change (with the token, if the engine has one) naming it with an idempotency
+    /// key, so that a repeat is answered, not applied again.
     pub async fn call_with_key(&self, method: &str, path: &str, body: &str, key: &str) -> Answer {
         let method = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
-        let response = self
+        let mut request = self
             .http
             .request(method, format!("{}{path}", self.base))
             .header("content-type", "application/json")
             .header("idempotency-key", key)
-            .body(body.to_owned())
-            .send()
-            .await
-            .expect("admin server answers");
+            .body(body.to_owned());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.expect("admin server answers");
         let status = response.status().as_u16();
         let text = response.text().await.expect("body");
         let json = serde_json::from_str(&text).unwrap_or(serde_json::Value::Null);

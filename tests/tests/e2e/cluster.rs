@@ -1,7 +1,7 @@
 //! Cluster mode: several engines on one crawl over a real `redis-server`, with workers and an
 //! itemsaver that register themselves.
 
-use crate::admin_harness::AdminEngine;
+use crate::admin_harness::{AdminEngine, WAIT};
 use crate::harness::{
     EngineProc, EngineRun, Server, assert_each_page_fetched_once, assert_items_match_site, export,
 };
@@ -9,6 +9,7 @@ use spinneret_tests::TestSite;
 use spinneret_tests::hostile::{HostileServer, SLOW_PAGE_LATENCY};
 use spinneret_tests::redis::{RedisCluster, RedisServer};
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const PAGES: usize = 60;
@@ -875,10 +876,11 @@ async fn admin_changes_through_a_follower_apply_once_on_every_engine() {
         .await
         .expect("second site");
     let flags = ["--per_host=2".to_owned(), "--serve".to_owned()];
-    let one = AdminEngine::start(dir.path(), &cluster.flags("admin", &flags), None).await;
+    // With a token: forwarded changes are signed with it, and the leader checks them.
+    let one = AdminEngine::start(dir.path(), &cluster.flags("admin", &flags), Some(TOKEN)).await;
     let mut first = vec!["--seed".to_owned(), site.url("/")];
     first.extend_from_slice(&flags);
-    let two = AdminEngine::start(dir.path(), &cluster.flags("admin", &first), None).await;
+    let two = AdminEngine::start(dir.path(), &cluster.flags("admin", &first), Some(TOKEN)).await;
     let list = wait_for_engines(&one, "two engines, one leading", |l| {
         l.len() == 2 && l.iter().filter(|e| e["role"] == "leader").count() == 1
     })
@@ -920,7 +922,7 @@ async fn admin_changes_through_a_follower_apply_once_on_every_engine() {
         .expect("id")
         .to_owned();
     let paused = follower
-        .call("POST", &format!("/api/engines/{id}/pause"), None, false)
+        .call("POST", &format!("/api/engines/{id}/pause"), None, true)
         .await;
     assert_eq!(paused.status, 200, "{}", paused.text);
     let list = wait_for_engines(&leader, "the follower paused", |l| {
@@ -947,7 +949,7 @@ async fn admin_changes_through_a_follower_apply_once_on_every_engine() {
 
     // Draining it (through itself, so the change is forwarded) makes it exit 0.
     let drained = follower
-        .call("DELETE", &format!("/api/engines/{id}"), None, false)
+        .call("DELETE", &format!("/api/engines/{id}"), None, true)
         .await;
     assert_eq!(drained.status, 202, "{}", drained.text);
     let drained = follower.wait().await.succeeded("the drained engine");
@@ -972,6 +974,173 @@ async fn admin_changes_through_a_follower_apply_once_on_every_engine() {
         pages(&drained) + pages(&leader_run),
         (site.site.ok_paths().len() + other.site.ok_paths().len()) as u64
     );
+}
+
+/// The admin token of the forwarding tests (every engine of a crawl holds the same one).
+const TOKEN: &str = "s3cret-s3cret-s3cret";
+
+/// Two engines of crawl `crawl` (of `site`) serving tasks, with admin tokens `tokens`, as
+/// (leader, follower).
+async fn leader_and_follower(
+    cluster: &Cluster,
+    dir: &Path,
+    crawl: &str,
+    site: &TestSite,
+    tokens: [&str; 2],
+) -> (AdminEngine, AdminEngine) {
+    let flags = cluster.flags(crawl, &["--serve".to_owned()]);
+    let one = AdminEngine::start(dir, &flags, Some(tokens[0])).await;
+    let mut first = flags.clone();
+    first.extend(["--seed".to_owned(), site.url("/")]);
+    let two = AdminEngine::start(dir, &first, Some(tokens[1])).await;
+    let list = wait_for_engines(&one, "two engines, one leading", |l| {
+        l.len() == 2 && l.iter().filter(|e| e["role"] == "leader").count() == 1
+    })
+    .await;
+    if view_of(&list, &one)["role"] == "leader" {
+        (one, two)
+    } else {
+        (two, one)
+    }
+}
+
+/// A server that answers every request `200 {}` and keeps what it was sent.
+async fn capture_server() -> (String, Arc<Mutex<Vec<u8>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let kept = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let kept = kept.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 64 * 1024];
+                let mut got = Vec::new();
+                // Headers, then whatever of the body has come by then.
+                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match conn.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => got.extend_from_slice(&buf[..n]),
+                    }
+                }
+                kept.lock().expect("lock").extend_from_slice(&got);
+                let _ = conn
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_forwarded_to_a_false_leader_address_carries_no_token_and_is_applied_nowhere() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let site = TestSite::start(10).await.expect("site");
+    let (leader, follower) =
+        leader_and_follower(&cluster, dir.path(), "capture", &site, [TOKEN; 2]).await;
+    // Whoever can write to Redis (every worker and itemsaver can) points the leader's admin
+    // address at a server of their own. The leader is held still so that its heartbeat does
+    // not write its address back before the change is sent.
+    let (capture, seen) = capture_server().await;
+    let lease = cluster
+        .server()
+        .command("GET {spinneret:capture}:leader")
+        .await;
+    let engine = lease
+        .lines()
+        .nth(1)
+        .and_then(|l| l.rsplit_once(':'))
+        .map(|(engine, _)| engine.to_owned())
+        .expect("a leader lease");
+    crate::harness::signal(leader.pid(), "STOP");
+    cluster
+        .server()
+        .command(&format!(
+            "HSET {{spinneret:capture}}:node:{engine} addr {capture}"
+        ))
+        .await;
+    let body = format!(
+        r#"{{"name": "stolen", "seeds": ["{}"]}}"#,
+        site.url("/more")
+    );
+    let answer = follower
+        .call_with_key("POST", "/api/tasks", &body, "add-stolen")
+        .await;
+    crate::harness::signal(leader.pid(), "CONT");
+    let seen = String::from_utf8_lossy(&seen.lock().expect("lock")).into_owned();
+    assert!(
+        seen.starts_with("POST /api/tasks"),
+        "the change went to the false address: {seen:?} ({answer:?})"
+    );
+    assert!(
+        !seen.contains(TOKEN) && !seen.to_ascii_lowercase().contains("authorization"),
+        "the admin token stays with the engine it was given to: {seen}"
+    );
+    assert!(
+        seen.contains("x-spinneret-signature: t="),
+        "it is signed instead: {seen}"
+    );
+    // The leader, back, writes its own address again in its next round; the change was
+    // applied on neither engine.
+    let own = leader.base.trim_start_matches("http://").to_owned();
+    let node = format!("HGET {{spinneret:capture}}:node:{engine} addr");
+    let started = tokio::time::Instant::now();
+    while !cluster.server().command(&node).await.contains(&own) {
+        assert!(started.elapsed() < WAIT, "the leader's heartbeat came back");
+        // Its round comes once a second: there is no event to wait on.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for e in [&leader, &follower] {
+        let tasks = e.get("/api/tasks").await;
+        assert!(
+            !tasks.to_string().contains("stolen"),
+            "applied nowhere: {tasks}"
+        );
+    }
+    leader.stop().await;
+    follower.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_forwarded_by_an_engine_with_another_admin_token_is_refused_saying_so() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cluster = Cluster::start(dir.path()).await;
+    let site = TestSite::start(10).await.expect("site");
+    let tokens = [TOKEN, "another-token-another-token"];
+    let (leader, follower) =
+        leader_and_follower(&cluster, dir.path(), "mixed", &site, tokens).await;
+    let body = format!(
+        r#"{{"name": "second", "seeds": ["{}"]}}"#,
+        site.url("/more")
+    );
+    let answer = follower
+        .call_with_key("POST", "/api/tasks", &body, "add-second")
+        .await;
+    assert_eq!(answer.status, 401, "{}", answer.text);
+    assert!(
+        answer.json["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("signed with another --admin_token")),
+        "{}",
+        answer.text
+    );
+    assert!(
+        leader.logs().contains("refused a forwarded change"),
+        "the leader says so too:\n{}",
+        leader.logs()
+    );
+    // Straight to the leader with its own token, the change is applied.
+    let direct = leader
+        .call_with_key("POST", "/api/tasks", &body, "add-second-direct")
+        .await;
+    assert_eq!(direct.status, 201, "{}", direct.text);
+    leader.stop().await;
+    follower.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
