@@ -19,6 +19,7 @@ PACKAGES=(
   "openssl         openssl         the README's certificate recipe (scripts/certs.sh) is tested"
   "postgresql      -               the PostgreSQL item store is tested against a real server"
   "python3-venv    -               WARC archives are checked with warcio in a virtual environment"
+  "prometheus      promtool        every /metrics endpoint is checked with promtool check metrics"
 )
 
 check_only=0

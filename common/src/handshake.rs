@@ -1,12 +1,17 @@
 //! The set-up of every RPC connection, before a single request frame is decoded: both ends
-//! say which protocol and build they speak, and, when they share a token, prove it to each
-//! other without sending it.
+//! say which protocol they speak, and, when they share a token, prove it to each other
+//! without sending it. Each end tells its build (crate version) only once the other has
+//! proved the token (or when neither has one), so that a stranger cannot learn which
+//! release, with which known holes, listens here.
 //!
 //! ```text
-//! client → server  hello:  "SPNR" proto:u16 build_len:u8 build nonce_c[32] auth:u8
-//! server → client  hello:  "SPNR" proto:u16 build_len:u8 build nonce_s[32] status:u8 [proof_s[32]]
-//! client → server  proof_c[32]                                  (when the server has a token)
-//! server → client  verdict:u8                                   (when the server has a token)
+//! client → server  hello:  "SPNR" proto:u16 0:u8 nonce_c[32] auth:u8
+//! server → client  hello:  "SPNR" proto:u16 0:u8 nonce_s[32] status:u8 has_token:u8
+//!                          then, with a token:  proof_s[32]
+//!                          without one:         build_len:u8 build
+//! client → server  with a token: proof_c[32] build_len:u8 build  (the server proved it)
+//!                  without one:   build_len:u8 build
+//! server → client  verdict:u8 [build_len:u8 build when it is OK] (when the server has a token)
 //! ```
 //!
 //! `proof_s = HMAC-SHA256(token, "spinneret server" ‖ nonce_c ‖ nonce_s)` and
@@ -14,7 +19,9 @@
 //! it knows the token over the other's fresh nonce, so a recorded exchange cannot be replayed,
 //! and proofs are compared in constant time. A client with a token refuses a server without
 //! one (it could be anyone); a server with a token refuses a client without it. Every field
-//! has a fixed or small bound, and the whole exchange has a deadline.
+//! has a fixed or small bound, and the whole exchange has a deadline. The hello keeps the
+//! layout of protocol 3 (whose hello carried the build), so that ends of either protocol
+//! still tell each other which protocol they speak.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -26,7 +33,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The RPC protocol this build speaks; ends that speak different ones refuse each other.
 /// 2: workers report their requests in flight by task in `status`.
 /// 3: a fetch can fail with `FetchError::Archive` (a WARC record not written).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// 4: the build is told only after the token is proved.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The first bytes of a Spinneret connection.
 const MAGIC: [u8; 4] = *b"SPNR";
@@ -152,7 +160,12 @@ pub struct Versions {
 
 impl fmt::Display for Versions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "protocol {} (spinneret {})", self.protocol, self.build)
+        if self.build.is_empty() {
+            // Not told: the peer had not authenticated.
+            write!(f, "protocol {}", self.protocol)
+        } else {
+            write!(f, "protocol {} (spinneret {})", self.protocol, self.build)
+        }
     }
 }
 
@@ -254,22 +267,51 @@ fn nonce() -> Result<[u8; NONCE], HandshakeError> {
     Ok(n)
 }
 
-fn hello(versions: &Versions, nonce: &[u8; NONCE]) -> Vec<u8> {
-    let build = versions.build.as_bytes();
-    let build = &build[..build.len().min(MAX_BUILD)];
-    let mut out = Vec::with_capacity(4 + 2 + 1 + build.len() + NONCE + 1);
+/// A hello: the protocol and a nonce, with an empty build (told after authentication).
+fn hello(protocol: u16, nonce: &[u8; NONCE]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(4 + 2 + 1 + NONCE + 2);
     out.extend_from_slice(&MAGIC);
-    out.extend_from_slice(&versions.protocol.to_le_bytes());
-    out.push(build.len() as u8);
-    out.extend_from_slice(build);
+    out.extend_from_slice(&protocol.to_le_bytes());
+    out.push(0);
     out.extend_from_slice(nonce);
     out
 }
 
+/// Appends `build_len:u8 build` to `out`.
+fn push_build(out: &mut Vec<u8>, build: &str) {
+    let build = &build.as_bytes()[..build.len().min(MAX_BUILD)];
+    out.push(build.len() as u8);
+    out.extend_from_slice(build);
+}
+
+/// Reads `build_len:u8 build`, as text safe to log.
+async fn read_build<S: AsyncRead + Unpin>(stream: &mut S) -> Result<String, HandshakeError> {
+    let len = usize::from(stream.read_u8().await?);
+    if len > MAX_BUILD {
+        return Err(HandshakeError::NotSpinneret);
+    }
+    let mut build = vec![0u8; len];
+    stream.read_exact(&mut build).await?;
+    Ok(printable(&build))
+}
+
+/// A build as told by a peer, with nothing but a version's characters.
+fn printable(build: &[u8]) -> String {
+    build
+        .iter()
+        .map(|&b| match b {
+            b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'.' | b'+' | b'-' | b'_' => char::from(b),
+            _ => '?',
+        })
+        .collect()
+}
+
+/// Reads a hello: the peer's protocol (and the build a protocol 3 peer tells in it) and its
+/// nonce.
 async fn read_hello<S: AsyncRead + Unpin>(
     stream: &mut S,
 ) -> Result<(Versions, [u8; NONCE]), HandshakeError> {
-    let mut head = [0u8; 7];
+    let mut head = [0u8; 6];
     stream.read_exact(&mut head).await?;
     // A TLS record (a handshake or an alert, protocol major version 3) where the magic
     // belongs: the two ends disagree about TLS.
@@ -280,30 +322,10 @@ async fn read_hello<S: AsyncRead + Unpin>(
         return Err(HandshakeError::NotSpinneret);
     }
     let protocol = u16::from_le_bytes([head[4], head[5]]);
-    let len = usize::from(head[6]);
-    if len > MAX_BUILD {
-        return Err(HandshakeError::NotSpinneret);
-    }
-    let mut build = vec![0u8; len];
-    stream.read_exact(&mut build).await?;
+    let build = read_build(stream).await?;
     let mut nonce = [0u8; NONCE];
     stream.read_exact(&mut nonce).await?;
-    Ok((
-        Versions {
-            protocol,
-            // Shown in logs before the peer is trusted: nothing but a version's characters.
-            build: build
-                .iter()
-                .map(|&b| match b {
-                    b'0'..=b'9' | b'a'..=b'z' | b'A'..=b'Z' | b'.' | b'+' | b'-' | b'_' => {
-                        char::from(b)
-                    }
-                    _ => '?',
-                })
-                .collect(),
-        },
-        nonce,
-    ))
+    Ok((Versions { protocol, build }, nonce))
 }
 
 /// The client's side of the set-up, within `timeout`.
@@ -323,11 +345,11 @@ async fn client_steps<S: AsyncRead + AsyncWrite + Unpin>(
 ) -> Result<Versions, HandshakeError> {
     let ours = Versions::ours();
     let nonce_c = nonce()?;
-    let mut out = hello(&ours, &nonce_c);
+    let mut out = hello(ours.protocol, &nonce_c);
     out.push(u8::from(token.is_some()));
     stream.write_all(&out).await?;
     stream.flush().await?;
-    let (theirs, nonce_s) = read_hello(stream).await?;
+    let (mut theirs, nonce_s) = read_hello(stream).await?;
     let status = stream.read_u8().await?;
     match status {
         OK => {}
@@ -339,8 +361,15 @@ async fn client_steps<S: AsyncRead + AsyncWrite + Unpin>(
         return Err(HandshakeError::VersionMismatch { ours, theirs });
     }
     let server_has_token = stream.read_u8().await? == 1;
+    let mut ours_told = Vec::with_capacity(NONCE + 1 + MAX_BUILD);
     match (token, server_has_token) {
-        (None, false) => Ok(theirs),
+        (None, false) => {
+            theirs.build = read_build(stream).await?;
+            push_build(&mut ours_told, &ours.build);
+            stream.write_all(&ours_told).await?;
+            stream.flush().await?;
+            Ok(theirs)
+        }
         (None, true) => Err(HandshakeError::TokenRequired),
         (Some(_), false) => Err(HandshakeError::PeerHasNoToken),
         (Some(token), true) => {
@@ -351,19 +380,27 @@ async fn client_steps<S: AsyncRead + AsyncWrite + Unpin>(
                 .verify_slice(&proof_s)
                 .is_err()
             {
-                // An empty proof, so that the server learns (and logs) why at once.
-                stream.write_all(&[0u8; NONCE]).await?;
+                // An empty proof (and no build), so that the server learns (and logs) why
+                // at once.
+                stream.write_all(&[0u8; NONCE + 1]).await?;
                 stream.flush().await?;
                 return Err(HandshakeError::TokenWrong);
             }
-            let proof_c = token
-                .proof(b"spinneret client", &nonce_s, &nonce_c)
-                .finalize()
-                .into_bytes();
-            stream.write_all(&proof_c).await?;
+            // The server proved the token: it may learn this build.
+            ours_told.extend_from_slice(
+                &token
+                    .proof(b"spinneret client", &nonce_s, &nonce_c)
+                    .finalize()
+                    .into_bytes(),
+            );
+            push_build(&mut ours_told, &ours.build);
+            stream.write_all(&ours_told).await?;
             stream.flush().await?;
             match stream.read_u8().await? {
-                OK => Ok(theirs),
+                OK => {
+                    theirs.build = read_build(stream).await?;
+                    Ok(theirs)
+                }
                 _ => Err(HandshakeError::TokenWrong),
             }
         }
@@ -387,13 +424,13 @@ async fn server_steps<S: AsyncRead + AsyncWrite + Unpin>(
     token: Option<&Token>,
 ) -> Result<Versions, HandshakeError> {
     let ours = Versions::ours();
-    let (theirs, nonce_c) = read_hello(stream).await.map_err(|e| match e {
+    let (mut theirs, nonce_c) = read_hello(stream).await.map_err(|e| match e {
         HandshakeError::ServerSpeaksTls => HandshakeError::ClientSpeaksTls,
         other => other,
     })?;
     let client_has_token = stream.read_u8().await? == 1;
     let nonce_s = nonce()?;
-    let mut out = hello(&ours, &nonce_s);
+    let mut out = hello(ours.protocol, &nonce_s);
     let status = if theirs.protocol != ours.protocol {
         VERSION_MISMATCH
     } else if token.is_some() && !client_has_token {
@@ -412,8 +449,11 @@ async fn server_steps<S: AsyncRead + AsyncWrite + Unpin>(
     }
     out.push(u8::from(token.is_some()));
     let Some(token) = token else {
+        // Nothing to prove on either side: the builds are told at once.
+        push_build(&mut out, &ours.build);
         stream.write_all(&out).await?;
         stream.flush().await?;
+        theirs.build = read_build(stream).await?;
         return Ok(theirs);
     };
     out.extend_from_slice(
@@ -426,19 +466,24 @@ async fn server_steps<S: AsyncRead + AsyncWrite + Unpin>(
     stream.flush().await?;
     let mut proof_c = [0u8; NONCE];
     stream.read_exact(&mut proof_c).await?;
+    let told = read_build(stream).await?;
     let verified = token
         .proof(b"spinneret client", &nonce_s, &nonce_c)
         .verify_slice(&proof_c)
         .is_ok();
-    stream
-        .write_u8(if verified { OK } else { TOKEN_WRONG })
-        .await?;
-    stream.flush().await?;
-    if verified {
-        Ok(theirs)
-    } else {
-        Err(HandshakeError::TokenWrong)
+    if !verified {
+        // Told why if it still listens; refused for its token either way.
+        let _ = stream.write_u8(TOKEN_WRONG).await;
+        let _ = stream.flush().await;
+        return Err(HandshakeError::TokenWrong);
     }
+    // The client proved the token: it may learn this build.
+    let mut verdict = vec![OK];
+    push_build(&mut verdict, &ours.build);
+    theirs.build = told;
+    stream.write_all(&verdict).await?;
+    stream.flush().await?;
+    Ok(theirs)
 }
 
 #[cfg(test)]
@@ -457,6 +502,8 @@ mod tests {
         let (mut a, mut b) = tokio::io::duplex(1024);
         let server = tokio::spawn(async move { server(&mut a, server_token.as_ref(), T).await });
         let client = client(&mut b, client_token.as_ref(), T).await;
+        // A client that refused the server hangs up, as a connection does when dropped.
+        drop(b);
         (server.await.expect("server task"), client)
     }
 
@@ -506,6 +553,46 @@ mod tests {
             matches!(silent, Err(HandshakeError::Timeout(_))),
             "{silent:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_build_is_told_only_to_a_peer_that_proved_the_token() {
+        let (s, c) = pair(token("0123456789abcdef"), token("0123456789abcdef")).await;
+        assert_eq!(s.expect("server").build, crate::VERSION);
+        assert_eq!(c.expect("client").build, crate::VERSION);
+        // A stranger without the token, or with a wrong one, hears no build.
+        for stranger_has_token in [false, true] {
+            let (mut a, mut b) = tokio::io::duplex(4096);
+            let serving =
+                tokio::spawn(
+                    async move { server(&mut a, token("0123456789abcdef").as_ref(), T).await },
+                );
+            let mut out = hello(PROTOCOL_VERSION, &[7u8; NONCE]);
+            out.push(u8::from(stranger_has_token));
+            b.write_all(&out).await.expect("write");
+            let mut heard = Vec::new();
+            if stranger_has_token {
+                // The server's hello, status, token flag and proof; then a wrong proof, with
+                // the build, as a client of another token sends.
+                let mut hello_s = vec![0u8; 4 + 2 + 1 + NONCE + 2 + NONCE];
+                b.read_exact(&mut hello_s).await.expect("hello");
+                heard.extend_from_slice(&hello_s);
+                let mut proof = vec![0u8; NONCE];
+                push_build(&mut proof, crate::VERSION);
+                b.write_all(&proof).await.expect("write");
+            }
+            let refused = serving.await.expect("server task");
+            assert!(refused.is_err(), "{refused:?}");
+            let mut rest = Vec::new();
+            b.read_to_end(&mut rest).await.expect("read");
+            heard.extend_from_slice(&rest);
+            let build = crate::VERSION.as_bytes();
+            assert!(
+                !heard.windows(build.len()).any(|w| w == build),
+                "a stranger heard the build {:?}: {heard:?}",
+                crate::VERSION
+            );
+        }
     }
 
     #[test]

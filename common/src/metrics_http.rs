@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use prometheus_client::registry::Registry;
@@ -11,16 +11,82 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
-/// The content type of the Prometheus text exposition format.
-pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+/// The content type of OpenMetrics text, which the registries encode, for scrapers that ask
+/// for it (a Prometheus server does).
+pub const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-/// Renders `registry` as a Prometheus text response.
-pub fn render(registry: &Registry) -> Response {
+/// The content type of the Prometheus text format 0.0.4, for every other client (curl,
+/// `promtool check metrics`).
+pub const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders `registry` in the format the request's `Accept` header asks for: OpenMetrics when
+/// it names it, else the Prometheus text format, with names and types matching its samples
+/// (a counter `x` is `x_total` in both).
+pub fn render(registry: &Registry, headers: &HeaderMap) -> Response {
     let mut body = String::new();
-    match prometheus_client::encoding::text::encode(&mut body, registry) {
-        Ok(()) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], body).into_response(),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut body, registry) {
+        return (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response();
     }
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, PROMETHEUS_TEXT)],
+            prometheus_text(&body),
+        )
+            .into_response()
+    }
+}
+
+/// OpenMetrics text as the Prometheus text format 0.0.4: a counter family takes its
+/// samples' `_total` name (and drops `_created` samples), an info family becomes a gauge
+/// named `_info`, `# UNIT` and `# EOF` go, and help text loses the `\"` escape 0.0.4 lacks.
+pub fn prometheus_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut help: Option<&str> = None;
+    let mut created: Option<String> = None;
+    for line in openmetrics.lines() {
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" => (format!("{name}_total"), "counter"),
+                "info" => (format!("{name}_info"), "gauge"),
+                "gauge" | "histogram" | "summary" => (name.to_owned(), kind),
+                _ => (name.to_owned(), "untyped"),
+            };
+            created = (kind == "counter").then(|| format!("{}_created", &name[..name.len() - 6]));
+            if let Some(text) = help
+                .take()
+                .and_then(|h| h.split_once(' '))
+                .map(|(_, text)| text)
+            {
+                out.push_str(&format!("# HELP {name} {}\n", text.replace("\\\"", "\"")));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        if line.starts_with('#') {
+            continue;
+        }
+        if created.as_deref().is_some_and(|c| {
+            line.strip_prefix(c)
+                .is_some_and(|rest| rest.starts_with([' ', '{']))
+        }) {
+            continue;
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
 }
 
 /// A router with `GET /metrics` rendering `registry`.
@@ -28,7 +94,11 @@ pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route(
             "/metrics",
-            get(|State(r): State<Arc<Registry>>| async move { render(&r) }),
+            get(
+                |State(r): State<Arc<Registry>>, headers: HeaderMap| async move {
+                    render(&r, &headers)
+                },
+            ),
         )
         .with_state(registry)
 }
@@ -66,6 +136,51 @@ pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prometheus_text_format_names_families_as_their_samples() {
+        use prometheus_client::metrics::counter::Counter;
+        use prometheus_client::metrics::gauge::Gauge;
+        use prometheus_client::metrics::info::Info;
+        let mut registry = Registry::with_prefix("x");
+        let pages = Counter::<u64>::default();
+        pages.inc_by(3);
+        registry.register("pages", "Pages \"fetched\"", pages);
+        registry.register("depth", "Queue depth", Gauge::<i64>::default());
+        registry.register("build", "Build", Info::new(vec![("version", "1")]));
+        let mut openmetrics = String::new();
+        prometheus_client::encoding::text::encode(&mut openmetrics, &registry).expect("encode");
+        assert!(
+            openmetrics.contains("# TYPE x_pages counter"),
+            "{openmetrics}"
+        );
+        let text = prometheus_text(&openmetrics);
+        for line in [
+            "# HELP x_pages_total Pages \"fetched\".",
+            "# TYPE x_pages_total counter",
+            "x_pages_total 3",
+            "# TYPE x_depth gauge",
+            "# TYPE x_build_info gauge",
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line:?} in:\n{text}");
+        }
+        assert!(!text.contains("# EOF"), "{text}");
+        let mut accept = HeaderMap::new();
+        let content_type = |headers: &HeaderMap| {
+            render(&registry, headers).headers()[header::CONTENT_TYPE]
+                .to_str()
+                .expect("text")
+                .to_owned()
+        };
+        assert_eq!(content_type(&accept), PROMETHEUS_TEXT);
+        accept.insert(
+            header::ACCEPT,
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5"
+                .parse()
+                .expect("value"),
+        );
+        assert_eq!(content_type(&accept), OPENMETRICS);
+    }
 
     #[test]
     fn listen_addresses_default_to_loopback() {

@@ -270,7 +270,7 @@ async fn start(args: Args) -> anyhow::Result<()> {
         )?),
         _ => None,
     };
-    let metrics = itemsaver::metrics::ItemSaverMetrics::default();
+    let metrics = itemsaver::metrics::ItemSaverMetrics::new(args.store.kind());
     if let Some(addr) = args.metrics {
         let router = common::metrics_http::router(metrics.registry());
         let (bound, _) = common::metrics_http::serve(addr, router, shutdown.clone())
@@ -279,18 +279,13 @@ async fn start(args: Args) -> anyhow::Result<()> {
         // Tests and scripts read this line to learn the port when given port 0.
         println!("metrics on http://{bound}/metrics");
     }
+    let server = ItemSaverServer::new(store, args.max_batch, args.max_item_bytes)
+        .with_metrics(metrics.clone());
     let guard = common::listen::Guard {
         on_refused: Some(std::sync::Arc::new(move |reason| metrics.refused(reason))),
         ..guard
     };
-    itemsaver::run(
-        listener,
-        ItemSaverServer::new(store, args.max_batch, args.max_item_bytes),
-        args.limits.limits(),
-        guard,
-        shutdown,
-    )
-    .await?;
+    itemsaver::run(listener, server, args.limits.limits(), guard, shutdown).await?;
     if let Some(registered) = registered {
         let _ = registered.await;
     }

@@ -1,5 +1,6 @@
 //! The `ItemSaverService` implementation: batches go to the store, acks follow the commit.
 
+use crate::metrics::{ItemSaverMetrics, Rejection};
 use crate::store::ItemStore;
 use common::activity::Activity;
 use common::{Batch, Item, ItemSaverService, SaveAck, SaveError};
@@ -23,6 +24,7 @@ pub struct ItemSaverServer {
     max_batch: usize,
     max_item_bytes: usize,
     activity: Activity,
+    metrics: Option<ItemSaverMetrics>,
 }
 
 impl ItemSaverServer {
@@ -34,7 +36,14 @@ impl ItemSaverServer {
             max_batch,
             max_item_bytes,
             activity: Activity::default(),
+            metrics: None,
         }
+    }
+
+    /// Counts what is saved and refused in `metrics`.
+    pub fn with_metrics(mut self, metrics: ItemSaverMetrics) -> Self {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// Why `item` can never be stored, if it cannot.
@@ -65,7 +74,11 @@ impl ItemSaverServer {
 
 impl ItemSaverService for ItemSaverServer {
     async fn save(self, _: Context, batch: Batch) -> Result<SaveAck, SaveError> {
+        let metrics = self.metrics.clone();
         if batch.items.len() > self.max_batch {
+            if let Some(m) = &metrics {
+                m.rejected(Rejection::BatchTooLarge, batch.items.len() as u64);
+            }
             return Err(SaveError::BatchTooLarge {
                 items: batch.items.len() as u64,
                 limit: self.max_batch as u64,
@@ -83,19 +96,29 @@ impl ItemSaverService for ItemSaverServer {
             .enumerate()
             .find_map(|(i, item)| self.refusal(item).map(|why| (i, item, why)))
         {
+            if let Some(m) = &metrics {
+                m.rejected(Rejection::Invalid, 1);
+            }
             return Err(SaveError::Rejected {
                 index: index as u32,
                 id: item.id.chars().take(200).collect(),
                 reason,
             });
         }
+        let started = std::time::Instant::now();
         let saved = tokio::task::spawn_blocking(move || store.save(&batch.items, &batch.pages))
             .await
             .map_err(|e| SaveError::Store(format!("save task failed: {e}")))?
             .map_err(|e| {
                 error!(cause = %e, "save failed");
+                if let Some(m) = &metrics {
+                    m.store_error(e.kind());
+                }
                 SaveError::Store(e.to_string())
             })?;
+        if let Some(m) = &metrics {
+            m.saved(saved, started.elapsed());
+        }
         debug!(saved, "batch committed");
         Ok(SaveAck { saved })
     }

@@ -329,8 +329,8 @@ async fn dashboard() -> impl IntoResponse {
     )
 }
 
-async fn metrics(State(admin): State<Admin>) -> Response {
-    common::metrics_http::render(admin.crawl.metrics.registry())
+async fn metrics(State(admin): State<Admin>, headers: axum::http::HeaderMap) -> Response {
+    common::metrics_http::render(admin.crawl.metrics.registry(), &headers)
 }
 
 /// The body of `GET /api/status`.

@@ -113,6 +113,15 @@ impl std::fmt::Display for StoreSpec {
 }
 
 impl StoreSpec {
+    /// The kind of store, as metrics label it: `sqlite`, `postgres` or `jsonl`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreSpec::Sqlite(_) => "sqlite",
+            StoreSpec::Postgres(_) => "postgres",
+            StoreSpec::Jsonl(_) => "jsonl",
+        }
+    }
+
     /// Whether the store is there to be read (for export, which creates no file; a
     /// database is looked for when connecting).
     pub fn exists(&self) -> bool {
@@ -172,6 +181,20 @@ pub enum StoreError {
         /// What the pool said.
         cause: String,
     },
+}
+
+impl StoreError {
+    /// The kind of error, as metrics label it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            StoreError::Sqlite { .. } => "sqlite",
+            StoreError::Io { .. } => "io",
+            StoreError::Payload { .. } => "payload",
+            StoreError::Poisoned(_) => "poisoned",
+            StoreError::Postgres { .. } => "postgres",
+            StoreError::Pool { .. } => "pool",
+        }
+    }
 }
 
 /// Why an export stopped.

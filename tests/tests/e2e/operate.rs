@@ -1,6 +1,7 @@
 //! Operating the binaries: log formats, quiet runs, progress lines, worker metrics, and the
 //! admin flags' errors.
 
+use crate::admin_harness::AdminEngine;
 use crate::harness::{Server, closed_port, run_engine};
 use spinneret_tests::TestSite;
 use std::process::Stdio;
@@ -153,6 +154,137 @@ async fn a_worker_serves_its_own_metrics() {
     assert!(text.contains(r#"spinneret_worker_requests_total{outcome="http_404"}"#));
     assert!(text.contains("spinneret_worker_request_seconds_bucket"));
     assert!(text.contains("spinneret_worker_in_flight 0"));
+}
+
+/// Runs `promtool check metrics` on `text`, which must pass, naming `what` if not.
+fn promtool_passes(what: &str, text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(spinneret_tests::require_program(
+        "PROMTOOL",
+        "/usr/bin/promtool",
+    ))
+    .args(["check", "metrics"])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start promtool");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("promtool");
+    assert!(
+        out.status.success(),
+        "promtool check metrics on {what}:\n{}{}\n{text}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A `/metrics` answer's content type and body, asked for with `accept`.
+async fn scrape(url: &str, accept: &str) -> (String, String) {
+    let answer = reqwest::Client::new()
+        .get(url)
+        .header("accept", accept)
+        .send()
+        .await
+        .expect("metrics answer");
+    assert_eq!(answer.status(), 200, "{url}");
+    let content_type = answer.headers()["content-type"]
+        .to_str()
+        .expect("text")
+        .to_owned();
+    (content_type, answer.text().await.expect("body"))
+}
+
+#[tokio::test]
+async fn every_metrics_endpoint_passes_promtool_and_the_itemsaver_counts_what_it_saved() {
+    let dir = tempfile::tempdir().expect("dir");
+    let site = TestSite::start(20).await.expect("site");
+    let saver_metrics = format!("127.0.0.1:{}", closed_port());
+    let worker_metrics = format!("127.0.0.1:{}", closed_port());
+    let store = dir.path().join("saved.db");
+    let saver = Server::start(
+        "itemsaver",
+        &[
+            "--store",
+            &store.display().to_string(),
+            "--metrics",
+            &saver_metrics,
+        ],
+        dir.path(),
+    )
+    .await;
+    let worker = Server::start("worker", &["--metrics", &worker_metrics], dir.path()).await;
+    let args = [
+        s("--seed"),
+        site.url("/"),
+        s("--no_state"),
+        s("--serve"),
+        s("--worker_hosts"),
+        worker.addr.clone(),
+        s("--itemsaver_host"),
+        saver.addr.clone(),
+    ];
+    let engine = AdminEngine::start(dir.path(), &args, None).await;
+    engine
+        .wait_for("the crawl to finish", |s| {
+            s["state"] == "idle"
+                && s["queued"] == 0
+                && s["items_extracted"].as_u64() > Some(0)
+                && s["items_saved"] == s["items_extracted"]
+        })
+        .await;
+    let engine_metrics = format!("{}/metrics", engine.base);
+    let endpoints = [
+        ("the engine's admin server", engine_metrics),
+        ("the worker", format!("http://{worker_metrics}/metrics")),
+        ("the itemsaver", format!("http://{saver_metrics}/metrics")),
+    ];
+    for (what, url) in &endpoints {
+        // curl and promtool ask for anything: the Prometheus text format, whose families
+        // are named as their samples.
+        let (content_type, text) = scrape(url, "*/*").await;
+        assert_eq!(
+            content_type, "text/plain; version=0.0.4; charset=utf-8",
+            "{what}"
+        );
+        promtool_passes(what, &text);
+        // A Prometheus server asks for OpenMetrics first.
+        let (content_type, text) = scrape(
+            url,
+            "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+        )
+        .await;
+        assert_eq!(
+            content_type, "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            "{what}"
+        );
+        assert!(text.trim_end().ends_with("# EOF"), "{what}: {text}");
+    }
+    engine.stop().await;
+    let items = crate::harness::export(&store).await.len();
+    assert!(items > 0);
+    let (_, text) = scrape(&endpoints[2].1, "*/*").await;
+    let value = |series: &str| -> u64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{series} in:\n{text}"))
+    };
+    assert_eq!(
+        value(r#"spinneret_itemsaver_items_saved_total{store="sqlite"}"#),
+        items as u64,
+        "every item stored is counted once"
+    );
+    let batches = value(r#"spinneret_itemsaver_batches_saved_total{store="sqlite"}"#);
+    assert!(batches >= 1);
+    assert_eq!(
+        value(r#"spinneret_itemsaver_save_seconds_count{store="sqlite"}"#),
+        batches
+    );
 }
 
 #[tokio::test]

@@ -142,7 +142,7 @@ async fn wait_for_log(server: &Server, texts: &[&str]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_protocol_version_mismatch_is_refused_naming_both_versions() {
-    let ours = format!("protocol {} ", common::handshake::PROTOCOL_VERSION);
+    let ours = format!("protocol {}", common::handshake::PROTOCOL_VERSION);
     let dir = tempfile::tempdir().expect("tempdir");
     let site = TestSite::start(5).await.expect("site");
     let worker = Server::start_with_env(
@@ -166,9 +166,9 @@ async fn a_protocol_version_mismatch_is_refused_naming_both_versions() {
         &run.stderr,
         run.status,
         "a mismatch",
-        &["version mismatch", &ours, "protocol 99 "],
+        &["version mismatch", &ours, "protocol 99"],
     );
-    wait_for_log(&worker, &["version mismatch", "protocol 99 ", &ours]).await;
+    wait_for_log(&worker, &["version mismatch", "protocol 99", &ours]).await;
 }
 
 #[tokio::test]
