@@ -150,13 +150,88 @@ fn serving(
             )
             .build()
             .map_err(rustls_error)?;
-            builder.with_client_cert_verifier(verifier)
+            builder.with_client_cert_verifier(Arc::new(ClientAuthRequired(verifier)))
         }
         None => builder.with_no_client_auth(),
     };
     let mut config = builder.with_single_cert(certs, key).map_err(rustls_error)?;
     config.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
     Ok(Arc::new(config))
+}
+
+/// A client certificate verifier that, besides the CA's signature, requires the certificate
+/// to be for clients: its extended key usage must name clientAuth. rustls checks the
+/// purpose only of certificates that state one; a certificate with none (as
+/// `scripts/certs.sh` issued before it set one) or one issued for servers only (a worker's,
+/// say) cannot then pass as an engine.
+#[derive(Debug)]
+struct ClientAuthRequired(Arc<dyn rustls::server::danger::ClientCertVerifier>);
+
+/// Whether the certificate `der` names clientAuth in its extended key usage.
+fn for_clients(der: &[u8]) -> bool {
+    x509_parser::parse_x509_certificate(der)
+        .ok()
+        .and_then(|(_, cert)| {
+            cert.extended_key_usage()
+                .ok()
+                .flatten()
+                .map(|eku| eku.value.client_auth)
+        })
+        .unwrap_or(false)
+}
+
+impl rustls::server::danger::ClientCertVerifier for ClientAuthRequired {
+    fn offer_client_auth(&self) -> bool {
+        self.0.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.0.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &rustls::pki_types::CertificateDer<'_>,
+        intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::server::danger::ClientCertVerified, rustls::Error> {
+        let verified = self.0.verify_client_cert(end_entity, intermediates, now)?;
+        if !for_clients(end_entity) {
+            tracing::debug!(
+                "refused a client certificate without clientAuth in its extended key usage"
+            );
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::InvalidPurpose,
+            ));
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 fn roots(path: &Path) -> Result<rustls::RootCertStore, TlsError> {

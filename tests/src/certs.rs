@@ -2,7 +2,8 @@
 //! certificate for 127.0.0.1 and localhost, and a client certificate, written as PEM files.
 
 use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair, KeyUsagePurpose,
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
 };
 use std::path::{Path, PathBuf};
 
@@ -37,14 +38,25 @@ impl Pki {
         ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
         let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("CA key"))
             .expect("self-signed CA");
-        let leaf = |names: Vec<String>| {
+        let leaf = |names: Vec<String>, purposes: Vec<ExtendedKeyUsagePurpose>| {
             let key = KeyPair::generate().expect("key");
-            let params = CertificateParams::new(names).expect("params");
+            let mut params = CertificateParams::new(names).expect("params");
+            params.extended_key_usages = purposes;
             let cert = params.signed_by(&key, &ca).expect("signed");
             (cert.pem(), key.serialize_pem())
         };
-        let (server_cert, server_key) = leaf(vec!["127.0.0.1".into(), "localhost".into()]);
-        let (client_cert, client_key) = leaf(vec!["engine.test".into()]);
+        // As scripts/certs.sh makes them: the server's also shows itself to Redis as a client.
+        let (server_cert, server_key) = leaf(
+            vec!["127.0.0.1".into(), "localhost".into()],
+            vec![
+                ExtendedKeyUsagePurpose::ServerAuth,
+                ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        );
+        let (client_cert, client_key) = leaf(
+            vec!["engine.test".into()],
+            vec![ExtendedKeyUsagePurpose::ClientAuth],
+        );
         Pki {
             ca: write(dir, &format!("{name}-ca.pem"), &ca.pem()),
             server_cert: write(dir, &format!("{name}-server.pem"), &server_cert),

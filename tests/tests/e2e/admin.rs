@@ -427,3 +427,54 @@ async fn only_names_of_this_machine_are_served(token: Option<&str>) {
     }
     engine.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn six_hundred_silent_connections_to_the_admin_port_leave_the_crawl_and_the_api_running() {
+    let dir = tempfile::tempdir().expect("dir");
+    let site = TestSite::start_slowly(30, Duration::from_millis(50))
+        .await
+        .expect("site");
+    let engine = AdminEngine::start(
+        dir.path(),
+        &[
+            s("--seed"),
+            site.url("/"),
+            s("--no_state"),
+            s("--serve"),
+            s("--per_host=1"),
+        ],
+        None,
+    )
+    .await;
+    site.wait_for_hits(1).await;
+    // 600 connections that never send a byte, from 75 other addresses (as many machines
+    // would); the operator asks from 127.0.0.1.
+    let addr: std::net::SocketAddr = engine
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .expect("admin address");
+    let mut silent = Vec::new();
+    for last in 2..77 {
+        for _ in 0..8 {
+            let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+            socket
+                .bind(format!("127.0.0.{last}:0").parse().expect("addr"))
+                .expect("bind");
+            silent.push(socket.connect(addr).await.expect("connect"));
+        }
+    }
+    let status = tokio::time::timeout(Duration::from_secs(5), engine.get("/api/status"))
+        .await
+        .expect("/api/status answered within five seconds");
+    assert!(status["state"].is_string(), "{status}");
+    // The crawl goes on to its end with them still open.
+    engine
+        .wait_for("the crawl to finish", |s| {
+            s["state"] == "idle" && s["queued"] == 0 && s["in_flight"] == 0
+        })
+        .await;
+    assert_each_page_fetched_once(&site);
+    drop(silent);
+    engine.stop().await.succeeded("the engine");
+}

@@ -624,7 +624,7 @@ async fn the_readmes_certificate_recipe_makes_a_working_mutual_tls_crawl() {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/certs.sh");
     let made = tokio::process::Command::new(&script)
         .arg(&pki)
-        .args(["127.0.0.1", "engine"])
+        .args(["server:127.0.0.1", "client:engine"])
         .output()
         .await
         .expect("run scripts/certs.sh");
@@ -660,4 +660,74 @@ async fn the_readmes_certificate_recipe_makes_a_working_mutual_tls_crawl() {
     .await
     .succeeded("certificates from scripts/certs.sh");
     assert_eq!(run.summary()["pages_ok"], site.site.ok_paths().len() as u64);
+
+    // A certificate for servers only (the worker's own), or one that names no purpose (as
+    // the script made them before), does not pass for an engine.
+    let openssl = spinneret_tests::require_program("OPENSSL", "/usr/bin/openssl");
+    let ext = pki.join("old.ext");
+    std::fs::write(&ext, "subjectAltName=DNS:old\n").expect("write");
+    for step in [
+        vec![
+            "req",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-subj",
+            "/CN=old",
+            "-keyout",
+            &file("old.key"),
+            "-out",
+            &file("old.csr"),
+        ],
+        vec![
+            "x509",
+            "-req",
+            "-in",
+            &file("old.csr"),
+            "-CA",
+            &file("ca.pem"),
+            "-CAkey",
+            &file("ca.key"),
+            "-CAcreateserial",
+            "-days",
+            "1",
+            "-extfile",
+            &file("old.ext"),
+            "-out",
+            &file("old.pem"),
+        ],
+    ] {
+        let made = std::process::Command::new(&openssl)
+            .args(&step)
+            .output()
+            .expect("openssl");
+        assert!(
+            made.status.success(),
+            "{}",
+            String::from_utf8_lossy(&made.stderr)
+        );
+    }
+    for (what, cert) in [
+        ("a server certificate", "127.0.0.1"),
+        ("a certificate with no purpose", "old"),
+    ] {
+        let refused = run_engine(
+            dir.path(),
+            &[
+                format!("--worker_hosts={}", worker.addr),
+                s("--seed"),
+                site.url("/"),
+                s("--no_state"),
+                s("--token"),
+                token_file(dir.path(), "token", "a-long-shared-secret-0123456789"),
+                format!("--tls_ca={}", file("ca.pem")),
+                format!("--tls_cert={}", file(&format!("{cert}.pem"))),
+                format!("--tls_key={}", file(&format!("{cert}.key"))),
+            ],
+        )
+        .await;
+        assert_error_names(&refused.stderr, refused.status, what, &["TLS"]);
+    }
 }
