@@ -42,7 +42,8 @@ pub struct TlsArgs {
     pub tls_key: Option<PathBuf>,
 
     /// PEM certificate of the CA the crawl's certificates are signed by. On a server: clients
-    /// must present a certificate it signed (mutual TLS). On an engine: connect to workers,
+    /// must present a certificate it signed for clients (mutual TLS; its extended key usage
+    /// must name clientAuth, as scripts/certs.sh sets). On an engine: connect to workers,
     /// itemsavers and `rediss://` Redis over TLS, trusting the certificates it signed.
     #[arg(
         long = "tls_ca",
