@@ -187,7 +187,15 @@ mod tests {
     async fn server(limits: ServerLimits) -> (SocketAddr, CancellationToken) {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let router = Router::new().route("/", axum::routing::get(|| async { "ok" }));
+        // Answers with the peer's address, as handlers see it.
+        let router = Router::new().route(
+            "/",
+            axum::routing::get(
+                |axum::extract::ConnectInfo(peer): axum::extract::ConnectInfo<SocketAddr>| async move {
+                    format!("ok from {}", peer.ip())
+                },
+            ),
+        );
         let shutdown = CancellationToken::new();
         tokio::spawn(serve(listener, router, None, limits, shutdown.clone()));
         (addr, shutdown)
@@ -206,6 +214,14 @@ mod tests {
         let mut answer = String::new();
         stream.read_to_string(&mut answer).await.expect("read");
         answer
+    }
+
+    #[tokio::test]
+    async fn handlers_see_the_peers_address() {
+        let (addr, shutdown) = server(ServerLimits::default()).await;
+        let answer = get(addr, "127.0.0.3").await;
+        assert!(answer.ends_with("ok from 127.0.0.3"), "{answer}");
+        shutdown.cancel();
     }
 
     #[tokio::test]

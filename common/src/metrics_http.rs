@@ -31,7 +31,8 @@ pub fn render(registry: &Registry, headers: &HeaderMap) -> Response {
         .get_all(header::ACCEPT)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .any(|v| v.contains("application/openmetrics-text"));
+        .flat_map(|v| v.split(','))
+        .any(asks_for_openmetrics);
     if openmetrics {
         ([(header::CONTENT_TYPE, OPENMETRICS)], body).into_response()
     } else {
@@ -43,9 +44,38 @@ pub fn render(registry: &Registry, headers: &HeaderMap) -> Response {
     }
 }
 
+/// Whether one entry of an `Accept` header asks for OpenMetrics (with a weight above 0).
+fn asks_for_openmetrics(entry: &str) -> bool {
+    let mut parts = entry.split(';').map(str::trim);
+    let media = parts.next().unwrap_or_default();
+    if !media.eq_ignore_ascii_case("application/openmetrics-text") {
+        return false;
+    }
+    !parts.any(|p| {
+        p.strip_prefix("q=")
+            .and_then(|q| q.trim().parse::<f32>().ok())
+            .is_some_and(|q| q <= 0.0)
+    })
+}
+
+/// A label value as both text formats need it: `\`, `"` and line feeds escaped
+/// (`prometheus-client` writes label values as given).
+pub fn label_value(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 /// OpenMetrics text as the Prometheus text format 0.0.4: a counter family takes its
 /// samples' `_total` name (and drops `_created` samples), an info family becomes a gauge
-/// named `_info`, `# UNIT` and `# EOF` go, and help text loses the `\"` escape 0.0.4 lacks.
+/// named `_info`, and `# UNIT` and `# EOF` go.
 pub fn prometheus_text(openmetrics: &str) -> String {
     let mut out = String::with_capacity(openmetrics.len());
     let mut help: Option<&str> = None;
@@ -69,7 +99,7 @@ pub fn prometheus_text(openmetrics: &str) -> String {
                 .and_then(|h| h.split_once(' '))
                 .map(|(_, text)| text)
             {
-                out.push_str(&format!("# HELP {name} {}\n", text.replace("\\\"", "\"")));
+                out.push_str(&format!("# HELP {name} {text}\n"));
             }
             out.push_str(&format!("# TYPE {name} {kind}\n"));
             continue;
@@ -145,7 +175,7 @@ mod tests {
         let mut registry = Registry::with_prefix("x");
         let pages = Counter::<u64>::default();
         pages.inc_by(3);
-        registry.register("pages", "Pages \"fetched\"", pages);
+        registry.register("pages", "Pages fetched", pages);
         registry.register("depth", "Queue depth", Gauge::<i64>::default());
         registry.register("build", "Build", Info::new(vec![("version", "1")]));
         let mut openmetrics = String::new();
@@ -156,7 +186,7 @@ mod tests {
         );
         let text = prometheus_text(&openmetrics);
         for line in [
-            "# HELP x_pages_total Pages \"fetched\".",
+            "# HELP x_pages_total Pages fetched.",
             "# TYPE x_pages_total counter",
             "x_pages_total 3",
             "# TYPE x_depth gauge",
@@ -180,6 +210,14 @@ mod tests {
                 .expect("value"),
         );
         assert_eq!(content_type(&accept), OPENMETRICS);
+        accept.insert(
+            header::ACCEPT,
+            "application/openmetrics-text;q=0, text/plain"
+                .parse()
+                .expect("value"),
+        );
+        assert_eq!(content_type(&accept), PROMETHEUS_TEXT, "q=0 refuses it");
+        assert_eq!(label_value(r#"a "b" \ c"#), r#"a \"b\" \\ c"#);
     }
 
     #[test]

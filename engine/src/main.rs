@@ -849,12 +849,15 @@ async fn crawl(args: &Args, progress: engine::progress::Progress) -> anyhow::Res
         Some(path) => {
             let pem = std::fs::read(path)
                 .map_err(|e| anyhow::anyhow!("--admin_tls_ca {}: {e}", path.display()))?;
-            reqwest::Certificate::from_pem(&pem).map_err(|e| {
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| {
                 anyhow::anyhow!(
-                    "--admin_tls_ca {}: not a PEM certificate: {e}",
+                    "--admin_tls_ca {}: not PEM certificates: {e}",
                     path.display()
                 )
             })?;
+            if certs.is_empty() {
+                anyhow::bail!("--admin_tls_ca {}: no certificate in it", path.display());
+            }
             Some(pem)
         }
         None => None,

@@ -420,6 +420,26 @@ mod tests {
     }
 
     #[test]
+    fn nat64_addresses_decode_as_rfc_6052_lays_them_out() {
+        // RFC 6052, section 2.4: 192.0.2.33 under a prefix of each length.
+        for (prefix, address) in [
+            ("2001:db8::/32", "2001:db8:c000:221::"),
+            ("2001:db8:100::/40", "2001:db8:1c0:2:21::"),
+            ("2001:db8:122::/48", "2001:db8:122:c000:2:2100::"),
+            ("2001:db8:122:300::/56", "2001:db8:122:3c0:0:221::"),
+            ("2001:db8:122:344::/64", "2001:db8:122:344:c0:2:2100:0"),
+            ("2001:db8:122:344::/96", "2001:db8:122:344::192.0.2.33"),
+        ] {
+            let prefix = parse_nat64_prefix(prefix).expect("prefix");
+            assert_eq!(
+                nat64_embedded(&prefix, address.parse().expect("ip")),
+                Ipv4Addr::new(192, 0, 2, 33),
+                "{prefix} {address}"
+            );
+        }
+    }
+
+    #[test]
     fn addresses_under_a_networks_own_nat64_prefix_are_judged_by_their_ipv4_address() {
         let prefixes = [
             "2001:db8:64::/96",
@@ -437,11 +457,11 @@ mod tests {
         // /96: the address in the last 32 bits.
         assert_eq!(kind("2001:db8:64::a9fe:a9fe"), Some("link-local"));
         assert_eq!(kind("2001:db8:64::808:808"), None);
-        // /40 (RFC 6052's example): 192.0.2.33 as 2001:db8:1c0:2:21:: (bits 64 to 71 skipped).
+        // /40: 127.0.0.1 as 2001:db8:17f:0:1:: (bits 64 to 71 skipped).
         assert_eq!(kind("2001:db8:17f:0:1::"), Some("loopback"));
         assert_eq!(kind("2001:db8:108:8:8::"), None);
-        // /48: 10.0.0.1 as 2001:db8:1234:a00:0:1::.
-        assert_eq!(kind("2001:db8:1234:a00:0:1::"), Some("private"));
+        // /48: 10.0.0.1 as 2001:db8:1234:a00:0:100::.
+        assert_eq!(kind("2001:db8:1234:a00:0:100::"), Some("private"));
         // Outside every prefix, the usual rules (2001:db8::/32 is documentation).
         assert_eq!(kind("2001:db8:ffff::1"), Some("documentation"));
         assert!(parse_nat64_prefix("2001:db8::/33").is_err());

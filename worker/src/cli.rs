@@ -96,8 +96,8 @@ pub struct FetchArgs {
 
     /// This network's own NAT64 prefix (RFC 6052: /32, /40, /48, /56, /64 or /96), so that
     /// an address under it is judged as the IPv4 address it embeds; repeat or comma-separate.
-    /// The well-known 64:ff9b::/96 is always read so, and the local-use 64:ff9b:1::/48 is
-    /// always refused.
+    /// The well-known 64:ff9b::/96 is always read so; the rest of the local-use
+    /// 64:ff9b:1::/48 is refused unless named here.
     #[arg(
         long = "nat64_prefix",
         alias = "nat64-prefix",

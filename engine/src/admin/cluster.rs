@@ -35,7 +35,7 @@ pub struct ChangeKey(pub String);
 pub const KEEP_ANSWERS: Duration = Duration::from_secs(3_600);
 
 /// Largest answer kept or forwarded.
-const MAX_ANSWER_BYTES: usize = 1 << 20;
+pub(super) const MAX_ANSWER_BYTES: usize = 1 << 20;
 
 fn cluster(admin: &Admin) -> ApiResult<&ClusterHandle> {
     admin.crawl.cluster.as_deref().ok_or_else(|| {
@@ -274,7 +274,7 @@ fn forwarding_client(c: &ClusterHandle) -> Result<reqwest::Client, reqwest::Erro
     }
     match &c.admin_trust {
         AdminTrust::Only(pem) => http()
-            .tls_certs_only([reqwest::Certificate::from_pem(pem)?])
+            .tls_certs_only(reqwest::Certificate::from_pem_bundle(pem)?)
             .build(),
         AdminTrust::SystemAnd(None) => http().build(),
         AdminTrust::SystemAnd(Some(pem)) => {
@@ -333,23 +333,72 @@ async fn to_leader(
                 if let Some(value) = parts.headers.get(header::CONTENT_TYPE) {
                     call = call.header(header::CONTENT_TYPE, value.clone());
                 }
-                // Signed afresh on every try: a retry after a long wait is not stale.
-                if let Some(signing) = signing {
+                let mut call = match call.build() {
+                    Ok(call) => call,
+                    Err(e) => {
+                        return ApiError::new(
+                            StatusCode::BAD_REQUEST,
+                            format!("cannot forward this change: {e}"),
+                        )
+                        .into_response();
+                    }
+                };
+                // Signed afresh on every try (a retry after a long wait is not stale), over
+                // the path as sent.
+                let signature = signing.map(|signing| {
+                    let url = call.url();
+                    let sent_path = match url.query() {
+                        Some(query) => format!("{}?{query}", url.path()),
+                        None => url.path().to_owned(),
+                    };
                     let signed = Signed {
+                        crawl: &c.prefix,
                         method: parts.method.as_str(),
-                        path: &path,
+                        path: &sent_path,
                         key,
                         body: &body,
                     };
-                    call = call.header(
-                        signature::HEADER,
-                        signing.sign(&signed, std::time::SystemTime::now()),
-                    );
+                    signing.sign(&signed, std::time::SystemTime::now())
+                });
+                if let Some(value) = signature
+                    .as_deref()
+                    .and_then(|s| HeaderValue::from_str(s).ok())
+                {
+                    call.headers_mut().insert(signature::HEADER, value);
                 }
-                match call.send().await {
+                match http.execute(call).await {
                     Ok(answer) if answer.status() != StatusCode::SERVICE_UNAVAILABLE => {
                         let status = answer.status();
+                        let answer_signature = answer
+                            .headers()
+                            .get(signature::ANSWER_HEADER)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned);
                         let bytes = answer.bytes().await.unwrap_or_default();
+                        if let (Some(signing), Some(signature)) = (signing, &signature)
+                            && !signing.verify_answer(
+                                answer_signature.as_deref(),
+                                signature,
+                                status.as_u16(),
+                                &bytes,
+                            )
+                        {
+                            warn!(%addr, %status, "the leader's address answered a forwarded change without the crawl's signature");
+                            // What it said is shown for the operator, bounded, but not taken
+                            // as the answer.
+                            let said: String = String::from_utf8_lossy(&bytes)
+                                .chars()
+                                .filter(|c| !c.is_control())
+                                .take(300)
+                                .collect();
+                            return ApiError::new(
+                                StatusCode::BAD_GATEWAY,
+                                format!(
+                                    "the engine at {addr}, named as the leader, answered {status} without the signature of this engine's --admin_token: it holds another token, or is not this crawl's leader; the change's outcome is unknown. It said: {said}"
+                                ),
+                            )
+                            .into_response();
+                        }
                         return (
                             status,
                             [(

@@ -201,6 +201,14 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         )
         .into_response();
     }
+    let forwarded = request.headers().contains_key(cluster::FORWARDED);
+    if forwarded && admin.crawl.cluster.is_none() {
+        return ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "this engine is not in cluster mode: it takes no changes forwarded by another engine",
+        )
+        .into_response();
+    }
     let (Some(token), false) = (&admin.token, reads) else {
         return next.run(request).await;
     };
@@ -208,7 +216,7 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let checked = if request.headers().contains_key(cluster::FORWARDED) {
+    let checked = if forwarded {
         signed_change(&admin, request).await
     } else {
         let given = request
@@ -217,7 +225,7 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
         if given.is_some_and(|g| same(g.as_bytes(), token.as_bytes())) {
-            Ok(request)
+            Ok((request, None))
         } else {
             Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -226,11 +234,17 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         }
     };
     match checked {
-        Ok(request) => {
+        Ok((request, signed)) => {
             if let Some(peer) = peer {
                 admin.refusals.accepted(peer);
             }
-            next.run(request).await
+            let response = next.run(request).await;
+            match (signed, &admin.signing) {
+                (Some(signature), Some(signing)) => {
+                    sign_answer(signing, &signature, response).await
+                }
+                _ => response,
+            }
         }
         Err(refusal) => {
             if let Some(peer) = peer {
@@ -241,20 +255,26 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
                 }
             }
             let mut response = refusal.into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
+            if !forwarded {
+                response.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Bearer"),
+                );
+            }
             response
         }
     }
 }
 
 /// A change another engine forwarded, once its signature is checked against this engine's
-/// admin token (the body is read to check it, then handed on).
-async fn signed_change(admin: &Admin, request: Request) -> Result<Request, ApiError> {
-    let Some(signing) = &admin.signing else {
-        return Ok(request);
+/// admin token (the body is read to check it, then handed on), with the signature, which its
+/// answer is signed over.
+async fn signed_change(
+    admin: &Admin,
+    request: Request,
+) -> Result<(Request, Option<String>), ApiError> {
+    let (Some(signing), Some(crawl)) = (&admin.signing, &admin.crawl.cluster) else {
+        return Ok((request, None));
     };
     let (parts, body) = request.into_parts();
     let body = axum::body::to_bytes(body, MAX_BODY_BYTES)
@@ -267,20 +287,44 @@ async fn signed_change(admin: &Admin, request: Request) -> Result<Request, ApiEr
         })?;
     let header_of = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let signed = signature::Signed {
+        crawl: &crawl.prefix,
         method: parts.method.as_str(),
         path: parts.uri.path_and_query().map_or("/", |p| p.as_str()),
         key: header_of(cluster::IDEMPOTENCY_KEY).unwrap_or(""),
         body: &body,
     };
-    if let Err(e) = signing.verify(
-        header_of(signature::HEADER),
-        &signed,
-        std::time::SystemTime::now(),
-    ) {
+    let given = header_of(signature::HEADER);
+    if let Err(e) = signing.verify(given, &signed, std::time::SystemTime::now()) {
         tracing::warn!(error = %e, "refused a forwarded change");
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, e.to_string()));
     }
-    Ok(Request::from_parts(parts, axum::body::Body::from(body)))
+    let given = given.map(str::to_owned);
+    Ok((
+        Request::from_parts(parts, axum::body::Body::from(body)),
+        given,
+    ))
+}
+
+/// Signs the answer to a forwarded change, so that the follower knows it came from an
+/// engine holding the admin token.
+async fn sign_answer(
+    signing: &signature::SigningKey,
+    request_signature: &str,
+    response: Response,
+) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, cluster::MAX_ANSWER_BYTES).await else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the answer to a forwarded change is too large to sign",
+        )
+        .into_response();
+    };
+    let mac = signing.sign_answer(request_signature, parts.status.as_u16(), &bytes);
+    if let Ok(value) = header::HeaderValue::from_str(&mac) {
+        parts.headers.insert(signature::ANSWER_HEADER, value);
+    }
+    Response::from_parts(parts, axum::body::Body::from(bytes))
 }
 
 /// Whether a browser sent the request from a page of another origin than this server.

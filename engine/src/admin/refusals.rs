@@ -1,6 +1,8 @@
 //! Slowing down whoever keeps guessing the admin token: each address's refused changes are
 //! counted, and past a few in a row every further refusal to that address is answered late,
-//! later each time (up to [`MAX_DELAY`]). A right token, or [`FORGET_AFTER`] without a
+//! later each time (up to [`MAX_DELAY`]), and after the refusals before it: guesses sent in
+//! parallel wait in line, so an address gets one answer per delay however many connections
+//! it opens. A right token, or [`FORGET_AFTER`] without a
 //! refusal, clears the count. Addresses are counted as the RPC listener counts them (IPv6 by
 //! its /64), and at most [`MAX_ADDRESSES`] are remembered, the stalest forgotten first.
 
@@ -24,10 +26,19 @@ pub const FORGET_AFTER: Duration = Duration::from_secs(600);
 /// The most addresses whose refusals are remembered.
 const MAX_ADDRESSES: usize = 4_096;
 
+/// One address's refusals in a row.
+#[derive(Debug)]
+struct Streak {
+    count: u32,
+    last: Instant,
+    /// When the last refusal to it is answered.
+    answered_at: Instant,
+}
+
 /// Refused changes per address.
 #[derive(Debug, Default)]
 pub struct Refusals {
-    counts: Mutex<HashMap<IpAddr, (u32, Instant)>>,
+    counts: Mutex<HashMap<IpAddr, Streak>>,
 }
 
 impl Refusals {
@@ -36,21 +47,30 @@ impl Refusals {
         let ip = common::listen::grouped(ip, 64);
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
         if counts.len() >= MAX_ADDRESSES && !counts.contains_key(&ip) {
-            counts.retain(|_, (_, last)| now.duration_since(*last) < FORGET_AFTER);
+            counts.retain(|_, streak| now.duration_since(streak.last) < FORGET_AFTER);
             if counts.len() >= MAX_ADDRESSES
-                && let Some(stalest) = counts.iter().min_by_key(|(_, (_, last))| *last)
+                && let Some(stalest) = counts.iter().min_by_key(|(_, streak)| streak.last)
             {
                 let stalest = *stalest.0;
                 counts.remove(&stalest);
             }
         }
-        let entry = counts.entry(ip).or_insert((0, now));
-        if now.duration_since(entry.1) >= FORGET_AFTER {
-            entry.0 = 0;
+        let streak = counts.entry(ip).or_insert(Streak {
+            count: 0,
+            last: now,
+            answered_at: now,
+        });
+        if now.duration_since(streak.last) >= FORGET_AFTER {
+            streak.count = 0;
         }
-        entry.0 = entry.0.saturating_add(1);
-        entry.1 = now;
-        delay_after(entry.0)
+        streak.count = streak.count.saturating_add(1);
+        streak.last = now;
+        let delay = delay_after(streak.count);
+        if delay.is_zero() {
+            return Duration::ZERO;
+        }
+        streak.answered_at = streak.answered_at.max(now) + delay;
+        streak.answered_at.duration_since(now)
     }
 
     /// Forgets `ip`'s refusals: it gave the right token.
@@ -81,23 +101,29 @@ mod tests {
         let refusals = Refusals::default();
         let start = Instant::now();
         let attacker: IpAddr = "127.0.0.2".parse().expect("ip");
-        let delays: Vec<Duration> = (0..10)
-            .map(|i| refusals.refused(attacker, start + Duration::from_millis(i)))
-            .collect();
+        // One guess after another, each sent when the last was answered.
+        let mut at = start;
+        let mut delays = Vec::new();
+        for _ in 0..10 {
+            let delay = refusals.refused(attacker, at);
+            delays.push(delay);
+            at += delay + Duration::from_millis(1);
+        }
         assert_eq!(&delays[..3], &[Duration::ZERO; 3], "a few typos are free");
         assert_eq!(delays[3], FIRST_DELAY);
         assert_eq!(delays[4], FIRST_DELAY * 2);
         assert_eq!(delays[9], MAX_DELAY, "bounded");
+        let start = at;
         // Another address is not slowed by the attacker.
         let other: IpAddr = "127.0.0.3".parse().expect("ip");
         assert_eq!(refusals.refused(other, start), Duration::ZERO);
         // Another address of the attacker's IPv6 /64 is the same attacker.
-        for i in 0..4 {
+        for i in 0..3 {
             refusals.refused(format!("2001:db8::{i}").parse().expect("ip"), start);
         }
         assert_eq!(
             refusals.refused("2001:db8::ff".parse().expect("ip"), start),
-            FIRST_DELAY * 2
+            FIRST_DELAY
         );
         // A pause long enough forgets the count; so does the right token.
         let later = start + FORGET_AFTER + Duration::from_secs(1);
@@ -107,6 +133,17 @@ mod tests {
         }
         refusals.accepted(attacker);
         assert_eq!(refusals.refused(attacker, later), Duration::ZERO);
+    }
+
+    #[test]
+    fn guesses_sent_in_parallel_wait_in_line() {
+        let refusals = Refusals::default();
+        let now = Instant::now();
+        let attacker: IpAddr = "127.0.0.2".parse().expect("ip");
+        let delays: Vec<Duration> = (0..6).map(|_| refusals.refused(attacker, now)).collect();
+        assert_eq!(delays[3], FIRST_DELAY);
+        assert_eq!(delays[4], FIRST_DELAY + FIRST_DELAY * 2);
+        assert_eq!(delays[5], FIRST_DELAY * 7, "each after the one before");
     }
 
     #[test]

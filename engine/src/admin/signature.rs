@@ -4,12 +4,15 @@
 //! The leader's address comes from Redis, which every worker and itemsaver of the crawl can
 //! write to: a forwarded change may reach a server that is not the leader. So a follower
 //! does not pass the operator's `Authorization` header on; it signs the change instead, with a
-//! key derived from the admin token (HMAC-SHA256), over the method, the path, the idempotency
-//! key, a timestamp and the body. The leader checks the signature in constant time with its
-//! own token and refuses a change signed more than [`MAX_SKEW`] away from its clock. Whoever
+//! key derived from the admin token (HMAC-SHA256), over the crawl, the method, the path, the
+//! idempotency key, a timestamp and the body. The leader checks the signature in constant
+//! time with its own token and refuses a change signed for another crawl or more than
+//! [`MAX_SKEW`] away from its clock; it signs its answer in turn, over the change's signature,
+//! the status and the body, and the follower takes no answer that is not signed so. Whoever
 //! captures a signed change learns neither the token nor a way to sign another change; sent
 //! again to the leader within the window, it carries its idempotency key and is answered as
-//! the first time, not applied twice.
+//! the first time, not applied twice; and a server posing as the leader cannot answer in its
+//! name.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -18,11 +21,17 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// The header a signed forwarded change carries: `t=UNIX_SECONDS,mac=HEX`.
 pub const HEADER: &str = "x-spinneret-signature";
 
+/// The header the leader's answer to a signed change carries: `mac=HEX`.
+pub const ANSWER_HEADER: &str = "x-spinneret-answer-signature";
+
 /// How far a signature's time may be from the leader's clock (the engines' clocks included).
 pub const MAX_SKEW: Duration = Duration::from_secs(300);
 
 /// What a signature is made over.
 pub struct Signed<'a> {
+    /// The crawl (its Redis key prefix): a change signed for one crawl is refused by another
+    /// whose engines hold the same token.
+    pub crawl: &'a str,
     /// The HTTP method.
     pub method: &'a str,
     /// The path and query.
@@ -72,7 +81,13 @@ impl SigningKey {
         let mut mac = hmac(&self.0);
         // Newlines cannot occur in a method, a path, a header value or a number: the fields
         // cannot run into one another. The body comes last.
-        for field in [signed.method, signed.path, signed.key, &at.to_string()] {
+        for field in [
+            signed.crawl,
+            signed.method,
+            signed.path,
+            signed.key,
+            &at.to_string(),
+        ] {
             mac.update(field.as_bytes());
             mac.update(b"\n");
         }
@@ -107,6 +122,47 @@ impl SigningKey {
     }
 }
 
+impl SigningKey {
+    fn answer_mac(&self, request_signature: &str, status: u16, body: &[u8]) -> Hmac<Sha256> {
+        let mut mac = hmac(&self.0);
+        mac.update(b"answer\n");
+        mac.update(request_signature.as_bytes());
+        mac.update(format!("\n{status}\n").as_bytes());
+        mac.update(body);
+        mac
+    }
+
+    /// The signature header's value for the answer (`status`, `body`) to the change signed
+    /// `request_signature`.
+    pub fn sign_answer(&self, request_signature: &str, status: u16, body: &[u8]) -> String {
+        let mac = self
+            .answer_mac(request_signature, status, body)
+            .finalize()
+            .into_bytes();
+        format!("mac={}", hex(&mac))
+    }
+
+    /// Whether `header` signs the answer (`status`, `body`) to the change signed
+    /// `request_signature`, compared in constant time.
+    pub fn verify_answer(
+        &self,
+        header: Option<&str>,
+        request_signature: &str,
+        status: u16,
+        body: &[u8],
+    ) -> bool {
+        let Some(mac) = header
+            .and_then(|h| h.trim().strip_prefix("mac="))
+            .and_then(unhex)
+        else {
+            return false;
+        };
+        self.answer_mac(request_signature, status, body)
+            .verify_slice(&mac)
+            .is_ok()
+    }
+}
+
 fn hmac(key: &[u8]) -> Hmac<Sha256> {
     Hmac::<Sha256>::new_from_slice(key)
         .unwrap_or_else(|_| unreachable!("HMAC accepts keys of every length"))
@@ -124,15 +180,18 @@ fn hex(bytes: &[u8]) -> String {
 fn parse(header: &str) -> Option<(u64, Vec<u8>)> {
     let (t, mac) = header.trim().split_once(',')?;
     let at = t.strip_prefix("t=")?.parse().ok()?;
-    let mac = mac.strip_prefix("mac=")?;
+    Some((at, unhex(mac.strip_prefix("mac=")?)?))
+}
+
+/// A MAC's 64 hex digits as its bytes.
+fn unhex(mac: &str) -> Option<Vec<u8>> {
     if mac.len() != 64 || !mac.is_ascii() {
         return None;
     }
-    let bytes = (0..mac.len())
+    (0..mac.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&mac[i..i + 2], 16).ok())
-        .collect::<Option<Vec<u8>>>()?;
-    Some((at, bytes))
+        .collect()
 }
 
 #[cfg(test)]
@@ -143,6 +202,7 @@ mod tests {
 
     fn change(body: &[u8]) -> Signed<'_> {
         Signed {
+            crawl: "{spinneret:news}",
             method: "POST",
             path: "/api/tasks",
             key: "add-second",
@@ -182,6 +242,15 @@ mod tests {
             key.verify(Some(&header), &other_key, now),
             Err(SignatureError::Mismatch)
         );
+        let other_crawl = Signed {
+            crawl: "{spinneret:other}",
+            ..change(b"{}")
+        };
+        assert_eq!(
+            key.verify(Some(&header), &other_crawl, now),
+            Err(SignatureError::Mismatch),
+            "a change signed for one crawl is refused by another"
+        );
         assert_eq!(
             key.verify(None, &change(b"{}"), now),
             Err(SignatureError::Unsigned)
@@ -190,6 +259,28 @@ mod tests {
             key.verify(Some("t=1,mac=zz"), &change(b"{}"), now),
             Err(SignatureError::Malformed)
         );
+    }
+
+    #[test]
+    fn only_the_leaders_own_answer_to_a_change_passes() {
+        let key = SigningKey::new(TOKEN);
+        let request = key.sign(&change(b"{}"), SystemTime::now());
+        let answer = key.sign_answer(&request, 201, b"{\"id\":2}");
+        assert!(key.verify_answer(Some(&answer), &request, 201, b"{\"id\":2}"));
+        assert!(!key.verify_answer(Some(&answer), &request, 200, b"{\"id\":2}"));
+        assert!(!key.verify_answer(Some(&answer), &request, 201, b"{\"id\":3}"));
+        assert!(!key.verify_answer(None, &request, 201, b"{\"id\":2}"));
+        let other = key.sign(&change(b"{ }"), SystemTime::now());
+        assert!(
+            !key.verify_answer(Some(&answer), &other, 201, b"{\"id\":2}"),
+            "an answer to another change"
+        );
+        assert!(!SigningKey::new("another-token-another").verify_answer(
+            Some(&answer),
+            &request,
+            201,
+            b"{\"id\":2}"
+        ));
     }
 
     #[test]

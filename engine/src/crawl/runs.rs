@@ -101,7 +101,7 @@ impl Crawl {
         self.metrics
             .task_runs
             .get_or_create(&TaskRunLabels {
-                task: name.clone(),
+                task: common::metrics_http::label_value(&name),
                 status: status.as_str().to_owned(),
             })
             .inc();
@@ -126,7 +126,7 @@ impl Crawl {
         self.metrics
             .task_runs
             .get_or_create(&TaskRunLabels {
-                task: name.clone(),
+                task: common::metrics_http::label_value(&name),
                 status: RunStatus::Skipped.as_str().to_owned(),
             })
             .inc_by(count);

@@ -478,3 +478,30 @@ async fn six_hundred_silent_connections_to_the_admin_port_leave_the_crawl_and_th
     drop(silent);
     engine.stop().await.succeeded("the engine");
 }
+
+#[tokio::test]
+async fn an_engine_outside_cluster_mode_takes_no_forwarded_change() {
+    // A change signed for a crawl and captured must not be played to an engine of no crawl.
+    let dir = tempfile::tempdir().expect("dir");
+    let token = "s3cret-s3cret-s3cret";
+    let engine = AdminEngine::start(dir.path(), &[s("--serve")], Some(token)).await;
+    let answer = reqwest::Client::new()
+        .post(format!("{}/api/tasks", engine.base))
+        .bearer_auth(token)
+        .header("x-spinneret-forwarded", "1")
+        .header(
+            "x-spinneret-signature",
+            format!("t=1,mac={}", "0".repeat(64)),
+        )
+        .header("content-type", "application/json")
+        .body(r#"{"name": "replayed", "seeds": ["http://127.0.0.1:9/"]}"#)
+        .send()
+        .await
+        .expect("answer");
+    assert_eq!(answer.status(), 400);
+    let text = answer.text().await.expect("body");
+    assert!(text.contains("not in cluster mode"), "{text}");
+    let tasks = engine.get("/api/tasks").await;
+    assert!(!tasks.to_string().contains("replayed"), "{tasks}");
+    engine.stop().await;
+}
