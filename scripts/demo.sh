@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The README's `make demo`: a test site, an itemsaver, two workers and the engine, with the
-# same command lines as the README, on this machine's loopback.
+# `make demo`: a test site, an itemsaver, two workers and the engine, with the
+# command lines of docs/getting-started.md, on this machine's loopback.
 set -euo pipefail
 bin=${BIN:-target/debug}
 out=${DEMO_DIR:-target/demo}

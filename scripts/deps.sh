@@ -16,7 +16,7 @@ PACKAGES=(
   "procps          kill            the fault tests stop, continue and kill processes"
   "redis-server    redis-server    cluster mode is tested against a real Redis"
   "redis-tools     redis-cli       ...and a Redis Cluster made with redis-cli --cluster create"
-  "openssl         openssl         the README's certificate recipe (scripts/certs.sh) is tested"
+  "openssl         openssl         the certificate recipe (scripts/certs.sh, docs/across-machines.md) is tested"
   "postgresql      -               the PostgreSQL item store is tested against a real server"
   "python3-venv    -               WARC archives are checked with warcio in a virtual environment"
   "prometheus      promtool        every /metrics endpoint is checked with promtool check metrics"

@@ -698,7 +698,7 @@ fn find_redis_server() -> Option<PathBuf> {
 }
 
 /// Starts a redis-server on a free loopback port in `dir` (append-only file on, as the
-/// README asks) and waits until it answers.
+/// cluster docs ask) and waits until it answers.
 async fn start_redis(binary: &Path, dir: &Path) -> anyhow::Result<(Child, String)> {
     let port = std::net::TcpListener::bind("127.0.0.1:0")?
         .local_addr()?

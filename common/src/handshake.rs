@@ -33,7 +33,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// The RPC protocol this build speaks; ends that speak different ones refuse each other.
 /// 2: workers report their requests in flight by task in `status`.
 /// 3: a fetch can fail with `FetchError::Archive` (a WARC record not written).
-/// 4: the build is told only after the token is proved.
+/// 4: the build is told only after the token is proved; `load_spider` answers a typed
+/// `LoadSpiderError`.
 pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The first bytes of a Spinneret connection.

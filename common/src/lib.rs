@@ -29,8 +29,8 @@ pub use hosts::{HostSpecError, parse_host_spec};
 pub use service::{CrawlService, CrawlServiceClient, ItemSaverService, ItemSaverServiceClient};
 pub use value::{Payload, Scalar, Value};
 pub use wire::{
-    Batch, FetchError, FetchFacts, FollowUp, Item, PageYield, ParseResult, ParserInfo, Request,
-    RobotsFile, SaveAck, SaveError, WorkerInfo, WorkerStatus,
+    Batch, FetchError, FetchFacts, FollowUp, Item, LoadSpiderError, PageYield, ParseResult,
+    ParserInfo, Request, RobotsFile, SaveAck, SaveError, WorkerInfo, WorkerStatus,
 };
 
 /// The version of Spinneret this build belongs to, reported by workers in `info`.

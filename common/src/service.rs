@@ -1,8 +1,8 @@
 //! The tarpc service traits: what a worker and an itemsaver answer.
 
 use crate::wire::{
-    Batch, FetchError, ParseResult, Request, RobotsFile, SaveAck, SaveError, WorkerInfo,
-    WorkerStatus,
+    Batch, FetchError, LoadSpiderError, ParseResult, Request, RobotsFile, SaveAck, SaveError,
+    WorkerInfo, WorkerStatus,
 };
 
 /// The worker's service: fetch and parse pages for the engine.
@@ -13,8 +13,8 @@ pub trait CrawlService {
     /// Fetches a robots.txt URL, following up to five redirects, and returns status and body.
     async fn robots(url: String) -> Result<RobotsFile, FetchError>;
     /// Compiles and caches a spider file; requests then name it by the returned content hash.
-    /// An invalid spider comes back as its error message.
-    async fn load_spider(source: String) -> Result<u64, String>;
+    /// An invalid spider comes back as [`LoadSpiderError::Invalid`] with the compiler's message.
+    async fn load_spider(source: String) -> Result<u64, LoadSpiderError>;
     /// Describes the worker: id, version, concurrency and parsers.
     async fn info() -> WorkerInfo;
     /// Reports health and load; the engine's heartbeat.

@@ -320,6 +320,17 @@ pub struct SaveAck {
     pub saved: u64,
 }
 
+/// Why a worker did not load a spider file the engine sent (`load_spider`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum LoadSpiderError {
+    /// The file does not compile: the compiler's message, naming the rule and field.
+    #[error("{0}")]
+    Invalid(String),
+    /// The worker could not load it now (its cache failed, or it is shutting down).
+    #[error("the worker could not load it: {0}")]
+    Unavailable(String),
+}
+
 /// Why the itemsaver could not store a batch; nothing of the batch was committed.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum SaveError {

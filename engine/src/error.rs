@@ -53,7 +53,7 @@ pub enum EngineError {
     Spider(#[from] worker::spider::SpiderError),
     /// The in-process worker refused the spider.
     #[error("the worker refused the spider: {0}")]
-    SpiderRefused(String),
+    SpiderRefused(common::LoadSpiderError),
     /// Every worker went down during the crawl.
     #[error("every worker went down; {queued} requests were left unfetched")]
     AllWorkersDown {

@@ -46,6 +46,13 @@ pub enum StateError {
         /// What did not decode.
         message: String,
     },
+    /// A batch of the state could not be committed (the disk is full, say); the writer
+    /// stopped, and the crawl with it.
+    #[error("writing the crawl state failed: {0}")]
+    Commit(std::sync::Arc<rusqlite::Error>),
+    /// A record could not be encoded to be written.
+    #[error("a crawl state record could not be encoded: {0}")]
+    Encode(bincode::Error),
     /// `--resume` was given but there is nothing to resume.
     #[error("nothing to resume: no unfinished crawl in {0}")]
     NothingToResume(PathBuf),
@@ -132,7 +139,7 @@ enum Op {
     Counters(String),
     /// The crawl the state belongs to (see [`crate::crawl_identity`]).
     Crawl(String),
-    Flush(oneshot::Sender<Result<(), String>>),
+    Flush(oneshot::Sender<Result<(), std::sync::Arc<rusqlite::Error>>>),
 }
 
 /// Sends changes to the state writer; cheap to clone.
@@ -180,14 +187,12 @@ impl StateHandle {
                 Change::Forget(scope) => Op::Forget(scope),
                 Change::Task(id, record) => Op::Task(id, record),
                 Change::Finish(id) => Op::Finish(id),
-                Change::Enqueue(id, entry) => Op::Enqueue(
-                    id,
-                    bincode::serialize(&entry).map_err(|e| damaged_op(e.to_string()))?,
-                ),
-                Change::Spool(seq, page) => Op::Spool(
-                    seq,
-                    bincode::serialize(&page).map_err(|e| damaged_op(e.to_string()))?,
-                ),
+                Change::Enqueue(id, entry) => {
+                    Op::Enqueue(id, bincode::serialize(&entry).map_err(StateError::Encode)?)
+                }
+                Change::Spool(seq, page) => {
+                    Op::Spool(seq, bincode::serialize(&page).map_err(StateError::Encode)?)
+                }
             });
         }
         self.send(Op::Group(ops)).await
@@ -212,7 +217,7 @@ impl StateHandle {
         if self.tx.is_none() {
             return Ok(());
         }
-        let bytes = bincode::serialize(&item).map_err(|e| damaged_op(e.to_string()))?;
+        let bytes = bincode::serialize(&item).map_err(StateError::Encode)?;
         self.send(Op::DeadLetter {
             task: item.task,
             id: item.id,
@@ -242,14 +247,7 @@ impl StateHandle {
             .map_err(|_| StateError::WriterStopped)?;
         wait.await
             .map_err(|_| StateError::WriterStopped)?
-            .map_err(damaged_op)
-    }
-}
-
-fn damaged_op(message: String) -> StateError {
-    StateError::Damaged {
-        path: PathBuf::new(),
-        message,
+            .map_err(StateError::Commit)
     }
 }
 
@@ -547,7 +545,7 @@ fn write_loop(mut conn: Connection, mut rx: mpsc::Receiver<Op>, sync: Duration, 
                 Err(mpsc::error::TryRecvError::Disconnected) => break,
             }
         }
-        let result = commit(&mut conn, &mut batch).map_err(|e| e.to_string());
+        let result = commit(&mut conn, &mut batch).map_err(std::sync::Arc::new);
         let failed = result.is_err();
         if let Err(e) = &result {
             error!(state = %path.display(), cause = %e, "writing the crawl state failed; the crawl stops");

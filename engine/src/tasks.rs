@@ -21,6 +21,27 @@ pub fn task_timeout(secs: u64) -> Result<std::time::Duration, String> {
     }
 }
 
+/// Why a recorded task (or a shared crawl's settings) cannot be taken up again: written by
+/// another version, or damaged.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The record is not the JSON this version writes.
+    #[error("it does not read: {0}")]
+    Json(#[from] serde_json::Error),
+    /// A seed is not a URL this version crawls.
+    #[error("{0}")]
+    Seed(String),
+    /// Its spider file does not compile.
+    #[error(transparent)]
+    Spider(#[from] worker::spider::SpiderError),
+    /// Its timeout is out of range.
+    #[error("{0}")]
+    Timeout(String),
+    /// Its schedule does not read.
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
+}
+
 /// What a task is asked to do.
 #[derive(Clone, Debug)]
 pub struct TaskDef {

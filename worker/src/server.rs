@@ -7,8 +7,8 @@ use crate::parsers::{Budget, Extracted, Page, ParseError, Parser, Registry};
 use crate::spider::{self, CompiledSpider};
 use common::activity::{Activity, Working};
 use common::{
-    CrawlService, FetchError, FetchFacts, ParseResult, ParserInfo, Request, RobotsFile, WorkerInfo,
-    WorkerStatus,
+    CrawlService, FetchError, FetchFacts, LoadSpiderError, ParseResult, ParserInfo, Request,
+    RobotsFile, WorkerInfo, WorkerStatus,
 };
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -192,18 +192,17 @@ impl CrawlServer {
     }
 
     /// Compiles `source` and keeps it; the body of the `load_spider` RPC.
-    pub fn load_spider_source(&self, source: &str) -> Result<u64, String> {
+    pub fn load_spider_source(&self, source: &str) -> Result<u64, LoadSpiderError> {
         let hash = spider::spider_hash(source);
-        let mut cache = self
-            .shared
-            .spiders
-            .lock()
-            .map_err(|_| "spider cache poisoned".to_owned())?;
+        let mut cache =
+            self.shared.spiders.lock().map_err(|_| {
+                LoadSpiderError::Unavailable("its spider cache was poisoned".into())
+            })?;
         if cache.by_hash.contains_key(&hash) {
             return Ok(hash);
         }
-        let compiled =
-            spider::compile("(sent by the engine)", source).map_err(|e| e.to_string())?;
+        let compiled = spider::compile("(sent by the engine)", source)
+            .map_err(|e| LoadSpiderError::Invalid(e.to_string()))?;
         info!(spider = %compiled.spec.name, hash = format!("{hash:016x}"), "spider loaded");
         cache.by_hash.insert(hash, Arc::new(compiled));
         cache.order.push_back(hash);
@@ -369,11 +368,11 @@ impl CrawlService for CrawlServer {
         self.robots_one(url).await
     }
 
-    async fn load_spider(self, _: Context, source: String) -> Result<u64, String> {
+    async fn load_spider(self, _: Context, source: String) -> Result<u64, LoadSpiderError> {
         // Compiling selectors is quick but CPU work all the same.
         tokio::task::spawn_blocking(move || self.load_spider_source(&source))
             .await
-            .map_err(|e| format!("loading the spider failed: {e}"))?
+            .map_err(|e| LoadSpiderError::Unavailable(format!("the load failed: {e}")))?
     }
 
     async fn info(self, _: Context) -> WorkerInfo {

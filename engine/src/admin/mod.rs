@@ -362,7 +362,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 async fn not_found() -> ApiError {
     ApiError::new(
         StatusCode::NOT_FOUND,
-        "no such endpoint; see the README's admin API",
+        "no such endpoint; see docs/admin-api.md",
     )
 }
 

@@ -4,6 +4,7 @@
 
 use super::frontier::ClusterError;
 use crate::config::{EngineConfig, SpiderRun};
+use crate::tasks::RecordError;
 use common::redis_conn::RedisConn;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -144,21 +145,17 @@ impl CrawlSettings {
     }
 
     /// Puts these settings into `config`.
-    fn apply(&self, config: &mut EngineConfig) -> Result<(), String> {
+    fn apply(&self, config: &mut EngineConfig) -> Result<(), RecordError> {
         config.task = self.task.clone();
         config.seeds = self
             .seeds
             .iter()
-            .map(|s| crate::parse_seed(s).map_err(|e| e.to_string()))
+            .map(|s| crate::parse_seed(s).map_err(|e| RecordError::Seed(e.to_string())))
             .collect::<Result<_, _>>()?;
         config.parser = self.parser.clone();
         config.spider = match &self.spider {
             None => None,
-            Some(source) => Some(
-                SpiderRun::compile("the crawl's spider", source.clone())
-                    .map_err(|e| e.to_string())?
-                    .0,
-            ),
+            Some(source) => Some(SpiderRun::compile("the crawl's spider", source.clone())?.0),
         };
         config.max_depth = self.max_depth;
         config.max_pages = self.max_pages;
@@ -175,8 +172,7 @@ impl CrawlSettings {
             .schedule
             .clone()
             .map(crate::schedule::Schedule::new)
-            .transpose()
-            .map_err(|e| e.to_string())?;
+            .transpose()?;
         Ok(())
     }
 }
@@ -198,7 +194,7 @@ pub enum SettingsError {
         /// The crawl.
         crawl: String,
         /// What is wrong.
-        why: String,
+        why: RecordError,
     },
 }
 
@@ -266,12 +262,11 @@ pub async fn adopt(
             }
         }
     };
-    let unusable = |why: String| SettingsError::Unusable {
+    let unusable = |why: RecordError| SettingsError::Unusable {
         crawl: crawl.to_owned(),
         why,
     };
-    let theirs: CrawlSettings =
-        serde_json::from_str(&stored).map_err(|e| unusable(e.to_string()))?;
+    let theirs: CrawlSettings = serde_json::from_str(&stored).map_err(|e| unusable(e.into()))?;
     if theirs != ours {
         let joining = ours.seeds.is_empty();
         for (flag, mine, crawls) in ours.differences(&theirs) {

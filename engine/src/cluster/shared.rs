@@ -907,7 +907,7 @@ impl SharedFrontier {
         for record in read.records {
             self.tasks_known += 1;
             match serde_json::from_str::<super::tasks::TaskSpec>(&record)
-                .map_err(|e| e.to_string())
+                .map_err(crate::tasks::RecordError::from)
                 .and_then(|s| s.to_def())
             {
                 Ok(def) => news.added.push(def),

@@ -3,7 +3,7 @@
 //! order they were added, so that task ids agree across engines.
 
 use crate::config::SpiderRun;
-use crate::tasks::{TaskDef, TaskState};
+use crate::tasks::{RecordError, TaskDef, TaskState};
 use serde::{Deserialize, Serialize};
 
 /// A task as stored in Redis.
@@ -46,19 +46,15 @@ impl TaskSpec {
     }
 
     /// The task again (its spider compiled); why not, when the record is unusable.
-    pub fn to_def(&self) -> Result<TaskDef, String> {
+    pub fn to_def(&self) -> Result<TaskDef, RecordError> {
         let seeds = self
             .seeds
             .iter()
-            .map(|s| crate::parse_seed(s).map_err(|e| e.to_string()))
+            .map(|s| crate::parse_seed(s).map_err(|e| RecordError::Seed(e.to_string())))
             .collect::<Result<_, _>>()?;
         let spider = match &self.spider {
             None => None,
-            Some(source) => Some(
-                SpiderRun::compile("a task's spider", source.clone())
-                    .map_err(|e| e.to_string())?
-                    .0,
-            ),
+            Some(source) => Some(SpiderRun::compile("a task's spider", source.clone())?.0),
         };
         Ok(TaskDef {
             name: self.name.clone(),
@@ -71,13 +67,13 @@ impl TaskSpec {
             timeout: self
                 .timeout_secs
                 .map(crate::tasks::task_timeout)
-                .transpose()?,
+                .transpose()
+                .map_err(RecordError::Timeout)?,
             schedule: self
                 .schedule
                 .clone()
                 .map(crate::schedule::Schedule::new)
-                .transpose()
-                .map_err(|e| e.to_string())?,
+                .transpose()?,
         })
     }
 }

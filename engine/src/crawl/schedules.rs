@@ -248,7 +248,7 @@ impl Crawl {
                 continue;
             }
             let def = serde_json::from_str::<crate::cluster::tasks::TaskSpec>(&json)
-                .map_err(|e| e.to_string())
+                .map_err(crate::tasks::RecordError::from)
                 .and_then(|spec| spec.to_def());
             match def {
                 Ok(def) => {

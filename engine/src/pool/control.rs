@@ -3,7 +3,7 @@
 
 use super::conn::{Admin, WorkerConn, WorkerView};
 use super::supervise::{Failure, connect_one};
-use super::{Job, Shared};
+use super::{Job, JobError, Shared};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tracing::{info, warn};
@@ -122,8 +122,9 @@ impl PoolControl {
             &self.shared.config.credentials,
         )
         .await
-        .map_err(|(Failure::Unreachable(why) | Failure::Unable(why))| {
-            ControlError::Unreachable(why)
+        .map_err(|failure| match failure {
+            Failure::Unreachable(why) => ControlError::Unreachable(why),
+            Failure::Unable(why) => ControlError::Unreachable(why.to_string()),
         })?;
         let worker = {
             let mut workers = self
@@ -153,7 +154,7 @@ impl PoolControl {
 
     /// Readies every worker up for another job (a new task's spider), and has workers that
     /// connect later readied for it too. Fails when no worker could take it.
-    pub async fn add_job(&self, job: Job) -> Result<(), String> {
+    pub async fn add_job(&self, job: Job) -> Result<(), JobError> {
         if self.shared.jobs().contains(&job) {
             // Every worker in the pool was readied for it already.
             return Ok(());
@@ -174,7 +175,7 @@ impl PoolControl {
             }
         }
         if ready == 0 {
-            return Err(last_error.unwrap_or_else(|| "no worker is up".into()));
+            return Err(last_error.unwrap_or(JobError::NoWorker));
         }
         if let Ok(mut jobs) = self.shared.jobs.lock() {
             jobs.push(job);

@@ -81,20 +81,37 @@ impl Job {
         client: &CrawlServiceClient,
         info: &WorkerInfo,
         timeout: Duration,
-    ) -> Result<(), String> {
+    ) -> Result<(), JobError> {
         match self {
             Job::Parser(name) if info.parsers.iter().any(|p| p.name == *name) => Ok(()),
-            Job::Parser(name) => Err(format!("it has no parser {name:?}")),
+            Job::Parser(name) => Err(JobError::NoParser(name.clone())),
             Job::Spider(source) => match client
                 .load_spider(transport::deadline(timeout), source.clone())
                 .await
             {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(why)) => Err(format!("it refused the spider: {why}")),
-                Err(e) => Err(format!("loading the spider failed: {e}")),
+                Ok(Err(why)) => Err(JobError::SpiderRefused(why)),
+                Err(e) => Err(JobError::Unanswered(e.to_string())),
             },
         }
     }
+}
+
+/// Why a worker cannot do a job.
+#[derive(Clone, Debug, thiserror::Error)]
+pub enum JobError {
+    /// The worker has no parser of that name.
+    #[error("it has no parser {0:?}")]
+    NoParser(String),
+    /// The worker refused the spider file.
+    #[error("it refused the spider: {0}")]
+    SpiderRefused(common::LoadSpiderError),
+    /// The worker did not answer the spider's load.
+    #[error("loading the spider failed: {0}")]
+    Unanswered(String),
+    /// No worker was up to take it.
+    #[error("no worker is up")]
+    NoWorker,
 }
 
 /// Why the pool could not be built.
@@ -261,7 +278,7 @@ impl Pool {
                 }
                 Err(Failure::Unable(why)) => {
                     warn!(worker = %addr, %why, "worker cannot do this crawl; not using it");
-                    unable = Some(why);
+                    unable = Some(why.to_string());
                 }
                 // Two addresses of one worker must not give it twice its slots.
                 Ok((_, info))

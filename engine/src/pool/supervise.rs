@@ -11,9 +11,12 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+/// Why a worker could not be taken into the pool.
 pub(super) enum Failure {
+    /// It did not answer, or is shutting down.
     Unreachable(String),
-    Unable(String),
+    /// It answered, but cannot do one of the crawl's jobs.
+    Unable(super::JobError),
 }
 
 pub(super) async fn connect_one(
@@ -96,7 +99,11 @@ pub(super) async fn supervise(
                     misses = 0;
                     backoff = Duration::from_millis(250);
                 }
-                Err(Failure::Unreachable(cause) | Failure::Unable(cause)) => {
+                Err(failure) => {
+                    let cause = match failure {
+                        Failure::Unreachable(cause) => cause,
+                        Failure::Unable(why) => why.to_string(),
+                    };
                     debug!(worker = %worker.addr, %cause, ?backoff, "worker still down");
                     backoff = (backoff * 2).min(Duration::from_secs(10));
                 }

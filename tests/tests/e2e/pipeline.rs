@@ -21,7 +21,7 @@ async fn distributed_crawl_fetches_each_page_once_and_stores_each_item() {
     let w0 = Server::start("worker", &[], dir.path()).await;
     let w1 = Server::start("worker", &[], dir.path()).await;
 
-    // The `:PORT` syntax from the README's command lines.
+    // The `:PORT` syntax from the documented command lines.
     let run = run_engine(
         dir.path(),
         &[
