@@ -5,6 +5,7 @@
 //! itself, so one command crawls a site on one machine.
 
 pub mod admin;
+pub mod cli;
 pub mod cluster;
 pub mod config;
 pub mod control;
