@@ -253,7 +253,7 @@ impl Crawl {
             // sent, and each comes back refused as blocked_address. The other engines of a
             // shared crawl read the record as "no robots.txt" (a 404), which allows all too.
             Err(FetchError::BlockedAddress(_)) => {
-                let record = self.frontier.shared().is_some().then(|| RobotsFile {
+                let record = self.frontier.keeps_robots_files().then(|| RobotsFile {
                     status: 404,
                     body: Vec::new(),
                 });
@@ -266,7 +266,7 @@ impl Crawl {
         let agent = self.agent.clone();
         let host = d.host.clone();
         // The other engines of a shared crawl read the rules from the file as fetched.
-        let kept = self.frontier.shared().is_some().then(|| file.clone());
+        let kept = self.frontier.keeps_robots_files().then(|| file.clone());
         // Polled by the crawl loop: all the work is on the blocking thread.
         let read = tokio::task::spawn_blocking({
             let host = host.clone();

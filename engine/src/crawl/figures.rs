@@ -46,7 +46,7 @@ impl Crawl {
             retries: self.summary.retries,
             queued,
             urls_seen: self.frontier.seen() as u64,
-            redis_commands: self.frontier.shared().map(|s| s.redis().commands_sent()),
+            redis_commands: self.frontier.redis_commands(),
             in_flight: self.in_flight as u64,
             items_extracted: self.items_sent,
             items_saved: saved,

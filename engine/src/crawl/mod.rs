@@ -13,7 +13,7 @@ mod shared_runs;
 mod tally;
 
 use crate::cluster::SharedFrontier;
-use crate::cluster::shared::RedisAnswer;
+use crate::cluster::shared::{BudgetVerdict, FrontierEvent, Handled};
 use crate::config::EngineConfig;
 use crate::control::{self, Command, CrawlEnd, CrawlHandle, Sample};
 use crate::error::EngineError;
@@ -97,9 +97,7 @@ enum Event {
     Done(Completion),
     Robots(Dispatched, robots::Verdict, Option<RobotsFile>),
     Lease(Option<Lease>),
-    Redis(RedisAnswer),
-    Acked(Option<Vec<u64>>),
-    ClusterTick,
+    Frontier(FrontierEvent),
     Wake,
     Tick,
     DrainOver,
@@ -169,9 +167,6 @@ pub struct Crawl {
     stopping: bool,
     /// robots.txt files being read on blocking threads, with the request that fetched each.
     parsing: FuturesUnordered<BoxFuture<'static, RobotsRead>>,
-    /// Acknowledged spool sequences, in cluster mode (where a page's lease completes only
-    /// once its items are durable).
-    acks: Option<tokio::sync::mpsc::Receiver<Vec<u64>>>,
     /// Requests in flight that a worker already died holding (see [`SUSPECT_WAIT`]).
     suspects_in_flight: usize,
     /// Whether the first page refused by a worker's SSRF guard has been logged.
@@ -181,6 +176,10 @@ pub struct Crawl {
     /// Whether this engine, leading a shared crawl, read the ticks fired before it led
     /// (see `shared_runs`).
     ticks_synced: bool,
+    /// Worker slots held for the requests a claim on its way brings (cluster mode): given
+    /// back to the pool when it is answered, so that the claim asks no more than the
+    /// workers can take.
+    armed: Vec<Lease>,
     /// Operators' changes of a shared crawl's tasks, recorded in Redis with the turn.
     proposals: Vec<proposals::Proposal>,
     /// Answers to operators' commands held until the turn's changes are in Redis (cluster).
@@ -291,11 +290,11 @@ impl Crawl {
             in_flight: 0,
             stopping: false,
             parsing: FuturesUnordered::new(),
-            acks: None,
             suspects_in_flight: 0,
             warned_blocked: false,
             clock,
             ticks_synced: false,
+            armed: Vec::new(),
             proposals: Vec::new(),
             replies: Vec::new(),
         }
@@ -309,7 +308,7 @@ impl Crawl {
         acks: tokio::sync::mpsc::Receiver<Vec<u64>>,
     ) -> Crawl {
         self.frontier = Queue::Shared(frontier);
-        self.acks = Some(acks);
+        self.frontier.take_acks(acks);
         self.tasks.shared = true;
         self
     }
@@ -393,8 +392,6 @@ impl Crawl {
         let mut publish = tokio::time::interval(figures::PUBLISH_EVERY);
         publish.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut counters_saved = Instant::now();
-        let mut cluster_tick_at = Instant::now();
-        let clustered = self.frontier.shared().is_some();
         self.publish("");
         loop {
             self.summary.loop_turns += 1;
@@ -427,23 +424,19 @@ impl Crawl {
             }
             // Drained out of a shared crawl: it leaves once its requests are done, even when
             // serving.
-            let drained = matches!(&self.frontier, Queue::Shared(s) if s.drained());
-            if drained && in_flight.is_empty() && self.parsing.is_empty() {
+            if self.frontier.drained() && in_flight.is_empty() && self.parsing.is_empty() {
                 info!("drained: leaving the shared crawl, which goes on without this engine");
                 break;
             }
-            let claiming = self.frontier.shared().is_some_and(|s| s.claiming());
-            let settling = self.frontier.shared().is_some_and(|s| s.settling());
+            let refilling = self.frontier.refilling();
             let event = tokio::select! {
                 biased;
                 _ = shutdown.cancelled(), if !stopping => Event::Shutdown,
                 Some(done) = in_flight.next(), if !in_flight.is_empty() => Event::Done(done),
                 Some((d, verdict, file)) = self.parsing.next(), if !self.parsing.is_empty() => Event::Robots(d, verdict, file),
                 command = self.end.commands.recv() => Event::Command(command),
-                answer = redis_answer(&mut self.frontier), if claiming || settling => Event::Redis(answer),
-                acked = recv(&mut self.acks), if self.acks.is_some() => Event::Acked(acked),
-                lease = self.pool.acquire(), if can_dispatch && !claiming => Event::Lease(lease),
-                _ = sleep_until(Some(cluster_tick_at)), if clustered => Event::ClusterTick,
+                event = self.frontier.event() => Event::Frontier(event),
+                lease = self.pool.acquire(), if can_dispatch && !refilling => Event::Lease(lease),
                 _ = sleep_until(wake), if !can_dispatch && wake.is_some() => Event::Wake,
                 _ = async { if let Some(tick) = tick { tick.await } }, if tick.is_some() => Event::Tick,
                 _ = sleep_until(drain_deadline), if drain_deadline.is_some() => Event::DrainOver,
@@ -454,9 +447,7 @@ impl Crawl {
                 Event::Shutdown => {
                     info!(in_flight = in_flight.len(), timeout = ?self.config.drain_timeout, "stopping: finishing the requests in flight");
                     self.stopping = true;
-                    if let Some(shared) = self.frontier.shared() {
-                        shared.stop();
-                    }
+                    self.frontier.stop();
                     drain_deadline = Some(common::time::later(
                         Instant::now(),
                         self.config.drain_timeout,
@@ -466,42 +457,27 @@ impl Crawl {
                 Event::Robots(d, verdict, file) => {
                     self.apply_robots(d, verdict, file, Instant::now())
                 }
-                Event::Redis(answer) => {
-                    if let Some(shared) = self.frontier.shared() {
-                        match answer {
-                            RedisAnswer::Claimed(claimed) => {
-                                shared.take_claim(claimed, &self.pool, Instant::now())
+                Event::Frontier(event) => {
+                    match self.frontier.on_event(event, in_flight.is_empty()).await? {
+                        Handled::Nothing => {}
+                        Handled::Refilled => {
+                            for lease in self.armed.drain(..) {
+                                self.pool.release(lease);
                             }
-                            RedisAnswer::Settled(settled) => shared.take_settled(settled),
+                        }
+                        Handled::Ticked => {
+                            if self.frontier.is_done() {
+                                self.tasks.all_done();
+                            }
+                            for task in self.tasks.iter_mut() {
+                                if let Some(queued) = self.frontier.task_queued(&task.def.name) {
+                                    task.shared_queued = queued;
+                                }
+                            }
+                            self.take_task_news().await;
+                            self.look_after_shared_runs().await;
                         }
                     }
-                }
-                Event::Acked(Some(seqs)) => {
-                    if let Some(shared) = self.frontier.shared() {
-                        shared.acked(&seqs);
-                        shared.settle();
-                    }
-                }
-                Event::Acked(None) => self.acks = None,
-                Event::ClusterTick => {
-                    // Often while this engine has work in hand (or requests in flight),
-                    // seldom while it waits.
-                    let every = match self.frontier.shared() {
-                        Some(shared) if in_flight.is_empty() => shared.tick_every(),
-                        _ => crate::cluster::shared::TICK,
-                    };
-                    cluster_tick_at = Instant::now() + every;
-                    if let Some(shared) = self.frontier.shared() {
-                        shared.tick(Instant::now()).await?;
-                        if shared.is_done() {
-                            self.tasks.all_done();
-                        }
-                        for task in self.tasks.iter_mut() {
-                            task.shared_queued = shared.task_queued(&task.def.name);
-                        }
-                    }
-                    self.take_task_news().await;
-                    self.look_after_shared_runs().await;
                 }
                 Event::Lease(Some(lease)) => {
                     if let Some(call) = self.dispatch(lease) {
@@ -563,18 +539,22 @@ impl Crawl {
                 counters_saved = Instant::now();
             }
         }
-        if let Some(shared) = self.frontier.shared() {
-            shared.give_back(&self.pool).await?;
-            self.summary.late_completions = Some(shared.late_completions());
-            self.summary.unreadable_requests = Some(shared.unreadable_requests());
+        let closing = self.frontier.close().await?;
+        for lease in self.armed.drain(..) {
+            self.pool.release(lease);
+        }
+        if let Some(closing) = closing {
+            self.summary.late_completions = Some(closing.late_completions);
+            self.summary.unreadable_requests = Some(closing.unreadable_requests);
             // An engine drained out of the crawl says so, done or not; between the runs of a
             // scheduled task the crawl is done only for now.
-            return Ok(if shared.drained() {
+            let done = closing.done && !self.tasks.any_scheduled();
+            return Ok(if closing.drained {
                 Stopped::Drained
-            } else if shared.is_done() && !self.tasks.any_scheduled() && shared.queued() > 0 {
+            } else if done && closing.queued > 0 {
                 // Done with requests left queued: those of tasks whose page budget is spent.
                 Stopped::MaxPages
-            } else if shared.is_done() && !self.tasks.any_scheduled() {
+            } else if done {
                 Stopped::Done
             } else {
                 Stopped::Interrupted
@@ -603,11 +583,19 @@ impl Crawl {
             {
                 None => {
                     let room = self.config.concurrency.saturating_sub(self.in_flight);
-                    match self.frontier.shared() {
-                        Some(shared) if shared.may_claim(now) => {
-                            shared.claim(lease, &mut self.pool, room)
+                    if self.frontier.may_refill(now) {
+                        // Slots held for what the refill brings: this one and as many more
+                        // as are free now, up to the room for requests.
+                        self.armed.push(lease);
+                        while self.armed.len() < room {
+                            match self.pool.try_acquire() {
+                                Some(more) => self.armed.push(more),
+                                None => break,
+                            }
                         }
-                        _ => self.pool.release(lease),
+                        self.frontier.refill(self.armed.len());
+                    } else {
+                        self.pool.release(lease);
                     }
                     return None;
                 }
@@ -651,25 +639,18 @@ impl Crawl {
                     None => (CancellationToken::new(), None),
                 };
                 // A shared crawl's page budget is the crawl's: the page takes its place in
-                // Redis before it goes.
+                // it before it goes.
                 let budget = max_pages.and_then(|max| {
-                    let key = crate::cluster::budget_key(&request.task, dispatched.run);
-                    let redis = self.frontier.shared()?.redis().clone();
-                    Some((redis, dispatched.id, key, max))
+                    self.frontier
+                        .budget_check(dispatched.id, &request.task, dispatched.run, max)
                 });
                 Box::pin(async move {
-                    if let Some((mut redis, id, key, max)) = budget {
-                        let refused = match redis.reserve(id, &key, max).await {
-                            Ok(crate::cluster::Reserved::Taken) => None,
-                            Ok(crate::cluster::Reserved::Spent) => Some(Unanswered::OverBudget),
+                    if let Some(check) = budget {
+                        let refused = match check.await {
+                            BudgetVerdict::Taken => None,
+                            BudgetVerdict::Spent => Some(Unanswered::OverBudget),
                             // Reaped meanwhile: the request is another engine's now.
-                            Ok(crate::cluster::Reserved::LeaseGone) => Some(Unanswered::LeaseGone),
-                            // Sent all the same: a Redis that fails loses the completion
-                            // too, and the page is fetched again.
-                            Err(e) => {
-                                debug!(cause = %e, "could not take a page of its task's budget");
-                                None
-                            }
+                            BudgetVerdict::LeaseGone => Some(Unanswered::LeaseGone),
                         };
                         if let Some(miss) = refused {
                             return Completion {
@@ -847,22 +828,6 @@ impl Crawl {
             .await?;
         state.flush().await?;
         Ok(summary)
-    }
-}
-
-/// The claim or batch on its way in a shared frontier.
-async fn redis_answer(queue: &mut Queue) -> RedisAnswer {
-    match queue.shared() {
-        Some(shared) => shared.answer().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The next message of an optional channel; `None` once it closed.
-async fn recv<T>(rx: &mut Option<tokio::sync::mpsc::Receiver<T>>) -> Option<T> {
-    match rx {
-        Some(rx) => rx.recv().await,
-        None => std::future::pending().await,
     }
 }
 

@@ -4,6 +4,7 @@
 
 use crate::cluster::SharedFrontier;
 pub use crate::cluster::entry::Place;
+use crate::cluster::shared::{BudgetVerdict, Closing, FrontierEvent, Handled, RedisGone};
 use crate::frontier::{Admission, Dispatched, Frontier, Popped};
 use crate::robots::{self, Rules};
 use crate::tasks::Hold;
@@ -209,6 +210,117 @@ impl Queue {
         match self {
             Queue::Embedded(_) => false,
             Queue::Shared(s) => s.keeps_going(),
+        }
+    }
+
+    /// The frontier is stopping the crawl: it takes nothing more (shared: what it claimed
+    /// and did not send goes back).
+    pub fn stop(&mut self) {
+        if let Queue::Shared(s) = self {
+            s.stop();
+        }
+    }
+
+    /// Whether this engine was drained out of the crawl and holds nothing more.
+    pub fn drained(&self) -> bool {
+        matches!(self, Queue::Shared(s) if s.drained())
+    }
+
+    /// Whether the frontier would bring in more requests now (shared: claim them), with
+    /// worker slots held for them by the crawl loop.
+    pub fn may_refill(&self, now: Instant) -> bool {
+        matches!(self, Queue::Shared(s) if s.may_claim(now))
+    }
+
+    /// Brings in up to `slots` more requests (answered with [`Handled::Refilled`]).
+    pub fn refill(&mut self, slots: usize) {
+        if let Queue::Shared(s) = self {
+            s.claim(slots);
+        }
+    }
+
+    /// Whether requests are being brought in (the crawl loop takes no worker slot meanwhile).
+    pub fn refilling(&self) -> bool {
+        matches!(self, Queue::Shared(s) if s.claiming())
+    }
+
+    /// Takes the acknowledgements of spooled items, when the frontier completes a page only
+    /// once its items are durable (shared).
+    pub fn take_acks(&mut self, acks: tokio::sync::mpsc::Receiver<Vec<u64>>) {
+        if let Queue::Shared(s) = self {
+            s.take_acks(acks);
+        }
+    }
+
+    /// Waits for the frontier's next event (never, embedded).
+    pub async fn event(&mut self) -> FrontierEvent {
+        match self {
+            Queue::Embedded(_) => std::future::pending().await,
+            Queue::Shared(s) => s.event().await,
+        }
+    }
+
+    /// Takes an event; `idle` says whether no request is in flight.
+    pub async fn on_event(
+        &mut self,
+        event: FrontierEvent,
+        idle: bool,
+    ) -> Result<Handled, RedisGone> {
+        match self {
+            Queue::Embedded(_) => Ok(Handled::Nothing),
+            Queue::Shared(s) => s.on_event(event, idle).await,
+        }
+    }
+
+    /// Whether the whole crawl is done (shared: as Redis last said; embedded: the crawl loop
+    /// decides).
+    pub fn is_done(&self) -> bool {
+        matches!(self, Queue::Shared(s) if s.is_done())
+    }
+
+    /// A task's requests queued in the whole crawl, where the frontier counts them apart
+    /// (shared).
+    pub fn task_queued(&self, task: &str) -> Option<u64> {
+        match self {
+            Queue::Embedded(_) => None,
+            Queue::Shared(s) => Some(s.task_queued(task)),
+        }
+    }
+
+    /// Whether the frontier keeps the robots.txt files fetched (shared: for the other
+    /// engines).
+    pub fn keeps_robots_files(&self) -> bool {
+        matches!(self, Queue::Shared(_))
+    }
+
+    /// Redis commands sent so far (shared).
+    pub fn redis_commands(&self) -> Option<u64> {
+        match self {
+            Queue::Embedded(_) => None,
+            Queue::Shared(s) => Some(s.commands_sent()),
+        }
+    }
+
+    /// The check a page of `task`'s `run` (request `id`) passes before it goes, where its
+    /// task's budget of `max` pages is kept outside this engine (shared: in Redis).
+    pub fn budget_check(
+        &self,
+        id: u64,
+        task: &str,
+        run: u64,
+        max: u64,
+    ) -> Option<futures::future::BoxFuture<'static, BudgetVerdict>> {
+        match self {
+            Queue::Embedded(_) => None,
+            Queue::Shared(s) => Some(s.budget_check(id, task, run, max)),
+        }
+    }
+
+    /// The engine leaves the crawl: what the frontier says of it then (shared).
+    pub async fn close(&mut self) -> Result<Option<Closing>, RedisGone> {
+        match self {
+            Queue::Embedded(_) => Ok(None),
+            Queue::Shared(s) => s.close().await.map(Some),
         }
     }
 

@@ -7,16 +7,18 @@
 //! completion per lease at the turn's end, so a page's links, its retry or its end, and its
 //! host's back-off reach Redis together, atomically.
 
+mod events;
+
 use super::entry;
 use super::frontier::{
     Again, Claim, ClusterError, Counts, Finished, NewUrl, Pace, RedisFrontier, RobotsRequest,
     SettleReport,
 };
 use crate::frontier::{Dispatched, Kind, Popped};
-use crate::pool::{Lease, Pool};
 use crate::robots::{self, Rules, Verdict};
 use crate::tasks::Hold;
 use common::{Request, RobotsFile};
+pub use events::{BudgetVerdict, Closing, FrontierEvent, Handled};
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -146,9 +148,13 @@ pub struct SharedFrontier {
     held: Held,
     _extending: tokio_util::sync::DropGuard,
     claiming: Option<Claiming>,
-    /// Pool leases waiting for the claim in progress.
-    armed: Vec<Lease>,
+    /// Requests the claim on its way asked for.
+    asked: usize,
     claim_at: Instant,
+    /// When the next tick is due.
+    tick_at: Instant,
+    /// Acknowledgements of spooled items (see [`SharedFrontier::take_acks`]).
+    acks: Option<tokio::sync::mpsc::Receiver<Vec<u64>>>,
     counts: Counts,
     done: bool,
     /// The engine is stopping: it claims nothing and gives back what it claimed.
@@ -247,8 +253,10 @@ impl SharedFrontier {
             held,
             _extending: extending,
             claiming: None,
-            armed: Vec::new(),
+            asked: 0,
             claim_at: now,
+            tick_at: now,
+            acks: None,
             counts: Counts::default(),
             done: false,
             stopping: false,
@@ -408,19 +416,13 @@ impl SharedFrontier {
         self.claiming.is_some()
     }
 
-    /// Claims requests for `lease` and as many more free worker slots as the pool has now, up
-    /// to `room`; the leases are held until the claim is answered.
-    pub fn claim(&mut self, lease: Lease, pool: &mut Pool, room: usize) {
-        self.armed.push(lease);
-        while self.armed.len() < room {
-            match pool.try_acquire() {
-                Some(more) => self.armed.push(more),
-                None => break,
-            }
-        }
+    /// Claims up to `max` requests (one per worker slot the crawl loop holds for them until
+    /// the claim is answered).
+    pub fn claim(&mut self, max: usize) {
+        let max = max.max(1);
+        self.asked = max;
         let mut redis = self.redis.clone();
         let engine = self.engine.clone();
-        let max = self.armed.len();
         let known = self.rules.clone();
         let obey = self.obey_robots;
         let agent = self.agent.clone();
@@ -475,14 +477,11 @@ impl SharedFrontier {
         }
     }
 
-    /// Takes a claim's answer: its requests wait here for the worker slots, which go back to
-    /// the pool for them.
-    pub fn take_claim(&mut self, claimed: Claimed, pool: &Pool, now: Instant) {
+    /// Takes a claim's answer: its requests wait here for worker slots (the crawl loop gives
+    /// back the slots it held for the claim).
+    pub fn take_claim(&mut self, claimed: Claimed, now: Instant) {
         self.claiming = None;
-        let asked = self.armed.len();
-        for lease in self.armed.drain(..) {
-            pool.release(lease);
-        }
+        let asked = std::mem::take(&mut self.asked);
         match claimed.0 {
             Ok((claim, rules)) => {
                 self.recovered_redis();
@@ -939,6 +938,11 @@ impl SharedFrontier {
         &mut self.redis
     }
 
+    /// Redis commands this engine sent so far.
+    pub fn commands_sent(&self) -> u64 {
+        self.redis.commands_sent()
+    }
+
     /// Remembers seeds offered outside the crawl loop's turns (a scheduled run's, with its
     /// tick): they are not offered again by this engine.
     pub fn offered_seeds(&mut self, seeds: &[NewUrl]) {
@@ -1031,7 +1035,7 @@ impl SharedFrontier {
 
     /// Gives back the claimed requests not sent and sends what is left of the outbox (the
     /// engine is stopping).
-    pub async fn give_back(&mut self, pool: &Pool) -> Result<(), RedisGone> {
+    pub async fn give_back(&mut self) -> Result<(), RedisGone> {
         while let Some(d) = self.local.pop_front() {
             self.requeue_front(d);
         }
@@ -1045,7 +1049,7 @@ impl SharedFrontier {
                 // Its requests go back with the rest (see `take_claim`); a batch that
                 // answers first is taken as well, never dropped while it is still polled.
                 match self.answer().await {
-                    RedisAnswer::Claimed(claimed) => self.take_claim(claimed, pool, Instant::now()),
+                    RedisAnswer::Claimed(claimed) => self.take_claim(claimed, Instant::now()),
                     RedisAnswer::Settled(settled) => self.take_settled(settled),
                 }
                 continue;
@@ -1290,10 +1294,9 @@ mod tests {
             let _ = answered.await;
             Ok((Claim::default(), Vec::new()))
         }));
-        let pool = Pool::empty(Vec::new(), Default::default(), Default::default());
         let settled = s.redis.clone();
         let giving_back = async {
-            s.give_back(&pool).await.expect("given back");
+            s.give_back().await.expect("given back");
         };
         let answering = async move {
             // The batch reached Redis before the claim answers.
@@ -1350,12 +1353,11 @@ mod tests {
             },
         ];
         s.redis.offer(&offers, true).await.expect("offer");
-        let pool = Pool::empty(Vec::new(), Default::default(), Default::default());
         let unavailable = bincode::serialize(&None::<RobotsFile>).expect("encode");
         for _ in 0..20 {
             let mut redis = s.redis.clone();
             let claim = redis.claim_next("e", 4).await.expect("claim");
-            s.take_claim(Claimed(Ok((claim, Vec::new()))), &pool, Instant::now());
+            s.take_claim(Claimed(Ok((claim, Vec::new()))), Instant::now());
             s.end_turn().await;
             while s.settling() {
                 let settled = s.settled().await;

@@ -1,0 +1,168 @@
+//! What a shared frontier brings about by itself, for the crawl loop to take in its turn:
+//! Redis answering a claim or a batch, the itemsaver acknowledging items (their pages'
+//! leases may then complete), and the frontier's own tick (status, the end, the leader's
+//! share). The loop waits on [`SharedFrontier::event`] beside its other sources and hands
+//! what came to [`SharedFrontier::on_event`]; it never looks at the events themselves.
+
+use super::{Claimed, RedisAnswer, RedisGone, Settled, SharedFrontier, TICK};
+use tokio::time::Instant;
+
+/// Something the shared frontier brought about.
+pub enum FrontierEvent {
+    /// A claim or a batch was answered.
+    Answer(RedisAnswer),
+    /// Items under these spool sequences are durable (`None`: the sink is gone).
+    Acked(Option<Vec<u64>>),
+    /// Time for the frontier's tick.
+    Tick,
+}
+
+/// What the crawl loop does after an event was taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handled {
+    /// Nothing more.
+    Nothing,
+    /// A claim was answered: the worker slots held for it go back to the pool.
+    Refilled,
+    /// The frontier ticked: the tasks' figures, news and runs are looked after.
+    Ticked,
+}
+
+impl SharedFrontier {
+    /// Takes the acknowledgements of spooled items: a page's lease completes only once its
+    /// items are durable.
+    pub fn take_acks(&mut self, acks: tokio::sync::mpsc::Receiver<Vec<u64>>) {
+        self.acks = Some(acks);
+    }
+
+    /// Waits for the next event.
+    pub async fn event(&mut self) -> FrontierEvent {
+        let claiming = &mut self.claiming;
+        let settling = &mut self.settling;
+        let acks = &mut self.acks;
+        let tick_at = self.tick_at;
+        tokio::select! {
+            claimed = async {
+                match claiming.as_mut() {
+                    Some(claim) => claim.await,
+                    None => std::future::pending().await,
+                }
+            } => FrontierEvent::Answer(RedisAnswer::Claimed(Claimed(claimed))),
+            settled = async {
+                match settling.as_mut() {
+                    Some(batch) => batch.await,
+                    None => std::future::pending().await,
+                }
+            } => FrontierEvent::Answer(RedisAnswer::Settled(Settled(settled))),
+            acked = async {
+                match acks.as_mut() {
+                    Some(rx) => rx.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => FrontierEvent::Acked(acked),
+            () = tokio::time::sleep_until(tick_at) => FrontierEvent::Tick,
+        }
+    }
+
+    /// Takes an event; `idle` says whether the engine has no request in flight (it then
+    /// ticks seldom, unless it holds work).
+    pub async fn on_event(
+        &mut self,
+        event: FrontierEvent,
+        idle: bool,
+    ) -> Result<Handled, RedisGone> {
+        match event {
+            FrontierEvent::Answer(RedisAnswer::Claimed(claimed)) => {
+                self.take_claim(claimed, Instant::now());
+                Ok(Handled::Refilled)
+            }
+            FrontierEvent::Answer(RedisAnswer::Settled(settled)) => {
+                self.take_settled(settled);
+                Ok(Handled::Nothing)
+            }
+            FrontierEvent::Acked(Some(seqs)) => {
+                self.acked(&seqs);
+                self.settle();
+                Ok(Handled::Nothing)
+            }
+            FrontierEvent::Acked(None) => {
+                self.acks = None;
+                Ok(Handled::Nothing)
+            }
+            FrontierEvent::Tick => {
+                // Often while this engine has work in hand (or requests in flight), seldom
+                // while it waits.
+                let every = if idle { self.tick_every() } else { TICK };
+                self.tick_at = Instant::now() + every;
+                self.tick(Instant::now()).await?;
+                Ok(Handled::Ticked)
+            }
+        }
+    }
+}
+
+/// Whether a page may go, as its task's page budget across the crawl says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BudgetVerdict {
+    /// It took its place: it goes.
+    Taken,
+    /// The budget is spent: it is not sent.
+    Spent,
+    /// Its lease was reaped before it went: the request is another engine's now.
+    LeaseGone,
+}
+
+/// What a shared frontier says when the engine leaves the crawl.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Closing {
+    /// Completions that found their lease gone.
+    pub late_completions: u64,
+    /// Claimed records that did not read as requests.
+    pub unreadable_requests: u64,
+    /// This engine was drained out of the crawl.
+    pub drained: bool,
+    /// The crawl is done.
+    pub done: bool,
+    /// Requests still queued in the crawl.
+    pub queued: usize,
+}
+
+impl SharedFrontier {
+    /// The check that a page of `task`'s `run` (request `id`) may take its place in the
+    /// task's budget of `max` pages, made in Redis before it goes. A Redis that fails lets it
+    /// go: it loses the completion too, and the page is fetched again.
+    pub fn budget_check(
+        &self,
+        id: u64,
+        task: &str,
+        run: u64,
+        max: u64,
+    ) -> futures::future::BoxFuture<'static, BudgetVerdict> {
+        let key = super::super::budget_key(task, run);
+        let mut redis = self.redis.clone();
+        Box::pin(async move {
+            match redis.reserve(id, &key, max).await {
+                Ok(super::super::Reserved::Taken) => BudgetVerdict::Taken,
+                Ok(super::super::Reserved::Spent) => BudgetVerdict::Spent,
+                Ok(super::super::Reserved::LeaseGone) => BudgetVerdict::LeaseGone,
+                Err(e) => {
+                    tracing::debug!(cause = %e, "could not take a page of its task's budget");
+                    BudgetVerdict::Taken
+                }
+            }
+        })
+    }
+
+    /// Leaves the crawl: gives back what was claimed and not sent, sends what is left to
+    /// Redis, and says how things stand.
+    pub async fn close(&mut self) -> Result<Closing, RedisGone> {
+        self.give_back().await?;
+        Ok(Closing {
+            late_completions: self.late_completions(),
+            unreadable_requests: self.unreadable_requests(),
+            drained: self.drained(),
+            done: self.is_done(),
+            queued: self.queued(),
+        })
+    }
+}
