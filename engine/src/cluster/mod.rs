@@ -10,7 +10,6 @@ pub mod entry;
 mod frontier;
 pub mod leader;
 pub mod name;
-pub mod run;
 pub mod settings;
 pub mod shared;
 pub mod tasks;

@@ -1,10 +1,12 @@
-//! Starting an engine in cluster mode: join the crawl in Redis (adopting its settings),
-//! find the workers and an itemsaver that registered, run the crawl loop over the shared
-//! frontier, and take part in the leader election until the crawl is done.
+//! Building an engine's share of a crawl in Redis: join the crawl (adopting its settings),
+//! find the workers and an itemsaver that registered, make the shared frontier and take
+//! part in the leader election; once the crawl ended, leave its figures for the leader's
+//! totals.
 
-use super::frontier::{RedisFrontier, RedisFrontierConfig, crawl_prefix};
-use super::shared::{SharedConfig, SharedFrontier};
-use super::{discover, leader, settings};
+use super::{Built, End, Operate, Parts, parts};
+use crate::cluster::shared::{SharedConfig, SharedFrontier};
+use crate::cluster::{RedisFrontier, RedisFrontierConfig, crawl_prefix};
+use crate::cluster::{discover, leader, settings};
 use crate::config::EngineConfig;
 use crate::crawl::Stopped;
 use crate::error::EngineError;
@@ -12,7 +14,7 @@ use crate::pool::Pool;
 use crate::sink::{ItemSink, Target};
 use crate::state::StateHandle;
 use crate::tasks::TaskDef;
-use crate::{Operate, Summary, crawl};
+use crate::{Summary, crawl};
 use common::registry::{Node, NodeKind};
 use common::traffic::Traffic;
 use std::sync::Arc;
@@ -22,16 +24,15 @@ use tracing::info;
 /// Acknowledgements buffered between the item sink and the crawl loop.
 const ACKS: usize = 4_096;
 
-/// Runs this engine's share of the crawl named in `config.cluster`.
-pub async fn run(
+/// Builds this engine's share of the crawl named in `config.cluster`.
+pub(super) async fn build(
     mut config: EngineConfig,
-    mut operate: Operate,
-    shutdown: CancellationToken,
-) -> Result<Summary, EngineError> {
+    operate: &mut Operate,
+) -> Result<Built, EngineError> {
     let Some(cluster) = config.cluster.clone() else {
         return Err(EngineError::NoSeeds);
     };
-    super::name::check(&cluster.crawl)?;
+    crate::cluster::name::check(&cluster.crawl)?;
     let conn = RedisFrontier::connect(&cluster.redis, &cluster.redis_tls).await?;
     let prefix = crawl_prefix(&cluster.crawl);
     let pacing = |config: &EngineConfig| RedisFrontierConfig {
@@ -70,10 +71,10 @@ pub async fn run(
     };
     if done && !config.serve && !scheduled {
         info!(crawl = %cluster.crawl, "the crawl is already done; start with --fresh to run it again");
-        return Ok(Summary {
+        return Ok(Built::Finished(Box::new(Summary {
             stopped: "done".into(),
             ..Summary::default()
-        });
+        })));
     }
     let traffic = Arc::new(Traffic::default());
     let itemsaver = match &config.itemsaver_host {
@@ -82,7 +83,7 @@ pub async fn run(
             .await
             .ok_or(EngineError::NoItemSaver)?,
     };
-    let client = crate::connect_itemsaver(&itemsaver, &config, &traffic).await?;
+    let client = parts::connect_itemsaver(&itemsaver, &config, &traffic).await?;
     let registered = conn.clone();
     let target = Target::Remote {
         addr: itemsaver.clone(),
@@ -98,39 +99,40 @@ pub async fn run(
             })
         })),
     };
-    let jobs = crate::jobs(&config, false);
+    let jobs = parts::jobs(&config, false);
     let pool = if config.worker_hosts.is_empty() {
-        Pool::empty(jobs, crate::pool_config(&config), traffic.clone())
+        Pool::empty(jobs, parts::pool_config(&config), traffic.clone())
     } else {
         Pool::connect(
             &config.worker_hosts,
             jobs,
-            crate::pool_config(&config),
+            parts::pool_config(&config),
             traffic.clone(),
         )
         .await?
     };
+    // Until the parts are built, a failure stops the jobs started for them.
     let stop = CancellationToken::new();
-    let _stop = stop.clone().drop_guard();
+    let stop_on_failure = stop.clone().drop_guard();
     let discovering = discover::workers(conn.clone(), pool.control(), stop.clone());
     let (ack_tx, ack_rx) = tokio::sync::mpsc::channel(ACKS);
     let state = StateHandle::forwarding_acks(ack_tx);
-    let sink = ItemSink::start(target, crate::sink_config(&config), state.clone());
+    let sink = ItemSink::start(target, parts::sink_config(&config), state.clone());
     let engine = common::registry::node_id("engine");
     let def = TaskDef::from_config(&config);
     // A scheduled task's seeds are queued at its ticks, by the leader.
     let seeds = match def.schedule {
         Some(_) => Vec::new(),
-        None => super::seed_urls(&def, config.robots),
+        None => crate::cluster::seed_urls(&def, config.robots),
     };
     let admin_addr = operate
         .admin
         .as_ref()
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.to_string());
-    let engine_state = Arc::new(super::engines::EngineState::default());
+    let engine_state = Arc::new(crate::cluster::engines::EngineState::default());
     let robots = config.robots;
-    let jobs_store = crate::open_jobs(&config)?;
+    let jobs_store = parts::open_jobs(&config)?;
     let crawl = crawl::Crawl::new(
         config,
         pool,
@@ -169,7 +171,7 @@ pub async fn run(
         crawl = crawl.with_jobs(store);
     }
     let role_at_end = role.clone();
-    let crawl = crawl.with_cluster(super::engines::ClusterHandle {
+    let crawl = crawl.with_cluster(crate::cluster::engines::ClusterHandle {
         conn: redis.connection(),
         prefix: prefix.clone(),
         engine: engine.clone(),
@@ -177,32 +179,75 @@ pub async fn run(
         forward_wait: std::time::Duration::from_secs(10),
         admin_https: operate.admin_tls.is_some(),
         admin_trust: match operate.admin_tls_ca.clone() {
-            Some(pem) => super::engines::AdminTrust::Only(pem),
-            None => super::engines::AdminTrust::SystemAnd(cluster.redis_tls.ca.clone()),
+            Some(pem) => crate::cluster::engines::AdminTrust::Only(pem),
+            None => crate::cluster::engines::AdminTrust::SystemAnd(cluster.redis_tls.ca.clone()),
         },
     });
     // Its itemsaver and workers are reached: the crawl runs with these settings now.
     settings::mark_ran(&mut conn.clone(), &prefix).await?;
     info!(crawl = %cluster.crawl, engine = %engine, itemsaver = %itemsaver, "joined the shared crawl");
-    let _stop_admin = crate::serve_admin(operate, &crawl);
-    let result = crawl.run(Default::default(), shutdown).await;
-    let led = matches!(*role_at_end.borrow(), leader::Role::Leader(_));
-    let (stopped, mut summary) = match result {
-        Ok(done) => done,
-        Err(e) => {
-            stop.cancel();
-            let _ = leading.await;
-            return Err(e);
+    Ok(Built::Ready(Box::new(Parts {
+        crawl,
+        restored: Default::default(),
+        end: End::Cluster(ClusterEnd {
+            stop: stop_on_failure.disarm(),
+            leading,
+            discovering,
+            role_at_end,
+            conn,
+            prefix,
+            engine,
+        }),
+    })))
+}
+
+/// What an engine of a shared crawl does once its crawl loop ended: it leaves its figures
+/// (the leader adds them up), and stops its leader and discovery jobs.
+pub(super) struct ClusterEnd {
+    stop: CancellationToken,
+    leading: tokio::task::JoinHandle<()>,
+    discovering: tokio::task::JoinHandle<()>,
+    role_at_end: tokio::sync::watch::Receiver<leader::Role>,
+    conn: common::redis_conn::RedisConn,
+    prefix: String,
+    engine: String,
+}
+
+impl ClusterEnd {
+    /// Finishes after the crawl loop ended with `result`.
+    pub(super) async fn finish(
+        self,
+        result: Result<(Stopped, Summary), EngineError>,
+    ) -> Result<Summary, EngineError> {
+        let ClusterEnd {
+            stop,
+            leading,
+            discovering,
+            role_at_end,
+            conn,
+            prefix,
+            engine,
+        } = self;
+        // Whatever happens below, the leader and discovery jobs stop with this.
+        let _stop = stop.clone().drop_guard();
+        let led = matches!(*role_at_end.borrow(), leader::Role::Leader(_));
+        let (stopped, mut summary) = match result {
+            Ok(done) => done,
+            Err(e) => {
+                stop.cancel();
+                let _ = leading.await;
+                return Err(e);
+            }
+        };
+        let mut figures = conn.clone();
+        crate::cluster::totals::leave_figures(&mut figures, &prefix, &engine, &summary).await;
+        if led && matches!(stopped, Stopped::Done | Stopped::MaxPages) {
+            summary.cluster = crate::cluster::totals::add_up(&mut figures, &prefix, &engine).await;
         }
-    };
-    let mut figures = conn.clone();
-    super::totals::leave_figures(&mut figures, &prefix, &engine, &summary).await;
-    if led && matches!(stopped, Stopped::Done | Stopped::MaxPages) {
-        summary.cluster = super::totals::add_up(&mut figures, &prefix, &engine).await;
+        stop.cancel();
+        let _ = leading.await;
+        let _ = discovering.await;
+        summary.redis_commands = Some(conn.commands_sent());
+        Ok(summary)
     }
-    stop.cancel();
-    let _ = leading.await;
-    let _ = discovering.await;
-    summary.redis_commands = Some(conn.commands_sent());
-    Ok(summary)
 }
