@@ -10,6 +10,7 @@
 use super::signature::{self, Signed, SigningKey};
 use super::{Admin, ApiError, ApiResult};
 use crate::cluster::engines::{self, AdminTrust, ClusterHandle, EngineMode, EngineView};
+use crate::cluster::keys::Keys;
 use crate::cluster::leader::Role;
 use axum::Json;
 use axum::body::{Body, to_bytes};
@@ -161,7 +162,7 @@ fn new_key() -> String {
 /// and the crawl loop takes changes one at a time, so two repeats in flight together apply
 /// it once.
 async fn apply_once(c: &ClusterHandle, key: &str, request: Request, next: Next) -> Response {
-    let stored_key = format!("{}:idem:{key}", c.prefix);
+    let stored_key = Keys::with_prefix(&c.prefix).idem(key);
     let mut conn = c.conn.clone();
     let stored: Result<Option<Vec<u8>>, _> = redis::cmd("GET")
         .arg(&stored_key)
@@ -435,14 +436,14 @@ async fn to_leader(
 async fn leader_addr(c: &ClusterHandle) -> Result<Option<String>, redis::RedisError> {
     let mut conn = c.conn.clone();
     let held: Option<String> = redis::cmd("GET")
-        .arg(format!("{}:leader", c.prefix))
+        .arg(Keys::with_prefix(&c.prefix).leader())
         .query_async(&mut conn)
         .await?;
     let Some((engine, _epoch)) = held.as_deref().and_then(|h| h.rsplit_once(':')) else {
         return Ok(None);
     };
     let addr: Option<String> = redis::cmd("HGET")
-        .arg(format!("{}:node:{engine}", c.prefix))
+        .arg(Keys::with_prefix(&c.prefix).node(engine))
         .arg("addr")
         .query_async(&mut conn)
         .await?;

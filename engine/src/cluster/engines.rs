@@ -104,7 +104,7 @@ pub struct EngineView {
 }
 
 fn key(prefix: &str, id: &str) -> String {
-    format!("{prefix}:engine:{id}")
+    super::keys::Keys::with_prefix(prefix).engine(id)
 }
 
 fn redis_err(what: &'static str) -> impl FnOnce(redis::RedisError) -> super::ClusterError {
@@ -155,7 +155,7 @@ pub async fn list(
         let (report, deadline): (std::collections::HashMap<String, String>, Option<f64>) =
             redis::pipe()
                 .hgetall(key(prefix, &node.id))
-                .zscore(format!("{prefix}:engines"), &node.id)
+                .zscore(super::keys::Keys::with_prefix(prefix).engines(), &node.id)
                 .query_async(conn)
                 .await
                 .map_err(redis_err("read an engine"))?;

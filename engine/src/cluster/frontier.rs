@@ -361,36 +361,71 @@ struct Scripts {
     round: Script,
 }
 
-macro_rules! script {
-    ($file:literal) => {
-        Script::new(concat!(
-            include_str!("scripts/common.lua"),
-            "\n",
-            include_str!(concat!("scripts/", $file))
-        ))
+/// The scripts' sources by file name, `common.lua` first (put before every other).
+const SOURCES: &[(&str, &str)] = &[
+    ("common.lua", include_str!("scripts/common.lua")),
+    ("offer.lua", include_str!("scripts/offer.lua")),
+    ("seed.lua", include_str!("scripts/seed.lua")),
+    ("claim.lua", include_str!("scripts/claim.lua")),
+    ("complete.lua", include_str!("scripts/complete.lua")),
+    ("extend.lua", include_str!("scripts/extend.lua")),
+    ("release.lua", include_str!("scripts/release.lua")),
+    ("settle.lua", include_str!("scripts/settle.lua")),
+    ("tasks.lua", include_str!("scripts/tasks.lua")),
+    ("reap.lua", include_str!("scripts/reap.lua")),
+    ("elect.lua", include_str!("scripts/elect.lua")),
+    ("promote.lua", include_str!("scripts/promote.lua")),
+    ("finish.lua", include_str!("scripts/finish.lua")),
+    ("tick.lua", include_str!("scripts/tick.lua")),
+    ("runs.lua", include_str!("scripts/runs.lua")),
+    ("reserve.lua", include_str!("scripts/reserve.lua")),
+    ("status.lua", include_str!("scripts/status.lua")),
+    ("round.lua", include_str!("scripts/round.lua")),
+];
+
+/// Every script's source, by file name (for tests that read them).
+#[cfg(test)]
+pub(super) fn script_sources() -> &'static [(&'static str, &'static str)] {
+    SOURCES
+}
+
+/// The script of `file`: the crawl's prefix `K` (`KEYS[1]`), the table `KEY` of its keys
+/// (see [`super::keys`]), `common.lua`, then the file.
+fn script(file: &str) -> Script {
+    let source = |name: &str| {
+        SOURCES
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or_else(|| unreachable!("{name} is a script"), |(_, s)| *s)
     };
+    Script::new(&format!(
+        "local K = KEYS[1]\n{}{}\n{}",
+        super::keys::lua_table(),
+        source("common.lua"),
+        source(file)
+    ))
 }
 
 impl Scripts {
     fn new() -> Self {
         Scripts {
-            offer: script!("offer.lua"),
-            seed: script!("seed.lua"),
-            claim: script!("claim.lua"),
-            complete: script!("complete.lua"),
-            extend: script!("extend.lua"),
-            release: script!("release.lua"),
-            settle: script!("settle.lua"),
-            tasks: script!("tasks.lua"),
-            reap: script!("reap.lua"),
-            elect: script!("elect.lua"),
-            promote: script!("promote.lua"),
-            finish: script!("finish.lua"),
-            tick: script!("tick.lua"),
-            runs: script!("runs.lua"),
-            reserve: script!("reserve.lua"),
-            status: script!("status.lua"),
-            round: script!("round.lua"),
+            offer: script("offer.lua"),
+            seed: script("seed.lua"),
+            claim: script("claim.lua"),
+            complete: script("complete.lua"),
+            extend: script("extend.lua"),
+            release: script("release.lua"),
+            settle: script("settle.lua"),
+            tasks: script("tasks.lua"),
+            reap: script("reap.lua"),
+            elect: script("elect.lua"),
+            promote: script("promote.lua"),
+            finish: script("finish.lua"),
+            tick: script("tick.lua"),
+            runs: script("runs.lua"),
+            reserve: script("reserve.lua"),
+            status: script("status.lua"),
+            round: script("round.lua"),
         }
     }
 }
@@ -415,10 +450,15 @@ impl std::fmt::Debug for RedisFrontier {
 
 /// The key prefix of crawl `name`, with the hash tag that keeps a crawl on one cluster slot.
 pub fn crawl_prefix(name: &str) -> String {
-    format!("{{spinneret:{name}}}")
+    super::keys::Keys::of_crawl(name).prefix().to_owned()
 }
 
 impl RedisFrontier {
+    /// The crawl's keys.
+    fn keys(&self) -> super::keys::Keys {
+        super::keys::Keys::with_prefix(&self.prefix)
+    }
+
     /// The frontier of crawl `crawl` on the Redis at `conn`.
     pub fn new(conn: RedisConn, crawl: &str, config: RedisFrontierConfig) -> Self {
         RedisFrontier {
@@ -787,7 +827,7 @@ impl RedisFrontier {
              end
              return 1",
         )
-        .key(format!("{}:leader", self.prefix))
+        .key(self.keys().leader())
         .arg(engine)
         .invoke_async::<i64>(&mut self.conn)
         .await
@@ -828,7 +868,7 @@ impl RedisFrontier {
     /// Requests deferred (waiting out a back-off).
     pub async fn deferred(&mut self) -> Result<u64, ClusterError> {
         redis::cmd("ZCARD")
-            .arg(format!("{}:deferred", self.prefix))
+            .arg(self.keys().deferred())
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("count deferred"))
@@ -837,7 +877,7 @@ impl RedisFrontier {
     /// Requests queued (not leased).
     pub async fn queued(&mut self) -> Result<u64, ClusterError> {
         let n: Option<u64> = redis::cmd("GET")
-            .arg(format!("{}:queued", self.prefix))
+            .arg(self.keys().queued())
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("count queued"))?;
@@ -847,7 +887,7 @@ impl RedisFrontier {
     /// Requests leased and not completed.
     pub async fn leased(&mut self) -> Result<u64, ClusterError> {
         redis::cmd("ZCARD")
-            .arg(format!("{}:leases", self.prefix))
+            .arg(self.keys().leases())
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("count leases"))
@@ -860,7 +900,7 @@ impl RedisFrontier {
             return Ok(Vec::new());
         }
         redis::cmd("HMGET")
-            .arg(format!("{}:robots", self.prefix))
+            .arg(self.keys().robots())
             .arg(hosts)
             .query_async(&mut self.conn)
             .await
@@ -870,7 +910,7 @@ impl RedisFrontier {
     /// Whether a scheduled tick was ever fired in the crawl: it runs again at its next one.
     pub async fn has_schedules(&mut self) -> Result<bool, ClusterError> {
         redis::cmd("EXISTS")
-            .arg(format!("{}:ticks", self.prefix))
+            .arg(self.keys().ticks())
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("look for schedules"))
@@ -879,7 +919,7 @@ impl RedisFrontier {
     /// How many tasks the crawl's leaders recorded (added through the admin API).
     pub async fn tasks_recorded(&mut self) -> Result<u64, ClusterError> {
         redis::cmd("LLEN")
-            .arg(format!("{}:tasks", self.prefix))
+            .arg(self.keys().tasks())
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("count the tasks"))
@@ -888,7 +928,7 @@ impl RedisFrontier {
     /// Whether the leader marked the crawl done.
     pub async fn is_done(&mut self) -> Result<bool, ClusterError> {
         redis::cmd("EXISTS")
-            .arg(format!("{}:done", self.prefix))
+            .arg(self.keys().done())
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("check the end"))
@@ -1022,7 +1062,7 @@ impl RedisFrontier {
         known: usize,
     ) -> Result<Option<TasksRead>, ClusterError> {
         let now: Option<u64> = redis::cmd("GET")
-            .arg(format!("{}:tasks_version", self.prefix))
+            .arg(self.keys().tasks_version())
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("read the tasks' version"))?;
@@ -1031,9 +1071,9 @@ impl RedisFrontier {
             return Ok(None);
         }
         let (records, states, run_ends) = redis::pipe()
-            .lrange(format!("{}:tasks", self.prefix), known as isize, -1)
-            .hgetall(format!("{}:task_states", self.prefix))
-            .hgetall(format!("{}:run_ends", self.prefix))
+            .lrange(self.keys().tasks(), known as isize, -1)
+            .hgetall(self.keys().task_states())
+            .hgetall(self.keys().run_ends())
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("read the tasks"))?;
@@ -1092,8 +1132,8 @@ impl RedisFrontier {
     /// last tick fired for it (Unix seconds).
     pub async fn run_of(&mut self, task: &str) -> Result<(u64, Option<i64>), ClusterError> {
         let (state, last): (Option<String>, Option<i64>) = redis::pipe()
-            .hget(format!("{}:task_states", self.prefix), task)
-            .hget(format!("{}:ticks", self.prefix), task)
+            .hget(self.keys().task_states(), task)
+            .hget(self.keys().ticks(), task)
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("read a task's run"))?;
@@ -1125,7 +1165,7 @@ impl RedisFrontier {
     /// Pages of each scheduled run still open (queued, leased or deferred), by run key.
     pub async fn runs_open(&mut self) -> Result<Vec<(String, i64)>, ClusterError> {
         redis::cmd("HGETALL")
-            .arg(format!("{}:run_open", self.prefix))
+            .arg(self.keys().run_open())
             .query_async(&mut self.conn)
             .await
             .map_err(redis_err("count the runs' open pages"))
@@ -1143,12 +1183,12 @@ impl RedisFrontier {
 
     /// The key of the seen-set shard holding `fingerprint`, for tests of its encoding.
     pub fn seen_shard_key(&self, fingerprint: u64) -> String {
-        format!("{}:seen:{}", self.prefix, fingerprint % SEEN_SHARDS)
+        self.keys().seen(None, fingerprint % SEEN_SHARDS)
     }
 
     /// The key of the seen-set shard `fingerprint` is kept in for the scheduled run keyed
     /// `run` ([`super::tasks::run_key`]), deleted when the task's next run starts.
     pub fn run_seen_shard_key(&self, run: &str, fingerprint: u64) -> String {
-        format!("{}:seen:{run}:{}", self.prefix, fingerprint % SEEN_SHARDS)
+        self.keys().seen(Some(run), fingerprint % SEEN_SHARDS)
     }
 }

@@ -8,6 +8,7 @@ pub mod discover;
 pub mod engines;
 pub mod entry;
 mod frontier;
+pub mod keys;
 pub mod leader;
 pub mod name;
 pub mod settings;

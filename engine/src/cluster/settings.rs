@@ -209,7 +209,7 @@ pub async fn adopt(
     config: &mut EngineConfig,
     wait: Duration,
 ) -> Result<(), SettingsError> {
-    let key = format!("{prefix}:settings");
+    let key = super::keys::Keys::with_prefix(prefix).settings();
     let ours = CrawlSettings::from_config(config);
     let redis_err = |what| move |source| ClusterError::Redis { what, source };
     if !ours.seeds.is_empty() {
@@ -284,7 +284,7 @@ pub async fn adopt(
 /// crawl's for good (until `--fresh`), and an engine with other flags adopts them.
 pub async fn mark_ran(conn: &mut RedisConn, prefix: &str) -> Result<(), ClusterError> {
     redis::cmd("SET")
-        .arg(format!("{prefix}:ran"))
+        .arg(super::keys::Keys::with_prefix(prefix).ran())
         .arg(1)
         .query_async::<()>(conn)
         .await

@@ -14,7 +14,7 @@ use tracing::{info, warn};
 const WAIT: Duration = Duration::from_secs(LEADER_TTL.as_secs() + 4);
 
 fn key(prefix: &str) -> String {
-    format!("{prefix}:finals")
+    super::keys::Keys::with_prefix(prefix).finals()
 }
 
 /// Leaves this engine's figures for the leader.

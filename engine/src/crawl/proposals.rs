@@ -186,7 +186,8 @@ impl Crawl {
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        format!("{prefix}:idem:own-{}-{nanos}", std::process::id())
+        crate::cluster::keys::Keys::with_prefix(&prefix)
+            .idem(&format!("own-{}-{nanos}", std::process::id()))
     }
 
     /// Applies a change recorded in Redis (the task news brings it to the other engines).

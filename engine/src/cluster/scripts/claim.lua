@@ -18,9 +18,9 @@ local per_host = tonumber(ARGV[3])
 local delay = tonumber(ARGV[4])
 local lease_ms = tonumber(ARGV[5])
 local now = now_ms()
-redis.call('ZADD', K .. ':claimers', now, engine)
-redis.call('ZREMRANGEBYSCORE', K .. ':claimers', '-inf', now - 2000)
-local engines = math.max(1, redis.call('ZCARD', K .. ':claimers'))
+redis.call('ZADD', KEY.claimers, now, engine)
+redis.call('ZREMRANGEBYSCORE', KEY.claimers, '-inf', now - 2000)
+local engines = math.max(1, redis.call('ZCARD', KEY.claimers))
 local cap = max_pages_per_host()
 -- Tasks' paused states, read once in this call.
 local states = {}
@@ -28,12 +28,12 @@ local share = math.ceil(per_host / engines)
 local out = {0}
 local claimed = 0
 -- Lease ids for this claim, reserved at once (unused ones are skipped).
-local base = redis.call('INCRBY', K .. ':lease_seq', max) - max + 1
+local base = redis.call('INCRBY', KEY.lease_seq, max) - max + 1
 -- Some ready hosts may be at this engine's share: look a little further than `max`.
-local hosts = redis.call('ZRANGEBYSCORE', K .. ':ready', '-inf', now, 'LIMIT', 0, max * 2 + 16)
+local hosts = redis.call('ZRANGEBYSCORE', KEY.ready, '-inf', now, 'LIMIT', 0, max * 2 + 16)
 for _, host in ipairs(hosts) do
   if claimed >= max then break end
-  local hk = K .. ':host:' .. host
+  local hk = KEY.host .. host
   local h = redis.call('HMGET', hk, 'delay', 'robots', 'pages')
   local pages = tonumber(h[3] or '0')
   local host_delay = math.max(delay, tonumber(h[1] or '0'))
@@ -55,16 +55,16 @@ for _, host in ipairs(hosts) do
     local over = cap > 0 and pages + inflight >= cap and not is_robots(entry)
     if over then
       -- Its slot is free already: completing it gives nothing back.
-      redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine,
+      redis.call('HSET', KEY.lease .. id, 'host', host, 'entry', entry, 'engine', engine,
         'task', task, 'freed', '1')
     else
       inflight = inflight + 1
       mine = mine + 1
       took = took + 1
-      redis.call('HSET', K .. ':leases:' .. id, 'host', host, 'entry', entry, 'engine', engine,
+      redis.call('HSET', KEY.lease .. id, 'host', host, 'entry', entry, 'engine', engine,
         'task', task)
     end
-    redis.call('ZADD', K .. ':leases', now + lease_ms, id)
+    redis.call('ZADD', KEY.leases, now + lease_ms, id)
     out[#out + 1] = id
     out[#out + 1] = host
     out[#out + 1] = entry
@@ -77,13 +77,13 @@ for _, host in ipairs(hosts) do
   end
   if robots == 'deferred' or (robots == 'pending' and inflight >= 1) then
     -- Ready again when its robots.txt request completes or comes back.
-    redis.call('ZREM', K .. ':ready', host)
+    redis.call('ZREM', KEY.ready, host)
   else
     reschedule(host, per_host)
   end
 end
 if claimed > 0 then
-  redis.call('DECRBY', K .. ':queued', claimed)
+  redis.call('DECRBY', KEY.queued, claimed)
 end
 out[1] = next_ready()
 return out

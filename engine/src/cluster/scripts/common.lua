@@ -1,6 +1,7 @@
 -- Shared by every frontier script. KEYS[1] is the crawl's key prefix ("{spinneret:NAME}"):
 -- every key of a crawl carries its hash tag, so one crawl lives on one Redis Cluster slot.
-local K = KEYS[1]
+-- `K` (the prefix) and the table `KEY` of the crawl's keys (engine/src/cluster/keys.rs)
+-- come before this file: a key is named `KEY.leader`, or `KEY.host .. host` in a family.
 
 local function now_ms()
   local t = redis.call('TIME')
@@ -11,7 +12,7 @@ end
 -- The engine and epoch of the leader lease ("ENGINE:EPOCH"; the engine id may hold colons),
 -- or nil when no engine holds it.
 local function leader()
-  local held = redis.call('GET', K .. ':leader')
+  local held = redis.call('GET', KEY.leader)
   if not held then return nil end
   return string.match(held, '^(.*):(%d+)$')
 end
@@ -24,7 +25,7 @@ end
 
 -- The crawl's `--max_pages_per_host` (0: none), stored with its settings.
 local function max_pages_per_host()
-  return tonumber(redis.call('HGET', K .. ':limits', 'max_pages_per_host') or '0') or 0
+  return tonumber(redis.call('HGET', KEY.limits, 'max_pages_per_host') or '0') or 0
 end
 
 -- Whether `entry` is a robots.txt request: its head (see entry.rs) says so. Records from
@@ -40,14 +41,14 @@ end
 -- `task_queued` counts each task's across hosts, and the set `th:TASK` holds the hosts with
 -- requests of the task, made ready again when it is resumed.
 local function lane(host, task)
-  if task == '' then return K .. ':q:' .. host end
-  return K .. ':q:' .. host .. '#' .. task
+  if task == '' then return KEY.q .. host end
+  return KEY.q .. host .. '#' .. task
 end
 
 -- Task `task`'s state in `task_states` ("STATE#RUN", or "STATE" of run 0), as name and run
 -- ("running", "0" when none was recorded).
 local function task_state(task)
-  local state = redis.call('HGET', K .. ':task_states', task) or ''
+  local state = redis.call('HGET', KEY.task_states, task) or ''
   local name, run = string.match(state, '^(%a+)#(%d+)$')
   if name then return name, run end
   if state == '' then return 'running', '0' end
@@ -66,7 +67,7 @@ end
 -- nothing: its requests are claimed and dropped by the engines. `name` and `run` are the
 -- task's state when known already.
 local function spent(task, name, run)
-  local spent_run = redis.call('HGET', K .. ':spent', task)
+  local spent_run = redis.call('HGET', KEY.spent, task)
   if not spent_run then return false end
   if not name then name, run = task_state(task) end
   return spent_run == run and (name == 'running' or name == 'paused' or name == 'done')
@@ -96,12 +97,12 @@ local function push_entry(host, task, entry, front)
   local q = lane(host, task)
   local len
   if front then len = redis.call('LPUSH', q, entry) else len = redis.call('RPUSH', q, entry) end
-  count(K .. ':host:' .. host, 'queued', 1)
+  count(KEY.host .. host, 'queued', 1)
   if task ~= '' then
-    count(K .. ':task_queued', task, 1)
+    count(KEY.task_queued, task, 1)
     if len == 1 then
-      redis.call('RPUSH', K .. ':tq:' .. host, task)
-      redis.call('SADD', K .. ':th:' .. task, host)
+      redis.call('RPUSH', KEY.tq .. host, task)
+      redis.call('SADD', KEY.th .. task, host)
     end
   end
 end
@@ -110,12 +111,12 @@ end
 -- skipping held tasks (`cache` as for `held`). Returns the entry and its task ('' for
 -- the robots.txt lane), or nil when nothing may be taken.
 local function pop_entry(host, cache)
-  local entry = redis.call('LPOP', K .. ':q:' .. host)
+  local entry = redis.call('LPOP', KEY.q .. host)
   if entry then
-    count(K .. ':host:' .. host, 'queued', -1)
+    count(KEY.host .. host, 'queued', -1)
     return entry, ''
   end
-  local tq = K .. ':tq:' .. host
+  local tq = KEY.tq .. host
   for _ = 1, redis.call('LLEN', tq) do
     -- Round the tasks: the one looked at goes to the back.
     -- (RPOPLPUSH rather than LMOVE, which needs Redis 6.2.)
@@ -125,11 +126,11 @@ local function pop_entry(host, cache)
       entry = redis.call('LPOP', q)
       if not entry or redis.call('LLEN', q) == 0 then
         redis.call('LREM', tq, 0, task)
-        redis.call('SREM', K .. ':th:' .. task, host)
+        redis.call('SREM', KEY.th .. task, host)
       end
       if entry then
-        count(K .. ':host:' .. host, 'queued', -1)
-        count(K .. ':task_queued', task, -1)
+        count(KEY.host .. host, 'queued', -1)
+        count(KEY.task_queued, task, -1)
         return entry, task
       end
     end
@@ -140,8 +141,8 @@ end
 -- Whether `host` has a request that may be claimed: in its robots.txt lane, or of a task
 -- that is not held.
 local function claimable(host)
-  if redis.call('LLEN', K .. ':q:' .. host) > 0 then return true end
-  for _, task in ipairs(redis.call('LRANGE', K .. ':tq:' .. host, 0, -1)) do
+  if redis.call('LLEN', KEY.q .. host) > 0 then return true end
+  for _, task in ipairs(redis.call('LRANGE', KEY.tq .. host, 0, -1)) do
     if not held(task) then return true end
   end
   return false
@@ -150,18 +151,18 @@ end
 -- Puts `host` in the ready set (scored by when it may next be sent to) when it has a
 -- request that may be claimed and room for one more in flight; takes it out otherwise.
 local function reschedule(host, per_host)
-  local h = redis.call('HMGET', K .. ':host:' .. host, 'inflight', 'next_at')
+  local h = redis.call('HMGET', KEY.host .. host, 'inflight', 'next_at')
   if tonumber(h[1] or '0') < per_host and claimable(host) then
-    redis.call('ZADD', K .. ':ready', tonumber(h[2] or '0'), host)
+    redis.call('ZADD', KEY.ready, tonumber(h[2] or '0'), host)
   else
-    redis.call('ZREM', K .. ':ready', host)
+    redis.call('ZREM', KEY.ready, host)
   end
 end
 
 -- Makes the hosts holding requests of `task` ready again (it was resumed, a new run of it
 -- started, or its budget has room again).
 local function reschedule_task(task, per_host)
-  for _, host in ipairs(redis.call('SMEMBERS', K .. ':th:' .. task)) do
+  for _, host in ipairs(redis.call('SMEMBERS', KEY.th .. task)) do
     reschedule(host, per_host)
   end
 end
@@ -171,12 +172,12 @@ end
 -- reaped). A task whose budget was spent has room again: its requests may be claimed.
 local function give_back_page(budget, per_host)
   if budget and budget ~= '' then
-    if redis.call('HINCRBY', K .. ':pages', budget, -1) < 0 then
-      redis.call('HSET', K .. ':pages', budget, 0)
+    if redis.call('HINCRBY', KEY.pages, budget, -1) < 0 then
+      redis.call('HSET', KEY.pages, budget, 0)
     end
     local task, run = string.match(budget, '^(.*)#(%d+)$')
-    if task and redis.call('HGET', K .. ':spent', task) == run then
-      redis.call('HDEL', K .. ':spent', task)
+    if task and redis.call('HGET', KEY.spent, task) == run then
+      redis.call('HDEL', KEY.spent, task)
       reschedule_task(task, per_host)
     end
   end
@@ -185,18 +186,18 @@ end
 -- Puts `entry` of `task` back at the front of `host`'s lane (a lease that ended, a retry
 -- that is due). A host whose robots.txt request waited out a back-off may send it again.
 local function requeue_front(host, entry, per_host, task)
-  local hk = K .. ':host:' .. host
+  local hk = KEY.host .. host
   if redis.call('HGET', hk, 'robots') == 'deferred' then
     redis.call('HSET', hk, 'robots', 'pending')
   end
   push_entry(host, task or '', entry, true)
-  redis.call('INCR', K .. ':queued')
+  redis.call('INCR', KEY.queued)
   reschedule(host, per_host)
 end
 
 -- Frees one of `host`'s in-flight slots, held by `engine`.
 local function free_slot(host, engine)
-  local hk = K .. ':host:' .. host
+  local hk = KEY.host .. host
   redis.call('HINCRBY', hk, 'inflight', -1)
   if engine and redis.call('HINCRBY', hk, 'e:' .. engine, -1) <= 0 then
     redis.call('HDEL', hk, 'e:' .. engine)
@@ -241,12 +242,12 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
     -- Its pages queued: every request but those of its first lane (its robots.txt request,
     -- which counts toward no bound). A host queued before lanes were kept has its requests
     -- there, uncounted.
-    local all = tonumber(redis.call('HGET', K .. ':host:' .. host, 'queued') or '0')
+    local all = tonumber(redis.call('HGET', KEY.host .. host, 'queued') or '0')
     len = math.max(0, all - redis.call('LLEN', lane(host, '')))
   end
   -- An engine sends a host's robots.txt request with the first URL of the host it offers,
   -- seen or not, so no host is queued without one.
-  if robots ~= '' and redis.call('HSETNX', K .. ':host:' .. host, 'robots', 'pending') == 1 then
+  if robots ~= '' and redis.call('HSETNX', KEY.host .. host, 'robots', 'pending') == 1 then
     -- In the first lane: the host's rules come before anything queued for it.
     push_entry(host, '', robots, true)
     batch.queued = batch.queued + 1
@@ -255,8 +256,8 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
   batch.lengths[host] = len
   -- A scheduled run's URLs have a seen set of their own, deleted once the next run starts
   -- (see forget_run): the sets never outgrow their compact encoding across runs.
-  local seen = K .. ':seen:' .. shard
-  if run ~= '' then seen = K .. ':seen:' .. run .. ':' .. shard end
+  local seen = KEY.seen .. shard
+  if run ~= '' then seen = KEY.seen .. run .. ':' .. shard end
   if redis.call('SISMEMBER', seen, fp) == 1 then
     return 1
   end
@@ -264,7 +265,7 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
   if batch.cap > 0 then
     local taken = batch.taken[host]
     if taken == nil then
-      local h = redis.call('HMGET', K .. ':host:' .. host, 'pages', 'inflight', 'robots')
+      local h = redis.call('HMGET', KEY.host .. host, 'pages', 'inflight', 'robots')
       taken = tonumber(h[1] or '0') + tonumber(h[2] or '0')
       -- A host whose robots.txt is pending has only that request in flight, if any.
       if h[3] == 'pending' then taken = math.max(0, taken - 1) end
@@ -297,7 +298,7 @@ local SEEN_SHARDS = 4096
 local function forget_run(run)
   local keys = {}
   for shard = 0, SEEN_SHARDS - 1 do
-    keys[#keys + 1] = K .. ':seen:' .. run .. ':' .. shard
+    keys[#keys + 1] = KEY.seen .. run .. ':' .. shard
     if #keys == 512 then
       redis.call('UNLINK', unpack(keys))
       keys = {}
@@ -316,8 +317,8 @@ end
 -- has ended. Adds `n` to run `run`'s count, forgetting it at zero.
 local function run_open(run, n)
   if run == '' or n == 0 then return end
-  if redis.call('HINCRBY', K .. ':run_open', run, n) <= 0 then
-    redis.call('HDEL', K .. ':run_open', run)
+  if redis.call('HINCRBY', KEY.run_open, run, n) <= 0 then
+    redis.call('HDEL', KEY.run_open, run)
   end
 end
 
@@ -325,12 +326,12 @@ end
 -- done reopened by new work (a task added to engines that serve).
 local function offer_end(batch, per_host)
   if batch.queued > 0 then
-    redis.call('INCRBY', K .. ':queued', batch.queued)
-    redis.call('DEL', K .. ':done')
+    redis.call('INCRBY', KEY.queued, batch.queued)
+    redis.call('DEL', KEY.done)
   end
   if batch.seen > 0 then
     -- Distinct URLs seen, every run's, for the engines' summaries.
-    redis.call('INCRBY', K .. ':seen_count', batch.seen)
+    redis.call('INCRBY', KEY.seen_count, batch.seen)
   end
   for host, _ in pairs(batch.hosts) do
     reschedule(host, per_host)
@@ -344,9 +345,10 @@ end
 -- a link, '0' for a seed or a redirect's target), task (its lane).
 local URL_ARGS = 8
 
--- Offers `n` URLs given from ARGV[b] on, URL_ARGS arguments each; returns their codes. With
--- `bounded` 0 no URL is refused; with 1 each URL's own flag says.
-local function offer_all(b, n, bounded, max_queue, per_host)
+-- Offers `n` URLs given from ARGV[b] on, URL_ARGS arguments each, under the crawl's
+-- `per_host` and `max_queue`; returns their codes. With `bounded` 0 no URL is refused; with 1
+-- each URL's own flag says. (The arguments come in the order the scripts' headers give them.)
+local function offer_all(per_host, max_queue, bounded, n, b)
   local out = {}
   local batch = offer_batch()
   for i = 0, n - 1 do
@@ -364,11 +366,11 @@ end
 -- stored), and counts the page among its host's pages (see `max_pages_per_host`). Returns
 -- whether the lease was still held.
 local function release_lease(id, per_host)
-  local lk = K .. ':leases:' .. id
+  local lk = KEY.lease .. id
   local lease = redis.call('HMGET', lk, 'host', 'engine', 'freed')
   if lease[1] and lease[3] ~= '1' then
     redis.call('HSET', lk, 'freed', '1', 'counted', '1')
-    redis.call('HINCRBY', K .. ':host:' .. lease[1], 'pages', 1)
+    redis.call('HINCRBY', KEY.host .. lease[1], 'pages', 1)
     free_slot(lease[1], lease[2])
     reschedule(lease[1], per_host)
     return true
@@ -382,7 +384,7 @@ end
 -- holds the host for the Retry-After it sent (at most `max_backoff`). Returns the hold in ms.
 local function pace_host(host, pace, max_backoff)
   if pace == '' then return 0 end
-  local hk = K .. ':host:' .. host
+  local hk = KEY.host .. host
   local backoff = tonumber(redis.call('HGET', hk, 'backoff') or '0')
   if pace == 'R' then
     if backoff > 0 then
@@ -413,7 +415,7 @@ end
 -- good. Returns whether the lease was still held.
 local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, requeue,
     defer_ms, robots, crawl_delay, robots_request, run, counted, links, n)
-  local hk = K .. ':host:' .. host
+  local hk = KEY.host .. host
   local hold_ms = pace_host(host, pace, max_backoff)
   if hold_ms > 0 then
     local hold_until = now_ms() + hold_ms
@@ -425,8 +427,8 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   -- The page's links first, whatever became of the lease: the engine that fetched it took
   -- them as offered, and a lease reaped meanwhile (an outage longer than the lease) must not
   -- take them along. Dedup makes a second offer of them harmless.
-  offer_all(links, n, 1, max_queue, per_host)
-  local lk = K .. ':leases:' .. id
+  offer_all(per_host, max_queue, 1, n, links)
+  local lk = KEY.lease .. id
   local lease = redis.call('HMGET', lk, 'host', 'freed', 'engine', 'budget', 'counted', 'task')
   local task = lease[6] or ''
   if lease[1] ~= host then
@@ -438,7 +440,7 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
     give_back_page(lease[4], per_host)
   end
   redis.call('DEL', lk)
-  redis.call('ZREM', K .. ':leases', id)
+  redis.call('ZREM', KEY.leases, id)
   if lease[2] ~= '1' then free_slot(host, lease[3]) end
   if counted and requeue == '' and lease[5] ~= '1' then
     redis.call('HINCRBY', hk, 'pages', 1)
@@ -447,7 +449,7 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
     robots = ''
   end
   if robots ~= '' then
-    redis.call('HSET', K .. ':robots', host, robots)
+    redis.call('HSET', KEY.robots, host, robots)
     redis.call('HSET', hk, 'robots', 'known')
     local d = tonumber(redis.call('HGET', hk, 'delay') or '0')
     if crawl_delay > d then redis.call('HSET', hk, 'delay', crawl_delay) end
@@ -458,9 +460,9 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
     redis.call('HSET', hk, 'robots', 'deferred')
   end
   if requeue ~= '' and defer_ms > 0 then
-    local id2 = redis.call('INCR', K .. ':deferred_seq')
-    redis.call('HSET', K .. ':deferred:' .. id2, 'host', host, 'entry', requeue, 'task', task)
-    redis.call('ZADD', K .. ':deferred', now_ms() + defer_ms, id2)
+    local id2 = redis.call('INCR', KEY.deferred_seq)
+    redis.call('HSET', KEY.deferral .. id2, 'host', host, 'entry', requeue, 'task', task)
+    redis.call('ZADD', KEY.deferred, now_ms() + defer_ms, id2)
   elseif requeue ~= '' then
     requeue_front(host, requeue, per_host, task)
   end
@@ -479,10 +481,10 @@ end
 -- is queued at all; 1000 when requests are queued but no host is ready, held by slots or
 -- robots.txt, which a completion will free).
 local function next_ready()
-  local next = redis.call('ZRANGE', K .. ':ready', 0, 0, 'WITHSCORES')
+  local next = redis.call('ZRANGE', KEY.ready, 0, 0, 'WITHSCORES')
   if next[2] then
     return math.max(0, tonumber(next[2]) - now_ms())
-  elseif tonumber(redis.call('GET', K .. ':queued') or '0') == 0 then
+  elseif tonumber(redis.call('GET', KEY.queued) or '0') == 0 then
     return -1
   end
   return 1000
@@ -497,26 +499,26 @@ local function elect(engine, ttl)
   local who, epoch = leader()
   if who then
     if who == engine then
-      redis.call('PEXPIRE', K .. ':leader', ttl)
+      redis.call('PEXPIRE', KEY.leader, ttl)
       return tonumber(epoch)
     end
     return 0
   end
-  local fresh = redis.call('INCR', K .. ':epoch')
-  redis.call('SET', K .. ':leader', engine .. ':' .. fresh, 'PX', ttl)
+  local fresh = redis.call('INCR', KEY.epoch)
+  redis.call('SET', KEY.leader, engine .. ':' .. fresh, 'PX', ttl)
   return fresh
 end
 
 -- Returns up to `max` expired leases' requests to the front of their host's queue (their
 -- engine died or lost touch); returns how many.
 local function reap_leases(per_host, max)
-  local expired = take_due(K .. ':leases', max)
+  local expired = take_due(KEY.leases, max)
   for _, lease in ipairs(expired) do
     if not lease[3] then free_slot(lease[1], lease[4]) end
     give_back_page(lease[5], per_host)
     if lease[6] then
       -- Its page is fetched again: counted then.
-      redis.call('HINCRBY', K .. ':host:' .. lease[1], 'pages', -1)
+      redis.call('HINCRBY', KEY.host .. lease[1], 'pages', -1)
     end
     requeue_front(lease[1], lease[2], per_host, lease[7])
   end
@@ -526,7 +528,7 @@ end
 -- Moves up to `max` deferred requests whose back-off is over to the front of their host's
 -- queue; returns how many.
 local function promote_due(per_host, max)
-  local due = take_due(K .. ':deferred', max)
+  local due = take_due(KEY.deferred, max)
   for _, retry in ipairs(due) do
     requeue_front(retry[1], retry[2], per_host, retry[7])
   end
@@ -538,24 +540,24 @@ end
 -- engine leaves a capped task's), all checked in one step; the caller leads. Returns 1 when
 -- it is done (now or before), 0 when work is left.
 local function finish_crawl()
-  if redis.call('EXISTS', K .. ':done') == 1 then return 1 end
+  if redis.call('EXISTS', KEY.done) == 1 then return 1 end
   -- Seeded by seed.lua, or opened by a scheduled run or a close (a crawl of scheduled tasks).
-  if redis.call('EXISTS', K .. ':seeded') == 0 and redis.call('EXISTS', K .. ':opened') == 0 then
+  if redis.call('EXISTS', KEY.seeded) == 0 and redis.call('EXISTS', KEY.opened) == 0 then
     return 0
   end
-  local queued = tonumber(redis.call('GET', K .. ':queued') or '0')
+  local queued = tonumber(redis.call('GET', KEY.queued) or '0')
   if queued > 0 then
-    local capped = redis.call('HKEYS', K .. ':spent')
+    local capped = redis.call('HKEYS', KEY.spent)
     for _, task in ipairs(capped) do
       if spent(task) then
-        queued = queued - tonumber(redis.call('HGET', K .. ':task_queued', task) or '0')
+        queued = queued - tonumber(redis.call('HGET', KEY.task_queued, task) or '0')
       end
     end
   end
-  if queued > 0 or redis.call('ZCARD', K .. ':leases') > 0
-      or redis.call('ZCARD', K .. ':deferred') > 0 then
+  if queued > 0 or redis.call('ZCARD', KEY.leases) > 0
+      or redis.call('ZCARD', KEY.deferred) > 0 then
     return 0
   end
-  redis.call('SET', K .. ':done', '1')
+  redis.call('SET', KEY.done, '1')
   return 1
 end

@@ -5,8 +5,8 @@ local lease_ms = tonumber(ARGV[1])
 local until_ms = now_ms() + lease_ms
 local missing = {}
 for i = 2, #ARGV do
-  if redis.call('ZSCORE', K .. ':leases', ARGV[i]) then
-    redis.call('ZADD', K .. ':leases', 'XX', until_ms, ARGV[i])
+  if redis.call('ZSCORE', KEY.leases, ARGV[i]) then
+    redis.call('ZADD', KEY.leases, 'XX', until_ms, ARGV[i])
   else
     missing[#missing + 1] = ARGV[i]
   end

@@ -5,6 +5,6 @@
 -- completes (see complete) once the items are stored; should the engine die before, the page
 -- is fetched again and its links are offered again, which dedup makes harmless. Returns 1
 -- when the lease was still held.
-offer_all(5, tonumber(ARGV[4]), 1, tonumber(ARGV[3]), tonumber(ARGV[2]))
+offer_all(tonumber(ARGV[2]), tonumber(ARGV[3]), 1, tonumber(ARGV[4]), 5)
 if release_lease(ARGV[1], tonumber(ARGV[2])) then return 1 end
 return 0

@@ -10,13 +10,13 @@ local engine = ARGV[1]
 local ttl = tonumber(ARGV[3])
 local per_host = tonumber(ARGV[6])
 local max = tonumber(ARGV[7])
-redis.call('ZADD', K .. ':engines', now_ms() + ttl, engine)
-redis.call('HSET', K .. ':node:' .. engine, 'addr', ARGV[2])
-redis.call('PEXPIRE', K .. ':node:' .. engine, ttl)
+redis.call('ZADD', KEY.engines, now_ms() + ttl, engine)
+redis.call('HSET', KEY.node .. engine, 'addr', ARGV[2])
+redis.call('PEXPIRE', KEY.node .. engine, ttl)
 local epoch = elect(engine, ttl)
 local role = 'follower'
 if epoch > 0 then role = 'leader' end
-local report = K .. ':engine:' .. engine
+local report = KEY.engine .. engine
 redis.call('HSET', report, 'role', role, 'state', ARGV[4], 'dispatched', ARGV[5])
 redis.call('PEXPIRE', report, ttl)
 local wanted = redis.call('HGET', report, 'wanted') or ''

@@ -8,19 +8,19 @@ if not is_leader(ARGV[1]) then return -1 end
 local ended = 0
 for i = 2, #ARGV do
   local task = ARGV[i]
-  local state = redis.call('HGET', K .. ':task_states', task) or ''
+  local state = redis.call('HGET', KEY.task_states, task) or ''
   local name, run = string.match(state, '^(%a+)#(%d+)$')
   if (name == 'running' or name == 'paused') and tonumber(run) > 0 then
-    local open = tonumber(redis.call('HGET', K .. ':run_open', run .. ':' .. task) or '0')
+    local open = tonumber(redis.call('HGET', KEY.run_open, run .. ':' .. task) or '0')
     local capped = open > 0 and spent(task)
-      and open <= tonumber(redis.call('HGET', K .. ':task_queued', task) or '0')
+      and open <= tonumber(redis.call('HGET', KEY.task_queued, task) or '0')
     if open == 0 or capped then
-      redis.call('HSET', K .. ':task_states', task, 'done#' .. run)
+      redis.call('HSET', KEY.task_states, task, 'done#' .. run)
       ended = ended + 1
     end
   end
 end
 if ended > 0 then
-  redis.call('INCR', K .. ':tasks_version')
+  redis.call('INCR', KEY.tasks_version)
 end
 return ended

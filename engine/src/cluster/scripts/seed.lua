@@ -3,6 +3,6 @@
 -- end before). Returns 1 when it seeded now, 0 when it was seeded before, -1 when `epoch` is
 -- not the current leader's.
 if not is_leader(ARGV[1]) then return -1 end
-if redis.call('SET', K .. ':seeded', '1', 'NX') == false then return 0 end
-offer_all(5, tonumber(ARGV[4]), 0, tonumber(ARGV[3]), tonumber(ARGV[2]))
+if redis.call('SET', KEY.seeded, '1', 'NX') == false then return 0 end
+offer_all(tonumber(ARGV[2]), tonumber(ARGV[3]), 0, tonumber(ARGV[4]), 5)
 return 1

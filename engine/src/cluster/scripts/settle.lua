@@ -21,7 +21,7 @@ while i <= #ARGV do
   if op == 'R' then
     local id = ARGV[i + 1]
     local n = tonumber(ARGV[i + 2])
-    offer_all(i + 3, n, 1, max_queue, per_host)
+    offer_all(per_host, max_queue, 1, n, i + 3)
     i = i + 3 + n * URL_ARGS
     if release_lease(id, per_host) then held = held + 1 end
   else

@@ -17,27 +17,27 @@ local max_queue = tonumber(ARGV[3])
 local key = ARGV[4]
 if key ~= '' and redis.call('EXISTS', key) == 1 then return 2 end
 local expected = tonumber(ARGV[7])
-if expected >= 0 and redis.call('LLEN', K .. ':tasks') ~= expected then return -2 end
+if expected >= 0 and redis.call('LLEN', KEY.tasks) ~= expected then return -2 end
 local n = tonumber(ARGV[8])
 local i = 9
 for _ = 1, n do
   if ARGV[i] == 'A' then
-    redis.call('RPUSH', K .. ':tasks', ARGV[i + 1])
+    redis.call('RPUSH', KEY.tasks, ARGV[i + 1])
   else
     -- A change made for an earlier run than the task's current one (the leader had not yet
     -- read of the newer run) must not turn the run back: it is dropped.
-    local stored = redis.call('HGET', K .. ':task_states', ARGV[i + 1]) or ''
+    local stored = redis.call('HGET', KEY.task_states, ARGV[i + 1]) or ''
     local current = tonumber(string.match(stored, '#(%d+)$') or '0')
     local run = tonumber(string.match(ARGV[i + 2], '#(%d+)$') or '0')
     if run >= current then
-      redis.call('HSET', K .. ':task_states', ARGV[i + 1], ARGV[i + 2])
+      redis.call('HSET', KEY.task_states, ARGV[i + 1], ARGV[i + 2])
     elseif string.match(ARGV[i + 2], '^closed') then
       -- A close is for every run.
-      redis.call('HSET', K .. ':task_states', ARGV[i + 1], 'closed#' .. current)
+      redis.call('HSET', KEY.task_states, ARGV[i + 1], 'closed#' .. current)
     end
     if string.match(ARGV[i + 2], '^closed') then
       -- A crawl of scheduled tasks closed before their first tick may end (see finish.lua).
-      redis.call('SET', K .. ':opened', '1')
+      redis.call('SET', KEY.opened, '1')
     end
     if not paused(ARGV[i + 1]) then
       -- Resumed (or ended: its requests are claimed and dropped): its hosts are ready again.
@@ -48,13 +48,13 @@ for _ = 1, n do
 end
 if n > 0 then
   -- The version moves with the changes: an engine that sees it move finds them.
-  redis.call('INCR', K .. ':tasks_version')
+  redis.call('INCR', KEY.tasks_version)
 end
 if tonumber(ARGV[i]) > 0 then
   -- An added task's seeds are work, in a crawl whose own task waits for its first tick too.
-  redis.call('SET', K .. ':opened', '1')
+  redis.call('SET', KEY.opened, '1')
 end
-offer_all(i + 1, tonumber(ARGV[i]), 0, max_queue, per_host)
+offer_all(per_host, max_queue, 0, tonumber(ARGV[i]), i + 1)
 if key ~= '' then
   redis.call('SET', key, ARGV[5], 'EX', tonumber(ARGV[6]))
 end

@@ -15,30 +15,30 @@
 if not is_leader(ARGV[1]) then return {-1, -1} end
 local task = ARGV[2]
 local tick = tonumber(ARGV[3])
-local last = tonumber(redis.call('HGET', K .. ':ticks', task) or '-1')
+local last = tonumber(redis.call('HGET', KEY.ticks, task) or '-1')
 if tick <= last then return {0, last} end
-local state = redis.call('HGET', K .. ':task_states', task) or 'waiting#0'
+local state = redis.call('HGET', KEY.task_states, task) or 'waiting#0'
 local name, run = string.match(state, '^(%a+)#(%d+)$')
 if not name then name, run = state, '0' end
 run = tonumber(run)
 if name == 'closed' then return {4, last} end
 local new = tonumber(ARGV[5])
 if new ~= run + 1 then return {3, last} end
-redis.call('HSET', K .. ':ticks', task, tick)
+redis.call('HSET', KEY.ticks, task, tick)
 local open = (name == 'running' or name == 'paused')
-  and tonumber(redis.call('HGET', K .. ':run_open', run .. ':' .. task) or '0') > 0
+  and tonumber(redis.call('HGET', KEY.run_open, run .. ':' .. task) or '0') > 0
 if open then
   if ARGV[4] ~= 'replace' then return {1, last} end
-  redis.call('HSET', K .. ':run_ends', task, 'stopped#' .. run)
+  redis.call('HSET', KEY.run_ends, task, 'stopped#' .. run)
 end
-redis.call('HSET', K .. ':task_states', task, 'running#' .. new)
+redis.call('HSET', KEY.task_states, task, 'running#' .. new)
 -- What a paused or capped run left queued is claimed again, to be dropped by the engines.
 reschedule_task(task, tonumber(ARGV[6]))
 if run > 0 then forget_run(run .. ':' .. task) end
-redis.call('INCR', K .. ':tasks_version')
+redis.call('INCR', KEY.tasks_version)
 -- A crawl whose only task is scheduled has work from its first run on: it may be done
 -- between runs (and end, once nothing is scheduled any more). See finish.lua.
-redis.call('SET', K .. ':opened', '1')
-offer_all(9, tonumber(ARGV[8]), 0, tonumber(ARGV[7]), tonumber(ARGV[6]))
+redis.call('SET', KEY.opened, '1')
+offer_all(tonumber(ARGV[6]), tonumber(ARGV[7]), 0, tonumber(ARGV[8]), 9)
 if open then return {5, last} end
 return {2, last}
