@@ -1,0 +1,138 @@
+//! Dispatch: the next request out of the frontier onto a worker slot, as an RPC call whose
+//! completion the crawl loop takes in turn (a page of a task whose budget is kept elsewhere
+//! takes its place in it first).
+
+use super::*;
+
+impl Crawl {
+    pub(super) fn dispatch(&mut self, lease: Lease) -> Option<BoxFuture<'static, Completion>> {
+        let now = Instant::now();
+        let dispatched = loop {
+            let tasks = &mut self.tasks;
+            let suspect_wait = (self.suspects_in_flight > 0).then_some(SUSPECT_WAIT);
+            match self
+                .frontier
+                .pop(now, |task, run| tasks.hold(task, run, now), suspect_wait)
+            {
+                None => {
+                    let room = self.config.concurrency.saturating_sub(self.in_flight);
+                    if self.frontier.may_refill(now) {
+                        // Slots held for what the refill brings: this one and as many more
+                        // as are free now, up to the room for requests.
+                        self.armed.push(lease);
+                        while self.armed.len() < room {
+                            match self.pool.try_acquire() {
+                                Some(more) => self.armed.push(more),
+                                None => break,
+                            }
+                        }
+                        self.frontier.refill(self.armed.len());
+                    } else {
+                        self.pool.release(lease);
+                    }
+                    return None;
+                }
+                Some(Popped::Skip(d, reason)) => {
+                    debug!(url = %d.request.url, reason, "not fetched");
+                    self.tally_of(&d, Outcome::Skipped { reason });
+                    self.finished(&d);
+                }
+                Some(Popped::Send(d)) => break d,
+            }
+        };
+        if !dispatched.deaths.is_empty() {
+            self.suspects_in_flight += 1;
+        }
+        let lease = match dispatched.last_worker {
+            Some(avoid) => self.pool.prefer_other(lease, avoid),
+            None => lease,
+        };
+        let worker = lease.worker().clone();
+        worker.requests.fetch_add(1, Ordering::Relaxed);
+        worker.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.meter(worker.index, &worker.addr).0.inc();
+        self.pool.traffic().call();
+        let client = lease.client().clone();
+        // A worker marked down (missed heartbeats, broken connection) ends its calls at once,
+        // so their requests can go elsewhere instead of waiting out the deadline.
+        let down = lease.down_signal();
+        let leaving = lease.leaving_flag();
+        let left = move || leaving.load(Ordering::SeqCst);
+        let ctx = transport::deadline(self.config.rpc_timeout);
+        let request = dispatched.request.clone();
+        debug!(url = %request.url, kind = ?dispatched.kind, worker = %worker.addr, "dispatch");
+        let sent = Instant::now();
+        Some(match dispatched.kind {
+            Kind::Page => {
+                let (kill, max_pages) = match self.tasks.named_mut(&request.task) {
+                    Some(t) => {
+                        t.in_flight += 1;
+                        (t.kill.clone(), t.def.max_pages)
+                    }
+                    None => (CancellationToken::new(), None),
+                };
+                // A shared crawl's page budget is the crawl's: the page takes its place in
+                // it before it goes.
+                let budget = max_pages.and_then(|max| {
+                    self.frontier
+                        .budget_check(dispatched.id, &request.task, dispatched.run, max)
+                });
+                Box::pin(async move {
+                    if let Some(check) = budget {
+                        let refused = match check.await {
+                            BudgetVerdict::Taken => None,
+                            BudgetVerdict::Spent => Some(Unanswered::OverBudget),
+                            // Reaped meanwhile: the request is another engine's now.
+                            BudgetVerdict::LeaseGone => Some(Unanswered::LeaseGone),
+                        };
+                        if let Some(miss) = refused {
+                            return Completion {
+                                dispatched,
+                                lease,
+                                outcome: Err(miss),
+                                sent,
+                            };
+                        }
+                    }
+                    // Dropping the call when the task is killed cancels it on the worker too
+                    // (tarpc sends the cancellation), which drops the fetch.
+                    let outcome = tokio::select! {
+                        r = client.crawl(ctx, request) => {
+                            r.map(Answer::Page).map_err(|e| Unanswered::from_rpc(e, left()))
+                        }
+                        _ = down.cancelled() => Err(Unanswered::from_rpc(RpcError::Shutdown, left())),
+                        _ = kill.cancelled() => Err(Unanswered::Killed),
+                    };
+                    Completion {
+                        dispatched,
+                        lease,
+                        outcome,
+                        sent,
+                    }
+                })
+            }
+            Kind::Robots => Box::pin(async move {
+                let outcome = tokio::select! {
+                    r = client.robots(ctx, request.url) => r.map(Answer::Robots),
+                    _ = down.cancelled() => Err(RpcError::Shutdown),
+                }
+                .map_err(|e| Unanswered::from_rpc(e, left()));
+                Completion {
+                    dispatched,
+                    lease,
+                    outcome,
+                    sent,
+                }
+            }),
+        })
+    }
+
+    /// The request counter and latency histogram of worker `index`, made on first use.
+    pub(super) fn meter(&mut self, index: usize, addr: &str) -> &(Counter, Histogram) {
+        if self.meters.len() <= index {
+            self.meters.resize_with(index + 1, || None);
+        }
+        let metrics = &self.metrics;
+        self.meters[index].get_or_insert_with(|| metrics.worker(addr))
+    }
+}
