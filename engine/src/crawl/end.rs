@@ -23,10 +23,15 @@ impl Crawl {
             Err(e) => {
                 // Keep what the state has (the undelivered items are in its spool) before
                 // reporting the failure.
-                let _ = state
+                if let Err(e) = state
                     .counters(serde_json::to_string(&summary).unwrap_or_default())
-                    .await;
-                let _ = state.flush().await;
+                    .await
+                {
+                    warn!(cause = %e, "the figures could not be recorded in the state");
+                }
+                if let Err(e) = state.flush().await {
+                    warn!(cause = %e, "the state could not be committed before stopping");
+                }
                 return Err(e.into());
             }
         };

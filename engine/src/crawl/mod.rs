@@ -370,8 +370,13 @@ impl Crawl {
             Ok(stopped) => self.finish(started, stopped).await.map(|s| (stopped, s)),
             Err(error) => {
                 // Keep what was fetched: deliver it, or leave it in the state for a resume.
-                let _ = self.flush_pending().await;
-                let _ = self.state.counters(self.counters_json()).await;
+                // The crawl has failed already; what fails here is said, not returned.
+                if let Err(e) = self.flush_pending().await {
+                    warn!(cause = %e, "the last changes could not be recorded in the state");
+                }
+                if let Err(e) = self.state.counters(self.counters_json()).await {
+                    warn!(cause = %e, "the figures could not be recorded in the state");
+                }
                 match self.sink.finish().await {
                     Ok(delivered) => info!(
                         saved = delivered.saved,
@@ -380,7 +385,9 @@ impl Crawl {
                     ),
                     Err(sink_error) => warn!(%sink_error, "items could not all be delivered"),
                 }
-                let _ = self.state.flush().await;
+                if let Err(e) = self.state.flush().await {
+                    warn!(cause = %e, "the state could not be committed before stopping");
+                }
                 Err(error)
             }
         }
