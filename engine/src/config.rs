@@ -23,7 +23,7 @@ pub struct EngineConfig {
     pub max_pages: Option<u64>,
     /// How long the engine's own task may run before it is stopped (status `timeout`).
     pub task_timeout: Option<std::time::Duration>,
-    /// The jobs store (run history) file; `None` keeps no history.
+    /// The run history file (`--jobs`); `None` keeps no history.
     pub jobs: Option<std::path::PathBuf>,
     /// When the engine's own task runs again (each tick a new run); `None`: once.
     pub schedule: Option<crate::schedule::Schedule>,

@@ -109,7 +109,7 @@ pub struct CrawlHandle {
     /// The shared crawl, in cluster mode.
     pub cluster: Option<Arc<crate::cluster::engines::ClusterHandle>>,
     /// The history of the tasks' runs, when the engine keeps one.
-    pub jobs: Option<crate::jobs::JobsStore>,
+    pub history: Option<crate::history::RunHistory>,
 }
 
 /// The crawl loop's end of a [`CrawlHandle`].
@@ -132,7 +132,7 @@ pub fn channel(pool: PoolControl, metrics: Arc<EngineMetrics>) -> (CrawlHandle, 
             pool,
             metrics,
             cluster: None,
-            jobs: None,
+            history: None,
         },
         CrawlEnd {
             commands,

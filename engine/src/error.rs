@@ -73,9 +73,9 @@ pub enum EngineError {
     /// A schedule cannot be used.
     #[error("{0}")]
     BadSchedule(String),
-    /// The jobs store (run history) cannot be used.
+    /// The run history (`--jobs`) cannot be used.
     #[error(transparent)]
-    Jobs(#[from] crate::jobs::JobsError),
+    Jobs(#[from] crate::history::HistoryError),
     /// The token file could not be used.
     #[error(transparent)]
     Token(#[from] common::handshake::TokenError),

@@ -13,7 +13,7 @@ pub mod crawl;
 pub mod crawl_identity;
 pub mod error;
 pub mod frontier;
-pub mod jobs;
+pub mod history;
 pub mod local_worker;
 pub mod metrics;
 pub mod pool;

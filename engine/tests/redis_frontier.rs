@@ -2,13 +2,12 @@
 //! leases that survive a dead engine, idempotent completion, compact seen sets, and a Redis
 //! killed and restarted from its append-only file.
 
-use engine::cluster::tasks::TaskChange;
 use engine::cluster::{
     Again, Finished, NewUrl, Offer, Pace, RedisFrontier, RedisFrontierConfig, RobotsRequest, Tick,
-    tasks::run_key,
 };
 use engine::schedule::Overlap;
 use engine::tasks::TaskState;
+use engine::tasks::record::{TaskChange, run_key};
 use spinneret_tests::redis::RedisServer;
 use std::collections::HashMap;
 use std::time::Duration;

@@ -235,7 +235,7 @@ async fn ticks_missed_while_the_engine_was_down_are_counted_not_caught_up() {
             .await;
     })
     .await;
-    // Ten minutes later, a new engine on the same jobs store.
+    // Ten minutes later, a new engine on the same run history.
     clock.advance(10 * MINUTE);
     let second = config(dir.path(), "nightly", &seeds, "* * * * *", &clock);
     with_engine(second, |engine| async move {

@@ -3,7 +3,7 @@
 use super::{Admin, ApiError, ApiResult, id_of};
 use crate::config::SpiderRun;
 use crate::control::TaskCommand;
-use crate::pool::Job;
+use crate::pool::Requirement;
 use crate::tasks::{TaskAction, TaskDef, TaskState, TaskView};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
@@ -144,12 +144,12 @@ pub(super) async fn add(
     let Json(new) = body?;
     let def = new.into_def()?;
     // Every worker must be able to run it, and workers that join later are readied too.
-    let job = match &def.spider {
-        Some(run) => Job::Spider(run.source.clone()),
-        None => Job::Parser(def.parser.clone()),
+    let requirement = match &def.spider {
+        Some(run) => Requirement::Spider(run.source.clone()),
+        None => Requirement::Parser(def.parser.clone()),
     };
     let spider = def.spider.is_some();
-    admin.crawl.pool.add_job(job).await.map_err(|why| {
+    admin.crawl.pool.require(requirement).await.map_err(|why| {
         if spider {
             ApiError::new(
                 StatusCode::BAD_GATEWAY,
@@ -205,7 +205,7 @@ async fn change(
 pub(super) async fn runs(
     State(admin): State<Admin>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Vec<crate::jobs::RunView>>> {
+) -> ApiResult<Json<Vec<crate::history::RunView>>> {
     let id: u64 = id_of("task", &id)?;
     let status = admin.crawl.status();
     let task = status
@@ -213,11 +213,11 @@ pub(super) async fn runs(
         .iter()
         .find(|t| t.id == id)
         .ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, format!("no task has id {id}")))?;
-    let Some(jobs) = &admin.crawl.jobs else {
+    let Some(history) = &admin.crawl.history else {
         return Ok(Json(Vec::new()));
     };
-    let runs = jobs
-        .runs(&task.name, crate::jobs::MAX_RUNS_LISTED)
+    let runs = history
+        .runs(&task.name, crate::history::MAX_RUNS_LISTED)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(Json(runs))
 }

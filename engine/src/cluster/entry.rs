@@ -62,7 +62,7 @@ pub fn new_url(request: &Request, place: Place, robots_url: Option<String>) -> s
         fingerprint: place.fingerprint,
         entry: encode_new(request, Kind::Page, place.redirects, place.run),
         robots,
-        run: super::tasks::run_key(&request.task, place.run),
+        run: crate::tasks::record::run_key(&request.task, place.run),
         // A redirect's target is offered once, like a seed: a full host queue takes it.
         bounded: place.redirects == 0,
         host: place.host,
@@ -99,7 +99,7 @@ struct Head {
 fn encode(entry: &Entry) -> Vec<u8> {
     let head = Head {
         robots: entry.robots,
-        run: super::tasks::run_key(&entry.request.task, entry.run),
+        run: crate::tasks::record::run_key(&entry.request.task, entry.run),
     };
     let mut bytes = MAGIC.to_vec();
     // A request always serializes: it is plain strings, numbers and a map of strings.

@@ -13,7 +13,7 @@ pub mod leader;
 pub mod name;
 pub mod settings;
 pub mod shared;
-pub mod tasks;
+
 pub mod totals;
 
 pub use frontier::{

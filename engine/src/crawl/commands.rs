@@ -1,9 +1,9 @@
 //! What the crawl does with an operator's commands: add, pause, resume and close tasks.
 
 use super::Crawl;
-use crate::cluster::tasks::TaskChange;
 use crate::control::{Command, TaskCommand};
-use crate::pool::Job;
+use crate::pool::Requirement;
+use crate::tasks::record::TaskChange;
 use crate::tasks::{TaskAction, TaskDef, TaskError, TaskState, TaskView};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
@@ -66,11 +66,11 @@ impl Crawl {
             if self.tasks.index(&def.name).is_some() {
                 continue;
             }
-            let job = match &def.spider {
-                Some(run) => Job::Spider(run.source.clone()),
-                None => Job::Parser(def.parser.clone()),
+            let requirement = match &def.spider {
+                Some(run) => Requirement::Spider(run.source.clone()),
+                None => Requirement::Parser(def.parser.clone()),
             };
-            if let Err(why) = self.pool.control().add_job(job).await {
+            if let Err(why) = self.pool.control().require(requirement).await {
                 warn!(task = %def.name, %why, "no worker can run the crawl's new task yet");
             }
             if let Err(e) = self.add_task_seeded(def, false) {
@@ -224,22 +224,23 @@ impl Crawl {
         Ok(self.tasks.by_id_mut(id)?.view())
     }
 
-    /// Keeps a scheduled task added through the API in the jobs store, for a restarted
+    /// Keeps a scheduled task added through the API in the history store, for a restarted
     /// engine.
     fn keep_schedule(&mut self, id: u64) {
         if self.frontier.shared().is_some() {
             // A shared crawl keeps its tasks in Redis.
             return;
         }
-        let (Some(jobs), Ok(task)) = (self.handle.jobs.clone(), self.tasks.by_id_mut(id)) else {
+        let (Some(history), Ok(task)) = (self.handle.history.clone(), self.tasks.by_id_mut(id))
+        else {
             return;
         };
         if task.def.schedule.is_none() {
             return;
         }
-        let spec = crate::cluster::tasks::TaskSpec::from_def(&task.def);
+        let spec = crate::tasks::record::TaskSpec::from_def(&task.def);
         let json = serde_json::to_string(&spec).unwrap_or_default();
-        if let Err(e) = jobs.keep_schedule(&task.def.name, &json) {
+        if let Err(e) = history.keep_schedule(&task.def.name, &json) {
             warn!(task = %task.def.name, cause = %e, "could not keep the task's schedule");
         }
     }

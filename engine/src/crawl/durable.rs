@@ -20,7 +20,7 @@ use url::Url;
 /// so that a restarted engine carries on every task, its page budget included.
 #[derive(Serialize, Deserialize)]
 struct TaskRecord {
-    spec: crate::cluster::tasks::TaskSpec,
+    spec: crate::tasks::record::TaskSpec,
     state: TaskState,
     salt: u64,
     runs_started: u64,
@@ -77,7 +77,7 @@ impl Crawl {
             return;
         };
         let record = TaskRecord {
-            spec: crate::cluster::tasks::TaskSpec::from_def(&task.def),
+            spec: crate::tasks::record::TaskSpec::from_def(&task.def),
             state: task.state,
             salt: task.salt,
             runs_started: task.runs_started,
@@ -117,8 +117,8 @@ impl Crawl {
                 }
             };
             if !own && let Some(spider) = &def.spider {
-                let job = crate::pool::Job::Spider(spider.source.clone());
-                if let Err(why) = self.pool.control().add_job(job).await {
+                let requirement = crate::pool::Requirement::Spider(spider.source.clone());
+                if let Err(why) = self.pool.control().require(requirement).await {
                     warn!(task = %def.name, %why, "no worker can run a resumed task's spider yet");
                 }
             }

@@ -322,9 +322,9 @@ impl Crawl {
         self
     }
 
-    /// Records the tasks' runs in `jobs` (see [`crate::jobs`]).
-    pub fn with_jobs(mut self, jobs: crate::jobs::JobsStore) -> Crawl {
-        self.handle.jobs = Some(jobs);
+    /// Records the tasks' runs in `history` (see [`crate::history`]).
+    pub fn with_history(mut self, history: crate::history::RunHistory) -> Crawl {
+        self.handle.history = Some(history);
         self
     }
 

@@ -5,9 +5,9 @@
 //! landed, and its answer waits under its key for the operator's retry.
 
 use super::Crawl;
-use crate::cluster::tasks::{TaskChange, TaskSpec};
 use crate::cluster::{NewUrl, Recorded, TaskFence};
 use crate::control::{Reply, TaskCommand};
+use crate::tasks::record::{TaskChange, TaskSpec};
 use crate::tasks::{TaskAction, TaskDef, TaskError, TaskView};
 use tracing::{info, warn};
 

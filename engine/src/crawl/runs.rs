@@ -1,9 +1,9 @@
-//! The tasks' runs as the crawl records them in the jobs store: a run starts with its task,
+//! The tasks' runs as the crawl records them in the history store: a run starts with its task,
 //! and ends when nothing of it is in flight and its state says how (done, stopped, killed,
 //! timeout); runs the crawl leaves unfinished end `failed`.
 
 use super::Crawl;
-use crate::jobs::{RunFigures, RunStatus};
+use crate::history::{RunFigures, RunStatus};
 use crate::metrics::TaskRunLabels;
 use tracing::{info, warn};
 
@@ -24,13 +24,15 @@ impl Crawl {
         task.run_on_done_crawl = on_done_crawl && task.def.schedule.is_none();
         task.run_open = true;
         task.runs_started += 1;
-        let Some(jobs) = self.handle.jobs.clone() else {
+        let Some(history) = self.handle.history.clone() else {
             return;
         };
-        match jobs.start(&task.def.name, self.clock.now().into()) {
+        match history.start(&task.def.name, self.clock.now().into()) {
             Ok(run) => {
                 task.run = Some(run);
-                task.recent_runs = jobs.runs(&task.def.name, RECENT_RUNS).unwrap_or_default();
+                task.recent_runs = history
+                    .runs(&task.def.name, RECENT_RUNS)
+                    .unwrap_or_default();
             }
             Err(e) => warn!(task = %task.def.name, cause = %e, "could not record the run's start"),
         }
@@ -87,12 +89,12 @@ impl Crawl {
         {
             // Begun on a crawl that was done already: nothing happened, nothing is kept.
             info!(task = %name, "the shared crawl was done already; no run recorded");
-            if let (Some(jobs), Some(run)) = (self.handle.jobs.clone(), run) {
-                if let Err(e) = jobs.forget(run) {
+            if let (Some(history), Some(run)) = (self.handle.history.clone(), run) {
+                if let Err(e) = history.forget(run) {
                     warn!(task = %name, cause = %e, "could not forget an empty run");
                 }
                 if let Ok(task) = self.tasks.by_id_mut(id) {
-                    task.recent_runs = jobs.runs(&name, RECENT_RUNS).unwrap_or_default();
+                    task.recent_runs = history.runs(&name, RECENT_RUNS).unwrap_or_default();
                 }
             }
             self.run_ended(id);
@@ -106,12 +108,12 @@ impl Crawl {
             })
             .inc();
         info!(task = %name, status = status.as_str(), pages_ok = figures.pages_ok, items = figures.items, "run ended");
-        if let (Some(jobs), Some(run)) = (self.handle.jobs.clone(), run) {
-            if let Err(e) = jobs.end(run, self.clock.now().into(), status, figures, reason) {
+        if let (Some(history), Some(run)) = (self.handle.history.clone(), run) {
+            if let Err(e) = history.end(run, self.clock.now().into(), status, figures, reason) {
                 warn!(task = %name, cause = %e, "could not record the run's end");
             }
             if let Ok(task) = self.tasks.by_id_mut(id) {
-                task.recent_runs = jobs.runs(&name, RECENT_RUNS).unwrap_or_default();
+                task.recent_runs = history.runs(&name, RECENT_RUNS).unwrap_or_default();
             }
         }
         self.run_ended(id);
@@ -131,12 +133,12 @@ impl Crawl {
             })
             .inc_by(count);
         info!(task = %name, count, reason, "scheduled tick skipped");
-        if let Some(jobs) = self.handle.jobs.clone() {
-            if let Err(e) = jobs.skipped(&name, self.clock.now().into(), reason) {
+        if let Some(history) = self.handle.history.clone() {
+            if let Err(e) = history.skipped(&name, self.clock.now().into(), reason) {
                 warn!(task = %name, cause = %e, "could not record a skipped tick");
             }
             if let Ok(task) = self.tasks.by_id_mut(id) {
-                task.recent_runs = jobs.runs(&name, RECENT_RUNS).unwrap_or_default();
+                task.recent_runs = history.runs(&name, RECENT_RUNS).unwrap_or_default();
             }
         }
     }

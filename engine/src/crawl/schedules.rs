@@ -50,13 +50,13 @@ impl Crawl {
         }
         let last = self
             .handle
-            .jobs
+            .history
             .as_ref()
-            .and_then(|jobs| jobs.last(&name).ok().flatten());
+            .and_then(|history| history.last(&name).ok().flatten());
         if let Some(last) = last {
             // A run the engine died in has no true end: count from its start.
             let from = match last.status {
-                crate::jobs::RunStatus::Failed => last.started,
+                crate::history::RunStatus::Failed => last.started,
                 _ => last.ended.unwrap_or(last.started),
             };
             let since = DateTime::<Utc>::from_timestamp(from as i64, 0);
@@ -170,7 +170,7 @@ impl Crawl {
             // Every engine of the crawl derives the same dedup from the run's number.
             Some(number) => {
                 task.run_seq = number;
-                crate::cluster::tasks::run_salt(&task.def.name, number)
+                crate::tasks::record::run_salt(&task.def.name, number)
             }
             // A salt no earlier run of the task used, in this process or before it: the
             // run's dedup starts empty.
@@ -210,15 +210,15 @@ impl Crawl {
         }
     }
 
-    /// Closes a scheduled task for good: it runs no more, and is forgotten by the jobs store.
+    /// Closes a scheduled task for good: it runs no more, and is forgotten by the history store.
     pub(super) fn unschedule(&mut self, id: u64) -> Result<(), TaskError> {
         let task = self.tasks.by_id_mut(id)?;
         task.next_tick = None;
         task.restart_pending = false;
         if task.def.schedule.take().is_some() {
             let name = task.def.name.clone();
-            if let Some(jobs) = &self.handle.jobs
-                && let Err(e) = jobs.drop_schedule(&name)
+            if let Some(history) = &self.handle.history
+                && let Err(e) = history.drop_schedule(&name)
             {
                 warn!(task = %name, cause = %e, "could not forget the task's schedule");
             }
@@ -229,14 +229,14 @@ impl Crawl {
     /// Takes up the scheduled tasks an earlier engine kept (added through the API), when
     /// this engine serves (`--serve`) as that one did.
     pub(super) async fn restore_schedules(&mut self) {
-        let Some(jobs) = self.handle.jobs.clone() else {
+        let Some(history) = self.handle.history.clone() else {
             return;
         };
         // A shared crawl keeps its tasks in Redis.
         if !self.config.serve || self.frontier.shared().is_some() {
             return;
         }
-        let kept = match jobs.schedules() {
+        let kept = match history.schedules() {
             Ok(kept) => kept,
             Err(e) => {
                 warn!(cause = %e, "could not read the kept schedules");
@@ -247,16 +247,16 @@ impl Crawl {
             if self.tasks.index(&name).is_some() {
                 continue;
             }
-            let def = serde_json::from_str::<crate::cluster::tasks::TaskSpec>(&json)
+            let def = serde_json::from_str::<crate::tasks::record::TaskSpec>(&json)
                 .map_err(crate::tasks::RecordError::from)
                 .and_then(|spec| spec.to_def());
             match def {
                 Ok(def) => {
-                    let job = match &def.spider {
-                        Some(run) => crate::pool::Job::Spider(run.source.clone()),
-                        None => crate::pool::Job::Parser(def.parser.clone()),
+                    let requirement = match &def.spider {
+                        Some(run) => crate::pool::Requirement::Spider(run.source.clone()),
+                        None => crate::pool::Requirement::Parser(def.parser.clone()),
                     };
-                    if let Err(why) = self.pool.control().add_job(job).await {
+                    if let Err(why) = self.pool.control().require(requirement).await {
                         warn!(task = %name, %why, "no worker can run a kept schedule yet");
                     }
                     if let Err(e) = self.add_task(def) {

@@ -9,8 +9,8 @@
 use super::Crawl;
 use super::schedules::MISSED_TICKS_COUNTED;
 use crate::cluster::Tick;
-use crate::cluster::tasks::run_salt;
 use crate::tasks::TaskState;
+use crate::tasks::record::run_salt;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tracing::{debug, info, warn};
@@ -159,7 +159,7 @@ impl Crawl {
         let status = task
             .state
             .run_status()
-            .unwrap_or(crate::jobs::RunStatus::Done);
+            .unwrap_or(crate::history::RunStatus::Done);
         if task.state == TaskState::Killed {
             task.killed_run = Some(task.run_seq);
         }

@@ -1,9 +1,9 @@
 //! The operator's handle on the pool: pause, resume, remove and add workers, and ready them
-//! for new jobs.
+//! for new requirements.
 
 use super::conn::{Admin, WorkerConn, WorkerView};
 use super::supervise::{Failure, connect_one};
-use super::{Job, JobError, Shared};
+use super::{Requirement, RequirementError, Shared};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use tracing::{info, warn};
@@ -113,10 +113,10 @@ impl PoolControl {
                 id: known.index,
             });
         }
-        let jobs = self.shared.jobs();
+        let requirements = self.shared.requirements();
         let (client, info) = connect_one(
             &addr,
-            &jobs,
+            &requirements,
             self.shared.config.connect_timeout,
             &self.shared.traffic,
             &self.shared.config.credentials,
@@ -152,10 +152,10 @@ impl PoolControl {
         Ok(worker.view())
     }
 
-    /// Readies every worker up for another job (a new task's spider), and has workers that
+    /// Readies every worker up for another requirement (a new task's spider), and has workers that
     /// connect later readied for it too. Fails when no worker could take it.
-    pub async fn add_job(&self, job: Job) -> Result<(), JobError> {
-        if self.shared.jobs().contains(&job) {
+    pub async fn require(&self, requirement: Requirement) -> Result<(), RequirementError> {
+        if self.shared.requirements().contains(&requirement) {
             // Every worker in the pool was readied for it already.
             return Ok(());
         }
@@ -166,7 +166,10 @@ impl PoolControl {
             if worker.is_down() || worker.is_removed() {
                 continue;
             }
-            match job.prepare(&worker.client(), &worker.info(), timeout).await {
+            match requirement
+                .prepare(&worker.client(), &worker.info(), timeout)
+                .await
+            {
                 Ok(()) => ready += 1,
                 Err(why) => {
                     warn!(worker = %worker.addr, %why, "worker cannot do the new task");
@@ -175,10 +178,10 @@ impl PoolControl {
             }
         }
         if ready == 0 {
-            return Err(last_error.unwrap_or(JobError::NoWorker));
+            return Err(last_error.unwrap_or(RequirementError::NoWorker));
         }
-        if let Ok(mut jobs) = self.shared.jobs.lock() {
-            jobs.push(job);
+        if let Ok(mut requirements) = self.shared.requirements.lock() {
+            requirements.push(requirement);
         }
         Ok(())
     }

@@ -67,39 +67,39 @@ impl Default for PoolConfig {
 
 /// What every worker of a crawl must be able to do.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Job {
+pub enum Requirement {
     /// Run this built-in parser.
     Parser(String),
     /// Run this spider (its source), which the worker is sent when it connects.
     Spider(String),
 }
 
-impl Job {
-    /// Checks that a worker can do the job, sending it the spider if there is one.
+impl Requirement {
+    /// Checks that a worker can do the requirement, sending it the spider if there is one.
     pub async fn prepare(
         &self,
         client: &CrawlServiceClient,
         info: &WorkerInfo,
         timeout: Duration,
-    ) -> Result<(), JobError> {
+    ) -> Result<(), RequirementError> {
         match self {
-            Job::Parser(name) if info.parsers.iter().any(|p| p.name == *name) => Ok(()),
-            Job::Parser(name) => Err(JobError::NoParser(name.clone())),
-            Job::Spider(source) => match client
+            Requirement::Parser(name) if info.parsers.iter().any(|p| p.name == *name) => Ok(()),
+            Requirement::Parser(name) => Err(RequirementError::NoParser(name.clone())),
+            Requirement::Spider(source) => match client
                 .load_spider(transport::deadline(timeout), source.clone())
                 .await
             {
                 Ok(Ok(_)) => Ok(()),
-                Ok(Err(why)) => Err(JobError::SpiderRefused(why)),
-                Err(e) => Err(JobError::Unanswered(e.to_string())),
+                Ok(Err(why)) => Err(RequirementError::SpiderRefused(why)),
+                Err(e) => Err(RequirementError::Unanswered(e.to_string())),
             },
         }
     }
 }
 
-/// Why a worker cannot do a job.
+/// Why a worker cannot do a requirement.
 #[derive(Clone, Debug, thiserror::Error)]
-pub enum JobError {
+pub enum RequirementError {
     /// The worker has no parser of that name.
     #[error("it has no parser {0:?}")]
     NoParser(String),
@@ -141,7 +141,7 @@ struct Shared {
     live: AtomicUsize,
     config: PoolConfig,
     /// What every worker must be able to do: one entry per parser or spider in use.
-    jobs: Mutex<Vec<Job>>,
+    requirements: Mutex<Vec<Requirement>>,
     /// Every worker ever in the pool, by index.
     workers: RwLock<Vec<Arc<WorkerConn>>>,
     /// Stops the supervisors when the pool is dropped.
@@ -153,8 +153,11 @@ impl Shared {
         (info.concurrency.max(1) as usize).min(self.config.max_slots.max(1))
     }
 
-    fn jobs(&self) -> Vec<Job> {
-        self.jobs.lock().map(|j| j.clone()).unwrap_or_default()
+    fn requirements(&self) -> Vec<Requirement> {
+        self.requirements
+            .lock()
+            .map(|j| j.clone())
+            .unwrap_or_default()
     }
 
     fn workers(&self) -> Vec<Arc<WorkerConn>> {
@@ -242,10 +245,10 @@ impl Drop for Pool {
 
 impl Pool {
     /// Connects to every host, logging each result, and keeps those that answer and can do
-    /// `jobs`; fails only when none is left. Each worker is then supervised.
+    /// `requirements`; fails only when none is left. Each worker is then supervised.
     pub async fn connect(
         hosts: &[String],
-        jobs: Vec<Job>,
+        requirements: Vec<Requirement>,
         config: PoolConfig,
         traffic: Arc<Traffic>,
     ) -> Result<Pool, PoolError> {
@@ -257,13 +260,13 @@ impl Pool {
         }
         let timeout = config.connect_timeout;
         let attempts = unique.into_iter().map(|addr| {
-            let jobs = jobs.clone();
+            let requirements = requirements.clone();
             let traffic = traffic.clone();
             let credentials = config.credentials.clone();
             async move {
                 (
                     addr.clone(),
-                    connect_one(addr, &jobs, timeout, &traffic, &credentials).await,
+                    connect_one(addr, &requirements, timeout, &traffic, &credentials).await,
                 )
             }
         });
@@ -303,7 +306,7 @@ impl Pool {
                 },
             });
         }
-        let pool = Pool::build(connected, true, jobs, config, traffic);
+        let pool = Pool::build(connected, true, requirements, config, traffic);
         for worker in pool.workers() {
             pool.shared.supervise(worker);
         }
@@ -315,14 +318,14 @@ impl Pool {
     pub fn in_process(
         client: CrawlServiceClient,
         info: WorkerInfo,
-        jobs: Vec<Job>,
+        requirements: Vec<Requirement>,
         config: PoolConfig,
         traffic: Arc<Traffic>,
     ) -> Pool {
         let pool = Pool::build(
             vec![("in-process".into(), client, info)],
             false,
-            jobs,
+            requirements,
             config,
             traffic,
         );
@@ -335,7 +338,7 @@ impl Pool {
     fn build(
         clients: Vec<(String, CrawlServiceClient, WorkerInfo)>,
         remote: bool,
-        jobs: Vec<Job>,
+        requirements: Vec<Requirement>,
         config: PoolConfig,
         traffic: Arc<Traffic>,
     ) -> Pool {
@@ -352,7 +355,7 @@ impl Pool {
             tx,
             live: AtomicUsize::new(0),
             config,
-            jobs: Mutex::new(jobs),
+            requirements: Mutex::new(requirements),
             workers: RwLock::new(workers.clone()),
             stop: CancellationToken::new(),
         });
@@ -424,8 +427,12 @@ impl Pool {
     }
 
     /// Builds a pool with no worker yet: workers join as they register (cluster mode).
-    pub fn empty(jobs: Vec<Job>, config: PoolConfig, traffic: Arc<Traffic>) -> Pool {
-        Pool::build(Vec::new(), true, jobs, config, traffic)
+    pub fn empty(
+        requirements: Vec<Requirement>,
+        config: PoolConfig,
+        traffic: Arc<Traffic>,
+    ) -> Pool {
+        Pool::build(Vec::new(), true, requirements, config, traffic)
     }
 
     /// Swaps `lease` for one on another worker when it is for `avoid` and another worker has a
@@ -535,7 +542,7 @@ mod tests {
         Pool::build(
             workers,
             true,
-            vec![Job::Parser("links".into())],
+            vec![Requirement::Parser("links".into())],
             config,
             Arc::default(),
         )

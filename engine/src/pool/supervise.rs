@@ -2,7 +2,7 @@
 //! down.
 
 use super::conn::{Admin, Link, WorkerConn};
-use super::{Job, Shared};
+use super::{Requirement, Shared};
 use common::traffic::Traffic;
 use common::{CrawlServiceClient, WorkerInfo, transport};
 use std::sync::Arc;
@@ -15,13 +15,13 @@ use tracing::{debug, info};
 pub(super) enum Failure {
     /// It did not answer, or is shutting down.
     Unreachable(String),
-    /// It answered, but cannot do one of the crawl's jobs.
-    Unable(super::JobError),
+    /// It answered, but cannot do one of the crawl's requirements.
+    Unable(super::RequirementError),
 }
 
 pub(super) async fn connect_one(
     addr: &str,
-    jobs: &[Job],
+    requirements: &[Requirement],
     timeout: Duration,
     traffic: &Arc<Traffic>,
     credentials: &common::handshake::Credentials,
@@ -46,8 +46,9 @@ pub(super) async fn connect_one(
     if status.paused {
         return Err(Failure::Unreachable(format!("{addr} is shutting down")));
     }
-    for job in jobs {
-        job.prepare(&client, &info, timeout)
+    for requirement in requirements {
+        requirement
+            .prepare(&client, &info, timeout)
             .await
             .map_err(Failure::Unable)?;
     }
@@ -73,10 +74,10 @@ pub(super) async fn supervise(
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(backoff) => {}
             }
-            let jobs = shared.jobs();
+            let requirements = shared.requirements();
             match connect_one(
                 &worker.addr,
-                &jobs,
+                &requirements,
                 config.connect_timeout,
                 &shared.traffic,
                 &config.credentials,

@@ -99,13 +99,13 @@ pub(super) async fn build(
             })
         })),
     };
-    let jobs = parts::jobs(&config, false);
+    let requirements = parts::requirements(&config, false);
     let pool = if config.worker_hosts.is_empty() {
-        Pool::empty(jobs, parts::pool_config(&config), traffic.clone())
+        Pool::empty(requirements, parts::pool_config(&config), traffic.clone())
     } else {
         Pool::connect(
             &config.worker_hosts,
-            jobs,
+            requirements,
             parts::pool_config(&config),
             traffic.clone(),
         )
@@ -132,7 +132,7 @@ pub(super) async fn build(
         .map(|a| a.to_string());
     let engine_state = Arc::new(crate::cluster::engines::EngineState::default());
     let robots = config.robots;
-    let jobs_store = parts::open_jobs(&config)?;
+    let history = parts::open_history(&config)?;
     let crawl = crawl::Crawl::new(
         config,
         pool,
@@ -167,8 +167,8 @@ pub(super) async fn build(
         },
     );
     let mut crawl = crawl.shared(shared, ack_rx);
-    if let Some(store) = jobs_store {
-        crawl = crawl.with_jobs(store);
+    if let Some(store) = history {
+        crawl = crawl.with_history(store);
     }
     let role_at_end = role.clone();
     let crawl = crawl.with_cluster(crate::cluster::engines::ClusterHandle {

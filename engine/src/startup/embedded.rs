@@ -56,7 +56,7 @@ pub(super) async fn build(
             )
         }
     };
-    let jobs = parts::jobs(&config, restored.resumed);
+    let requirements = parts::requirements(&config, restored.resumed);
     let pool_config = parts::pool_config(&config);
     let pool = if config.worker_hosts.is_empty() {
         let server = worker::CrawlServer::new(&local_worker::settings(&config, &restored).await)?;
@@ -73,17 +73,23 @@ pub(super) async fn build(
         Pool::in_process(
             worker::in_process(server),
             info,
-            jobs,
+            requirements,
             pool_config,
             traffic.clone(),
         )
     } else {
-        Pool::connect(&config.worker_hosts, jobs, pool_config, traffic.clone()).await?
+        Pool::connect(
+            &config.worker_hosts,
+            requirements,
+            pool_config,
+            traffic.clone(),
+        )
+        .await?
     };
     let sink = ItemSink::start(target, parts::sink_config(&config), state.clone());
     let dead_letters =
         std::path::absolute(&config.dead_letters).unwrap_or_else(|_| config.dead_letters.clone());
-    let jobs_store = parts::open_jobs(&config)?;
+    let history = parts::open_history(&config)?;
     let mut crawl = crawl::Crawl::new(
         config,
         pool,
@@ -93,8 +99,8 @@ pub(super) async fn build(
         state_dir.is_some(),
         std::mem::take(&mut operate.progress),
     );
-    if let Some(store) = jobs_store {
-        crawl = crawl.with_jobs(store);
+    if let Some(store) = history {
+        crawl = crawl.with_history(store);
     }
     Ok(Built::Ready(Box::new(Parts {
         crawl,

@@ -1,5 +1,5 @@
-//! Starting the engine. The parts of a crawl (worker pool, item sink, state, frontier, jobs
-//! store) are built in one place per mode, [`embedded`] (one engine, its state in SQLite) or
+//! Starting the engine. The parts of a crawl (worker pool, item sink, state, frontier, run
+//! history) are built in one place per mode, [`embedded`] (one engine, its state in SQLite) or
 //! [`cluster`] (a crawl shared with other engines in Redis), chosen once here; then every
 //! crawl runs the same way, through [`run_parts`], and its mode finishes it.
 

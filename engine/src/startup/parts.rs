@@ -1,24 +1,26 @@
 //! The parts every mode builds the same way: the pool's and the sink's settings, the
-//! itemsaver connection, the jobs store and the admin server.
+//! itemsaver connection, the run history and the admin server.
 
 use super::Operate;
 use crate::config::EngineConfig;
 use crate::error::EngineError;
 use crate::sink::SinkConfig;
-use crate::{admin, crawl, jobs, pool};
+use crate::{admin, crawl, history, pool};
 use common::traffic::Traffic;
 use common::transport;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-/// Opens the jobs store (`--jobs`), ending as `failed` the runs an engine that died left
+/// Opens the run history (`--jobs`), ending as `failed` the runs an engine that died left
 /// going.
-pub(super) fn open_jobs(config: &EngineConfig) -> Result<Option<jobs::JobsStore>, EngineError> {
+pub(super) fn open_history(
+    config: &EngineConfig,
+) -> Result<Option<history::RunHistory>, EngineError> {
     let Some(path) = &config.jobs else {
         return Ok(None);
     };
-    let store = jobs::JobsStore::open(path)?;
+    let store = history::RunHistory::open(path)?;
     let cut = store.fail_running("engine restarted")?;
     if !cut.is_empty() {
         warn!(tasks = ?cut, "runs an earlier engine left going are recorded as failed");
@@ -28,11 +30,11 @@ pub(super) fn open_jobs(config: &EngineConfig) -> Result<Option<jobs::JobsStore>
 
 /// What the workers are readied for: the spider or the parser. An engine that only serves
 /// API tasks asks nothing of its workers up front.
-pub(super) fn jobs(config: &EngineConfig, resumed: bool) -> Vec<pool::Job> {
+pub(super) fn requirements(config: &EngineConfig, resumed: bool) -> Vec<pool::Requirement> {
     match &config.spider {
         _ if config.serve && config.seeds.is_empty() && !resumed => Vec::new(),
-        Some(spider) => vec![pool::Job::Spider(spider.source.clone())],
-        None => vec![pool::Job::Parser(config.parser.clone())],
+        Some(spider) => vec![pool::Requirement::Spider(spider.source.clone())],
+        None => vec![pool::Requirement::Parser(config.parser.clone())],
     }
 }
 

@@ -141,8 +141,8 @@ impl TaskState {
     }
 
     /// How a run in this state ended; `None` while it goes on.
-    pub fn run_status(self) -> Option<crate::jobs::RunStatus> {
-        use crate::jobs::RunStatus;
+    pub fn run_status(self) -> Option<crate::history::RunStatus> {
+        use crate::history::RunStatus;
         Some(match self {
             TaskState::Running | TaskState::Paused | TaskState::Waiting => return None,
             TaskState::Done | TaskState::Capped => RunStatus::Done,
@@ -219,13 +219,13 @@ pub struct Task {
     pub started: tokio::time::Instant,
     /// Whether a run of it is going (started and not yet recorded as ended).
     pub run_open: bool,
-    /// Its run's id in the jobs store, while the run is going and recorded.
+    /// Its run's id in the run history, while the run is going and recorded.
     pub run: Option<i64>,
     /// Whether its run began on a shared crawl that was done already (a serving engine
     /// restarted on a finished crawl): a run that then does nothing here is not kept.
     pub run_on_done_crawl: bool,
     /// Its last few runs, newest first, for the dashboard.
-    pub recent_runs: Vec<crate::jobs::RunView>,
+    pub recent_runs: Vec<crate::history::RunView>,
     /// A scheduled task's next tick.
     pub next_tick: Option<chrono::DateTime<chrono::Utc>>,
     /// Whether a new run starts as soon as the one going ends (`overlap = "replace"`).
@@ -293,7 +293,7 @@ impl Task {
 
     /// How its current run ended, once it has: nothing of it in flight, and nothing more to
     /// send. `None` while it goes on.
-    pub fn run_outcome(&self) -> Option<crate::jobs::RunStatus> {
+    pub fn run_outcome(&self) -> Option<crate::history::RunStatus> {
         if self.in_flight > 0 {
             return None;
         }
@@ -301,8 +301,8 @@ impl Task {
     }
 
     /// Its run's figures so far.
-    pub fn run_figures(&self) -> crate::jobs::RunFigures {
-        crate::jobs::RunFigures {
+    pub fn run_figures(&self) -> crate::history::RunFigures {
+        crate::history::RunFigures {
             pages_ok: self.pages_ok,
             pages_failed: self.pages_failed,
             items: self.items,
@@ -446,7 +446,7 @@ pub struct TaskView {
     /// Pages in flight.
     pub in_flight: u64,
     /// Its last few runs, newest first.
-    pub recent_runs: Vec<crate::jobs::RunView>,
+    pub recent_runs: Vec<crate::history::RunView>,
     /// Its schedule, if it recurs.
     pub schedule: Option<crate::schedule::ScheduleSpec>,
     /// Its next tick (RFC 3339), if scheduled.
@@ -490,6 +490,7 @@ pub enum TaskError {
     )]
     Unsure(String),
 }
+pub mod record;
 mod set;
 pub use set::{Tasks, UNKNOWN_TASK_WAIT};
 

@@ -1722,7 +1722,7 @@ async fn a_serving_engine_restarted_on_a_finished_crawl_records_no_empty_run() {
 }
 
 /// One engine of crawl "scheduled" over `cluster`, run in this process so that its schedule
-/// goes by `clock`, with its own jobs store in `dir`; `seeds` and `cron` start the crawl (an
+/// goes by `clock`, with its own run history in `dir`; `seeds` and `cron` start the crawl (an
 /// engine without them joins it and adopts its schedule).
 fn scheduled_engine(
     cluster: &Cluster,

@@ -104,7 +104,7 @@ pub struct NewUrl {
     /// when robots.txt is not obeyed (or the engine offered this host before).
     pub robots: Vec<u8>,
     /// The key of the scheduled run the request belongs to (see
-    /// [`super::tasks::run_key`]), under which Redis counts the run's open pages; empty for
+    /// [`crate::tasks::record::run_key`]), under which Redis counts the run's open pages; empty for
     /// a task without a schedule.
     pub run: String,
     /// Whether a full host queue may refuse it: a link may be offered again by another

@@ -295,7 +295,7 @@ impl RedisFrontier {
     }
 
     /// The key of the seen-set shard `fingerprint` is kept in for the scheduled run keyed
-    /// `run` ([`crate::cluster::tasks::run_key`]), deleted when the task's next run starts.
+    /// `run` ([`crate::tasks::record::run_key`]), deleted when the task's next run starts.
     pub fn run_seen_shard_key(&self, run: &str, fingerprint: u64) -> String {
         self.keys().seen(Some(run), fingerprint % SEEN_SHARDS)
     }

@@ -29,7 +29,7 @@ impl RedisFrontier {
     pub async fn record_change(
         &mut self,
         epoch: u64,
-        changes: &[crate::cluster::tasks::TaskChange],
+        changes: &[crate::tasks::record::TaskChange],
         seeds: &[NewUrl],
         fence: &TaskFence<'_>,
     ) -> Result<Recorded, ClusterError> {
@@ -45,13 +45,13 @@ impl RedisFrontier {
             .arg(changes.len());
         for change in changes {
             match change {
-                crate::cluster::tasks::TaskChange::Added(json) => {
+                crate::tasks::record::TaskChange::Added(json) => {
                     call.arg("A").arg(json).arg("");
                 }
-                crate::cluster::tasks::TaskChange::State(name, state, run) => {
+                crate::tasks::record::TaskChange::State(name, state, run) => {
                     call.arg("S")
                         .arg(name)
-                        .arg(crate::cluster::tasks::state_value(*state, *run));
+                        .arg(crate::tasks::record::state_value(*state, *run));
                 }
             }
         }
@@ -153,7 +153,7 @@ impl RedisFrontier {
             .await
             .map_err(redis_err("read a task's run"))?;
         let run = state
-            .and_then(|s| crate::cluster::tasks::parse_state_value(&s))
+            .and_then(|s| crate::tasks::record::parse_state_value(&s))
             .map_or(0, |(_, run)| run);
         Ok((run, last))
     }

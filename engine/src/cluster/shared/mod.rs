@@ -104,7 +104,7 @@ const SETTLE_BATCH: usize = 256;
 /// What one loop turn recorded.
 #[derive(Debug, Default)]
 struct Turn {
-    tasks: Vec<super::tasks::TaskChange>,
+    tasks: Vec<crate::tasks::record::TaskChange>,
     ends: Vec<Completion>,
     links: Vec<NewUrl>,
     paces: HashMap<String, Pace>,
@@ -396,7 +396,7 @@ impl SharedFrontier {
 
     fn end(&mut self, d: &Dispatched, again: Pending) {
         let run = match d.kind {
-            Kind::Page => super::tasks::run_key(&d.request.task, d.run),
+            Kind::Page => crate::tasks::record::run_key(&d.request.task, d.run),
             Kind::Robots => String::new(),
         };
         self.turn.ends.push(Completion {

@@ -7,7 +7,7 @@ use super::*;
 impl SharedFrontier {
     /// Records a task change for every engine (this engine leads: operators' changes come
     /// here).
-    pub fn task_changed(&mut self, change: crate::cluster::tasks::TaskChange) {
+    pub fn task_changed(&mut self, change: crate::tasks::record::TaskChange) {
         self.turn.tasks.push(change);
     }
 
@@ -15,7 +15,7 @@ impl SharedFrontier {
     /// leader's epoch and by `fence` (see [`SharedFrontier::record`]).
     pub async fn record_change(
         &mut self,
-        change: &crate::cluster::tasks::TaskChange,
+        change: &crate::tasks::record::TaskChange,
         seeds: &[NewUrl],
         fence: &crate::cluster::frontier::TaskFence<'_>,
     ) -> Result<crate::cluster::frontier::Recorded, ClusterError> {
@@ -34,7 +34,7 @@ impl SharedFrontier {
     /// changes may yet have been recorded.
     pub(super) async fn record(
         &mut self,
-        changes: &[crate::cluster::tasks::TaskChange],
+        changes: &[crate::tasks::record::TaskChange],
         seeds: &[NewUrl],
         fence: &crate::cluster::frontier::TaskFence<'_>,
     ) -> Result<crate::cluster::frontier::Recorded, ClusterError> {
@@ -66,7 +66,7 @@ impl SharedFrontier {
 
     /// Reads what changed in the crawl's tasks since the last look; `None` when nothing did
     /// (as the last tick's read of the version says: no call to Redis then).
-    pub async fn task_news(&mut self) -> Option<crate::cluster::tasks::TaskNews> {
+    pub async fn task_news(&mut self) -> Option<crate::tasks::record::TaskNews> {
         if self.counts.tasks_version == self.tasks_version && !self.news_forced {
             return None;
         }
@@ -84,10 +84,10 @@ impl SharedFrontier {
             }
         };
         self.tasks_version = read.version;
-        let mut news = crate::cluster::tasks::TaskNews::default();
+        let mut news = crate::tasks::record::TaskNews::default();
         for record in read.records {
             self.tasks_known += 1;
-            match serde_json::from_str::<crate::cluster::tasks::TaskSpec>(&record)
+            match serde_json::from_str::<crate::tasks::record::TaskSpec>(&record)
                 .map_err(crate::tasks::RecordError::from)
                 .and_then(|s| s.to_def())
             {
@@ -98,7 +98,7 @@ impl SharedFrontier {
         let parse = |list: Vec<(String, String)>| {
             list.into_iter()
                 .filter_map(|(name, value)| {
-                    crate::cluster::tasks::parse_state_value(&value).map(|(s, run)| (name, s, run))
+                    crate::tasks::record::parse_state_value(&value).map(|(s, run)| (name, s, run))
                 })
                 .collect::<Vec<_>>()
         };

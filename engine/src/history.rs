@@ -1,4 +1,4 @@
-//! The engine's jobs store: the history of every task's runs, kept in a SQLite file
+//! The run history: every task's runs, kept in a SQLite file
 //! (`--jobs`, default `jobs.db`) that is never deleted when a crawl finishes, unlike the
 //! crawl's state directory. History is keyed by task name, since task ids are per process.
 //!
@@ -99,10 +99,10 @@ pub struct RunView {
     pub reason: Option<String>,
 }
 
-/// Why the jobs store cannot be used.
+/// Why the run history cannot be used.
 #[derive(Debug, thiserror::Error)]
-#[error("jobs store {path}: {source}")]
-pub struct JobsError {
+#[error("run history {path}: {source}")]
+pub struct HistoryError {
     /// The file.
     pub path: String,
     /// What SQLite said.
@@ -110,9 +110,9 @@ pub struct JobsError {
     pub source: rusqlite::Error,
 }
 
-/// The jobs store; cheap to clone (clones share the connection).
+/// The run history; cheap to clone (clones share the connection).
 #[derive(Clone, Debug)]
-pub struct JobsStore {
+pub struct RunHistory {
     conn: Arc<Mutex<Connection>>,
     path: String,
 }
@@ -123,12 +123,12 @@ fn seconds(at: SystemTime) -> f64 {
         .as_secs_f64()
 }
 
-impl JobsStore {
+impl RunHistory {
     /// Opens (or creates) the store at `path`, and marks runs an engine that died left
     /// `running` as failed.
-    pub fn open(path: &Path) -> Result<JobsStore, JobsError> {
+    pub fn open(path: &Path) -> Result<RunHistory, HistoryError> {
         let shown = path.display().to_string();
-        let fail = |source| JobsError {
+        let fail = |source| HistoryError {
             path: shown.clone(),
             source,
         };
@@ -156,15 +156,18 @@ impl JobsStore {
             );",
         )
         .map_err(fail)?;
-        Ok(JobsStore {
+        Ok(RunHistory {
             conn: Arc::new(Mutex::new(conn)),
             path: shown,
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<T>) -> Result<T, JobsError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, HistoryError> {
         let conn = self.conn.lock().unwrap_or_else(|e| e.into_inner());
-        f(&conn).map_err(|source| JobsError {
+        f(&conn).map_err(|source| HistoryError {
             path: self.path.clone(),
             source,
         })
@@ -172,7 +175,7 @@ impl JobsStore {
 
     /// Ends every run still `running` as `failed` with `reason` (at start: `engine
     /// restarted`); returns how many there were, by task.
-    pub fn fail_running(&self, reason: &str) -> Result<Vec<String>, JobsError> {
+    pub fn fail_running(&self, reason: &str) -> Result<Vec<String>, HistoryError> {
         let now = seconds(SystemTime::now());
         self.with(|c| {
             let mut tasks = Vec::new();
@@ -189,7 +192,7 @@ impl JobsStore {
     }
 
     /// Records that a run of `task` started at `at`; returns its id.
-    pub fn start(&self, task: &str, at: SystemTime) -> Result<i64, JobsError> {
+    pub fn start(&self, task: &str, at: SystemTime) -> Result<i64, HistoryError> {
         let now = seconds(at);
         self.with(|c| {
             c.execute(
@@ -202,7 +205,7 @@ impl JobsStore {
 
     /// Forgets run `id`, started but with nothing to show (a task that found its shared crawl
     /// done).
-    pub fn forget(&self, id: i64) -> Result<(), JobsError> {
+    pub fn forget(&self, id: i64) -> Result<(), HistoryError> {
         self.with(|c| {
             c.execute("DELETE FROM runs WHERE id = ?1", params![id])
                 .map(drop)
@@ -217,7 +220,7 @@ impl JobsStore {
         status: RunStatus,
         figures: RunFigures,
         reason: Option<&str>,
-    ) -> Result<(), JobsError> {
+    ) -> Result<(), HistoryError> {
         let now = seconds(at);
         self.with(|c| {
             c.execute(
@@ -238,7 +241,7 @@ impl JobsStore {
     }
 
     /// Records a scheduled tick of `task` at `at` that started no run, and why.
-    pub fn skipped(&self, task: &str, at: SystemTime, reason: &str) -> Result<(), JobsError> {
+    pub fn skipped(&self, task: &str, at: SystemTime, reason: &str) -> Result<(), HistoryError> {
         let now = seconds(at);
         self.with(|c| {
             c.execute(
@@ -251,7 +254,7 @@ impl JobsStore {
     }
 
     /// The runs of `task`, newest first, at most `limit`.
-    pub fn runs(&self, task: &str, limit: usize) -> Result<Vec<RunView>, JobsError> {
+    pub fn runs(&self, task: &str, limit: usize) -> Result<Vec<RunView>, HistoryError> {
         let now = seconds(SystemTime::now());
         self.with(|c| {
             let mut query = c.prepare(
@@ -279,13 +282,13 @@ impl JobsStore {
     }
 
     /// The newest run of `task`, if any.
-    pub fn last(&self, task: &str) -> Result<Option<RunView>, JobsError> {
+    pub fn last(&self, task: &str) -> Result<Option<RunView>, HistoryError> {
         Ok(self.runs(task, 1)?.into_iter().next())
     }
 
     /// Keeps a scheduled task added through the API (its JSON record), so that a restarted
     /// engine takes it up again.
-    pub fn keep_schedule(&self, task: &str, spec: &str) -> Result<(), JobsError> {
+    pub fn keep_schedule(&self, task: &str, spec: &str) -> Result<(), HistoryError> {
         self.with(|c| {
             c.execute(
                 "INSERT INTO schedules (task, spec) VALUES (?1, ?2)
@@ -297,7 +300,7 @@ impl JobsStore {
     }
 
     /// Forgets a scheduled task (it was closed).
-    pub fn drop_schedule(&self, task: &str) -> Result<(), JobsError> {
+    pub fn drop_schedule(&self, task: &str) -> Result<(), HistoryError> {
         self.with(|c| {
             c.execute("DELETE FROM schedules WHERE task = ?1", params![task])
                 .map(drop)
@@ -305,7 +308,7 @@ impl JobsStore {
     }
 
     /// The scheduled tasks kept, as (name, JSON record).
-    pub fn schedules(&self) -> Result<Vec<(String, String)>, JobsError> {
+    pub fn schedules(&self) -> Result<Vec<(String, String)>, HistoryError> {
         self.with(|c| {
             let mut query = c.prepare("SELECT task, spec FROM schedules ORDER BY task")?;
             let rows = query.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
@@ -322,7 +325,7 @@ mod tests {
     fn runs_are_recorded_listed_newest_first_and_failed_after_a_restart() {
         let dir = tempfile::tempdir().expect("dir");
         let path = dir.path().join("jobs.db");
-        let jobs = JobsStore::open(&path).expect("open");
+        let jobs = RunHistory::open(&path).expect("open");
         let now = SystemTime::now();
         let first = jobs.start("news", now).expect("start");
         let figures = RunFigures {
@@ -336,7 +339,7 @@ mod tests {
             .expect("skip");
         jobs.start("news", now).expect("start");
         drop(jobs);
-        let jobs = JobsStore::open(&path).expect("reopen");
+        let jobs = RunHistory::open(&path).expect("reopen");
         assert_eq!(
             jobs.fail_running("engine restarted").expect("fail"),
             vec!["news"]

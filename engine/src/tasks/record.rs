@@ -1,6 +1,7 @@
-//! A shared crawl's tasks in Redis: the leader records each task added through the admin API
-//! and each change of a task's state, and every engine takes them up on its next tick, in the
-//! order they were added, so that task ids agree across engines.
+//! A task's record, as it is kept (in a single engine's state and run history, and in a shared
+//! crawl's Redis), and a shared crawl's task changes: the leader records each task added
+//! through the admin API and each change of a task's state, and every engine takes them up
+//! on its next tick, in the order they were added, so that task ids agree across engines.
 
 use crate::config::SpiderRun;
 use crate::tasks::{RecordError, TaskDef, TaskState};
