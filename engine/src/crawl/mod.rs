@@ -549,10 +549,11 @@ impl Crawl {
                 counters_saved = Instant::now();
             }
         }
-        let closing = self.frontier.close().await?;
+        let closing = self.frontier.close().await;
         for lease in self.armed.drain(..) {
             self.pool.release(lease);
         }
+        let closing = closing?;
         if let Some(closing) = closing {
             self.summary.late_completions = Some(closing.late_completions);
             self.summary.unreadable_requests = Some(closing.unreadable_requests);

@@ -111,7 +111,8 @@ pub(super) async fn build(
         )
         .await?
     };
-    // Until the parts are built, a failure stops the jobs started for them.
+    // Until the crawl has ended (see ClusterEnd), a failure, a panic or a dropped future
+    // stops the jobs started for it.
     let stop = CancellationToken::new();
     let stop_on_failure = stop.clone().drop_guard();
     let discovering = discover::workers(conn.clone(), pool.control(), stop.clone());
@@ -190,7 +191,8 @@ pub(super) async fn build(
         crawl,
         restored: Default::default(),
         end: End::Cluster(ClusterEnd {
-            stop: stop_on_failure.disarm(),
+            stop,
+            stop_guard: stop_on_failure,
             leading,
             discovering,
             role_at_end,
@@ -205,6 +207,8 @@ pub(super) async fn build(
 /// (the leader adds them up), and stops its leader and discovery jobs.
 pub(super) struct ClusterEnd {
     stop: CancellationToken,
+    /// Stops the jobs if the crawl never reaches its end (a panic, or its future dropped).
+    stop_guard: tokio_util::sync::DropGuard,
     leading: tokio::task::JoinHandle<()>,
     discovering: tokio::task::JoinHandle<()>,
     role_at_end: tokio::sync::watch::Receiver<leader::Role>,
@@ -221,6 +225,7 @@ impl ClusterEnd {
     ) -> Result<Summary, EngineError> {
         let ClusterEnd {
             stop,
+            stop_guard: _stop_guard,
             leading,
             discovering,
             role_at_end,
@@ -228,8 +233,6 @@ impl ClusterEnd {
             prefix,
             engine,
         } = self;
-        // Whatever happens below, the leader and discovery jobs stop with this.
-        let _stop = stop.clone().drop_guard();
         let led = matches!(*role_at_end.borrow(), leader::Role::Leader(_));
         let (stopped, mut summary) = match result {
             Ok(done) => done,
