@@ -480,9 +480,10 @@ fn rss_bytes() -> f64 {
 /// Memory the engine's frontier grows by per URL it knows (seen and queued), with `n`
 /// synthetic URLs on 1,000 hosts.
 fn seen_bytes_per_url(n: usize) -> f64 {
-    use engine::frontier::{Frontier, PolitenessConfig};
+    use engine::config::Politeness;
+    use engine::frontier::Frontier;
     let before = rss_bytes();
-    let mut frontier = Frontier::new(PolitenessConfig {
+    let mut frontier = Frontier::new(Politeness {
         per_host: 8,
         delay: Duration::ZERO,
         max_backoff: Duration::from_secs(60),
@@ -830,11 +831,14 @@ async fn redis_memory(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
         conn.clone(),
         "memory",
         RedisFrontierConfig {
-            per_host: 8,
-            delay: Duration::ZERO,
+            politeness: engine::config::Politeness {
+                per_host: 8,
+                delay: Duration::ZERO,
+                max_queue_per_host: usize::MAX,
+                max_backoff: Duration::from_secs(60),
+                ..Default::default()
+            },
             lease: Duration::from_secs(15),
-            max_queue_per_host: usize::MAX,
-            max_backoff: Duration::from_secs(60),
         },
     );
     let batch = 2_000;

@@ -4,6 +4,37 @@ use std::path::PathBuf;
 use std::time::Duration;
 use url::Url;
 
+/// How gently each host is crawled, and the limits per host, applied across all workers
+/// (and, in cluster mode, across all engines).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Politeness {
+    /// Requests in flight to one host at most.
+    pub per_host: usize,
+    /// Least time between two requests to one host.
+    pub delay: Duration,
+    /// Longest a host is slowed down (back-off, Retry-After or Crawl-delay).
+    pub max_backoff: Duration,
+    /// Pages fetched from one host at most.
+    pub max_pages_per_host: Option<u64>,
+    /// URLs queued for one host at most; more are refused (`host_queue_full`).
+    pub max_queue_per_host: usize,
+    /// Whether robots.txt is fetched and obeyed.
+    pub robots: bool,
+}
+
+impl Default for Politeness {
+    fn default() -> Self {
+        Politeness {
+            per_host: 8,
+            delay: Duration::ZERO,
+            max_backoff: Duration::from_secs(60),
+            max_pages_per_host: Some(100_000),
+            max_queue_per_host: 200_000,
+            robots: true,
+        }
+    }
+}
+
 /// Everything the engine needs to run one crawl.
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -15,8 +46,9 @@ pub struct EngineConfig {
     pub task: String,
     /// Requests in flight at once, across all workers.
     pub concurrency: usize,
-    /// Requests in flight to one host at once, across all workers.
-    pub per_host: usize,
+    /// How gently each host is crawled, and the per-host limits: one section that the
+    /// embedded frontier and the shared one in Redis both honour.
+    pub politeness: Politeness,
     /// Deepest link distance from a seed that is fetched; `None` for no limit.
     pub max_depth: Option<u32>,
     /// Pages fetched at most; `None` for no limit.
@@ -52,20 +84,10 @@ pub struct EngineConfig {
     /// Different worker processes that may die holding one page before the page is given up
     /// as `poison_page`; a worker that leaves, is paused or removed never counts.
     pub max_worker_deaths: u32,
-    /// Least time between two requests to one host.
-    pub delay: Duration,
     /// Retries of a page after a failure that may pass (connection, timeout, 5xx, 429).
     pub retries: u32,
     /// Redirect hops followed from one URL.
     pub max_redirects: u32,
-    /// Pages fetched from one host at most.
-    pub max_pages_per_host: Option<u64>,
-    /// URLs queued for one host at most; links past it are refused (`host_queue_full`).
-    pub max_queue_per_host: usize,
-    /// Longest a host is slowed down by back-off, Retry-After or Crawl-delay.
-    pub max_backoff: Duration,
-    /// Whether robots.txt is fetched and obeyed.
-    pub robots: bool,
     /// Settings of the in-process worker, when there are no worker hosts.
     pub local_worker: worker::WorkerConfig,
     /// The spider to run instead of `parser`, when crawling with `--spider`.
@@ -164,7 +186,7 @@ impl Default for EngineConfig {
             parser: "links".into(),
             task: "default".into(),
             concurrency: 100,
-            per_host: 8,
+            politeness: Politeness::default(),
             max_depth: None,
             max_pages: None,
             task_timeout: None,
@@ -182,13 +204,8 @@ impl Default for EngineConfig {
             batch_interval: Duration::from_millis(500),
             progress_interval: Duration::from_secs(5),
             max_worker_deaths: 3,
-            delay: Duration::ZERO,
             retries: 2,
             max_redirects: 10,
-            max_pages_per_host: Some(100_000),
-            max_queue_per_host: 200_000,
-            max_backoff: Duration::from_secs(60),
-            robots: true,
             local_worker: worker::WorkerConfig::default(),
             spider: None,
             heartbeat: Duration::from_secs(2),

@@ -14,11 +14,14 @@ use std::time::Duration;
 
 fn config() -> RedisFrontierConfig {
     RedisFrontierConfig {
-        per_host: 2,
-        delay: Duration::ZERO,
+        politeness: engine::config::Politeness {
+            per_host: 2,
+            delay: Duration::ZERO,
+            max_queue_per_host: 1_000,
+            max_backoff: Duration::from_secs(60),
+            ..Default::default()
+        },
         lease: Duration::from_secs(30),
-        max_queue_per_host: 1_000,
-        max_backoff: Duration::from_secs(60),
     }
 }
 
@@ -74,7 +77,10 @@ async fn offers_are_deduplicated_and_a_full_host_queue_refuses_links() {
     let mut f = frontier(
         &redis,
         RedisFrontierConfig {
-            max_queue_per_host: 3,
+            politeness: engine::config::Politeness {
+                max_queue_per_host: 3,
+                ..config().politeness
+            },
             ..config()
         },
     )
@@ -127,8 +133,11 @@ async fn two_engines_never_exceed_the_per_host_limit_together() {
 async fn the_delay_spaces_claims_to_one_host_across_engines() {
     let redis = RedisServer::start().await;
     let config = RedisFrontierConfig {
-        per_host: 8,
-        delay: Duration::from_millis(300),
+        politeness: engine::config::Politeness {
+            per_host: 8,
+            delay: Duration::from_millis(300),
+            ..config().politeness
+        },
         ..config()
     };
     let mut a = frontier(&redis, config.clone()).await;
@@ -267,8 +276,11 @@ async fn a_redirect_target_is_queued_at_a_full_host_queue_and_a_link_is_refused(
     let mut f = frontier(
         &redis,
         RedisFrontierConfig {
-            per_host: 1,
-            max_queue_per_host: 1,
+            politeness: engine::config::Politeness {
+                per_host: 1,
+                max_queue_per_host: 1,
+                ..config().politeness
+            },
             ..config()
         },
     )
@@ -320,7 +332,10 @@ async fn the_seen_set_stays_in_compact_integer_sets_of_at_most_16_bytes_a_url_at
     let mut f = frontier(
         &redis,
         RedisFrontierConfig {
-            max_queue_per_host: usize::MAX,
+            politeness: engine::config::Politeness {
+                max_queue_per_host: usize::MAX,
+                ..config().politeness
+            },
             ..config()
         },
     )
@@ -531,8 +546,10 @@ async fn a_429_on_a_reaped_lease_still_slows_its_host() {
         &redis,
         RedisFrontierConfig {
             lease: Duration::from_millis(50),
-            per_host: 4,
-            ..config()
+            politeness: engine::config::Politeness {
+                per_host: 4,
+                ..config().politeness
+            },
         },
     )
     .await;
@@ -859,8 +876,11 @@ async fn each_scheduled_run_has_a_seen_set_of_its_own_that_stays_compact() {
 async fn a_hosts_back_off_is_one_for_every_engine_and_halves_when_it_answers_well() {
     let redis = RedisServer::start().await;
     let config = RedisFrontierConfig {
-        per_host: 1,
-        max_backoff: Duration::from_secs(4),
+        politeness: engine::config::Politeness {
+            per_host: 1,
+            max_backoff: Duration::from_secs(4),
+            ..config().politeness
+        },
         ..config()
     };
     let (mut a, mut b) = two_with_urls(&redis, config, 10).await;
@@ -914,9 +934,11 @@ async fn a_tasks_page_budget_counts_pages_sent_across_engines_and_gets_back_what
     use engine::cluster::Reserved;
     let redis = RedisServer::start().await;
     let short = RedisFrontierConfig {
-        per_host: 10,
         lease: Duration::from_millis(100),
-        ..config()
+        politeness: engine::config::Politeness {
+            per_host: 10,
+            ..config().politeness
+        },
     };
     let (mut a, mut b) = two_with_urls(&redis, short, 4).await;
     let first = a.claim("a", 2).await.expect("claim");
@@ -984,7 +1006,10 @@ async fn a_paused_tasks_requests_stay_queued_and_tasks_take_turns_on_a_host() {
     let mut f = frontier(
         &redis,
         RedisFrontierConfig {
-            per_host: 10,
+            politeness: engine::config::Politeness {
+                per_host: 10,
+                ..config().politeness
+            },
             ..config()
         },
     )

@@ -175,12 +175,24 @@ impl Args {
             parser: self.crawl.parser.clone(),
 
             concurrency: self.crawl.concurrency.max(1),
-            per_host: self
-                .politeness
-                .per_host
-                .or(politeness.per_host)
-                .unwrap_or(defaults.per_host)
-                .max(1),
+            politeness: crate::config::Politeness {
+                per_host: self
+                    .politeness
+                    .per_host
+                    .or(politeness.per_host)
+                    .unwrap_or(defaults.politeness.per_host)
+                    .max(1),
+                delay: self
+                    .politeness
+                    .delay
+                    .or(politeness.delay_ms)
+                    .map_or(defaults.politeness.delay, Duration::from_millis),
+                robots: !self.politeness.ignore_robots,
+                max_pages_per_host: (self.politeness.max_pages_per_host > 0)
+                    .then_some(self.politeness.max_pages_per_host),
+                max_queue_per_host: self.politeness.max_queue_per_host,
+                max_backoff: Duration::from_secs(self.politeness.max_backoff.max(1)),
+            },
             max_depth: self.crawl.max_depth.or(limits.max_depth),
             max_pages: self.crawl.max_pages.or(limits.max_pages),
             schedule,
@@ -207,19 +219,9 @@ impl Args {
             batch_size: self.items.batch_size.max(1),
             batch_interval: Duration::from_millis(self.items.batch_interval_ms.max(1)),
             progress_interval: Duration::from_secs(self.output.progress_secs.max(1)),
-            delay: self
-                .politeness
-                .delay
-                .or(politeness.delay_ms)
-                .map_or(defaults.delay, Duration::from_millis),
-            robots: !self.politeness.ignore_robots,
             retries: self.politeness.retries,
             max_worker_deaths: self.workers.max_worker_deaths,
             max_redirects: self.politeness.max_redirects,
-            max_pages_per_host: (self.politeness.max_pages_per_host > 0)
-                .then_some(self.politeness.max_pages_per_host),
-            max_queue_per_host: self.politeness.max_queue_per_host,
-            max_backoff: Duration::from_secs(self.politeness.max_backoff.max(1)),
             local_worker: self
                 .fetch
                 .worker_config(self.crawl.concurrency.max(1) as u32),

@@ -59,7 +59,7 @@ pub struct PolitenessArgs {
         alias = "max-queue-per-host",
         value_name = "N",
         env = "SPINNERET_MAX_QUEUE_PER_HOST",
-        default_value_t = crate::EngineConfig::default().max_queue_per_host,
+        default_value_t = crate::EngineConfig::default().politeness.max_queue_per_host,
         value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=100_000_000)
     )]
     pub max_queue_per_host: usize,

@@ -47,15 +47,15 @@ impl CrawlSettings {
             max_depth: config.max_depth,
             max_pages: config.max_pages,
             allow_domains: config.allow_domains.clone(),
-            per_host: config.per_host,
-            delay_ms: config.delay.as_millis() as u64,
-            max_queue_per_host: config.max_queue_per_host,
-            robots: config.robots,
+            per_host: config.politeness.per_host,
+            delay_ms: config.politeness.delay.as_millis() as u64,
+            max_queue_per_host: config.politeness.max_queue_per_host,
+            robots: config.politeness.robots,
             retries: config.retries,
             max_redirects: config.max_redirects,
             max_url_len: config.max_url_len,
             schedule: config.schedule.as_ref().map(|s| s.spec.clone()),
-            max_pages_per_host: config.max_pages_per_host,
+            max_pages_per_host: config.politeness.max_pages_per_host,
         }
     }
 
@@ -159,12 +159,12 @@ impl CrawlSettings {
         };
         config.max_depth = self.max_depth;
         config.max_pages = self.max_pages;
-        config.max_pages_per_host = self.max_pages_per_host;
+        config.politeness.max_pages_per_host = self.max_pages_per_host;
         config.allow_domains = self.allow_domains.clone();
-        config.per_host = self.per_host.max(1);
-        config.delay = Duration::from_millis(self.delay_ms);
-        config.max_queue_per_host = self.max_queue_per_host;
-        config.robots = self.robots;
+        config.politeness.per_host = self.per_host.max(1);
+        config.politeness.delay = Duration::from_millis(self.delay_ms);
+        config.politeness.max_queue_per_host = self.max_queue_per_host;
+        config.politeness.robots = self.robots;
         config.retries = self.retries;
         config.max_redirects = self.max_redirects;
         config.max_url_len = self.max_url_len;

@@ -20,7 +20,7 @@ use crate::cluster::shared::{BudgetVerdict, FrontierEvent, Handled};
 use crate::config::EngineConfig;
 use crate::control::{self, Command, CrawlEnd, CrawlHandle, Sample};
 use crate::error::EngineError;
-use crate::frontier::{Admission, Dispatched, Frontier, Kind, PolitenessConfig, Popped};
+use crate::frontier::{Admission, Dispatched, Frontier, Kind, Popped};
 use crate::metrics::EngineMetrics;
 use crate::pool::{Lease, Pool};
 use crate::progress::Progress;
@@ -247,14 +247,7 @@ impl Crawl {
             .scheduler_clock
             .clone()
             .unwrap_or_else(|| Arc::new(crate::schedule::SystemClock));
-        let frontier = Queue::Embedded(Frontier::new(PolitenessConfig {
-            per_host: config.per_host,
-            delay: config.delay,
-            max_backoff: config.max_backoff,
-            max_pages_per_host: config.max_pages_per_host,
-            max_queue_per_host: config.max_queue_per_host,
-            robots: config.robots,
-        }));
+        let frontier = Queue::Embedded(Frontier::new(config.politeness));
         let agent = pool
             .workers()
             .first()
@@ -352,7 +345,7 @@ impl Crawl {
             seeds = self.config.seeds.len(),
             tasks = self.tasks.iter().count(),
             workers = self.pool.workers().len(),
-            robots = self.config.robots,
+            robots = self.config.politeness.robots,
             serve = self.config.serve,
             "crawl started"
         );

@@ -71,7 +71,12 @@ impl Crawl {
                 // A scheduled task's seeds are queued at its ticks.
                 let seeds = match &task.def.schedule {
                     Some(_) => Vec::new(),
-                    None => crate::cluster::run_seeds(&task.def, self.config.robots, 0, task.salt),
+                    None => crate::cluster::run_seeds(
+                        &task.def,
+                        self.config.politeness.robots,
+                        0,
+                        task.salt,
+                    ),
                 };
                 Ok(Checked {
                     change: TaskChange::Added(spec),

@@ -66,22 +66,7 @@ pub enum Popped {
     Skip(Dispatched, &'static str),
 }
 
-/// Politeness settings, applied per host across all workers.
-#[derive(Clone, Copy, Debug)]
-pub struct PolitenessConfig {
-    /// Requests in flight to one host at most.
-    pub per_host: usize,
-    /// Least time between two requests to one host.
-    pub delay: Duration,
-    /// Longest a host is slowed down (back-off, Retry-After or Crawl-delay).
-    pub max_backoff: Duration,
-    /// Pages fetched from one host at most.
-    pub max_pages_per_host: Option<u64>,
-    /// URLs queued for one host at most; more are refused (`host_queue_full`).
-    pub max_queue_per_host: usize,
-    /// Whether robots.txt is fetched and obeyed.
-    pub robots: bool,
-}
+use crate::config::Politeness;
 
 /// Whether a URL may be queued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -118,7 +103,7 @@ impl Admission {
 /// run of its task starts.
 #[derive(Debug)]
 pub struct Frontier {
-    config: PolitenessConfig,
+    config: Politeness,
     seen: HashMap<u64, HashSet<u64>>,
     hosts: HashMap<String, Host>,
     ready: VecDeque<String>,
@@ -132,9 +117,9 @@ pub struct Frontier {
 
 impl Frontier {
     /// An empty frontier with these politeness settings.
-    pub fn new(config: PolitenessConfig) -> Self {
+    pub fn new(config: Politeness) -> Self {
         Frontier {
-            config: PolitenessConfig {
+            config: Politeness {
                 per_host: config.per_host.max(1),
                 ..config
             },
@@ -501,8 +486,8 @@ impl Frontier {
 mod tests {
     use super::*;
 
-    fn config() -> PolitenessConfig {
-        PolitenessConfig {
+    fn config() -> Politeness {
+        Politeness {
             per_host: 8,
             delay: Duration::ZERO,
             max_backoff: Duration::from_secs(60),
@@ -570,7 +555,7 @@ mod tests {
     #[test]
     fn a_host_at_its_limit_does_not_block_others() {
         let now = Instant::now();
-        let mut f = Frontier::new(PolitenessConfig {
+        let mut f = Frontier::new(Politeness {
             per_host: 1,
             ..config()
         });
@@ -599,7 +584,7 @@ mod tests {
     #[test]
     fn delay_spaces_requests_to_one_host_only() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(PolitenessConfig {
+        let mut f = Frontier::new(Politeness {
             delay: Duration::from_millis(100),
             ..config()
         });
@@ -627,7 +612,7 @@ mod tests {
     #[test]
     fn robots_is_fetched_first_and_gates_the_host() {
         let now = Instant::now();
-        let mut f = Frontier::new(PolitenessConfig {
+        let mut f = Frontier::new(Politeness {
             robots: true,
             ..config()
         });
@@ -665,7 +650,7 @@ mod tests {
     #[test]
     fn crawl_delay_raises_the_hosts_delay() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(PolitenessConfig {
+        let mut f = Frontier::new(Politeness {
             robots: true,
             ..config()
         });
@@ -685,7 +670,7 @@ mod tests {
     #[test]
     fn a_host_queues_no_more_than_its_cap_or_its_page_budget() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(PolitenessConfig {
+        let mut f = Frontier::new(Politeness {
             max_queue_per_host: 3,
             ..config()
         });
@@ -717,7 +702,7 @@ mod tests {
         send(&mut f, t0).expect("one leaves the queue");
         assert_eq!(admit(&f, "a.test", "/new"), Admission::Open, "room again");
 
-        let mut f = Frontier::new(PolitenessConfig {
+        let mut f = Frontier::new(Politeness {
             max_pages_per_host: Some(2),
             ..config()
         });
@@ -734,7 +719,7 @@ mod tests {
     #[test]
     fn a_suspect_is_held_back_without_spending_its_hosts_turn() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(PolitenessConfig {
+        let mut f = Frontier::new(Politeness {
             delay: Duration::from_secs(10),
             ..config()
         });
@@ -762,7 +747,7 @@ mod tests {
     #[test]
     fn huge_delays_and_retry_afters_never_overflow() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(PolitenessConfig {
+        let mut f = Frontier::new(Politeness {
             delay: Duration::MAX,
             max_backoff: Duration::MAX,
             ..config()
@@ -838,7 +823,7 @@ mod tests {
     #[test]
     fn per_host_page_cap_skips_the_rest() {
         let now = Instant::now();
-        let mut f = Frontier::new(PolitenessConfig {
+        let mut f = Frontier::new(Politeness {
             max_pages_per_host: Some(2),
             ..config()
         });

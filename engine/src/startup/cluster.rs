@@ -36,11 +36,8 @@ pub(super) async fn build(
     let conn = RedisFrontier::connect(&cluster.redis, &cluster.redis_tls).await?;
     let prefix = crawl_prefix(&cluster.crawl);
     let pacing = |config: &EngineConfig| RedisFrontierConfig {
-        per_host: config.per_host,
-        delay: config.delay,
+        politeness: config.politeness,
         lease: cluster.lease,
-        max_queue_per_host: config.max_queue_per_host,
-        max_backoff: config.max_backoff,
     };
     if config.resume == crate::config::ResumeMode::Fresh {
         let deleted = RedisFrontier::new(conn.clone(), &cluster.crawl, pacing(&config))
@@ -124,7 +121,7 @@ pub(super) async fn build(
     // A scheduled task's seeds are queued at its ticks, by the leader.
     let seeds = match def.schedule {
         Some(_) => Vec::new(),
-        None => crate::cluster::seed_urls(&def, config.robots),
+        None => crate::cluster::seed_urls(&def, config.politeness.robots),
     };
     let admin_addr = operate
         .admin
@@ -132,7 +129,7 @@ pub(super) async fn build(
         .and_then(|l| l.local_addr().ok())
         .map(|a| a.to_string());
     let engine_state = Arc::new(crate::cluster::engines::EngineState::default());
-    let robots = config.robots;
+    let robots = config.politeness.robots;
     let history = parts::open_history(&config)?;
     let crawl = crawl::Crawl::new(
         config,

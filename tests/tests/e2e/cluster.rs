@@ -1966,7 +1966,7 @@ async fn a_tick_while_a_shared_run_goes_on_is_skipped_and_a_stop_ends_the_run_ev
     let clock = engine::schedule::ManualClock::new(half_past_midnight());
     let seeds = slow_pages(&server);
     let mut a = scheduled_engine(&cluster, dir.path(), "a", &clock, &seeds, Some("* * * * *"));
-    a.per_host = 2;
+    a.politeness.per_host = 2;
     let b = scheduled_engine(&cluster, dir.path(), "b", &clock, &[], None);
     with_scheduled_pair(a, b, |pair| async move {
         clock.advance(Duration::from_secs(60));
@@ -2042,7 +2042,7 @@ async fn a_replacing_tick_stops_the_shared_run_and_starts_the_next_at_once() {
     let seeds = slow_pages(&server);
     let mut a = scheduled_engine(&cluster, dir.path(), "a", &clock, &seeds, None);
     a.schedule = Some(schedule("* * * * *", engine::schedule::Overlap::Replace));
-    a.per_host = 2;
+    a.politeness.per_host = 2;
     let b = scheduled_engine(&cluster, dir.path(), "b", &clock, &[], None);
     with_scheduled_pair(a, b, |pair| async move {
         clock.advance(Duration::from_secs(60));

@@ -9,7 +9,7 @@ impl RedisFrontier {
         self.scripts
             .reap
             .key(&self.prefix)
-            .arg(self.config.per_host)
+            .arg(self.config.politeness.per_host)
             .arg(max)
             .invoke_async(&mut self.conn)
             .await
@@ -36,7 +36,7 @@ impl RedisFrontier {
             .arg(ttl.as_millis() as u64)
             .arg(state)
             .arg(dispatched)
-            .arg(self.config.per_host)
+            .arg(self.config.politeness.per_host)
             .arg(max)
             .invoke_async(&mut self.conn)
             .await
@@ -94,7 +94,7 @@ impl RedisFrontier {
             .promote
             .key(&self.prefix)
             .arg(epoch)
-            .arg(self.config.per_host)
+            .arg(self.config.politeness.per_host)
             .arg(max)
             .invoke_async(&mut self.conn)
             .await

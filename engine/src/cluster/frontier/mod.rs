@@ -54,16 +54,12 @@ fn redis_err(what: &'static str) -> impl FnOnce(RedisError) -> ClusterError {
 /// How the shared frontier paces hosts and leases requests.
 #[derive(Clone, Debug)]
 pub struct RedisFrontierConfig {
-    /// Requests in flight to one host, across every engine.
-    pub per_host: usize,
-    /// Least time between two requests to one host, across every engine.
-    pub delay: Duration,
+    /// The crawl's politeness, the same section the embedded frontier honours, here across
+    /// every engine (`per_host`, `delay`, `max_queue_per_host` and `max_backoff` go to the
+    /// scripts; `max_pages_per_host` is kept with the crawl's settings).
+    pub politeness: crate::config::Politeness,
     /// How long a claim holds a request before it returns to its queue, unless extended.
     pub lease: Duration,
-    /// URLs queued for one host at most; more links are refused.
-    pub max_queue_per_host: usize,
-    /// Longest a host is held by its shared 429/503 back-off (and by a Retry-After).
-    pub max_backoff: Duration,
 }
 
 /// How a host answered, for its 429/503 back-off, which Redis keeps for every engine.

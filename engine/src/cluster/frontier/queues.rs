@@ -30,8 +30,8 @@ impl RedisFrontier {
     ) -> Result<Vec<Offer>, ClusterError> {
         let mut call = self.scripts.offer.prepare_invoke();
         call.key(&self.prefix)
-            .arg(self.config.per_host)
-            .arg(self.config.max_queue_per_host)
+            .arg(self.config.politeness.per_host)
+            .arg(self.config.politeness.max_queue_per_host)
             .arg(u8::from(bounded));
         Self::push_urls(&mut call, urls);
         let codes: Vec<u8> = call
@@ -65,8 +65,8 @@ impl RedisFrontier {
         let mut call = self.scripts.seed.prepare_invoke();
         call.key(&self.prefix)
             .arg(epoch)
-            .arg(self.config.per_host)
-            .arg(self.config.max_queue_per_host);
+            .arg(self.config.politeness.per_host)
+            .arg(self.config.politeness.max_queue_per_host);
         Self::push_urls(&mut call, urls);
         let answer: i64 = call
             .invoke_async(&mut self.conn)
@@ -83,8 +83,8 @@ impl RedisFrontier {
             .key(&self.prefix)
             .arg(engine)
             .arg(max)
-            .arg(self.config.per_host)
-            .arg(self.config.delay.as_millis() as u64)
+            .arg(self.config.politeness.per_host)
+            .arg(self.config.politeness.delay.as_millis() as u64)
             .arg(self.config.lease.as_millis() as u64)
             .invoke_async(&mut self.conn)
             .await
@@ -129,8 +129,8 @@ impl RedisFrontier {
         call.key(&self.prefix)
             .arg(claimed.lease)
             .arg(&claimed.host)
-            .arg(self.config.per_host)
-            .arg(self.config.max_queue_per_host)
+            .arg(self.config.politeness.per_host)
+            .arg(self.config.politeness.max_queue_per_host)
             .arg(finished.pace.arg())
             .arg(entry)
             .arg(defer.as_millis() as u64)
@@ -138,7 +138,7 @@ impl RedisFrontier {
             .arg(finished.crawl_delay.as_millis() as u64)
             .arg(finished.robots_request.arg())
             .arg(finished.run)
-            .arg(self.config.max_backoff.as_millis() as u64)
+            .arg(self.config.politeness.max_backoff.as_millis() as u64)
             .arg(u8::from(finished.counted));
         Self::push_urls(&mut call, finished.links);
         let held: u8 = call
@@ -205,8 +205,8 @@ impl RedisFrontier {
         let mut call = self.scripts.release.prepare_invoke();
         call.key(&self.prefix)
             .arg(lease)
-            .arg(self.config.per_host)
-            .arg(self.config.max_queue_per_host);
+            .arg(self.config.politeness.per_host)
+            .arg(self.config.politeness.max_queue_per_host);
         Self::push_urls(&mut call, links);
         let held: u8 = call
             .invoke_async(&mut self.conn)
@@ -223,9 +223,9 @@ impl RedisFrontier {
         }
         let mut call = self.scripts.settle.prepare_invoke();
         call.key(&self.prefix)
-            .arg(self.config.per_host)
-            .arg(self.config.max_queue_per_host)
-            .arg(self.config.max_backoff.as_millis() as u64);
+            .arg(self.config.politeness.per_host)
+            .arg(self.config.politeness.max_queue_per_host)
+            .arg(self.config.politeness.max_backoff.as_millis() as u64);
         for op in ops {
             match op {
                 SettleOp::Release { lease, links } => {

@@ -527,11 +527,14 @@ mod tests {
             .await
             .expect("connect");
         let config = RedisFrontierConfig {
-            per_host: 1,
-            delay: Duration::ZERO,
+            politeness: crate::config::Politeness {
+                per_host: 1,
+                delay: Duration::ZERO,
+                max_queue_per_host: 100,
+                max_backoff: Duration::from_secs(1),
+                ..Default::default()
+            },
             lease: Duration::from_secs(30),
-            max_queue_per_host: 100,
-            max_backoff: Duration::from_secs(1),
         };
         let (_, role) = tokio::sync::watch::channel(super::super::leader::Role::Follower);
         SharedFrontier::new(
