@@ -15,12 +15,11 @@ mod schedules;
 mod shared_runs;
 mod tally;
 
-use crate::cluster::SharedFrontier;
 use crate::cluster::shared::{BudgetVerdict, FrontierEvent, Handled};
 use crate::config::EngineConfig;
 use crate::control::{self, Command, CrawlEnd, CrawlHandle, Sample};
 use crate::error::EngineError;
-use crate::frontier::{Admission, Dispatched, Frontier, Kind, Popped};
+use crate::frontier::{Admission, Dispatched, Kind, Popped};
 use crate::metrics::EngineMetrics;
 use crate::pool::{Lease, Pool};
 use crate::progress::Progress;
@@ -213,6 +212,15 @@ enum Found {
     Redirect(u32),
 }
 
+/// The User-Agent token robots.txt groups are matched against: the first worker's.
+pub fn agent_of(pool: &Pool) -> String {
+    pool.workers()
+        .first()
+        .map_or(common::USER_AGENT_TOKEN.to_owned(), |w| {
+            common::user_agent_token(&w.info().user_agent).to_owned()
+        })
+}
+
 /// The frontier's host key for a URL: host and port.
 pub fn host_key(url: &Url) -> String {
     format!(
@@ -232,10 +240,13 @@ fn retry_delay(url: &str, attempt: u32) -> Duration {
 }
 
 impl Crawl {
-    /// Prepares a crawl over `pool`, delivering items to `sink` and recording its progress in
-    /// `state` (which may be disabled), and reporting it through `progress`.
+    /// Prepares a crawl drawing from `frontier` over `pool`, delivering items to `sink` and
+    /// recording its progress in `state` (which may be disabled), and reporting it through
+    /// `progress`.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: EngineConfig,
+        frontier: Queue,
         pool: Pool,
         sink: ItemSink,
         items_at: String,
@@ -247,13 +258,9 @@ impl Crawl {
             .scheduler_clock
             .clone()
             .unwrap_or_else(|| Arc::new(crate::schedule::SystemClock));
-        let frontier = Queue::Embedded(Frontier::new(config.politeness));
-        let agent = pool
-            .workers()
-            .first()
-            .map_or(common::USER_AGENT_TOKEN.to_owned(), |w| {
-                common::user_agent_token(&w.info().user_agent).to_owned()
-            });
+        let agent = agent_of(&pool);
+        let mut tasks = Tasks::default();
+        tasks.shared = frontier.shared_between_engines();
         let metrics = EngineMetrics::shared();
         let (handle, end) = control::channel(pool.control(), metrics.clone());
         Crawl {
@@ -273,7 +280,7 @@ impl Crawl {
             next_id: 1,
             next_seq: 1,
             items_saved_before: 0,
-            tasks: Tasks::default(),
+            tasks,
             metrics,
             meters: Vec::new(),
             handle,
@@ -294,19 +301,6 @@ impl Crawl {
             proposals: Vec::new(),
             replies: Vec::new(),
         }
-    }
-
-    /// Makes this a crawl of a cluster: its frontier is shared in Redis, and `acks` says which
-    /// spooled pages' items the itemsaver acknowledged (their leases complete then).
-    pub fn shared(
-        mut self,
-        frontier: SharedFrontier,
-        acks: tokio::sync::mpsc::Receiver<Vec<u64>>,
-    ) -> Crawl {
-        self.frontier = Queue::Shared(frontier);
-        self.frontier.take_acks(acks);
-        self.tasks.shared = true;
-        self
     }
 
     /// Gives the admin API its handle on the shared crawl.

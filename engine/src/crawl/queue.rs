@@ -26,6 +26,26 @@ pub enum Queue {
 }
 
 impl Queue {
+    /// A frontier in this process, with these politeness settings.
+    pub fn in_memory(politeness: crate::config::Politeness) -> Queue {
+        Queue::Embedded(Frontier::new(politeness))
+    }
+
+    /// A frontier shared with the other engines of a crawl in Redis; `acks` says which
+    /// spooled pages' items the itemsaver acknowledged (their leases complete then).
+    pub fn in_redis(
+        mut frontier: SharedFrontier,
+        acks: tokio::sync::mpsc::Receiver<Vec<u64>>,
+    ) -> Queue {
+        frontier.take_acks(acks);
+        Queue::Shared(frontier)
+    }
+
+    /// Whether the crawl's tasks are shared with other engines.
+    pub fn shared_between_engines(&self) -> bool {
+        matches!(self, Queue::Shared(_))
+    }
+
     /// Whether a URL may be queued. The shared frontier decides in Redis, with the offer.
     pub fn admit(&self, host: &str, scope: u64, fingerprint: u64, bounded: bool) -> Admission {
         match self {

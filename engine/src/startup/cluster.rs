@@ -131,15 +131,7 @@ pub(super) async fn build(
     let engine_state = Arc::new(crate::cluster::engines::EngineState::default());
     let robots = config.politeness.robots;
     let history = parts::open_history(&config)?;
-    let crawl = crawl::Crawl::new(
-        config,
-        pool,
-        sink,
-        format!("itemsaver at {itemsaver}"),
-        state,
-        false,
-        std::mem::take(&mut operate.progress),
-    );
+    let agent = crawl::agent_of(&pool);
     let node = Node {
         id: engine.clone(),
         addr: cluster.advertise.clone().or(admin_addr).unwrap_or_default(),
@@ -156,7 +148,7 @@ pub(super) async fn build(
         SharedConfig {
             engine: engine.clone(),
             robots,
-            agent: crawl.agent().to_owned(),
+            agent,
             lease: cluster.lease,
             redis_timeout: cluster.redis_timeout,
             state: engine_state,
@@ -164,7 +156,16 @@ pub(super) async fn build(
             joined_done,
         },
     );
-    let mut crawl = crawl.shared(shared, ack_rx);
+    let mut crawl = crawl::Crawl::new(
+        config,
+        crawl::Queue::in_redis(shared, ack_rx),
+        pool,
+        sink,
+        format!("itemsaver at {itemsaver}"),
+        state,
+        false,
+        std::mem::take(&mut operate.progress),
+    );
     if let Some(store) = history {
         crawl = crawl.with_history(store);
     }

@@ -90,8 +90,10 @@ pub(super) async fn build(
     let dead_letters =
         std::path::absolute(&config.dead_letters).unwrap_or_else(|_| config.dead_letters.clone());
     let history = parts::open_history(&config)?;
+    let frontier = crawl::Queue::in_memory(config.politeness);
     let mut crawl = crawl::Crawl::new(
         config,
+        frontier,
         pool,
         sink,
         items_at,
