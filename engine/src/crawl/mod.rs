@@ -315,11 +315,6 @@ impl Crawl {
         self
     }
 
-    /// The User-Agent token robots.txt groups are matched against.
-    pub fn agent(&self) -> &str {
-        &self.agent
-    }
-
     /// A handle for watching and steering the crawl while it runs.
     pub fn handle(&self) -> CrawlHandle {
         self.handle.clone()

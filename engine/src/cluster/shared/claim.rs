@@ -84,14 +84,6 @@ impl SharedFrontier {
         }));
     }
 
-    /// Waits for the claim on its way (never ready when there is none).
-    pub async fn claimed(&mut self) -> Claimed {
-        match self.claiming.as_mut() {
-            Some(claim) => Claimed(claim.await),
-            None => std::future::pending().await,
-        }
-    }
-
     /// Takes a claim's answer: its requests wait here for worker slots (the crawl loop gives
     /// back the slots it held for the claim).
     pub fn take_claim(&mut self, claimed: Claimed, now: Instant) {

@@ -4,7 +4,7 @@
 //! share). The loop waits on [`SharedFrontier::event`] beside its other sources and hands
 //! what came to [`SharedFrontier::on_event`]; it never looks at the events themselves.
 
-use super::{Claimed, RedisAnswer, RedisGone, Settled, SharedFrontier, TICK};
+use super::{RedisAnswer, RedisGone, SharedFrontier, TICK};
 use tokio::time::Instant;
 
 /// Something the shared frontier brought about.
@@ -37,23 +37,12 @@ impl SharedFrontier {
 
     /// Waits for the next event.
     pub async fn event(&mut self) -> FrontierEvent {
-        let claiming = &mut self.claiming;
-        let settling = &mut self.settling;
-        let acks = &mut self.acks;
         let tick_at = self.tick_at;
+        let acks = &mut self.acks;
         tokio::select! {
-            claimed = async {
-                match claiming.as_mut() {
-                    Some(claim) => claim.await,
-                    None => std::future::pending().await,
-                }
-            } => FrontierEvent::Answer(RedisAnswer::Claimed(Claimed(claimed))),
-            settled = async {
-                match settling.as_mut() {
-                    Some(batch) => batch.await,
-                    None => std::future::pending().await,
-                }
-            } => FrontierEvent::Answer(RedisAnswer::Settled(Settled(settled))),
+            answer = super::outbox::answer_of(&mut self.claiming, &mut self.settling) => {
+                FrontierEvent::Answer(answer)
+            }
             acked = async {
                 match acks.as_mut() {
                     Some(rx) => rx.recv().await,

@@ -131,22 +131,7 @@ impl SharedFrontier {
 
     /// Waits for the claim or the batch on its way, whichever answers first.
     pub async fn answer(&mut self) -> RedisAnswer {
-        let claiming = &mut self.claiming;
-        let settling = &mut self.settling;
-        tokio::select! {
-            claimed = async {
-                match claiming.as_mut() {
-                    Some(claim) => claim.await,
-                    None => std::future::pending().await,
-                }
-            } => RedisAnswer::Claimed(Claimed(claimed)),
-            settled = async {
-                match settling.as_mut() {
-                    Some(batch) => batch.await,
-                    None => std::future::pending().await,
-                }
-            } => RedisAnswer::Settled(Settled(settled)),
-        }
+        answer_of(&mut self.claiming, &mut self.settling).await
     }
 
     /// Whether a batch is on its way to Redis.
@@ -194,5 +179,27 @@ impl SharedFrontier {
                 }
             }
         }
+    }
+}
+
+/// The claim or the batch on its way, whichever answers first (never ready with neither);
+/// apart from the frontier, so that its other fields stay free to wait on beside it.
+pub(super) async fn answer_of(
+    claiming: &mut Option<Claiming>,
+    settling: &mut Option<Settling>,
+) -> RedisAnswer {
+    tokio::select! {
+        claimed = async {
+            match claiming.as_mut() {
+                Some(claim) => claim.await,
+                None => std::future::pending().await,
+            }
+        } => RedisAnswer::Claimed(Claimed(claimed)),
+        settled = async {
+            match settling.as_mut() {
+                Some(batch) => batch.await,
+                None => std::future::pending().await,
+            }
+        } => RedisAnswer::Settled(Settled(settled)),
     }
 }
