@@ -481,9 +481,9 @@ fn rss_bytes() -> f64 {
 /// synthetic URLs on 1,000 hosts.
 fn seen_bytes_per_url(n: usize) -> f64 {
     use engine::config::Politeness;
-    use engine::frontier::Frontier;
+    use engine::frontier::EmbeddedFrontier;
     let before = rss_bytes();
-    let mut frontier = Frontier::new(Politeness {
+    let mut frontier = EmbeddedFrontier::new(Politeness {
         per_host: 8,
         delay: Duration::ZERO,
         max_backoff: Duration::from_secs(60),
@@ -841,6 +841,7 @@ async fn redis_memory(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
             lease: Duration::from_secs(15),
         },
     );
+    frontier.keep_limits().await?;
     let batch = 2_000;
     for start in (0..n).step_by(batch) {
         let def = engine::tasks::TaskDef {

@@ -69,7 +69,7 @@ pub enum EngineError {
 
     /// Redis stayed away too long (cluster mode).
     #[error(transparent)]
-    RedisGone(#[from] crate::cluster::RedisGone),
+    FrontierGone(#[from] crate::frontier::FrontierGone),
     /// A schedule cannot be used.
     #[error("{0}")]
     BadSchedule(String),

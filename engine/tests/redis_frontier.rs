@@ -29,7 +29,10 @@ async fn frontier(redis: &RedisServer, config: RedisFrontierConfig) -> RedisFron
     let conn = RedisFrontier::connect(&redis.url(), &Default::default())
         .await
         .expect("connect");
-    RedisFrontier::new(conn, "test", config)
+    let mut frontier = RedisFrontier::new(conn, "test", config);
+    // The crawl's limits, as an engine keeps them when it joins.
+    assert_eq!(frontier.keep_limits().await.expect("limits"), None);
+    frontier
 }
 
 /// Two engines' frontiers of one crawl, with `n` URLs of host a.test queued.
@@ -1146,5 +1149,30 @@ async fn a_hosts_robots_txt_request_takes_no_place_of_its_page_cap() {
     assert_eq!(
         f.offer(&[url("a.test:80", 3)], true).await.expect("offer"),
         [Offer::OverPageCap]
+    );
+}
+
+#[tokio::test]
+async fn a_crawl_of_the_old_key_layout_is_moved_on_and_a_newer_one_is_refused() {
+    let redis = RedisServer::start().await;
+    // Layout 1 kept no limits and no layout key: an engine joining writes both.
+    let mut old = frontier(&redis, config()).await;
+    let prefix = engine::cluster::crawl_prefix("test");
+    let get = |line: String| {
+        let redis = &redis;
+        async move { redis.command(&line).await }
+    };
+    assert_eq!(get(format!("GET {prefix}:schema")).await, "$1\r\n2\r\n");
+    assert_eq!(
+        get(format!("HGET {prefix}:limits max_queue_per_host")).await,
+        "$4\r\n1000\r\n"
+    );
+    // A crawl laid out by a later version is refused, its limits untouched.
+    get(format!("SET {prefix}:schema 3")).await;
+    get(format!("HSET {prefix}:limits per_host 7")).await;
+    assert_eq!(old.keep_limits().await.expect("limits"), Some(3));
+    assert_eq!(
+        get(format!("HGET {prefix}:limits per_host")).await,
+        "$1\r\n7\r\n"
     );
 }

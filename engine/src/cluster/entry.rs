@@ -1,6 +1,7 @@
 //! How a request is kept in Redis: the request and its history, in one compact record that
 //! any engine of the crawl can turn back into a request to send.
 
+pub use crate::frontier::Place;
 use crate::frontier::{Dispatched, Kind};
 use common::Request;
 use serde::{Deserialize, Serialize};
@@ -29,23 +30,6 @@ pub fn encode_new(request: &Request, kind: Kind, redirects: u32, run: u64) -> Ve
         deaths: Vec::new(),
         run,
     })
-}
-
-/// Where a new URL goes: its host, its fingerprint, the redirect hops that led to it and
-/// its task's run (0 for a task without a schedule).
-#[derive(Debug)]
-pub struct Place {
-    /// The host key.
-    pub host: String,
-    /// Its fingerprint, salted by task (and run).
-    pub fingerprint: u64,
-    /// Its dedup scope: the salt of its task's run. The embedded frontier keeps each scope's
-    /// fingerprints apart, so that a run's are forgotten when the next starts.
-    pub scope: u64,
-    /// Redirect hops that led to it.
-    pub redirects: u32,
-    /// Its task's run.
-    pub run: u64,
 }
 
 /// The record of a URL to offer: `request` at `place`, with the host's robots.txt request at

@@ -40,7 +40,12 @@ pub const SCHEMA: &[Key] = &[
     key(
         "limits",
         ":limits",
-        "hash: limits the scripts read (max_pages_per_host)",
+        "hash: the politeness limits the scripts read (per_host, max_queue_per_host, delay_ms, max_backoff_ms, max_pages_per_host)",
+    ),
+    key(
+        "schema",
+        ":schema",
+        "string: the version of this key layout (see settings::LAYOUT)",
     ),
     key(
         "engines",
@@ -231,6 +236,14 @@ impl Keys {
     /// Set once an engine ran with the stored settings.
     pub fn ran(&self) -> String {
         self.named("ran")
+    }
+    /// The politeness limits the scripts read.
+    pub fn limits(&self) -> String {
+        self.named("limits")
+    }
+    /// The version of the crawl's key layout.
+    pub fn schema(&self) -> String {
+        self.named("schema")
     }
     /// The engines' heartbeats.
     pub fn engines(&self) -> String {

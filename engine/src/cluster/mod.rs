@@ -17,11 +17,11 @@ pub mod shared;
 pub mod totals;
 
 pub use frontier::{
-    Again, Claim, Claimed, ClusterError, Counts, Finished, NewUrl, Offer, Pace, Recorded,
+    Again, Claim, Claimed, ClusterError, Counts, Finished, LAYOUT, NewUrl, Offer, Pace, Recorded,
     RedisFrontier, RedisFrontierConfig, Reserved, RobotsRequest, SEEN_SHARDS, SettleOp,
     SettleReport, TaskFence, TasksRead, Tick, budget_key, crawl_prefix,
 };
-pub use shared::{RedisGone, SharedConfig, SharedFrontier, read_record};
+pub use shared::{SharedConfig, SharedFrontier, read_record};
 
 /// The crawl's own task's seeds as the leader queues them (once, when it seeds the crawl).
 pub fn seed_urls(def: &crate::tasks::TaskDef, robots: bool) -> Vec<NewUrl> {

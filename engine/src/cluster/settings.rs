@@ -34,6 +34,10 @@ pub struct CrawlSettings {
     /// cluster mode have none).
     #[serde(default)]
     max_pages_per_host: Option<u64>,
+    /// The longest 429/503 back-off of a host, in ms (settings from before it was kept
+    /// with the crawl's have none: each engine's own then).
+    #[serde(default)]
+    max_backoff_ms: Option<u64>,
 }
 
 impl CrawlSettings {
@@ -56,6 +60,7 @@ impl CrawlSettings {
             max_url_len: config.max_url_len,
             schedule: config.schedule.as_ref().map(|s| s.spec.clone()),
             max_pages_per_host: config.politeness.max_pages_per_host,
+            max_backoff_ms: Some(config.politeness.max_backoff.as_millis() as u64),
         }
     }
 
@@ -100,6 +105,11 @@ impl CrawlSettings {
             "--max_pages_per_host",
             format!("{:?}", self.max_pages_per_host),
             format!("{:?}", other.max_pages_per_host),
+        );
+        check(
+            "--max_backoff",
+            format!("{:?}", self.max_backoff_ms),
+            format!("{:?}", other.max_backoff_ms),
         );
         check(
             "--per_host",
@@ -160,6 +170,9 @@ impl CrawlSettings {
         config.max_depth = self.max_depth;
         config.max_pages = self.max_pages;
         config.politeness.max_pages_per_host = self.max_pages_per_host;
+        if let Some(ms) = self.max_backoff_ms {
+            config.politeness.max_backoff = Duration::from_millis(ms);
+        }
         config.allow_domains = self.allow_domains.clone();
         config.politeness.per_host = self.per_host.max(1);
         config.politeness.delay = Duration::from_millis(self.delay_ms);
@@ -188,6 +201,18 @@ pub enum SettingsError {
         "crawl {0:?} was not started: give the first engine --seed URL (or a spider with start_urls)"
     )]
     NotStarted(String),
+    /// The crawl's keys were laid out by a later version of the engine.
+    #[error(
+        "crawl {crawl:?} was made by a newer spinneret (key layout {found}; this engine knows up to {known}): run the same version on every engine"
+    )]
+    NewerLayout {
+        /// The crawl.
+        crawl: String,
+        /// The layout found.
+        found: u64,
+        /// The latest layout this engine knows.
+        known: u64,
+    },
     /// The stored settings do not read (written by another version?).
     #[error("the stored settings of crawl {crawl:?} are unusable: {why}")]
     Unusable {
@@ -224,14 +249,10 @@ pub async fn adopt(
              else
                stored = redis.call('SET', KEYS[1] .. ':settings', ARGV[1], 'NX')
              end
-             if stored then
-               redis.call('HSET', KEYS[1] .. ':limits', 'max_pages_per_host', ARGV[2])
-             end
              return 1",
         )
         .key(prefix)
         .arg(json)
-        .arg(ours.max_pages_per_host.unwrap_or(0))
         .invoke_async(conn)
         .await
         .map_err(redis_err("store the crawl's settings"))?;

@@ -3,6 +3,7 @@
 use super::tally::Outcome;
 use super::{Answer, Completion, Crawl, Found, Unanswered, retry_delay};
 use crate::error::EngineError;
+use crate::frontier::Frontier;
 use crate::frontier::{Dispatched, Kind};
 use crate::robots::{self, Rules, Verdict};
 use crate::state::SpooledPage;
@@ -24,7 +25,7 @@ impl Answer {
     }
 }
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     pub(super) async fn complete(&mut self, done: Completion) -> Result<(), EngineError> {
         let now = Instant::now();
         let Completion {

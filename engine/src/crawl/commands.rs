@@ -2,18 +2,19 @@
 
 use super::Crawl;
 use crate::control::{Command, TaskCommand};
+use crate::frontier::Frontier;
 use crate::pool::Requirement;
 use crate::tasks::record::TaskChange;
 use crate::tasks::{TaskAction, TaskDef, TaskError, TaskState, TaskView};
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     /// Carries out a command and answers it. In a shared crawl the change is recorded in
     /// Redis first and applied after (see `proposals`).
     pub(super) fn command(&mut self, command: Command) {
         let Command { what, key, reply } = command;
-        if self.frontier.shared().is_some() {
+        if self.frontier.shares_tasks() {
             return self.propose(what, key, reply);
         }
         let result = match what {
@@ -48,18 +49,13 @@ impl Crawl {
     fn share_task_state(&mut self, view: &TaskView) {
         let run = self.tasks.named(&view.name).map_or(0, |t| t.run_seq);
         let change = TaskChange::State(view.name.clone(), view.state, run);
-        if let Some(shared) = self.frontier.shared() {
-            shared.task_changed(change);
-        }
+        self.frontier.task_changed(change);
     }
 
     /// Takes up the task changes the leader recorded: new tasks (in order, so ids agree) and
     /// states set by an operator.
     pub(super) async fn take_task_news(&mut self) {
-        let Some(news) = (match self.frontier.shared() {
-            Some(shared) => shared.task_news().await,
-            None => None,
-        }) else {
+        let Some(news) = self.frontier.task_news().await else {
             return;
         };
         for def in news.added {
@@ -227,8 +223,8 @@ impl Crawl {
     /// Keeps a scheduled task added through the API in the history store, for a restarted
     /// engine.
     fn keep_schedule(&mut self, id: u64) {
-        if self.frontier.shared().is_some() {
-            // A shared crawl keeps its tasks in Redis.
+        if self.frontier.shares_tasks() {
+            // A shared crawl keeps its tasks with its frontier.
             return;
         }
         let (Some(history), Ok(task)) = (self.handle.history.clone(), self.tasks.by_id_mut(id))
@@ -265,13 +261,11 @@ impl Crawl {
             })
             .map(|t| t.id)
             .collect();
-        let leading = self
-            .frontier
-            .shared()
-            .is_some_and(|s| s.leading().is_some());
+        let leading = self.frontier.leads();
         for id in late {
             match self.end_task(id, TaskState::Timeout) {
-                // The leader's deadline is the crawl's: every engine stops the run.
+                // The leader's deadline is the crawl's: every engine stops the run (a
+                // frontier that shares no task records nothing).
                 Ok(view) if leading => self.share_task_state(&view),
                 Ok(_) => {}
                 Err(e) => debug!(id, cause = %e, "a task's deadline did not apply"),

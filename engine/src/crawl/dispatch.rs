@@ -3,8 +3,9 @@
 //! takes its place in it first).
 
 use super::*;
+use crate::frontier::Frontier;
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     pub(super) fn dispatch(&mut self, lease: Lease) -> Option<BoxFuture<'static, Completion>> {
         let now = Instant::now();
         let dispatched = loop {

@@ -3,6 +3,7 @@
 
 use super::{Crawl, host_key};
 use crate::error::EngineError;
+use crate::frontier::Frontier;
 use crate::frontier::{Dispatched, Kind};
 use crate::robots;
 use crate::sink::Spooled;
@@ -40,7 +41,7 @@ struct TaskRecord {
 /// links, items and removal from the queue) go as one group, committed together or not at all.
 pub(super) type Pending = Change;
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     /// Records that a page request is done for good without being sent (skipped): it leaves
     /// the durable queue, and its task's count of open requests.
     pub(super) fn finished(&mut self, d: &Dispatched) {
@@ -182,9 +183,7 @@ impl Crawl {
     pub(super) fn spool(&mut self, page: SpooledPage) -> Spooled {
         let seq = self.next_seq;
         self.next_seq += 1;
-        if let Some(shared) = self.frontier.shared() {
-            shared.spooled(seq);
-        }
+        self.frontier.spooled(seq);
         if self.durable {
             self.pending.push(Pending::Spool(seq, page.clone()));
         }
@@ -195,10 +194,8 @@ impl Crawl {
     pub(super) async fn flush_pending(&mut self) -> Result<(), EngineError> {
         let changes = std::mem::take(&mut self.pending);
         self.state.record(changes).await?;
-        if let Some(shared) = self.frontier.shared() {
-            shared.end_turn().await;
-            self.record_proposals().await;
-        }
+        self.frontier.end_turn().await;
+        self.record_proposals().await;
         Ok(())
     }
 
@@ -214,14 +211,14 @@ impl Crawl {
     /// queues the seeds (those already seen are skipped).
     pub(super) async fn start(&mut self, restored: Restored) -> Result<(), EngineError> {
         let now = Instant::now();
-        let Some(frontier) = self.frontier.embedded() else {
-            // Shared: the crawl's state is in Redis, and the leader seeds it.
+        if self.frontier.shares_tasks() {
+            // The crawl's state is with its frontier, and the leader seeds it.
             let def = TaskDef::from_config(&self.config);
             self.add_task_seeded(def, false)?;
             return self.flush_pending().await;
-        };
+        }
         for (scope, fp) in restored.seen {
-            frontier.mark_seen(scope, fp);
+            self.frontier.restore_seen(scope, fp);
         }
         // A state from before every task was kept holds the engine's own task only.
         let own_only = restored.tasks.is_empty();
@@ -237,7 +234,7 @@ impl Crawl {
                 request.task = self.config.task.clone();
             }
             *open.entry(request.task.clone()).or_default() += 1;
-            frontier.restore(
+            self.frontier.restore_request(
                 request,
                 host_key(&url),
                 entry.redirects,

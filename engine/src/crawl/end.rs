@@ -1,8 +1,9 @@
 //! The end of a crawl: the items delivered, the summary made up and kept with the state.
 
 use super::*;
+use crate::frontier::Frontier;
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     pub(super) async fn finish(
         mut self,
         started: Instant,

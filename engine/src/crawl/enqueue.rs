@@ -2,8 +2,9 @@
 //! per run, recorded durably with the turn.
 
 use super::*;
+use crate::frontier::Frontier;
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     /// Queues a URL (already canonical) unless its task's run saw it; records it durably.
     pub(super) fn push(&mut self, url: &Url, request: Request, found: Found, now: Instant) -> bool {
         let index = self.tasks.index(&request.task);
@@ -31,7 +32,7 @@ impl Crawl {
         let id = self.next_id;
         let entry = self.durable.then(|| request.clone());
         let task = request.task.clone();
-        let place = crate::cluster::entry::Place {
+        let place = crate::frontier::Place {
             host,
             fingerprint: fp,
             scope: salt,

@@ -3,6 +3,7 @@
 
 use super::Crawl;
 use crate::control::{CrawlStatus, HISTORY, Sample};
+use crate::frontier::Frontier;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -10,7 +11,7 @@ use tokio::time::Instant;
 /// How often the figures are published.
 pub(super) const PUBLISH_EVERY: Duration = Duration::from_millis(250);
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     /// Publishes the figures: to the admin API, the metrics and the progress line. `state`
     /// overrides the derived state (`stopping`, `finished`) when not empty.
     pub(super) fn publish(&mut self, state: &'static str) {
@@ -46,7 +47,7 @@ impl Crawl {
             retries: self.summary.retries,
             queued,
             urls_seen: self.frontier.seen() as u64,
-            redis_commands: self.frontier.redis_commands(),
+            redis_commands: self.frontier.store_commands(),
             in_flight: self.in_flight as u64,
             items_extracted: self.items_sent,
             items_saved: saved,

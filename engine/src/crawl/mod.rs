@@ -9,17 +9,15 @@ mod end;
 mod enqueue;
 mod figures;
 mod proposals;
-mod queue;
 mod runs;
 mod schedules;
 mod shared_runs;
 mod tally;
 
-use crate::cluster::shared::{BudgetVerdict, FrontierEvent, Handled};
 use crate::config::EngineConfig;
 use crate::control::{self, Command, CrawlEnd, CrawlHandle, Sample};
 use crate::error::EngineError;
-use crate::frontier::{Admission, Dispatched, Kind, Popped};
+use crate::frontier::{Admission, BudgetVerdict, Dispatched, Frontier, Handled, Kind, Popped};
 use crate::metrics::EngineMetrics;
 use crate::pool::{Lease, Pool};
 use crate::progress::Progress;
@@ -35,7 +33,6 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::histogram::Histogram;
-pub use queue::Queue;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -94,12 +91,12 @@ struct Completion {
 
 // A short-lived stack value, moved once per loop turn: boxing would only add an allocation.
 #[allow(clippy::large_enum_variant)]
-enum Event {
+enum Event<E> {
     Shutdown,
     Done(Completion),
     Robots(Dispatched, robots::Verdict, Option<RobotsFile>),
     Lease(Option<Lease>),
-    Frontier(FrontierEvent),
+    Frontier(E),
     Wake,
     Tick,
     DrainOver,
@@ -134,9 +131,9 @@ impl Stopped {
 
 /// One crawl's state: the frontier, the pool, the item sink, the tasks and the running
 /// figures.
-pub struct Crawl {
+pub struct Crawl<F> {
     config: EngineConfig,
-    frontier: Queue,
+    frontier: F,
     pool: Pool,
     sink: ItemSink,
     summary: Summary,
@@ -239,28 +236,28 @@ fn retry_delay(url: &str, attempt: u32) -> Duration {
     base + Duration::from_millis(jitter_ms)
 }
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     /// Prepares a crawl drawing from `frontier` over `pool`, delivering items to `sink` and
     /// recording its progress in `state` (which may be disabled), and reporting it through
     /// `progress`.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: EngineConfig,
-        frontier: Queue,
+        frontier: F,
         pool: Pool,
         sink: ItemSink,
         items_at: String,
         state: StateHandle,
         durable: bool,
         progress: Progress,
-    ) -> Crawl {
+    ) -> Crawl<F> {
         let clock = config
             .scheduler_clock
             .clone()
             .unwrap_or_else(|| Arc::new(crate::schedule::SystemClock));
         let agent = agent_of(&pool);
         let mut tasks = Tasks::default();
-        tasks.shared = frontier.shared_between_engines();
+        tasks.shared = frontier.shares_tasks();
         let metrics = EngineMetrics::shared();
         let (handle, end) = control::channel(pool.control(), metrics.clone());
         Crawl {
@@ -303,14 +300,14 @@ impl Crawl {
         }
     }
 
-    /// Gives the admin API its handle on the shared crawl.
-    pub fn with_cluster(mut self, cluster: crate::cluster::engines::ClusterHandle) -> Crawl {
-        self.handle.cluster = Some(std::sync::Arc::new(cluster));
-        self
+    /// The handle the admin API watches and steers the crawl by, for start-up to complete
+    /// before the crawl runs (in cluster mode, with the shared crawl's).
+    pub fn handle_mut(&mut self) -> &mut CrawlHandle {
+        &mut self.handle
     }
 
     /// Records the tasks' runs in `history` (see [`crate::history`]).
-    pub fn with_history(mut self, history: crate::history::RunHistory) -> Crawl {
+    pub fn with_history(mut self, history: crate::history::RunHistory) -> Crawl<F> {
         self.handle.history = Some(history);
         self
     }

@@ -5,8 +5,8 @@
 //! landed, and its answer waits under its key for the operator's retry.
 
 use super::Crawl;
-use crate::cluster::{NewUrl, Recorded, TaskFence};
 use crate::control::{Reply, TaskCommand};
+use crate::frontier::{Frontier, Recorded, TaskFence};
 use crate::tasks::record::{TaskChange, TaskSpec};
 use crate::tasks::{TaskAction, TaskDef, TaskError, TaskView};
 use tracing::{info, warn};
@@ -29,7 +29,8 @@ pub(super) struct Proposal {
 /// A change checked and ready to record: what goes to Redis, and what is applied here after.
 struct Checked {
     change: TaskChange,
-    seeds: Vec<NewUrl>,
+    /// A new task's seeds, as its definition and dedup salt.
+    seeds: Option<(TaskDef, u64)>,
     answer: Vec<u8>,
     apply: Apply,
 }
@@ -47,7 +48,7 @@ fn answer(status: u16, view: &TaskView) -> Vec<u8> {
     bytes
 }
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     /// Takes an operator's command in a shared crawl: refused at once when it cannot apply,
     /// recorded with the turn otherwise (see [`Crawl::record_proposals`]).
     pub(super) fn propose(&mut self, what: TaskCommand, key: Option<String>, reply: Reply) {
@@ -70,13 +71,8 @@ impl Crawl {
                     .map_err(|e| TaskError::Invalid(e.to_string()))?;
                 // A scheduled task's seeds are queued at its ticks.
                 let seeds = match &task.def.schedule {
-                    Some(_) => Vec::new(),
-                    None => crate::cluster::run_seeds(
-                        &task.def,
-                        self.config.politeness.robots,
-                        0,
-                        task.salt,
-                    ),
+                    Some(_) => None,
+                    None => Some((task.def.clone(), task.salt)),
                 };
                 Ok(Checked {
                     change: TaskChange::Added(spec),
@@ -92,7 +88,7 @@ impl Crawl {
                 view.state = state;
                 Ok(Checked {
                     change: TaskChange::State(task.def.name.clone(), state, task.run_seq),
-                    seeds: Vec::new(),
+                    seeds: None,
                     answer: answer(200, &view),
                     apply: Apply::Action(*id, *action),
                 })
@@ -119,18 +115,17 @@ impl Crawl {
         for _ in 0..MOVED_RETRIES {
             // Checked again: the news read since may have changed the task.
             let checked = self.check(&proposal.what)?;
-            let tasks = self.frontier.shared().map_or(0, |s| s.tasks_read());
+            let tasks = self.frontier.tasks_read();
             let fence = TaskFence {
                 key: Some(&key),
                 answer: &checked.answer,
                 keep,
                 tasks: matches!(checked.apply, Apply::Add(_)).then_some(tasks),
             };
-            let Some(shared) = self.frontier.shared() else {
-                return Err(TaskError::Stopped);
-            };
-            let recorded = shared
-                .record_change(&checked.change, &checked.seeds, &fence)
+            let seeds_of = checked.seeds.as_ref().map(|(def, salt)| (def, *salt));
+            let recorded = self
+                .frontier
+                .record_change(&checked.change, seeds_of, &fence)
                 .await
                 .map_err(|e| {
                     warn!(cause = %e, "an operator's change may or may not be recorded: nothing applied here");
@@ -161,9 +156,7 @@ impl Crawl {
 
     /// Takes up the task news now, whatever the last tick read of their version.
     async fn read_news_now(&mut self) {
-        if let Some(shared) = self.frontier.shared() {
-            shared.news_due();
-        }
+        self.frontier.news_due();
         self.take_task_news().await;
     }
 
@@ -183,16 +176,11 @@ impl Crawl {
 
     /// An idempotency key of this engine's own, for a change sent without one.
     fn own_key(&mut self) -> String {
-        let prefix = self
-            .frontier
-            .shared()
-            .map(|s| s.redis().prefix().to_owned())
-            .unwrap_or_default();
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        crate::cluster::keys::Keys::with_prefix(&prefix)
-            .idem(&format!("own-{}-{nanos}", std::process::id()))
+        self.frontier
+            .idempotency_key(&format!("own-{}-{nanos}", std::process::id()))
     }
 
     /// Applies a change recorded in Redis (the task news brings it to the other engines).

@@ -3,6 +3,7 @@
 //! timeout); runs the crawl leaves unfinished end `failed`.
 
 use super::Crawl;
+use crate::frontier::Frontier;
 use crate::history::{RunFigures, RunStatus};
 use crate::metrics::TaskRunLabels;
 use tracing::{info, warn};
@@ -10,13 +11,10 @@ use tracing::{info, warn};
 /// Runs shown per task on the dashboard.
 const RECENT_RUNS: usize = 5;
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     /// Records the start of task `id`'s run.
     pub(super) fn record_run_start(&mut self, id: u64) {
-        let on_done_crawl = self
-            .frontier
-            .shared()
-            .is_some_and(|s| s.done_before_joining(id));
+        let on_done_crawl = self.frontier.done_before_joining(id);
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };

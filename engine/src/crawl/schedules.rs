@@ -6,6 +6,7 @@
 //! `shared_runs`). Between runs the task is `waiting`.
 
 use super::Crawl;
+use crate::frontier::Frontier;
 use crate::schedule::Overlap;
 use crate::tasks::{TaskError, TaskState};
 use chrono::{DateTime, Utc};
@@ -15,7 +16,7 @@ use tracing::{debug, info, warn};
 /// Ticks missed while the engine was down counted at most (they are skipped, not caught up).
 pub(super) const MISSED_TICKS_COUNTED: u64 = 100_000;
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     /// The earliest tick of any scheduled task.
     pub(super) fn next_tick(&self) -> Option<DateTime<Utc>> {
         self.tasks.iter().filter_map(|t| t.next_tick).min()
@@ -44,7 +45,7 @@ impl Crawl {
         task.next_tick = schedule.next_after(now);
         let name = task.def.name.clone();
         info!(task = %name, cron = %schedule.spec.cron, timezone = %schedule.spec.timezone, next = ?task.next_tick, "task scheduled");
-        if self.frontier.shared().is_some() {
+        if self.frontier.shares_tasks() {
             // The leader counts a shared crawl's missed ticks, from the last one fired.
             return;
         }
@@ -72,7 +73,7 @@ impl Crawl {
 
     /// Fires every tick that is due (in a shared crawl, see `fire_shared_ticks`).
     pub(super) async fn fire_ticks(&mut self) {
-        if self.frontier.shared().is_some() {
+        if self.frontier.shares_tasks() {
             return self.fire_shared_ticks().await;
         }
         let now = self.clock.now();
@@ -194,12 +195,10 @@ impl Crawl {
         info!(id, task = %def.name, run = shared.unwrap_or(run), "scheduled run started");
         self.record_run_start(id);
         // The run before has ended: nothing is offered in its scope any more.
-        if let Some(frontier) = self.frontier.embedded() {
-            let forgotten = frontier.forget(ended_scope);
-            debug!(task = %def.name, forgotten, "the last run's seen URLs forgotten");
-            if self.durable {
-                self.pending.push(super::Pending::Forget(ended_scope));
-            }
+        let forgotten = self.frontier.forget(ended_scope);
+        debug!(task = %def.name, forgotten, "the last run's seen URLs forgotten");
+        if self.durable {
+            self.pending.push(super::Pending::Forget(ended_scope));
         }
         self.record_task(id);
         if shared.is_none() {
@@ -233,7 +232,7 @@ impl Crawl {
             return;
         };
         // A shared crawl keeps its tasks in Redis.
-        if !self.config.serve || self.frontier.shared().is_some() {
+        if !self.config.serve || self.frontier.shares_tasks() {
             return;
         }
         let kept = match history.schedules() {

@@ -8,9 +8,8 @@
 
 use super::Crawl;
 use super::schedules::MISSED_TICKS_COUNTED;
-use crate::cluster::Tick;
+use crate::frontier::{Frontier, Tick};
 use crate::tasks::TaskState;
-use crate::tasks::record::run_salt;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use tracing::{debug, info, warn};
@@ -20,16 +19,13 @@ use tracing::{debug, info, warn};
 /// missed while the whole crawl was down, and are skipped and counted, not caught up.
 const LATE_TICK_GRACE: Duration = Duration::from_secs(60);
 
-/// Times a tick is tried when the task's run moved between reading it and firing.
-const TICK_TRIES: usize = 2;
-
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     /// Fires the due ticks of a shared crawl's scheduled tasks when this engine leads; an
     /// engine that follows only moves its next ticks on (the leader fires them).
     pub(super) async fn fire_shared_ticks(&mut self) {
         let now = self.clock.now();
         let due = self.due_tasks(now);
-        let epoch = self.frontier.shared().and_then(|s| s.leading());
+        let leads = self.frontier.leads();
         for id in due {
             let Ok(task) = self.tasks.by_id_mut(id) else {
                 continue;
@@ -39,20 +35,20 @@ impl Crawl {
                 continue;
             };
             task.next_tick = schedule.next_after(now);
-            let Some(epoch) = epoch else {
+            if !leads {
                 continue;
-            };
+            }
             let grace = chrono::Duration::from_std(LATE_TICK_GRACE).unwrap_or_default();
             if now - due_at > grace {
                 // Counted as missed when the next tick is fired.
                 continue;
             }
-            self.fire_shared_tick(id, epoch, due_at).await;
+            self.fire_shared_tick(id, due_at).await;
         }
     }
 
     /// Fires tick `due_at` of task `id` in Redis and takes part in the run it starts.
-    async fn fire_shared_tick(&mut self, id: u64, epoch: u64, due_at: DateTime<Utc>) {
+    async fn fire_shared_tick(&mut self, id: u64, due_at: DateTime<Utc>) {
         let Ok(task) = self.tasks.by_id_mut(id) else {
             return;
         };
@@ -60,40 +56,17 @@ impl Crawl {
             return;
         };
         let (def, name) = (task.def.clone(), task.def.name.clone());
-        let Some(shared) = self.frontier.shared() else {
-            return;
-        };
-        let robots = shared.obeys_robots();
         let overlap = schedule.spec.overlap;
-        let mut tries = 0;
-        let (tick, last, run) = loop {
-            tries += 1;
-            let fired = async {
-                let (run, _) = shared.redis().run_of(&name).await?;
-                let next = run + 1;
-                let seeds = crate::cluster::run_seeds(&def, robots, next, run_salt(&name, next));
-                let at = due_at.timestamp();
-                let (tick, last) = shared
-                    .redis()
-                    .tick(epoch, &name, at, overlap, next, &seeds)
-                    .await?;
-                Ok::<_, crate::cluster::ClusterError>((tick, last, next, seeds))
-            }
+        let fired = self
+            .frontier
+            .fire_tick(&def, due_at.timestamp(), overlap)
             .await;
-            match fired {
-                // Read again: the run moved meanwhile.
-                Ok((Tick::RunMoved, ..)) if tries < TICK_TRIES => continue,
-                Ok((tick, last, next, seeds)) => {
-                    if matches!(tick, Tick::Started | Tick::Replaced) {
-                        shared.offered_seeds(&seeds);
-                    }
-                    break (tick, last, next);
-                }
-                Err(e) => {
-                    // Not fired: counted as missed when the next tick is.
-                    warn!(task = %name, cause = %e, "could not fire a scheduled tick");
-                    return;
-                }
+        let (tick, last, run) = match fired {
+            Ok(fired) => fired,
+            Err(e) => {
+                // Not fired: counted as missed when the next tick is.
+                warn!(task = %name, cause = %e, "could not fire a scheduled tick");
+                return;
             }
         };
         // Ticks between the last one fired and this one went unfired (no engine led, or
@@ -202,10 +175,10 @@ impl Crawl {
     /// leading, it reads the ticks fired before it; then it ends the runs that have nothing
     /// open any more, for every engine.
     pub(super) async fn look_after_shared_runs(&mut self) {
-        let Some(epoch) = self.frontier.shared().and_then(|s| s.leading()) else {
+        if !self.frontier.leads() {
             self.ticks_synced = false;
             return;
-        };
+        }
         if !self.ticks_synced {
             self.sync_ticks().await;
         }
@@ -221,10 +194,7 @@ impl Crawl {
         if runs.is_empty() {
             return;
         }
-        let Some(shared) = self.frontier.shared() else {
-            return;
-        };
-        match shared.redis().end_runs(epoch, &runs).await {
+        match self.frontier.end_runs(&runs).await {
             Ok(Some(ended)) if ended > 0 => {
                 info!(ended, "scheduled runs ended: nothing of them is left")
             }
@@ -243,11 +213,8 @@ impl Crawl {
             .map(|t| (t.id, t.def.name.clone()))
             .collect();
         for (id, name) in scheduled {
-            let Some(shared) = self.frontier.shared() else {
-                return;
-            };
-            let last = match shared.redis().run_of(&name).await {
-                Ok((_, last)) => last,
+            let last = match self.frontier.last_tick(&name).await {
+                Ok(last) => last,
                 Err(e) => {
                     debug!(task = %name, cause = %e, "could not read the last tick fired");
                     return;

@@ -2,6 +2,7 @@
 //! summary and the metrics move together, so they can never disagree.
 
 use super::Crawl;
+use crate::frontier::Frontier;
 use crate::frontier::{Dispatched, Kind};
 use crate::metrics::ReasonLabels;
 
@@ -43,7 +44,7 @@ pub(super) enum Outcome<'a> {
     },
 }
 
-impl Crawl {
+impl<F: Frontier> Crawl<F> {
     /// Counts `outcome` for a request of `task`: in the task's figures, the summary and the
     /// metrics at once.
     pub(super) fn tally(&mut self, task: &str, outcome: Outcome<'_>) {

@@ -5,9 +5,15 @@
 //! robots.txt is skipped rather than blocking the others, so one slow site never stalls the
 //! crawl. Politeness lives here, in the one dispatcher, so it holds across every worker.
 
+mod boundary;
+mod embedded;
 mod entry;
 mod host;
 mod retry;
+
+pub use boundary::{
+    BudgetVerdict, Closing, Frontier, FrontierGone, Handled, Place, Recorded, TaskFence, Tick,
+};
 
 use crate::robots::Rules;
 use crate::tasks::Hold;
@@ -102,7 +108,7 @@ impl Admission {
 /// the salt of its fingerprints), so that a run's fingerprints are forgotten when the next
 /// run of its task starts.
 #[derive(Debug)]
-pub struct Frontier {
+pub struct EmbeddedFrontier {
     config: Politeness,
     seen: HashMap<u64, HashSet<u64>>,
     hosts: HashMap<String, Host>,
@@ -115,10 +121,10 @@ pub struct Frontier {
     parked: Vec<(String, Queued)>,
 }
 
-impl Frontier {
+impl EmbeddedFrontier {
     /// An empty frontier with these politeness settings.
     pub fn new(config: Politeness) -> Self {
-        Frontier {
+        EmbeddedFrontier {
             config: Politeness {
                 per_host: config.per_host.max(1),
                 ..config
@@ -508,7 +514,7 @@ mod tests {
         }
     }
 
-    fn push(f: &mut Frontier, host: &str, path: &str, now: Instant) -> bool {
+    fn push(f: &mut EmbeddedFrontier, host: &str, path: &str, now: Instant) -> bool {
         let url = format!("http://{host}{path}");
         f.push(
             req(&url),
@@ -521,7 +527,7 @@ mod tests {
         )
     }
 
-    fn send(f: &mut Frontier, now: Instant) -> Option<Dispatched> {
+    fn send(f: &mut EmbeddedFrontier, now: Instant) -> Option<Dispatched> {
         match f.pop(now, |_| Hold::Go, None)? {
             Popped::Send(d) => Some(d),
             Popped::Skip(d, why) => panic!("unexpected skip of {} ({why})", d.request.url),
@@ -531,7 +537,7 @@ mod tests {
     #[test]
     fn push_says_whether_the_url_was_new() {
         let now = Instant::now();
-        let mut f = Frontier::new(config());
+        let mut f = EmbeddedFrontier::new(config());
         assert!(push(&mut f, "a.test", "/1", now));
         assert!(!push(&mut f, "a.test", "/1", now));
         assert_eq!(f.queued(), 1);
@@ -541,7 +547,7 @@ mod tests {
     #[test]
     fn hosts_take_turns() {
         let now = Instant::now();
-        let mut f = Frontier::new(config());
+        let mut f = EmbeddedFrontier::new(config());
         for i in 0..3 {
             push(&mut f, "a.test", &format!("/{i}"), now);
         }
@@ -555,7 +561,7 @@ mod tests {
     #[test]
     fn a_host_at_its_limit_does_not_block_others() {
         let now = Instant::now();
-        let mut f = Frontier::new(Politeness {
+        let mut f = EmbeddedFrontier::new(Politeness {
             per_host: 1,
             ..config()
         });
@@ -584,7 +590,7 @@ mod tests {
     #[test]
     fn delay_spaces_requests_to_one_host_only() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(Politeness {
+        let mut f = EmbeddedFrontier::new(Politeness {
             delay: Duration::from_millis(100),
             ..config()
         });
@@ -612,7 +618,7 @@ mod tests {
     #[test]
     fn robots_is_fetched_first_and_gates_the_host() {
         let now = Instant::now();
-        let mut f = Frontier::new(Politeness {
+        let mut f = EmbeddedFrontier::new(Politeness {
             robots: true,
             ..config()
         });
@@ -650,7 +656,7 @@ mod tests {
     #[test]
     fn crawl_delay_raises_the_hosts_delay() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(Politeness {
+        let mut f = EmbeddedFrontier::new(Politeness {
             robots: true,
             ..config()
         });
@@ -670,11 +676,11 @@ mod tests {
     #[test]
     fn a_host_queues_no_more_than_its_cap_or_its_page_budget() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(Politeness {
+        let mut f = EmbeddedFrontier::new(Politeness {
             max_queue_per_host: 3,
             ..config()
         });
-        let admit = |f: &Frontier, host: &str, path: &str| {
+        let admit = |f: &EmbeddedFrontier, host: &str, path: &str| {
             f.admit(
                 host,
                 0,
@@ -702,7 +708,7 @@ mod tests {
         send(&mut f, t0).expect("one leaves the queue");
         assert_eq!(admit(&f, "a.test", "/new"), Admission::Open, "room again");
 
-        let mut f = Frontier::new(Politeness {
+        let mut f = EmbeddedFrontier::new(Politeness {
             max_pages_per_host: Some(2),
             ..config()
         });
@@ -719,7 +725,7 @@ mod tests {
     #[test]
     fn a_suspect_is_held_back_without_spending_its_hosts_turn() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(Politeness {
+        let mut f = EmbeddedFrontier::new(Politeness {
             delay: Duration::from_secs(10),
             ..config()
         });
@@ -747,7 +753,7 @@ mod tests {
     #[test]
     fn huge_delays_and_retry_afters_never_overflow() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(Politeness {
+        let mut f = EmbeddedFrontier::new(Politeness {
             delay: Duration::MAX,
             max_backoff: Duration::MAX,
             ..config()
@@ -769,7 +775,7 @@ mod tests {
     #[test]
     fn throttle_backs_off_and_recovers() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(config());
+        let mut f = EmbeddedFrontier::new(config());
         for i in 0..3 {
             push(&mut f, "a.test", &format!("/{i}"), t0);
         }
@@ -801,7 +807,7 @@ mod tests {
     #[test]
     fn deferred_retries_come_back_first_when_due() {
         let t0 = Instant::now();
-        let mut f = Frontier::new(config());
+        let mut f = EmbeddedFrontier::new(config());
         push(&mut f, "a.test", "/1", t0);
         push(&mut f, "a.test", "/2", t0);
         let mut first = send(&mut f, t0).expect("1");
@@ -823,7 +829,7 @@ mod tests {
     #[test]
     fn per_host_page_cap_skips_the_rest() {
         let now = Instant::now();
-        let mut f = Frontier::new(Politeness {
+        let mut f = EmbeddedFrontier::new(Politeness {
             max_pages_per_host: Some(2),
             ..config()
         });
@@ -846,7 +852,7 @@ mod tests {
     #[test]
     fn held_tasks_are_parked_then_unparked_or_dropped() {
         let now = Instant::now();
-        let mut f = Frontier::new(config());
+        let mut f = EmbeddedFrontier::new(config());
         for path in ["/1", "/2"] {
             push(&mut f, "a.test", path, now);
         }

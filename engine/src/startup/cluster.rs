@@ -28,7 +28,7 @@ const ACKS: usize = 4_096;
 pub(super) async fn build(
     mut config: EngineConfig,
     operate: &mut Operate,
-) -> Result<Built, EngineError> {
+) -> Result<Built<SharedFrontier>, EngineError> {
     let Some(cluster) = config.cluster.clone() else {
         return Err(EngineError::NoSeeds);
     };
@@ -59,6 +59,16 @@ pub(super) async fn build(
         other => EngineError::ClusterSettings(other.to_string()),
     })?;
     let mut redis = RedisFrontier::new(conn.clone(), &cluster.crawl, pacing(&config));
+    if let Some(found) = redis.keep_limits().await? {
+        return Err(EngineError::ClusterSettings(
+            settings::SettingsError::NewerLayout {
+                crawl: cluster.crawl.clone(),
+                found,
+                known: crate::cluster::LAYOUT,
+            }
+            .to_string(),
+        ));
+    }
     // A scheduled crawl is done between its runs, and goes on at its next tick.
     let scheduled = config.schedule.is_some() || redis.has_schedules().await?;
     let done = redis.is_done().await?;
@@ -143,7 +153,7 @@ pub(super) async fn build(
         engine_state.clone(),
         stop.clone(),
     );
-    let shared = SharedFrontier::new(
+    let mut shared = SharedFrontier::new(
         redis.clone(),
         SharedConfig {
             engine: engine.clone(),
@@ -156,9 +166,11 @@ pub(super) async fn build(
             joined_done,
         },
     );
+    // A page's lease completes only once its items are durable.
+    shared.take_acks(ack_rx);
     let mut crawl = crawl::Crawl::new(
         config,
-        crawl::Queue::in_redis(shared, ack_rx),
+        shared,
         pool,
         sink,
         format!("itemsaver at {itemsaver}"),
@@ -170,7 +182,7 @@ pub(super) async fn build(
         crawl = crawl.with_history(store);
     }
     let role_at_end = role.clone();
-    let crawl = crawl.with_cluster(crate::cluster::engines::ClusterHandle {
+    crawl.handle_mut().cluster = Some(Arc::new(crate::cluster::engines::ClusterHandle {
         conn: redis.connection(),
         prefix: prefix.clone(),
         engine: engine.clone(),
@@ -181,7 +193,7 @@ pub(super) async fn build(
             Some(pem) => crate::cluster::engines::AdminTrust::Only(pem),
             None => crate::cluster::engines::AdminTrust::SystemAnd(cluster.redis_tls.ca.clone()),
         },
-    });
+    }));
     // Its itemsaver and workers are reached: the crawl runs with these settings now.
     settings::mark_ran(&mut conn.clone(), &prefix).await?;
     info!(crawl = %cluster.crawl, engine = %engine, itemsaver = %itemsaver, "joined the shared crawl");

@@ -19,7 +19,7 @@ use tracing::info;
 pub(super) async fn build(
     mut config: EngineConfig,
     operate: &mut Operate,
-) -> Result<Built, EngineError> {
+) -> Result<Built<crate::frontier::EmbeddedFrontier>, EngineError> {
     let state_dir = config.state_dir.as_ref().map(StateDir::new);
     let (state, restored) = match &state_dir {
         Some(dir) => open_state(dir, &mut config).await?,
@@ -90,7 +90,7 @@ pub(super) async fn build(
     let dead_letters =
         std::path::absolute(&config.dead_letters).unwrap_or_else(|_| config.dead_letters.clone());
     let history = parts::open_history(&config)?;
-    let frontier = crawl::Queue::in_memory(config.politeness);
+    let frontier = crate::frontier::EmbeddedFrontier::new(config.politeness);
     let mut crawl = crawl::Crawl::new(
         config,
         frontier,

@@ -10,6 +10,7 @@ mod parts;
 use crate::config::EngineConfig;
 use crate::crawl::{Crawl, Stopped};
 use crate::error::EngineError;
+use crate::frontier::Frontier;
 use crate::state::Restored;
 use crate::summary::Summary;
 use tokio_util::sync::CancellationToken;
@@ -34,14 +35,14 @@ pub struct Operate {
 
 /// What a mode built: a crawl ready to run, or the summary of one that needs no run (a
 /// shared crawl that is done already).
-enum Built {
-    Ready(Box<Parts>),
+enum Built<F> {
+    Ready(Box<Parts<F>>),
     Finished(Box<Summary>),
 }
 
 /// A crawl ready to run, with what it resumes from and what its mode does at the end.
-struct Parts {
-    crawl: Crawl,
+struct Parts<F> {
+    crawl: Crawl<F>,
     restored: Restored,
     end: End,
 }
@@ -67,11 +68,22 @@ pub async fn run_with(
     mut operate: Operate,
     shutdown: CancellationToken,
 ) -> Result<Summary, EngineError> {
-    let built = if config.cluster.is_some() {
-        cluster::build(config, &mut operate).await?
+    // The one place the mode is chosen: each builds its parts, with its own frontier.
+    if config.cluster.is_some() {
+        let built = cluster::build(config, &mut operate).await?;
+        run_built(built, operate, shutdown).await
     } else {
-        embedded::build(config, &mut operate).await?
-    };
+        let built = embedded::build(config, &mut operate).await?;
+        run_built(built, operate, shutdown).await
+    }
+}
+
+/// Runs what a mode built, unless it needs no run.
+async fn run_built<F: Frontier>(
+    built: Built<F>,
+    operate: Operate,
+    shutdown: CancellationToken,
+) -> Result<Summary, EngineError> {
     match built {
         Built::Finished(summary) => Ok(*summary),
         Built::Ready(parts) => run_parts(*parts, operate, shutdown).await,
@@ -80,8 +92,8 @@ pub async fn run_with(
 
 /// Runs a crawl, whatever its mode: serves the admin API while it runs, then hands how it
 /// ended to its mode.
-async fn run_parts(
-    parts: Parts,
+async fn run_parts<F: Frontier>(
+    parts: Parts<F>,
     operate: Operate,
     shutdown: CancellationToken,
 ) -> Result<Summary, EngineError> {

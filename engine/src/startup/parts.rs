@@ -64,7 +64,10 @@ pub(super) fn sink_config(config: &EngineConfig) -> SinkConfig {
 }
 
 /// Serves the admin API and dashboard when asked; the server stops when the guard drops.
-pub(super) fn serve_admin(operate: Operate, crawl: &crawl::Crawl) -> tokio_util::sync::DropGuard {
+pub(super) fn serve_admin<F: crate::frontier::Frontier>(
+    operate: Operate,
+    crawl: &crawl::Crawl<F>,
+) -> tokio_util::sync::DropGuard {
     let admin_stop = CancellationToken::new();
     let guard = admin_stop.clone().drop_guard();
     if let Some(listener) = operate.admin {

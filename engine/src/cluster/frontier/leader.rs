@@ -9,7 +9,6 @@ impl RedisFrontier {
         self.scripts
             .reap
             .key(&self.prefix)
-            .arg(self.config.politeness.per_host)
             .arg(max)
             .invoke_async(&mut self.conn)
             .await
@@ -36,7 +35,6 @@ impl RedisFrontier {
             .arg(ttl.as_millis() as u64)
             .arg(state)
             .arg(dispatched)
-            .arg(self.config.politeness.per_host)
             .arg(max)
             .invoke_async(&mut self.conn)
             .await
@@ -94,7 +92,6 @@ impl RedisFrontier {
             .promote
             .key(&self.prefix)
             .arg(epoch)
-            .arg(self.config.politeness.per_host)
             .arg(max)
             .invoke_async(&mut self.conn)
             .await

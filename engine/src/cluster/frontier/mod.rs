@@ -15,13 +15,21 @@
 //! (counts, the end, deleting a crawl). Every key is named from [`super::keys`].
 
 mod leader;
+mod limits;
 mod queues;
 mod runs;
 mod status;
 
+pub use crate::frontier::{Recorded, TaskFence, Tick};
 use common::redis_conn::RedisConn;
 use redis::{RedisError, Script};
 use std::time::Duration;
+
+/// The version of the crawl's key layout this engine reads and writes (the key `schema`):
+/// 2 keeps every politeness limit once in `limits`, where layout 1 passed them to each
+/// script call. An engine that meets layout 1 moves it on (it writes the limits); one that
+/// meets a later layout refuses to join (see [`RedisFrontier::keep_limits`]).
+pub const LAYOUT: u64 = 2;
 
 /// Sets the seen set is split into (`SEEN_SHARDS` in `scripts/common.lua` too); at the default `set-max-intset-entries` (512) each stays
 /// compact up to about two million URLs a crawl.
@@ -223,34 +231,6 @@ pub fn budget_key(task: &str, run: u64) -> String {
     format!("{task}#{run}")
 }
 
-/// How an operator's task change is fenced when it is recorded.
-#[derive(Clone, Debug, Default)]
-pub struct TaskFence<'a> {
-    /// The Redis key of its idempotency key's answer: a key that holds an answer already
-    /// says the change was recorded before (nothing is recorded again).
-    pub key: Option<&'a str>,
-    /// The answer kept under `key` (two bytes of HTTP status, then the body).
-    pub answer: &'a [u8],
-    /// How long the answer is kept.
-    pub keep: Duration,
-    /// For an add: the number of tasks this leader knows recorded; another number means it
-    /// has not read every change yet (a new leader), and nothing is recorded.
-    pub tasks: Option<u64>,
-}
-
-/// What became of a task change sent to Redis.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Recorded {
-    /// Recorded now.
-    Now,
-    /// Recorded before, under the same idempotency key (a retry of a change that landed).
-    Before,
-    /// Refused: the epoch is not the leader's.
-    Stale,
-    /// Refused: the tasks recorded are not those the leader knows; it reads them first.
-    Moved,
-}
-
 /// What a [`RedisFrontier::settle`] batch found.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SettleReport {
@@ -282,25 +262,6 @@ pub enum SettleOp<'a> {
         /// What became of its request.
         finished: Finished<'a>,
     },
-}
-
-/// What a scheduled tick did (see [`RedisFrontier::tick`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tick {
-    /// The engine does not lead the crawl (any more).
-    NotLeader,
-    /// The tick was fired before (by this engine or an earlier leader).
-    FiredBefore,
-    /// The previous run is still open: the tick is skipped.
-    Skipped,
-    /// The new run started, its seeds queued.
-    Started,
-    /// The new run started and the open one was stopped (`overlap = "replace"`).
-    Replaced,
-    /// The task's current run is not the one the engine read: read it again.
-    RunMoved,
-    /// The task is closed: it runs no more.
-    Closed,
 }
 
 /// The crawl's tasks as read from Redis (see [`RedisFrontier::tasks_since`]).

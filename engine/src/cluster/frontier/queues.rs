@@ -29,10 +29,7 @@ impl RedisFrontier {
         bounded: bool,
     ) -> Result<Vec<Offer>, ClusterError> {
         let mut call = self.scripts.offer.prepare_invoke();
-        call.key(&self.prefix)
-            .arg(self.config.politeness.per_host)
-            .arg(self.config.politeness.max_queue_per_host)
-            .arg(u8::from(bounded));
+        call.key(&self.prefix).arg(u8::from(bounded));
         Self::push_urls(&mut call, urls);
         let codes: Vec<u8> = call
             .invoke_async(&mut self.conn)
@@ -63,10 +60,7 @@ impl RedisFrontier {
         urls: &[NewUrl],
     ) -> Result<Option<bool>, ClusterError> {
         let mut call = self.scripts.seed.prepare_invoke();
-        call.key(&self.prefix)
-            .arg(epoch)
-            .arg(self.config.politeness.per_host)
-            .arg(self.config.politeness.max_queue_per_host);
+        call.key(&self.prefix).arg(epoch);
         Self::push_urls(&mut call, urls);
         let answer: i64 = call
             .invoke_async(&mut self.conn)
@@ -83,8 +77,6 @@ impl RedisFrontier {
             .key(&self.prefix)
             .arg(engine)
             .arg(max)
-            .arg(self.config.politeness.per_host)
-            .arg(self.config.politeness.delay.as_millis() as u64)
             .arg(self.config.lease.as_millis() as u64)
             .invoke_async(&mut self.conn)
             .await
@@ -129,8 +121,6 @@ impl RedisFrontier {
         call.key(&self.prefix)
             .arg(claimed.lease)
             .arg(&claimed.host)
-            .arg(self.config.politeness.per_host)
-            .arg(self.config.politeness.max_queue_per_host)
             .arg(finished.pace.arg())
             .arg(entry)
             .arg(defer.as_millis() as u64)
@@ -138,7 +128,6 @@ impl RedisFrontier {
             .arg(finished.crawl_delay.as_millis() as u64)
             .arg(finished.robots_request.arg())
             .arg(finished.run)
-            .arg(self.config.politeness.max_backoff.as_millis() as u64)
             .arg(u8::from(finished.counted));
         Self::push_urls(&mut call, finished.links);
         let held: u8 = call
@@ -203,10 +192,7 @@ impl RedisFrontier {
     /// whether the lease was still held.
     pub async fn release(&mut self, lease: u64, links: &[NewUrl]) -> Result<bool, ClusterError> {
         let mut call = self.scripts.release.prepare_invoke();
-        call.key(&self.prefix)
-            .arg(lease)
-            .arg(self.config.politeness.per_host)
-            .arg(self.config.politeness.max_queue_per_host);
+        call.key(&self.prefix).arg(lease);
         Self::push_urls(&mut call, links);
         let held: u8 = call
             .invoke_async(&mut self.conn)
@@ -222,10 +208,7 @@ impl RedisFrontier {
             return Ok(SettleReport::default());
         }
         let mut call = self.scripts.settle.prepare_invoke();
-        call.key(&self.prefix)
-            .arg(self.config.politeness.per_host)
-            .arg(self.config.politeness.max_queue_per_host)
-            .arg(self.config.politeness.max_backoff.as_millis() as u64);
+        call.key(&self.prefix);
         for op in ops {
             match op {
                 SettleOp::Release { lease, links } => {

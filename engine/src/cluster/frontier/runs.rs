@@ -36,8 +36,6 @@ impl RedisFrontier {
         let mut call = self.scripts.tasks.prepare_invoke();
         call.key(&self.prefix)
             .arg(epoch)
-            .arg(self.config.politeness.per_host)
-            .arg(self.config.politeness.max_queue_per_host)
             .arg(fence.key.unwrap_or(""))
             .arg(fence.answer)
             .arg(fence.keep.as_secs())
@@ -122,9 +120,7 @@ impl RedisFrontier {
                 crate::schedule::Overlap::Skip => "skip",
                 crate::schedule::Overlap::Replace => "replace",
             })
-            .arg(run)
-            .arg(self.config.politeness.per_host)
-            .arg(self.config.politeness.max_queue_per_host);
+            .arg(run);
         Self::push_urls(&mut call, seeds);
         let (code, last): (i64, i64) = call
             .invoke_async(&mut self.conn)

@@ -4,7 +4,7 @@
 //! share). The loop waits on [`SharedFrontier::event`] beside its other sources and hands
 //! what came to [`SharedFrontier::on_event`]; it never looks at the events themselves.
 
-use super::{RedisAnswer, RedisGone, SharedFrontier, TICK};
+use super::{BudgetVerdict, Closing, FrontierGone, Handled, RedisAnswer, SharedFrontier, TICK};
 use tokio::time::Instant;
 
 /// Something the shared frontier brought about.
@@ -15,17 +15,6 @@ pub enum FrontierEvent {
     Acked(Option<Vec<u64>>),
     /// Time for the frontier's tick.
     Tick,
-}
-
-/// What the crawl loop does after an event was taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Handled {
-    /// Nothing more.
-    Nothing,
-    /// A claim was answered: the worker slots held for it go back to the pool.
-    Refilled,
-    /// The frontier ticked: the tasks' figures, news and runs are looked after.
-    Ticked,
 }
 
 impl SharedFrontier {
@@ -59,7 +48,7 @@ impl SharedFrontier {
         &mut self,
         event: FrontierEvent,
         idle: bool,
-    ) -> Result<Handled, RedisGone> {
+    ) -> Result<Handled, FrontierGone> {
         match event {
             FrontierEvent::Answer(RedisAnswer::Claimed(claimed)) => {
                 self.take_claim(claimed, Instant::now());
@@ -90,32 +79,6 @@ impl SharedFrontier {
     }
 }
 
-/// Whether a page may go, as its task's page budget across the crawl says.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum BudgetVerdict {
-    /// It took its place: it goes.
-    Taken,
-    /// The budget is spent: it is not sent.
-    Spent,
-    /// Its lease was reaped before it went: the request is another engine's now.
-    LeaseGone,
-}
-
-/// What a shared frontier says when the engine leaves the crawl.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Closing {
-    /// Completions that found their lease gone.
-    pub late_completions: u64,
-    /// Claimed records that did not read as requests.
-    pub unreadable_requests: u64,
-    /// This engine was drained out of the crawl.
-    pub drained: bool,
-    /// The crawl is done.
-    pub done: bool,
-    /// Requests still queued in the crawl.
-    pub queued: usize,
-}
-
 impl SharedFrontier {
     /// The check that a page of `task`'s `run` (request `id`) may take its place in the
     /// task's budget of `max` pages, made in Redis before it goes. A Redis that fails lets it
@@ -144,7 +107,7 @@ impl SharedFrontier {
 
     /// Leaves the crawl: gives back what was claimed and not sent, sends what is left to
     /// Redis, and says how things stand.
-    pub async fn close(&mut self) -> Result<Closing, RedisGone> {
+    pub async fn close(&mut self) -> Result<Closing, FrontierGone> {
         self.give_back().await?;
         Ok(Closing {
             late_completions: self.late_completions(),

@@ -44,7 +44,7 @@ impl SharedFrontier {
 
     /// Keeps the crawl's view of Redis current: retries what failed, reads the crawl's
     /// figures and whether it is done, and (leading) checks for the end.
-    pub async fn tick(&mut self, now: Instant) -> Result<(), RedisGone> {
+    pub async fn tick(&mut self, now: Instant) -> Result<(), FrontierGone> {
         if let Some(e) = self.failing_since.and(self.last_error.clone()) {
             self.check_gone_text(&e)?;
         }
@@ -93,13 +93,13 @@ impl SharedFrontier {
         }
     }
 
-    pub(super) fn check_gone(&self, e: &ClusterError) -> Result<(), RedisGone> {
+    pub(super) fn check_gone(&self, e: &ClusterError) -> Result<(), FrontierGone> {
         self.check_gone_text(&e.to_string())
     }
 
-    pub(super) fn check_gone_text(&self, cause: &str) -> Result<(), RedisGone> {
+    pub(super) fn check_gone_text(&self, cause: &str) -> Result<(), FrontierGone> {
         match self.failing_since {
-            Some(since) if since.elapsed() >= self.redis_timeout => Err(RedisGone {
+            Some(since) if since.elapsed() >= self.redis_timeout => Err(FrontierGone {
                 waited: since.elapsed(),
                 cause: cause.to_owned(),
             }),
@@ -118,7 +118,7 @@ impl SharedFrontier {
 
     /// Gives back the claimed requests not sent and sends what is left of the outbox (the
     /// engine is stopping).
-    pub async fn give_back(&mut self) -> Result<(), RedisGone> {
+    pub async fn give_back(&mut self) -> Result<(), FrontierGone> {
         while let Some(d) = self.local.pop_front() {
             self.requeue_front(d);
         }

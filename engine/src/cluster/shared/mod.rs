@@ -7,6 +7,7 @@
 //! completion per lease at the turn's end, so a page's links, its retry or its end, and its
 //! host's back-off reach Redis together, atomically.
 
+mod boundary;
 mod claim;
 mod events;
 mod health;
@@ -25,11 +26,12 @@ use super::frontier::{
     Again, Claim, ClusterError, Counts, Finished, NewUrl, Pace, RedisFrontier, RobotsRequest,
     SettleReport,
 };
+use crate::frontier::{BudgetVerdict, Closing, FrontierGone, Handled};
 use crate::frontier::{Dispatched, Kind, Popped};
 use crate::robots::{Rules, Verdict};
 use crate::tasks::Hold;
 use common::{Request, RobotsFile};
-pub use events::{BudgetVerdict, Closing, FrontierEvent, Handled};
+pub use events::FrontierEvent;
 use futures::future::BoxFuture;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 use std::time::Duration;
@@ -226,18 +228,6 @@ pub struct SharedConfig {
     /// finished crawl): the number of tasks recorded in Redis then. The runs of those
     /// tasks this engine starts add nothing.
     pub joined_done: Option<u64>,
-}
-
-/// Redis stayed away longer than `--redis_timeout`.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "redis has been unreachable for {waited:?} (last error: {cause}); the crawl's state is kept in redis: start the engines again to carry on"
-)]
-pub struct RedisGone {
-    /// How long it failed.
-    pub waited: Duration,
-    /// The last error.
-    pub cause: String,
 }
 
 impl SharedFrontier {
@@ -537,8 +527,10 @@ mod tests {
             lease: Duration::from_secs(30),
         };
         let (_, role) = tokio::sync::watch::channel(super::super::leader::Role::Follower);
+        let mut redis = RedisFrontier::new(conn, "t", config);
+        assert_eq!(redis.keep_limits().await.expect("limits"), None);
         SharedFrontier::new(
-            RedisFrontier::new(conn, "t", config),
+            redis,
             SharedConfig {
                 engine: "e".into(),
                 robots: false,

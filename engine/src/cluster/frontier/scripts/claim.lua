@@ -1,7 +1,7 @@
--- claim(K; engine, max, per_host, delay_ms, lease_ms)
--- Hands out up to `max` requests of hosts that may be sent to now, at most `per_host` in
--- flight per host across every engine, and moves each host's next allowed time `delay_ms`
--- on in the same step. Engines that asked for work in the last two seconds share each
+-- claim(K; engine, max, lease_ms)
+-- Hands out up to `max` requests of hosts that may be sent to now, at most the crawl's
+-- `per_host` in flight per host across every engine, and moves each host's next allowed
+-- time the crawl's `delay_ms` on in the same step. Engines that asked for work in the last two seconds share each
 -- host's slots: one engine holds at most its fair part of them, so an engine that frees a
 -- slot cannot keep a host to itself by claiming again at once. A host whose robots.txt is pending sends only that, one at a time.
 -- Each request is leased, not popped: it comes back to its queue if the lease is neither
@@ -14,14 +14,14 @@
 -- the cap (1 or 0) quadruples.
 local engine = ARGV[1]
 local max = tonumber(ARGV[2])
-local per_host = tonumber(ARGV[3])
-local delay = tonumber(ARGV[4])
-local lease_ms = tonumber(ARGV[5])
+local lease_ms = tonumber(ARGV[3])
+local per_host = LIMIT.per_host
+local delay = LIMIT.delay_ms
 local now = now_ms()
 redis.call('ZADD', KEY.claimers, now, engine)
 redis.call('ZREMRANGEBYSCORE', KEY.claimers, '-inf', now - 2000)
 local engines = math.max(1, redis.call('ZCARD', KEY.claimers))
-local cap = max_pages_per_host()
+local cap = LIMIT.max_pages
 -- Tasks' paused states, read once in this call.
 local states = {}
 local share = math.ceil(per_host / engines)
@@ -79,7 +79,7 @@ for _, host in ipairs(hosts) do
     -- Ready again when its robots.txt request completes or comes back.
     redis.call('ZREM', KEY.ready, host)
   else
-    reschedule(host, per_host)
+    reschedule(host)
   end
 end
 if claimed > 0 then

@@ -23,10 +23,23 @@ local function is_leader(epoch)
   return current ~= nil and current == tostring(epoch)
 end
 
--- The crawl's `--max_pages_per_host` (0: none), stored with its settings.
-local function max_pages_per_host()
-  return tonumber(redis.call('HGET', KEY.limits, 'max_pages_per_host') or '0') or 0
-end
+-- The crawl's politeness limits, kept once with its settings in `limits` (settings.rs writes
+-- them as an engine adopts the crawl's settings) and read once per call: `per_host`
+-- requests in flight per host across every engine, `max_queue` links queued per host,
+-- `delay_ms` between two requests to a host, `max_backoff_ms` the longest 429/503 back-off,
+-- and `max_pages` a host's pages fetched, in flight and queued (`--max_pages_per_host`; 0:
+-- no cap).
+local LIMIT = (function()
+  local l = redis.call('HMGET', KEY.limits, 'per_host', 'max_queue_per_host', 'delay_ms',
+    'max_backoff_ms', 'max_pages_per_host')
+  return {
+    per_host = math.max(1, tonumber(l[1] or '1') or 1),
+    max_queue = tonumber(l[2] or '0') or 0,
+    delay_ms = tonumber(l[3] or '0') or 0,
+    max_backoff_ms = tonumber(l[4] or '0') or 0,
+    max_pages = tonumber(l[5] or '0') or 0,
+  }
+end)()
 
 -- Whether `entry` is a robots.txt request: its head (see entry.rs) says so. Records from
 -- before heads read as pages.
@@ -150,9 +163,9 @@ end
 
 -- Puts `host` in the ready set (scored by when it may next be sent to) when it has a
 -- request that may be claimed and room for one more in flight; takes it out otherwise.
-local function reschedule(host, per_host)
+local function reschedule(host)
   local h = redis.call('HMGET', KEY.host .. host, 'inflight', 'next_at')
-  if tonumber(h[1] or '0') < per_host and claimable(host) then
+  if tonumber(h[1] or '0') < LIMIT.per_host and claimable(host) then
     redis.call('ZADD', KEY.ready, tonumber(h[2] or '0'), host)
   else
     redis.call('ZREM', KEY.ready, host)
@@ -161,16 +174,16 @@ end
 
 -- Makes the hosts holding requests of `task` ready again (it was resumed, a new run of it
 -- started, or its budget has room again).
-local function reschedule_task(task, per_host)
+local function reschedule_task(task)
   for _, host in ipairs(redis.call('SMEMBERS', KEY.th .. task)) do
-    reschedule(host, per_host)
+    reschedule(host)
   end
 end
 
 -- Gives back the page a lease took of its task's budget `budget` ("TASK#RUN", see
 -- reserve.lua), when it took one: its request was not done for good (sent again later, or
 -- reaped). A task whose budget was spent has room again: its requests may be claimed.
-local function give_back_page(budget, per_host)
+local function give_back_page(budget)
   if budget and budget ~= '' then
     if redis.call('HINCRBY', KEY.pages, budget, -1) < 0 then
       redis.call('HSET', KEY.pages, budget, 0)
@@ -178,21 +191,21 @@ local function give_back_page(budget, per_host)
     local task, run = string.match(budget, '^(.*)#(%d+)$')
     if task and redis.call('HGET', KEY.spent, task) == run then
       redis.call('HDEL', KEY.spent, task)
-      reschedule_task(task, per_host)
+      reschedule_task(task)
     end
   end
 end
 
 -- Puts `entry` of `task` back at the front of `host`'s lane (a lease that ended, a retry
 -- that is due). A host whose robots.txt request waited out a back-off may send it again.
-local function requeue_front(host, entry, per_host, task)
+local function requeue_front(host, entry, task)
   local hk = KEY.host .. host
   if redis.call('HGET', hk, 'robots') == 'deferred' then
     redis.call('HSET', hk, 'robots', 'pending')
   end
   push_entry(host, task or '', entry, true)
   redis.call('INCR', KEY.queued)
-  reschedule(host, per_host)
+  reschedule(host)
 end
 
 -- Frees one of `host`'s in-flight slots, held by `engine`.
@@ -228,7 +241,7 @@ local function take_due(set, max)
 end
 
 -- Queues `entry` for `host` unless the fingerprint was seen; returns 0 queued, 1 seen,
--- 2 refused (the host's queue holds `max_queue` entries and `bounded` is set: a link; seeds
+-- 2 refused (the host's queue holds `LIMIT.max_queue` entries and `bounded` is set: a link; seeds
 -- and redirect targets, offered once, are never refused), 3 refused (the host's pages
 -- fetched, in flight and queued reach `--max_pages_per_host`, which holds for every URL). `robots`,
 -- when not empty, is the host's robots.txt request: queued first if the host is new, and
@@ -236,7 +249,7 @@ end
 -- one call's offers share: queue lengths and hosts to reschedule, settled by `offer_end`.
 -- `run`, when not empty, is the scheduled run the URL belongs to (see `run_open`): a URL
 -- queued counts as open in it.
-local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, batch, task)
+local function offer(host, fp, shard, entry, robots, run, bounded, batch, task)
   local len = batch.lengths[host]
   if len == nil then
     -- Its pages queued: every request but those of its first lane (its robots.txt request,
@@ -261,8 +274,7 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
   if redis.call('SISMEMBER', seen, fp) == 1 then
     return 1
   end
-  if batch.cap == nil then batch.cap = max_pages_per_host() end
-  if batch.cap > 0 then
+  if LIMIT.max_pages > 0 then
     local taken = batch.taken[host]
     if taken == nil then
       local h = redis.call('HMGET', KEY.host .. host, 'pages', 'inflight', 'robots')
@@ -271,11 +283,11 @@ local function offer(host, fp, shard, entry, robots, run, bounded, max_queue, ba
       if h[3] == 'pending' then taken = math.max(0, taken - 1) end
       batch.taken[host] = taken
     end
-    if len + taken >= batch.cap then
+    if len + taken >= LIMIT.max_pages then
       return 3
     end
   end
-  if bounded == 1 and len >= max_queue then
+  if bounded == 1 and len >= LIMIT.max_queue then
     return 2
   end
   redis.call('SADD', seen, fp)
@@ -324,7 +336,7 @@ end
 
 -- Settles a batch of offers: the queued count, the hosts made ready, and a crawl that was
 -- done reopened by new work (a task added to engines that serve).
-local function offer_end(batch, per_host)
+local function offer_end(batch)
   if batch.queued > 0 then
     redis.call('INCRBY', KEY.queued, batch.queued)
     redis.call('DEL', KEY.done)
@@ -334,7 +346,7 @@ local function offer_end(batch, per_host)
     redis.call('INCRBY', KEY.seen_count, batch.seen)
   end
   for host, _ in pairs(batch.hosts) do
-    reschedule(host, per_host)
+    reschedule(host)
   end
   for run, n in pairs(batch.runs) do
     run_open(run, n)
@@ -346,9 +358,9 @@ end
 local URL_ARGS = 8
 
 -- Offers `n` URLs given from ARGV[b] on, URL_ARGS arguments each, under the crawl's
--- `per_host` and `max_queue`; returns their codes. With `bounded` 0 no URL is refused; with 1
--- each URL's own flag says. (The arguments come in the order the scripts' headers give them.)
-local function offer_all(per_host, max_queue, bounded, n, b)
+-- limits; returns their codes. With `bounded` 0 no URL is refused; with 1 each URL's own
+-- flag says.
+local function offer_all(bounded, n, b)
   local out = {}
   local batch = offer_batch()
   for i = 0, n - 1 do
@@ -356,23 +368,23 @@ local function offer_all(per_host, max_queue, bounded, n, b)
     local limit = 0
     if bounded == 1 and ARGV[a + 6] == '1' then limit = 1 end
     out[#out + 1] = offer(ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4],
-      ARGV[a + 5], limit, max_queue, batch, ARGV[a + 7])
+      ARGV[a + 5], limit, batch, ARGV[a + 7])
   end
-  offer_end(batch, per_host)
+  offer_end(batch)
   return out
 end
 
 -- Gives back the host slot of lease `id` once (its page was answered; its items are being
--- stored), and counts the page among its host's pages (see `max_pages_per_host`). Returns
+-- stored), and counts the page among its host's pages (see `LIMIT.max_pages`). Returns
 -- whether the lease was still held.
-local function release_lease(id, per_host)
+local function release_lease(id)
   local lk = KEY.lease .. id
   local lease = redis.call('HMGET', lk, 'host', 'engine', 'freed')
   if lease[1] and lease[3] ~= '1' then
     redis.call('HSET', lk, 'freed', '1', 'counted', '1')
     redis.call('HINCRBY', KEY.host .. lease[1], 'pages', 1)
     free_slot(lease[1], lease[2])
-    reschedule(lease[1], per_host)
+    reschedule(lease[1])
     return true
   end
   return false
@@ -380,9 +392,9 @@ end
 
 -- Moves `host`'s 429/503 back-off, kept here for every engine, as `pace` says: '' leaves
 -- it, 'R' halves it (the host answered well; under 50 ms it is forgotten), 'T' doubles it
--- (from 250 ms up to `max_backoff` ms) and holds the host that long, 'T<ms>' doubles it and
--- holds the host for the Retry-After it sent (at most `max_backoff`). Returns the hold in ms.
-local function pace_host(host, pace, max_backoff)
+-- (from 250 ms up to `LIMIT.max_backoff_ms`) and holds the host that long, 'T<ms>' doubles
+-- it and holds the host for the Retry-After it sent (at most that). Returns the hold in ms.
+local function pace_host(host, pace)
   if pace == '' then return 0 end
   local hk = KEY.host .. host
   local backoff = tonumber(redis.call('HGET', hk, 'backoff') or '0')
@@ -397,7 +409,7 @@ local function pace_host(host, pace, max_backoff)
     end
     return 0
   end
-  local max = math.max(max_backoff, 250)
+  local max = math.max(LIMIT.max_backoff_ms, 250)
   backoff = math.min(math.max(backoff * 2, 250), max)
   redis.call('HSET', hk, 'backoff', backoff)
   local retry_after = tonumber(string.sub(pace, 2))
@@ -413,10 +425,10 @@ end
 -- the host's pages for `--max_pages_per_host`. `run` is the scheduled run of its
 -- request (empty for none), which has one page fewer open when the request is done for
 -- good. Returns whether the lease was still held.
-local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, requeue,
-    defer_ms, robots, crawl_delay, robots_request, run, counted, links, n)
+local function complete_lease(id, host, pace, requeue, defer_ms, robots, crawl_delay,
+    robots_request, run, counted, links, n)
   local hk = KEY.host .. host
-  local hold_ms = pace_host(host, pace, max_backoff)
+  local hold_ms = pace_host(host, pace)
   if hold_ms > 0 then
     local hold_until = now_ms() + hold_ms
     local next_at = tonumber(redis.call('HGET', hk, 'next_at') or '0')
@@ -427,17 +439,17 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   -- The page's links first, whatever became of the lease: the engine that fetched it took
   -- them as offered, and a lease reaped meanwhile (an outage longer than the lease) must not
   -- take them along. Dedup makes a second offer of them harmless.
-  offer_all(per_host, max_queue, 1, n, links)
+  offer_all(1, n, links)
   local lk = KEY.lease .. id
   local lease = redis.call('HMGET', lk, 'host', 'freed', 'engine', 'budget', 'counted', 'task')
   local task = lease[6] or ''
   if lease[1] ~= host then
-    reschedule(host, per_host)
+    reschedule(host)
     return false
   end
   if requeue ~= '' then
     -- Not done for good: its page of the task's budget is taken again when it is sent.
-    give_back_page(lease[4], per_host)
+    give_back_page(lease[4])
   end
   redis.call('DEL', lk)
   redis.call('ZREM', KEY.leases, id)
@@ -464,7 +476,7 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
     redis.call('HSET', KEY.deferral .. id2, 'host', host, 'entry', requeue, 'task', task)
     redis.call('ZADD', KEY.deferred, now_ms() + defer_ms, id2)
   elseif requeue ~= '' then
-    requeue_front(host, requeue, per_host, task)
+    requeue_front(host, requeue, task)
   end
   if requeue == '' then
     -- After its links are counted, so a run's count never touches zero before its end.
@@ -472,7 +484,7 @@ local function complete_lease(id, host, per_host, max_queue, pace, max_backoff, 
   end
   if lease[2] ~= '1' or hold_ms > 0 or robots ~= '' then
     -- Its slot came free here, or its pace changed (requeues reschedule themselves).
-    reschedule(host, per_host)
+    reschedule(host)
   end
   return true
 end
@@ -511,26 +523,26 @@ end
 
 -- Returns up to `max` expired leases' requests to the front of their host's queue (their
 -- engine died or lost touch); returns how many.
-local function reap_leases(per_host, max)
+local function reap_leases(max)
   local expired = take_due(KEY.leases, max)
   for _, lease in ipairs(expired) do
     if not lease[3] then free_slot(lease[1], lease[4]) end
-    give_back_page(lease[5], per_host)
+    give_back_page(lease[5])
     if lease[6] then
       -- Its page is fetched again: counted then.
       redis.call('HINCRBY', KEY.host .. lease[1], 'pages', -1)
     end
-    requeue_front(lease[1], lease[2], per_host, lease[7])
+    requeue_front(lease[1], lease[2], lease[7])
   end
   return #expired
 end
 
 -- Moves up to `max` deferred requests whose back-off is over to the front of their host's
 -- queue; returns how many.
-local function promote_due(per_host, max)
+local function promote_due(max)
   local due = take_due(KEY.deferred, max)
   for _, retry in ipairs(due) do
-    requeue_front(retry[1], retry[2], per_host, retry[7])
+    requeue_front(retry[1], retry[2], retry[7])
   end
   return #due
 end

@@ -1,4 +1,4 @@
--- round(K; engine, addr, ttl_ms, state, dispatched, per_host, max)
+-- round(K; engine, addr, ttl_ms, state, dispatched, max)
 -- One engine's round, once a second, in one call: its heartbeat (listed among the crawl's
 -- engines with its admin address `addr` for `ttl` ms, as common/src/registry.rs lists
 -- nodes), its report (role, `state`, requests `dispatched`) and the mode an operator asked
@@ -8,8 +8,7 @@
 -- leases reaped, done (1 or 0)}.
 local engine = ARGV[1]
 local ttl = tonumber(ARGV[3])
-local per_host = tonumber(ARGV[6])
-local max = tonumber(ARGV[7])
+local max = tonumber(ARGV[6])
 redis.call('ZADD', KEY.engines, now_ms() + ttl, engine)
 redis.call('HSET', KEY.node .. engine, 'addr', ARGV[2])
 redis.call('PEXPIRE', KEY.node .. engine, ttl)
@@ -23,8 +22,8 @@ local wanted = redis.call('HGET', report, 'wanted') or ''
 local reaped = 0
 local done = 0
 if epoch > 0 then
-  reaped = reap_leases(per_host, max)
-  promote_due(per_host, max)
+  reaped = reap_leases(max)
+  promote_due(max)
   done = finish_crawl()
 end
 return {epoch, wanted, reaped, done}

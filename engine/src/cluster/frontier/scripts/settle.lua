@@ -1,4 +1,4 @@
--- settle(K; per_host, max_queue, max_backoff_ms, then ops)
+-- settle(K; ops)
 -- Many `release`s and `complete`s in one call, in order (see release.lua
 -- and complete.lua): the crawl loop gathers what its pages need and sends it at once, so a
 -- busy engine spends a fraction of a round trip per page. Each op is
@@ -10,10 +10,7 @@
 -- their lease gone (reaped after it lapsed, or completed before; a complete of lease 0 only
 -- holds its host and counts in neither), and the milliseconds until a host is ready to be
 -- claimed from (see next_ready), so that the engine claims then rather than at once.
-local per_host = tonumber(ARGV[1])
-local max_queue = tonumber(ARGV[2])
-local max_backoff = tonumber(ARGV[3])
-local i = 4
+local i = 1
 local held = 0
 local late = 0
 while i <= #ARGV do
@@ -21,9 +18,9 @@ while i <= #ARGV do
   if op == 'R' then
     local id = ARGV[i + 1]
     local n = tonumber(ARGV[i + 2])
-    offer_all(per_host, max_queue, 1, n, i + 3)
+    offer_all(1, n, i + 3)
     i = i + 3 + n * URL_ARGS
-    if release_lease(id, per_host) then held = held + 1 end
+    if release_lease(id) then held = held + 1 end
   else
     local id = ARGV[i + 1]
     local host = ARGV[i + 2]
@@ -38,8 +35,8 @@ while i <= #ARGV do
     local n = tonumber(ARGV[i + 11])
     local links = i + 12
     i = links + n * URL_ARGS
-    if complete_lease(id, host, per_host, max_queue, pace, max_backoff, requeue, defer_ms,
-        robots, crawl_delay, robots_request, run, counted, links, n) then
+    if complete_lease(id, host, pace, requeue, defer_ms, robots, crawl_delay, robots_request,
+        run, counted, links, n) then
       held = held + 1
     elseif id ~= '0' then
       late = late + 1

@@ -1,5 +1,5 @@
--- tasks(K; epoch, per_host, max_queue, key, answer, keep_secs, tasks, n, then n x (kind, a,
---       b), m, then m x (host, fp, shard, entry, robots, run, bounded))
+-- tasks(K; epoch, key, answer, keep_secs, tasks, n, then n x (kind, a, b), m, then m x
+--       (host, fp, shard, entry, robots, run, bounded, task))
 -- Leader only: records operators' task changes for every engine, in order (kind 'A': task
 -- record `a` added; kind 'S': task `a` set to state `b`, "STATE#RUN" for a scheduled run,
 -- unless the task is in a later run already: then only a close counts, for that run), and
@@ -12,14 +12,12 @@
 -- Returns 1 recorded, 2 recorded before, -1 when `epoch` is not the current leader's, -2
 -- when `tasks` does not match (nothing is recorded either way).
 if not is_leader(ARGV[1]) then return -1 end
-local per_host = tonumber(ARGV[2])
-local max_queue = tonumber(ARGV[3])
-local key = ARGV[4]
+local key = ARGV[2]
 if key ~= '' and redis.call('EXISTS', key) == 1 then return 2 end
-local expected = tonumber(ARGV[7])
+local expected = tonumber(ARGV[5])
 if expected >= 0 and redis.call('LLEN', KEY.tasks) ~= expected then return -2 end
-local n = tonumber(ARGV[8])
-local i = 9
+local n = tonumber(ARGV[6])
+local i = 7
 for _ = 1, n do
   if ARGV[i] == 'A' then
     redis.call('RPUSH', KEY.tasks, ARGV[i + 1])
@@ -41,7 +39,7 @@ for _ = 1, n do
     end
     if not paused(ARGV[i + 1]) then
       -- Resumed (or ended: its requests are claimed and dropped): its hosts are ready again.
-      reschedule_task(ARGV[i + 1], per_host)
+      reschedule_task(ARGV[i + 1])
     end
   end
   i = i + 3
@@ -54,8 +52,8 @@ if tonumber(ARGV[i]) > 0 then
   -- An added task's seeds are work, in a crawl whose own task waits for its first tick too.
   redis.call('SET', KEY.opened, '1')
 end
-offer_all(per_host, max_queue, 0, tonumber(ARGV[i]), i + 1)
+offer_all(0, tonumber(ARGV[i]), i + 1)
 if key ~= '' then
-  redis.call('SET', key, ARGV[5], 'EX', tonumber(ARGV[6]))
+  redis.call('SET', key, ARGV[3], 'EX', tonumber(ARGV[4]))
 end
 return 1

@@ -1,5 +1,5 @@
--- tick(K; epoch, task, tick, overlap, run, per_host, max_queue, n, then n x (host, fp, shard,
---      entry, robots, run, bounded))
+-- tick(K; epoch, task, tick, overlap, run, n, then n x (host, fp, shard, entry, robots, run,
+--      bounded, task))
 -- Leader only: fires tick `tick` (Unix seconds) of scheduled task `task`, once however many
 -- engines lead in turn: the hash `ticks` keeps each task's last tick fired, and a tick not
 -- after it is refused. The task's current run is in its state ("STATE#RUN" in
@@ -33,12 +33,12 @@ if open then
 end
 redis.call('HSET', KEY.task_states, task, 'running#' .. new)
 -- What a paused or capped run left queued is claimed again, to be dropped by the engines.
-reschedule_task(task, tonumber(ARGV[6]))
+reschedule_task(task)
 if run > 0 then forget_run(run .. ':' .. task) end
 redis.call('INCR', KEY.tasks_version)
 -- A crawl whose only task is scheduled has work from its first run on: it may be done
 -- between runs (and end, once nothing is scheduled any more). See finish.lua.
 redis.call('SET', KEY.opened, '1')
-offer_all(tonumber(ARGV[6]), tonumber(ARGV[7]), 0, tonumber(ARGV[8]), 9)
+offer_all(0, tonumber(ARGV[6]), 7)
 if open then return {5, last} end
 return {2, last}
