@@ -1,13 +1,19 @@
 //! Spinneret's test material: a deterministic generated site served over real HTTP, which
-//! counts the hits on every path so tests can check what a crawl fetched.
+//! counts the hits on every path so tests can check what a crawl fetched, and the harness of
+//! the end-to-end tests (the binaries spawned, a cluster of them on Redis, bounded waits).
 
+pub mod admin;
+pub mod binaries;
 pub mod certs;
+pub mod cluster;
+pub mod eventually;
 pub mod hostile;
 pub mod postgres;
 pub mod quotes;
 pub mod redis;
 pub mod site;
 
+pub use eventually::{eventually, eventually_every};
 pub use site::{Site, TestSite};
 
 /// Serves `app` on `listener` in the background until the returned token is cancelled.

@@ -1,6 +1,7 @@
 //! A real `redis-server` for the tests: on a free loopback port, in a temporary directory,
 //! with the append-only file on, so that it can be killed and restarted from it.
 
+use crate::eventually::{eventually, eventually_every};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -122,31 +123,29 @@ impl RedisServer {
     }
 
     async fn wait_ready(&self) {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-        loop {
-            if let Ok(Ok(mut stream)) = tokio::time::timeout(
-                Duration::from_secs(1),
-                tokio::net::TcpStream::connect(("127.0.0.1", self.port)),
-            )
-            .await
-            {
+        let port = self.port;
+        // Polling a starting server: there is no event to wait on but its answer.
+        eventually_every(
+            Duration::from_secs(20),
+            Duration::from_millis(20),
+            &format!("redis-server to answer on port {port}"),
+            || async move {
+                let Ok(Ok(mut stream)) = tokio::time::timeout(
+                    Duration::from_secs(1),
+                    tokio::net::TcpStream::connect(("127.0.0.1", port)),
+                )
+                .await
+                else {
+                    return false;
+                };
                 let mut reply = [0u8; 7];
                 // A server with a password answers, and refuses, before AUTH.
-                if stream.write_all(b"PING\r\n").await.is_ok()
+                stream.write_all(b"PING\r\n").await.is_ok()
                     && stream.read_exact(&mut reply).await.is_ok()
                     && (&reply == b"+PONG\r\n" || &reply == b"-NOAUTH")
-                {
-                    return;
-                }
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "redis-server did not answer on port {}",
-                self.port
-            );
-            // Polling a starting server: there is no event to wait on but its answer.
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+            },
+        )
+        .await;
     }
 }
 
@@ -223,21 +222,24 @@ impl RedisCluster {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        for node in &nodes {
-            while !node
-                .command("CLUSTER INFO")
-                .await
-                .contains("cluster_state:ok")
-            {
-                assert!(
-                    tokio::time::Instant::now() < deadline,
-                    "the cluster did not become ok"
-                );
-                // Polling the nodes' gossip: there is no event to wait on.
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
-        }
+        // Polling the nodes' gossip: there is no event to wait on.
+        eventually(
+            Duration::from_secs(30),
+            "the cluster to become ok",
+            || async {
+                for node in &nodes {
+                    if !node
+                        .command("CLUSTER INFO")
+                        .await
+                        .contains("cluster_state:ok")
+                    {
+                        return false;
+                    }
+                }
+                true
+            },
+        )
+        .await;
         RedisCluster { nodes }
     }
 

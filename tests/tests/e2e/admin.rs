@@ -1,9 +1,9 @@
 //! The admin API on a running engine: every endpoint, bad input and auth, steering workers
 //! and tasks while they crawl.
 
-use crate::admin_harness::{AdminEngine, n, task, worker};
-use crate::harness::{Server, assert_each_page_fetched_once, export};
 use spinneret_tests::TestSite;
+use spinneret_tests::admin::{AdminEngine, n, task, worker};
+use spinneret_tests::binaries::{Server, assert_each_page_fetched_once, export};
 use std::time::Duration;
 
 fn s(x: impl ToString) -> String {
@@ -125,7 +125,7 @@ async fn the_admin_api_answers_every_endpoint_and_refuses_bad_input() {
         assert_eq!(a.status, expect, "{method} {path}: {}", a.text);
         assert!(a.json["error"].is_string(), "{method} {path}: {}", a.text);
     }
-    let closed = crate::harness::closed_port();
+    let closed = spinneret_tests::binaries::closed_port();
     let a = engine
         .call(
             "POST",

@@ -1,6 +1,6 @@
 //! What users see when they get something wrong: one line naming the problem, non-zero exit.
 
-use crate::harness::{Server, closed_port, run_bin, run_engine};
+use spinneret_tests::binaries::{Server, closed_port, run_bin, run_engine};
 
 fn s(v: &str) -> String {
     v.to_owned()

@@ -1,18 +1,26 @@
 //! Cluster mode: several engines on one crawl over a real `redis-server`, with workers and an
 //! itemsaver that register themselves.
 
-use crate::admin_harness::{AdminEngine, WAIT};
-use crate::harness::{
-    EngineProc, EngineRun, Server, assert_each_page_fetched_once, assert_items_match_site, export,
+use crate::cluster_harness::{
+    agree, half_past_midnight, schedule, scheduled_engine, with_scheduled_pair,
 };
-use spinneret_tests::TestSite;
+use spinneret_tests::admin::{AdminEngine, WAIT};
+use spinneret_tests::binaries::{
+    EngineProc, EngineRun, Server, assert_each_page_fetched_once, assert_items_match_site,
+    closed_port, export, signal,
+};
+use spinneret_tests::cluster::{
+    Backend, Cluster, PAGES, TOKEN, assert_crawled_despite_a_fault,
+    assert_each_slow_page_fetched_once_or_twice, assert_fetched_times, bulk_strings,
+    capture_server, commands_per_sec, engines, every_key_but, leader_and_follower, leader_pid,
+    pages_ok, slow_pages, statuses, two_engines_crawl_slow_pages, two_engines_on_a_slow_site,
+    until_answered, view_of, wait_for_engines, wait_for_leader, wait_for_workers,
+};
 use spinneret_tests::hostile::{HostileServer, SLOW_PAGE_LATENCY};
-use spinneret_tests::redis::{RedisCluster, RedisServer};
+use spinneret_tests::redis::RedisServer;
+use spinneret_tests::{TestSite, eventually_every};
 use std::path::Path;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
-
-const PAGES: usize = 60;
 
 /// Redis commands a second an idle engine of a finished serving crawl may send (the
 /// issue's goal). Measured 2.5: a status read a second, one round (heartbeat, leader lease
@@ -22,95 +30,6 @@ const IDLE_COMMANDS_PER_SEC: f64 = 5.0;
 /// Redis commands per page two engines of a `--delay 1000` crawl of one host may send (the
 /// issue's goal).
 const SLOW_COMMANDS_PER_PAGE: f64 = 15.0;
-
-/// The Redis a cluster uses: one server, or a Redis Cluster.
-enum Backend {
-    Server(Box<RedisServer>),
-    Cluster(RedisCluster),
-}
-
-/// A cluster's shared parts: Redis, an itemsaver and two workers, all registered.
-struct Cluster {
-    backend: Backend,
-    url: String,
-    store: std::path::PathBuf,
-    _itemsaver: Option<Server>,
-    workers: Vec<Server>,
-}
-
-impl Cluster {
-    async fn start(dir: &Path) -> Cluster {
-        Cluster::with_workers(dir, 2).await
-    }
-
-    async fn with_workers(dir: &Path, count: usize) -> Cluster {
-        let redis = RedisServer::start().await;
-        let url = redis.url();
-        Cluster::on(Backend::Server(Box::new(redis)), url, dir, count).await
-    }
-
-    /// The same parts on a three-master Redis Cluster.
-    async fn on_redis_cluster(dir: &Path) -> Cluster {
-        let redis = RedisCluster::start(3).await;
-        let url = redis.url();
-        Cluster::on(Backend::Cluster(redis), url, dir, 2).await
-    }
-
-    async fn on(backend: Backend, url: String, dir: &Path, count: usize) -> Cluster {
-        let store = dir.join("items.db");
-        let store_arg = store.display().to_string();
-        let itemsaver =
-            Server::start("itemsaver", &["--store", &store_arg, "--redis", &url], dir).await;
-        let mut workers = Vec::new();
-        for _ in 0..count {
-            workers.push(Server::start("worker", &["--redis", &url], dir).await);
-        }
-        Cluster {
-            backend,
-            url,
-            store,
-            _itemsaver: Some(itemsaver),
-            workers,
-        }
-    }
-
-    /// The single Redis server (the tests that kill or read it use one).
-    fn redis(&mut self) -> &mut RedisServer {
-        match &mut self.backend {
-            Backend::Server(redis) => redis,
-            Backend::Cluster(_) => panic!("this test runs on a single redis-server"),
-        }
-    }
-
-    /// The single Redis server, to read.
-    fn server(&self) -> &RedisServer {
-        match &self.backend {
-            Backend::Server(redis) => redis,
-            Backend::Cluster(_) => panic!("this test runs on a single redis-server"),
-        }
-    }
-
-    /// The flags of an engine of crawl `crawl` on this cluster, with `more`.
-    fn flags(&self, crawl: &str, more: &[String]) -> Vec<String> {
-        let mut args = vec![
-            "--redis".to_owned(),
-            self.url.clone(),
-            "--crawl".to_owned(),
-            crawl.to_owned(),
-        ];
-        args.extend_from_slice(more);
-        args
-    }
-
-    /// An engine of crawl `crawl` on this cluster, with `more` flags.
-    fn engine(&self, dir: &Path, crawl: &str, more: &[String]) -> EngineProc {
-        EngineProc::spawn(dir, &self.flags(crawl, more))
-    }
-}
-
-fn pages_ok(run: &EngineRun) -> u64 {
-    run.summary()["pages_ok"].as_u64().unwrap_or(0)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_share_one_crawl_and_fetch_each_page_once() {
@@ -213,34 +132,6 @@ async fn two_engines_share_a_crawl(cluster: &Cluster, dir: &Path) {
         assert_eq!(run.summary()["urls_seen"], urls, "the crawl's URLs seen");
     }
     assert_eq!(cluster.workers.len(), 2);
-}
-
-/// Crawls `pages` 100 ms pages of a hostile server with two engines on crawl `crawl`, each
-/// given `polite`; returns the server and the pages the joining engine fetched. Past its
-/// twelve slow pages, URLs differ by a query.
-async fn two_engines_crawl_slow_pages(
-    cluster: &Cluster,
-    dir: &Path,
-    crawl: &str,
-    pages: u64,
-    polite: &[String],
-) -> (HostileServer, u64) {
-    let server = HostileServer::start(Default::default())
-        .await
-        .expect("server");
-    let mut first: Vec<String> = (0..pages)
-        .flat_map(|i| {
-            let url = server.url(&format!("/slow/{}?n={i}", i % 12));
-            ["--seed".to_owned(), url]
-        })
-        .collect();
-    first.extend_from_slice(polite);
-    let b = cluster.engine(dir, crawl, polite);
-    let a = cluster.engine(dir, crawl, &first);
-    let a = a.wait().await.succeeded("engine a");
-    let b = b.wait().await.succeeded("engine b");
-    assert_eq!(pages_ok(&a) + pages_ok(&b), pages);
-    (server, pages_ok(&b))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -380,18 +271,6 @@ async fn two_engines_keep_to_a_page_budget(budget: &str) {
     }
 }
 
-/// Redis commands per second of engines `runs` (their summaries' `redis_commands` over
-/// their time).
-fn commands_per_sec(runs: &[&EngineRun]) -> f64 {
-    runs.iter()
-        .map(|r| {
-            let s = r.summary();
-            s["redis_commands"].as_f64().unwrap_or(0.0) / s["elapsed_secs"].as_f64().unwrap_or(1.0)
-        })
-        .sum::<f64>()
-        / runs.len() as f64
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn engines_send_few_redis_commands_when_little_happens() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -496,67 +375,6 @@ async fn politeness_holds_across_engines() {
     );
 }
 
-/// The pid of the engine leading crawl `crawl`, from its leader lease (`ENGINE:EPOCH`, with
-/// engine ids `HOST-PID-STAMP`); `None` while no engine holds it.
-async fn leader_pid(redis: &RedisServer, crawl: &str) -> Option<u32> {
-    let reply = redis
-        .command(&format!("GET {{spinneret:{crawl}}}:leader"))
-        .await;
-    let value = reply.lines().nth(1)?;
-    let (engine, _epoch) = value.rsplit_once(':')?;
-    engine.rsplit('-').nth(1)?.parse().ok()
-}
-
-/// Waits (bounded) until `check` holds of the leader's pid, and says how long it took.
-async fn wait_for_leader(
-    redis: &RedisServer,
-    crawl: &str,
-    check: impl Fn(Option<u32>) -> bool,
-) -> Duration {
-    let started = tokio::time::Instant::now();
-    loop {
-        if check(leader_pid(redis, crawl).await) {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the leader did not change"
-        );
-        // Polling Redis: the leader lease has no event to wait on.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
-/// Checks that every page was fetched, none more than twice (a page whose engine died may be
-/// fetched again), and that the items are exactly the site's.
-async fn assert_crawled_despite_a_fault(site: &TestSite, store: &Path) {
-    let hits = site.hits();
-    let got: std::collections::BTreeSet<String> = hits.keys().cloned().collect();
-    assert_eq!(got, site.site.polite_crawl_paths(), "paths fetched");
-    let thrice: Vec<_> = hits.iter().filter(|(_, n)| **n > 2).collect();
-    assert!(thrice.is_empty(), "fetched more than twice: {thrice:?}");
-    assert_items_match_site(&export(store).await, site);
-}
-
-/// A slowed test site crawled by two engines of crawl `crawl` (three requests at a time,
-/// 3 s leases), the joining one started first; returns the site and the seeding engine, then
-/// the joining one.
-async fn two_engines_on_a_slow_site(
-    cluster: &Cluster,
-    dir: &Path,
-    crawl: &str,
-) -> (TestSite, EngineProc, EngineProc) {
-    let site = TestSite::start_slowly(PAGES, Duration::from_millis(100))
-        .await
-        .expect("site");
-    let flags = ["--per_host=3".to_owned(), "--lease_secs=3".to_owned()];
-    let b = cluster.engine(dir, crawl, &flags);
-    let mut first = vec!["--seed".to_owned(), site.url("/")];
-    first.extend_from_slice(&flags);
-    let a = cluster.engine(dir, crawl, &first);
-    (site, a, b)
-}
-
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Victim {
     Leader,
@@ -612,13 +430,13 @@ async fn a_paused_leader_steps_down_and_leader_effects_happen_once() {
     let leader = leader_pid(cluster.server(), "paused")
         .await
         .expect("a leader");
-    crate::harness::signal(leader, "STOP");
+    signal(leader, "STOP");
     // Past its leader lease (6 s): another engine takes over.
     let took = wait_for_leader(cluster.server(), "paused", |p| {
         p.is_some_and(|p| p != leader)
     })
     .await;
-    crate::harness::signal(leader, "CONT");
+    signal(leader, "CONT");
     assert!(
         took < Duration::from_secs(10),
         "a follower led after {took:?}"
@@ -664,20 +482,6 @@ async fn the_crawl_survives_redis_killed_and_restarted_from_its_aof() {
     assert_crawled_despite_a_fault(&site, &cluster.store).await;
 }
 
-/// ACL key patterns that match every key but `key`: for each position, the keys that differ
-/// there, its proper prefixes, and the longer keys.
-fn every_key_but(key: &str) -> Vec<String> {
-    let mut patterns = Vec::new();
-    for (i, c) in key.char_indices() {
-        patterns.push(format!("{}[^{c}]*", &key[..i]));
-        if i > 0 {
-            patterns.push(key[..i].to_owned());
-        }
-    }
-    patterns.push(format!("{key}?*"));
-    patterns
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_whose_robots_read_fails_keeps_its_requests_and_the_host_goes_on() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -717,16 +521,21 @@ async fn a_claim_whose_robots_read_fails_keeps_its_requests_and_the_host_goes_on
     ];
     args.extend_from_slice(&flags);
     let b = EngineProc::spawn(dir.path(), &args);
-    let started = tokio::time::Instant::now();
-    while !redis.command("ACL LOG").await.contains(robots_key) {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the engine never read the robots.txt records: {}",
-            redis.command("ACL LOG").await.replace("\r\n", " ")
-        );
-        // The ACL log has no event to wait on.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // The ACL log has no event to wait on.
+    eventually_every(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        "the engine to read the robots.txt records",
+        || async {
+            let log = redis.command("ACL LOG").await;
+            if log.contains(robots_key) {
+                Ok(())
+            } else {
+                Err(log.replace("\r\n", " "))
+            }
+        },
+    )
+    .await;
     let healed = tokio::time::Instant::now();
     let set = redis.command("ACL SETUSER cut resetkeys ~*").await;
     assert!(set.starts_with("+OK"), "{set}");
@@ -743,28 +552,6 @@ async fn a_claim_whose_robots_read_fails_keeps_its_requests_and_the_host_goes_on
         b.stderr
     );
     assert_crawled_despite_a_fault(&site, &cluster.store).await;
-}
-
-/// Polls engine `e`'s `/api/workers` (bounded) until `ready` holds for the list.
-async fn wait_for_workers(
-    e: &AdminEngine,
-    what: &str,
-    ready: impl Fn(&[serde_json::Value]) -> bool,
-) {
-    let started = tokio::time::Instant::now();
-    loop {
-        let workers = e.get("/api/workers").await;
-        let list = workers.as_array().cloned().unwrap_or_default();
-        if ready(&list) {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "waited for {what}; workers: {workers:#}"
-        );
-        // The registry is read every second: there is no event to wait on.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -825,44 +612,6 @@ async fn registered_workers_join_and_leave_every_engines_pool() {
     );
     assert_crawled_despite_a_fault(&site, &cluster.store).await;
     drop(late);
-}
-
-/// The engines of the crawl as engine `e` lists them.
-async fn engines(e: &AdminEngine) -> Vec<serde_json::Value> {
-    e.get("/api/engines")
-        .await
-        .as_array()
-        .cloned()
-        .unwrap_or_default()
-}
-
-/// The view of the engine whose admin server is `e`, in `list`.
-fn view_of<'a>(list: &'a [serde_json::Value], e: &AdminEngine) -> &'a serde_json::Value {
-    let addr = e.base.trim_start_matches("http://");
-    list.iter()
-        .find(|v| v["addr"] == addr)
-        .unwrap_or_else(|| panic!("no engine at {addr} in {list:#?}"))
-}
-
-/// Polls `/api/engines` on `e` (bounded) until `ready` holds.
-async fn wait_for_engines(
-    e: &AdminEngine,
-    what: &str,
-    ready: impl Fn(&[serde_json::Value]) -> bool,
-) -> Vec<serde_json::Value> {
-    let started = tokio::time::Instant::now();
-    loop {
-        let list = engines(e).await;
-        if ready(&list) {
-            return list;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "waited for {what}; engines: {list:#?}"
-        );
-        // Engines report once a second: there is no event to wait on.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -976,66 +725,6 @@ async fn admin_changes_through_a_follower_apply_once_on_every_engine() {
     );
 }
 
-/// The admin token of the forwarding tests (every engine of a crawl holds the same one).
-const TOKEN: &str = "s3cret-s3cret-s3cret";
-
-/// Two engines of crawl `crawl` (of `site`) serving tasks, with admin tokens `tokens`, as
-/// (leader, follower).
-async fn leader_and_follower(
-    cluster: &Cluster,
-    dir: &Path,
-    crawl: &str,
-    site: &TestSite,
-    tokens: [&str; 2],
-) -> (AdminEngine, AdminEngine) {
-    let flags = cluster.flags(crawl, &["--serve".to_owned()]);
-    let one = AdminEngine::start(dir, &flags, Some(tokens[0])).await;
-    let mut first = flags.clone();
-    first.extend(["--seed".to_owned(), site.url("/")]);
-    let two = AdminEngine::start(dir, &first, Some(tokens[1])).await;
-    let list = wait_for_engines(&one, "two engines, one leading", |l| {
-        l.len() == 2 && l.iter().filter(|e| e["role"] == "leader").count() == 1
-    })
-    .await;
-    if view_of(&list, &one)["role"] == "leader" {
-        (one, two)
-    } else {
-        (two, one)
-    }
-}
-
-/// A server that answers every request `200 {}` and keeps what it was sent.
-async fn capture_server() -> (String, Arc<Mutex<Vec<u8>>>) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr").to_string();
-    let seen = Arc::new(Mutex::new(Vec::new()));
-    let kept = seen.clone();
-    tokio::spawn(async move {
-        while let Ok((mut conn, _)) = listener.accept().await {
-            let kept = kept.clone();
-            tokio::spawn(async move {
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut got = Vec::new();
-                // Headers, then whatever of the body has come by then.
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                kept.lock().expect("lock").extend_from_slice(&got);
-                let _ = conn
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}")
-                    .await;
-            });
-        }
-    });
-    (addr, seen)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_forwarded_to_a_false_leader_address_carries_no_token_and_is_applied_nowhere() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1057,7 +746,7 @@ async fn a_change_forwarded_to_a_false_leader_address_carries_no_token_and_is_ap
         .and_then(|l| l.rsplit_once(':'))
         .map(|(engine, _)| engine.to_owned())
         .expect("a leader lease");
-    crate::harness::signal(leader.pid(), "STOP");
+    signal(leader.pid(), "STOP");
     cluster
         .server()
         .command(&format!(
@@ -1071,7 +760,7 @@ async fn a_change_forwarded_to_a_false_leader_address_carries_no_token_and_is_ap
     let answer = follower
         .call_with_key("POST", "/api/tasks", &body, "add-stolen")
         .await;
-    crate::harness::signal(leader.pid(), "CONT");
+    signal(leader.pid(), "CONT");
     // The false leader's answer is not taken: it lacks the crawl's signature.
     assert_eq!(answer.status, 502, "{}", answer.text);
     assert!(answer.text.contains("signature"), "{}", answer.text);
@@ -1092,12 +781,14 @@ async fn a_change_forwarded_to_a_false_leader_address_carries_no_token_and_is_ap
     // applied on neither engine.
     let own = leader.base.trim_start_matches("http://").to_owned();
     let node = format!("HGET {{spinneret:capture}}:node:{engine} addr");
-    let started = tokio::time::Instant::now();
-    while !cluster.server().command(&node).await.contains(&own) {
-        assert!(started.elapsed() < WAIT, "the leader's heartbeat came back");
-        // Its round comes once a second: there is no event to wait on.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    // Its round comes once a second: there is no event to wait on.
+    eventually_every(
+        WAIT,
+        Duration::from_millis(100),
+        "the leader's heartbeat to come back",
+        || async { cluster.server().command(&node).await.contains(&own) },
+    )
+    .await;
     for e in [&leader, &follower] {
         let tasks = e.get("/api/tasks").await;
         assert!(
@@ -1135,15 +826,20 @@ async fn a_change_forwarded_by_an_engine_with_another_admin_token_is_refused_say
         answer.text
     );
     // The leader says so too (its log is read as it comes: bounded polling).
-    let started = tokio::time::Instant::now();
-    while !leader.logs().contains("refused a forwarded change") {
-        assert!(
-            started.elapsed() < WAIT,
-            "the leader logs the refusal:\n{}",
-            leader.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    eventually_every(
+        WAIT,
+        Duration::from_millis(20),
+        "the leader to log the refusal",
+        || async {
+            let logs = leader.logs();
+            if logs.contains("refused a forwarded change") {
+                Ok(())
+            } else {
+                Err(format!("its log:\n{logs}"))
+            }
+        },
+    )
+    .await;
     // Straight to the leader with its own token, the change is applied.
     let direct = leader
         .call_with_key("POST", "/api/tasks", &body, "add-second-direct")
@@ -1285,117 +981,6 @@ async fn a_new_tasks_pages_are_all_fetched_whichever_engine_claims_them_first() 
         } else {
             e.stop().await.succeeded("an engine");
         }
-    }
-}
-
-/// The bulk strings of a RESP array reply (short values without line breaks).
-fn bulk_strings(reply: &str) -> Vec<String> {
-    reply
-        .split("\r\n")
-        .filter(|l| !l.is_empty() && !l.starts_with('*') && !l.starts_with('$'))
-        .map(str::to_owned)
-        .collect()
-}
-
-/// A task's state as an operator set it: `closed`, or `-` for any other (a task's end is
-/// each engine's own, not recorded in Redis).
-fn closed_or_not(state: &str) -> String {
-    if state == "closed" { "closed" } else { "-" }.to_owned()
-}
-
-/// The names of the tasks the crawl's Redis holds (added through the API) and whether each
-/// is closed, and the same of the tasks engine `e` lists, without its own first task:
-/// `(redis, engine)`.
-async fn tasks_here_and_in_redis(
-    redis: &RedisServer,
-    crawl: &str,
-    e: &AdminEngine,
-) -> (Vec<(String, String)>, Vec<(String, String)>) {
-    let prefix = engine::cluster::crawl_prefix(crawl);
-    let records = bulk_strings(&redis.command(&format!("LRANGE {prefix}:tasks 0 -1")).await);
-    let states: std::collections::HashMap<String, String> = bulk_strings(
-        &redis
-            .command(&format!("HGETALL {prefix}:task_states"))
-            .await,
-    )
-    .chunks(2)
-    .filter_map(|kv| match kv {
-        [k, v] => Some((k.clone(), v.clone())),
-        _ => None,
-    })
-    .collect();
-    let mut in_redis: Vec<(String, String)> = records
-        .iter()
-        .map(|r| {
-            let spec: serde_json::Value = serde_json::from_str(r).expect("task record");
-            let name = spec["name"].as_str().expect("name").to_owned();
-            let state = states
-                .get(&name)
-                .map_or("", |s| s.split('#').next().unwrap_or(""));
-            (name, closed_or_not(state))
-        })
-        .collect();
-    let listed = e.get("/api/tasks").await;
-    let mut here: Vec<(String, String)> = listed
-        .as_array()
-        .expect("tasks")
-        .iter()
-        .skip(1)
-        .map(|t| {
-            (
-                t["name"].as_str().unwrap_or_default().to_owned(),
-                closed_or_not(t["state"].as_str().unwrap_or_default()),
-            )
-        })
-        .collect();
-    in_redis.sort();
-    here.sort();
-    (in_redis, here)
-}
-
-/// Waits (bounded) until engine `e` lists the tasks the crawl's Redis holds, as
-/// [`tasks_here_and_in_redis`] reads them; returns them.
-async fn agree(redis: &RedisServer, e: &AdminEngine, what: &str) -> Vec<(String, String)> {
-    // The news reaches every engine within a tick: what an engine lists must be what Redis
-    // holds, and nothing more.
-    let started = tokio::time::Instant::now();
-    loop {
-        let (in_redis, here) = tasks_here_and_in_redis(redis, "fenced", e).await;
-        if in_redis == here {
-            return in_redis;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(5),
-            "{what}: the engine lists {here:?}, redis holds {in_redis:?}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-/// Sends a change with idempotency key `key` until it is answered `want` (bounded); the
-/// answers on the way must be 503s.
-async fn until_answered(
-    e: &AdminEngine,
-    method: &str,
-    path: &str,
-    body: &str,
-    key: &str,
-    want: u16,
-) {
-    let started = tokio::time::Instant::now();
-    loop {
-        let answer = e.call_with_key(method, path, body, key).await;
-        if answer.status == want {
-            return;
-        }
-        assert_eq!(answer.status, 503, "{method} {path}: {}", answer.text);
-        assert!(
-            started.elapsed() < Duration::from_secs(60),
-            "{method} {path} never answered {want}: {}",
-            answer.text
-        );
-        // Retried as a client would, after the answer's own wait.
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
@@ -1541,7 +1126,7 @@ async fn an_engine_fails_over_to_another_registered_itemsaver() {
     .await;
     site.wait_for_hits(20).await;
     // Killed (SIGKILL on drop): the engine sends the rest to the spare.
-    drop(cluster._itemsaver.take());
+    drop(cluster.itemsaver.take());
     let run = engine.wait().await.succeeded("the engine");
     assert!(
         run.stderr
@@ -1564,7 +1149,7 @@ async fn settings_of_an_engine_that_never_ran_give_way_to_the_next_engines() {
     let wrong = TestSite::start(5).await.expect("site");
     let right = TestSite::start(10).await.expect("site");
     // A first try whose itemsaver cannot be reached stops before it runs.
-    let unreachable = format!("127.0.0.1:{}", crate::harness::closed_port());
+    let unreachable = format!("127.0.0.1:{}", closed_port());
     let failed = cluster
         .engine(
             dir.path(),
@@ -1721,198 +1306,6 @@ async fn a_serving_engine_restarted_on_a_finished_crawl_records_no_empty_run() {
     serving.stop().await;
 }
 
-/// One engine of crawl "scheduled" over `cluster`, run in this process so that its schedule
-/// goes by `clock`, with its own run history in `dir`; `seeds` and `cron` start the crawl (an
-/// engine without them joins it and adopts its schedule).
-fn scheduled_engine(
-    cluster: &Cluster,
-    dir: &Path,
-    name: &str,
-    clock: &std::sync::Arc<engine::schedule::ManualClock>,
-    seeds: &[String],
-    cron: Option<&str>,
-) -> engine::config::EngineConfig {
-    engine::config::EngineConfig {
-        cluster: Some(engine::config::ClusterConfig {
-            redis: cluster.url.clone(),
-            crawl: "scheduled".into(),
-            lease: Duration::from_secs(15),
-            redis_timeout: Duration::from_secs(60),
-            advertise: None,
-            redis_tls: Default::default(),
-        }),
-        seeds: seeds
-            .iter()
-            .map(|s| engine::parse_seed(s).expect("seed"))
-            .collect(),
-        task: "nightly".into(),
-        schedule: cron.map(|cron| schedule(cron, engine::schedule::Overlap::Skip)),
-        jobs: Some(dir.join(format!("jobs-{name}.db"))),
-        scheduler_clock: Some(clock.clone()),
-        state_dir: None,
-        ..engine::config::EngineConfig::default()
-    }
-}
-
-/// A UTC schedule on `cron`.
-fn schedule(cron: &str, overlap: engine::schedule::Overlap) -> engine::schedule::Schedule {
-    engine::schedule::Schedule::new(engine::schedule::ScheduleSpec {
-        cron: cron.into(),
-        timezone: "UTC".into(),
-        overlap,
-    })
-    .expect("schedule")
-}
-
-/// The statuses of the runs an engine lists, newest first.
-fn statuses(runs: &serde_json::Value) -> Vec<String> {
-    runs.as_array()
-        .map(|r| {
-            r.iter()
-                .filter_map(|r| r["status"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// Every page of the site was fetched exactly `n` times: once per run, however many engines.
-fn assert_fetched_times(site: &TestSite, n: u64) {
-    let hits = site.hits();
-    for path in site.site.ok_paths() {
-        assert_eq!(hits.get(&path).copied().unwrap_or(0), n, "{path}: {hits:?}");
-    }
-}
-
-/// The admin APIs of two engines of a scheduled crawl, and how to stop each.
-#[derive(Clone)]
-struct Pair {
-    a: String,
-    b: String,
-    stop_a: tokio_util::sync::CancellationToken,
-    http: reqwest::Client,
-    /// How many of the two engines have exited.
-    exited: tokio::sync::watch::Receiver<u8>,
-}
-
-impl Pair {
-    /// Waits (bounded) until both engines have exited by themselves.
-    async fn wait_for_both_to_leave(&self) {
-        let mut exited = self.exited.clone();
-        let both = tokio::time::timeout(Duration::from_secs(30), exited.wait_for(|n| *n == 2));
-        assert!(
-            matches!(both.await, Ok(Ok(_))),
-            "the engines are still running"
-        );
-    }
-
-    /// Waits (bounded) until the engine at `base` lists `n` runs of task 1, the newest
-    /// done; fails at once if it lists more.
-    async fn wait_for_runs(&self, base: &str, n: usize) -> serde_json::Value {
-        self.wait_for(base, "/api/tasks/1/runs", |runs| {
-            let runs = runs.as_array().map_or(&[][..], Vec::as_slice);
-            assert!(runs.len() <= n, "more runs than ticks at {base}: {runs:#?}");
-            runs.len() == n && runs[0]["status"] == "done"
-        })
-        .await
-    }
-
-    /// Polls `GET path` on the engine at `base` (bounded) until `ready` holds of the answer.
-    async fn wait_for(
-        &self,
-        base: &str,
-        path: &str,
-        ready: impl Fn(&serde_json::Value) -> bool,
-    ) -> serde_json::Value {
-        let started = tokio::time::Instant::now();
-        loop {
-            let answer = match self.http.get(format!("{base}{path}")).send().await {
-                Ok(answer) => json_of(answer).await,
-                Err(_) => serde_json::Value::Null,
-            };
-            if ready(&answer) {
-                return answer;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(60),
-                "waited at {base}{path}: {answer:#}"
-            );
-            // The admin API has no event to wait on.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-}
-
-/// Runs engines `a` and `b` of a scheduled crawl in this process while `test` runs: `a`
-/// leads (it is alone until it does, so stopping it is a failover), and `b` has taken up
-/// the scheduled task before `test` starts. `b` (and `a`, if still running) stop after.
-async fn with_scheduled_pair<F, Fut>(
-    config_a: engine::config::EngineConfig,
-    config_b: engine::config::EngineConfig,
-    test: F,
-) where
-    F: FnOnce(Pair) -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    let listener_a = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let listener_b = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let operate = |listener| engine::Operate {
-        admin: Some(listener),
-        ..engine::Operate::default()
-    };
-    let (exited, exits) = tokio::sync::watch::channel(0u8);
-    let pair = Pair {
-        exited: exits,
-        a: format!("http://{}", listener_a.local_addr().expect("addr")),
-        b: format!("http://{}", listener_b.local_addr().expect("addr")),
-        stop_a: tokio_util::sync::CancellationToken::new(),
-        http: reqwest::Client::builder()
-            .timeout(Duration::from_secs(5))
-            .build()
-            .expect("client"),
-    };
-    let stop_b = tokio_util::sync::CancellationToken::new();
-    let a_leads = tokio::sync::Notify::new();
-    let engine_a = async {
-        let result = engine::run_with(config_a, operate(listener_a), pair.stop_a.clone()).await;
-        exited.send_modify(|n| *n += 1);
-        result
-    };
-    let engine_b = async {
-        a_leads.notified().await;
-        let result = engine::run_with(config_b, operate(listener_b), stop_b.clone()).await;
-        exited.send_modify(|n| *n += 1);
-        result
-    };
-    let run_test = async {
-        pair.wait_for(&pair.a, "/api/engines", |engines| {
-            engines
-                .as_array()
-                .is_some_and(|list| list.iter().any(|e| e["role"] == "leader"))
-        })
-        .await;
-        a_leads.notify_one();
-        pair.wait_for(&pair.b, "/api/tasks/1", |task| task["state"] == "waiting")
-            .await;
-        test(pair.clone()).await;
-        stop_b.cancel();
-        pair.stop_a.cancel();
-    };
-    let (a, b, ()) = tokio::join!(engine_a, engine_b, run_test);
-    a.expect("engine a");
-    b.expect("engine b");
-}
-
-/// A moment of the scheduler clock, a little after a minute starts.
-fn half_past_midnight() -> chrono::DateTime<chrono::Utc> {
-    chrono::DateTime::parse_from_rfc3339("2026-01-01T00:00:30Z")
-        .expect("time")
-        .with_timezone(&chrono::Utc)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_scheduled_crawl_runs_once_per_tick_across_engines_and_a_new_leader_fires_the_next() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1937,23 +1330,6 @@ async fn a_scheduled_crawl_runs_once_per_tick_across_engines_and_a_new_leader_fi
         assert_eq!(statuses(&runs), ["done", "done", "done"], "{runs:#}");
     })
     .await;
-}
-
-/// Six pages of 1.5 s of `server`: two at a time, a run of them takes 4.5 s.
-fn slow_pages(server: &HostileServer) -> Vec<String> {
-    (0..6)
-        .map(|i| server.url(&format!("/wait/1500/{i}")))
-        .collect()
-}
-
-/// Each of [`slow_pages`] was fetched by the first run, the second, or both.
-fn assert_each_slow_page_fetched_once_or_twice(server: &HostileServer) {
-    let hits = server.hits();
-    for i in 0..6 {
-        let path = format!("/wait/1500/{i}");
-        let n = hits.get(&path).copied().unwrap_or(0);
-        assert!((1..=2).contains(&n), "{path}: {n}");
-    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -2023,12 +1399,6 @@ async fn a_tick_while_a_shared_run_goes_on_is_skipped_and_a_stop_ends_the_run_ev
         pair.wait_for_both_to_leave().await;
     })
     .await;
-}
-
-/// A JSON answer's body, or the default when it is not JSON.
-async fn json_of<T: serde::de::DeserializeOwned + Default>(answer: reqwest::Response) -> T {
-    let text = answer.text().await.unwrap_or_default();
-    serde_json::from_str(&text).unwrap_or_default()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

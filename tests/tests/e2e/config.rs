@@ -1,8 +1,8 @@
 //! `--config FILE` on the three binaries: a file sets any flag, an environment variable beats
 //! it, a flag beats both, and a mistake names the file, the line and the key.
 
-use crate::harness::{run_bin, run_engine};
 use spinneret_tests::TestSite;
+use spinneret_tests::binaries::{run_bin, run_engine};
 use std::path::Path;
 
 fn s(v: &str) -> String {

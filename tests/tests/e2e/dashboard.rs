@@ -2,9 +2,9 @@
 //! chromedriver, loads the page during a crawl, sees the figures move without a reload,
 //! pauses and resumes a task with the page's buttons, and leaves a screenshot in `target/`.
 
-use crate::admin_harness::{AdminEngine, WAIT, task};
 use base64::Engine as _;
-use spinneret_tests::{TestSite, require_program};
+use spinneret_tests::admin::{AdminEngine, WAIT, task};
+use spinneret_tests::{TestSite, eventually, eventually_every, require_program};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -34,7 +34,7 @@ impl Browser {
     async fn start(profile: &std::path::Path) -> Browser {
         let chromium = require_program("CHROMIUM", "/usr/bin/chromium");
         let driver_bin = require_program("CHROMEDRIVER", "/usr/bin/chromedriver");
-        let port = crate::harness::closed_port();
+        let port = spinneret_tests::binaries::closed_port();
         let driver = Command::new(driver_bin)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
@@ -44,21 +44,15 @@ impl Browser {
             .expect("start chromedriver");
         let base = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = http.get(format!("{base}/status")).send().await;
-            if let Ok(r) = ready
-                && let Ok(v) = r.json_text().await
-                && v["value"]["ready"] == true
-            {
-                break;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "chromedriver did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        eventually(Duration::from_secs(30), "chromedriver to start", || async {
+            let Ok(r) = http.get(format!("{base}/status")).send().await else {
+                return false;
+            };
+            r.json_text()
+                .await
+                .is_ok_and(|v| v["value"]["ready"] == true)
+        })
+        .await;
         let caps = serde_json::json!({
             "capabilities": {"alwaysMatch": {
                 "browserName": "chrome",
@@ -153,20 +147,18 @@ impl Browser {
 
     /// Waits until the text of `css` satisfies `ready`, and returns it.
     async fn wait_text(&self, css: &str, what: &str, ready: impl Fn(&str) -> bool) -> String {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
-            if let Some(text) = self.text(css).await
-                && ready(&text)
-            {
-                return text;
-            }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "the dashboard never showed {what} (at {css}: {:?})",
-                self.text(css).await
-            );
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        eventually_every(
+            WAIT,
+            Duration::from_millis(100),
+            &format!("the dashboard to show {what}"),
+            || async {
+                match self.text(css).await {
+                    Some(text) if ready(&text) => Ok(text),
+                    seen => Err(format!("at {css}: {seen:?}")),
+                }
+            },
+        )
+        .await
     }
 
     /// Clicks the element matching `css`; the page redraws its tables every second, so a

@@ -1,7 +1,7 @@
 //! Workers that restart, drain, die or overrun while holding pages: a page is never blamed for
 //! its worker, unless it is in flight on several different workers that each die holding it.
 
-use crate::harness::{EngineProc, EngineRun, Server, export, signal};
+use spinneret_tests::binaries::{EngineProc, EngineRun, Server, export, signal};
 use spinneret_tests::hostile::{HostileOptions, HostileServer};
 use std::path::Path;
 

@@ -1,11 +1,11 @@
 //! `itemsaver export` and the stores it reads: three formats with filters on odd payloads,
 //! a million items in bounded memory, and a crawl stored as JSON Lines.
 
-use crate::harness::{assert_items_match_site, run_bin, run_engine};
 use common::{Item, Payload, Scalar, Value};
 use itemsaver::ItemStore;
 use itemsaver::store::{JsonlStore, SqliteStore};
 use spinneret_tests::TestSite;
+use spinneret_tests::binaries::{assert_items_match_site, run_bin, run_engine};
 use std::path::Path;
 
 fn s(v: &str) -> String {
@@ -192,7 +192,7 @@ fn million_item_store(path: &Path, n: u64) {
 #[allow(clippy::zombie_processes)]
 fn run_measured(args: &[String], out: &Path) -> (i32, f64) {
     let out = std::fs::File::create(out).expect("out");
-    let child = std::process::Command::new(crate::harness::bin("itemsaver"))
+    let child = std::process::Command::new(spinneret_tests::binaries::bin("itemsaver"))
         .args(args)
         .stdout(out)
         .stderr(std::process::Stdio::inherit())

@@ -1,8 +1,8 @@
 //! Fault injection: a crawl loses nothing, and stores each item once, whatever process is
 //! killed or hung, and whenever.
 
-use crate::harness::{EngineProc, Server, assert_items_match_site, export, signal};
 use spinneret_tests::TestSite;
+use spinneret_tests::binaries::{EngineProc, Server, assert_items_match_site, export, signal};
 use std::path::Path;
 use std::time::Duration;
 
@@ -317,7 +317,7 @@ async fn a_leftover_state_is_never_carried_on_by_another_crawl() {
 
     // A crawl of site B in the same directory is refused, in one line naming the state, the
     // crawl it holds and the choices; B is not fetched and nothing goes to b.db.
-    let refused = crate::harness::run_engine(dir.path(), &args(&b, "b.db")).await;
+    let refused = spinneret_tests::binaries::run_engine(dir.path(), &args(&b, "b.db")).await;
     assert!(!refused.status.success(), "{}", refused.stderr);
     let line = refused
         .stderr
@@ -356,7 +356,7 @@ async fn a_leftover_state_is_never_carried_on_by_another_crawl() {
     assert_items_match_site(&export(&dir.path().join("a.db")).await, &a);
 
     // With the state gone, B crawls alone into b.db.
-    let fresh = crate::harness::run_engine(dir.path(), &args(&b, "b.db")).await;
+    let fresh = spinneret_tests::binaries::run_engine(dir.path(), &args(&b, "b.db")).await;
     assert!(fresh.status.success(), "{}", fresh.stderr);
     assert_items_match_site(&export(&dir.path().join("b.db")).await, &b);
 }

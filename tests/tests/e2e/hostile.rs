@@ -1,7 +1,9 @@
 //! Crawls of a hostile server: every pathology ends in bounded time, under its reason, without
 //! breaking a process or its memory bound.
 
-use crate::harness::{EngineProc, EngineRun, Server, export, peak_rss_mb, run_engine, signal};
+use spinneret_tests::binaries::{
+    EngineProc, EngineRun, Server, export, peak_rss_mb, run_engine, signal,
+};
 use spinneret_tests::hostile::{
     FLAKY_FAILURES, GBK_TITLE, HostileOptions, HostileServer, NESTED_QUOTES, NO_CHARSET_TITLE,
 };

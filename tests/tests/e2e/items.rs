@@ -1,8 +1,8 @@
 //! Items on their way to the store: batches the itemsaver refuses are split, an item it can
 //! never take is kept as a dead letter, and a page that yields fewer items leaves none stale.
 
-use crate::harness::{Server, export, run_engine};
 use spinneret_tests::TestSite;
+use spinneret_tests::binaries::{Server, export, run_engine};
 use spinneret_tests::hostile::{HostileOptions, HostileServer};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,15 +3,14 @@
 //! The binaries are found next to this test executable; `make test` builds them first.
 
 mod admin;
-mod admin_harness;
 mod cli;
 mod cluster;
+mod cluster_harness;
 mod config;
 mod dashboard;
 mod deaths;
 mod exports;
 mod faults;
-mod harness;
 mod hostile;
 mod items;
 mod operate;

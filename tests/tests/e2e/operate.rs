@@ -1,9 +1,9 @@
 //! Operating the binaries: log formats, quiet runs, progress lines, worker metrics, and the
 //! admin flags' errors.
 
-use crate::admin_harness::AdminEngine;
-use crate::harness::{Server, closed_port, run_engine};
 use spinneret_tests::TestSite;
+use spinneret_tests::admin::AdminEngine;
+use spinneret_tests::binaries::{Server, closed_port, run_engine};
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -16,7 +16,7 @@ async fn engine(
     dir: &std::path::Path,
     args: &[String],
 ) -> (std::process::ExitStatus, String, String) {
-    let child = crate::harness::command("engine")
+    let child = spinneret_tests::binaries::command("engine")
         .current_dir(dir)
         .args(args)
         .env_remove("RUST_LOG")
@@ -266,7 +266,7 @@ async fn every_metrics_endpoint_passes_promtool_and_the_itemsaver_counts_what_it
         assert!(text.trim_end().ends_with("# EOF"), "{what}: {text}");
     }
     engine.stop().await;
-    let items = crate::harness::export(&store).await.len();
+    let items = spinneret_tests::binaries::export(&store).await.len();
     assert!(items > 0);
     let (_, text) = scrape(&endpoints[2].1, "*/*").await;
     let value = |series: &str| -> u64 {

@@ -3,9 +3,9 @@
 //! loses nothing, and exports read it like any store.
 
 use crate::exports::{assert_exports, export_with, json_lines, odd_items};
-use crate::harness::{Server, assert_items_match_site, run_engine};
 use itemsaver::ItemStore;
 use spinneret_tests::TestSite;
+use spinneret_tests::binaries::{Server, assert_items_match_site, run_engine};
 use spinneret_tests::postgres::PostgresServer;
 use std::time::Duration;
 

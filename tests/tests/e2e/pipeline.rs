@@ -1,9 +1,9 @@
 //! Whole crawls: what was fetched, what was stored, who did the work.
 
-use crate::harness::{
+use spinneret_tests::TestSite;
+use spinneret_tests::binaries::{
     Server, assert_each_page_fetched_once, assert_items_match_site, closed_port, export, run_engine,
 };
-use spinneret_tests::TestSite;
 
 const PAGES: usize = 60;
 

@@ -1,10 +1,10 @@
 //! A task's run ended three ways: stopped (its requests in flight finish and are saved),
 //! killed (they are cancelled at once, nothing of them saved) and timed out.
 
-use crate::admin_harness::AdminEngine;
-use crate::harness::{Server, assert_items_match_site, export};
-use spinneret_tests::TestSite;
+use spinneret_tests::admin::AdminEngine;
+use spinneret_tests::binaries::{Server, assert_items_match_site, export};
 use spinneret_tests::hostile::{HostileOptions, HostileServer};
+use spinneret_tests::{TestSite, eventually};
 use std::path::Path;
 use std::time::Duration;
 
@@ -88,18 +88,16 @@ async fn stop_lets_the_requests_in_flight_finish_and_saves_them() {
         .collect();
     assert_eq!(waits.len(), 2, "nothing more was sent: {waits:?}");
     assert!(waits.iter().all(|h| h.end.is_some()), "{waits:?}");
-    let stored = tokio::time::timeout(Duration::from_secs(10), async {
-        loop {
+    // The itemsaver commits in batches; the store has no event to wait on.
+    let stored = eventually(
+        Duration::from_secs(10),
+        "the stopped task's items to be stored",
+        || async {
             let n = items_with(&store, "/wait/").await;
-            if n >= 2 {
-                return n;
-            }
-            // The itemsaver commits in batches; the store has no event to wait on.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .expect("the stopped task's items are stored");
+            (n >= 2).then_some(n)
+        },
+    )
+    .await;
     assert_eq!(stored, 2);
     // Stopped is final: it cannot be stopped or killed again.
     engine.change("POST", "/api/tasks/1/kill", None, 409).await;
@@ -211,7 +209,7 @@ async fn every_run_is_in_the_history_which_survives_restarts_and_crashes() {
     };
     // Two runs to the end, each by its own engine (the history is in ./jobs.db).
     for _ in 0..2 {
-        crate::harness::run_engine(dir.path(), &crawl(&[]))
+        spinneret_tests::binaries::run_engine(dir.path(), &crawl(&[]))
             .await
             .succeeded("a run");
     }
@@ -329,7 +327,7 @@ async fn a_spider_files_schedule_is_checked() {
         "[schedule]\ncron = \"0 3 * * *\"\ntimezone = \"Europe/Paris\"\noverlap = \"replace\"",
     );
     let (status, _, stderr) =
-        crate::harness::run_bin("engine", &[s("--check-spider"), good], &[]).await;
+        spinneret_tests::binaries::run_bin("engine", &[s("--check-spider"), good], &[]).await;
     assert!(status.success(), "{stderr}");
     for (bad, named) in [
         ("[schedule]\ncron = \"61 * * * *\"", "61 * * * *"),
@@ -344,7 +342,8 @@ async fn a_spider_files_schedule_is_checked() {
         ("[schedule]\ncron = \"* * * * *\"\nevery = 5", "every"),
     ] {
         let (status, _, stderr) =
-            crate::harness::run_bin("engine", &[s("--check-spider"), spider(bad)], &[]).await;
+            spinneret_tests::binaries::run_bin("engine", &[s("--check-spider"), spider(bad)], &[])
+                .await;
         assert_eq!(status.code(), Some(1), "{bad}: {stderr}");
         assert!(stderr.contains(named), "{bad}: {stderr}");
     }
@@ -358,21 +357,25 @@ async fn a_worker_reports_what_it_is_working_on() {
     args.push(s("--heartbeat_ms=100"));
     let engine = AdminEngine::start(dir.path(), &args, None).await;
     server.wait_for_hits_under("/wait/", 1).await;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let workers = engine.get("/api/workers").await;
-        let w = &workers[0];
-        if w["in_flight_by_task"]["default"] == 1
-            && w["oldest_in_flight_secs"]
-                .as_f64()
-                .is_some_and(|s| s >= 0.3)
-        {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "{workers:#}");
-        // Heartbeats carry the report; there is no event to wait on.
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    // Heartbeats carry the report; there is no event to wait on.
+    eventually(
+        Duration::from_secs(10),
+        "the worker to report its oldest request in flight",
+        || async {
+            let workers = engine.get("/api/workers").await;
+            let w = &workers[0];
+            if w["in_flight_by_task"]["default"] == 1
+                && w["oldest_in_flight_secs"]
+                    .as_f64()
+                    .is_some_and(|s| s >= 0.3)
+            {
+                Ok(())
+            } else {
+                Err(format!("{workers:#}"))
+            }
+        },
+    )
+    .await;
     engine.stop().await;
 }
 

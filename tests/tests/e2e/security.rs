@@ -1,11 +1,13 @@
 //! Security: tokens proven at each connection's set-up, protocol versions checked, and servers
 //! that refuse to listen off loopback unprotected.
 
-use crate::admin_harness::AdminEngine;
-use crate::harness::{Server, closed_port, export, run_bin, run_engine, run_engine_with_env};
-use spinneret_tests::TestSite;
+use spinneret_tests::admin::AdminEngine;
+use spinneret_tests::binaries::{
+    Server, closed_port, export, run_bin, run_engine, run_engine_with_env,
+};
 use spinneret_tests::certs::Pki;
 use spinneret_tests::redis::RedisServer;
+use spinneret_tests::{TestSite, eventually};
 use std::path::Path;
 
 fn s(v: &str) -> String {
@@ -125,19 +127,20 @@ fn assert_error_names(stderr: &str, status: std::process::ExitStatus, what: &str
 /// Waits (bounded) until `server`'s log holds every one of `texts`: it logs a refusal just
 /// after telling the peer, so the peer may be done before the line is written.
 async fn wait_for_log(server: &Server, texts: &[&str]) {
-    let started = tokio::time::Instant::now();
-    loop {
-        let logs = server.logs();
-        if texts.iter().all(|t| logs.contains(t)) {
-            return;
-        }
-        assert!(
-            started.elapsed() < std::time::Duration::from_secs(10),
-            "{texts:?} not all in the log:\n{logs}"
-        );
-        // A log file has no event to wait on.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    // A log file has no event to wait on.
+    eventually(
+        std::time::Duration::from_secs(10),
+        &format!("{texts:?} all in the log"),
+        || async {
+            let logs = server.logs();
+            if texts.iter().all(|t| logs.contains(t)) {
+                Ok(())
+            } else {
+                Err(format!("the log:\n{logs}"))
+            }
+        },
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,7 +1,7 @@
 //! Declarative spiders end to end: a spider file crawled through running workers.
 
-use crate::harness::{Server, export, run_bin, run_engine};
 use spinneret_tests::TestSite;
+use spinneret_tests::binaries::{Server, export, run_bin, run_engine};
 use spinneret_tests::quotes::{AUTHORLESS, AUTHORS, PER_PAGE, QuotesSite};
 use spinneret_tests::site::QUOTE_PAGES;
 use std::collections::BTreeSet;

@@ -2,8 +2,8 @@
 //! target/warcio-venv) checks and indexes the files a crawl with `--warc` wrote, and finds
 //! one response record per page fetched, with the bodies the site served.
 
-use crate::harness::run_engine;
 use spinneret_tests::TestSite;
+use spinneret_tests::binaries::run_engine;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

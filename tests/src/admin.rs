@@ -1,6 +1,8 @@
 //! An engine started with `--admin`, and an HTTP client for its API.
 
-use crate::harness::{EngineRun, signal};
+use crate::binaries::{EngineRun, signal};
+use crate::eventually::eventually;
+use std::fmt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -26,8 +28,11 @@ pub struct AdminEngine {
 /// An answer of the admin API: its status and its body as JSON (`null` when not JSON).
 #[derive(Debug)]
 pub struct Answer {
+    /// The HTTP status.
     pub status: u16,
+    /// The body as JSON, `null` when it is not.
     pub json: serde_json::Value,
+    /// The body as text.
     pub text: String,
 }
 
@@ -53,7 +58,7 @@ impl AdminEngine {
                 .map(|d| d.as_nanos())
                 .unwrap_or(0)
         ));
-        let mut command = crate::harness::command("engine");
+        let mut command = crate::binaries::command("engine");
         command
             .current_dir(dir)
             .args(args)
@@ -219,20 +224,20 @@ impl AdminEngine {
         path: &str,
         ready: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        // An HTTP API has no event to wait on.
+        eventually(WAIT, &format!("{path} to be ready"), || async {
             let json = self.get(path).await;
             if ready(&json) {
-                return json;
+                Ok(json)
+            } else {
+                Err(LastSeen {
+                    label: "last",
+                    json,
+                    engine: self,
+                })
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited {WAIT:?} on {path}; last: {json:#}\nlogs:\n{}",
-                self.logs()
-            );
-            // An HTTP API has no event to wait on.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// A change with the token, which must answer `expect`.
@@ -254,20 +259,20 @@ impl AdminEngine {
         what: &str,
         ready: impl Fn(&serde_json::Value) -> bool,
     ) -> serde_json::Value {
-        let deadline = tokio::time::Instant::now() + WAIT;
-        loop {
+        // The status is republished four times a second.
+        eventually(WAIT, what, || async {
             let status = self.get("/api/status").await;
             if ready(&status) {
-                return status;
+                Ok(status)
+            } else {
+                Err(LastSeen {
+                    label: "last status",
+                    json: status,
+                    engine: self,
+                })
             }
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "waited {WAIT:?} for {what}; last status: {status:#}\nlogs:\n{}",
-                self.logs()
-            );
-            // The status is republished four times a second.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        })
+        .await
     }
 
     /// Kills it at once (SIGKILL), as a crash would, and waits for it to exit.
@@ -301,6 +306,26 @@ impl AdminEngine {
             stderr: self.logs(),
             summary,
         }
+    }
+}
+
+/// What a wait on an engine's API saw last: shown, with the engine's logs (read only then),
+/// if the wait fails.
+struct LastSeen<'a> {
+    label: &'static str,
+    json: serde_json::Value,
+    engine: &'a AdminEngine,
+}
+
+impl fmt::Display for LastSeen<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: {:#}\nlogs:\n{}",
+            self.label,
+            self.json,
+            self.engine.logs()
+        )
     }
 }
 

@@ -1,6 +1,7 @@
-//! Spawning the binaries and reading back what they did.
+//! Spawning the workspace's binaries (built next to the test executable) and reading back
+//! what they did.
 
-use spinneret_tests::TestSite;
+use crate::TestSite;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -211,7 +212,7 @@ pub async fn run_bin(
 
 /// Sends `signal` (`STOP`, `CONT`, `TERM`, `KILL`) to process `pid`.
 pub fn signal(pid: u32, signal: &str) {
-    let status = std::process::Command::new(spinneret_tests::require_program("KILL", "/bin/kill"))
+    let status = std::process::Command::new(crate::require_program("KILL", "/bin/kill"))
         .args([format!("-{signal}"), pid.to_string()])
         .status()
         .expect("run kill");
