@@ -27,12 +27,12 @@ release:
 
 ## bench: the full benchmark (20,000 pages) and the criterion benches; writes target/bench/report.json
 bench: release
-	target/release/bench
+	$${CARGO_TARGET_DIR:-target}/release/bench
 	$(CARGO) bench -p bench --bench core -- --warm-up-time 1 --measurement-time 3
 
 ## bench-quick: the same measurements on a small site, in under a minute
 bench-quick: release
-	target/release/bench --quick
+	$${CARGO_TARGET_DIR:-target}/release/bench --quick
 
 ## check: formatting, lints and tests, as before every commit
 check: fmt clippy test

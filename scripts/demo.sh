@@ -2,8 +2,10 @@
 # `make demo`: a test site, an itemsaver, two workers and the engine, with the
 # command lines of docs/getting-started.md, on this machine's loopback.
 set -euo pipefail
-bin=${BIN:-target/debug}
-out=${DEMO_DIR:-target/demo}
+# The binaries are where cargo put them (CARGO_TARGET_DIR, when set).
+target=${CARGO_TARGET_DIR:-target}
+bin=${BIN:-$target/debug}
+out=${DEMO_DIR:-$target/demo}
 pages=${DEMO_PAGES:-500}
 mkdir -p "$out"
 rm -f "$out"/items.db "$out"/items.db-wal "$out"/items.db-shm

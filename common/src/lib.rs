@@ -16,6 +16,7 @@ pub mod listen;
 pub mod metrics_http;
 pub mod redis_conn;
 pub mod registry;
+pub mod serve;
 pub mod service;
 pub mod time;
 pub mod tls;

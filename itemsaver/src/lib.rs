@@ -15,8 +15,6 @@ pub use store::{ItemStore, SqliteStore, StoreError, StoreSpec, StoreSpecParser};
 use common::ItemSaverService;
 use common::ItemSaverServiceClient;
 use common::listen::{Accepted, Guard, ServerLimits, accept_loop, close_after_drain};
-use futures::StreamExt;
-use tarpc::server::{BaseChannel, Channel};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -45,30 +43,12 @@ pub async fn run(
         // Calls past this are refused rather than queued without bound; a well-behaved
         // engine never sends that many.
         let limit = MAX_REQUESTS_PER_CONNECTION;
-        async move {
-            let channel =
-                BaseChannel::with_defaults(conn.transport()).max_concurrent_requests(limit);
-            channel
-                .execute(server.serve())
-                .for_each(|response| async move {
-                    tokio::spawn(response);
-                })
-                .await;
-        }
+        common::serve_transport!(conn.transport(), server.serve(), limit)
     })
     .await
 }
 
 /// Starts `server` inside this process and returns a client wired to it without a socket.
 pub fn in_process(server: ItemSaverServer) -> ItemSaverServiceClient {
-    let (client_side, server_side) = tarpc::transport::channel::unbounded();
-    let channel = BaseChannel::with_defaults(server_side);
-    tokio::spawn(
-        channel
-            .execute(server.serve())
-            .for_each(|response| async move {
-                tokio::spawn(response);
-            }),
-    );
-    ItemSaverServiceClient::new(tarpc::client::Config::default(), client_side).spawn()
+    common::serve_in_process!(server.serve(), ItemSaverServiceClient)
 }

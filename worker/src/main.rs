@@ -100,7 +100,9 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         for p in Registry::builtin().list() {
             println!("{:<12} {}", p.name, p.description);
         }
-        println!("(declarative spiders arrive from the engine with --spider; see SPIDERS.md)");
+        println!(
+            "(declarative spiders arrive from the engine with --spider; see docs/spider-files.md)"
+        );
         return Ok(());
     }
     let addr = SocketAddr::new(args.bind, args.port);

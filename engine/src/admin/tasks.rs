@@ -24,7 +24,7 @@ pub struct NewTask {
     /// A built-in parser (default `links`); not with `spider`.
     #[serde(default)]
     pub parser: Option<String>,
-    /// A spider file's TOML text (see SPIDERS.md); not with `parser`.
+    /// A spider file's TOML text (see docs/spider-files.md); not with `parser`.
     #[serde(default)]
     pub spider: Option<String>,
     /// Pages fetched for this task at most.

@@ -16,7 +16,7 @@ pub struct CrawlArgs {
     )]
     pub seeds: Vec<String>,
 
-    /// Crawl with this spider file (see SPIDERS.md) instead of --parser.
+    /// Crawl with this spider file (see docs/spider-files.md) instead of --parser.
     #[arg(long, value_name = "FILE", env = "SPINNERET_SPIDER")]
     pub spider: Option<PathBuf>,
 

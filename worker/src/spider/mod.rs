@@ -1,5 +1,5 @@
 //! Declarative spiders: a TOML file that says which links to follow and which items to
-//! extract, run by any worker without a rebuild. `SPIDERS.md` documents the format.
+//! extract, run by any worker without a rebuild. `docs/spider-files.md` documents the format.
 
 mod compile;
 mod extract;

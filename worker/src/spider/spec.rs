@@ -1,5 +1,5 @@
 //! The spider file as written: a TOML document, read strictly (an unknown key is an error).
-//! `SPIDERS.md` documents every key.
+//! `docs/spider-files.md` documents every key.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
