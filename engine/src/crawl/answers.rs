@@ -37,10 +37,11 @@ impl<F: Frontier> Crawl<F> {
         let worker = lease.worker().index;
         lease.worker().in_flight.fetch_sub(1, Ordering::Relaxed);
         if !dispatched.deaths.is_empty() {
-            self.suspects_in_flight = self.suspects_in_flight.saturating_sub(1);
+            self.slots.suspect_answered();
         }
         let addr = lease.worker().addr.clone();
-        self.meter(worker, &addr)
+        self.figures
+            .meter(worker, &addr)
             .1
             .observe((now - sent).as_secs_f64());
         self.frontier.done(&dispatched.host, now);
@@ -157,7 +158,7 @@ impl<F: Frontier> Crawl<F> {
                 yields.retain(|y| y.task == dispatched.request.task && y.url == fetch.final_url);
                 let page = SpooledPage { items, yields };
                 if !page.items.is_empty() || !page.yields.is_empty() {
-                    self.items_sent += page.items.len() as u64;
+                    self.figures.items_sent(page.items.len() as u64);
                     let spooled = self.spool(page);
                     self.flush_pending().await?;
                     self.sink.send(vec![spooled]).await?;
@@ -198,7 +199,7 @@ impl<F: Frontier> Crawl<F> {
         {
             self.frontier
                 .throttle(&d.host, retry_after_secs.map(Duration::from_secs), now);
-            self.metrics.throttled(&d.host);
+            self.figures.throttled(&d.host);
         }
         if error.is_retryable() && d.attempts < self.config.retries {
             debug!(url = %d.request.url, %error, attempt = d.attempts + 1, "retrying later");
@@ -224,8 +225,7 @@ impl<F: Frontier> Crawl<F> {
     fn retry_later(&mut self, mut d: Dispatched, worker: usize, now: Instant) {
         d.attempts += 1;
         d.last_worker = Some(worker);
-        self.summary.retries += 1;
-        self.metrics.retries.inc();
+        self.figures.retried();
         let at = now + retry_delay(&d.request.url, d.attempts);
         self.frontier.defer(d, at, now);
     }
@@ -299,7 +299,7 @@ impl<F: Frontier> Crawl<F> {
         match verdict {
             Verdict::Known(rules, crawl_delay) => {
                 debug!(host = %d.host, ?rules, ?crawl_delay, "robots.txt");
-                self.summary.robots_fetched += 1;
+                self.figures.robots_fetched();
                 self.frontier
                     .robots_known(&d, rules, crawl_delay, file, now);
             }
@@ -372,8 +372,7 @@ impl<F: Frontier> Crawl<F> {
         // Not the request's fault: back to the front of its queue, uncharged.
         d.requeues = d.requeues.saturating_add(1);
         d.last_worker = Some(worker);
-        self.summary.worker_retries += 1;
-        self.metrics.worker_retries.inc();
+        self.figures.worker_retried();
         self.frontier.requeue_front(d, now);
     }
 
@@ -390,7 +389,7 @@ impl<F: Frontier> Crawl<F> {
             return self.tally_of(from, Outcome::Skipped { reason });
         }
         if url.as_str().len() > self.config.max_url_len {
-            self.summary.links_over_limit += 1;
+            self.figures.links_dropped(1, 0);
             return;
         }
         let request = Request {
@@ -409,7 +408,7 @@ impl<F: Frontier> Crawl<F> {
         if !self.tasks.at(task).accepts_links(from.run) {
             // Closed, at its page cap, or of a run that ended: its links would only be
             // fetched to be dropped.
-            self.summary.links_over_limit += result.requests.len() as u64;
+            self.figures.links_dropped(result.requests.len() as u64, 0);
             return;
         }
         let depth = parent.depth + 1;
@@ -420,7 +419,7 @@ impl<F: Frontier> Crawl<F> {
             .max_depth
             .is_some_and(|max| depth > max)
         {
-            self.summary.links_over_limit += result.requests.len() as u64;
+            self.figures.links_dropped(result.requests.len() as u64, 0);
             return;
         }
         for link in &result.requests {
@@ -429,11 +428,11 @@ impl<F: Frontier> Crawl<F> {
                 continue;
             };
             if url.as_str().len() > self.config.max_url_len {
-                self.summary.links_over_limit += 1;
+                self.figures.links_dropped(1, 0);
                 continue;
             }
             if !self.tasks.at(task).scope.allows(&url) {
-                self.summary.links_offsite += 1;
+                self.figures.links_dropped(0, 1);
                 continue;
             }
             let request = Request {

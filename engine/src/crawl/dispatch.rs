@@ -5,29 +5,65 @@
 use super::*;
 use crate::frontier::Frontier;
 
+/// What dispatch keeps between turns: requests in flight, suspects among them, and the
+/// worker slots held for a refill on its way.
+#[derive(Default)]
+pub(super) struct Slots {
+    /// Requests in flight, as of the last loop turn.
+    in_flight: usize,
+    /// Requests in flight that a worker already died holding (see [`SUSPECT_WAIT`]).
+    suspects: usize,
+    /// Worker slots held for the requests a refill on its way brings (cluster mode): given
+    /// back to the pool when it is answered, so that the refill asks no more than the
+    /// workers can take.
+    armed: Vec<Lease>,
+}
+
+impl Slots {
+    /// Requests in flight, as of the last loop turn.
+    pub(super) fn in_flight(&self) -> usize {
+        self.in_flight
+    }
+
+    /// The loop turn starts with `n` requests in flight.
+    pub(super) fn set_in_flight(&mut self, n: usize) {
+        self.in_flight = n;
+    }
+
+    /// A suspect's call ended.
+    pub(super) fn suspect_answered(&mut self) {
+        self.suspects = self.suspects.saturating_sub(1);
+    }
+
+    /// The worker slots held for a refill, to give back to the pool.
+    pub(super) fn disarm(&mut self) -> std::vec::Drain<'_, Lease> {
+        self.armed.drain(..)
+    }
+}
+
 impl<F: Frontier> Crawl<F> {
     pub(super) fn dispatch(&mut self, lease: Lease) -> Option<BoxFuture<'static, Completion>> {
         let now = Instant::now();
         let dispatched = loop {
             let tasks = &mut self.tasks;
-            let suspect_wait = (self.suspects_in_flight > 0).then_some(SUSPECT_WAIT);
+            let suspect_wait = (self.slots.suspects > 0).then_some(SUSPECT_WAIT);
             match self
                 .frontier
                 .pop(now, |task, run| tasks.hold(task, run, now), suspect_wait)
             {
                 None => {
-                    let room = self.config.concurrency.saturating_sub(self.in_flight);
+                    let room = self.config.concurrency.saturating_sub(self.slots.in_flight);
                     if self.frontier.may_refill(now) {
                         // Slots held for what the refill brings: this one and as many more
                         // as are free now, up to the room for requests.
-                        self.armed.push(lease);
-                        while self.armed.len() < room {
+                        self.slots.armed.push(lease);
+                        while self.slots.armed.len() < room {
                             match self.pool.try_acquire() {
-                                Some(more) => self.armed.push(more),
+                                Some(more) => self.slots.armed.push(more),
                                 None => break,
                             }
                         }
-                        self.frontier.refill(self.armed.len());
+                        self.frontier.refill(self.slots.armed.len());
                     } else {
                         self.pool.release(lease);
                     }
@@ -42,7 +78,7 @@ impl<F: Frontier> Crawl<F> {
             }
         };
         if !dispatched.deaths.is_empty() {
-            self.suspects_in_flight += 1;
+            self.slots.suspects += 1;
         }
         let lease = match dispatched.last_worker {
             Some(avoid) => self.pool.prefer_other(lease, avoid),
@@ -51,7 +87,7 @@ impl<F: Frontier> Crawl<F> {
         let worker = lease.worker().clone();
         worker.requests.fetch_add(1, Ordering::Relaxed);
         worker.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.meter(worker.index, &worker.addr).0.inc();
+        self.figures.meter(worker.index, &worker.addr).0.inc();
         self.pool.traffic().call();
         let client = lease.client().clone();
         // A worker marked down (missed heartbeats, broken connection) ends its calls at once,
@@ -126,14 +162,5 @@ impl<F: Frontier> Crawl<F> {
                 }
             }),
         })
-    }
-
-    /// The request counter and latency histogram of worker `index`, made on first use.
-    pub(super) fn meter(&mut self, index: usize, addr: &str) -> &(Counter, Histogram) {
-        if self.meters.len() <= index {
-            self.meters.resize_with(index + 1, || None);
-        }
-        let metrics = &self.metrics;
-        self.meters[index].get_or_insert_with(|| metrics.worker(addr))
     }
 }

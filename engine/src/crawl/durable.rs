@@ -60,8 +60,8 @@ impl<F: Frontier> Crawl<F> {
         if d.kind != Kind::Page {
             return;
         }
-        if self.durable && d.id != 0 {
-            self.pending.push(Pending::Finish(d.id));
+        if d.id != 0 {
+            self.journal.record(Pending::Finish(d.id));
         }
         if let Some(t) = self.tasks.named_mut(&d.request.task) {
             t.open = t.open.saturating_sub(1);
@@ -71,7 +71,7 @@ impl<F: Frontier> Crawl<F> {
 
     /// Records task `id` as it is now in the durable state (added, its state or run changed).
     pub(super) fn record_task(&mut self, id: u64) {
-        if !self.durable {
+        if !self.journal.durable() {
             return;
         }
         let Ok(task) = self.tasks.by_id_mut(id) else {
@@ -89,7 +89,7 @@ impl<F: Frontier> Crawl<F> {
             items: task.items,
         };
         let json = serde_json::to_string(&record).unwrap_or_default();
-        self.pending.push(Pending::Task(id, json));
+        self.journal.record(Pending::Task(id, json));
     }
 
     /// Takes up the tasks the state recorded, in id order, with their runs' dedup scopes and
@@ -181,19 +181,17 @@ impl<F: Frontier> Crawl<F> {
 
     /// Gives a page's items their spool sequence number and records them in the spool.
     pub(super) fn spool(&mut self, page: SpooledPage) -> Spooled {
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.journal.take_seq();
         self.frontier.spooled(seq);
-        if self.durable {
-            self.pending.push(Pending::Spool(seq, page.clone()));
+        if self.journal.durable() {
+            self.journal.record(Pending::Spool(seq, page.clone()));
         }
         (seq, page)
     }
 
     /// Sends the recorded changes to the state writer as one group.
     pub(super) async fn flush_pending(&mut self) -> Result<(), EngineError> {
-        let changes = std::mem::take(&mut self.pending);
-        self.state.record(changes).await?;
+        self.journal.commit_turn().await?;
         self.frontier.end_turn().await;
         self.record_proposals().await;
         Ok(())
@@ -201,10 +199,8 @@ impl<F: Frontier> Crawl<F> {
 
     /// The running figures, for the state.
     pub(super) fn counters_json(&self) -> String {
-        let mut counters = self.summary.clone();
-        counters.items_saved = self.items_saved_before + self.sink.saved();
-        counters.items_rejected += self.sink.rejected();
-        serde_json::to_string(&counters).unwrap_or_default()
+        self.figures
+            .counters_json(self.sink.saved(), self.sink.rejected())
     }
 
     /// Loads what an earlier run left (seen URLs, queue, undelivered items, figures), then
@@ -224,7 +220,7 @@ impl<F: Frontier> Crawl<F> {
         let own_only = restored.tasks.is_empty();
         let mut open: HashMap<String, u64> = HashMap::new();
         for (id, entry) in restored.queue {
-            self.next_id = self.next_id.max(id + 1);
+            self.journal.id_restored(id);
             let Ok(url) = Url::parse(&entry.request.url) else {
                 warn!(url = %entry.request.url, "unreadable queued URL in the state; dropped");
                 continue;
@@ -246,10 +242,10 @@ impl<F: Frontier> Crawl<F> {
         if let Some(json) = restored.counters
             && let Ok(before) = serde_json::from_str::<Summary>(&json)
         {
-            self.summary.restore_counters(&before);
-            self.items_saved_before = before.items_saved;
+            self.figures.restore(&before);
         }
-        self.next_seq = restored.spool.last().map_or(1, |(seq, _)| seq + 1);
+        self.journal
+            .seq_restored(restored.spool.last().map(|(seq, _)| *seq));
         // Items fetched but not acknowledged before: sent first, in order.
         self.sink.send(restored.spool).await?;
         if !own_only {

@@ -12,13 +12,14 @@ impl<F: Frontier> Crawl<F> {
         self.flush_pending().await?;
         let saved = self.sink.finish().await;
         let Crawl {
-            mut summary,
+            figures,
             frontier,
             pool,
-            state,
-            items_saved_before,
+            journal,
             ..
         } = self;
+        let state = journal.state();
+        let (mut summary, items_saved_before) = figures.into_summary();
         let delivered = match saved {
             Ok(delivered) => delivered,
             Err(e) => {

@@ -29,8 +29,8 @@ impl<F: Frontier> Crawl<F> {
                 return false;
             }
         }
-        let id = self.next_id;
-        let entry = self.durable.then(|| request.clone());
+        let id = self.journal.next_id();
+        let entry = self.journal.durable().then(|| request.clone());
         let task = request.task.clone();
         let place = crate::frontier::Place {
             host,
@@ -41,14 +41,14 @@ impl<F: Frontier> Crawl<F> {
         };
         let queued = self.frontier.push(url, request, place, id, now);
         if queued {
-            self.next_id += 1;
+            self.journal.id_used();
             if let Some(t) = self.tasks.named_mut(&task) {
                 t.open += 1;
                 t.settle();
             }
             if let Some(request) = entry {
-                self.pending.push(Pending::Seen(salt, fp));
-                self.pending.push(Pending::Enqueue(
+                self.journal.record(Pending::Seen(salt, fp));
+                self.journal.record(Pending::Enqueue(
                     id,
                     crate::state::QueueEntry { request, redirects },
                 ));

@@ -8,6 +8,7 @@ mod durable;
 mod end;
 mod enqueue;
 mod figures;
+mod journal;
 mod proposals;
 mod runs;
 mod schedules;
@@ -15,7 +16,7 @@ mod shared_runs;
 mod tally;
 
 use crate::config::EngineConfig;
-use crate::control::{self, Command, CrawlEnd, CrawlHandle, Sample};
+use crate::control::{self, Command, CrawlEnd, CrawlHandle};
 use crate::error::EngineError;
 use crate::frontier::{Admission, BudgetVerdict, Dispatched, Frontier, Handled, Kind, Popped};
 use crate::metrics::EngineMetrics;
@@ -31,9 +32,6 @@ use durable::Pending;
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::histogram::Histogram;
-use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -136,38 +134,22 @@ pub struct Crawl<F> {
     frontier: F,
     pool: Pool,
     sink: ItemSink,
-    summary: Summary,
+    /// The running figures and their one owner.
+    figures: figures::Figures,
     /// The User-Agent token robots.txt groups are matched against.
     agent: String,
-    items_sent: u64,
-    state: StateHandle,
-    durable: bool,
-    pending: Vec<Pending>,
-    next_id: u64,
-    next_seq: u64,
-    /// Items acknowledged in earlier runs of a resumed crawl.
-    items_saved_before: u64,
+    /// The changes recorded for the durable state, and the ids they give.
+    journal: journal::Journal,
     tasks: Tasks,
-    metrics: Arc<EngineMetrics>,
-    /// Per worker index: its request counter and latency histogram.
-    meters: Vec<Option<(Counter, Histogram)>>,
     handle: CrawlHandle,
     end: CrawlEnd,
     progress: Progress,
-    history: VecDeque<Sample>,
-    started: Instant,
-    /// Items acknowledged when the metrics were last updated.
-    items_saved_metered: u64,
-    /// Items refused by the store when the metrics were last updated.
-    items_rejected_metered: u64,
-    /// Requests in flight, as of the last loop turn.
-    in_flight: usize,
+    /// Requests in flight and the worker slots held for a refill.
+    slots: dispatch::Slots,
     /// Whether a signal asked the crawl to stop.
     stopping: bool,
     /// robots.txt files being read on blocking threads, with the request that fetched each.
     parsing: FuturesUnordered<BoxFuture<'static, RobotsRead>>,
-    /// Requests in flight that a worker already died holding (see [`SUSPECT_WAIT`]).
-    suspects_in_flight: usize,
     /// Whether the first page refused by a worker's SSRF guard has been logged.
     warned_blocked: bool,
     /// The clock schedules go by.
@@ -175,17 +157,9 @@ pub struct Crawl<F> {
     /// Whether this engine, leading a shared crawl, read the ticks fired before it led
     /// (see `shared_runs`).
     ticks_synced: bool,
-    /// Worker slots held for the requests a claim on its way brings (cluster mode): given
-    /// back to the pool when it is answered, so that the claim asks no more than the
-    /// workers can take.
-    armed: Vec<Lease>,
-    /// Operators' changes of a shared crawl's tasks, recorded in Redis with the turn.
-    proposals: Vec<proposals::Proposal>,
-    /// Answers to operators' commands held until the turn's changes are in Redis (cluster).
-    replies: Vec<(
-        crate::control::Reply,
-        Result<crate::tasks::TaskView, crate::tasks::TaskError>,
-    )>,
+    /// Operators' changes of a shared crawl's tasks, waiting to be recorded with the turn,
+    /// and the answers held until they are.
+    proposals: proposals::Proposals,
 }
 
 /// A robots.txt read off the crawl loop: the request that fetched it, what it means, and the
@@ -265,38 +239,20 @@ impl<F: Frontier> Crawl<F> {
             frontier,
             pool,
             sink,
-            summary: Summary {
-                items_at,
-                ..Summary::default()
-            },
+            figures: figures::Figures::new(items_at, metrics),
             agent,
-            items_sent: 0,
-            state,
-            durable,
-            pending: Vec::new(),
-            next_id: 1,
-            next_seq: 1,
-            items_saved_before: 0,
+            journal: journal::Journal::new(state, durable),
             tasks,
-            metrics,
-            meters: Vec::new(),
             handle,
             end,
             progress,
-            history: VecDeque::new(),
-            started: Instant::now(),
-            items_saved_metered: 0,
-            items_rejected_metered: 0,
-            in_flight: 0,
+            slots: dispatch::Slots::default(),
             stopping: false,
             parsing: FuturesUnordered::new(),
-            suspects_in_flight: 0,
             warned_blocked: false,
             clock,
             ticks_synced: false,
-            armed: Vec::new(),
-            proposals: Vec::new(),
-            replies: Vec::new(),
+            proposals: proposals::Proposals::default(),
         }
     }
 
@@ -324,8 +280,7 @@ impl<F: Frontier> Crawl<F> {
         restored: Restored,
         shutdown: CancellationToken,
     ) -> Result<(Stopped, Summary), EngineError> {
-        self.started = Instant::now();
-        let started = self.started;
+        let started = self.figures.start();
         self.start(restored).await?;
         info!(
             seeds = self.config.seeds.len(),
@@ -353,7 +308,7 @@ impl<F: Frontier> Crawl<F> {
                 if let Err(e) = self.flush_pending().await {
                     warn!(cause = %e, "the last changes could not be recorded in the state");
                 }
-                if let Err(e) = self.state.counters(self.counters_json()).await {
+                if let Err(e) = self.journal.state().counters(self.counters_json()).await {
                     warn!(cause = %e, "the figures could not be recorded in the state");
                 }
                 match self.sink.finish().await {
@@ -364,7 +319,7 @@ impl<F: Frontier> Crawl<F> {
                     ),
                     Err(sink_error) => warn!(%sink_error, "items could not all be delivered"),
                 }
-                if let Err(e) = self.state.flush().await {
+                if let Err(e) = self.journal.state().flush().await {
                     warn!(cause = %e, "the state could not be committed before stopping");
                 }
                 Err(error)
@@ -383,9 +338,9 @@ impl<F: Frontier> Crawl<F> {
         let mut counters_saved = Instant::now();
         self.publish("");
         loop {
-            self.summary.loop_turns += 1;
+            self.figures.loop_turn();
             let now = Instant::now();
-            self.in_flight = in_flight.len();
+            self.slots.set_in_flight(in_flight.len());
             let stopping = self.stopping;
             let room = !stopping && in_flight.len() < self.config.concurrency;
             let can_dispatch = room && self.frontier.has_ready(now);
@@ -450,7 +405,7 @@ impl<F: Frontier> Crawl<F> {
                     match self.frontier.on_event(event, in_flight.is_empty()).await? {
                         Handled::Nothing => {}
                         Handled::Refilled => {
-                            for lease in self.armed.drain(..) {
+                            for lease in self.slots.disarm() {
                                 self.pool.release(lease);
                             }
                         }
@@ -509,11 +464,9 @@ impl<F: Frontier> Crawl<F> {
                 Event::Command(None) => {}
             }
             self.flush_pending().await?;
-            for (reply, result) in self.replies.drain(..) {
-                let _ = reply.send(result);
-            }
-            if counters_saved.elapsed() >= self.config.state_sync && self.durable {
-                self.state.counters(self.counters_json()).await?;
+            self.proposals.answer_all();
+            if counters_saved.elapsed() >= self.config.state_sync && self.journal.durable() {
+                self.journal.state().counters(self.counters_json()).await?;
                 // The figures of each task with work left, with the crawl's (its page budget
                 // is counted by them).
                 let ids: Vec<u64> = self
@@ -529,13 +482,13 @@ impl<F: Frontier> Crawl<F> {
             }
         }
         let closing = self.frontier.close().await;
-        for lease in self.armed.drain(..) {
+        for lease in self.slots.disarm() {
             self.pool.release(lease);
         }
         let closing = closing?;
         if let Some(closing) = closing {
-            self.summary.late_completions = Some(closing.late_completions);
-            self.summary.unreadable_requests = Some(closing.unreadable_requests);
+            self.figures
+                .closing(closing.late_completions, closing.unreadable_requests);
             // An engine drained out of the crawl says so, done or not; between the runs of a
             // scheduled task the crawl is done only for now.
             let done = closing.done && !self.tasks.any_scheduled();
@@ -564,11 +517,11 @@ impl<F: Frontier> Crawl<F> {
 
     fn log_progress(&self, in_flight: usize) {
         info!(
-            pages_ok = self.summary.pages_ok,
-            failed = self.summary.failed_total(),
+            pages_ok = self.figures.summary().pages_ok,
+            failed = self.figures.summary().failed_total(),
             queued = self.frontier.queued() + self.frontier.parked(),
             in_flight,
-            items = self.items_sent,
+            items = self.figures.items_extracted(),
             workers_up = self.pool.workers_up(),
             "progress"
         );

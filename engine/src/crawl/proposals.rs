@@ -26,6 +26,24 @@ pub(super) struct Proposal {
     reply: Reply,
 }
 
+/// The operators' changes of one turn, and the answers held until the turn's changes are
+/// recorded.
+#[derive(Debug, Default)]
+pub(super) struct Proposals {
+    waiting: Vec<Proposal>,
+    answers: Vec<(Reply, Result<TaskView, TaskError>)>,
+}
+
+impl Proposals {
+    /// Sends the answers held: the turn's changes are recorded.
+    pub(super) fn answer_all(&mut self) {
+        for (reply, result) in self.answers.drain(..) {
+            // The asker may have gone away (a closed HTTP connection); the change stands.
+            let _ = reply.send(result);
+        }
+    }
+}
+
 /// A change checked and ready to record: what goes to Redis, and what is applied here after.
 struct Checked {
     change: TaskChange,
@@ -56,7 +74,7 @@ impl<F: Frontier> Crawl<F> {
             let _ = reply.send(Err(e));
             return;
         }
-        self.proposals.push(Proposal { what, key, reply });
+        self.proposals.waiting.push(Proposal { what, key, reply });
     }
 
     /// What `what` records and applies, or why it is refused; changes nothing.
@@ -99,9 +117,9 @@ impl<F: Frontier> Crawl<F> {
     /// Records the operators' changes taken this turn, each fenced by the leader's epoch, and
     /// applies those recorded; their answers go out with the turn's.
     pub(super) async fn record_proposals(&mut self) {
-        for proposal in std::mem::take(&mut self.proposals) {
+        for proposal in std::mem::take(&mut self.proposals.waiting) {
             let result = self.record_proposal(&proposal).await;
-            self.replies.push((proposal.reply, result));
+            self.proposals.answers.push((proposal.reply, result));
         }
     }
 

@@ -5,7 +5,6 @@
 use super::Crawl;
 use crate::frontier::Frontier;
 use crate::history::{RunFigures, RunStatus};
-use crate::metrics::TaskRunLabels;
 use tracing::{info, warn};
 
 /// Runs shown per task on the dashboard.
@@ -98,13 +97,7 @@ impl<F: Frontier> Crawl<F> {
             self.run_ended(id);
             return;
         }
-        self.metrics
-            .task_runs
-            .get_or_create(&TaskRunLabels {
-                task: common::metrics_http::label_value(&name),
-                status: status.as_str().to_owned(),
-            })
-            .inc();
+        self.figures.runs(&name, status.as_str(), 1);
         info!(task = %name, status = status.as_str(), pages_ok = figures.pages_ok, items = figures.items, "run ended");
         if let (Some(history), Some(run)) = (self.handle.history.clone(), run) {
             if let Err(e) = history.end(run, self.clock.now().into(), status, figures, reason) {
@@ -123,13 +116,7 @@ impl<F: Frontier> Crawl<F> {
             return;
         };
         let name = task.def.name.clone();
-        self.metrics
-            .task_runs
-            .get_or_create(&TaskRunLabels {
-                task: common::metrics_http::label_value(&name),
-                status: RunStatus::Skipped.as_str().to_owned(),
-            })
-            .inc_by(count);
+        self.figures.runs(&name, RunStatus::Skipped.as_str(), count);
         info!(task = %name, count, reason, "scheduled tick skipped");
         if let Some(history) = self.handle.history.clone() {
             if let Err(e) = history.skipped(&name, self.clock.now().into(), reason) {

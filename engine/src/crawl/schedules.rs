@@ -197,9 +197,7 @@ impl<F: Frontier> Crawl<F> {
         // The run before has ended: nothing is offered in its scope any more.
         let forgotten = self.frontier.forget(ended_scope);
         debug!(task = %def.name, forgotten, "the last run's seen URLs forgotten");
-        if self.durable {
-            self.pending.push(super::Pending::Forget(ended_scope));
-        }
+        self.journal.record(super::Pending::Forget(ended_scope));
         self.record_task(id);
         if shared.is_none() {
             self.push_seeds(&def, Instant::now());

@@ -1,10 +1,9 @@
-//! Counting what became of each request, in one place: the task's figures, the crawl's
-//! summary and the metrics move together, so they can never disagree.
+//! What became of each request, as the crawl counts it (see `Figures::count`: the task's
+//! figures, the crawl's summary and the metrics move together).
 
 use super::Crawl;
 use crate::frontier::Frontier;
 use crate::frontier::{Dispatched, Kind};
-use crate::metrics::ReasonLabels;
 
 /// What became of a request (or a URL offered to the queue), as counted.
 #[derive(Clone, Copy, Debug)]
@@ -70,56 +69,6 @@ impl<F: Frontier> Crawl<F> {
 
     fn count(&mut self, task: &str, in_task: bool, outcome: Outcome<'_>) {
         let t = self.tasks.named_mut(task).filter(|_| in_task);
-        let s = &mut self.summary;
-        let m = &self.metrics;
-        match outcome {
-            Outcome::Page {
-                status,
-                items,
-                dropped,
-                truncated,
-            } => {
-                if let Some(t) = t {
-                    t.pages_ok += 1;
-                    t.items += items;
-                }
-                s.pages_ok += 1;
-                s.items_dropped += u64::from(dropped);
-                s.items_truncated += u64::from(truncated);
-                m.items_truncated.inc_by(u64::from(truncated));
-                m.page(status, "ok");
-            }
-            Outcome::Redirect { status } => {
-                if let Some(t) = t {
-                    t.pages_redirected += 1;
-                }
-                s.pages_redirected += 1;
-                m.page(status, "redirect");
-            }
-            Outcome::Failed { status, reason } => {
-                if let Some(t) = t {
-                    t.pages_failed += 1;
-                }
-                *s.pages_failed.entry(reason.into()).or_default() += 1;
-                m.page(status, reason);
-            }
-            Outcome::Skipped { reason } => {
-                if let Some(t) = t {
-                    t.skipped += 1;
-                }
-                *s.skipped.entry(reason.into()).or_default() += 1;
-            }
-            Outcome::Refused { reason } => {
-                if let Some(t) = t {
-                    t.skipped += 1;
-                }
-                *s.skipped.entry(reason.into()).or_default() += 1;
-                m.urls_refused
-                    .get_or_create(&ReasonLabels {
-                        reason: reason.into(),
-                    })
-                    .inc();
-            }
-        }
+        self.figures.count(t, outcome);
     }
 }
