@@ -2,7 +2,12 @@
 # Makes a private CA and certificates for Spinneret's TLS (openssl):
 #   scripts/certs.sh DIR [server:|client:]NAME...
 # DIR/ca.pem is every process's --tls_ca; DIR/NAME.pem and DIR/NAME.key are a machine's
-# --tls_cert/--tls_key, for the name it is dialled as (a DNS name or an IP address).
+# --tls_cert/--tls_key, for the name it is dialled as (a DNS name or an IP address): the host
+# engines dial (--worker_hosts, --itemsaver_host, or what a node registers with --advertise),
+# and for an engine's admin certificate the host in its --advertise and operators' URLs.
+#   scripts/certs.sh pki 127.0.0.1                     everything on one machine, on loopback
+#   scripts/certs.sh pki server:r1 s1 w1 w2 e1 e2      Redis r1, itemsaver s1, workers, engines
+# (docs/deployment.md walks through both).
 # Each certificate says what it is for (its extended key usage):
 #   NAME         servers and clients (serverAuth, clientAuth): a machine whose one certificate
 #                serves both, such as a worker or itemsaver that also shows it to Redis, or an

@@ -20,6 +20,7 @@ PACKAGES=(
   "postgresql      -               the PostgreSQL item store is tested against a real server"
   "python3-venv    -               WARC archives are checked with warcio in a virtual environment"
   "prometheus      promtool        every /metrics endpoint is checked with promtool check metrics"
+  "curl            curl            the walkthrough of docs/deployment.md is run as written"
 )
 
 check_only=0

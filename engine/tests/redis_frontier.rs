@@ -1176,3 +1176,19 @@ async fn a_crawl_of_the_old_key_layout_is_moved_on_and_a_newer_one_is_refused() 
         "$1\r\n7\r\n"
     );
 }
+
+#[tokio::test]
+async fn a_crawl_whose_limits_are_gone_fails_its_calls_saying_so() {
+    let redis = RedisServer::start().await;
+    let mut f = frontier(&redis, config()).await;
+    let prefix = engine::cluster::crawl_prefix("test");
+    redis.command(&format!("DEL {prefix}:limits")).await;
+    let error = f
+        .offer(&[url("a.test:80", 1)], true)
+        .await
+        .expect_err("no limits, no offer");
+    assert!(
+        error.to_string().contains("no politeness limits"),
+        "{error}"
+    );
+}

@@ -49,8 +49,22 @@ fn as_root() -> bool {
 }
 
 impl PostgresServer {
-    /// Makes a database cluster in a temporary directory and starts its server.
+    /// Makes a database cluster in a temporary directory and starts its server, trusting
+    /// every connection.
     pub fn start() -> PostgresServer {
+        PostgresServer::start_with_auth("--auth=trust")
+    }
+
+    /// A server that asks for a password over TCP (scram-sha-256), as a real one does, and
+    /// trusts only its Unix socket (in [`PostgresServer::socket_dir`]), where the superuser
+    /// `spin` makes roles.
+    pub fn start_with_passwords() -> PostgresServer {
+        PostgresServer::start_with_auth("--auth-local=trust --auth-host=scram-sha-256")
+    }
+
+    /// Makes a database cluster with `auth` (initdb's authentication flags, space-separated)
+    /// and starts its server.
+    fn start_with_auth(auth: &str) -> PostgresServer {
         let bin = server_bin();
         let dir = tempfile::tempdir().expect("tempdir");
         let data = dir.path().join("data");
@@ -69,25 +83,17 @@ impl PostgresServer {
             data,
             dir,
         };
-        server.run(
-            "initdb",
-            &[
-                "-D",
-                &server.data.display().to_string(),
-                "-U",
-                "spin",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-            ],
-        );
+        let data = server.data.display().to_string();
+        let mut args = vec!["-D", data.as_str(), "-U", "spin", "-E", "UTF8", "--no-sync"];
+        args.extend(auth.split_whitespace());
+        server.run("initdb", &args);
         server.start_server();
         server
     }
 
-    /// Runs one of the server's programs, as `postgres` when the tests run as root.
-    fn run(&self, program: &str, args: &[&str]) {
+    /// Runs one of the server's programs, as `postgres` when the tests run as root, and
+    /// returns what it printed.
+    fn run(&self, program: &str, args: &[&str]) -> String {
         let path = self.bin.join(program);
         let mut command = if as_root() {
             let mut c = Command::new("runuser");
@@ -105,6 +111,30 @@ impl PostgresServer {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `sql` in `database` as the superuser `spin`, through the Unix socket, and
+    /// returns the rows as psql prints them unaligned (`a|b`, one a line).
+    pub fn query(&self, database: &str, sql: &str) -> String {
+        let socket = self.socket_dir().display().to_string();
+        let port = self.port.to_string();
+        self.run(
+            "psql",
+            &[
+                "-h", &socket, "-p", &port, "-U", "spin", "-d", database, "-X", "-At", "-c", sql,
+            ],
+        )
+    }
+
+    /// The directory of its Unix socket: `psql -h DIR` reaches it there.
+    pub fn socket_dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The directory of its programs, `psql` among them.
+    pub fn bin_dir(&self) -> &Path {
+        &self.bin
     }
 
     fn start_server(&self) {

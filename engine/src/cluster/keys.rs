@@ -45,7 +45,7 @@ pub const SCHEMA: &[Key] = &[
     key(
         "schema",
         ":schema",
-        "string: the version of this key layout (see settings::LAYOUT)",
+        "string: the version of this key layout (see `cluster::LAYOUT`)",
     ),
     key(
         "engines",

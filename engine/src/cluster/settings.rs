@@ -106,11 +106,14 @@ impl CrawlSettings {
             format!("{:?}", self.max_pages_per_host),
             format!("{:?}", other.max_pages_per_host),
         );
-        check(
-            "--max_backoff",
-            format!("{:?}", self.max_backoff_ms),
-            format!("{:?}", other.max_backoff_ms),
-        );
+        if let (Some(ours), Some(theirs)) = (self.max_backoff_ms, other.max_backoff_ms) {
+            // Settings from before it was kept with the crawl's have none: nothing to say.
+            check(
+                "--max_backoff",
+                format!("{}s", ours as f64 / 1000.0),
+                format!("{}s", theirs as f64 / 1000.0),
+            );
+        }
         check(
             "--per_host",
             self.per_host.to_string(),
@@ -237,22 +240,51 @@ pub async fn adopt(
     let key = super::keys::Keys::with_prefix(prefix).settings();
     let ours = CrawlSettings::from_config(config);
     let redis_err = |what| move |source| ClusterError::Redis { what, source };
+    // A crawl laid out by a later version is left as it is: nothing is stored in it.
+    let layout: Option<u64> = redis::cmd("GET")
+        .arg(super::keys::Keys::with_prefix(prefix).schema())
+        .query_async(conn)
+        .await
+        .map_err(redis_err("read the crawl's key layout"))?;
+    if let Some(found) = layout.filter(|found| *found > super::LAYOUT) {
+        return Err(SettingsError::NewerLayout {
+            crawl: crawl.to_owned(),
+            found,
+            known: super::LAYOUT,
+        });
+    }
     if !ours.seeds.is_empty() {
         // Stored unless an engine ran the crawl already: settings that no engine ran with
         // (an engine that stopped at start, its itemsaver unreachable, say) are replaced.
-        // The limits the frontier scripts apply go with them into the hash `limits`.
+        // The limits the frontier scripts apply go with them, in the same step, into the
+        // hash `limits`, and the key layout they are kept in into `schema`.
         let json = serde_json::to_string(&ours).unwrap_or_default();
+        let keys = super::keys::Keys::with_prefix(prefix);
         let _: i64 = redis::Script::new(
             "local stored
-             if redis.call('EXISTS', KEYS[1] .. ':ran') == 0 then
-               stored = redis.call('SET', KEYS[1] .. ':settings', ARGV[1])
+             if redis.call('EXISTS', KEYS[2]) == 0 then
+               stored = redis.call('SET', KEYS[1], ARGV[1])
              else
-               stored = redis.call('SET', KEYS[1] .. ':settings', ARGV[1], 'NX')
+               stored = redis.call('SET', KEYS[1], ARGV[1], 'NX')
+             end
+             if stored then
+               redis.call('HSET', KEYS[3], 'per_host', ARGV[2], 'max_queue_per_host', ARGV[3],
+                 'delay_ms', ARGV[4], 'max_backoff_ms', ARGV[5], 'max_pages_per_host', ARGV[6])
+               redis.call('SET', KEYS[4], ARGV[7])
              end
              return 1",
         )
-        .key(prefix)
+        .key(keys.settings())
+        .key(keys.ran())
+        .key(keys.limits())
+        .key(keys.schema())
         .arg(json)
+        .arg(ours.per_host.max(1))
+        .arg(ours.max_queue_per_host)
+        .arg(ours.delay_ms)
+        .arg(ours.max_backoff_ms.unwrap_or(0))
+        .arg(ours.max_pages_per_host.unwrap_or(0))
+        .arg(super::LAYOUT)
         .invoke_async(conn)
         .await
         .map_err(redis_err("store the crawl's settings"))?;

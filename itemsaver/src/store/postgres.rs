@@ -104,6 +104,17 @@ pub fn redact(url: &str) -> String {
     out
 }
 
+/// Gives `config` the password `pgpassword` (the `PGPASSWORD` variable, which libpq's tools
+/// read and the client does not) when its URL names none, so that a password need not be
+/// written in the URL. An empty one counts as none, as for libpq.
+fn password_from_env(config: &mut tokio_postgres::Config, pgpassword: Option<std::ffi::OsString>) {
+    if config.get_password().is_none()
+        && let Some(password) = pgpassword.filter(|p| !p.is_empty())
+    {
+        config.password(password.as_encoded_bytes());
+    }
+}
+
 /// What PostgreSQL said, in full: the client shows a server's refusal only as "db error".
 pub fn detail(e: &tokio_postgres::Error) -> String {
     match e.as_db_error() {
@@ -199,10 +210,11 @@ impl PostgresStore {
 
     async fn connect(url: &str) -> Result<Self, StoreError> {
         let shown = redact(url);
-        let config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Postgres {
+        let mut config: tokio_postgres::Config = url.parse().map_err(|e| StoreError::Postgres {
             store: shown.clone(),
             error: e,
         })?;
+        password_from_env(&mut config, std::env::var_os("PGPASSWORD"));
         // The runtime the store's calls are driven on.
         let runtime = tokio::runtime::Handle::current();
         let manager = Manager::from_config(
@@ -479,6 +491,21 @@ mod tests {
             "postgres://db/items?application_name=a@b",
             "an @ in the query is not user information"
         );
+    }
+
+    #[test]
+    fn pgpassword_is_used_only_when_the_url_has_no_password() {
+        let parse = |url: &str| -> tokio_postgres::Config { url.parse().expect("a valid URL") };
+        let env = Some(std::ffi::OsString::from("from-env"));
+        let mut bare = parse("postgres://spin@db/items");
+        password_from_env(&mut bare, env.clone());
+        assert_eq!(bare.get_password(), Some(&b"from-env"[..]));
+        let mut given = parse("postgres://spin:s3cret@db/items");
+        password_from_env(&mut given, env);
+        assert_eq!(given.get_password(), Some(&b"s3cret"[..]));
+        let mut empty = parse("postgres://spin@db/items");
+        password_from_env(&mut empty, Some(std::ffi::OsString::new()));
+        assert_eq!(empty.get_password(), None);
     }
 
     #[test]

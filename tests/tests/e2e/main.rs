@@ -9,6 +9,7 @@ mod cluster_harness;
 mod config;
 mod dashboard;
 mod deaths;
+mod deployment;
 mod exports;
 mod faults;
 mod hostile;

@@ -89,15 +89,20 @@ async fn stop_lets_the_requests_in_flight_finish_and_saves_them() {
     assert_eq!(waits.len(), 2, "nothing more was sent: {waits:?}");
     assert!(waits.iter().all(|h| h.end.is_some()), "{waits:?}");
     // The itemsaver commits in batches; the store has no event to wait on.
-    let stored = eventually(
+    // The outer timeout also bounds a read of the store that never returns.
+    let stored = tokio::time::timeout(
         Duration::from_secs(10),
-        "the stopped task's items to be stored",
-        || async {
-            let n = items_with(&store, "/wait/").await;
-            (n >= 2).then_some(n)
-        },
+        eventually(
+            Duration::from_secs(10),
+            "the stopped task's items to be stored",
+            || async {
+                let n = items_with(&store, "/wait/").await;
+                (n >= 2).then_some(n)
+            },
+        ),
     )
-    .await;
+    .await
+    .expect("the store answered within 10 s");
     assert_eq!(stored, 2);
     // Stopped is final: it cannot be stopped or killed again.
     engine.change("POST", "/api/tasks/1/kill", None, 409).await;

@@ -63,8 +63,8 @@ fn redis_err(what: &'static str) -> impl FnOnce(RedisError) -> ClusterError {
 #[derive(Clone, Debug)]
 pub struct RedisFrontierConfig {
     /// The crawl's politeness, the same section the embedded frontier honours, here across
-    /// every engine (`per_host`, `delay`, `max_queue_per_host` and `max_backoff` go to the
-    /// scripts; `max_pages_per_host` is kept with the crawl's settings).
+    /// every engine: kept once in the crawl's `limits`, where the scripts read it (see
+    /// [`RedisFrontier::keep_limits`]).
     pub politeness: crate::config::Politeness,
     /// How long a claim holds a request before it returns to its queue, unless extended.
     pub lease: Duration,

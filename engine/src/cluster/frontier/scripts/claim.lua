@@ -15,13 +15,13 @@
 local engine = ARGV[1]
 local max = tonumber(ARGV[2])
 local lease_ms = tonumber(ARGV[3])
-local per_host = LIMIT.per_host
-local delay = LIMIT.delay_ms
+local per_host = limit().per_host
+local delay = limit().delay_ms
 local now = now_ms()
 redis.call('ZADD', KEY.claimers, now, engine)
 redis.call('ZREMRANGEBYSCORE', KEY.claimers, '-inf', now - 2000)
 local engines = math.max(1, redis.call('ZCARD', KEY.claimers))
-local cap = LIMIT.max_pages
+local cap = limit().max_pages
 -- Tasks' paused states, read once in this call.
 local states = {}
 local share = math.ceil(per_host / engines)

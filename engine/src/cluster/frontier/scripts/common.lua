@@ -23,23 +23,34 @@ local function is_leader(epoch)
   return current ~= nil and current == tostring(epoch)
 end
 
--- The crawl's politeness limits, kept once with its settings in `limits` (settings.rs writes
--- them as an engine adopts the crawl's settings) and read once per call: `per_host`
--- requests in flight per host across every engine, `max_queue` links queued per host,
--- `delay_ms` between two requests to a host, `max_backoff_ms` the longest 429/503 back-off,
--- and `max_pages` a host's pages fetched, in flight and queued (`--max_pages_per_host`; 0:
--- no cap).
-local LIMIT = (function()
-  local l = redis.call('HMGET', KEY.limits, 'per_host', 'max_queue_per_host', 'delay_ms',
-    'max_backoff_ms', 'max_pages_per_host')
-  return {
-    per_host = math.max(1, tonumber(l[1] or '1') or 1),
-    max_queue = tonumber(l[2] or '0') or 0,
-    delay_ms = tonumber(l[3] or '0') or 0,
-    max_backoff_ms = tonumber(l[4] or '0') or 0,
-    max_pages = tonumber(l[5] or '0') or 0,
-  }
-end)()
+-- The crawl's politeness limits, kept once with its settings in `limits` (written with the
+-- settings by the engine that stores them, see settings.rs and limits.rs) and read at most
+-- once per call: `per_host` requests in flight per host across every engine, `max_queue`
+-- links queued per host, `delay_ms` between two requests to a host, `max_backoff_ms` the
+-- longest 429/503 back-off, and `max_pages` a host's pages fetched, in flight and queued
+-- (`--max_pages_per_host`; 0: no cap). A crawl without them (deleted under the engines by
+-- `--fresh`, or evicted) fails the call, saying so, rather than crawl with made-up limits.
+local LIMIT_READ = nil
+local function limit()
+  if LIMIT_READ == nil then
+    local l = redis.call('HMGET', KEY.limits, 'per_host', 'max_queue_per_host', 'delay_ms',
+      'max_backoff_ms', 'max_pages_per_host')
+    for i = 1, 5 do
+      if not l[i] then
+        error(redis.error_reply('the crawl has no politeness limits in redis (its keys were ' ..
+          'deleted or evicted): start its engines again'))
+      end
+    end
+    LIMIT_READ = {
+      per_host = math.max(1, tonumber(l[1]) or 1),
+      max_queue = tonumber(l[2]) or 0,
+      delay_ms = tonumber(l[3]) or 0,
+      max_backoff_ms = tonumber(l[4]) or 0,
+      max_pages = tonumber(l[5]) or 0,
+    }
+  end
+  return LIMIT_READ
+end
 
 -- Whether `entry` is a robots.txt request: its head (see entry.rs) says so. Records from
 -- before heads read as pages.
@@ -165,7 +176,7 @@ end
 -- request that may be claimed and room for one more in flight; takes it out otherwise.
 local function reschedule(host)
   local h = redis.call('HMGET', KEY.host .. host, 'inflight', 'next_at')
-  if tonumber(h[1] or '0') < LIMIT.per_host and claimable(host) then
+  if tonumber(h[1] or '0') < limit().per_host and claimable(host) then
     redis.call('ZADD', KEY.ready, tonumber(h[2] or '0'), host)
   else
     redis.call('ZREM', KEY.ready, host)
@@ -241,7 +252,7 @@ local function take_due(set, max)
 end
 
 -- Queues `entry` for `host` unless the fingerprint was seen; returns 0 queued, 1 seen,
--- 2 refused (the host's queue holds `LIMIT.max_queue` entries and `bounded` is set: a link; seeds
+-- 2 refused (the host's queue holds `limit().max_queue` entries and `bounded` is set: a link; seeds
 -- and redirect targets, offered once, are never refused), 3 refused (the host's pages
 -- fetched, in flight and queued reach `--max_pages_per_host`, which holds for every URL). `robots`,
 -- when not empty, is the host's robots.txt request: queued first if the host is new, and
@@ -274,7 +285,7 @@ local function offer(host, fp, shard, entry, robots, run, bounded, batch, task)
   if redis.call('SISMEMBER', seen, fp) == 1 then
     return 1
   end
-  if LIMIT.max_pages > 0 then
+  if limit().max_pages > 0 then
     local taken = batch.taken[host]
     if taken == nil then
       local h = redis.call('HMGET', KEY.host .. host, 'pages', 'inflight', 'robots')
@@ -283,11 +294,11 @@ local function offer(host, fp, shard, entry, robots, run, bounded, batch, task)
       if h[3] == 'pending' then taken = math.max(0, taken - 1) end
       batch.taken[host] = taken
     end
-    if len + taken >= LIMIT.max_pages then
+    if len + taken >= limit().max_pages then
       return 3
     end
   end
-  if bounded == 1 and len >= LIMIT.max_queue then
+  if bounded == 1 and len >= limit().max_queue then
     return 2
   end
   redis.call('SADD', seen, fp)
@@ -321,7 +332,7 @@ end
 
 -- What one call's offers share.
 local function offer_batch()
-  return {lengths = {}, hosts = {}, queued = 0, runs = {}, seen = 0, cap = nil, taken = {}}
+  return {lengths = {}, hosts = {}, queued = 0, runs = {}, seen = 0, taken = {}}
 end
 
 -- A scheduled run's requests queued, leased or deferred (its pages open) are counted in
@@ -375,7 +386,7 @@ local function offer_all(bounded, n, b)
 end
 
 -- Gives back the host slot of lease `id` once (its page was answered; its items are being
--- stored), and counts the page among its host's pages (see `LIMIT.max_pages`). Returns
+-- stored), and counts the page among its host's pages (see `limit().max_pages`). Returns
 -- whether the lease was still held.
 local function release_lease(id)
   local lk = KEY.lease .. id
@@ -392,7 +403,7 @@ end
 
 -- Moves `host`'s 429/503 back-off, kept here for every engine, as `pace` says: '' leaves
 -- it, 'R' halves it (the host answered well; under 50 ms it is forgotten), 'T' doubles it
--- (from 250 ms up to `LIMIT.max_backoff_ms`) and holds the host that long, 'T<ms>' doubles
+-- (from 250 ms up to `limit().max_backoff_ms`) and holds the host that long, 'T<ms>' doubles
 -- it and holds the host for the Retry-After it sent (at most that). Returns the hold in ms.
 local function pace_host(host, pace)
   if pace == '' then return 0 end
@@ -409,7 +420,7 @@ local function pace_host(host, pace)
     end
     return 0
   end
-  local max = math.max(LIMIT.max_backoff_ms, 250)
+  local max = math.max(limit().max_backoff_ms, 250)
   backoff = math.min(math.max(backoff * 2, 250), max)
   redis.call('HSET', hk, 'backoff', backoff)
   local retry_after = tonumber(string.sub(pace, 2))
