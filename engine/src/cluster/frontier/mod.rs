@@ -31,7 +31,7 @@ use std::time::Duration;
 /// meets a later layout refuses to join (see [`RedisFrontier::keep_limits`]).
 pub const LAYOUT: u64 = 2;
 
-/// Sets the seen set is split into (`SEEN_SHARDS` in `scripts/common.lua` too); at the default `set-max-intset-entries` (512) each stays
+/// Sets the seen set is split into (`SEEN_SHARDS` in `scripts/lib/offer.lua` too); at the default `set-max-intset-entries` (512) each stays
 /// compact up to about two million URLs a crawl.
 pub const SEEN_SHARDS: u64 = 4_096;
 
@@ -83,7 +83,7 @@ pub enum Pace {
 }
 
 impl Pace {
-    /// The script argument (see `pace_host` in `scripts/common.lua`).
+    /// The script argument (see `pace_host` in `scripts/lib/leases.lua`).
     fn arg(self) -> String {
         match self {
             Pace::Same => String::new(),
@@ -328,48 +328,56 @@ struct Scripts {
     round: Script,
 }
 
-/// The scripts' sources by file name, `common.lua` first (put before every other).
-const SOURCES: &[(&str, &str)] = &[
-    ("common.lua", include_str!("scripts/common.lua")),
-    ("offer.lua", include_str!("scripts/offer.lua")),
-    ("seed.lua", include_str!("scripts/seed.lua")),
-    ("claim.lua", include_str!("scripts/claim.lua")),
-    ("complete.lua", include_str!("scripts/complete.lua")),
-    ("extend.lua", include_str!("scripts/extend.lua")),
-    ("release.lua", include_str!("scripts/release.lua")),
-    ("settle.lua", include_str!("scripts/settle.lua")),
-    ("tasks.lua", include_str!("scripts/tasks.lua")),
-    ("reap.lua", include_str!("scripts/reap.lua")),
-    ("elect.lua", include_str!("scripts/elect.lua")),
-    ("promote.lua", include_str!("scripts/promote.lua")),
-    ("finish.lua", include_str!("scripts/finish.lua")),
-    ("tick.lua", include_str!("scripts/tick.lua")),
-    ("runs.lua", include_str!("scripts/runs.lua")),
-    ("reserve.lua", include_str!("scripts/reserve.lua")),
-    ("status.lua", include_str!("scripts/status.lua")),
-    ("round.lua", include_str!("scripts/round.lua")),
+/// The scripts' library, by job, in the order it is put before every script: each part
+/// may call the parts before it.
+const LIBRARY: &[(&str, &str)] = &[
+    ("lib/base.lua", include_str!("scripts/lib/base.lua")),
+    ("lib/lanes.lua", include_str!("scripts/lib/lanes.lua")),
+    ("lib/offer.lua", include_str!("scripts/lib/offer.lua")),
+    ("lib/leases.lua", include_str!("scripts/lib/leases.lua")),
+    ("lib/leader.lua", include_str!("scripts/lib/leader.lua")),
 ];
 
-/// Every script's source, by file name (for tests that read them).
+/// The scripts' sources by file name, by job: the queue (offers, claims, leases and their
+/// ends, page budgets), the leader's duties (its lease, reaping, retries, the end, status),
+/// and tasks and schedules (operators' changes, ticks, runs' ends).
+const SOURCES: &[(&str, &str)] = &[
+    ("offer.lua", include_str!("scripts/queue/offer.lua")),
+    ("seed.lua", include_str!("scripts/queue/seed.lua")),
+    ("claim.lua", include_str!("scripts/queue/claim.lua")),
+    ("complete.lua", include_str!("scripts/queue/complete.lua")),
+    ("extend.lua", include_str!("scripts/queue/extend.lua")),
+    ("release.lua", include_str!("scripts/queue/release.lua")),
+    ("settle.lua", include_str!("scripts/queue/settle.lua")),
+    ("tasks.lua", include_str!("scripts/tasks/tasks.lua")),
+    ("reap.lua", include_str!("scripts/leader/reap.lua")),
+    ("elect.lua", include_str!("scripts/leader/elect.lua")),
+    ("promote.lua", include_str!("scripts/leader/promote.lua")),
+    ("finish.lua", include_str!("scripts/leader/finish.lua")),
+    ("tick.lua", include_str!("scripts/tasks/tick.lua")),
+    ("runs.lua", include_str!("scripts/tasks/runs.lua")),
+    ("reserve.lua", include_str!("scripts/queue/reserve.lua")),
+    ("status.lua", include_str!("scripts/leader/status.lua")),
+    ("round.lua", include_str!("scripts/leader/round.lua")),
+];
+
+/// Every script's and library part's source, by file name (for tests that read them).
 #[cfg(test)]
-pub(super) fn script_sources() -> &'static [(&'static str, &'static str)] {
-    SOURCES
+pub(super) fn script_sources() -> impl Iterator<Item = &'static (&'static str, &'static str)> {
+    LIBRARY.iter().chain(SOURCES)
 }
 
 /// The script of `file`: the crawl's prefix `K` (`KEYS[1]`), the table `KEY` of its keys
-/// (see [`super::keys`]), `common.lua`, then the file.
+/// (see [`super::keys`]), the library, then the file.
 fn script(file: &str) -> Script {
-    let source = |name: &str| {
-        SOURCES
-            .iter()
-            .find(|(n, _)| *n == name)
-            .map_or_else(|| unreachable!("{name} is a script"), |(_, s)| *s)
-    };
+    let source = SOURCES
+        .iter()
+        .find(|(n, _)| *n == file)
+        .map_or_else(|| unreachable!("{file} is a script"), |(_, s)| *s);
+    let library: String = LIBRARY.iter().map(|(_, s)| format!("{s}\n")).collect();
     Script::new(&format!(
-        "local K = KEYS[1]\n{}{}\n{}",
+        "local K = KEYS[1]\n{}{library}{source}",
         crate::cluster::keys::lua_table(),
-        source("common.lua"),
-        source(file)
     ))
 }
 
