@@ -153,15 +153,20 @@ pub async fn serve(
 
 /// Reads an HTTP listen address: `PORT`, `:PORT` (both on 127.0.0.1) or `IP:PORT`. Loopback
 /// unless an address says otherwise, since these endpoints are not meant for the open network.
-pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, String> {
+pub fn parse_listen_addr(text: &str) -> Result<SocketAddr, BadListenAddr> {
     let t = text.trim();
     let port_only = t.strip_prefix(':').unwrap_or(t);
     if let Ok(port) = port_only.parse::<u16>() {
         return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
     }
     t.parse::<SocketAddr>()
-        .map_err(|_| format!("{text:?} is not a listen address (expected PORT, :PORT or IP:PORT)"))
+        .map_err(|_| BadListenAddr(text.to_owned()))
 }
+
+/// A listen address that does not read.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?} is not a listen address (expected PORT, :PORT or IP:PORT)")]
+pub struct BadListenAddr(String);
 
 #[cfg(test)]
 mod tests {

@@ -44,22 +44,28 @@ pub fn load_spider(
     Ok(SpiderRun::compile(&file, source)?)
 }
 
-/// Checks a seed and returns its canonical URL.
+/// Why a spider file's `[schedule]` is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SpiderScheduleError {
+    /// `overlap` is neither `skip` nor `replace`.
+    #[error("[schedule] overlap = {0:?}: use \"skip\" or \"replace\"")]
+    Overlap(String),
+    /// The cron pattern or the time zone does not read.
+    #[error("[schedule] {0}")]
+    Schedule(#[from] schedule::ScheduleError),
+}
+
 /// The `[schedule]` of a spider file, checked.
 pub fn spider_schedule(
     spec: &worker::spider::spec::SpiderSpec,
-) -> Result<Option<schedule::ScheduleSpec>, String> {
+) -> Result<Option<schedule::ScheduleSpec>, SpiderScheduleError> {
     let Some(section) = &spec.schedule else {
         return Ok(None);
     };
     let overlap = match section.overlap.as_deref() {
         None | Some("skip") => schedule::Overlap::Skip,
         Some("replace") => schedule::Overlap::Replace,
-        Some(other) => {
-            return Err(format!(
-                "[schedule] overlap = {other:?}: use \"skip\" or \"replace\""
-            ));
-        }
+        Some(other) => return Err(SpiderScheduleError::Overlap(other.to_owned())),
     };
     let spec = schedule::ScheduleSpec {
         cron: section.cron.clone(),
@@ -67,10 +73,11 @@ pub fn spider_schedule(
         overlap,
     };
     // Checked here, so that a bad pattern names the file's section.
-    schedule::Schedule::new(spec.clone()).map_err(|e| format!("[schedule] {e}"))?;
+    schedule::Schedule::new(spec.clone())?;
     Ok(Some(spec))
 }
 
+/// Checks a seed and returns its canonical URL.
 pub fn parse_seed(seed: &str) -> Result<url::Url, EngineError> {
     common::canonicalize(seed, None).map_err(|e| EngineError::BadSeed {
         seed: seed.into(),

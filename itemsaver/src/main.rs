@@ -210,12 +210,21 @@ fn create_partial(path: &std::path::Path) -> anyhow::Result<(PathBuf, std::fs::F
     Ok((partial, file))
 }
 
+/// A `--since` that is not an RFC 3339 time.
+#[derive(Debug, thiserror::Error)]
+#[error("{value:?} is not an RFC 3339 time such as 2026-11-26T03:00:00Z ({why})")]
+struct BadSince {
+    value: String,
+    why: chrono::ParseError,
+}
+
 /// Reads `--since`: an RFC 3339 time, as Unix milliseconds.
-fn parse_since(value: &str) -> Result<i64, String> {
+fn parse_since(value: &str) -> Result<i64, BadSince> {
     chrono::DateTime::parse_from_rfc3339(value)
         .map(|t| t.timestamp_millis())
-        .map_err(|e| {
-            format!("{value:?} is not an RFC 3339 time such as 2026-11-26T03:00:00Z ({e})")
+        .map_err(|why| BadSince {
+            value: value.to_owned(),
+            why,
         })
 }
 

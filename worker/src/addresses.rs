@@ -58,26 +58,38 @@ pub struct Blocked {
     pub kind: &'static str,
 }
 
+/// An address flag's value that does not read.
+#[derive(Debug, thiserror::Error)]
+pub enum AddrFlagError {
+    /// Not a network or an address (`--allow_addr`).
+    #[error("{0:?} is not a network (10.2.0.0/16) or an address (10.2.0.7)")]
+    NotANetwork(String),
+    /// Not an IPv6 network (`--nat64_prefix`).
+    #[error("{0:?} is not an IPv6 network (2001:db8:64::/96)")]
+    NotAnIpv6Network(String),
+    /// An IPv6 network of a length RFC 6052 does not allow (`--nat64_prefix`).
+    #[error("{0:?}: a NAT64 prefix is 32, 40, 48, 56, 64 or 96 bits long (RFC 6052)")]
+    Nat64Length(String),
+}
+
 /// Reads an `--allow_addr` value: a network in CIDR notation, or one address.
-pub fn parse_network(value: &str) -> Result<IpNet, String> {
+pub fn parse_network(value: &str) -> Result<IpNet, AddrFlagError> {
     let value = value.trim();
     value
         .parse::<IpNet>()
         .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
-        .map_err(|_| format!("{value:?} is not a network (10.2.0.0/16) or an address (10.2.0.7)"))
+        .map_err(|_| AddrFlagError::NotANetwork(value.to_owned()))
 }
 
 /// Reads a `--nat64_prefix` value: an IPv6 network of one of the lengths RFC 6052 allows
 /// (32, 40, 48, 56, 64 or 96 bits).
-pub fn parse_nat64_prefix(value: &str) -> Result<Ipv6Net, String> {
+pub fn parse_nat64_prefix(value: &str) -> Result<Ipv6Net, AddrFlagError> {
     let value = value.trim();
     let net: Ipv6Net = value
         .parse()
-        .map_err(|_| format!("{value:?} is not an IPv6 network (2001:db8:64::/96)"))?;
+        .map_err(|_| AddrFlagError::NotAnIpv6Network(value.to_owned()))?;
     if ![32, 40, 48, 56, 64, 96].contains(&net.prefix_len()) {
-        return Err(format!(
-            "{value:?}: a NAT64 prefix is 32, 40, 48, 56, 64 or 96 bits long (RFC 6052)"
-        ));
+        return Err(AddrFlagError::Nat64Length(value.to_owned()));
     }
     Ok(net.trunc())
 }

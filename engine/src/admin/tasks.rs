@@ -101,11 +101,11 @@ impl NewTask {
                 .or(limits.timeout_secs)
                 .map(crate::tasks::task_timeout)
                 .transpose()
-                .map_err(bad)?,
+                .map_err(|e| bad(e.to_string()))?,
             schedule: match self.schedule {
                 Some(spec) => Some(spec),
                 None => match &spec {
-                    Some(spec) => crate::spider_schedule(spec).map_err(bad)?,
+                    Some(spec) => crate::spider_schedule(spec).map_err(|e| bad(e.to_string()))?,
                     None => None,
                 },
             }

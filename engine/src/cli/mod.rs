@@ -132,7 +132,8 @@ impl Args {
                 overlap: self.runs.overlap,
             }),
             None => match &spec {
-                Some(spec) => crate::spider_schedule(spec).map_err(EngineError::BadSchedule)?,
+                Some(spec) => crate::spider_schedule(spec)
+                    .map_err(|e| EngineError::BadSchedule(e.to_string()))?,
                 None => None,
             },
         }
@@ -208,7 +209,7 @@ impl Args {
                 .or(limits.timeout_secs)
                 .map(crate::tasks::task_timeout)
                 .transpose()
-                .map_err(EngineError::BadSchedule)?,
+                .map_err(|e| EngineError::BadSchedule(e.to_string()))?,
             max_url_len: self.crawl.max_url_len,
             allow_domains,
             worker_hosts,
@@ -274,11 +275,16 @@ impl Args {
     }
 }
 
+/// An `--overlap` that is neither `skip` nor `replace`.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: use skip or replace")]
+pub struct UnknownOverlap(String);
+
 /// Reads `--overlap`.
-fn parse_overlap(value: &str) -> Result<crate::schedule::Overlap, String> {
+fn parse_overlap(value: &str) -> Result<crate::schedule::Overlap, UnknownOverlap> {
     match value {
         "skip" => Ok(crate::schedule::Overlap::Skip),
         "replace" => Ok(crate::schedule::Overlap::Replace),
-        other => Err(format!("{other:?}: use skip or replace")),
+        other => Err(UnknownOverlap(other.to_owned())),
     }
 }

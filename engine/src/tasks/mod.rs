@@ -10,14 +10,17 @@ use url::Url;
 /// The longest `timeout_secs` a task may have: a year.
 pub const MAX_TIMEOUT_SECS: u64 = 31_536_000;
 
+/// A task's `timeout_secs` out of range.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timeout_secs = {0}: give 1 to {MAX_TIMEOUT_SECS} seconds")]
+pub struct TimeoutOutOfRange(pub u64);
+
 /// A task's `timeout_secs`, checked (1 second to a year).
-pub fn task_timeout(secs: u64) -> Result<std::time::Duration, String> {
+pub fn task_timeout(secs: u64) -> Result<std::time::Duration, TimeoutOutOfRange> {
     if (1..=MAX_TIMEOUT_SECS).contains(&secs) {
         Ok(std::time::Duration::from_secs(secs))
     } else {
-        Err(format!(
-            "timeout_secs = {secs}: give 1 to {MAX_TIMEOUT_SECS} seconds"
-        ))
+        Err(TimeoutOutOfRange(secs))
     }
 }
 
@@ -35,8 +38,8 @@ pub enum RecordError {
     #[error(transparent)]
     Spider(#[from] worker::spider::SpiderError),
     /// Its timeout is out of range.
-    #[error("{0}")]
-    Timeout(String),
+    #[error(transparent)]
+    Timeout(#[from] TimeoutOutOfRange),
     /// Its schedule does not read.
     #[error(transparent)]
     Schedule(#[from] crate::schedule::ScheduleError),

@@ -179,19 +179,20 @@ pub fn compile(file: &str, source: &str) -> Result<CompiledSpider, SpiderError> 
                 return Err(err(rule, at(), format!("rule {target:?} does not exist")));
             }
             follow.push(CompiledFollow {
-                selector: selector(&f.selector).map_err(|m| err(rule, at(), m))?,
+                selector: selector(&f.selector).map_err(|m| err(rule, at(), m.to_string()))?,
                 attr: f.attr.clone(),
                 rule: f.rule.clone(),
             });
         }
         let mut extract = Vec::new();
         for x in &r.extract {
-            let scope = x
-                .scope
-                .as_deref()
-                .map(selector)
-                .transpose()
-                .map_err(|m| err(rule, Some(format!("extract {:?} scope", x.kind)), m))?;
+            let scope = x.scope.as_deref().map(selector).transpose().map_err(|m| {
+                err(
+                    rule,
+                    Some(format!("extract {:?} scope", x.kind)),
+                    m.to_string(),
+                )
+            })?;
             if let Some(id) = &x.id
                 && !x.fields.contains_key(id)
             {
@@ -211,7 +212,7 @@ pub fn compile(file: &str, source: &str) -> Result<CompiledSpider, SpiderError> 
                         .as_deref()
                         .map(selector)
                         .transpose()
-                        .map_err(|m| err(rule, at(), m))?,
+                        .map_err(|m| err(rule, at(), m.to_string()))?,
                     take: fs.take,
                     attr: fs.attr.clone(),
                     all: fs.all,
@@ -256,8 +257,19 @@ pub fn compile(file: &str, source: &str) -> Result<CompiledSpider, SpiderError> 
     })
 }
 
-fn selector(css: &str) -> Result<Selector, String> {
-    Selector::parse(css).map_err(|e| format!("bad CSS selector {css:?}: {e}"))
+/// A CSS selector that does not parse, with why.
+#[derive(Debug, thiserror::Error)]
+#[error("bad CSS selector {css:?}: {why}")]
+struct BadSelector {
+    css: String,
+    why: String,
+}
+
+fn selector(css: &str) -> Result<Selector, BadSelector> {
+    Selector::parse(css).map_err(|e| BadSelector {
+        css: css.to_owned(),
+        why: e.to_string(),
+    })
 }
 
 fn one_line(s: &str) -> String {
