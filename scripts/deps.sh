@@ -11,7 +11,7 @@ set -euo pipefail
 
 # package          program it provides ("-" when it has none on PATH)   why
 PACKAGES=(
-  "chromium        chromium        the dashboard test drives a headless browser"
+  "chromium        chromium        the dashboard and rendering tests drive a headless browser"
   "chromium-driver chromedriver    ...through WebDriver"
   "procps          kill            the fault tests stop, continue and kill processes"
   "redis-server    redis-server    cluster mode is tested against a real Redis"

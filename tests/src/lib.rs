@@ -11,6 +11,7 @@ pub mod hostile;
 pub mod postgres;
 pub mod quotes;
 pub mod redis;
+pub mod scripted;
 pub mod site;
 
 pub use eventually::{eventually, eventually_every};

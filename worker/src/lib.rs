@@ -11,6 +11,7 @@ pub mod fetch;
 pub mod in_flight;
 pub mod metrics;
 pub mod parsers;
+pub mod render;
 pub mod server;
 pub mod spider;
 pub mod warc;

@@ -1,0 +1,439 @@
+//! Headless Chromium, driven over the DevTools protocol with `chromiumoxide`: a bounded set
+//! of tabs, a tab per page, and the browser recycled after a number of pages, when its memory
+//! passes a cap, or at once when it crashes or hangs. Every request it makes goes through the
+//! worker's guard proxy.
+
+use super::{RenderError, RenderSpec, Rendered, Wait};
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::fetch::{
+    EnableParams as FetchEnable, EventRequestPaused, FailRequestParams, RequestPattern,
+};
+use chromiumoxide::cdp::browser_protocol::inspector::{
+    EnableParams as InspectorEnable, EventTargetCrashed,
+};
+use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
+use chromiumoxide::cdp::browser_protocol::page::NavigateParams;
+use chromiumoxide::cdp::browser_protocol::target::CloseTargetParams;
+use futures::StreamExt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{Mutex, Semaphore};
+
+/// How a rendering worker runs its browser.
+#[derive(Clone, Debug)]
+pub struct BrowserSettings {
+    /// The Chromium executable.
+    pub chromium: PathBuf,
+    /// Pages rendered at once (tabs).
+    pub tabs: usize,
+    /// Pages a browser renders before it is replaced.
+    pub recycle: u64,
+    /// Memory (resident, browser and its children) past which the browser is replaced, MiB.
+    pub max_mb: u64,
+    /// The JavaScript heap of each page, MiB (V8's `--max-old-space-size`).
+    pub js_heap_mb: u64,
+    /// The guard proxy every request of the browser goes through.
+    pub proxy: SocketAddr,
+}
+
+/// One running browser, shared by the pages rendering in it.
+struct Live {
+    browser: Mutex<Browser>,
+    /// Set when its connection ended: it exited or crashed.
+    dead: tokio::sync::watch::Receiver<bool>,
+    pid: Option<u32>,
+    /// Pages started in it.
+    pages: std::sync::atomic::AtomicU64,
+    /// Set when it must not take more pages (it hung, or is past its recycle count or cap).
+    retired: std::sync::atomic::AtomicBool,
+    _profile: tempfile::TempDir,
+}
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        // The browser's process tree goes with it (chromiumoxide kills the child on drop;
+        // its renderers are killed here, by pid, in case they outlive it).
+        if let Some(pid) = self.pid {
+            kill_tree(pid);
+        }
+    }
+}
+
+/// The browser and its tabs.
+pub struct Chromium {
+    settings: BrowserSettings,
+    tabs: Semaphore,
+    live: Mutex<Option<Arc<Live>>>,
+    /// Browsers started so far.
+    pub launches: std::sync::atomic::AtomicU64,
+}
+
+impl Chromium {
+    /// A browser to be started on first use, as `settings` say.
+    pub fn new(settings: BrowserSettings) -> Chromium {
+        Chromium {
+            tabs: Semaphore::new(settings.tabs.max(1)),
+            settings,
+            live: Mutex::new(None),
+            launches: Default::default(),
+        }
+    }
+
+    /// Starts the browser now (a worker checks it can before it serves).
+    pub async fn warm_up(&self) -> Result<(), RenderError> {
+        self.browser().await.map(|_| ())
+    }
+
+    /// The browser to render in: the running one, unless it must be replaced.
+    async fn browser(&self) -> Result<Arc<Live>, RenderError> {
+        use std::sync::atomic::Ordering;
+        let mut slot = self.live.lock().await;
+        if let Some(live) = slot.as_ref() {
+            let worn = live.pages.load(Ordering::Relaxed) >= self.settings.recycle.max(1);
+            let heavy = live
+                .pid
+                .is_some_and(|pid| tree_rss_mb(pid) > self.settings.max_mb);
+            if *live.dead.borrow() || live.retired.load(Ordering::Relaxed) || worn || heavy {
+                tracing::debug!(worn, heavy, "replacing the browser");
+                *slot = None;
+            }
+        }
+        if let Some(live) = slot.as_ref() {
+            return Ok(live.clone());
+        }
+        let live = Arc::new(self.launch().await?);
+        self.launches.fetch_add(1, Ordering::Relaxed);
+        *slot = Some(live.clone());
+        Ok(live)
+    }
+
+    async fn launch(&self) -> Result<Live, RenderError> {
+        let s = &self.settings;
+        let profile = tempfile::tempdir().map_err(|e| RenderError::Launch(e.to_string()))?;
+        let mut builder = BrowserConfig::builder()
+            .chrome_executable(&s.chromium)
+            .new_headless_mode()
+            .user_data_dir(profile.path())
+            .request_timeout(Duration::from_secs(10))
+            .launch_timeout(Duration::from_secs(20))
+            .viewport(None)
+            // Each flag as (name, value): chromiumoxide writes the leading dashes.
+            .arg(("proxy-server", format!("http://{}", s.proxy).as_str()))
+            // Chromium sends loopback past its proxy unless told not to.
+            .arg(("proxy-bypass-list", "<-loopback>"))
+            .arg("disable-quic")
+            .arg("dns-prefetch-disable")
+            .arg(("force-webrtc-ip-handling-policy", "disable_non_proxied_udp"))
+            .arg((
+                "js-flags",
+                format!("--max-old-space-size={}", s.js_heap_mb.max(16)).as_str(),
+            ))
+            .arg("disable-dev-shm-usage");
+        // disable-background-networking is among chromiumoxide's default flags.
+        if running_as_root() {
+            // Chromium's sandbox refuses root; see docs/rendering.md for the risk.
+            builder = builder.no_sandbox();
+        }
+        let config = builder.build().map_err(RenderError::Launch)?;
+        let (mut browser, mut handler) = Browser::launch(config)
+            .await
+            .map_err(|e| RenderError::Launch(e.to_string()))?;
+        let (dead_tx, dead) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            // Polled for the browser's whole life; unknown messages are skipped.
+            while let Some(event) = handler.next().await {
+                if let Err(chromiumoxide::error::CdpError::Ws(_)) = event {
+                    break;
+                }
+            }
+            let _ = dead_tx.send(true);
+        });
+        let pid = browser
+            .get_mut_child()
+            .and_then(|child| child.as_mut_inner().id());
+        Ok(Live {
+            browser: Mutex::new(browser),
+            dead,
+            pid,
+            pages: Default::default(),
+            retired: Default::default(),
+            _profile: profile,
+        })
+    }
+
+    /// Renders `url` as `spec` says, by `deadline`.
+    pub async fn render(
+        &self,
+        url: &str,
+        spec: &RenderSpec,
+        deadline: Instant,
+    ) -> Result<Rendered, RenderError> {
+        use std::sync::atomic::Ordering;
+        let started = Instant::now();
+        let _tab = self
+            .tabs
+            .acquire()
+            .await
+            .map_err(|_| RenderError::Crashed)?;
+        let live = self.browser().await?;
+        live.pages.fetch_add(1, Ordering::Relaxed);
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let page = {
+            let browser = live.browser.lock().await;
+            tokio::time::timeout(left(), browser.new_page("about:blank"))
+                .await
+                .map_err(|_| RenderError::Timeout)?
+                .map_err(|e| RenderError::Navigation(e.to_string()))?
+        };
+        let target = page.target_id().clone();
+        // The page's own work ends a little before the deadline, leaving time to tell a
+        // page that never loads from a script that never yields, and to close the tab.
+        let spare = left().min(Duration::from_millis(1_500)) / 2;
+        let inner = left().saturating_sub(spare);
+        let mut crashes = page
+            .event_listener::<EventTargetCrashed>()
+            .await
+            .map_err(|e| RenderError::Navigation(e.to_string()))?;
+        let _ = page.execute(InspectorEnable::default()).await;
+        let result = tokio::select! {
+            done = tokio::time::timeout(inner, self.render_in(&page, url, spec, &live)) => match done {
+                Ok(rendered) => rendered,
+                Err(_) => {
+                    // Past its time: a renderer that still answers had a page that never
+                    // loaded; one that does not is running a script that never yields.
+                    let answers = tokio::time::timeout(spare, page.evaluate("1")).await;
+                    live.retired.store(true, Ordering::Relaxed);
+                    match answers {
+                        Ok(Ok(_)) => Err(RenderError::Timeout),
+                        _ => Err(RenderError::ScriptHung),
+                    }
+                }
+            },
+            Some(_) = crashes.next() => Err(RenderError::Crashed),
+        };
+        // A tab per page: closed by its target, which works while its script still runs.
+        let closed = {
+            let browser = live.browser.lock().await;
+            tokio::time::timeout(
+                Duration::from_secs(2),
+                browser.execute(CloseTargetParams::new(target)),
+            )
+            .await
+        };
+        if !matches!(closed, Ok(Ok(_))) {
+            live.retired.store(true, Ordering::Relaxed);
+        }
+        let crashed = *live.dead.borrow();
+        match result {
+            _ if crashed => {
+                live.retired.store(true, Ordering::Relaxed);
+                Err(RenderError::Crashed)
+            }
+            Ok(mut rendered) => {
+                rendered.render_ms = started.elapsed().as_millis() as u64;
+                Ok(rendered)
+            }
+            Err(RenderError::Crashed) => {
+                // Its renderer died (out of memory, say): the browser is replaced too.
+                live.retired.store(true, Ordering::Relaxed);
+                Err(RenderError::Crashed)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn render_in(
+        &self,
+        page: &chromiumoxide::Page,
+        url: &str,
+        spec: &RenderSpec,
+        _live: &Live,
+    ) -> Result<Rendered, RenderError> {
+        let nav = |e: chromiumoxide::error::CdpError| RenderError::Navigation(e.to_string());
+        if !spec.all_resources {
+            // Images, fonts and media are not downloaded.
+            let mut paused = page
+                .event_listener::<EventRequestPaused>()
+                .await
+                .map_err(nav)?;
+            let blocker = page.clone();
+            tokio::spawn(async move {
+                while let Some(event) = paused.next().await {
+                    let _ = blocker
+                        .execute(FailRequestParams::new(
+                            event.request_id.clone(),
+                            ErrorReason::BlockedByClient,
+                        ))
+                        .await;
+                }
+            });
+            let enable = FetchEnable::builder()
+                .pattern(
+                    RequestPattern::builder()
+                        .resource_type(ResourceType::Image)
+                        .build(),
+                )
+                .pattern(
+                    RequestPattern::builder()
+                        .resource_type(ResourceType::Font)
+                        .build(),
+                )
+                .pattern(
+                    RequestPattern::builder()
+                        .resource_type(ResourceType::Media)
+                        .build(),
+                )
+                .build();
+            page.execute(enable).await.map_err(nav)?;
+        }
+        match &spec.wait {
+            Wait::Load => {
+                page.goto(url).await.map_err(nav)?;
+            }
+            Wait::NetworkIdle => {
+                page.goto(url).await.map_err(nav)?;
+                wait_quiet(page).await;
+            }
+            Wait::Selector(selector) => {
+                page.execute(NavigateParams::new(url)).await.map_err(nav)?;
+                wait_for_selector(page, selector, spec.wait_ms).await?;
+            }
+        }
+        for _ in 0..spec.scroll {
+            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+                .await
+                .map_err(nav)?;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let html = page.content().await.map_err(nav)?;
+        let final_url = page
+            .url()
+            .await
+            .map_err(nav)?
+            .unwrap_or_else(|| url.to_owned());
+        Ok(Rendered {
+            html,
+            final_url,
+            render_ms: 0,
+        })
+    }
+}
+
+/// Waits until `selector` matches in `page`, up to `cap_ms` (0: until the deadline).
+async fn wait_for_selector(
+    page: &chromiumoxide::Page,
+    selector: &str,
+    cap_ms: u64,
+) -> Result<(), RenderError> {
+    let probe = format!(
+        "document.querySelector({}) !== null",
+        serde_json::to_string(selector).unwrap_or_default()
+    );
+    let cap = (cap_ms > 0).then(|| Instant::now() + Duration::from_millis(cap_ms));
+    loop {
+        let found = page
+            .evaluate(probe.as_str())
+            .await
+            .ok()
+            .and_then(|r| r.into_value::<bool>().ok())
+            .unwrap_or(false);
+        if found || cap.is_some_and(|cap| Instant::now() >= cap) {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Waits a little for the page's network to go quiet: half a second with no request
+/// started, as the page's resource timing says, or two seconds at most.
+async fn wait_quiet(page: &chromiumoxide::Page) {
+    let count = "performance.getEntriesByType('resource').length";
+    let until = Instant::now() + Duration::from_secs(2);
+    let mut last = -1i64;
+    while Instant::now() < until {
+        let now = page
+            .evaluate(count)
+            .await
+            .ok()
+            .and_then(|r| r.into_value::<i64>().ok())
+            .unwrap_or(0);
+        if now == last {
+            return;
+        }
+        last = now;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Whether this process runs as root (Chromium's sandbox needs a user of its own).
+fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().next().map(|u| u == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// The pids of `pid` and its descendants, from `/proc`.
+fn tree(pid: u32) -> Vec<u32> {
+    let mut parents: Vec<(u32, u32)> = Vec::new();
+    if let Ok(entries) = std::fs::read_dir("/proc") {
+        for entry in entries.flatten() {
+            let Some(child) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            let parent = std::fs::read_to_string(format!("/proc/{child}/stat"))
+                .ok()
+                .and_then(|stat| {
+                    // The command name may hold spaces: the fields start after its ')'.
+                    let after = stat.rsplit_once(')')?.1;
+                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
+                });
+            if let Some(parent) = parent {
+                parents.push((child, parent));
+            }
+        }
+    }
+    let mut out = vec![pid];
+    let mut i = 0;
+    while i < out.len() {
+        let p = out[i];
+        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
+        i += 1;
+    }
+    out
+}
+
+/// Resident memory of `pid` and its descendants, MiB.
+pub fn tree_rss_mb(pid: u32) -> u64 {
+    let kib: u64 = tree(pid)
+        .into_iter()
+        .filter_map(|p| {
+            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .sum();
+    kib / 1024
+}
+
+/// Kills `pid` and its descendants (a pid reused meanwhile is the risk every supervisor
+/// takes, narrowed by killing right as the browser is let go).
+fn kill_tree(pid: u32) {
+    let pids: Vec<String> = tree(pid).into_iter().map(|p| p.to_string()).collect();
+    let _ = std::process::Command::new("kill")
+        .arg("-9")
+        .args(pids)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+}

@@ -1,0 +1,463 @@
+//! The rendering browser's only way out: an HTTP proxy inside the worker, on loopback, that
+//! applies the worker's address guard to every request the browser makes (the page, its
+//! scripts, XHR, iframes, redirects), resolving names itself so that the browser's own DNS
+//! never decides where a connection goes.
+//!
+//! Plain HTTP requests come in absolute form (`GET http://host/path HTTP/1.1`): each is sent
+//! on a connection of its own with `Connection: close`, so that a connection the browser
+//! reuses can never carry a second request to another host past the guard. HTTPS comes as
+//! `CONNECT host:port`: the tunnel's bytes are counted and bounded, not read (a proxy sees no
+//! HTTPS body). A refused request gets `403` and is counted.
+
+use crate::addresses::{AddressPolicy, Blocked};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+/// The longest request head the proxy reads.
+const MAX_HEAD_BYTES: usize = 16 * 1024;
+/// How long the browser has to send a request head.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to a site may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The proxy's bounds.
+#[derive(Clone, Copy, Debug)]
+pub struct ProxyLimits {
+    /// Connections open at once; more wait.
+    pub connections: usize,
+    /// Bytes one connection may carry, both ways together.
+    pub bytes_per_connection: u64,
+}
+
+impl Default for ProxyLimits {
+    fn default() -> Self {
+        ProxyLimits {
+            connections: 256,
+            bytes_per_connection: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// What the proxy saw, for the worker's figures.
+#[derive(Debug, Default)]
+pub struct ProxyStats {
+    /// Bytes carried, both ways.
+    pub bytes: AtomicU64,
+    /// Requests refused by the address guard.
+    pub refused: AtomicU64,
+    /// Requests let through.
+    pub passed: AtomicU64,
+}
+
+/// A running guard proxy; stops when dropped.
+#[derive(Debug)]
+pub struct GuardProxy {
+    addr: SocketAddr,
+    stats: Arc<ProxyStats>,
+    shutdown: CancellationToken,
+}
+
+impl GuardProxy {
+    /// Starts a proxy on 127.0.0.1 applying `policy` within `limits`.
+    pub async fn start(policy: AddressPolicy, limits: ProxyLimits) -> std::io::Result<GuardProxy> {
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let stats = Arc::new(ProxyStats::default());
+        let shutdown = CancellationToken::new();
+        let slots = Arc::new(Semaphore::new(limits.connections.max(1)));
+        let policy = Arc::new(policy);
+        tokio::spawn(accept(
+            listener,
+            policy,
+            limits,
+            slots,
+            stats.clone(),
+            shutdown.clone(),
+        ));
+        Ok(GuardProxy {
+            addr,
+            stats,
+            shutdown,
+        })
+    }
+
+    /// Where the browser is to send its requests.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// What it saw so far.
+    pub fn stats(&self) -> &ProxyStats {
+        &self.stats
+    }
+}
+
+impl Drop for GuardProxy {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn accept(
+    listener: TcpListener,
+    policy: Arc<AddressPolicy>,
+    limits: ProxyLimits,
+    slots: Arc<Semaphore>,
+    stats: Arc<ProxyStats>,
+    shutdown: CancellationToken,
+) {
+    loop {
+        let permit = tokio::select! {
+            () = shutdown.cancelled() => return,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => return,
+            },
+        };
+        let client = tokio::select! {
+            () = shutdown.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((client, _)) => client,
+                Err(e) => {
+                    tracing::debug!(cause = %e, "the render proxy could not accept");
+                    continue;
+                }
+            },
+        };
+        let (policy, stats, shutdown) = (policy.clone(), stats.clone(), shutdown.clone());
+        tokio::spawn(async move {
+            tokio::select! {
+                () = shutdown.cancelled() => {}
+                () = serve(client, &policy, limits, &stats) => {}
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// A request head as the browser sent it.
+struct Head {
+    method: String,
+    target: String,
+    version: String,
+    /// The header lines, each without its line end.
+    headers: Vec<String>,
+    /// Bytes read past the head (the start of a body).
+    rest: Vec<u8>,
+}
+
+/// Reads a request head, bounded in size and time.
+async fn read_head(client: &mut TcpStream) -> Option<Head> {
+    let mut buf = Vec::with_capacity(1024);
+    let end = tokio::time::timeout(HEAD_TIMEOUT, async {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(end) = find_head_end(&buf) {
+                return Some(end);
+            }
+            if buf.len() > MAX_HEAD_BYTES {
+                return None;
+            }
+            let n = client.read(&mut chunk).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            buf.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await
+    .ok()??;
+    let head = std::str::from_utf8(&buf[..end]).ok()?;
+    let mut lines = head.split("\r\n");
+    let mut first = lines.next()?.split(' ');
+    let (method, target, version) = (first.next()?, first.next()?, first.next()?);
+    Some(Head {
+        method: method.to_owned(),
+        target: target.to_owned(),
+        version: version.to_owned(),
+        headers: lines.filter(|l| !l.is_empty()).map(str::to_owned).collect(),
+        rest: buf[end + 4..].to_vec(),
+    })
+}
+
+/// Where the blank line ending a head starts, if it has come.
+fn find_head_end(buf: &[u8]) -> Option<usize> {
+    buf.windows(4).position(|w| w == b"\r\n\r\n")
+}
+
+async fn serve(
+    mut client: TcpStream,
+    policy: &AddressPolicy,
+    limits: ProxyLimits,
+    stats: &ProxyStats,
+) {
+    let Some(head) = read_head(&mut client).await else {
+        return;
+    };
+    if head.method.eq_ignore_ascii_case("CONNECT") {
+        let Some((host, port)) = split_host_port(&head.target, 443) else {
+            let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+            return;
+        };
+        let site = match connect(policy, &host, port).await {
+            Ok(site) => site,
+            Err(why) => return refuse(client, &why, stats).await,
+        };
+        stats.passed.fetch_add(1, Ordering::Relaxed);
+        if client
+            .write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n")
+            .await
+            .is_err()
+        {
+            return;
+        }
+        tunnel(client, site, head.rest, limits.bytes_per_connection, stats).await;
+        return;
+    }
+    let Ok(url) = url::Url::parse(&head.target) else {
+        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        return;
+    };
+    if url.scheme() != "http" {
+        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+        return;
+    }
+    let host = url.host_str().unwrap_or_default().to_owned();
+    let port = url.port_or_known_default().unwrap_or(80);
+    let mut site = match connect(policy, &host, port).await {
+        Ok(site) => site,
+        Err(why) => return refuse(client, &why, stats).await,
+    };
+    stats.passed.fetch_add(1, Ordering::Relaxed);
+    // One request per connection, in origin form, without the proxy's own headers.
+    let mut path = url.path().to_owned();
+    if let Some(query) = url.query() {
+        path.push('?');
+        path.push_str(query);
+    }
+    let mut out = format!("{} {path} {}\r\n", head.method, head.version);
+    for line in &head.headers {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive"
+        ) {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\n\r\n");
+    if site.write_all(out.as_bytes()).await.is_err() {
+        return;
+    }
+    tunnel(client, site, head.rest, limits.bytes_per_connection, stats).await;
+}
+
+/// Connects to `host:port` at an address the guard allows, resolving `host` here.
+async fn connect(policy: &AddressPolicy, host: &str, port: u16) -> Result<TcpStream, Refusal> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
+        Ok(ip) => vec![SocketAddr::new(ip, port)],
+        Err(_) => tokio::net::lookup_host((bare, port))
+            .await
+            .map_err(|_| Refusal::Unreachable)?
+            .collect(),
+    };
+    let mut blocked = None;
+    for addr in addrs {
+        if let Err(why) = policy.check(bare, addr.ip()) {
+            blocked.get_or_insert(why);
+            continue;
+        }
+        if let Ok(Ok(stream)) =
+            tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(addr)).await
+        {
+            return Ok(stream);
+        }
+    }
+    Err(blocked.map_or(Refusal::Unreachable, Refusal::Blocked))
+}
+
+/// Why the proxy did not connect.
+enum Refusal {
+    /// The guard refused every address.
+    Blocked(Blocked),
+    /// No address answered.
+    Unreachable,
+}
+
+async fn refuse(mut client: TcpStream, why: &Refusal, stats: &ProxyStats) {
+    let answer = match why {
+        Refusal::Blocked(blocked) => {
+            stats.refused.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(%blocked, "the render proxy refused a browser request");
+            "HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        }
+        Refusal::Unreachable => {
+            "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        }
+    };
+    let _ = client.write_all(answer.as_bytes()).await;
+}
+
+/// Copies `from` to `to` until `from` closes, either fails, or `carried` passes `limit`;
+/// then closes `to` for writing.
+async fn copy_counted(
+    from: &mut tokio::net::tcp::OwnedReadHalf,
+    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    carried: &AtomicU64,
+    limit: u64,
+) {
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if carried.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > limit {
+            break;
+        }
+        if to.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown().await;
+}
+
+/// `host:port` (or `[v6]:port`) split, with `default` when no port is given.
+fn split_host_port(target: &str, default: u16) -> Option<(String, u16)> {
+    if let Some(rest) = target.strip_prefix('[') {
+        let (host, after) = rest.split_once(']')?;
+        let port = match after.strip_prefix(':') {
+            Some(p) => p.parse().ok()?,
+            None => default,
+        };
+        return Some((host.to_owned(), port));
+    }
+    match target.rsplit_once(':') {
+        Some((host, port)) => Some((host.to_owned(), port.parse().ok()?)),
+        None => Some((target.to_owned(), default)),
+    }
+}
+
+/// Copies both ways until either side closes or `limit` bytes went through; `first` is what
+/// the browser sent past its head, for the site.
+async fn tunnel(
+    client: TcpStream,
+    mut site: TcpStream,
+    first: Vec<u8>,
+    limit: u64,
+    stats: &ProxyStats,
+) {
+    if !first.is_empty() && site.write_all(&first).await.is_err() {
+        return;
+    }
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut site_read, mut site_write) = site.into_split();
+    let carried = AtomicU64::new(first.len() as u64);
+    let upload = copy_counted(&mut client_read, &mut site_write, &carried, limit);
+    let download = copy_counted(&mut site_read, &mut client_write, &carried, limit);
+    // The connection is over when the site's side is: the browser being done sending says
+    // nothing of the answer still coming.
+    tokio::select! {
+        () = download => {}
+        () = async {
+            upload.await;
+            std::future::pending::<()>().await
+        } => {}
+    }
+    stats
+        .bytes
+        .fetch_add(carried.load(Ordering::Relaxed), Ordering::Relaxed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_split_into_host_and_port() {
+        assert_eq!(
+            split_host_port("a.test:8443", 443),
+            Some(("a.test".into(), 8443))
+        );
+        assert_eq!(split_host_port("a.test", 443), Some(("a.test".into(), 443)));
+        assert_eq!(split_host_port("[::1]:80", 443), Some(("::1".into(), 80)));
+        assert_eq!(split_host_port("a.test:x", 443), None);
+    }
+
+    async fn site() -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let task = tokio::spawn(async move {
+            let (mut s, _) = listener.accept().await.expect("accept");
+            let mut got = vec![0u8; 4096];
+            let n = s.read(&mut got).await.expect("read");
+            s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                .await
+                .expect("write");
+            got.truncate(n);
+            got
+        });
+        (addr, task)
+    }
+
+    async fn ask(proxy: &GuardProxy, request: &str) -> String {
+        let mut c = TcpStream::connect(proxy.addr()).await.expect("connect");
+        c.write_all(request.as_bytes()).await.expect("write");
+        let mut answer = String::new();
+        c.read_to_string(&mut answer).await.expect("read");
+        answer
+    }
+
+    #[tokio::test]
+    async fn a_plain_request_goes_through_in_origin_form_and_one_to_a_guarded_address_is_refused() {
+        let (addr, site) = site().await;
+        let allowed = AddressPolicy {
+            allowed: vec!["127.0.0.1/32".parse().expect("net")],
+            ..AddressPolicy::default()
+        };
+        let proxy = GuardProxy::start(allowed, ProxyLimits::default())
+            .await
+            .expect("proxy");
+        let answer = ask(
+            &proxy,
+            &format!("GET http://{addr}/a?b=1 HTTP/1.1\r\nHost: {addr}\r\nProxy-Connection: keep-alive\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.ends_with("ok"), "{answer}");
+        let sent = String::from_utf8(site.await.expect("site")).expect("utf-8");
+        assert!(sent.starts_with("GET /a?b=1 HTTP/1.1\r\n"), "{sent}");
+        assert!(sent.contains("Connection: close"), "{sent}");
+        assert!(
+            !sent.to_ascii_lowercase().contains("proxy-connection"),
+            "{sent}"
+        );
+
+        // The guard on, nothing allowed: loopback is refused, and no connection is made.
+        let guarded = GuardProxy::start(AddressPolicy::default(), ProxyLimits::default())
+            .await
+            .expect("proxy");
+        let answer = ask(
+            &guarded,
+            &format!("GET http://{addr}/secret HTTP/1.1\r\nHost: {addr}\r\n\r\n"),
+        )
+        .await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        let answer = ask(&guarded, &format!("CONNECT {addr} HTTP/1.1\r\n\r\n")).await;
+        assert!(answer.starts_with("HTTP/1.1 403"), "{answer}");
+        assert_eq!(guarded.stats().refused.load(Ordering::Relaxed), 2);
+    }
+}
