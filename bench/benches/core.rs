@@ -114,6 +114,7 @@ fn bincode_round_trip(c: &mut Criterion) {
             status: 200,
             bytes: 53_000,
             elapsed_ms: 3,
+            rendered: false,
         },
         redirect: None,
         items_dropped: 0,

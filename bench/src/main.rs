@@ -859,6 +859,7 @@ async fn redis_memory(url: &str, n: usize) -> anyhow::Result<(f64, f64)> {
             max_pages: None,
             max_depth: None,
             allow_domains: Vec::new(),
+            render: false,
             timeout: None,
             schedule: None,
         };

@@ -35,7 +35,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// 3: a fetch can fail with `FetchError::Archive` (a WARC record not written).
 /// 4: the build is told only after the token is proved; `load_spider` answers a typed
 /// `LoadSpiderError`.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// 5: a request may ask to be rendered in a browser; workers say whether they render in
+/// `info` and `status`; fetch facts say whether a page was rendered.
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The first bytes of a Spinneret connection.
 const MAGIC: [u8; 4] = *b"SPNR";

@@ -31,7 +31,8 @@ pub use service::{CrawlService, CrawlServiceClient, ItemSaverService, ItemSaverS
 pub use value::{Payload, Scalar, Value};
 pub use wire::{
     Batch, FetchError, FetchFacts, FollowUp, Item, LoadSpiderError, PageYield, ParseResult,
-    ParserInfo, Request, RobotsFile, SaveAck, SaveError, WorkerInfo, WorkerStatus,
+    ParserInfo, RenderRequest, RenderWait, Request, RobotsFile, SaveAck, SaveError, WorkerInfo,
+    WorkerStatus,
 };
 
 /// The version of Spinneret this build belongs to, reported by workers in `info`.

@@ -1,15 +1,19 @@
 //! The tarpc service traits: what a worker and an itemsaver answer.
 
 use crate::wire::{
-    Batch, FetchError, LoadSpiderError, ParseResult, Request, RobotsFile, SaveAck, SaveError,
-    WorkerInfo, WorkerStatus,
+    Batch, FetchError, LoadSpiderError, ParseResult, RenderRequest, Request, RobotsFile, SaveAck,
+    SaveError, WorkerInfo, WorkerStatus,
 };
 
 /// The worker's service: fetch and parse pages for the engine.
 #[tarpc::service]
 pub trait CrawlService {
-    /// Fetches `request.url`, parses it with `request.parser`, and returns items and links.
-    async fn crawl(request: Request) -> Result<ParseResult, FetchError>;
+    /// Fetches `request.url` (rendered in a browser first when `render` says how, by a
+    /// worker that renders), parses it with `request.parser`, and returns items and links.
+    async fn crawl(
+        request: Request,
+        render: Option<RenderRequest>,
+    ) -> Result<ParseResult, FetchError>;
     /// Fetches a robots.txt URL, following up to five redirects, and returns status and body.
     async fn robots(url: String) -> Result<RobotsFile, FetchError>;
     /// Compiles and caches a spider file; requests then name it by the returned content hash.

@@ -23,6 +23,31 @@ pub struct Request {
     pub spider: Option<u64>,
 }
 
+/// How a page is rendered in a browser before it is parsed.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RenderRequest {
+    /// What the page waits for before its DOM is taken.
+    pub wait: RenderWait,
+    /// The longest wait for `wait`'s selector, in ms (0: the request's deadline).
+    pub wait_ms: u64,
+    /// Times to scroll to the bottom, for lazy lists.
+    pub scroll: u32,
+    /// Whether images, fonts and media are downloaded too.
+    pub all_resources: bool,
+}
+
+/// What a rendered page waits for.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RenderWait {
+    /// The load event.
+    #[default]
+    Load,
+    /// The load event, then the network quiet for a moment.
+    NetworkIdle,
+    /// An element matching this CSS selector.
+    Selector(String),
+}
+
 /// A link a parser found, which the engine may schedule as a new request.
 ///
 /// Kept lean on purpose: the engine fills in depth and task, so a page with fifty links
@@ -46,6 +71,9 @@ pub struct FetchFacts {
     pub bytes: u64,
     /// Wall time from sending the request to the end of the body, in milliseconds.
     pub elapsed_ms: u64,
+    /// Whether the page was rendered in a browser (`elapsed_ms` is then its render time).
+    #[serde(default)]
+    pub rendered: bool,
 }
 
 /// What a worker returns for a successfully fetched and parsed page.
@@ -203,6 +231,21 @@ pub enum FetchError {
     /// is tried again, so that none is crawled without its record.
     #[error("archiving failed: {0}")]
     Archive(String),
+    /// The page asked to be rendered and this worker does not render (`worker --render`).
+    #[error("this worker does not render pages")]
+    NoRenderer,
+    /// The browser crashed (or ran out of memory) rendering the page.
+    #[error("the browser crashed rendering the page")]
+    RenderCrashed,
+    /// The page's script never yielded by the deadline.
+    #[error("the page's script did not yield by its deadline")]
+    RenderHung,
+    /// The page did not render by its deadline (it never finished loading).
+    #[error("the page did not render by its deadline")]
+    RenderTimeout,
+    /// The browser failed otherwise (it could not start, or refused a step).
+    #[error("rendering failed: {0}")]
+    Render(String),
 }
 
 impl FetchError {
@@ -224,6 +267,11 @@ impl FetchError {
             FetchError::Other(_) => "other".into(),
             FetchError::BlockedAddress(_) => "blocked_address".into(),
             FetchError::Archive(_) => "archive_failed".into(),
+            FetchError::NoRenderer => "no_render_worker".into(),
+            FetchError::RenderCrashed => "render_crashed".into(),
+            FetchError::RenderHung => "render_script_hung".into(),
+            FetchError::RenderTimeout => "render_timeout".into(),
+            FetchError::Render(_) => "render_failed".into(),
         }
     }
 
@@ -260,6 +308,9 @@ pub struct WorkerInfo {
     pub user_agent: String,
     /// The parsers it offers.
     pub parsers: Vec<ParserInfo>,
+    /// Whether it renders pages in a browser (`worker --render`).
+    #[serde(default)]
+    pub renders: bool,
 }
 
 /// A worker's health and load, answered to the engine's heartbeats.
@@ -284,6 +335,9 @@ pub struct WorkerStatus {
     pub in_flight_by_task: std::collections::BTreeMap<String, u64>,
     /// Seconds the oldest of them has been going; a large figure is a stuck worker.
     pub oldest_in_flight_secs: Option<f64>,
+    /// Whether it renders pages in a browser (`worker --render`).
+    #[serde(default)]
+    pub renders: bool,
 }
 
 /// Items for the itemsaver to store in one transaction.
@@ -385,6 +439,7 @@ mod tests {
                 status: 200,
                 bytes: 53_000,
                 elapsed_ms: 3,
+                rendered: false,
             },
             redirect: None,
             items_dropped: 0,

@@ -50,7 +50,10 @@ fn crawl_frame() -> Vec<u8> {
     let message: CrawlFrame = tarpc::ClientMessage::Request(tarpc::Request {
         context: common::transport::deadline(Duration::from_secs(5)),
         id: 1,
-        message: common::service::CrawlServiceRequest::Crawl { request },
+        message: common::service::CrawlServiceRequest::Crawl {
+            request,
+            render: None,
+        },
     });
     use bincode::Options;
     // The codec's own encoding: bincode's default options (varint integers).

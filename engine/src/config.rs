@@ -92,6 +92,8 @@ pub struct EngineConfig {
     pub local_worker: worker::WorkerConfig,
     /// The spider to run instead of `parser`, when crawling with `--spider`.
     pub spider: Option<SpiderRun>,
+    /// Render every page of the crawl in a browser (`--render`).
+    pub render: bool,
     /// Interval between heartbeats to each worker.
     pub heartbeat: Duration,
     /// Heartbeats missed in a row before a worker is marked down.
@@ -160,6 +162,8 @@ pub struct SpiderRun {
     pub hash: u64,
     /// The rule for the start URLs.
     pub start_rule: String,
+    /// How the pages of each rule that renders are rendered, by rule name.
+    pub renders: std::collections::BTreeMap<String, common::RenderRequest>,
 }
 
 impl SpiderRun {
@@ -173,6 +177,11 @@ impl SpiderRun {
             name: compiled.spec.name.clone(),
             hash: compiled.hash,
             start_rule: compiled.start_rule.clone(),
+            renders: compiled
+                .rules()
+                .iter()
+                .filter_map(|r| Some((r.name.clone(), r.render.clone()?)))
+                .collect(),
             source,
         };
         Ok((run, compiled.spec))
@@ -208,6 +217,7 @@ impl Default for EngineConfig {
             max_redirects: 10,
             local_worker: worker::WorkerConfig::default(),
             spider: None,
+            render: false,
             heartbeat: Duration::from_secs(2),
             heartbeat_misses: 3,
             no_workers_timeout: Duration::from_secs(60),

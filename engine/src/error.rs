@@ -37,7 +37,13 @@ pub enum EngineError {
     /// The local item store could not be opened.
     #[error(transparent)]
     Store(#[from] itemsaver::StoreError),
-    /// The in-process worker could not start.
+    /// Rendering was asked for (`--render`, or a spider rule) and no Chromium is installed.
+    #[error(transparent)]
+    Render(#[from] worker::cli::NoChromium),
+    /// The in-process worker's browser did not start.
+    #[error("cannot render: {0}")]
+    RenderStart(#[from] worker::render::RenderError),
+    /// The in-process worker could not be built.
     #[error("cannot start the in-process worker: {0}")]
     Worker(#[from] worker::fetch::ClientBuildError),
     /// The spider file could not be read.

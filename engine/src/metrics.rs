@@ -67,6 +67,10 @@ pub struct EngineMetrics {
     pub retries: Counter,
     /// Requests moved to another worker after a worker failed them.
     pub worker_retries: Counter,
+    /// Pages rendered in a browser.
+    pub pages_rendered: Counter,
+    /// Seconds each rendered page took to render.
+    pub render_seconds: Histogram,
     /// Items workers did not extract because a page's result reached its size limit.
     pub items_truncated: Counter,
     /// Items the item store refused on their own, kept in the state's dead letters.
@@ -109,6 +113,8 @@ impl Default for EngineMetrics {
         let host_throttled = Family::<HostLabels, Counter>::default();
         let retries = Counter::default();
         let worker_retries = Counter::default();
+        let pages_rendered = Counter::default();
+        let render_seconds = Histogram::new([0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0]);
         let items_truncated = Counter::default();
         let items_rejected = Counter::default();
         let urls_refused = Family::<ReasonLabels, Counter>::default();
@@ -184,6 +190,16 @@ impl Default for EngineMetrics {
             "Requests moved to another worker after a worker failed them",
             worker_retries.clone(),
         );
+        registry.register(
+            "pages_rendered",
+            "Pages rendered in a browser before they were parsed",
+            pages_rendered.clone(),
+        );
+        registry.register(
+            "render_seconds",
+            "Time each rendered page took to render",
+            render_seconds.clone(),
+        );
         EngineMetrics {
             registry,
             pages,
@@ -197,6 +213,8 @@ impl Default for EngineMetrics {
             host_throttled,
             retries,
             worker_retries,
+            pages_rendered,
+            render_seconds,
             items_truncated,
             items_rejected,
             urls_refused,

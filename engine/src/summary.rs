@@ -53,6 +53,12 @@ pub struct Summary {
     pub left_in_queue: u64,
     /// Requests moved to another worker after a worker failed them.
     pub worker_retries: u64,
+    /// Pages rendered in a browser (counted among `pages_ok`).
+    #[serde(default)]
+    pub pages_rendered: u64,
+    /// Time spent rendering them, in seconds, all pages together.
+    #[serde(default)]
+    pub render_secs: f64,
     /// Requests per worker.
     pub workers: Vec<WorkerShare>,
     /// Wall time of the crawl in seconds.
@@ -151,6 +157,8 @@ impl Summary {
         self.links_offsite += before.links_offsite;
         self.links_over_limit += before.links_over_limit;
         self.worker_retries += before.worker_retries;
+        self.pages_rendered += before.pages_rendered;
+        self.render_secs += before.render_secs;
         for (reason, n) in &before.pages_failed {
             *self.pages_failed.entry(reason.clone()).or_default() += n;
         }
@@ -209,6 +217,11 @@ impl fmt::Display for Summary {
         }
         if self.worker_retries > 0 {
             row(f, "worker retries", &self.worker_retries)?;
+        }
+        if self.pages_rendered > 0 {
+            row(f, "pages rendered", &self.pages_rendered)?;
+            let per_page = self.render_secs * 1000.0 / self.pages_rendered as f64;
+            row(f, "render ms/page", &format!("{per_page:.0}"))?;
         }
         if let Some(late) = self.late_completions.filter(|n| *n > 0) {
             row(f, "late completions", &late)?;

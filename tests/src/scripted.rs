@@ -45,12 +45,14 @@ pub struct ScriptedSite {
     /// Where it listens.
     pub addr: SocketAddr,
     hits: Arc<Mutex<BTreeMap<String, u64>>>,
+    agents: Arc<Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>>,
     shutdown: CancellationToken,
 }
 
 #[derive(Clone)]
 struct AppState {
     hits: Arc<Mutex<BTreeMap<String, u64>>>,
+    agents: Arc<Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>>,
 }
 
 impl ScriptedSite {
@@ -59,13 +61,17 @@ impl ScriptedSite {
         let listener = TcpListener::bind((ip, 0)).await?;
         let addr = listener.local_addr()?;
         let hits: Arc<Mutex<BTreeMap<String, u64>>> = Arc::default();
-        let app = Router::new()
-            .fallback(handle)
-            .with_state(AppState { hits: hits.clone() });
+        let agents: Arc<Mutex<BTreeMap<String, std::collections::BTreeSet<String>>>> =
+            Arc::default();
+        let app = Router::new().fallback(handle).with_state(AppState {
+            hits: hits.clone(),
+            agents: agents.clone(),
+        });
         let shutdown = crate::serve_router(listener, app);
         Ok(ScriptedSite {
             addr,
             hits,
+            agents,
             shutdown,
         })
     }
@@ -83,6 +89,12 @@ impl ScriptedSite {
     /// Requests per path so far.
     pub fn hits(&self) -> BTreeMap<String, u64> {
         self.hits.lock().map(|h| h.clone()).unwrap_or_default()
+    }
+
+    /// The User-Agent headers each path was requested with: a browser's says
+    /// `HeadlessChrome`, a plain fetch's `Spinneret`.
+    pub fn agents(&self) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+        self.agents.lock().map(|a| a.clone()).unwrap_or_default()
     }
 }
 
@@ -168,6 +180,15 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     let path = request.uri().path().to_owned();
     if let Ok(mut hits) = state.hits.lock() {
         *hits.entry(path.clone()).or_default() += 1;
+    }
+    let agent = request
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    if let Ok(mut agents) = state.agents.lock() {
+        agents.entry(path.clone()).or_default().insert(agent);
     }
     let html = |body: String| {
         (

@@ -152,3 +152,117 @@ impl FetchArgs {
         }
     }
 }
+
+/// Rendering pages in headless Chromium (`--render`), for pages whose content is made by
+/// script.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RenderArgs {
+    /// Render the pages that ask for it in headless Chromium (a spider rule's `render`, or
+    /// `engine --render`); engines send such pages only to workers that render.
+    #[arg(long, env = "SPINNERET_RENDER")]
+    pub render: bool,
+
+    /// The Chromium executable. Default: Debian's (/usr/lib/chromium/chromium), else
+    /// `chromium` or `chromium-browser` on PATH.
+    #[arg(long, value_name = "PATH", env = "SPINNERET_CHROMIUM")]
+    pub chromium: Option<std::path::PathBuf>,
+
+    /// Pages rendered at once (browser tabs); each takes one of --concurrency's slots too.
+    #[arg(
+        long = "render_tabs",
+        value_name = "N",
+        env = "SPINNERET_RENDER_TABS",
+        default_value_t = 4,
+        value_parser = clap::value_parser!(u64).range(1..=64)
+    )]
+    pub render_tabs: u64,
+
+    /// Pages a browser renders before it is replaced by a fresh one (browsers leak).
+    #[arg(
+        long = "render_recycle",
+        value_name = "PAGES",
+        env = "SPINNERET_RENDER_RECYCLE",
+        default_value_t = 200,
+        value_parser = clap::value_parser!(u64).range(1..)
+    )]
+    pub render_recycle: u64,
+
+    /// Memory of the browser and its processes, MiB, past which it is replaced before its
+    /// next page.
+    #[arg(
+        long = "render_max_mb",
+        value_name = "MIB",
+        env = "SPINNERET_RENDER_MAX_MB",
+        default_value_t = 2048,
+        value_parser = clap::value_parser!(u64).range(64..)
+    )]
+    pub render_max_mb: u64,
+
+    /// Each page's JavaScript heap, MiB: a page that allocates past it crashes
+    /// (render_crashed), not the worker.
+    #[arg(
+        long = "render_js_heap_mb",
+        value_name = "MIB",
+        env = "SPINNERET_RENDER_JS_HEAP_MB",
+        default_value_t = 256,
+        value_parser = clap::value_parser!(u64).range(16..=16_384)
+    )]
+    pub render_js_heap_mb: u64,
+}
+
+/// Chromium is not where it was looked for.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "--render needs Chromium, which is not installed here{}: apt-get install -y chromium (or give --chromium PATH)",
+    .0.as_ref().map(|p| format!(" ({} does not exist)", p.display())).unwrap_or_default()
+)]
+pub struct NoChromium(Option<std::path::PathBuf>);
+
+impl RenderArgs {
+    /// The renderer's settings, when rendering is asked for; an error naming the install
+    /// command when no Chromium is found.
+    pub fn settings(&self) -> Result<Option<crate::render::RenderSettings>, NoChromium> {
+        if !self.render {
+            return Ok(None);
+        }
+        let chromium = match &self.chromium {
+            Some(path) if path.is_file() => path.clone(),
+            Some(path) => return Err(NoChromium(Some(path.clone()))),
+            None => find_chromium().ok_or(NoChromium(None))?,
+        };
+        Ok(Some(crate::render::RenderSettings {
+            chromium,
+            tabs: self.render_tabs as usize,
+            recycle: self.render_recycle,
+            max_mb: self.render_max_mb,
+            js_heap_mb: self.render_js_heap_mb,
+        }))
+    }
+}
+
+/// Debian's Chromium binary (not its /usr/bin wrapper, which adds extension flags), else a
+/// `chromium` or `chromium-browser` on PATH.
+fn find_chromium() -> Option<std::path::PathBuf> {
+    let debian = std::path::PathBuf::from("/usr/lib/chromium/chromium");
+    if debian.is_file() {
+        return Some(debian);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .flat_map(|dir| ["chromium", "chromium-browser"].map(|name| dir.join(name)))
+        .find(|candidate| candidate.is_file())
+}
+
+/// The renderer's settings with every default (the engine's in-process worker, which takes
+/// no rendering flags): Chromium found as `--chromium` would find it.
+pub fn default_render_settings() -> Result<crate::render::RenderSettings, NoChromium> {
+    let args = RenderArgs {
+        render: true,
+        chromium: None,
+        render_tabs: 4,
+        render_recycle: 200,
+        render_max_mb: 2048,
+        render_js_heap_mb: 256,
+    };
+    args.settings()?.ok_or(NoChromium(None))
+}

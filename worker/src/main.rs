@@ -62,6 +62,9 @@ struct Args {
     #[command(flatten, next_help_heading = "Fetch limits")]
     fetch: FetchArgs,
 
+    #[command(flatten, next_help_heading = "Rendering")]
+    render: worker::cli::RenderArgs,
+
     #[command(flatten, next_help_heading = "Authentication")]
     auth: common::cli::AuthArgs,
 
@@ -107,7 +110,18 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     }
     let addr = SocketAddr::new(args.bind, args.port);
     let guard = args.auth.guard(addr)?;
-    let server = CrawlServer::new(&args.fetch.worker_config(args.concurrency))?;
+    let config = args.fetch.worker_config(args.concurrency);
+    let mut server = CrawlServer::new(&config)?;
+    if let Some(settings) = args.render.settings()? {
+        let renderer = worker::render::Renderer::start(settings, config.fetch.addresses.clone())
+            .await
+            .context("cannot render")?;
+        tracing::info!(
+            tabs = args.render.render_tabs,
+            "rendering pages in headless Chromium"
+        );
+        server = server.with_renderer(std::sync::Arc::new(renderer));
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr}"))?;

@@ -52,6 +52,8 @@ struct Shared {
     metrics: crate::metrics::WorkerMetrics,
     /// The requests in flight, by task and age, for the status report.
     requests: Arc<crate::in_flight::InFlight>,
+    /// The browser pages are rendered in, when this worker renders (`--render`).
+    renderer: std::sync::OnceLock<Arc<crate::render::Renderer>>,
 }
 
 #[derive(Default)]
@@ -107,6 +109,7 @@ impl CrawlServer {
             concurrency: config.concurrency.max(1),
             user_agent: config.fetch.user_agent.clone(),
             parsers: parsers.list(),
+            renders: false,
         };
         Ok(CrawlServer {
             shared: Arc::new(Shared {
@@ -123,13 +126,22 @@ impl CrawlServer {
                 failed: AtomicU64::new(0),
                 metrics: crate::metrics::WorkerMetrics::default(),
                 requests: Arc::default(),
+                renderer: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// This worker renders the pages that ask for it in `renderer`'s browser.
+    pub fn with_renderer(self, renderer: Arc<crate::render::Renderer>) -> Self {
+        // Set once, before the server is shared.
+        let _ = self.shared.renderer.set(renderer);
+        self
     }
 
     /// What this worker reports about itself: built-in parsers and loaded spiders.
     pub fn worker_info(&self) -> WorkerInfo {
         let mut info = self.shared.info.clone();
+        info.renders = self.shared.renderer.get().is_some();
         if let Ok(cache) = self.shared.spiders.lock() {
             for hash in &cache.order {
                 if let Some(s) = cache.by_hash.get(hash) {
@@ -166,6 +178,7 @@ impl CrawlServer {
             paused: s.activity.is_draining(),
             in_flight_by_task,
             oldest_in_flight_secs,
+            renders: s.renderer.get().is_some(),
         }
     }
 
@@ -243,7 +256,7 @@ impl CrawlServer {
 
     /// Fetches and parses one request, within the default RPC deadline.
     pub async fn crawl_one(&self, request: Request) -> Result<ParseResult, FetchError> {
-        self.crawl_until(request, Instant::now() + DEFAULT_DEADLINE)
+        self.crawl_until(request, None, Instant::now() + DEFAULT_DEADLINE)
             .await
     }
 
@@ -252,6 +265,7 @@ impl CrawlServer {
     pub async fn crawl_until(
         &self,
         request: Request,
+        render: Option<common::RenderRequest>,
         deadline: Instant,
     ) -> Result<ParseResult, FetchError> {
         let _working = self.begin()?;
@@ -260,16 +274,21 @@ impl CrawlServer {
         let url = Url::parse(&request.url)
             .map_err(|e| FetchError::InvalidUrl(format!("{}: {e}", request.url)))?;
         let _permit = self.permit().await?;
-        let fetched = self
-            .shared
-            .fetcher
-            .fetch(&url, |ct| job.accepts(ct))
-            .await?;
+        let fetched = match &render {
+            Some(how) => self.render(&url, how, deadline).await?,
+            None => {
+                self.shared
+                    .fetcher
+                    .fetch(&url, |ct| job.accepts(ct))
+                    .await?
+            }
+        };
         let facts = FetchFacts {
             final_url: fetched.final_url.to_string(),
             status: fetched.status,
             bytes: fetched.body.len() as u64,
             elapsed_ms: fetched.elapsed_ms,
+            rendered: render.is_some(),
         };
         if let Some(target) = fetched.redirect {
             return Ok(ParseResult {
@@ -329,6 +348,39 @@ impl CrawlServer {
         Ok(result)
     }
 
+    /// Renders `url` in the browser, by `deadline`, as a fetched page: its serialised DOM as
+    /// the body, for the same parsers as a plain fetch.
+    async fn render(
+        &self,
+        url: &Url,
+        how: &common::RenderRequest,
+        deadline: Instant,
+    ) -> Result<crate::fetch::Fetched, FetchError> {
+        let renderer = self.shared.renderer.get().ok_or(FetchError::NoRenderer)?;
+        // The page itself passes the guard as a plain fetch would; its subrequests pass it
+        // in the browser's proxy.
+        self.shared
+            .fetcher
+            .config()
+            .addresses
+            .check_url(url)
+            .map_err(|b| FetchError::BlockedAddress(b.to_string()))?;
+        let rendered = renderer.render(url.as_str(), how, deadline).await?;
+        let final_url = Url::parse(&rendered.final_url).unwrap_or_else(|_| url.clone());
+        let limit = self.shared.fetcher.config().max_body_bytes;
+        if rendered.html.len() as u64 > limit {
+            return Err(FetchError::TooLarge { limit });
+        }
+        Ok(crate::fetch::Fetched {
+            final_url,
+            status: 200,
+            content_type: Some("text/html; charset=utf-8".into()),
+            redirect: None,
+            body: rendered.html.into_bytes(),
+            elapsed_ms: rendered.render_ms,
+        })
+    }
+
     /// Fetches a robots.txt; the body of the `robots` RPC.
     pub async fn robots_one(&self, url: String) -> Result<RobotsFile, FetchError> {
         let _working = self.begin()?;
@@ -339,11 +391,16 @@ impl CrawlServer {
 }
 
 impl CrawlService for CrawlServer {
-    async fn crawl(self, ctx: Context, request: Request) -> Result<ParseResult, FetchError> {
+    async fn crawl(
+        self,
+        ctx: Context,
+        request: Request,
+        render: Option<common::RenderRequest>,
+    ) -> Result<ParseResult, FetchError> {
         let started = Instant::now();
         let metrics = &self.shared.metrics;
         let in_flight = metrics.start();
-        let result = self.crawl_until(request, ctx.deadline).await;
+        let result = self.crawl_until(request, render, ctx.deadline).await;
         drop(in_flight);
         let counter = match &result {
             Ok(page) => {

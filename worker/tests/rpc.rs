@@ -194,6 +194,7 @@ async fn a_result_over_the_frame_limit_is_a_typed_error_and_the_connection_lives
         .crawl(
             common::transport::deadline(Duration::from_secs(30)),
             request,
+            None,
         )
         .await
         .expect("an answer, not a broken connection");
@@ -227,6 +228,7 @@ async fn a_draining_worker_writes_every_answer_it_computed() {
                     .crawl(
                         common::transport::deadline(Duration::from_secs(30)),
                         request,
+                        None,
                     )
                     .await
             })
@@ -262,6 +264,7 @@ async fn a_call_sent_as_the_drain_ends_is_refused_not_lost() {
                 .crawl(
                     common::transport::deadline(Duration::from_secs(30)),
                     request,
+                    None,
                 )
                 .await
         })
@@ -275,6 +278,7 @@ async fn a_call_sent_as_the_drain_ends_is_refused_not_lost() {
         .crawl(
             common::transport::deadline(Duration::from_secs(30)),
             request("/slow"),
+            None,
         )
         .await;
     assert!(

@@ -39,6 +39,9 @@ pub struct NewTask {
     /// Seconds the task may run before it is stopped (status `timeout`).
     #[serde(default)]
     pub timeout_secs: Option<u64>,
+    /// Render every page in a browser (only workers with `--render` take them).
+    #[serde(default)]
+    pub render: bool,
     /// When the task runs again: `{"cron": "0 3 * * *", "timezone": "UTC", "overlap":
     /// "skip"}` (the spider's `[schedule]` when left out).
     #[serde(default)]
@@ -112,6 +115,7 @@ impl NewTask {
             .map(crate::schedule::Schedule::new)
             .transpose()
             .map_err(|e| bad(e.to_string()))?,
+            render: self.render,
         })
     }
 }

@@ -20,6 +20,11 @@ pub struct CrawlArgs {
     #[arg(long, value_name = "FILE", env = "SPINNERET_SPIDER")]
     pub spider: Option<PathBuf>,
 
+    /// Render every page in headless Chromium before parsing it: only workers started with
+    /// `--render` take them (the in-process worker renders itself). See docs/rendering.md.
+    #[arg(long, env = "SPINNERET_RENDER")]
+    pub render: bool,
+
     /// Parser the workers apply to every page (see `worker --list-parsers`).
     #[arg(
         long,

@@ -174,6 +174,7 @@ impl Args {
         Ok(EngineConfig {
             seeds,
             parser: self.crawl.parser.clone(),
+            render: self.crawl.render,
 
             concurrency: self.crawl.concurrency.max(1),
             politeness: crate::config::Politeness {

@@ -85,6 +85,11 @@ impl<F: Frontier> Crawl<F> {
             self.finished(&dispatched);
             return Ok(());
         }
+        if matches!(outcome, Err(Unanswered::NoRenderer)) {
+            self.pool.release(lease);
+            self.no_renderer(dispatched, now);
+            return Ok(());
+        }
         if matches!(outcome, Err(Unanswered::LeaseGone)) {
             // Never sent, and another engine's to send now: nothing to count or complete.
             self.pool.release(lease);
@@ -110,6 +115,7 @@ impl<F: Frontier> Crawl<F> {
                     | Unanswered::Refused(_)
                     | Unanswered::Killed
                     | Unanswered::OverBudget
+                    | Unanswered::NoRenderer
                     | Unanswered::LeaseGone => self.pool.release(lease),
                     Unanswered::Left => self.pool.withdraw(lease, "it left"),
                     Unanswered::Died => self.pool.retire(lease, "its connection broke"),
@@ -123,6 +129,9 @@ impl<F: Frontier> Crawl<F> {
             Answer::Robots(result) => self.robots_answer(dispatched, result, now),
             Answer::Page(Ok(result)) => {
                 self.frontier.recovered(&dispatched.host);
+                if result.fetch.rendered {
+                    self.figures.rendered(result.fetch.elapsed_ms);
+                }
                 let status = result.fetch.status;
                 match &result.redirect {
                     Some(target) => match redirect_target(&dispatched, target, &self.config) {
@@ -350,6 +359,7 @@ impl<F: Frontier> Crawl<F> {
             Unanswered::Left
             | Unanswered::Killed
             | Unanswered::OverBudget
+            | Unanswered::NoRenderer
             | Unanswered::LeaseGone => {}
             Unanswered::Died => {
                 if !d.deaths.contains(&node) {
@@ -448,6 +458,29 @@ impl<F: Frontier> Crawl<F> {
     }
 
     /// Counts a page that failed for good, and lets it leave the queue.
+    /// A page to render found no worker that renders with a slot free. It waits: a moment
+    /// when one is connected (busy), else until `--no_workers_timeout` has passed with none,
+    /// and then fails `no_render_worker`.
+    fn no_renderer(&mut self, d: Dispatched, now: Instant) {
+        if self.pool.any_renders() {
+            self.slots.no_renderer_since = None;
+            self.frontier
+                .defer(d, now + std::time::Duration::from_millis(200), now);
+            return;
+        }
+        let since = *self.slots.no_renderer_since.get_or_insert_with(|| {
+            warn!(timeout = ?self.config.no_workers_timeout, "a page to render waits: no worker that renders is connected (start one with worker --render)");
+            now
+        });
+        if now.duration_since(since) >= self.config.no_workers_timeout {
+            warn!(url = %d.request.url, "no worker renders: the page fails no_render_worker");
+            self.fail(&d, 0, "no_render_worker");
+        } else {
+            self.frontier
+                .defer(d, now + std::time::Duration::from_secs(1), now);
+        }
+    }
+
     fn fail(&mut self, d: &Dispatched, status: u16, reason: &str) {
         self.tally_of(d, Outcome::Failed { status, reason });
         self.fetched(d);

@@ -17,6 +17,8 @@ pub(super) struct Slots {
     /// back to the pool when it is answered, so that the refill asks no more than the
     /// workers can take.
     armed: Vec<Lease>,
+    /// When a page to render first found no worker that renders connected (none since).
+    pub(super) no_renderer_since: Option<Instant>,
 }
 
 impl Slots {
@@ -80,9 +82,31 @@ impl<F: Frontier> Crawl<F> {
         if !dispatched.deaths.is_empty() {
             self.slots.suspects += 1;
         }
-        let lease = match dispatched.last_worker {
-            Some(avoid) => self.pool.prefer_other(lease, avoid),
-            None => lease,
+        let renders = dispatched.kind == Kind::Page
+            && self
+                .tasks
+                .named(&dispatched.request.task)
+                .is_some_and(|t| t.def.render_of(&dispatched.request.parser).is_some());
+        let lease = match (renders, dispatched.last_worker) {
+            // A page to render goes only to a worker that renders.
+            (true, _) => match self.pool.renderer_lease(lease) {
+                Ok(lease) => lease,
+                Err(lease) => {
+                    // None free (or none at all): it comes back, unsent (see `no_renderer`).
+                    lease.worker().in_flight.fetch_add(1, Ordering::Relaxed);
+                    if let Some(t) = self.tasks.named_mut(&dispatched.request.task) {
+                        t.in_flight += 1;
+                    }
+                    return Some(Box::pin(std::future::ready(Completion {
+                        dispatched,
+                        lease,
+                        outcome: Err(Unanswered::NoRenderer),
+                        sent: Instant::now(),
+                    })));
+                }
+            },
+            (false, Some(avoid)) => self.pool.prefer_other(lease, avoid),
+            (false, None) => lease,
         };
         let worker = lease.worker().clone();
         worker.requests.fetch_add(1, Ordering::Relaxed);
@@ -101,12 +125,14 @@ impl<F: Frontier> Crawl<F> {
         let sent = Instant::now();
         Some(match dispatched.kind {
             Kind::Page => {
-                let (kill, max_pages) = match self.tasks.named_mut(&request.task) {
+                let (kill, max_pages, render) = match self.tasks.named_mut(&request.task) {
                     Some(t) => {
                         t.in_flight += 1;
-                        (t.kill.clone(), t.def.max_pages)
+                        // Rendered as its task (--render) or its spider rule says.
+                        let render = t.def.render_of(&request.parser);
+                        (t.kill.clone(), t.def.max_pages, render)
                     }
-                    None => (CancellationToken::new(), None),
+                    None => (CancellationToken::new(), None, None),
                 };
                 // A shared crawl's page budget is the crawl's: the page takes its place in
                 // it before it goes.
@@ -134,7 +160,7 @@ impl<F: Frontier> Crawl<F> {
                     // Dropping the call when the task is killed cancels it on the worker too
                     // (tarpc sends the cancellation), which drops the fetch.
                     let outcome = tokio::select! {
-                        r = client.crawl(ctx, request) => {
+                        r = client.crawl(ctx, request, render) => {
                             r.map(Answer::Page).map_err(|e| Unanswered::from_rpc(e, left()))
                         }
                         _ = down.cancelled() => Err(Unanswered::from_rpc(RpcError::Shutdown, left())),

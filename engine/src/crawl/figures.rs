@@ -120,6 +120,15 @@ impl Figures {
         self.metrics.throttled(host);
     }
 
+    /// A page was rendered in a browser, taking `ms`.
+    pub(super) fn rendered(&mut self, ms: u64) {
+        let secs = ms as f64 / 1000.0;
+        self.summary.pages_rendered += 1;
+        self.summary.render_secs += secs;
+        self.metrics.pages_rendered.inc();
+        self.metrics.render_seconds.observe(secs);
+    }
+
     /// A robots.txt was fetched.
     pub(super) fn robots_fetched(&mut self) {
         self.summary.robots_fetched += 1;

@@ -65,6 +65,8 @@ enum Unanswered {
     OverBudget,
     /// Not sent: its lease was reaped before it went (the request is another engine's).
     LeaseGone,
+    /// Not sent: it is to be rendered and no worker that renders had a slot free.
+    NoRenderer,
 }
 
 impl Unanswered {

@@ -136,6 +136,14 @@ impl WorkerConn {
             .unwrap_or_else(|e| e.into_inner().info.clone())
     }
 
+    /// Whether the worker renders pages (`worker --render`), as it last said.
+    pub fn renders(&self) -> bool {
+        self.link
+            .lock()
+            .map(|l| l.info.renders)
+            .unwrap_or_else(|e| e.into_inner().info.renders)
+    }
+
     pub(super) fn link(&self) -> Link {
         self.link
             .lock()

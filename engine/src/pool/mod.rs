@@ -465,6 +465,42 @@ impl Pool {
         }
     }
 
+    /// A lease of a worker that renders pages: `lease` itself when its worker does, else one
+    /// taken from the free slots in its place (`lease` goes back). `Err` gives `lease` back
+    /// to the caller when no worker that renders has a slot free.
+    pub fn renderer_lease(&mut self, lease: Lease) -> Result<Lease, Lease> {
+        if lease.worker.renders() {
+            return Ok(lease);
+        }
+        let mut passed = Vec::new();
+        let mut found = None;
+        while let Ok(candidate) = self.rx.try_recv() {
+            if !candidate.is_valid() {
+                self.shared.live.fetch_sub(1, Ordering::Relaxed);
+            } else if candidate.worker.renders() {
+                found = Some(candidate);
+                break;
+            } else {
+                passed.push(candidate);
+            }
+        }
+        for l in passed {
+            self.release(l);
+        }
+        match found {
+            Some(found) => {
+                self.release(lease);
+                Ok(found)
+            }
+            None => Err(lease),
+        }
+    }
+
+    /// Whether a worker that renders pages is connected and up.
+    pub fn any_renders(&self) -> bool {
+        self.workers().iter().any(|w| w.renders() && !w.is_down())
+    }
+
     /// Gives a lease back after its request finished.
     pub fn release(&self, lease: Lease) {
         // A lease of a down connection or an old epoch is discarded; so is one the channel

@@ -59,7 +59,20 @@ pub(super) async fn build(
     let requirements = parts::requirements(&config, restored.resumed);
     let pool_config = parts::pool_config(&config);
     let pool = if config.worker_hosts.is_empty() {
-        let server = worker::CrawlServer::new(&local_worker::settings(&config, &restored).await)?;
+        let settings = local_worker::settings(&config, &restored).await;
+        let mut server = worker::CrawlServer::new(&settings)?;
+        // It renders when the crawl asks for it: --render, or a spider rule.
+        let renders = config.render
+            || config
+                .spider
+                .as_ref()
+                .is_some_and(|s| !s.renders.is_empty());
+        if renders {
+            let render = worker::cli::default_render_settings().map_err(EngineError::Render)?;
+            let renderer =
+                worker::render::Renderer::start(render, settings.fetch.addresses.clone()).await?;
+            server = server.with_renderer(std::sync::Arc::new(renderer));
+        }
         if let Some(spider) = &config.spider {
             server
                 .load_spider_source(&spider.source)

@@ -62,6 +62,8 @@ pub struct TaskDef {
     pub max_depth: Option<u32>,
     /// Domains the task may crawl; empty means its seeds' hosts.
     pub allow_domains: Vec<String>,
+    /// Render every page in a browser (`engine --render`), whatever its rule says.
+    pub render: bool,
     /// How long it may run before it is stopped with status `timeout`.
     pub timeout: Option<std::time::Duration>,
     /// When it runs again: each tick starts a new run (none: it runs once, at once).
@@ -81,7 +83,19 @@ impl TaskDef {
             allow_domains: config.allow_domains.clone(),
             timeout: config.task_timeout,
             schedule: config.schedule.clone(),
+            render: config.render,
         }
+    }
+
+    /// How a page for `parser` (a parser, or a rule of the task's spider) is rendered, when
+    /// it is: every page when the task renders all, else those of the spider's rules that
+    /// say `render = true`.
+    pub fn render_of(&self, parser: &str) -> Option<common::RenderRequest> {
+        let of_rule = self
+            .spider
+            .as_ref()
+            .and_then(|s| s.renders.get(parser).cloned());
+        of_rule.or_else(|| self.render.then(common::RenderRequest::default))
     }
 
     /// Its seeds with the requests that fetch them.
@@ -510,6 +524,7 @@ mod tests {
             max_pages,
             max_depth: None,
             allow_domains: Vec::new(),
+            render: false,
             timeout: None,
             schedule: None,
         }

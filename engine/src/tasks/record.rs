@@ -23,6 +23,9 @@ pub struct TaskSpec {
     /// Its schedule, if it recurs.
     #[serde(default)]
     schedule: Option<crate::schedule::ScheduleSpec>,
+    /// Whether every page is rendered (records from before rendering have none).
+    #[serde(default)]
+    render: bool,
 }
 
 impl TaskSpec {
@@ -43,6 +46,7 @@ impl TaskSpec {
             allow_domains: def.allow_domains.clone(),
             timeout_secs: def.timeout.map(|t| t.as_secs()),
             schedule: def.schedule.as_ref().map(|s| s.spec.clone()),
+            render: def.render,
         }
     }
 
@@ -65,6 +69,7 @@ impl TaskSpec {
             max_pages: self.max_pages,
             max_depth: self.max_depth,
             allow_domains: self.allow_domains.clone(),
+            render: self.render,
             timeout: self
                 .timeout_secs
                 .map(crate::tasks::task_timeout)

@@ -268,3 +268,26 @@ async fn a_short_admin_token_is_refused() {
         "--admin_token has 3 bytes; use at least 16",
     );
 }
+
+#[tokio::test]
+async fn a_rendering_worker_without_chromium_exits_1_naming_the_install_command() {
+    let s = |v: &str| v.to_string();
+    let (status, _, stderr) = run_bin(
+        "worker",
+        &[
+            s("--port"),
+            s("0"),
+            s("--render"),
+            s("--chromium"),
+            s("/nonexistent/chromium"),
+        ],
+        &[],
+    )
+    .await;
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert_one_error(
+        status,
+        &stderr,
+        "--render needs Chromium, which is not installed here (/nonexistent/chromium does not exist): apt-get install -y chromium (or give --chromium PATH)",
+    );
+}

@@ -17,6 +17,7 @@ mod items;
 mod operate;
 mod pg;
 mod pipeline;
+mod render;
 mod runs;
 mod security;
 mod spiders;

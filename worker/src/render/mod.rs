@@ -72,3 +72,81 @@ pub enum RenderError {
     #[error("the browser failed: {0}")]
     Navigation(String),
 }
+
+/// A worker's renderer: the browser, and the guard proxy that is its only way out.
+pub struct Renderer {
+    chromium: browser::Chromium,
+    _proxy: proxy::GuardProxy,
+}
+
+/// How a rendering worker is set up (`worker --render` and its flags).
+#[derive(Clone, Debug)]
+pub struct RenderSettings {
+    /// The Chromium executable.
+    pub chromium: std::path::PathBuf,
+    /// Pages rendered at once.
+    pub tabs: usize,
+    /// Pages a browser renders before it is replaced.
+    pub recycle: u64,
+    /// Memory past which the browser is replaced, MiB.
+    pub max_mb: u64,
+    /// Each page's JavaScript heap, MiB.
+    pub js_heap_mb: u64,
+}
+
+impl Renderer {
+    /// Starts the guard proxy (applying `policy`) and the browser, so that a worker that
+    /// cannot render says so at start.
+    pub async fn start(
+        settings: RenderSettings,
+        policy: crate::addresses::AddressPolicy,
+    ) -> Result<Renderer, RenderError> {
+        let proxy = proxy::GuardProxy::start(policy, proxy::ProxyLimits::default())
+            .await
+            .map_err(|e| RenderError::Launch(format!("the browser's proxy: {e}")))?;
+        let chromium = browser::Chromium::new(browser::BrowserSettings {
+            chromium: settings.chromium,
+            tabs: settings.tabs,
+            recycle: settings.recycle,
+            max_mb: settings.max_mb,
+            js_heap_mb: settings.js_heap_mb,
+            proxy: proxy.addr(),
+        });
+        chromium.warm_up().await?;
+        Ok(Renderer {
+            chromium,
+            _proxy: proxy,
+        })
+    }
+
+    /// Renders `url` as the request asks, by `deadline`.
+    pub async fn render(
+        &self,
+        url: &str,
+        how: &common::RenderRequest,
+        deadline: std::time::Instant,
+    ) -> Result<Rendered, RenderError> {
+        let spec = RenderSpec {
+            wait: match &how.wait {
+                common::RenderWait::Load => Wait::Load,
+                common::RenderWait::NetworkIdle => Wait::NetworkIdle,
+                common::RenderWait::Selector(s) => Wait::Selector(s.clone()),
+            },
+            wait_ms: how.wait_ms,
+            scroll: how.scroll,
+            all_resources: how.all_resources,
+        };
+        self.chromium.render(url, &spec, deadline).await
+    }
+}
+
+impl From<RenderError> for common::FetchError {
+    fn from(e: RenderError) -> Self {
+        match e {
+            RenderError::Crashed => common::FetchError::RenderCrashed,
+            RenderError::ScriptHung => common::FetchError::RenderHung,
+            RenderError::Timeout => common::FetchError::RenderTimeout,
+            other => common::FetchError::Render(other.to_string()),
+        }
+    }
+}

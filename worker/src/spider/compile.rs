@@ -70,6 +70,8 @@ pub struct CompiledExtract {
 pub struct CompiledRule {
     /// The rule's name.
     pub name: String,
+    /// How its pages are rendered, when they are.
+    pub render: Option<common::RenderRequest>,
     pub(crate) url_match: Option<Regex>,
     pub(crate) follow: Vec<CompiledFollow>,
     pub(crate) extract: Vec<CompiledExtract>,
@@ -242,8 +244,11 @@ pub fn compile(file: &str, source: &str) -> Result<CompiledSpider, SpiderError> 
                 fields,
             });
         }
+        let render =
+            render_of(r).map_err(|(field, message)| err(rule, Some(field.into()), message))?;
         rules.push(CompiledRule {
             name: r.name.clone(),
+            render,
             url_match,
             follow,
             extract,
@@ -255,6 +260,72 @@ pub fn compile(file: &str, source: &str) -> Result<CompiledSpider, SpiderError> 
         rules,
         spec,
     })
+}
+
+/// The most scrolls a rule may ask for.
+const MAX_SCROLL: u32 = 20;
+/// The longest `wait_ms` a rule may give: ten minutes.
+const MAX_WAIT_MS: u64 = 600_000;
+
+/// How a rule's pages are rendered, checked: `None` when it does not render; the field and
+/// the message when its render keys are wrong.
+fn render_of(
+    r: &super::spec::RuleSpec,
+) -> Result<Option<common::RenderRequest>, (&'static str, String)> {
+    if !r.render {
+        let stray = [
+            ("wait_for", r.wait_for.is_some()),
+            ("wait", r.wait.is_some()),
+            ("wait_ms", r.wait_ms.is_some()),
+            ("scroll", r.scroll.is_some()),
+            ("resources", r.resources.is_some()),
+        ];
+        if let Some((field, _)) = stray.iter().find(|(_, set)| *set) {
+            return Err((field, format!("{field} needs render = true")));
+        }
+        return Ok(None);
+    }
+    let wait = match (&r.wait_for, r.wait.as_deref()) {
+        (Some(_), Some(_)) => {
+            return Err(("wait", "give wait_for or wait, not both".into()));
+        }
+        (Some(css), None) => {
+            selector(css).map_err(|e| ("wait_for", e.to_string()))?;
+            common::RenderWait::Selector(css.clone())
+        }
+        (None, None | Some("load")) => common::RenderWait::Load,
+        (None, Some("networkidle")) => common::RenderWait::NetworkIdle,
+        (None, Some(other)) => {
+            return Err((
+                "wait",
+                format!("{other:?}: use \"load\" or \"networkidle\""),
+            ));
+        }
+    };
+    let scroll = r.scroll.unwrap_or(0);
+    if scroll > MAX_SCROLL {
+        return Err(("scroll", format!("{scroll}: at most {MAX_SCROLL}")));
+    }
+    let wait_ms = r.wait_ms.unwrap_or(0);
+    if wait_ms > MAX_WAIT_MS {
+        return Err(("wait_ms", format!("{wait_ms}: at most {MAX_WAIT_MS}")));
+    }
+    let all_resources = match r.resources.as_deref() {
+        None | Some("essential") => false,
+        Some("all") => true,
+        Some(other) => {
+            return Err((
+                "resources",
+                format!("{other:?}: use \"all\" or \"essential\""),
+            ));
+        }
+    };
+    Ok(Some(common::RenderRequest {
+        wait,
+        wait_ms,
+        scroll,
+        all_resources,
+    }))
 }
 
 /// A CSS selector that does not parse, with why.

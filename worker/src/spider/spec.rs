@@ -83,6 +83,19 @@ pub struct RuleSpec {
     /// Items to extract.
     #[serde(default)]
     pub extract: Vec<ExtractSpec>,
+    /// Whether this rule's pages are rendered in a browser first (a worker with `--render`).
+    #[serde(default)]
+    pub render: bool,
+    /// A rendered page waits for an element matching this CSS selector.
+    pub wait_for: Option<String>,
+    /// A rendered page waits for `load` (the default) or `networkidle`.
+    pub wait: Option<String>,
+    /// The longest wait for `wait_for`, in ms (default: the request's deadline).
+    pub wait_ms: Option<u64>,
+    /// Times a rendered page is scrolled to the bottom, for lazy lists (at most 20).
+    pub scroll: Option<u32>,
+    /// `all` downloads images, fonts and media too; by default they are not.
+    pub resources: Option<String>,
 }
 
 /// `[[rule.follow]]`: a set of links to follow.
