@@ -281,6 +281,13 @@ impl FetchError {
         match self {
             FetchError::Http { status, .. } => *status == 429 || *status >= 500,
             FetchError::Timeout { .. } | FetchError::Connect(_) | FetchError::Archive(_) => true,
+            // A browser that crashed or failed may have been another page's doing; a worker
+            // that does not render should not have been sent it. A script that never yields
+            // will not yield the next time either.
+            FetchError::RenderCrashed
+            | FetchError::RenderTimeout
+            | FetchError::Render(_)
+            | FetchError::NoRenderer => true,
             _ => false,
         }
     }

@@ -22,6 +22,8 @@ async fn chromium(policy: AddressPolicy) -> (Chromium, GuardProxy) {
         js_heap_mb: 64,
         proxy: proxy.addr(),
     });
+    // Started before the clock of any deadline runs.
+    browser.warm_up().await.expect("chromium starts");
     (browser, proxy)
 }
 
@@ -134,7 +136,7 @@ async fn an_endless_script_and_endless_allocation_fail_with_their_own_reasons() 
         .render(
             &site.url("/loop"),
             &RenderSpec::default(),
-            Instant::now() + Duration::from_secs(4),
+            Instant::now() + Duration::from_secs(8),
         )
         .await
         .expect_err("never yields");

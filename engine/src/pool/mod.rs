@@ -498,7 +498,9 @@ impl Pool {
 
     /// Whether a worker that renders pages is connected and up.
     pub fn any_renders(&self) -> bool {
-        self.workers().iter().any(|w| w.renders() && !w.is_down())
+        self.workers()
+            .iter()
+            .any(|w| w.renders() && w.is_taking_work())
     }
 
     /// Gives a lease back after its request finished.

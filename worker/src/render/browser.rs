@@ -21,6 +21,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore};
 
+/// Time kept, before a page's deadline, to tell a page that never loads from a script
+/// that never yields.
+const PROBE: Duration = Duration::from_secs(2);
+/// Time kept, before a page's deadline, to close its tab.
+const CLOSE: Duration = Duration::from_secs(2);
+
 /// How a rendering worker runs its browser.
 #[derive(Clone, Debug)]
 pub struct BrowserSettings {
@@ -40,7 +46,7 @@ pub struct BrowserSettings {
 
 /// One running browser, shared by the pages rendering in it.
 struct Live {
-    browser: Mutex<Browser>,
+    browser: Browser,
     /// Set when its connection ended: it exited or crashed.
     dead: tokio::sync::watch::Receiver<bool>,
     pid: Option<u32>,
@@ -112,11 +118,15 @@ impl Chromium {
     async fn launch(&self) -> Result<Live, RenderError> {
         let s = &self.settings;
         let profile = tempfile::tempdir().map_err(|e| RenderError::Launch(e.to_string()))?;
+        let executable = dying_with_the_worker(&s.chromium, profile.path())
+            .map_err(|e| RenderError::Launch(e.to_string()))?;
         let mut builder = BrowserConfig::builder()
-            .chrome_executable(&s.chromium)
+            .chrome_executable(&executable)
             .new_headless_mode()
             .user_data_dir(profile.path())
-            .request_timeout(Duration::from_secs(10))
+            // Each step is bounded by the page's own deadline (see `render`): the crate's
+            // timeout only stops a command it lost track of.
+            .request_timeout(Duration::from_secs(600))
             .launch_timeout(Duration::from_secs(20))
             .viewport(None)
             // Each flag as (name, value): chromiumoxide writes the leading dashes.
@@ -154,7 +164,7 @@ impl Chromium {
             .get_mut_child()
             .and_then(|child| child.as_mut_inner().id());
         Ok(Live {
-            browser: Mutex::new(browser),
+            browser,
             dead,
             pid,
             pages: Default::default(),
@@ -172,26 +182,22 @@ impl Chromium {
     ) -> Result<Rendered, RenderError> {
         use std::sync::atomic::Ordering;
         let started = Instant::now();
-        let _tab = self
-            .tabs
-            .acquire()
+        let left = || deadline.saturating_duration_since(Instant::now());
+        let _tab = tokio::time::timeout(left(), self.tabs.acquire())
             .await
+            .map_err(|_| RenderError::Timeout)?
             .map_err(|_| RenderError::Crashed)?;
         let live = self.browser().await?;
         live.pages.fetch_add(1, Ordering::Relaxed);
-        let left = || deadline.saturating_duration_since(Instant::now());
-        let page = {
-            let browser = live.browser.lock().await;
-            tokio::time::timeout(left(), browser.new_page("about:blank"))
-                .await
-                .map_err(|_| RenderError::Timeout)?
-                .map_err(|e| RenderError::Navigation(e.to_string()))?
-        };
+        // The page's own work ends before the deadline, leaving time to tell a page that
+        // never loads from a script that never yields (PROBE), and to close the tab (CLOSE).
+        let inner = left().saturating_sub(PROBE + CLOSE);
+        let page = tokio::time::timeout(inner, live.browser.new_page("about:blank"))
+            .await
+            .map_err(|_| RenderError::Timeout)?
+            .map_err(|e| RenderError::Navigation(e.to_string()))?;
         let target = page.target_id().clone();
-        // The page's own work ends a little before the deadline, leaving time to tell a
-        // page that never loads from a script that never yields, and to close the tab.
-        let spare = left().min(Duration::from_millis(1_500)) / 2;
-        let inner = left().saturating_sub(spare);
+        let inner = left().saturating_sub(PROBE + CLOSE);
         let mut crashes = page
             .event_listener::<EventTargetCrashed>()
             .await
@@ -202,26 +208,23 @@ impl Chromium {
                 Ok(rendered) => rendered,
                 Err(_) => {
                     // Past its time: a renderer that still answers had a page that never
-                    // loaded; one that does not is running a script that never yields.
-                    let answers = tokio::time::timeout(spare, page.evaluate("1")).await;
-                    live.retired.store(true, Ordering::Relaxed);
+                    // loaded; one that does not is running a script that never yields (the
+                    // browser is replaced then: its renderer is spinning).
+                    let answers = tokio::time::timeout(PROBE, page.evaluate("1")).await;
                     match answers {
                         Ok(Ok(_)) => Err(RenderError::Timeout),
-                        _ => Err(RenderError::ScriptHung),
+                        _ => {
+                            live.retired.store(true, Ordering::Relaxed);
+                            Err(RenderError::ScriptHung)
+                        }
                     }
                 }
             },
             Some(_) = crashes.next() => Err(RenderError::Crashed),
         };
         // A tab per page: closed by its target, which works while its script still runs.
-        let closed = {
-            let browser = live.browser.lock().await;
-            tokio::time::timeout(
-                Duration::from_secs(2),
-                browser.execute(CloseTargetParams::new(target)),
-            )
-            .await
-        };
+        let closed =
+            tokio::time::timeout(CLOSE, live.browser.execute(CloseTargetParams::new(target))).await;
         if !matches!(closed, Ok(Ok(_))) {
             live.retired.store(true, Ordering::Relaxed);
         }
@@ -365,6 +368,29 @@ async fn wait_quiet(page: &chromiumoxide::Page) {
         last = now;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// The program to start Chromium with: a script in `dir` that starts it under `setpriv
+/// --pdeathsig KILL`, so that a worker killed outright (SIGKILL, a crash) takes its browser
+/// with it, where an orderly stop closes it anyway; Chromium itself when `setpriv`
+/// (util-linux) is missing.
+fn dying_with_the_worker(
+    chromium: &std::path::Path,
+    dir: &std::path::Path,
+) -> std::io::Result<PathBuf> {
+    let setpriv = std::path::Path::new("/usr/bin/setpriv");
+    if !setpriv.is_file() {
+        return Ok(chromium.to_path_buf());
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let script = dir.join("chromium.sh");
+    let quoted = chromium.display().to_string().replace('\'', "'\\''");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\nexec /usr/bin/setpriv --pdeathsig KILL -- '{quoted}' \"$@\"\n"),
+    )?;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700))?;
+    Ok(script)
 }
 
 /// Whether this process runs as root (Chromium's sandbox needs a user of its own).

@@ -75,7 +75,7 @@ pub enum RenderError {
 
 /// A worker's renderer: the browser, and the guard proxy that is its only way out.
 pub struct Renderer {
-    chromium: browser::Chromium,
+    chromium: std::sync::Arc<browser::Chromium>,
     _proxy: proxy::GuardProxy,
 }
 
@@ -114,7 +114,7 @@ impl Renderer {
         });
         chromium.warm_up().await?;
         Ok(Renderer {
-            chromium,
+            chromium: std::sync::Arc::new(chromium),
             _proxy: proxy,
         })
     }
@@ -136,7 +136,13 @@ impl Renderer {
             scroll: how.scroll,
             all_resources: how.all_resources,
         };
-        self.chromium.render(url, &spec, deadline).await
+        // On a task of its own: a call the engine gave up on (its deadline, a killed task)
+        // still closes its tab and retires a hung browser.
+        let chromium = self.chromium.clone();
+        let url = url.to_owned();
+        tokio::spawn(async move { chromium.render(&url, &spec, deadline).await })
+            .await
+            .unwrap_or(Err(RenderError::Crashed))
     }
 }
 

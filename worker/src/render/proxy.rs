@@ -25,6 +25,12 @@ const MAX_HEAD_BYTES: usize = 16 * 1024;
 const HEAD_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to a site may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection may go with no byte either way.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a connection may last at all.
+const LIFETIME: Duration = Duration::from_secs(600);
+/// How long a tunnel stays open for the site's answer once the browser is done sending.
+const AFTER_UPLOAD: Duration = Duration::from_secs(10);
 
 /// The proxy's bounds.
 #[derive(Clone, Copy, Debug)]
@@ -74,6 +80,7 @@ impl GuardProxy {
         let policy = Arc::new(policy);
         tokio::spawn(accept(
             listener,
+            addr,
             policy,
             limits,
             slots,
@@ -106,6 +113,7 @@ impl Drop for GuardProxy {
 
 async fn accept(
     listener: TcpListener,
+    own: SocketAddr,
     policy: Arc<AddressPolicy>,
     limits: ProxyLimits,
     slots: Arc<Semaphore>,
@@ -134,7 +142,9 @@ async fn accept(
         tokio::spawn(async move {
             tokio::select! {
                 () = shutdown.cancelled() => {}
-                () = serve(client, &policy, limits, &stats) => {}
+                () = async {
+                    let _ = tokio::time::timeout(LIFETIME, serve(client, own, &policy, limits, &stats)).await;
+                } => {}
             }
             drop(permit);
         });
@@ -193,6 +203,7 @@ fn find_head_end(buf: &[u8]) -> Option<usize> {
 
 async fn serve(
     mut client: TcpStream,
+    own: SocketAddr,
     policy: &AddressPolicy,
     limits: ProxyLimits,
     stats: &ProxyStats,
@@ -205,7 +216,16 @@ async fn serve(
             let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
             return;
         };
-        let site = match connect(policy, &host, port).await {
+        // The origin as a URL, so that an origin allowed by its seed is allowed for its own
+        // scheme and port only.
+        let origin = url::Url::parse(&format!("https://{}/", head.target));
+        let checked = origin
+            .map_err(|_| Refusal::Unreachable)
+            .and_then(|url| policy.check_url(&url).map_err(Refusal::Blocked));
+        if let Err(why) = checked {
+            return refuse(client, &why, stats).await;
+        }
+        let site = match connect(policy, own, &host, port).await {
             Ok(site) => site,
             Err(why) => return refuse(client, &why, stats).await,
         };
@@ -228,9 +248,12 @@ async fn serve(
         let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
         return;
     }
+    if let Err(why) = policy.check_url(&url) {
+        return refuse(client, &Refusal::Blocked(why), stats).await;
+    }
     let host = url.host_str().unwrap_or_default().to_owned();
     let port = url.port_or_known_default().unwrap_or(80);
-    let mut site = match connect(policy, &host, port).await {
+    let mut site = match connect(policy, own, &host, port).await {
         Ok(site) => site,
         Err(why) => return refuse(client, &why, stats).await,
     };
@@ -262,11 +285,119 @@ async fn serve(
     if site.write_all(out.as_bytes()).await.is_err() {
         return;
     }
-    tunnel(client, site, head.rest, limits.bytes_per_connection, stats).await;
+    // The request's body, as long as it says, and no more: what the browser sends after it
+    // on this connection is never read, and the answer tells it to close.
+    let body = head
+        .headers
+        .iter()
+        .find_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            name.trim()
+                .eq_ignore_ascii_case("content-length")
+                .then(|| value.trim().parse::<u64>().ok())?
+        })
+        .unwrap_or(0)
+        .min(limits.bytes_per_connection);
+    one_exchange(
+        client,
+        site,
+        head.rest,
+        body,
+        limits.bytes_per_connection,
+        stats,
+    )
+    .await;
 }
 
-/// Connects to `host:port` at an address the guard allows, resolving `host` here.
-async fn connect(policy: &AddressPolicy, host: &str, port: u16) -> Result<TcpStream, Refusal> {
+/// Sends the request body (`first`, then up to `body` bytes in all) to the site, and the
+/// site's answer back with its head saying `Connection: close`, so that the browser never
+/// reuses this connection for another request.
+async fn one_exchange(
+    mut client: TcpStream,
+    mut site: TcpStream,
+    first: Vec<u8>,
+    body: u64,
+    limit: u64,
+    stats: &ProxyStats,
+) {
+    let mut sent = first.len().min(body as usize);
+    if sent > 0 && site.write_all(&first[..sent]).await.is_err() {
+        return;
+    }
+    let mut buf = vec![0u8; 16 * 1024];
+    while (sent as u64) < body {
+        let want = buf.len().min((body - sent as u64) as usize);
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, client.read(&mut buf[..want])).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        if site.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+        sent += n;
+    }
+    // The answer's head, with the connection's headers replaced.
+    let mut head = Vec::new();
+    let end = loop {
+        if let Some(end) = find_head_end(&head) {
+            break end;
+        }
+        if head.len() > MAX_HEAD_BYTES {
+            return;
+        }
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, site.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => return,
+        };
+        head.extend_from_slice(&buf[..n]);
+    };
+    let text = String::from_utf8_lossy(&head[..end]);
+    let mut out = String::new();
+    for line in text.split("\r\n") {
+        let name = line
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if matches!(
+            name.as_str(),
+            "connection" | "proxy-connection" | "keep-alive"
+        ) {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
+    out.push_str("Connection: close\r\nProxy-Connection: close\r\n\r\n");
+    let mut carried = (sent + out.len() + head.len() - end - 4) as u64;
+    if client.write_all(out.as_bytes()).await.is_err()
+        || client.write_all(&head[end + 4..]).await.is_err()
+    {
+        return;
+    }
+    loop {
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, site.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
+        };
+        carried += n as u64;
+        if carried > limit || client.write_all(&buf[..n]).await.is_err() {
+            break;
+        }
+    }
+    let _ = client.shutdown().await;
+    stats.bytes.fetch_add(carried, Ordering::Relaxed);
+}
+
+/// Connects to `host:port` at an address the guard allows, resolving `host` here; never to
+/// the proxy itself (`own`).
+async fn connect(
+    policy: &AddressPolicy,
+    own: SocketAddr,
+    host: &str,
+    port: u16,
+) -> Result<TcpStream, Refusal> {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     let addrs: Vec<SocketAddr> = match bare.parse::<IpAddr>() {
         Ok(ip) => vec![SocketAddr::new(ip, port)],
@@ -277,7 +408,10 @@ async fn connect(policy: &AddressPolicy, host: &str, port: u16) -> Result<TcpStr
     };
     let mut blocked = None;
     for addr in addrs {
-        if let Err(why) = policy.check(bare, addr.ip()) {
+        if addr == own {
+            continue;
+        }
+        if let Err(why) = policy.check(host, addr.ip()) {
             blocked.get_or_insert(why);
             continue;
         }
@@ -322,9 +456,9 @@ async fn copy_counted(
 ) {
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        let n = match from.read(&mut buf).await {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
+        let n = match tokio::time::timeout(IDLE_TIMEOUT, from.read(&mut buf)).await {
+            Ok(Ok(n)) if n > 0 => n,
+            _ => break,
         };
         if carried.fetch_add(n as u64, Ordering::Relaxed) + n as u64 > limit {
             break;
@@ -375,7 +509,8 @@ async fn tunnel(
         () = download => {}
         () = async {
             upload.await;
-            std::future::pending::<()>().await
+            // The site has a moment more to answer.
+            tokio::time::sleep(AFTER_UPLOAD).await;
         } => {}
     }
     stats
