@@ -201,6 +201,13 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     match path.as_str() {
         "/" => html(listing()),
         "/robots.txt" => (StatusCode::OK, "User-agent: *\nAllow: /\n").into_response(),
+        "/gone" => (
+            StatusCode::NOT_FOUND,
+            [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+            "<!doctype html><html><head><title>Gone</title></head><body>\
+             <div class=\"product\">not here</div></body></html>",
+        )
+            .into_response(),
         "/later" => html(
             "<!doctype html><html><head><title>Later</title></head><body>\
              <div id=\"later\"></div><script>document.getElementById('later').className = \

@@ -366,6 +366,14 @@ impl CrawlServer {
             .check_url(url)
             .map_err(|b| FetchError::BlockedAddress(b.to_string()))?;
         let rendered = renderer.render(url.as_str(), how, deadline).await?;
+        if !(200..300).contains(&rendered.status) {
+            // A 404 or a 5xx rendered is a failed fetch, as for a plain one (5xx is tried
+            // again).
+            return Err(FetchError::Http {
+                status: rendered.status,
+                retry_after_secs: None,
+            });
+        }
         let final_url = Url::parse(&rendered.final_url).unwrap_or_else(|_| url.clone());
         let limit = self.shared.fetcher.config().max_body_bytes;
         if rendered.html.len() as u64 > limit {
@@ -373,7 +381,7 @@ impl CrawlServer {
         }
         Ok(crate::fetch::Fetched {
             final_url,
-            status: 200,
+            status: rendered.status,
             content_type: Some("text/html; charset=utf-8".into()),
             redirect: None,
             body: rendered.html.into_bytes(),

@@ -163,3 +163,20 @@ async fn an_endless_script_and_endless_allocation_fail_with_their_own_reasons() 
         .expect("the next page renders");
     assert!(rendered.html.contains(&scripted::product_name(2)));
 }
+
+#[tokio::test]
+async fn a_rendered_page_carries_its_documents_status() {
+    let site = ScriptedSite::start().await.expect("site");
+    let (browser, _proxy) = chromium(loopback()).await;
+    let deadline = || Instant::now() + Duration::from_secs(30);
+    let ok = browser
+        .render(&site.url("/item/3"), &RenderSpec::default(), deadline())
+        .await
+        .expect("rendered");
+    assert_eq!(ok.status, 200);
+    let gone = browser
+        .render(&site.url("/gone"), &RenderSpec::default(), deadline())
+        .await
+        .expect("rendered");
+    assert_eq!(gone.status, 404, "{}", gone.html);
+}

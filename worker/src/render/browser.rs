@@ -11,7 +11,9 @@ use chromiumoxide::cdp::browser_protocol::fetch::{
 use chromiumoxide::cdp::browser_protocol::inspector::{
     EnableParams as InspectorEnable, EventTargetCrashed,
 };
-use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
+use chromiumoxide::cdp::browser_protocol::network::{
+    ErrorReason, EventResponseReceived, ResourceType,
+};
 use chromiumoxide::cdp::browser_protocol::page::NavigateParams;
 use chromiumoxide::cdp::browser_protocol::target::CloseTargetParams;
 use futures::StreamExt;
@@ -255,6 +257,24 @@ impl Chromium {
         _live: &Live,
     ) -> Result<Rendered, RenderError> {
         let nav = |e: chromiumoxide::error::CdpError| RenderError::Navigation(e.to_string());
+        // The main document's status, from the last document response of the page's own
+        // frame (a redirect's target answers last).
+        let mut responses = page
+            .event_listener::<EventResponseReceived>()
+            .await
+            .map_err(nav)?;
+        let status = Arc::new(std::sync::atomic::AtomicU16::new(0));
+        let seen = status.clone();
+        let main_frame = page.mainframe().await.map_err(nav)?;
+        tokio::spawn(async move {
+            while let Some(event) = responses.next().await {
+                let main = main_frame.is_none() || event.frame_id == main_frame;
+                if event.r#type == ResourceType::Document && main {
+                    let code = u16::try_from(event.response.status).unwrap_or(0);
+                    seen.store(code, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+        });
         if !spec.all_resources {
             // Images, fonts and media are not downloaded.
             let mut paused = page
@@ -319,6 +339,11 @@ impl Chromium {
         Ok(Rendered {
             html,
             final_url,
+            status: match status.load(std::sync::atomic::Ordering::Relaxed) {
+                // No response seen (a page answered from the browser itself): as loaded.
+                0 => 200,
+                code => code,
+            },
             render_ms: 0,
         })
     }

@@ -48,6 +48,8 @@ pub struct Rendered {
     pub html: String,
     /// The page's URL at the end (after redirects and script navigation).
     pub final_url: String,
+    /// The HTTP status of the main document's response.
+    pub status: u16,
     /// Time from taking a tab to the DOM, ms.
     pub render_ms: u64,
 }
