@@ -42,7 +42,11 @@ for _ in $(seq 100); do
   [ -n "$admin" ] && break
   sleep 0.1
 done
-sleep 3  # the crawl of 60 pages is over by then; its figures are what is compared
+# The figures compared are the finished crawl's: wait until it is idle (it serves on).
+for _ in $(seq 300); do
+  curl -s "$admin/api/status" | grep -q '"state":"idle"' && break
+  sleep 0.1
+done
 curl -s "$admin/metrics" | grep -v '^#' | sed 's/[{ ].*//' | sort -u > "$out/metric.names"
 curl -s "$admin/api/status" | python3 -c 'import json, sys; print("\n".join(sorted(json.load(sys.stdin))))' > "$out/status.keys"
 kill -INT "$engine"; wait "$engine"

@@ -94,31 +94,48 @@ async fn a_rendering_spider_finds_what_scripts_made_and_a_plain_one_finds_none()
     }
 }
 
+/// Crawls with `spider` through an itemsaver and a worker that renders (preceded by a plain
+/// one when `with_plain`), all in `dir`; returns the run and the store.
+async fn distributed_crawl(
+    dir: &std::path::Path,
+    spider: &std::path::Path,
+    with_plain: bool,
+) -> (spinneret_tests::binaries::EngineRun, std::path::PathBuf) {
+    let store = dir.join("items.db");
+    let store_arg = store.display().to_string();
+    let saver = Server::start("itemsaver", &["--store", &store_arg], dir).await;
+    let guard = ["--allow_addr", "127.0.0.1/32"];
+    let plain = match with_plain {
+        true => Some(Server::start("worker", &guard, dir).await),
+        false => None,
+    };
+    let renderer = Server::start("worker", &["--render", guard[0], guard[1]], dir).await;
+    // The plain worker first: its slots come first, so a page routed wrongly would meet it.
+    let workers: Vec<&str> = plain
+        .iter()
+        .chain([&renderer])
+        .map(|w| w.addr.as_str())
+        .collect();
+    let run = run_engine(
+        dir,
+        &[
+            format!("--spider={}", spider.display()),
+            format!("--itemsaver_host={}", saver.addr),
+            format!("--worker_hosts={}", workers.join(",")),
+            "--no_state".into(),
+        ],
+    )
+    .await;
+    (run, store)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rendering_worker_gives_the_same_items_as_the_engines_own() {
     let dir = tempfile::tempdir().expect("tempdir");
     let site = ScriptedSite::start().await.expect("site");
     let spider = dir.path().join("shop.toml");
     std::fs::write(&spider, shop_spider(&site, true)).expect("spider");
-    let store = dir.path().join("items.db");
-    let store_arg = store.display().to_string();
-    let saver = Server::start("itemsaver", &["--store", &store_arg], dir.path()).await;
-    let renderer = Server::start(
-        "worker",
-        &["--render", "--allow_addr", "127.0.0.1/32"],
-        dir.path(),
-    )
-    .await;
-    let run = run_engine(
-        dir.path(),
-        &[
-            format!("--spider={}", spider.display()),
-            format!("--itemsaver_host={}", saver.addr),
-            format!("--worker_hosts={}", renderer.addr),
-            "--no_state".into(),
-        ],
-    )
-    .await;
+    let (run, store) = distributed_crawl(dir.path(), &spider, false).await;
     assert!(run.status.success(), "{}", run.stderr);
     assert_eq!(names(&export(&store).await), expected());
 }
@@ -155,26 +172,7 @@ fields.title = {{ selector = "title", required = true }}
     );
     let path = dir.path().join("shop.toml");
     std::fs::write(&path, spider).expect("spider");
-    let store = dir.path().join("items.db");
-    let store_arg = store.display().to_string();
-    let saver = Server::start("itemsaver", &["--store", &store_arg], dir.path()).await;
-    let plain = Server::start("worker", &["--allow_addr", "127.0.0.1/32"], dir.path()).await;
-    let renderer = Server::start(
-        "worker",
-        &["--render", "--allow_addr", "127.0.0.1/32"],
-        dir.path(),
-    )
-    .await;
-    let run = run_engine(
-        dir.path(),
-        &[
-            format!("--spider={}", path.display()),
-            format!("--itemsaver_host={}", saver.addr),
-            format!("--worker_hosts={},{}", plain.addr, renderer.addr),
-            "--no_state".into(),
-        ],
-    )
-    .await;
+    let (run, store) = distributed_crawl(dir.path(), &path, true).await;
     assert!(run.status.success(), "{}", run.stderr);
     let summary = run.summary.expect("summary");
     assert_eq!(

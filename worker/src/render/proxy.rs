@@ -370,24 +370,15 @@ async fn one_exchange(
         out.push_str("\r\n");
     }
     out.push_str("Connection: close\r\nProxy-Connection: close\r\n\r\n");
-    let mut carried = (sent + out.len() + head.len() - end - 4) as u64;
-    if client.write_all(out.as_bytes()).await.is_err()
-        || client.write_all(&head[end + 4..]).await.is_err()
+    let carried = AtomicU64::new((sent + out.len() + head.len() - end - 4) as u64);
+    if client.write_all(out.as_bytes()).await.is_ok()
+        && client.write_all(&head[end + 4..]).await.is_ok()
     {
-        return;
+        copy_counted(&mut site, &mut client, &carried, limit).await;
     }
-    loop {
-        let n = match tokio::time::timeout(IDLE_TIMEOUT, site.read(&mut buf)).await {
-            Ok(Ok(n)) if n > 0 => n,
-            _ => break,
-        };
-        carried += n as u64;
-        if carried > limit || client.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-    }
-    let _ = client.shutdown().await;
-    stats.bytes.fetch_add(carried, Ordering::Relaxed);
+    stats
+        .bytes
+        .fetch_add(carried.load(Ordering::Relaxed), Ordering::Relaxed);
 }
 
 /// Connects to `host:port` at an address the guard allows, resolving `host` here; never to
@@ -449,8 +440,8 @@ async fn refuse(mut client: TcpStream, why: &Refusal, stats: &ProxyStats) {
 /// Copies `from` to `to` until `from` closes, either fails, or `carried` passes `limit`;
 /// then closes `to` for writing.
 async fn copy_counted(
-    from: &mut tokio::net::tcp::OwnedReadHalf,
-    to: &mut tokio::net::tcp::OwnedWriteHalf,
+    from: &mut (impl tokio::io::AsyncRead + Unpin),
+    to: &mut (impl tokio::io::AsyncWrite + Unpin),
     carried: &AtomicU64,
     limit: u64,
 ) {

@@ -116,11 +116,28 @@ impl RedisFrontier {
         claimed: &Claimed,
         finished: Finished<'_>,
     ) -> Result<bool, ClusterError> {
-        let (entry, defer) = Self::again(finished.again);
         let mut call = self.scripts.complete.prepare_invoke();
-        call.key(&self.prefix)
-            .arg(claimed.lease)
-            .arg(&claimed.host)
+        call.key(&self.prefix);
+        Self::push_completion(&mut call, claimed.lease, &claimed.host, &finished);
+        let held: u8 = call
+            .invoke_async(&mut self.conn)
+            .await
+            .map_err(redis_err("complete"))?;
+        Ok(held == 1)
+    }
+
+    /// A completion's arguments, as `complete.lua` and a settle's `C` op both read them:
+    /// lease, host, pace, requeue, defer_ms, robots, crawl_delay_ms, robots_request, run,
+    /// counted, then the page's links.
+    fn push_completion(
+        call: &mut redis::ScriptInvocation<'_>,
+        lease: u64,
+        host: &str,
+        finished: &Finished<'_>,
+    ) {
+        let (entry, defer) = Self::again(finished.again);
+        call.arg(lease)
+            .arg(host)
             .arg(finished.pace.arg())
             .arg(entry)
             .arg(defer.as_millis() as u64)
@@ -129,12 +146,7 @@ impl RedisFrontier {
             .arg(finished.robots_request.arg())
             .arg(finished.run)
             .arg(u8::from(finished.counted));
-        Self::push_urls(&mut call, finished.links);
-        let held: u8 = call
-            .invoke_async(&mut self.conn)
-            .await
-            .map_err(redis_err("complete"))?;
-        Ok(held == 1)
+        Self::push_urls(call, finished.links);
     }
 
     /// Takes a page of budget `budget` (a task's run, see [`budget_key`]) for lease `lease`,
@@ -220,19 +232,8 @@ impl RedisFrontier {
                     host,
                     finished,
                 } => {
-                    let (entry, defer) = Self::again(finished.again);
-                    call.arg("C")
-                        .arg(*lease)
-                        .arg(*host)
-                        .arg(finished.pace.arg())
-                        .arg(entry)
-                        .arg(defer.as_millis() as u64)
-                        .arg(finished.robots.unwrap_or(b""))
-                        .arg(finished.crawl_delay.as_millis() as u64)
-                        .arg(finished.robots_request.arg())
-                        .arg(finished.run)
-                        .arg(u8::from(finished.counted));
-                    Self::push_urls(&mut call, finished.links);
+                    call.arg("C");
+                    Self::push_completion(&mut call, *lease, host, finished);
                 }
             }
         }
