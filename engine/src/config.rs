@@ -82,7 +82,8 @@ pub struct EngineConfig {
     /// How often progress is logged.
     pub progress_interval: Duration,
     /// Different worker processes that may die holding one page before the page is given up
-    /// as `poison_page`; a worker that leaves, is paused or removed never counts.
+    /// as `poison_page` (a browser crashed by the page counts as one); a worker that leaves,
+    /// is paused or removed never counts.
     pub max_worker_deaths: u32,
     /// Retries of a page after a failure that may pass (connection, timeout, 5xx, 429).
     pub retries: u32,

@@ -13,6 +13,7 @@ pub mod quotes;
 pub mod redis;
 pub mod scripted;
 pub mod site;
+pub mod warc;
 
 pub use eventually::{eventually, eventually_every};
 pub use site::{Site, TestSite};

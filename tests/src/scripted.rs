@@ -9,6 +9,8 @@
 //! - `/never-loads` never fires its load event (an image that never answers).
 //! - `/loop` runs an endless script loop; `/memory` allocates memory without end.
 //! - `/probe?target=URL` requests `URL` from script (the address guard's test).
+//! - `/moved` redirects to `/item/1`; `/away` sends its frame to `/item/2` from script.
+//! - `/scripted` takes its product from a script file, `/app.js` (a subrequest to archive).
 //!
 //! Every request is counted by path, for tests that assert what was fetched.
 
@@ -201,6 +203,24 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
     match path.as_str() {
         "/" => html(listing()),
         "/robots.txt" => (StatusCode::OK, "User-agent: *\nAllow: /\n").into_response(),
+        "/moved" => (StatusCode::FOUND, [(header::LOCATION, "/item/1")]).into_response(),
+        "/away" => html(
+            "<!doctype html><html><head><title>Away</title></head><body>\
+             <script>location.href = '/item/2';</script></body></html>"
+                .into(),
+        ),
+        "/scripted" => html(
+            "<!doctype html><html><head><title>Scripted</title></head><body>\
+             <div id=\"from-app\"></div><script src=\"/app.js\"></script></body></html>"
+                .into(),
+        ),
+        "/app.js" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/javascript")],
+            "document.getElementById('from-app').className = 'product';\
+             document.getElementById('from-app').textContent = 'From app.js';",
+        )
+            .into_response(),
         "/gone" => (
             StatusCode::NOT_FOUND,
             [(header::CONTENT_TYPE, "text/html; charset=utf-8")],

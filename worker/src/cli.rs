@@ -123,6 +123,16 @@ pub struct FetchArgs {
         value_parser = clap::value_parser!(u64).range(1_048_576..=1_099_511_627_776)
     )]
     pub warc_max_bytes: u64,
+
+    /// With --warc, archive every response the browser receives while rendering a page
+    /// (scripts, XHR, styles, frames), not only the page's own response.
+    #[arg(
+        long = "warc_subresources",
+        alias = "warc-subresources",
+        env = "SPINNERET_WARC_SUBRESOURCES",
+        requires = "warc"
+    )]
+    pub warc_subresources: bool,
 }
 
 impl FetchArgs {
@@ -147,6 +157,7 @@ impl FetchArgs {
                 warc: self.warc.clone().map(|dir| crate::warc::WarcConfig {
                     dir,
                     max_bytes: self.warc_max_bytes,
+                    subresources: self.warc_subresources,
                 }),
             },
         }

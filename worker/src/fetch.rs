@@ -134,6 +134,7 @@ impl Fetcher {
         let (written, body) = tokio::task::spawn_blocking(move || {
             let written = warc.write(&crate::warc::Exchange {
                 url: &received.url,
+                method: "GET",
                 user_agent: &user_agent,
                 accept: received.accept,
                 status: received.status,
@@ -191,6 +192,12 @@ impl Fetcher {
     /// The settings the fetcher runs with.
     pub fn config(&self) -> &FetchConfig {
         &self.config
+    }
+
+    /// The WARC archive this fetcher writes to (`--warc`), shared with the browser of a
+    /// rendering worker.
+    pub fn warc_writer(&self) -> Option<std::sync::Arc<crate::warc::WarcWriter>> {
+        self.warc.clone()
     }
 
     /// Fetches `url`. A body whose Content-Type `accept` refuses is not downloaded; a body over

@@ -113,14 +113,14 @@ async fn serve(args: Args) -> anyhow::Result<()> {
     let config = args.fetch.worker_config(args.concurrency);
     let mut server = CrawlServer::new(&config)?;
     if let Some(settings) = args.render.settings()? {
-        let renderer = worker::render::Renderer::start(settings, config.fetch.addresses.clone())
+        server = server
+            .start_renderer(settings)
             .await
             .context("cannot render")?;
         tracing::info!(
             tabs = args.render.render_tabs,
             "rendering pages in headless Chromium"
         );
-        server = server.with_renderer(std::sync::Arc::new(renderer));
     }
     let listener = tokio::net::TcpListener::bind(addr)
         .await

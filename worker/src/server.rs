@@ -131,6 +131,16 @@ impl CrawlServer {
         })
     }
 
+    /// Starts a browser (and its guard proxy) with this worker's address policy, limits,
+    /// archive and User-Agent, and renders the pages that ask for it there.
+    pub async fn start_renderer(
+        self,
+        settings: crate::render::RenderSettings,
+    ) -> Result<Self, crate::render::RenderError> {
+        let renderer = crate::render::Renderer::start(settings, &self.shared.fetcher).await?;
+        Ok(self.with_renderer(Arc::new(renderer)))
+    }
+
     /// This worker renders the pages that ask for it in `renderer`'s browser.
     pub fn with_renderer(self, renderer: Arc<crate::render::Renderer>) -> Self {
         // Set once, before the server is shared.
@@ -366,6 +376,19 @@ impl CrawlServer {
             .check_url(url)
             .map_err(|b| FetchError::BlockedAddress(b.to_string()))?;
         let rendered = renderer.render(url.as_str(), how, deadline).await?;
+        if let Some(target) = &rendered.redirect {
+            // Reported as a plain fetch's redirect: the engine decides whether to follow.
+            let target = Url::parse(target)
+                .map_err(|e| FetchError::Other(format!("the page redirects to {target}: {e}")))?;
+            return Ok(crate::fetch::Fetched {
+                final_url: url.clone(),
+                status: rendered.status,
+                content_type: None,
+                redirect: Some(target),
+                body: Vec::new(),
+                elapsed_ms: rendered.render_ms,
+            });
+        }
         if !(200..300).contains(&rendered.status) {
             // A 404 or a 5xx rendered is a failed fetch, as for a plain one (5xx is tried
             // again).

@@ -23,6 +23,9 @@ pub struct WarcConfig {
     pub dir: PathBuf,
     /// A file is closed and the next one started once it holds this many bytes.
     pub max_bytes: u64,
+    /// Whether a rendered page's subrequests (scripts, XHR, styles, frames) are archived
+    /// too, not only the page's own response (`--warc_subresources`).
+    pub subresources: bool,
 }
 
 /// One HTTP exchange to archive.
@@ -30,6 +33,9 @@ pub struct WarcConfig {
 pub struct Exchange<'a> {
     /// The URL fetched.
     pub url: &'a url::Url,
+    /// The request's method (`GET` for every fetch of the worker's own; a browser's
+    /// subrequests may `POST`).
+    pub method: &'a str,
     /// The User-Agent sent.
     pub user_agent: &'a str,
     /// The Accept header sent.
@@ -280,8 +286,8 @@ fn request_record(exchange: &Exchange<'_>, date: &str, id: &str, response_id: &s
         None => url.host_str().unwrap_or_default().to_owned(),
     };
     let block = format!(
-        "GET {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {}\r\nAccept: {}\r\nAccept-Encoding: gzip, br\r\n\r\n",
-        exchange.user_agent, exchange.accept
+        "{} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {}\r\nAccept: {}\r\nAccept-Encoding: gzip, br\r\n\r\n",
+        exchange.method, exchange.user_agent, exchange.accept
     );
     let block_digest = digest(block.as_bytes());
     record(
@@ -321,6 +327,7 @@ mod tests {
     ) -> Exchange<'a> {
         Exchange {
             url,
+            method: "GET",
             user_agent: "Spinneret/test",
             accept: "text/html",
             status: reqwest::StatusCode::OK,
@@ -351,6 +358,7 @@ mod tests {
         let writer = WarcWriter::new(WarcConfig {
             dir: dir.path().join("warc"),
             max_bytes: DEFAULT_MAX_BYTES,
+            subresources: false,
         })
         .expect("writer");
         let url = url::Url::parse("http://a.test:8080/p?q=1").expect("url");
@@ -391,6 +399,7 @@ mod tests {
         let config = WarcConfig {
             dir: dir.path().to_path_buf(),
             max_bytes: 600,
+            subresources: false,
         };
         let a = WarcWriter::new(config.clone()).expect("writer");
         let b = WarcWriter::new(config).expect("writer");

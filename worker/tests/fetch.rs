@@ -6,6 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
 use common::{FetchError, Request, Value};
+use spinneret_tests::warc::{records as warc_records, response_of};
 use std::io::Write;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -389,40 +390,6 @@ async fn the_ssrf_guard_checks_every_redirect_hop() {
     assert!(why.contains("127.0.0.2"), "{why}");
 }
 
-/// Every WARC record in `dir`, decompressed, in file and record order.
-fn warc_records(dir: &std::path::Path) -> Vec<String> {
-    use std::io::Read;
-    let mut files: Vec<_> = std::fs::read_dir(dir)
-        .expect("warc dir")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    files.sort();
-    let mut records = Vec::new();
-    for file in files {
-        let bytes = std::fs::read(&file).expect("read");
-        let mut rest: &[u8] = &bytes;
-        while !rest.is_empty() {
-            let mut member = flate2::bufread::GzDecoder::new(rest);
-            let mut text = Vec::new();
-            member
-                .read_to_end(&mut text)
-                .expect("one gzip member per record");
-            rest = member.into_inner();
-            records.push(String::from_utf8_lossy(&text).into_owned());
-        }
-    }
-    records
-}
-
-/// The response record of `path`.
-fn response_of<'a>(records: &'a [String], base: &str, path: &str) -> &'a str {
-    let uri = format!("WARC-Target-URI: {base}{path}\r\n");
-    records
-        .iter()
-        .find(|r| r.contains("WARC-Type: response\r\n") && r.contains(&uri))
-        .unwrap_or_else(|| panic!("no response record for {path}"))
-}
-
 #[tokio::test]
 async fn every_response_received_is_archived_before_the_answer() {
     let (base, _) = serve().await;
@@ -435,6 +402,7 @@ async fn every_response_received_is_archived_before_the_answer() {
             warc: Some(worker::warc::WarcConfig {
                 dir: dir.path().to_path_buf(),
                 max_bytes: worker::warc::DEFAULT_MAX_BYTES,
+                subresources: false,
             }),
             ..FetchConfig::default()
         },

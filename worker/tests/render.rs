@@ -3,25 +3,43 @@
 //! requests; a page that never loads fails by its deadline.
 
 use spinneret_tests::scripted::{self, ScriptedSite};
+use spinneret_tests::warc::{records as warc_records, response_of};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use worker::addresses::AddressPolicy;
 use worker::render::browser::{BrowserSettings, Chromium};
+use worker::render::capture::Archive;
 use worker::render::proxy::{GuardProxy, ProxyLimits};
 use worker::render::{RenderError, RenderSpec, Wait};
+use worker::warc::{DEFAULT_MAX_BYTES, WarcConfig, WarcWriter};
 
 async fn chromium(policy: AddressPolicy) -> (Chromium, GuardProxy) {
+    chromium_with(policy, |_| {}).await
+}
+
+/// A browser behind a guard proxy applying `policy`, its settings changed by `change`.
+async fn chromium_with(
+    policy: AddressPolicy,
+    change: impl FnOnce(&mut BrowserSettings),
+) -> (Chromium, GuardProxy) {
     let path = spinneret_tests::require_program("CHROMIUM", "/usr/lib/chromium/chromium");
     let proxy = GuardProxy::start(policy, ProxyLimits::default())
         .await
         .expect("proxy");
-    let browser = Chromium::new(BrowserSettings {
+    let mut settings = BrowserSettings {
         chromium: path,
         tabs: 2,
         recycle: 50,
         max_mb: 2048,
         js_heap_mb: 64,
         proxy: proxy.addr(),
-    });
+        crawler: "Spinneret-test".into(),
+        max_body_bytes: 1 << 20,
+        archive: None,
+    };
+    change(&mut settings);
+    let browser = Chromium::new(settings);
     // Started before the clock of any deadline runs.
     browser.warm_up().await.expect("chromium starts");
     (browser, proxy)
@@ -131,7 +149,9 @@ async fn the_browsers_own_requests_pass_the_address_guard() {
 #[tokio::test]
 async fn an_endless_script_and_endless_allocation_fail_with_their_own_reasons() {
     let site = ScriptedSite::start().await.expect("site");
-    let (browser, _proxy) = chromium(loopback()).await;
+    // A low cap and a small JavaScript heap (64 MiB), as a worker short of memory runs.
+    const CAP_MB: u64 = 768;
+    let (browser, _proxy) = chromium_with(loopback(), |s| s.max_mb = CAP_MB).await;
     let error = browser
         .render(
             &site.url("/loop"),
@@ -162,6 +182,9 @@ async fn an_endless_script_and_endless_allocation_fail_with_their_own_reasons() 
         .await
         .expect("the next page renders");
     assert!(rendered.html.contains(&scripted::product_name(2)));
+    // The browser that hoarded memory is gone: the one running now is under the cap.
+    let memory = browser.memory_mb().await.expect("a browser runs");
+    assert!(memory < CAP_MB, "{memory} MiB after the recycle");
 }
 
 #[tokio::test]
@@ -179,4 +202,114 @@ async fn a_rendered_page_carries_its_documents_status() {
         .await
         .expect("rendered");
     assert_eq!(gone.status, 404, "{}", gone.html);
+}
+
+#[tokio::test]
+async fn a_redirect_or_a_navigation_elsewhere_is_reported_and_not_followed() {
+    let site = ScriptedSite::start().await.expect("site");
+    let (browser, _proxy) = chromium(loopback()).await;
+    let deadline = || Instant::now() + Duration::from_secs(30);
+    let moved = browser
+        .render(&site.url("/moved"), &RenderSpec::default(), deadline())
+        .await
+        .expect("rendered");
+    assert_eq!(
+        moved.redirect.as_deref(),
+        Some(site.url("/item/1").as_str())
+    );
+    assert_eq!(moved.status, 302);
+    let away = browser
+        .render(&site.url("/away"), &RenderSpec::default(), deadline())
+        .await
+        .expect("rendered");
+    assert_eq!(away.redirect.as_deref(), Some(site.url("/item/2").as_str()));
+    // The engine decides whether to follow: the browser asked for neither target.
+    let hits = site.hits();
+    assert_eq!(hits.get("/item/1"), None, "{hits:?}");
+    assert_eq!(hits.get("/item/2"), None, "{hits:?}");
+    // A page that stays is not a redirect, and its requests name the crawler after the
+    // browser.
+    let stays = browser
+        .render(&site.url("/item/3"), &RenderSpec::default(), deadline())
+        .await
+        .expect("rendered");
+    assert_eq!(stays.redirect, None);
+    let agents = site.agents();
+    let agent = agents["/item/3"].iter().next().expect("an agent");
+    assert!(
+        agent.contains("HeadlessChrome") && agent.ends_with(" Spinneret-test"),
+        "{agent}"
+    );
+}
+
+#[tokio::test]
+async fn the_pages_own_response_is_archived_and_its_subrequests_when_asked() {
+    let site = ScriptedSite::start().await.expect("site");
+    let deadline = || Instant::now() + Duration::from_secs(30);
+    let base = site.url("");
+    let base = base.trim_end_matches('/');
+    for subresources in [false, true] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let writer = WarcWriter::new(WarcConfig {
+            dir: dir.path().to_path_buf(),
+            max_bytes: DEFAULT_MAX_BYTES,
+            subresources,
+        })
+        .expect("writer");
+        let (browser, _proxy) = chromium_with(loopback(), |s| {
+            s.archive = Some(Archive {
+                writer: Arc::new(writer),
+                subresources,
+            })
+        })
+        .await;
+        let rendered = browser
+            .render(&site.url("/scripted"), &RenderSpec::default(), deadline())
+            .await
+            .expect("rendered");
+        assert!(rendered.html.contains("From app.js"), "{}", rendered.html);
+        browser
+            .render(&site.url("/moved"), &RenderSpec::default(), deadline())
+            .await
+            .expect("rendered");
+        let records = warc_records(dir.path());
+        // The page as the server sent it, not the DOM its script made.
+        let page = response_of(&records, base, "/scripted");
+        assert!(page.contains("HTTP/1.1 200 OK\r\n"), "{page}");
+        assert!(page.contains("<script src=\"/app.js\">"), "{page}");
+        assert!(!page.contains("From app.js"), "{page}");
+        let request = records
+            .iter()
+            .find(|r| r.contains("WARC-Type: request\r\n") && r.contains("GET /scripted "))
+            .expect("its request record");
+        assert!(request.contains("HeadlessChrome"), "{request}");
+        let moved = response_of(&records, base, "/moved");
+        assert!(moved.contains("HTTP/1.1 302 Found\r\n"), "{moved}");
+        assert!(moved.contains("location: /item/1\r\n"), "{moved}");
+        let script = format!("WARC-Target-URI: {base}/app.js\r\n");
+        let archived = records.iter().any(|r| r.contains(&script));
+        assert_eq!(archived, subresources, "/app.js archived: {archived}");
+        if subresources {
+            assert!(response_of(&records, base, "/app.js").contains("From app.js"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_browser_past_its_memory_cap_is_replaced_before_its_next_page() {
+    let site = ScriptedSite::start().await.expect("site");
+    // Any browser weighs more than a megabyte: each page starts a fresh one.
+    let (browser, _proxy) = chromium_with(loopback(), |s| s.max_mb = 1).await;
+    let before = browser.launches.load(Ordering::Relaxed);
+    for i in 0..3 {
+        browser
+            .render(
+                &site.url(&format!("/item/{i}")),
+                &RenderSpec::default(),
+                Instant::now() + Duration::from_secs(30),
+            )
+            .await
+            .expect("rendered");
+    }
+    assert_eq!(browser.launches.load(Ordering::Relaxed), before + 3);
 }

@@ -38,7 +38,8 @@ pub struct WorkerArgs {
     pub connect_timeout: u64,
 
     /// Different workers that may die (crash, lose their connection) while holding one page
-    /// before it is given up as poison_page. Workers that drain, restart cleanly, are paused or
+    /// before it is given up as poison_page; a browser that crashes rendering the page
+    /// (render_crashed) counts as one too. Workers that drain, restart cleanly, are paused or
     /// removed never count against a page.
     #[arg(
         long = "max_worker_deaths",

@@ -179,6 +179,14 @@ impl<F: Frontier> Crawl<F> {
                 self.reload_spider(worker, dispatched.request.spider).await;
                 self.retry_or_fail(dispatched, worker, "unknown_spider".into(), now);
             }
+            Answer::Page(Err(FetchError::RenderCrashed)) => {
+                // The page took its browser down: a process died holding it, as when a
+                // worker dies, so it counts toward poison_page instead of spending a retry.
+                // Each crash is a browser of its own.
+                let browser = node ^ (dispatched.deaths.len() as u64 + 1).wrapping_mul(BROWSER);
+                warn!(url = %dispatched.request.url, %addr, "the page crashed its browser (render_crashed)");
+                self.died_holding(dispatched, worker, browser, now);
+            }
             Answer::Page(Err(error)) => self.page_failed(dispatched, worker, error, now),
         }
         Ok(())
@@ -331,7 +339,7 @@ impl<F: Frontier> Crawl<F> {
     /// holding it counts against it only as one of `--max_worker_deaths` different workers.
     fn unanswered(
         &mut self,
-        mut d: Dispatched,
+        d: Dispatched,
         worker: usize,
         node: u64,
         miss: Unanswered,
@@ -361,25 +369,34 @@ impl<F: Frontier> Crawl<F> {
             | Unanswered::OverBudget
             | Unanswered::NoRenderer
             | Unanswered::LeaseGone => {}
-            Unanswered::Died => {
-                if !d.deaths.contains(&node) {
-                    d.deaths.push(node);
-                }
-                let limit = self.config.max_worker_deaths.max(1) as usize;
-                if d.deaths.len() >= limit {
-                    warn!(url = %d.request.url, deaths = d.deaths.len(), "every worker holding this request died; giving it up as a poison page");
-                    match d.kind {
-                        Kind::Page => self.fail(&d, 0, "poison_page"),
-                        Kind::Robots => {
-                            self.frontier
-                                .robots_known(&d, Rules::DisallowAll, None, None, now)
-                        }
-                    }
-                    return;
-                }
-            }
+            Unanswered::Died => return self.died_holding(d, worker, node, now),
         }
-        // Not the request's fault: back to the front of its queue, uncharged.
+        self.requeue_uncharged(d, worker, now);
+    }
+
+    /// A process died holding `d`: the worker `node`, or a browser. Past
+    /// `--max_worker_deaths` different ones, the request is given up as a poison page;
+    /// before, it goes back to the front of its queue, uncharged.
+    fn died_holding(&mut self, mut d: Dispatched, worker: usize, node: u64, now: Instant) {
+        if !d.deaths.contains(&node) {
+            d.deaths.push(node);
+        }
+        let limit = self.config.max_worker_deaths.max(1) as usize;
+        if d.deaths.len() >= limit {
+            warn!(url = %d.request.url, deaths = d.deaths.len(), "every process holding this request died; giving it up as a poison page");
+            match d.kind {
+                Kind::Page => self.fail(&d, 0, "poison_page"),
+                Kind::Robots => self
+                    .frontier
+                    .robots_known(&d, Rules::DisallowAll, None, None, now),
+            }
+            return;
+        }
+        self.requeue_uncharged(d, worker, now);
+    }
+
+    /// Not the request's fault: back to the front of its queue, uncharged.
+    fn requeue_uncharged(&mut self, mut d: Dispatched, worker: usize, now: Instant) {
         d.requeues = d.requeues.saturating_add(1);
         d.last_worker = Some(worker);
         self.figures.worker_retried();
@@ -486,6 +503,10 @@ impl<F: Frontier> Crawl<F> {
         self.fetched(d);
     }
 }
+
+/// Spreads the ids of the browsers a page crashed on one worker apart from each other and
+/// from the workers' own ids (the golden ratio's odd multiplier).
+const BROWSER: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// The canonical target of a redirect from `from`, or why it cannot be followed.
 fn redirect_target(

@@ -69,9 +69,7 @@ pub(super) async fn build(
                 .is_some_and(|s| !s.renders.is_empty());
         if renders {
             let render = worker::cli::default_render_settings().map_err(EngineError::Render)?;
-            let renderer =
-                worker::render::Renderer::start(render, settings.fetch.addresses.clone()).await?;
-            server = server.with_renderer(std::sync::Arc::new(renderer));
+            server = server.start_renderer(render).await?;
         }
         if let Some(spider) = &config.spider {
             server

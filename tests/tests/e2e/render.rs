@@ -203,3 +203,54 @@ fields.title = {{ selector = "title", required = true }}
         assert!(w["requests"].as_u64().unwrap_or(0) > 0, "{summary:#}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_that_crashes_its_browser_is_given_up_as_a_poison_page() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = ScriptedSite::start().await.expect("site");
+    let run = run_engine(
+        dir.path(),
+        &[
+            "--render".into(),
+            format!("--seed={}", site.url("/memory")),
+            format!("--seed={}", site.url("/item/1")),
+            "--max_worker_deaths=2".into(),
+            "--no_state".into(),
+        ],
+    )
+    .await;
+    let summary = run.summary();
+    // Two browsers died holding it, and it spent no retry; the other page was unharmed.
+    assert_eq!(
+        summary["pages_failed"],
+        serde_json::json!({"poison_page": 1}),
+        "{summary:#}"
+    );
+    assert_eq!(summary["pages_ok"], 1, "{summary:#}");
+    assert_eq!(summary["retries"], 0, "{summary:#}");
+    assert_eq!(summary["worker_retries"], 1, "{summary:#}");
+    assert_eq!(site.hits()["/memory"], 2, "{:?}", site.hits());
+    assert!(run.stderr.contains("render_crashed"), "{}", run.stderr);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rendered_pages_redirects_go_through_the_engine_like_a_plain_fetchs() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = ScriptedSite::start().await.expect("site");
+    let run = run_engine(
+        dir.path(),
+        &[
+            "--render".into(),
+            // One by HTTP, one by script: each target is crawled once, as a page of its own.
+            format!("--seed={}", site.url("/moved")),
+            format!("--seed={}", site.url("/away")),
+            "--no_state".into(),
+        ],
+    )
+    .await;
+    let summary = run.summary();
+    assert_eq!(summary["pages_redirected"], 2, "{summary:#}");
+    assert_eq!(summary["pages_ok"], 2, "{summary:#}");
+    let hits = site.hits();
+    assert_eq!((hits["/item/1"], hits["/item/2"]), (1, 1), "{hits:?}");
+}

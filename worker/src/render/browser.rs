@@ -3,16 +3,11 @@
 //! passes a cap, or at once when it crashes or hangs. Every request it makes goes through the
 //! worker's guard proxy.
 
+use super::capture::{Archive, Intercepting, Interception};
 use super::{RenderError, RenderSpec, Rendered, Wait};
 use chromiumoxide::browser::{Browser, BrowserConfig};
-use chromiumoxide::cdp::browser_protocol::fetch::{
-    EnableParams as FetchEnable, EventRequestPaused, FailRequestParams, RequestPattern,
-};
 use chromiumoxide::cdp::browser_protocol::inspector::{
     EnableParams as InspectorEnable, EventTargetCrashed,
-};
-use chromiumoxide::cdp::browser_protocol::network::{
-    ErrorReason, EventResponseReceived, ResourceType,
 };
 use chromiumoxide::cdp::browser_protocol::page::NavigateParams;
 use chromiumoxide::cdp::browser_protocol::target::CloseTargetParams;
@@ -38,12 +33,19 @@ pub struct BrowserSettings {
     pub tabs: usize,
     /// Pages a browser renders before it is replaced.
     pub recycle: u64,
-    /// Memory (resident, browser and its children) past which the browser is replaced, MiB.
+    /// Memory (proportional set size of the browser and its children) past which the
+    /// browser is replaced, MiB.
     pub max_mb: u64,
     /// The JavaScript heap of each page, MiB (V8's `--max-old-space-size`).
     pub js_heap_mb: u64,
     /// The guard proxy every request of the browser goes through.
     pub proxy: SocketAddr,
+    /// The crawler's User-Agent, sent after the browser's own.
+    pub crawler: String,
+    /// The most body bytes kept of one response archived.
+    pub max_body_bytes: u64,
+    /// Where the browser's responses are archived (`--warc`), if anywhere.
+    pub archive: Option<Archive>,
 }
 
 /// One running browser, shared by the pages rendering in it.
@@ -56,6 +58,8 @@ struct Live {
     pages: std::sync::atomic::AtomicU64,
     /// Set when it must not take more pages (it hung, or is past its recycle count or cap).
     retired: std::sync::atomic::AtomicBool,
+    /// The User-Agent its pages send: the browser's own, then the crawler's.
+    user_agent: String,
     _profile: tempfile::TempDir,
 }
 
@@ -89,6 +93,13 @@ impl Chromium {
         }
     }
 
+    /// The memory of the running browser and its children, MiB (see [`tree_memory_mb`]);
+    /// `None` when no browser runs.
+    pub async fn memory_mb(&self) -> Option<u64> {
+        let live = self.live.lock().await.clone()?;
+        live.pid.map(tree_memory_mb)
+    }
+
     /// Starts the browser now (a worker checks it can before it serves).
     pub async fn warm_up(&self) -> Result<(), RenderError> {
         self.browser().await.map(|_| ())
@@ -102,7 +113,7 @@ impl Chromium {
             let worn = live.pages.load(Ordering::Relaxed) >= self.settings.recycle.max(1);
             let heavy = live
                 .pid
-                .is_some_and(|pid| tree_rss_mb(pid) > self.settings.max_mb);
+                .is_some_and(|pid| tree_memory_mb(pid) > self.settings.max_mb);
             if *live.dead.borrow() || live.retired.load(Ordering::Relaxed) || worn || heavy {
                 tracing::debug!(worn, heavy, "replacing the browser");
                 *slot = None;
@@ -165,12 +176,17 @@ impl Chromium {
         let pid = browser
             .get_mut_child()
             .and_then(|child| child.as_mut_inner().id());
+        let own = browser
+            .user_agent()
+            .await
+            .map_err(|e| RenderError::Launch(e.to_string()))?;
         Ok(Live {
             browser,
             dead,
             pid,
             pages: Default::default(),
             retired: Default::default(),
+            user_agent: format!("{own} {}", s.crawler).trim().to_owned(),
             _profile: profile,
         })
     }
@@ -254,82 +270,43 @@ impl Chromium {
         page: &chromiumoxide::Page,
         url: &str,
         spec: &RenderSpec,
-        _live: &Live,
+        live: &Live,
     ) -> Result<Rendered, RenderError> {
         let nav = |e: chromiumoxide::error::CdpError| RenderError::Navigation(e.to_string());
-        // The main document's status, from the last document response of the page's own
-        // frame (a redirect's target answers last).
-        let mut responses = page
-            .event_listener::<EventResponseReceived>()
+        page.set_user_agent(live.user_agent.as_str())
             .await
             .map_err(nav)?;
-        let status = Arc::new(std::sync::atomic::AtomicU16::new(0));
-        let seen = status.clone();
         let main_frame = page.mainframe().await.map_err(nav)?;
-        tokio::spawn(async move {
-            while let Some(event) = responses.next().await {
-                let main = main_frame.is_none() || event.frame_id == main_frame;
-                if event.r#type == ResourceType::Document && main {
-                    let code = u16::try_from(event.response.status).unwrap_or(0);
-                    seen.store(code, std::sync::atomic::Ordering::Relaxed);
-                }
-            }
-        });
-        if !spec.all_resources {
-            // Images, fonts and media are not downloaded.
-            let mut paused = page
-                .event_listener::<EventRequestPaused>()
-                .await
-                .map_err(nav)?;
-            let blocker = page.clone();
-            tokio::spawn(async move {
-                while let Some(event) = paused.next().await {
-                    let _ = blocker
-                        .execute(FailRequestParams::new(
-                            event.request_id.clone(),
-                            ErrorReason::BlockedByClient,
-                        ))
-                        .await;
-                }
+        let intercepting = Intercepting::start(
+            page,
+            main_frame,
+            Interception {
+                block_heavy: !spec.all_resources,
+                archive: self.settings.archive.clone(),
+                max_body_bytes: self.settings.max_body_bytes,
+            },
+        )
+        .await?;
+        // The page loads and waits, unless its frame is sent elsewhere first.
+        let loaded = tokio::select! {
+            loaded = load(page, url, spec) => loaded,
+            () = intercepting.redirected() => Ok(()),
+        };
+        let main = intercepting.main();
+        if let Some(failed) = main.archive_failed {
+            return Err(RenderError::Archive(failed));
+        }
+        if let Some(target) = main.redirect {
+            return Ok(Rendered {
+                html: String::new(),
+                final_url: url.to_owned(),
+                redirect: Some(target),
+                // A redirect, or the page's own status when a script navigated away.
+                status: main.status.unwrap_or(302),
+                render_ms: 0,
             });
-            let enable = FetchEnable::builder()
-                .pattern(
-                    RequestPattern::builder()
-                        .resource_type(ResourceType::Image)
-                        .build(),
-                )
-                .pattern(
-                    RequestPattern::builder()
-                        .resource_type(ResourceType::Font)
-                        .build(),
-                )
-                .pattern(
-                    RequestPattern::builder()
-                        .resource_type(ResourceType::Media)
-                        .build(),
-                )
-                .build();
-            page.execute(enable).await.map_err(nav)?;
         }
-        match &spec.wait {
-            Wait::Load => {
-                page.goto(url).await.map_err(nav)?;
-            }
-            Wait::NetworkIdle => {
-                page.goto(url).await.map_err(nav)?;
-                wait_quiet(page).await;
-            }
-            Wait::Selector(selector) => {
-                page.execute(NavigateParams::new(url)).await.map_err(nav)?;
-                wait_for_selector(page, selector, spec.wait_ms).await?;
-            }
-        }
-        for _ in 0..spec.scroll {
-            page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
-                .await
-                .map_err(nav)?;
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
+        loaded?;
         let html = page.content().await.map_err(nav)?;
         let final_url = page
             .url()
@@ -339,14 +316,37 @@ impl Chromium {
         Ok(Rendered {
             html,
             final_url,
-            status: match status.load(std::sync::atomic::Ordering::Relaxed) {
-                // No response seen (a page answered from the browser itself): as loaded.
-                0 => 200,
-                code => code,
-            },
+            redirect: None,
+            // No response seen (a page answered from the browser itself): as loaded.
+            status: main.status.unwrap_or(200),
             render_ms: 0,
         })
     }
+}
+
+/// Navigates `page` to `url`, waits as `spec` says, and scrolls.
+async fn load(page: &chromiumoxide::Page, url: &str, spec: &RenderSpec) -> Result<(), RenderError> {
+    let nav = |e: chromiumoxide::error::CdpError| RenderError::Navigation(e.to_string());
+    match &spec.wait {
+        Wait::Load => {
+            page.goto(url).await.map_err(nav)?;
+        }
+        Wait::NetworkIdle => {
+            page.goto(url).await.map_err(nav)?;
+            wait_quiet(page).await;
+        }
+        Wait::Selector(selector) => {
+            page.execute(NavigateParams::new(url)).await.map_err(nav)?;
+            wait_for_selector(page, selector, spec.wait_ms).await?;
+        }
+    }
+    for _ in 0..spec.scroll {
+        page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+            .await
+            .map_err(nav)?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(())
 }
 
 /// Waits until `selector` matches in `page`, up to `cap_ms` (0: until the deadline).
@@ -464,14 +464,20 @@ fn tree(pid: u32) -> Vec<u32> {
     out
 }
 
-/// Resident memory of `pid` and its descendants, MiB.
-pub fn tree_rss_mb(pid: u32) -> u64 {
+/// Memory of `pid` and its descendants, MiB: the sum of their proportional set sizes (a
+/// page shared by the browser's processes counts once, split between them), or of their
+/// resident sizes where the kernel gives no PSS.
+pub fn tree_memory_mb(pid: u32) -> u64 {
+    let field = |path: String, name: &str| -> Option<u64> {
+        let text = std::fs::read_to_string(path).ok()?;
+        let line = text.lines().find(|l| l.starts_with(name))?;
+        line.split_whitespace().nth(1)?.parse::<u64>().ok()
+    };
     let kib: u64 = tree(pid)
         .into_iter()
         .filter_map(|p| {
-            let status = std::fs::read_to_string(format!("/proc/{p}/status")).ok()?;
-            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+            field(format!("/proc/{p}/smaps_rollup"), "Pss:")
+                .or_else(|| field(format!("/proc/{p}/status"), "VmRSS:"))
         })
         .sum();
     kib / 1024

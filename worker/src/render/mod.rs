@@ -4,6 +4,7 @@
 //! parsers and spider rules as a fetched page.
 
 pub mod browser;
+pub mod capture;
 pub mod proxy;
 
 /// What a page waits for before its DOM is taken.
@@ -46,8 +47,12 @@ impl Default for RenderSpec {
 pub struct Rendered {
     /// The DOM, serialised after the wait.
     pub html: String,
-    /// The page's URL at the end (after redirects and script navigation).
+    /// The page's URL at the end (after `history.pushState` or a change of fragment).
     pub final_url: String,
+    /// Where the page sent the browser instead (an HTTP redirect of its own response, or a
+    /// script or meta refresh navigating its frame elsewhere): reported to the engine as a
+    /// plain fetch's redirect, with no DOM.
+    pub redirect: Option<String>,
     /// The HTTP status of the main document's response.
     pub status: u16,
     /// Time from taking a tab to the DOM, ms.
@@ -73,6 +78,9 @@ pub enum RenderError {
     /// The browser refused a step (a navigation that failed, a command it did not answer).
     #[error("the browser failed: {0}")]
     Navigation(String),
+    /// A response the browser received could not be written to the WARC archive.
+    #[error("{0}")]
+    Archive(String),
 }
 
 /// A worker's renderer: the browser, and the guard proxy that is its only way out.
@@ -97,15 +105,19 @@ pub struct RenderSettings {
 }
 
 impl Renderer {
-    /// Starts the guard proxy (applying `policy`) and the browser, so that a worker that
-    /// cannot render says so at start.
+    /// Starts the guard proxy (applying the fetcher's address policy) and the browser, so
+    /// that a worker that cannot render says so at start. The browser keeps the fetcher's
+    /// limits, archive and User-Agent (after its own, so that sites see a browser and the
+    /// crawler it works for, and robots.txt is obeyed for the name it announces).
     pub async fn start(
         settings: RenderSettings,
-        policy: crate::addresses::AddressPolicy,
+        fetcher: &crate::fetch::Fetcher,
     ) -> Result<Renderer, RenderError> {
-        let proxy = proxy::GuardProxy::start(policy, proxy::ProxyLimits::default())
-            .await
-            .map_err(|e| RenderError::Launch(format!("the browser's proxy: {e}")))?;
+        let config = fetcher.config();
+        let proxy =
+            proxy::GuardProxy::start(config.addresses.clone(), proxy::ProxyLimits::default())
+                .await
+                .map_err(|e| RenderError::Launch(format!("the browser's proxy: {e}")))?;
         let chromium = browser::Chromium::new(browser::BrowserSettings {
             chromium: settings.chromium,
             tabs: settings.tabs,
@@ -113,6 +125,12 @@ impl Renderer {
             max_mb: settings.max_mb,
             js_heap_mb: settings.js_heap_mb,
             proxy: proxy.addr(),
+            crawler: config.user_agent.clone(),
+            max_body_bytes: config.max_body_bytes,
+            archive: fetcher.warc_writer().map(|writer| capture::Archive {
+                writer,
+                subresources: config.warc.as_ref().is_some_and(|w| w.subresources),
+            }),
         });
         chromium.warm_up().await?;
         Ok(Renderer {
@@ -154,6 +172,7 @@ impl From<RenderError> for common::FetchError {
             RenderError::Crashed => common::FetchError::RenderCrashed,
             RenderError::ScriptHung => common::FetchError::RenderHung,
             RenderError::Timeout => common::FetchError::RenderTimeout,
+            RenderError::Archive(e) => common::FetchError::Archive(e),
             other => common::FetchError::Render(other.to_string()),
         }
     }
