@@ -315,9 +315,17 @@ pub struct WorkerInfo {
     pub user_agent: String,
     /// The parsers it offers.
     pub parsers: Vec<ParserInfo>,
-    /// Whether it renders pages in a browser (`worker --render`).
+    /// Pages it renders at once in a browser (`worker --render`'s `--render_tabs`); 0 when
+    /// it does not render. The engine keeps at most this many rendered pages in flight there.
     #[serde(default)]
-    pub renders: bool,
+    pub render_tabs: u32,
+}
+
+impl WorkerInfo {
+    /// Whether it renders pages in a browser.
+    pub fn renders(&self) -> bool {
+        self.render_tabs > 0
+    }
 }
 
 /// A worker's health and load, answered to the engine's heartbeats.

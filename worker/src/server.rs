@@ -109,7 +109,7 @@ impl CrawlServer {
             concurrency: config.concurrency.max(1),
             user_agent: config.fetch.user_agent.clone(),
             parsers: parsers.list(),
-            renders: false,
+            render_tabs: 0,
         };
         Ok(CrawlServer {
             shared: Arc::new(Shared {
@@ -151,7 +151,7 @@ impl CrawlServer {
     /// What this worker reports about itself: built-in parsers and loaded spiders.
     pub fn worker_info(&self) -> WorkerInfo {
         let mut info = self.shared.info.clone();
-        info.renders = self.shared.renderer.get().is_some();
+        info.render_tabs = self.shared.renderer.get().map_or(0, |r| r.tabs());
         if let Ok(cache) = self.shared.spiders.lock() {
             for hash in &cache.order {
                 if let Some(s) = cache.by_hash.get(hash) {

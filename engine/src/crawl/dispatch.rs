@@ -88,7 +88,7 @@ impl<F: Frontier> Crawl<F> {
                 .named(&dispatched.request.task)
                 .is_some_and(|t| t.def.render_of(&dispatched.request.parser).is_some());
         let lease = match (renders, dispatched.last_worker) {
-            // A page to render goes only to a worker that renders.
+            // A page to render goes only to a worker that renders, with a tab free there.
             (true, _) => match self.pool.renderer_lease(lease) {
                 Ok(lease) => lease,
                 Err(lease) => {
@@ -109,6 +109,8 @@ impl<F: Frontier> Crawl<F> {
             (false, None) => lease,
         };
         let worker = lease.worker().clone();
+        // Held for the call: the worker's tab comes back when it ends.
+        let tab = renders.then(|| worker.take_tab());
         worker.requests.fetch_add(1, Ordering::Relaxed);
         worker.in_flight.fetch_add(1, Ordering::Relaxed);
         self.figures.meter(worker.index, &worker.addr).0.inc();
@@ -166,6 +168,7 @@ impl<F: Frontier> Crawl<F> {
                         _ = down.cancelled() => Err(Unanswered::from_rpc(RpcError::Shutdown, left())),
                         _ = kill.cancelled() => Err(Unanswered::Killed),
                     };
+                    drop(tab);
                     Completion {
                         dispatched,
                         lease,

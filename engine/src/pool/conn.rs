@@ -60,6 +60,8 @@ pub struct WorkerConn {
     pub requests: AtomicU64,
     /// Requests sent to it and not answered yet.
     pub in_flight: AtomicU64,
+    /// Rendered pages among them: at most its tabs (see [`RenderTab`]).
+    rendering: Arc<AtomicU64>,
     pub(super) link: Mutex<Link>,
     pub(super) up: AtomicBool,
     pub(super) admin: AtomicU8,
@@ -85,6 +87,7 @@ impl WorkerConn {
             addr,
             requests: AtomicU64::new(0),
             in_flight: AtomicU64::new(0),
+            rendering: Arc::default(),
             link: Mutex::new(Link::new(client, info, 0)),
             up: AtomicBool::new(true),
             admin: AtomicU8::new(Admin::Active as u8),
@@ -136,12 +139,29 @@ impl WorkerConn {
             .unwrap_or_else(|e| e.into_inner().info.clone())
     }
 
-    /// Whether the worker renders pages (`worker --render`), as it last said.
-    pub fn renders(&self) -> bool {
+    /// Pages the worker renders at once (`worker --render_tabs`; 0 when it does not
+    /// render), as it last said.
+    pub fn render_tabs(&self) -> u32 {
         self.link
             .lock()
-            .map(|l| l.info.renders)
-            .unwrap_or_else(|e| e.into_inner().info.renders)
+            .map(|l| l.info.render_tabs)
+            .unwrap_or_else(|e| e.into_inner().info.render_tabs)
+    }
+
+    /// Whether the worker renders pages (`worker --render`), as it last said.
+    pub fn renders(&self) -> bool {
+        self.render_tabs() > 0
+    }
+
+    /// Whether it renders and has a tab free for one more page.
+    pub fn has_free_tab(&self) -> bool {
+        self.rendering.load(Ordering::Relaxed) < u64::from(self.render_tabs())
+    }
+
+    /// Takes one of its tabs for a rendered page, until the returned guard is dropped.
+    pub fn take_tab(&self) -> RenderTab {
+        self.rendering.fetch_add(1, Ordering::Relaxed);
+        RenderTab(self.rendering.clone())
     }
 
     pub(super) fn link(&self) -> Link {
@@ -230,4 +250,17 @@ pub struct WorkerView {
     /// Seconds its oldest request in flight had been going at its last heartbeat; far past
     /// the fetch timeout, the worker is stuck.
     pub oldest_in_flight_secs: Option<f64>,
+}
+
+/// One of a worker's tabs, held by a rendered page in flight there; given back when dropped
+/// (when the call ends, whatever its outcome). A rendering worker takes at most its tabs'
+/// worth of rendered pages, so that the rest of its slots serve plain pages instead of
+/// waiting for a tab.
+#[derive(Debug)]
+pub struct RenderTab(Arc<AtomicU64>);
+
+impl Drop for RenderTab {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }

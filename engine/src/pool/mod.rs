@@ -20,7 +20,7 @@ mod control;
 mod lease;
 mod supervise;
 
-pub use conn::{WorkerConn, WorkerView};
+pub use conn::{RenderTab, WorkerConn, WorkerView};
 pub use control::{ControlError, PoolControl};
 pub use lease::Lease;
 
@@ -465,11 +465,12 @@ impl Pool {
         }
     }
 
-    /// A lease of a worker that renders pages: `lease` itself when its worker does, else one
-    /// taken from the free slots in its place (`lease` goes back). `Err` gives `lease` back
-    /// to the caller when no worker that renders has a slot free.
+    /// A lease of a worker that renders pages and has a tab free: `lease` itself when its
+    /// worker has, else one taken from the free slots in its place (`lease` goes back).
+    /// `Err` gives `lease` back to the caller when no worker that renders has a slot and a
+    /// tab free.
     pub fn renderer_lease(&mut self, lease: Lease) -> Result<Lease, Lease> {
-        if lease.worker.renders() {
+        if lease.worker.has_free_tab() {
             return Ok(lease);
         }
         let mut passed = Vec::new();
@@ -477,7 +478,7 @@ impl Pool {
         while let Ok(candidate) = self.rx.try_recv() {
             if !candidate.is_valid() {
                 self.shared.live.fetch_sub(1, Ordering::Relaxed);
-            } else if candidate.worker.renders() {
+            } else if candidate.worker.has_free_tab() {
                 found = Some(candidate);
                 break;
             } else {
@@ -598,6 +599,25 @@ mod tests {
             vec![0, 1, 0, 1, 1],
             "round-robin, then the deeper worker's extra slot"
         );
+    }
+
+    #[tokio::test]
+    async fn rendered_pages_take_a_worker_that_renders_up_to_its_tabs() {
+        let plain = in_process_worker(3);
+        let (name, client, mut info) = in_process_worker(4);
+        info.render_tabs = 1;
+        let mut pool = pool(vec![plain, (name, client, info)], 100);
+        let first = pool.acquire().await.expect("lease");
+        assert_eq!(first.worker().index, 0);
+        let rendering = pool.renderer_lease(first).expect("the renderer's lease");
+        assert_eq!(rendering.worker().index, 1);
+        let tab = rendering.worker().take_tab();
+        // Slots free on both workers, but the renderer's one tab is taken.
+        let next = pool.acquire().await.expect("lease");
+        let next = pool.renderer_lease(next).expect_err("no tab free");
+        drop(tab);
+        let again = pool.renderer_lease(next).expect("a tab is free again");
+        assert_eq!(again.worker().index, 1);
     }
 
     #[tokio::test]

@@ -93,6 +93,11 @@ impl Chromium {
         }
     }
 
+    /// Pages it renders at once.
+    pub fn tabs(&self) -> usize {
+        self.settings.tabs.max(1)
+    }
+
     /// The memory of the running browser and its children, MiB (see [`tree_memory_mb`]);
     /// `None` when no browser runs.
     pub async fn memory_mb(&self) -> Option<u64> {

@@ -139,6 +139,11 @@ impl Renderer {
         })
     }
 
+    /// Pages it renders at once (its tabs).
+    pub fn tabs(&self) -> u32 {
+        u32::try_from(self.chromium.tabs()).unwrap_or(u32::MAX)
+    }
+
     /// Renders `url` as the request asks, by `deadline`.
     pub async fn render(
         &self,
