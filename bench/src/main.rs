@@ -1,6 +1,9 @@
 //! `bench`: measures Spinneret on this machine against the machine's own limits, and writes
 //! `target/bench/report.json`. `make bench` runs it on release binaries; `--quick` is small.
 
+// The report is one `json!` literal, deeper than the default limit expands.
+#![recursion_limit = "256"]
+
 use anyhow::{Context as _, bail};
 use bench::pages::Site;
 use bench::server::{Server, Tally};
@@ -13,6 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
+
+mod render;
 
 /// Measures crawl speed, CPU, RPC overhead and memory on this machine, and writes a report.
 #[derive(Parser, Debug)]
@@ -41,6 +46,7 @@ struct Args {
 
 struct Sizes {
     pages: usize,
+    render_pages: usize,
     latency_pages: usize,
     seen: [usize; 2],
     items: usize,
@@ -66,6 +72,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let sizes = if args.quick {
         Sizes {
             pages: args.pages.min(2_000),
+            render_pages: 200,
             latency_pages: 500,
             seen: [100_000, 1_000_000],
             items: 50_000,
@@ -73,6 +80,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         Sizes {
             pages: args.pages,
+            render_pages: 1_000.min(args.pages),
             latency_pages: 10_000.min(args.pages),
             seen: [1_000_000, 10_000_000],
             items: 200_000,
@@ -238,6 +246,17 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     };
     server.reset();
 
+    step(
+        9,
+        "render_pages_per_s: one worker renders pages in headless Chromium, against the same worker fetching them",
+    );
+    let rendering =
+        render::render_vs_plain(&bins, dir.path(), &server.url(0), sizes.render_pages).await?;
+    if rendering.is_none() {
+        eprintln!("    skipped: no Chromium (scripts/deps.sh installs it)");
+    }
+    server.reset();
+
     let num = |v: &Value| v.as_f64().unwrap_or(0.0);
     let inprocess_pps = num(&inprocess["pages_per_sec"]);
     let distributed_pps = num(&distributed["pages_per_sec"]);
@@ -268,6 +287,11 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         "cluster_loop_turns_per_page": cluster.as_ref().map(|c| round3(c.loop_turns_per_page)),
         "redis_bytes_per_seen_url": cluster.as_ref().map(|c| round3(c.seen_bytes_per_url)),
         "redis_bytes_per_queued_url": cluster.as_ref().map(|c| round(c.queued_bytes_per_url)),
+        "render_pages_per_s": rendering.as_ref().map(|r| round(r.render_pages_per_s)),
+        "render_cpu_ms_per_page": rendering.as_ref().map(|r| round3(r.render_cpu_ms_per_page)),
+        "render_plain_pages_per_s": rendering.as_ref().map(|r| round(r.plain_pages_per_s)),
+        "render_plain_cpu_ms_per_page": rendering.as_ref().map(|r| round3(r.plain_cpu_ms_per_page)),
+        "ratio_render_to_plain": rendering.as_ref().map(|r| round3(r.render_pages_per_s / r.plain_pages_per_s.max(1e-9))),
         "correctness": {
             "pages": sizes.pages,
             "pages_fetched": tally.fetched,
@@ -287,6 +311,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
             "latency_bound_pages": sizes.latency_pages,
             "seen_bytes_per_url_at": { sizes.seen[0].to_string(): round(seen[0]), sizes.seen[1].to_string(): round(seen[1]) },
             "redis_bytes_measured_at_urls": sizes.seen[0],
+            "render_pages": rendering.as_ref().map(|r| r.pages),
+            "render_concurrency_and_tabs": [render::CONCURRENCY, render::TABS],
             "items_saved_in_store_bench": sizes.items,
             "binaries": bins.display().to_string(),
         }
@@ -642,7 +668,7 @@ fn cpu_model() -> String {
 }
 
 fn print_table(report: &Value) {
-    let targets: [(&str, &str); 26] = [
+    let targets: [(&str, &str); 31] = [
         ("server_raw_pages_per_s", ""),
         ("parse_ceiling_pages_per_s", ""),
         ("inprocess_pages_per_s", ""),
@@ -669,6 +695,11 @@ fn print_table(report: &Value) {
         ("cluster_loop_turns_per_page", ""),
         ("redis_bytes_per_seen_url", "<= 16"),
         ("redis_bytes_per_queued_url", ""),
+        ("render_pages_per_s", ""),
+        ("render_cpu_ms_per_page", ""),
+        ("render_plain_pages_per_s", ""),
+        ("render_plain_cpu_ms_per_page", ""),
+        ("ratio_render_to_plain", ""),
     ];
     println!("{:<34} {:>14}  target", "measure", "value");
     for (key, target) in targets {

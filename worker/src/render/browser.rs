@@ -23,6 +23,9 @@ use tokio::sync::{Mutex, Semaphore};
 const PROBE: Duration = Duration::from_secs(2);
 /// Time kept, before a page's deadline, to close its tab.
 const CLOSE: Duration = Duration::from_secs(2);
+/// How often a browser's memory is read (reading it walks `/proc`): before its first page,
+/// then at most this often.
+const MEMORY_EVERY: Duration = Duration::from_secs(1);
 
 /// How a rendering worker runs its browser.
 #[derive(Clone, Debug)]
@@ -60,7 +63,21 @@ struct Live {
     retired: std::sync::atomic::AtomicBool,
     /// The User-Agent its pages send: the browser's own, then the crawler's.
     user_agent: String,
+    /// When its memory was last read, if it was.
+    memory_read: std::sync::Mutex<Option<Instant>>,
     _profile: tempfile::TempDir,
+}
+
+impl Live {
+    /// Whether its memory is to be read now (see [`MEMORY_EVERY`]); if so, it counts as read.
+    fn memory_due(&self) -> bool {
+        let mut read = self.memory_read.lock().unwrap_or_else(|e| e.into_inner());
+        let due = read.is_none_or(|at| at.elapsed() >= MEMORY_EVERY);
+        if due {
+            *read = Some(Instant::now());
+        }
+        due
+    }
 }
 
 impl Drop for Live {
@@ -118,7 +135,7 @@ impl Chromium {
             let worn = live.pages.load(Ordering::Relaxed) >= self.settings.recycle.max(1);
             let heavy = live
                 .pid
-                .is_some_and(|pid| tree_memory_mb(pid) > self.settings.max_mb);
+                .is_some_and(|pid| live.memory_due() && tree_memory_mb(pid) > self.settings.max_mb);
             if *live.dead.borrow() || live.retired.load(Ordering::Relaxed) || worn || heavy {
                 tracing::debug!(worn, heavy, "replacing the browser");
                 *slot = None;
@@ -192,6 +209,7 @@ impl Chromium {
             pages: Default::default(),
             retired: Default::default(),
             user_agent: format!("{own} {}", s.crawler).trim().to_owned(),
+            memory_read: std::sync::Mutex::new(None),
             _profile: profile,
         })
     }
@@ -436,7 +454,7 @@ fn running_as_root() -> bool {
 }
 
 /// The pids of `pid` and its descendants, from `/proc`.
-fn tree(pid: u32) -> Vec<u32> {
+pub fn process_tree(pid: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     if let Ok(entries) = std::fs::read_dir("/proc") {
         for entry in entries.flatten() {
@@ -478,7 +496,7 @@ pub fn tree_memory_mb(pid: u32) -> u64 {
         let line = text.lines().find(|l| l.starts_with(name))?;
         line.split_whitespace().nth(1)?.parse::<u64>().ok()
     };
-    let kib: u64 = tree(pid)
+    let kib: u64 = process_tree(pid)
         .into_iter()
         .filter_map(|p| {
             field(format!("/proc/{p}/smaps_rollup"), "Pss:")
@@ -491,7 +509,10 @@ pub fn tree_memory_mb(pid: u32) -> u64 {
 /// Kills `pid` and its descendants (a pid reused meanwhile is the risk every supervisor
 /// takes, narrowed by killing right as the browser is let go).
 fn kill_tree(pid: u32) {
-    let pids: Vec<String> = tree(pid).into_iter().map(|p| p.to_string()).collect();
+    let pids: Vec<String> = process_tree(pid)
+        .into_iter()
+        .map(|p| p.to_string())
+        .collect();
     let _ = std::process::Command::new("kill")
         .arg("-9")
         .args(pids)
