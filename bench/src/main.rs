@@ -72,7 +72,8 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     let sizes = if args.quick {
         Sizes {
             pages: args.pages.min(2_000),
-            render_pages: 200,
+            // A tenth of the site, at least 20 pages: rendering is a thousand times slower.
+            render_pages: (args.pages.min(2_000) / 10).max(20),
             latency_pages: 500,
             seen: [100_000, 1_000_000],
             items: 50_000,
@@ -80,7 +81,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
     } else {
         Sizes {
             pages: args.pages,
-            render_pages: 1_000.min(args.pages),
+            render_pages: 500.min(args.pages),
             latency_pages: 10_000.min(args.pages),
             seen: [1_000_000, 10_000_000],
             items: 200_000,
@@ -287,7 +288,7 @@ async fn run(args: &Args) -> anyhow::Result<()> {
         "cluster_loop_turns_per_page": cluster.as_ref().map(|c| round3(c.loop_turns_per_page)),
         "redis_bytes_per_seen_url": cluster.as_ref().map(|c| round3(c.seen_bytes_per_url)),
         "redis_bytes_per_queued_url": cluster.as_ref().map(|c| round(c.queued_bytes_per_url)),
-        "render_pages_per_s": rendering.as_ref().map(|r| round(r.render_pages_per_s)),
+        "render_pages_per_s": rendering.as_ref().map(|r| round3(r.render_pages_per_s)),
         "render_cpu_ms_per_page": rendering.as_ref().map(|r| round3(r.render_cpu_ms_per_page)),
         "render_plain_pages_per_s": rendering.as_ref().map(|r| round(r.plain_pages_per_s)),
         "render_plain_cpu_ms_per_page": rendering.as_ref().map(|r| round3(r.plain_cpu_ms_per_page)),

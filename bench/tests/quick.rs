@@ -28,6 +28,10 @@ fn quick_bench_writes_an_exact_report() {
         "itemsaver_items_per_s",
         "ratio_distributed_to_inprocess",
         "ratio_inprocess_to_parse_ceiling",
+        // make test installs Chromium, so the rendering step runs.
+        "render_pages_per_s",
+        "render_cpu_ms_per_page",
+        "render_plain_pages_per_s",
     ] {
         assert!(
             report[key].as_f64().is_some_and(|v| v > 0.0),

@@ -118,3 +118,61 @@ async fn a_crawl_with_warc_writes_files_warcio_reads_back_page_for_page() {
         responses.keys().collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rendered_crawl_archives_what_the_browser_received_and_warcio_reads_it() {
+    let venv = warcio_venv();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = spinneret_tests::scripted::ScriptedSite::start()
+        .await
+        .expect("site");
+    let archive = dir.path().join("warc");
+    run_engine(
+        dir.path(),
+        &[
+            "--render".into(),
+            format!("--seed={}", site.url("/scripted")),
+            format!("--seed={}", site.url("/moved")),
+            format!("--warc={}", archive.display()),
+            "--warc_subresources".into(),
+            "--no_state".into(),
+        ],
+    )
+    .await
+    .succeeded("a rendered crawl with --warc");
+    let files: Vec<String> = std::fs::read_dir(&archive)
+        .expect("the archive directory")
+        .map(|e| e.expect("entry").path().display().to_string())
+        .collect();
+    for file in &files {
+        run(&venv.join("bin/warcio"), &["check", "-v", file]);
+    }
+    let mut args = vec!["-c", DUMP];
+    args.extend(files.iter().map(String::as_str));
+    let dump = run(&venv.join("bin/python"), &args);
+    let statuses: BTreeMap<String, u64> = dump
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("a record"))
+        .filter(|r| r["type"] == "response")
+        .map(|r| {
+            let uri = r["uri"].as_str().expect("uri");
+            let path = uri
+                .strip_prefix(site.url("").trim_end_matches('/'))
+                .expect("the site's");
+            (path.to_owned(), r["status"].as_u64().expect("status"))
+        })
+        .collect();
+    // The pages (by the browser), the script one loaded, the redirect and where it led,
+    // and robots.txt (fetched plainly).
+    let expected: BTreeMap<String, u64> = [
+        ("/scripted", 200),
+        ("/app.js", 200),
+        ("/moved", 302),
+        ("/item/1", 200),
+        ("/robots.txt", 200),
+    ]
+    .into_iter()
+    .map(|(p, s)| (p.to_owned(), s))
+    .collect();
+    assert_eq!(statuses, expected);
+}
