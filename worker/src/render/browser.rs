@@ -222,12 +222,13 @@ impl Chromium {
         deadline: Instant,
     ) -> Result<Rendered, RenderError> {
         use std::sync::atomic::Ordering;
-        let started = Instant::now();
         let left = || deadline.saturating_duration_since(Instant::now());
         let _tab = tokio::time::timeout(left(), self.tabs.acquire())
             .await
             .map_err(|_| RenderError::Timeout)?
             .map_err(|_| RenderError::Crashed)?;
+        // Render time runs from the tab, not from the wait for one.
+        let started = Instant::now();
         let live = self.browser().await?;
         live.pages.fetch_add(1, Ordering::Relaxed);
         // The page's own work ends before the deadline, leaving time to tell a page that

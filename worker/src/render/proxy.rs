@@ -212,19 +212,14 @@ async fn serve(
         return;
     };
     if head.method.eq_ignore_ascii_case("CONNECT") {
-        let Some((host, port)) = split_host_port(&head.target, 443) else {
+        let Some((_, port)) = split_host_port(&head.target, 443) else {
             let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
             return;
         };
-        // The origin as a URL, so that an origin allowed by its seed is allowed for its own
-        // scheme and port only.
-        let origin = url::Url::parse(&format!("https://{}/", head.target));
-        let checked = origin
-            .map_err(|_| Refusal::Unreachable)
-            .and_then(|url| policy.check_url(&url).map_err(Refusal::Blocked));
-        if let Err(why) = checked {
-            return refuse(client, &why, stats).await;
-        }
+        let host = match tunnel_origin(policy, &head.target) {
+            Ok(host) => host,
+            Err(why) => return refuse(client, &why, stats).await,
+        };
         let site = match connect(policy, own, &host, port).await {
             Ok(site) => site,
             Err(why) => return refuse(client, &why, stats).await,
@@ -416,6 +411,7 @@ async fn connect(
 }
 
 /// Why the proxy did not connect.
+#[derive(Debug)]
 enum Refusal {
     /// The guard refused every address.
     Blocked(Blocked),
@@ -462,6 +458,15 @@ async fn copy_counted(
 }
 
 /// `host:port` (or `[v6]:port`) split, with `default` when no port is given.
+/// The host of a `CONNECT` target, once its origin passed the guard as a URL (so that an
+/// origin allowed by its seed is allowed for its own scheme and port only), written as a
+/// URL writes it (an IPv6 literal in brackets), as the seed's origin was.
+fn tunnel_origin(policy: &AddressPolicy, target: &str) -> Result<String, Refusal> {
+    let url = url::Url::parse(&format!("https://{target}/")).map_err(|_| Refusal::Unreachable)?;
+    policy.check_url(&url).map_err(Refusal::Blocked)?;
+    Ok(url.host_str().unwrap_or_default().to_owned())
+}
+
 fn split_host_port(target: &str, default: u16) -> Option<(String, u16)> {
     if let Some(rest) = target.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
@@ -522,6 +527,26 @@ mod tests {
         assert_eq!(split_host_port("a.test", 443), Some(("a.test".into(), 443)));
         assert_eq!(split_host_port("[::1]:80", 443), Some(("::1".into(), 80)));
         assert_eq!(split_host_port("a.test:x", 443), None);
+    }
+
+    #[test]
+    fn a_tunnel_to_an_ipv6_seed_origin_is_checked_under_the_seeds_own_host() {
+        let ip: IpAddr = "::1".parse().expect("ip");
+        let policy = AddressPolicy {
+            origins: vec![crate::addresses::AllowedOrigin {
+                scheme: "https".into(),
+                host: "[::1]".into(),
+                port: 8443,
+                addrs: vec![ip],
+            }],
+            ..AddressPolicy::default()
+        };
+        let host = tunnel_origin(&policy, "[::1]:8443").expect("the seed's origin");
+        assert!(policy.check(&host, ip).is_ok(), "{host}");
+        assert!(
+            tunnel_origin(&policy, "[::1]:9443").is_err(),
+            "another port"
+        );
     }
 
     async fn site() -> (SocketAddr, tokio::task::JoinHandle<Vec<u8>>) {
