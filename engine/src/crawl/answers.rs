@@ -474,11 +474,12 @@ impl<F: Frontier> Crawl<F> {
         }
     }
 
-    /// Counts a page that failed for good, and lets it leave the queue.
     /// A page to render found no worker that renders with a slot free. It waits: a moment
     /// when one is connected (busy), else until `--no_workers_timeout` has passed with none,
     /// and then fails `no_render_worker`.
-    fn no_renderer(&mut self, d: Dispatched, now: Instant) {
+    fn no_renderer(&mut self, mut d: Dispatched, now: Instant) {
+        // Never sent: when it comes back it is not counted again against its host's pages.
+        d.requeues = d.requeues.saturating_add(1);
         if self.pool.any_renders() {
             self.slots.no_renderer_since = None;
             self.frontier
@@ -498,6 +499,7 @@ impl<F: Frontier> Crawl<F> {
         }
     }
 
+    /// Counts a page that failed for good, and lets it leave the queue.
     fn fail(&mut self, d: &Dispatched, status: u16, reason: &str) {
         self.tally_of(d, Outcome::Failed { status, reason });
         self.fetched(d);

@@ -465,10 +465,10 @@ impl Pool {
         }
     }
 
-    /// A lease of a worker that renders pages and has a tab free: `lease` itself when its
-    /// worker has, else one taken from the free slots in its place (`lease` goes back).
-    /// `Err` gives `lease` back to the caller when no worker that renders has a slot and a
-    /// tab free.
+    /// A lease of a worker that renders pages, for a page to render: of one with a tab free
+    /// if there is one (`lease` itself when its worker has, else one taken from the free
+    /// slots in its place), else of any that renders (the page waits for a tab there). `Err`
+    /// gives `lease` back to the caller when no worker that renders has a slot free.
     pub fn renderer_lease(&mut self, lease: Lease) -> Result<Lease, Lease> {
         if lease.worker.has_free_tab() {
             return Ok(lease);
@@ -485,6 +485,11 @@ impl Pool {
                 passed.push(candidate);
             }
         }
+        // No tab free anywhere: a slot of a worker that renders, if one is free.
+        let found = found.or_else(|| {
+            let busy = passed.iter().position(|l| l.worker.renders())?;
+            Some(passed.swap_remove(busy))
+        });
         for l in passed {
             self.release(l);
         }
@@ -493,6 +498,7 @@ impl Pool {
                 self.release(lease);
                 Ok(found)
             }
+            None if lease.worker.renders() => Ok(lease),
             None => Err(lease),
         }
     }
@@ -602,22 +608,35 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn rendered_pages_take_a_worker_that_renders_up_to_its_tabs() {
-        let plain = in_process_worker(3);
-        let (name, client, mut info) = in_process_worker(4);
-        info.render_tabs = 1;
-        let mut pool = pool(vec![plain, (name, client, info)], 100);
+    async fn rendered_pages_go_where_a_tab_is_free_then_to_any_renderer_slot() {
+        let renderer = |concurrency| {
+            let (name, client, mut info) = in_process_worker(concurrency);
+            info.render_tabs = 1;
+            (format!("{name}-renders"), client, info)
+        };
+        let mut pool = pool(vec![in_process_worker(3), renderer(2), renderer(1)], 100);
         let first = pool.acquire().await.expect("lease");
-        assert_eq!(first.worker().index, 0);
-        let rendering = pool.renderer_lease(first).expect("the renderer's lease");
-        assert_eq!(rendering.worker().index, 1);
-        let tab = rendering.worker().take_tab();
-        // Slots free on both workers, but the renderer's one tab is taken.
-        let next = pool.acquire().await.expect("lease");
-        let next = pool.renderer_lease(next).expect_err("no tab free");
-        drop(tab);
-        let again = pool.renderer_lease(next).expect("a tab is free again");
-        assert_eq!(again.worker().index, 1);
+        let first = pool.renderer_lease(first).expect("a renderer");
+        let tab_a = first.worker().take_tab();
+        // The other renderer has its tab free: it takes the next page.
+        let second = pool.acquire().await.expect("lease");
+        let second = pool.renderer_lease(second).expect("a renderer");
+        assert_ne!(first.worker().index, second.worker().index);
+        assert_ne!(second.worker().index, 0);
+        let tab_b = second.worker().take_tab();
+        // No tab free: a renderer's slot all the same (the page waits for its tab there).
+        let third = pool.acquire().await.expect("lease");
+        let third = pool.renderer_lease(third).expect("a renderer's slot");
+        assert_eq!(
+            third.worker().index,
+            1,
+            "the only renderer with a slot left"
+        );
+        // No renderer slot free: none, and the plain lease comes back.
+        let fourth = pool.acquire().await.expect("lease");
+        let fourth = pool.renderer_lease(fourth).expect_err("no renderer slot");
+        assert_eq!(fourth.worker().index, 0);
+        drop((tab_a, tab_b));
     }
 
     #[tokio::test]

@@ -254,3 +254,43 @@ async fn a_rendered_pages_redirects_go_through_the_engine_like_a_plain_fetchs() 
     let hits = site.hits();
     assert_eq!((hits["/item/1"], hits["/item/2"]), (1, 1), "{hits:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pages_waiting_for_a_busy_renderer_count_once_against_their_hosts_cap() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let site = ScriptedSite::start().await.expect("site");
+    let store = dir.path().join("items.db");
+    let saver = Server::start(
+        "itemsaver",
+        &["--store", &store.display().to_string()],
+        dir.path(),
+    )
+    .await;
+    let guard = ["--allow_addr", "127.0.0.1/32"];
+    let plain = Server::start("worker", &guard, dir.path()).await;
+    // One page at a time: the pages to render that meet the plain worker's free slots go
+    // back to wait, again and again.
+    let renderer = Server::start(
+        "worker",
+        &["--render", "--concurrency", "1", guard[0], guard[1]],
+        dir.path(),
+    )
+    .await;
+    let spider = dir.path().join("shop.toml");
+    std::fs::write(&spider, shop_spider(&site, true)).expect("spider");
+    let run = run_engine(
+        dir.path(),
+        &[
+            format!("--spider={}", spider.display()),
+            format!("--itemsaver_host={}", saver.addr),
+            format!("--worker_hosts={},{}", plain.addr, renderer.addr),
+            "--max_pages_per_host=6".into(),
+            "--no_state".into(),
+        ],
+    )
+    .await;
+    let summary = run.summary();
+    // The listing links to eleven pages, each rendered: six are fetched, however often
+    // they waited.
+    assert_eq!(summary["pages_ok"], 6, "{summary:#}");
+}
