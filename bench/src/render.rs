@@ -16,9 +16,13 @@ pub const TABS: usize = 4;
 pub struct RenderFigures {
     /// Pages crawled in each.
     pub pages: usize,
+    /// Pages per second, rendered.
     pub render_pages_per_s: f64,
+    /// CPU milliseconds per page, rendered.
     pub render_cpu_ms_per_page: f64,
+    /// Pages per second, fetched plainly.
     pub plain_pages_per_s: f64,
+    /// CPU milliseconds per page, fetched plainly.
     pub plain_cpu_ms_per_page: f64,
 }
 
@@ -91,7 +95,7 @@ async fn crawl(
 /// CPU seconds (user and system) of `pid` and its descendants, with the children each
 /// reaped.
 fn tree_cpu_secs(pid: u32) -> f64 {
-    worker::render::browser::process_tree(pid)
+    worker::render::process::process_tree(pid)
         .into_iter()
         .filter_map(|p| {
             let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;

@@ -37,7 +37,9 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// `LoadSpiderError`.
 /// 5: a request may ask to be rendered in a browser; workers say whether they render in
 /// `info` and `status`; fetch facts say whether a page was rendered.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// 6: workers say how many pages they render at once (`info.render_tabs`, where 5 had a
+/// flag).
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// The first bytes of a Spinneret connection.
 const MAGIC: [u8; 4] = *b"SPNR";

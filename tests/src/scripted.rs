@@ -11,6 +11,9 @@
 //! - `/probe?target=URL` requests `URL` from script (the address guard's test).
 //! - `/moved` redirects to `/item/1`; `/away` sends its frame to `/item/2` from script.
 //! - `/scripted` takes its product from a script file, `/app.js` (a subrequest to archive).
+//! - `/reload` reloads itself once, then writes its product.
+//! - `/big` is [`BIG_BYTES`] long; `/post` posts `q=1` to `/item/1` from script;
+//!   `/events` opens an event stream (`/stream`, which never ends) before loading `/app.js`.
 //!
 //! Every request is counted by path, for tests that assert what was fetched.
 
@@ -30,6 +33,9 @@ pub const FIRST_BATCH: usize = 6;
 pub const SECOND_BATCH: usize = 4;
 /// Every product of the listing: each has its page, `/item/N`.
 pub const PRODUCTS: usize = FIRST_BATCH + SECOND_BATCH;
+
+/// The length of `/big`, bytes.
+pub const BIG_BYTES: usize = 200_000;
 
 /// The name of product `i`, as the script writes it on the listing and on its page.
 pub fn product_name(i: usize) -> String {
@@ -219,6 +225,37 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
             [(header::CONTENT_TYPE, "text/javascript")],
             "document.getElementById('from-app').className = 'product';\
              document.getElementById('from-app').textContent = 'From app.js';",
+        )
+            .into_response(),
+        "/reload" => html(
+            "<!doctype html><html><head><title>Reload</title></head><body><div id=\"p\"></div>\
+             <script>if (!sessionStorage.getItem('r')) { sessionStorage.setItem('r', '1'); \
+             location.reload(); } else { document.getElementById('p').textContent = \
+             'Reloaded'; }</script></body></html>"
+                .into(),
+        ),
+        "/big" => html(format!(
+            "<!doctype html><html><head><title>Big</title></head><body><p>{}</p></body></html>",
+            "x".repeat(BIG_BYTES)
+        )),
+        "/post" => html(
+            "<!doctype html><html><head><title>Post</title></head><body><script>\
+             var x = new XMLHttpRequest(); x.open('POST', '/item/1', false); x.send('q=1');\
+             </script></body></html>"
+                .into(),
+        ),
+        "/events" => html(
+            "<!doctype html><html><head><title>Events</title></head><body>\
+             <div id=\"from-app\"></div><script>new EventSource('/stream');</script>\
+             <script src=\"/app.js\"></script></body></html>"
+                .into(),
+        ),
+        "/stream" => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "text/event-stream")],
+            axum::body::Body::from_stream(futures::stream::pending::<
+                Result<axum::body::Bytes, std::io::Error>,
+            >()),
         )
             .into_response(),
         "/gone" => (

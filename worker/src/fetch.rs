@@ -130,13 +130,18 @@ impl Fetcher {
         let Some(warc) = self.warc.clone() else {
             return Ok(received.body);
         };
-        let user_agent = self.config.user_agent.clone();
+        let sent = [
+            ("User-Agent", self.config.user_agent.as_str()),
+            ("Accept", received.accept),
+            ("Accept-Encoding", "gzip, br"),
+        ]
+        .map(|(name, value)| (name.to_owned(), value.to_owned()));
         let (written, body) = tokio::task::spawn_blocking(move || {
             let written = warc.write(&crate::warc::Exchange {
                 url: &received.url,
                 method: "GET",
-                user_agent: &user_agent,
-                accept: received.accept,
+                request_headers: &sent,
+                request_body: &[],
                 status: received.status,
                 headers: &received.headers,
                 body: &received.body,

@@ -36,10 +36,10 @@ pub struct Exchange<'a> {
     /// The request's method (`GET` for every fetch of the worker's own; a browser's
     /// subrequests may `POST`).
     pub method: &'a str,
-    /// The User-Agent sent.
-    pub user_agent: &'a str,
-    /// The Accept header sent.
-    pub accept: &'a str,
+    /// The request's headers as sent, but `Host` (written from the URL).
+    pub request_headers: &'a [(String, String)],
+    /// The request's body (a browser's `POST`), empty for the worker's own fetches.
+    pub request_body: &'a [u8],
     /// The response's status.
     pub status: reqwest::StatusCode,
     /// The response's headers, as received.
@@ -285,11 +285,24 @@ fn request_record(exchange: &Exchange<'_>, date: &str, id: &str, response_id: &s
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_owned(),
     };
-    let block = format!(
-        "{} {target} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: {}\r\nAccept: {}\r\nAccept-Encoding: gzip, br\r\n\r\n",
-        exchange.method, exchange.user_agent, exchange.accept
-    );
-    let block_digest = digest(block.as_bytes());
+    let mut block =
+        format!("{} {target} HTTP/1.1\r\nHost: {host}\r\n", exchange.method).into_bytes();
+    let mut length_sent = false;
+    for (name, value) in exchange.request_headers {
+        if name.eq_ignore_ascii_case("host") {
+            continue;
+        }
+        length_sent |= name.eq_ignore_ascii_case("content-length");
+        block.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
+    }
+    if !exchange.request_body.is_empty() && !length_sent {
+        block.extend_from_slice(
+            format!("Content-Length: {}\r\n", exchange.request_body.len()).as_bytes(),
+        );
+    }
+    block.extend_from_slice(b"\r\n");
+    block.extend_from_slice(exchange.request_body);
+    let block_digest = digest(&block);
     record(
         &[
             ("WARC-Type", "request"),
@@ -300,7 +313,7 @@ fn request_record(exchange: &Exchange<'_>, date: &str, id: &str, response_id: &s
             ("WARC-Block-Digest", &block_digest),
             ("Content-Type", "application/http;msgtype=request"),
         ],
-        block.as_bytes(),
+        &block,
     )
 }
 
@@ -328,8 +341,8 @@ mod tests {
         Exchange {
             url,
             method: "GET",
-            user_agent: "Spinneret/test",
-            accept: "text/html",
+            request_headers: &[],
+            request_body: &[],
             status: reqwest::StatusCode::OK,
             headers,
             body,

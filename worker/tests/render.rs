@@ -234,6 +234,13 @@ async fn a_redirect_or_a_navigation_elsewhere_is_reported_and_not_followed() {
         .await
         .expect("rendered");
     assert_eq!(stays.redirect, None);
+    // A page that reloads itself (a script challenge, say) is no redirect: it renders.
+    let reloads = browser
+        .render(&site.url("/reload"), &RenderSpec::default(), deadline())
+        .await
+        .expect("rendered");
+    assert_eq!(reloads.redirect, None);
+    assert!(reloads.html.contains("Reloaded"), "{}", reloads.html);
     let agents = site.agents();
     let agent = agents["/item/3"].iter().next().expect("an agent");
     assert!(
@@ -312,4 +319,60 @@ async fn a_browser_past_its_memory_cap_is_replaced_before_its_next_page() {
             .expect("rendered");
     }
     assert_eq!(browser.launches.load(Ordering::Relaxed), before + 3);
+}
+
+#[tokio::test]
+async fn archiving_bounds_bodies_keeps_posts_and_never_waits_on_a_stream() {
+    let site = ScriptedSite::start().await.expect("site");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let writer = WarcWriter::new(WarcConfig {
+        dir: dir.path().to_path_buf(),
+        max_bytes: DEFAULT_MAX_BYTES,
+        subresources: true,
+    })
+    .expect("writer");
+    let (browser, _proxy) = chromium_with(loopback(), |s| {
+        s.max_body_bytes = (scripted::BIG_BYTES / 2) as u64;
+        s.archive = Some(Archive {
+            writer: Arc::new(writer),
+            subresources: true,
+        })
+    })
+    .await;
+    let deadline = || Instant::now() + Duration::from_secs(20);
+    let base = site.url("");
+    let base = base.trim_end_matches('/');
+    // A page over the body limit fails as a plain fetch's would; its record is cut there.
+    let error = browser
+        .render(&site.url("/big"), &RenderSpec::default(), deadline())
+        .await
+        .expect_err("too large");
+    assert!(matches!(error, RenderError::TooLarge { .. }), "{error}");
+    let records = warc_records(dir.path());
+    let big = response_of(&records, base, "/big");
+    assert!(big.contains("WARC-Truncated: length\r\n"), "{big}");
+    // A request's body is archived with it.
+    browser
+        .render(&site.url("/post"), &RenderSpec::default(), deadline())
+        .await
+        .expect("rendered");
+    let records = warc_records(dir.path());
+    let post = records
+        .iter()
+        .find(|r| r.contains("WARC-Type: request\r\n") && r.contains("POST /item/1 HTTP/1.1"))
+        .expect("the POST's request record");
+    assert!(post.ends_with("\r\n\r\nq=1\r\n\r\n"), "{post}");
+    // An event stream never ends: its headers are archived, and the page's other requests
+    // do not wait on it.
+    let events = browser
+        .render(&site.url("/events"), &RenderSpec::default(), deadline())
+        .await
+        .expect("rendered");
+    assert!(events.html.contains("From app.js"), "{}", events.html);
+    let records = warc_records(dir.path());
+    let stream = response_of(&records, base, "/stream");
+    assert!(
+        stream.contains("WARC-Truncated: unspecified\r\n"),
+        "{stream}"
+    );
 }

@@ -4,6 +4,7 @@
 //! worker's guard proxy.
 
 use super::capture::{Archive, Intercepting, Interception};
+use super::process::{dying_with_the_worker, kill_tree, running_as_root, tree_memory_mb};
 use super::{RenderError, RenderSpec, Rendered, Wait};
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::inspector::{
@@ -36,7 +37,7 @@ pub struct BrowserSettings {
     pub tabs: usize,
     /// Pages a browser renders before it is replaced.
     pub recycle: u64,
-    /// Memory (proportional set size of the browser and its children) past which the
+    /// Memory (anonymous and shared resident pages of the browser and its children) past which the
     /// browser is replaced, MiB.
     pub max_mb: u64,
     /// The JavaScript heap of each page, MiB (V8's `--max-old-space-size`).
@@ -270,21 +271,22 @@ impl Chromium {
         if !matches!(closed, Ok(Ok(_))) {
             live.retired.store(true, Ordering::Relaxed);
         }
-        let crashed = *live.dead.borrow();
+        let exited = *live.dead.borrow();
+        if exited || matches!(result, Err(RenderError::Crashed)) {
+            // The browser is replaced: it is gone, or the page's renderer died (out of
+            // memory, say).
+            live.retired.store(true, Ordering::Relaxed);
+        }
         match result {
-            _ if crashed => {
-                live.retired.store(true, Ordering::Relaxed);
-                Err(RenderError::Crashed)
-            }
+            // Rendered before the browser went: the page is had.
             Ok(mut rendered) => {
                 rendered.render_ms = started.elapsed().as_millis() as u64;
                 Ok(rendered)
             }
-            Err(RenderError::Crashed) => {
-                // Its renderer died (out of memory, say): the browser is replaced too.
-                live.retired.store(true, Ordering::Relaxed);
-                Err(RenderError::Crashed)
-            }
+            // The page's own renderer crashed: the page's fault, as far as anyone can tell.
+            Err(RenderError::Crashed) => Err(RenderError::Crashed),
+            // The whole browser went, with every page in it: no page's fault in particular.
+            Err(_) if exited => Err(RenderError::BrowserExited),
             Err(e) => Err(e),
         }
     }
@@ -305,33 +307,27 @@ impl Chromium {
             page,
             main_frame,
             Interception {
+                page_url: url.to_owned(),
                 block_heavy: !spec.all_resources,
                 archive: self.settings.archive.clone(),
                 max_body_bytes: self.settings.max_body_bytes,
             },
         )
         .await?;
-        // The page loads and waits, unless its frame is sent elsewhere first.
+        // The page loads and waits, unless its load ends early (sent elsewhere, too large).
         let loaded = tokio::select! {
             loaded = load(page, url, spec) => loaded,
-            () = intercepting.redirected() => Ok(()),
+            () = intercepting.stopped() => Ok(()),
         };
-        let main = intercepting.main();
-        if let Some(failed) = main.archive_failed {
-            return Err(RenderError::Archive(failed));
-        }
-        if let Some(target) = main.redirect {
-            return Ok(Rendered {
-                html: String::new(),
-                final_url: url.to_owned(),
-                redirect: Some(target),
-                // A redirect, or the page's own status when a script navigated away.
-                status: main.status.unwrap_or(302),
-                render_ms: 0,
-            });
+        if let Some(stopped) = stopped_early(&intercepting, url, self.settings.max_body_bytes) {
+            return stopped;
         }
         loaded?;
         let html = page.content().await.map_err(nav)?;
+        // Sent elsewhere while its DOM was taken (a timer, an onload): a redirect all the same.
+        if let Some(stopped) = stopped_early(&intercepting, url, self.settings.max_body_bytes) {
+            return stopped;
+        }
         let final_url = page
             .url()
             .await
@@ -342,10 +338,35 @@ impl Chromium {
             final_url,
             redirect: None,
             // No response seen (a page answered from the browser itself): as loaded.
-            status: main.status.unwrap_or(200),
+            status: intercepting.main().status.unwrap_or(200),
             render_ms: 0,
         })
     }
+}
+
+/// How the page's render ends when its interception stopped it, or an archive write failed:
+/// a redirect, `too_large` or `archive_failed`; `None` when it goes on.
+fn stopped_early(
+    intercepting: &Intercepting,
+    url: &str,
+    limit: u64,
+) -> Option<Result<Rendered, RenderError>> {
+    if let Some(failed) = intercepting.archive_failure() {
+        return Some(Err(RenderError::Archive(failed)));
+    }
+    let main = intercepting.main();
+    if main.too_large {
+        return Some(Err(RenderError::TooLarge { limit }));
+    }
+    let target = main.redirect?;
+    Some(Ok(Rendered {
+        html: String::new(),
+        final_url: url.to_owned(),
+        redirect: Some(target),
+        // A redirect, or the page's own status when a script navigated away.
+        status: main.status.unwrap_or(302),
+        render_ms: 0,
+    }))
 }
 
 /// Navigates `page` to `url`, waits as `spec` says, and scrolls.
@@ -417,107 +438,4 @@ async fn wait_quiet(page: &chromiumoxide::Page) {
         last = now;
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-}
-
-/// The program to start Chromium with: a script in `dir` that starts it under `setpriv
-/// --pdeathsig KILL`, so that a worker killed outright (SIGKILL, a crash) takes its browser
-/// with it, where an orderly stop closes it anyway; Chromium itself when `setpriv`
-/// (util-linux) is missing.
-fn dying_with_the_worker(
-    chromium: &std::path::Path,
-    dir: &std::path::Path,
-) -> std::io::Result<PathBuf> {
-    let setpriv = std::path::Path::new("/usr/bin/setpriv");
-    if !setpriv.is_file() {
-        return Ok(chromium.to_path_buf());
-    }
-    use std::os::unix::fs::PermissionsExt;
-    let script = dir.join("chromium.sh");
-    let quoted = chromium.display().to_string().replace('\'', "'\\''");
-    std::fs::write(
-        &script,
-        format!("#!/bin/sh\nexec /usr/bin/setpriv --pdeathsig KILL -- '{quoted}' \"$@\"\n"),
-    )?;
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o700))?;
-    Ok(script)
-}
-
-/// Whether this process runs as root (Chromium's sandbox needs a user of its own).
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|l| l.split_whitespace().next().map(|u| u == "0"))
-        })
-        .unwrap_or(false)
-}
-
-/// The pids of `pid` and its descendants, from `/proc`.
-pub fn process_tree(pid: u32) -> Vec<u32> {
-    let mut parents: Vec<(u32, u32)> = Vec::new();
-    if let Ok(entries) = std::fs::read_dir("/proc") {
-        for entry in entries.flatten() {
-            let Some(child) = entry
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            let parent = std::fs::read_to_string(format!("/proc/{child}/stat"))
-                .ok()
-                .and_then(|stat| {
-                    // The command name may hold spaces: the fields start after its ')'.
-                    let after = stat.rsplit_once(')')?.1;
-                    after.split_whitespace().nth(1)?.parse::<u32>().ok()
-                });
-            if let Some(parent) = parent {
-                parents.push((child, parent));
-            }
-        }
-    }
-    let mut out = vec![pid];
-    let mut i = 0;
-    while i < out.len() {
-        let p = out[i];
-        out.extend(parents.iter().filter(|(_, pp)| *pp == p).map(|(c, _)| *c));
-        i += 1;
-    }
-    out
-}
-
-/// Memory of `pid` and its descendants, MiB: the sum of their proportional set sizes (a
-/// page shared by the browser's processes counts once, split between them), or of their
-/// resident sizes where the kernel gives no PSS.
-pub fn tree_memory_mb(pid: u32) -> u64 {
-    let field = |path: String, name: &str| -> Option<u64> {
-        let text = std::fs::read_to_string(path).ok()?;
-        let line = text.lines().find(|l| l.starts_with(name))?;
-        line.split_whitespace().nth(1)?.parse::<u64>().ok()
-    };
-    let kib: u64 = process_tree(pid)
-        .into_iter()
-        .filter_map(|p| {
-            field(format!("/proc/{p}/smaps_rollup"), "Pss:")
-                .or_else(|| field(format!("/proc/{p}/status"), "VmRSS:"))
-        })
-        .sum();
-    kib / 1024
-}
-
-/// Kills `pid` and its descendants (a pid reused meanwhile is the risk every supervisor
-/// takes, narrowed by killing right as the browser is let go).
-fn kill_tree(pid: u32) {
-    let pids: Vec<String> = process_tree(pid)
-        .into_iter()
-        .map(|p| p.to_string())
-        .collect();
-    let _ = std::process::Command::new("kill")
-        .arg("-9")
-        .args(pids)
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status();
 }

@@ -6,18 +6,27 @@
 //! response archived too.
 //!
 //! The worker's guard proxy sees no HTTPS bodies, so the records are taken from the browser:
-//! the response's status, headers and (decoded) body as Chromium received them.
+//! the response's status and headers, and its body (decoded) read as a stream up to the body
+//! limit and handed back to the page. A body over the limit is not handed on: the request
+//! fails (the page itself fails `too_large`, as a plain fetch would).
 
 use super::RenderError;
-use crate::warc::WarcWriter;
+use crate::warc::{WarcError, WarcWriter};
 use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, EnableParams as FetchEnable, EventRequestPaused, FailRequestParams,
-    GetResponseBodyParams, HeaderEntry, RequestPattern, RequestStage,
+    FulfillRequestParams, HeaderEntry, RequestId, RequestPattern, RequestStage,
+    TakeResponseBodyAsStreamParams,
 };
+use chromiumoxide::cdp::browser_protocol::io::{CloseParams, ReadParams};
 use chromiumoxide::cdp::browser_protocol::network::{ErrorReason, ResourceType};
 use chromiumoxide::cdp::browser_protocol::page::FrameId;
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
+
+/// Paused requests of one page answered at once; more wait for one of these to end.
+const ANSWERING: usize = 32;
+/// Bytes asked of the browser per read of a body.
+const CHUNK: i64 = 256 * 1024;
 
 /// Where a rendering worker archives what its browser receives (`--warc`).
 #[derive(Clone, Debug)]
@@ -32,31 +41,40 @@ pub struct Archive {
 /// How a page's requests are intercepted.
 #[derive(Clone, Debug)]
 pub struct Interception {
+    /// The page's URL: a navigation of its frame to it again (a reload) is no redirect.
+    pub page_url: String,
     /// Whether images, fonts and media are refused.
     pub block_heavy: bool,
     /// Where responses are archived, if anywhere.
     pub archive: Option<Archive>,
-    /// The most body bytes kept of one response (`--max_body_bytes`).
+    /// The most body bytes of one response archived and handed on (`--max_body_bytes`).
     pub max_body_bytes: u64,
 }
 
 /// What the interception learnt about the page's main document.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct MainDocument {
     /// Its HTTP status, once its response arrived.
     pub status: Option<u16>,
     /// Where the main frame was sent instead of the page (a redirect, or a script or meta
     /// refresh navigating elsewhere), once it was.
     pub redirect: Option<String>,
-    /// The first archive write that failed, if one did: the page fails then, as a plain
-    /// fetch whose record cannot be written does.
-    pub archive_failed: Option<String>,
+    /// Whether its body passed the body limit (it is then not loaded).
+    pub too_large: bool,
 }
 
 /// A page's interception, running until the page closes.
 pub struct Intercepting {
-    main: Arc<Mutex<MainDocument>>,
-    redirected: tokio::sync::watch::Receiver<bool>,
+    shared: Arc<Shared>,
+    stopped: tokio::sync::watch::Receiver<bool>,
+}
+
+/// What the answering tasks and the page's render share.
+struct Shared {
+    main: Mutex<MainDocument>,
+    /// The first archive write that failed, if one did: the page fails then, as a plain
+    /// fetch whose record cannot be written does.
+    archive_failed: Mutex<Option<WarcError>>,
 }
 
 impl Intercepting {
@@ -72,108 +90,189 @@ impl Intercepting {
             .event_listener::<EventRequestPaused>()
             .await
             .map_err(nav)?;
-        let main = Arc::new(Mutex::new(MainDocument::default()));
-        let (redirect_tx, redirected) = tokio::sync::watch::channel(false);
-        let mut patterns = Vec::new();
-        if how.block_heavy {
-            for kind in [ResourceType::Image, ResourceType::Font, ResourceType::Media] {
-                patterns.push(
-                    RequestPattern::builder()
-                        .resource_type(kind)
-                        .request_stage(RequestStage::Request)
-                        .build(),
-                );
-            }
-        }
-        // Documents are seen before they are requested too, so that a navigation of the
-        // main frame elsewhere is stopped before it reaches the other site.
-        patterns.push(
-            RequestPattern::builder()
-                .resource_type(ResourceType::Document)
-                .request_stage(RequestStage::Request)
-                .build(),
-        );
-        let everything = how.archive.as_ref().is_some_and(|a| a.subresources);
-        patterns.push(match everything {
-            true => RequestPattern::builder()
-                .url_pattern("*")
-                .request_stage(RequestStage::Response)
-                .build(),
-            false => RequestPattern::builder()
-                .resource_type(ResourceType::Document)
-                .request_stage(RequestStage::Response)
-                .build(),
+        let shared = Arc::new(Shared {
+            main: Mutex::new(MainDocument::default()),
+            archive_failed: Mutex::new(None),
         });
-        let handler = Handler {
+        let (stop_tx, stopped) = tokio::sync::watch::channel(false);
+        let patterns = patterns(&how);
+        let handler = Arc::new(Handler {
             page: page.clone(),
             main_frame,
             how,
-            main: main.clone(),
-            redirect_tx,
-        };
+            shared: shared.clone(),
+            stop_tx,
+        });
         tokio::spawn(async move {
-            // One at a time, in the order the browser pauses them: the main document's
-            // response is seen before any later navigation of its frame.
+            // Each on a task of its own, so that a response that never ends (an event
+            // stream, a long poll) holds up only itself; the main document's decisions are
+            // taken under its lock.
+            let answering = Arc::new(tokio::sync::Semaphore::new(ANSWERING));
             while let Some(event) = paused.next().await {
-                handler.answer(&event).await;
+                let Ok(permit) = answering.clone().acquire_owned().await else {
+                    return;
+                };
+                let handler = handler.clone();
+                tokio::spawn(async move {
+                    handler.answer(&event).await;
+                    drop(permit);
+                });
             }
         });
         page.execute(FetchEnable::builder().patterns(patterns).build())
             .await
             .map_err(nav)?;
-        Ok(Intercepting { main, redirected })
+        Ok(Intercepting { shared, stopped })
     }
 
-    /// Waits until the main frame is sent elsewhere (forever if it never is).
-    pub async fn redirected(&self) {
-        let mut redirected = self.redirected.clone();
-        if redirected.wait_for(|r| *r).await.is_err() {
+    /// Waits until the page's own load ends early: its frame sent elsewhere, or its body
+    /// over the limit (forever if neither happens).
+    pub async fn stopped(&self) {
+        let mut stopped = self.stopped.clone();
+        if stopped.wait_for(|s| *s).await.is_err() {
             std::future::pending::<()>().await;
         }
     }
 
     /// What is known of the main document so far.
     pub fn main(&self) -> MainDocument {
-        let main = self.main.lock().unwrap_or_else(|e| e.into_inner());
-        MainDocument {
-            status: main.status,
-            redirect: main.redirect.clone(),
-            archive_failed: main.archive_failed.clone(),
+        lock(&self.shared.main).clone()
+    }
+
+    /// The archive write that failed, if one did (taken: asked once).
+    pub fn archive_failure(&self) -> Option<WarcError> {
+        lock(&self.shared.archive_failed).take()
+    }
+}
+
+/// The requests paused: the heavy kinds before they are sent (to refuse them), documents
+/// before they are sent (to stop a navigation elsewhere), and at their response the
+/// documents, or every response when subresources are archived.
+fn patterns(how: &Interception) -> Vec<RequestPattern> {
+    let mut patterns = Vec::new();
+    if how.block_heavy {
+        for kind in [ResourceType::Image, ResourceType::Font, ResourceType::Media] {
+            patterns.push(
+                RequestPattern::builder()
+                    .resource_type(kind)
+                    .request_stage(RequestStage::Request)
+                    .build(),
+            );
         }
     }
+    patterns.push(
+        RequestPattern::builder()
+            .resource_type(ResourceType::Document)
+            .request_stage(RequestStage::Request)
+            .build(),
+    );
+    let everything = how.archive.as_ref().is_some_and(|a| a.subresources);
+    patterns.push(match everything {
+        true => RequestPattern::builder()
+            .url_pattern("*")
+            .request_stage(RequestStage::Response)
+            .build(),
+        false => RequestPattern::builder()
+            .resource_type(ResourceType::Document)
+            .request_stage(RequestStage::Response)
+            .build(),
+    });
+    patterns
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 struct Handler {
     page: chromiumoxide::Page,
     main_frame: Option<FrameId>,
     how: Interception,
-    main: Arc<Mutex<MainDocument>>,
-    redirect_tx: tokio::sync::watch::Sender<bool>,
+    shared: Arc<Shared>,
+    stop_tx: tokio::sync::watch::Sender<bool>,
+}
+
+/// How a paused request is let go.
+enum Release {
+    /// As it is.
+    Continue,
+    /// Refused, for this reason.
+    Fail(ErrorReason),
+    /// With the body read from it (its stream was taken).
+    Fulfill(Vec<u8>),
+}
+
+/// A response body as read for the archive.
+struct Body {
+    bytes: Vec<u8>,
+    /// Why it is not whole, if it is not (`length`: over the limit; `unspecified`: not read).
+    truncated: Option<&'static str>,
+    /// Whether its stream was taken: the request must then be fulfilled or failed.
+    taken: bool,
 }
 
 impl Handler {
     /// Answers one paused request; every one is answered, or the page would stall.
     async fn answer(&self, event: &EventRequestPaused) {
-        let id = event.request_id.clone();
         let main_frame =
             self.main_frame.is_none() || self.main_frame.as_ref() == Some(&event.frame_id);
         let document = main_frame && event.resource_type == ResourceType::Document;
-        let Some(status) = event.response_status_code else {
-            return self.before_request(event, document).await;
+        let release = match event.response_status_code {
+            None => self.before_request(event, document),
+            Some(status) => {
+                let status = u16::try_from(status).unwrap_or(0);
+                self.at_response(event, document, status).await
+            }
         };
-        let status = u16::try_from(status).unwrap_or(0);
+        self.release(event, release).await;
+    }
+
+    /// A request paused before it is sent: a document of the main frame after the page's own
+    /// (a script or meta refresh navigating elsewhere) is stopped and reported, images,
+    /// fonts and media are refused, and the rest go on.
+    fn before_request(&self, event: &EventRequestPaused, document: bool) -> Release {
+        if document {
+            let mut main = lock(&self.shared.main);
+            let after_the_page = main.status.is_some() && main.redirect.is_none();
+            if after_the_page && !same_page(&event.request.url, &self.how.page_url) {
+                main.redirect = Some(event.request.url.clone());
+                drop(main);
+                let _ = self.stop_tx.send(true);
+                return Release::Fail(ErrorReason::Aborted);
+            }
+        }
+        match event.resource_type {
+            ResourceType::Document => Release::Continue,
+            _ => Release::Fail(ErrorReason::BlockedByClient),
+        }
+    }
+
+    /// A response paused: the page's own is read for its status (and a redirect of it
+    /// stopped), and archived as the archive asks.
+    async fn at_response(
+        &self,
+        event: &EventRequestPaused,
+        document: bool,
+        status: u16,
+    ) -> Release {
         let headers = event.response_headers.as_deref().unwrap_or_default();
         let location = header(headers, "location");
-        let (first, sent_elsewhere) = {
-            let mut main = self.main.lock().unwrap_or_else(|e| e.into_inner());
+        let redirect = (300..400).contains(&status) && location.is_some();
+        let (first, elsewhere) = {
+            let mut main = lock(&self.shared.main);
             let first = document && main.status.is_none() && main.redirect.is_none();
             let elsewhere = match (document, first, location) {
                 // A redirect of the page itself: reported, as a plain fetch reports it.
-                (true, true, Some(location)) if (300..400).contains(&status) => {
+                (true, true, Some(location)) if redirect => {
                     Some(resolve(&event.request.url, location))
                 }
-                // The frame navigating after its document arrived (a script, a meta refresh).
-                (true, false, _) if main.redirect.is_none() => Some(event.request.url.clone()),
+                // The frame navigated after its document arrived, past the request stage.
+                (true, false, _)
+                    if main.redirect.is_none()
+                        && !same_page(&event.request.url, &self.how.page_url) =>
+                {
+                    Some(event.request.url.clone())
+                }
                 _ => None,
             };
             if first && elsewhere.is_none() {
@@ -186,100 +285,141 @@ impl Handler {
         };
         // The page's own response is archived, and every other one with --warc_subresources
         // (a later navigation is the target's to archive when the engine fetches it).
-        let archived = match &self.how.archive {
-            Some(archive) if first || (archive.subresources && !document) => Some(archive.clone()),
-            _ => None,
+        let archive = match &self.how.archive {
+            Some(archive) if first || (archive.subresources && !document) => archive.clone(),
+            _ if elsewhere => return self.stop(ErrorReason::Aborted),
+            _ => return Release::Continue,
         };
-        if let Some(archive) = archived {
-            let body = if (300..400).contains(&status) {
-                // Chromium keeps no body of a redirect.
-                (Vec::new(), None)
-            } else {
-                self.body(event, headers).await
-            };
-            if let Err(e) = write(&archive, event, status, headers, body).await {
-                let mut main = self.main.lock().unwrap_or_else(|e| e.into_inner());
-                main.archive_failed.get_or_insert(e);
+        let body = match redirect || streams(event, headers, status) {
+            // Chromium keeps no body of a redirect; a stream may never end.
+            true => Body {
+                bytes: Vec::new(),
+                truncated: (!redirect).then_some("unspecified"),
+                taken: false,
+            },
+            false => self.body(&event.request_id).await,
+        };
+        let over = body.truncated == Some("length");
+        if let Err(e) = write(&archive, event, status, headers, &body).await {
+            tracing::error!(url = %event.request.url, cause = %e, "a WARC record could not be written; the page fails archive_failed");
+            lock(&self.shared.archive_failed).get_or_insert(e);
+        }
+        if elsewhere {
+            return self.stop(ErrorReason::Aborted);
+        }
+        if over {
+            // Not handed on: a body past the limit is refused, as a plain fetch refuses it.
+            if first {
+                lock(&self.shared.main).too_large = true;
+                return self.stop(ErrorReason::BlockedByResponse);
             }
+            return Release::Fail(ErrorReason::BlockedByResponse);
         }
-        if sent_elsewhere {
-            let _ = self
-                .page
-                .execute(FailRequestParams::new(id, ErrorReason::Aborted))
-                .await;
-            let _ = self.redirect_tx.send(true);
-            return;
+        match (body.taken, body.truncated) {
+            (true, None) => Release::Fulfill(body.bytes),
+            // Read in part: the page cannot have it whole, so it does not get it.
+            (true, Some(_)) => Release::Fail(ErrorReason::Failed),
+            (false, _) => Release::Continue,
         }
-        let _ = self.page.execute(ContinueRequestParams::new(id)).await;
     }
 
-    /// Answers a request paused before it is sent: a document of the main frame after the
-    /// page's own (a script or meta refresh navigating elsewhere) is stopped and reported,
-    /// images, fonts and media are refused, and the rest go on.
-    async fn before_request(&self, event: &EventRequestPaused, document: bool) {
+    /// Refuses the paused request and ends the page's load.
+    fn stop(&self, reason: ErrorReason) -> Release {
+        let _ = self.stop_tx.send(true);
+        Release::Fail(reason)
+    }
+
+    /// Lets a paused request go as `release` says.
+    async fn release(&self, event: &EventRequestPaused, release: Release) {
         let id = event.request_id.clone();
-        if document {
-            let elsewhere = {
-                let mut main = self.main.lock().unwrap_or_else(|e| e.into_inner());
-                let after_the_page = main.status.is_some() && main.redirect.is_none();
-                if after_the_page {
-                    main.redirect = Some(event.request.url.clone());
+        let done = match release {
+            Release::Continue => self
+                .page
+                .execute(ContinueRequestParams::new(id))
+                .await
+                .map(|_| ()),
+            Release::Fail(reason) => self
+                .page
+                .execute(FailRequestParams::new(id, reason))
+                .await
+                .map(|_| ()),
+            Release::Fulfill(body) => {
+                let fulfil = FulfillRequestParams::builder()
+                    .request_id(id)
+                    .response_code(event.response_status_code.unwrap_or(200))
+                    .response_headers(handed_on(
+                        event.response_headers.as_deref().unwrap_or_default(),
+                    ))
+                    .body(data_encoding::BASE64.encode(&body))
+                    .build();
+                match fulfil {
+                    Ok(fulfil) => self.page.execute(fulfil).await.map(|_| ()),
+                    Err(why) => {
+                        tracing::debug!(url = %event.request.url, %why, "a response could not be handed on");
+                        return;
+                    }
                 }
-                after_the_page
-            };
-            if elsewhere {
-                let _ = self
-                    .page
-                    .execute(FailRequestParams::new(id, ErrorReason::Aborted))
-                    .await;
-                let _ = self.redirect_tx.send(true);
-                return;
             }
+        };
+        if let Err(e) = done {
+            // The page closed meanwhile, most often: its render is over.
+            tracing::debug!(url = %event.request.url, cause = %e, "a paused request could not be let go");
         }
-        if event.resource_type == ResourceType::Document {
-            let _ = self.page.execute(ContinueRequestParams::new(id)).await;
-            return;
-        }
-        let _ = self
-            .page
-            .execute(FailRequestParams::new(id, ErrorReason::BlockedByClient))
-            .await;
     }
 
-    /// The body of a paused response, up to the body limit, and why it is not whole if it is
-    /// not; a response announcing more than the limit is not read at all.
-    async fn body(
-        &self,
-        event: &EventRequestPaused,
-        headers: &[HeaderEntry],
-    ) -> (Vec<u8>, Option<&'static str>) {
-        let limit = self.how.max_body_bytes;
-        let announced =
-            header(headers, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
-        if announced.is_some_and(|len| len > limit) {
-            return (Vec::new(), Some("length"));
-        }
-        let Ok(got) = self
+    /// The body of a paused response, read as a stream up to one byte past the body limit.
+    async fn body(&self, id: &RequestId) -> Body {
+        let unread = |taken| Body {
+            bytes: Vec::new(),
+            truncated: Some("unspecified"),
+            taken,
+        };
+        let Ok(stream) = self
             .page
-            .execute(GetResponseBodyParams::new(event.request_id.clone()))
+            .execute(TakeResponseBodyAsStreamParams::new(id.clone()))
             .await
         else {
-            return (Vec::new(), Some("unspecified"));
+            return unread(false);
         };
-        let mut body = if got.result.base64_encoded {
-            match data_encoding::BASE64.decode(got.result.body.as_bytes()) {
-                Ok(bytes) => bytes,
-                Err(_) => return (Vec::new(), Some("unspecified")),
+        let handle = stream.result.stream;
+        let limit = usize::try_from(self.how.max_body_bytes).unwrap_or(usize::MAX);
+        let mut bytes = Vec::new();
+        let mut truncated = None;
+        loop {
+            let read = ReadParams::builder()
+                .handle(handle.clone())
+                .size(CHUNK)
+                .build();
+            let chunk = match read {
+                Ok(read) => self.page.execute(read).await,
+                Err(_) => break truncated = Some("unspecified"),
+            };
+            let Ok(chunk) = chunk else {
+                break truncated = Some("disconnect");
+            };
+            let chunk = chunk.result;
+            let data = match chunk.base64_encoded {
+                Some(true) => match data_encoding::BASE64.decode(chunk.data.as_bytes()) {
+                    Ok(data) => data,
+                    Err(_) => break truncated = Some("unspecified"),
+                },
+                _ => chunk.data.into_bytes(),
+            };
+            bytes.extend_from_slice(&data);
+            if bytes.len() > limit {
+                bytes.truncate(limit);
+                break truncated = Some("length");
             }
-        } else {
-            got.result.body.clone().into_bytes()
-        };
-        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
-        if body.len() > limit {
-            body.truncate(limit);
-            return (body, Some("length"));
+            if chunk.eof {
+                break;
+            }
         }
-        (body, None)
+        let _ = self.page.execute(CloseParams::new(handle)).await;
+        Body {
+            bytes,
+            truncated,
+            taken: true,
+        }
     }
 }
 
@@ -289,56 +429,92 @@ async fn write(
     event: &EventRequestPaused,
     status: u16,
     headers: &[HeaderEntry],
-    (body, truncated): (Vec<u8>, Option<&'static str>),
-) -> Result<(), String> {
+    body: &Body,
+) -> Result<(), WarcError> {
     let Ok(url) = url::Url::parse(&event.request.url) else {
-        // A data: or blob: URL has no exchange to archive.
+        return Ok(());
+    };
+    // A data: or blob: URL has no exchange to archive; nor has a status HTTP has not.
+    let Ok(status) = reqwest::StatusCode::from_u16(status) else {
         return Ok(());
     };
     if !matches!(url.scheme(), "http" | "https") {
         return Ok(());
     }
-    let request_headers = event.request.headers.inner();
-    let sent = |name: &str| {
-        request_headers
-            .as_object()
-            .and_then(|o| o.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)))
-            .and_then(|(_, v)| v.as_str())
-            .unwrap_or_default()
-            .to_owned()
-    };
-    let user_agent = sent("user-agent");
-    let accept = sent("accept");
+    let request_headers: Vec<(String, String)> = event
+        .request
+        .headers
+        .inner()
+        .as_object()
+        .map(|o| {
+            o.iter()
+                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    let request_body: Vec<u8> = event
+        .request
+        .post_data_entries
+        .iter()
+        .flatten()
+        .filter_map(|entry| entry.bytes.as_ref())
+        .filter_map(|b| data_encoding::BASE64.decode(AsRef::<[u8]>::as_ref(b)).ok())
+        .flatten()
+        .collect();
     let method = event.request.method.clone();
-    let status = reqwest::StatusCode::from_u16(status).unwrap_or(reqwest::StatusCode::OK);
     let mut map = reqwest::header::HeaderMap::new();
     for entry in headers {
         if let (Ok(name), Ok(value)) = (
             reqwest::header::HeaderName::from_bytes(entry.name.as_bytes()),
-            reqwest::header::HeaderValue::from_str(&entry.value),
+            reqwest::header::HeaderValue::from_bytes(entry.value.as_bytes()),
         ) {
             map.append(name, value);
         }
     }
     let writer = archive.writer.clone();
+    let (bytes, truncated) = (body.bytes.clone(), body.truncated);
     tokio::task::spawn_blocking(move || {
         writer.write(&crate::warc::Exchange {
             url: &url,
             method: &method,
-            user_agent: &user_agent,
-            accept: &accept,
+            request_headers: &request_headers,
+            request_body: &request_body,
             status,
             headers: &map,
-            body: &body,
+            body: &bytes,
             truncated,
         })
     })
     .await
-    .map_err(|e| format!("the archiving task failed: {e}"))?
-    .map_err(|e| {
-        tracing::error!(cause = %e, "a WARC record could not be written; the page will be tried again");
-        e.to_string()
-    })
+    .map_err(|e| WarcError {
+        path: archive.writer.dir().to_path_buf(),
+        source: std::io::Error::other(format!("the archiving task failed: {e}")),
+    })?
+}
+
+/// Whether a response is a stream that may never end (an event stream, media, a range):
+/// its headers are archived, not its body.
+fn streams(event: &EventRequestPaused, headers: &[HeaderEntry], status: u16) -> bool {
+    matches!(
+        event.resource_type,
+        ResourceType::EventSource | ResourceType::Media | ResourceType::WebSocket
+    ) || status == 206
+        || header(headers, "content-type")
+            .is_some_and(|ct| ct.trim_start().starts_with("text/event-stream"))
+}
+
+/// The headers a response read here is handed on with: its body is decoded and whole, so
+/// its encoding and length headers go.
+fn handed_on(headers: &[HeaderEntry]) -> Vec<HeaderEntry> {
+    headers
+        .iter()
+        .filter(|h| {
+            !["content-encoding", "content-length", "transfer-encoding"]
+                .iter()
+                .any(|n| h.name.eq_ignore_ascii_case(n))
+        })
+        .cloned()
+        .collect()
 }
 
 /// The value of the header `name` among `headers`.
@@ -347,6 +523,20 @@ fn header<'a>(headers: &'a [HeaderEntry], name: &str) -> Option<&'a str> {
         .iter()
         .find(|h| h.name.eq_ignore_ascii_case(name))
         .map(|h| h.value.as_str())
+}
+
+/// Whether `a` and `b` are the same page (fragments aside).
+fn same_page(a: &str, b: &str) -> bool {
+    let strip = |u: &str| {
+        url::Url::parse(u).map(|mut u| {
+            u.set_fragment(None);
+            u
+        })
+    };
+    match (strip(a), strip(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    }
 }
 
 /// `location` resolved against the URL that answered with it.

@@ -5,6 +5,7 @@
 
 pub mod browser;
 pub mod capture;
+pub mod process;
 pub mod proxy;
 
 /// What a page waits for before its DOM is taken.
@@ -79,8 +80,18 @@ pub enum RenderError {
     #[error("the browser failed: {0}")]
     Navigation(String),
     /// A response the browser received could not be written to the WARC archive.
-    #[error("{0}")]
-    Archive(String),
+    #[error(transparent)]
+    Archive(#[from] crate::warc::WarcError),
+    /// The page's own body passed the body limit.
+    #[error("the page is over the body limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, bytes.
+        limit: u64,
+    },
+    /// The browser exited (or its connection broke) while rendering the page, with every
+    /// page in it.
+    #[error("the browser exited while rendering the page")]
+    BrowserExited,
 }
 
 /// A worker's renderer: the browser, and the guard proxy that is its only way out.
@@ -167,7 +178,8 @@ impl Renderer {
         let url = url.to_owned();
         tokio::spawn(async move { chromium.render(&url, &spec, deadline).await })
             .await
-            .unwrap_or(Err(RenderError::Crashed))
+            // A panic in the render: not the page's fault, as far as anyone can tell.
+            .unwrap_or_else(|e| Err(RenderError::Navigation(format!("the render failed: {e}"))))
     }
 }
 
@@ -177,7 +189,8 @@ impl From<RenderError> for common::FetchError {
             RenderError::Crashed => common::FetchError::RenderCrashed,
             RenderError::ScriptHung => common::FetchError::RenderHung,
             RenderError::Timeout => common::FetchError::RenderTimeout,
-            RenderError::Archive(e) => common::FetchError::Archive(e),
+            RenderError::Archive(e) => common::FetchError::Archive(e.to_string()),
+            RenderError::TooLarge { limit } => common::FetchError::TooLarge { limit },
             other => common::FetchError::Render(other.to_string()),
         }
     }

@@ -457,7 +457,6 @@ async fn copy_counted(
     let _ = to.shutdown().await;
 }
 
-/// `host:port` (or `[v6]:port`) split, with `default` when no port is given.
 /// The host of a `CONNECT` target, once its origin passed the guard as a URL (so that an
 /// origin allowed by its seed is allowed for its own scheme and port only), written as a
 /// URL writes it (an IPv6 literal in brackets), as the seed's origin was.
@@ -467,6 +466,7 @@ fn tunnel_origin(policy: &AddressPolicy, target: &str) -> Result<String, Refusal
     Ok(url.host_str().unwrap_or_default().to_owned())
 }
 
+/// `host:port` (or `[v6]:port`) split, with `default` when no port is given.
 fn split_host_port(target: &str, default: u16) -> Option<(String, u16)> {
     if let Some(rest) = target.strip_prefix('[') {
         let (host, after) = rest.split_once(']')?;
