@@ -11,7 +11,8 @@
 //! - `/probe?target=URL` requests `URL` from script (the address guard's test).
 //! - `/moved` redirects to `/item/1`; `/away` sends its frame to `/item/2` from script.
 //! - `/scripted` takes its product from a script file, `/app.js` (a subrequest to archive).
-//! - `/reload` reloads itself once, then writes its product.
+//! - `/reload` reloads itself once, then writes its product; `/challenge` answers 503 and
+//!   a script that sets a cookie and reloads, then with the cookie 200 and its product.
 //! - `/big` is [`BIG_BYTES`] long; `/post` posts `q=1` to `/item/1` from script;
 //!   `/events` opens an event stream (`/stream`, which never ends) before loading `/app.js`.
 //!
@@ -234,6 +235,28 @@ async fn handle(State(state): State<AppState>, request: Request) -> Response {
              'Reloaded'; }</script></body></html>"
                 .into(),
         ),
+        "/challenge" => {
+            let passed = request
+                .headers()
+                .get(header::COOKIE)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|c| c.contains("passed=1"));
+            match passed {
+                true => html(
+                    "<!doctype html><html><head><title>Passed</title></head><body>\
+                     <div class=\"product\">Passed the challenge</div></body></html>"
+                        .into(),
+                ),
+                false => (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                    "<!doctype html><html><head><title>Checking</title></head><body>\
+                     <script>document.cookie = 'passed=1; path=/'; location.reload();</script>\
+                     </body></html>",
+                )
+                    .into_response(),
+            }
+        }
         "/big" => html(format!(
             "<!doctype html><html><head><title>Big</title></head><body><p>{}</p></body></html>",
             "x".repeat(BIG_BYTES)

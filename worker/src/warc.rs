@@ -287,15 +287,14 @@ fn request_record(exchange: &Exchange<'_>, date: &str, id: &str, response_id: &s
     };
     let mut block =
         format!("{} {target} HTTP/1.1\r\nHost: {host}\r\n", exchange.method).into_bytes();
-    let mut length_sent = false;
     for (name, value) in exchange.request_headers {
-        if name.eq_ignore_ascii_case("host") {
+        // Host comes from the URL, and the length from the body as stored.
+        if name.eq_ignore_ascii_case("host") || name.eq_ignore_ascii_case("content-length") {
             continue;
         }
-        length_sent |= name.eq_ignore_ascii_case("content-length");
         block.extend_from_slice(format!("{name}: {value}\r\n").as_bytes());
     }
-    if !exchange.request_body.is_empty() && !length_sent {
+    if !exchange.request_body.is_empty() {
         block.extend_from_slice(
             format!("Content-Length: {}\r\n", exchange.request_body.len()).as_bytes(),
         );

@@ -241,6 +241,22 @@ async fn a_redirect_or_a_navigation_elsewhere_is_reported_and_not_followed() {
         .expect("rendered");
     assert_eq!(reloads.redirect, None);
     assert!(reloads.html.contains("Reloaded"), "{}", reloads.html);
+    // A challenge answers 503 and reloads: the page's status is the reload's.
+    let challenged = browser
+        .render(&site.url("/challenge"), &RenderSpec::default(), deadline())
+        .await
+        .expect("rendered");
+    assert_eq!(
+        (challenged.status, challenged.redirect.as_deref()),
+        (200, None),
+        "{}",
+        challenged.html
+    );
+    assert!(
+        challenged.html.contains("Passed the challenge"),
+        "{}",
+        challenged.html
+    );
     let agents = site.agents();
     let agent = agents["/item/3"].iter().next().expect("an agent");
     assert!(

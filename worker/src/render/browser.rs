@@ -247,7 +247,7 @@ impl Chromium {
             .map_err(|e| RenderError::Navigation(e.to_string()))?;
         let _ = page.execute(InspectorEnable::default()).await;
         let result = tokio::select! {
-            done = tokio::time::timeout(inner, self.render_in(&page, url, spec, &live)) => match done {
+            done = tokio::time::timeout(inner, self.render_in(&page, url, spec, &live, deadline)) => match done {
                 Ok(rendered) => rendered,
                 Err(_) => {
                     // Past its time: a renderer that still answers had a page that never
@@ -297,6 +297,7 @@ impl Chromium {
         url: &str,
         spec: &RenderSpec,
         live: &Live,
+        deadline: Instant,
     ) -> Result<Rendered, RenderError> {
         let nav = |e: chromiumoxide::error::CdpError| RenderError::Navigation(e.to_string());
         page.set_user_agent(live.user_agent.as_str())
@@ -311,6 +312,8 @@ impl Chromium {
                 block_heavy: !spec.all_resources,
                 archive: self.settings.archive.clone(),
                 max_body_bytes: self.settings.max_body_bytes,
+                // The page's own work ends before its deadline (see `render`).
+                deadline: deadline.checked_sub(PROBE + CLOSE).unwrap_or(deadline),
             },
         )
         .await?;
@@ -323,11 +326,13 @@ impl Chromium {
             return stopped;
         }
         loaded?;
-        let html = page.content().await.map_err(nav)?;
-        // Sent elsewhere while its DOM was taken (a timer, an onload): a redirect all the same.
+        let html = page.content().await.map_err(nav);
+        // Sent elsewhere while its DOM was taken (a timer, an onload): a redirect all the
+        // same, whether the DOM could be had or not.
         if let Some(stopped) = stopped_early(&intercepting, url, self.settings.max_body_bytes) {
             return stopped;
         }
+        let html = html?;
         let final_url = page
             .url()
             .await
@@ -358,6 +363,11 @@ fn stopped_early(
     if main.too_large {
         return Some(Err(RenderError::TooLarge { limit }));
     }
+    if main.broke_off {
+        return Some(Err(RenderError::Navigation(
+            "the page's response broke off".into(),
+        )));
+    }
     let target = main.redirect?;
     Some(Ok(Rendered {
         html: String::new(),
@@ -381,7 +391,10 @@ async fn load(page: &chromiumoxide::Page, url: &str, spec: &RenderSpec) -> Resul
             wait_quiet(page).await;
         }
         Wait::Selector(selector) => {
-            page.execute(NavigateParams::new(url)).await.map_err(nav)?;
+            let navigated = page.execute(NavigateParams::new(url)).await.map_err(nav)?;
+            if let Some(error) = navigated.result.error_text.clone() {
+                return Err(RenderError::Navigation(error));
+            }
             wait_for_selector(page, selector, spec.wait_ms).await?;
         }
     }

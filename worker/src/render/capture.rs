@@ -23,10 +23,13 @@ use chromiumoxide::cdp::browser_protocol::page::FrameId;
 use futures::StreamExt;
 use std::sync::{Arc, Mutex};
 
-/// Paused requests of one page answered at once; more wait for one of these to end.
-const ANSWERING: usize = 32;
+/// Response bodies of one page read at once; more wait for one of these to end.
+const READING: usize = 8;
 /// Bytes asked of the browser per read of a body.
 const CHUNK: i64 = 256 * 1024;
+/// The largest body handed back to the page: Chromium refuses a DevTools message past about
+/// 100 MiB (a fulfilled body goes as one, in base64), and drops the connection.
+const MAX_HANDED_ON: u64 = 64 * 1024 * 1024;
 
 /// Where a rendering worker archives what its browser receives (`--warc`).
 #[derive(Clone, Debug)]
@@ -47,20 +50,25 @@ pub struct Interception {
     pub block_heavy: bool,
     /// Where responses are archived, if anywhere.
     pub archive: Option<Archive>,
-    /// The most body bytes of one response archived and handed on (`--max_body_bytes`).
+    /// The most body bytes of one response archived and handed on (`--max_body_bytes`, and
+    /// at most [`MAX_HANDED_ON`]).
     pub max_body_bytes: u64,
+    /// When the page's render ends: a body still being read then is cut there.
+    pub deadline: std::time::Instant,
 }
 
 /// What the interception learnt about the page's main document.
 #[derive(Clone, Debug, Default)]
 pub struct MainDocument {
-    /// Its HTTP status, once its response arrived.
+    /// Its HTTP status, once its response arrived (the last one, when it reloaded itself).
     pub status: Option<u16>,
     /// Where the main frame was sent instead of the page (a redirect, or a script or meta
     /// refresh navigating elsewhere), once it was.
     pub redirect: Option<String>,
     /// Whether its body passed the body limit (it is then not loaded).
     pub too_large: bool,
+    /// Whether its body broke off while it was read (it is then not loaded).
+    pub broke_off: bool,
 }
 
 /// A page's interception, running until the page closes.
@@ -102,21 +110,15 @@ impl Intercepting {
             how,
             shared: shared.clone(),
             stop_tx,
+            reading: tokio::sync::Semaphore::new(READING),
         });
         tokio::spawn(async move {
-            // Each on a task of its own, so that a response that never ends (an event
-            // stream, a long poll) holds up only itself; the main document's decisions are
-            // taken under its lock.
-            let answering = Arc::new(tokio::sync::Semaphore::new(ANSWERING));
+            // Each on a task of its own (as many as the page has requests paused), so that
+            // a response that never ends holds up only itself; the main document's
+            // decisions are taken under its lock, and body reads share a few permits.
             while let Some(event) = paused.next().await {
-                let Ok(permit) = answering.clone().acquire_owned().await else {
-                    return;
-                };
                 let handler = handler.clone();
-                tokio::spawn(async move {
-                    handler.answer(&event).await;
-                    drop(permit);
-                });
+                tokio::spawn(async move { handler.answer(&event).await });
             }
         });
         page.execute(FetchEnable::builder().patterns(patterns).build())
@@ -126,7 +128,7 @@ impl Intercepting {
     }
 
     /// Waits until the page's own load ends early: its frame sent elsewhere, or its body
-    /// over the limit (forever if neither happens).
+    /// over the limit or broken off (forever if none of these happens).
     pub async fn stopped(&self) {
         let mut stopped = self.stopped.clone();
         if stopped.wait_for(|s| *s).await.is_err() {
@@ -190,6 +192,8 @@ struct Handler {
     how: Interception,
     shared: Arc<Shared>,
     stop_tx: tokio::sync::watch::Sender<bool>,
+    /// Permits to read bodies (see [`READING`]).
+    reading: tokio::sync::Semaphore,
 }
 
 /// How a paused request is let go.
@@ -205,10 +209,22 @@ enum Release {
 /// A response body as read for the archive.
 struct Body {
     bytes: Vec<u8>,
-    /// Why it is not whole, if it is not (`length`: over the limit; `unspecified`: not read).
+    /// Why it is not whole, if it is not (`length`: over the limit; `disconnect`: broken
+    /// off; `unspecified`: not read).
     truncated: Option<&'static str>,
     /// Whether its stream was taken: the request must then be fulfilled or failed.
     taken: bool,
+}
+
+impl Body {
+    /// A body not read (the request goes on as it came).
+    fn unread(truncated: Option<&'static str>) -> Body {
+        Body {
+            bytes: Vec::new(),
+            truncated,
+            taken: false,
+        }
+    }
 }
 
 impl Handler {
@@ -217,12 +233,14 @@ impl Handler {
         let main_frame =
             self.main_frame.is_none() || self.main_frame.as_ref() == Some(&event.frame_id);
         let document = main_frame && event.resource_type == ResourceType::Document;
-        let release = match event.response_status_code {
-            None => self.before_request(event, document),
-            Some(status) => {
+        let release = match (event.response_status_code, &event.response_error_reason) {
+            (Some(status), _) => {
                 let status = u16::try_from(status).unwrap_or(0);
                 self.at_response(event, document, status).await
             }
+            // It failed at the network: the browser reports that itself.
+            (None, Some(_)) => Release::Continue,
+            (None, None) => self.before_request(event, document),
         };
         self.release(event, release).await;
     }
@@ -233,12 +251,14 @@ impl Handler {
     fn before_request(&self, event: &EventRequestPaused, document: bool) -> Release {
         if document {
             let mut main = lock(&self.shared.main);
-            let after_the_page = main.status.is_some() && main.redirect.is_none();
-            if after_the_page && !same_page(&event.request.url, &self.how.page_url) {
+            if main.redirect.is_some() {
+                // Sent elsewhere already: its frame goes nowhere else.
+                return Release::Fail(ErrorReason::Aborted);
+            }
+            if main.status.is_some() && !same_page(&event.request.url, &self.how.page_url) {
                 main.redirect = Some(event.request.url.clone());
                 drop(main);
-                let _ = self.stop_tx.send(true);
-                return Release::Fail(ErrorReason::Aborted);
+                return self.stop(ErrorReason::Aborted);
             }
         }
         match event.resource_type {
@@ -258,68 +278,81 @@ impl Handler {
         let headers = event.response_headers.as_deref().unwrap_or_default();
         let location = header(headers, "location");
         let redirect = (300..400).contains(&status) && location.is_some();
-        let (first, elsewhere) = {
+        // The page's own response: its first document, or the page again (it reloaded
+        // itself, as a script challenge does: the last one counts).
+        let (own, elsewhere) = {
             let mut main = lock(&self.shared.main);
-            let first = document && main.status.is_none() && main.redirect.is_none();
-            let elsewhere = match (document, first, location) {
+            let own = document
+                && main.redirect.is_none()
+                && (main.status.is_none() || same_page(&event.request.url, &self.how.page_url));
+            let elsewhere = match (own, location) {
                 // A redirect of the page itself: reported, as a plain fetch reports it.
-                (true, true, Some(location)) if redirect => {
-                    Some(resolve(&event.request.url, location))
-                }
-                // The frame navigated after its document arrived, past the request stage.
-                (true, false, _)
-                    if main.redirect.is_none()
-                        && !same_page(&event.request.url, &self.how.page_url) =>
-                {
+                (true, Some(location)) if redirect => Some(resolve(&event.request.url, location)),
+                (true, _) => None,
+                // The frame navigated elsewhere, past the request stage.
+                (false, _) if document && main.redirect.is_none() => {
                     Some(event.request.url.clone())
                 }
-                _ => None,
+                (false, _) => None,
             };
-            if first && elsewhere.is_none() {
-                main.status = Some(status);
+            match &elsewhere {
+                Some(target) => main.redirect = Some(target.clone()),
+                None if own => main.status = Some(status),
+                None => {}
             }
-            if let Some(target) = &elsewhere {
-                main.redirect = Some(target.clone());
-            }
-            (first, elsewhere.is_some())
+            (own, elsewhere.is_some())
         };
         // The page's own response is archived, and every other one with --warc_subresources
         // (a later navigation is the target's to archive when the engine fetches it).
         let archive = match &self.how.archive {
-            Some(archive) if first || (archive.subresources && !document) => archive.clone(),
+            Some(archive) if own || (archive.subresources && !document) => archive.clone(),
             _ if elsewhere => return self.stop(ErrorReason::Aborted),
             _ => return Release::Continue,
         };
-        let body = match redirect || streams(event, headers, status) {
-            // Chromium keeps no body of a redirect; a stream may never end.
-            true => Body {
-                bytes: Vec::new(),
-                truncated: (!redirect).then_some("unspecified"),
-                taken: false,
-            },
-            false => self.body(&event.request_id).await,
+        let limit = self.how.max_body_bytes.min(MAX_HANDED_ON);
+        let announced =
+            header(headers, "content-length").and_then(|l| l.trim().parse::<u64>().ok());
+        let body = if redirect {
+            // Chromium keeps no body of a redirect.
+            Body::unread(None)
+        } else if streams(event, headers, status) {
+            // A stream may never end.
+            Body::unread(Some("unspecified"))
+        } else if !own && announced.is_some_and(|len| len > limit) {
+            // A subrequest said to be too long: archived by its headers, and left to the
+            // browser as it comes.
+            Body::unread(Some("length"))
+        } else {
+            match self.reading.acquire().await {
+                Ok(_permit) => self.body(&event.request_id, limit).await,
+                Err(_) => Body::unread(Some("unspecified")),
+            }
         };
-        let over = body.truncated == Some("length");
-        if let Err(e) = write(&archive, event, status, headers, &body).await {
+        let (written, body) = write(&archive, event, status, headers, body).await;
+        if let Err(e) = written {
             tracing::error!(url = %event.request.url, cause = %e, "a WARC record could not be written; the page fails archive_failed");
             lock(&self.shared.archive_failed).get_or_insert(e);
         }
         if elsewhere {
             return self.stop(ErrorReason::Aborted);
         }
-        if over {
-            // Not handed on: a body past the limit is refused, as a plain fetch refuses it.
-            if first {
-                lock(&self.shared.main).too_large = true;
-                return self.stop(ErrorReason::BlockedByResponse);
-            }
-            return Release::Fail(ErrorReason::BlockedByResponse);
-        }
         match (body.taken, body.truncated) {
             (true, None) => Release::Fulfill(body.bytes),
-            // Read in part: the page cannot have it whole, so it does not get it.
-            (true, Some(_)) => Release::Fail(ErrorReason::Failed),
             (false, _) => Release::Continue,
+            // Read in part (over the limit, or broken off): not handed on, as a plain fetch
+            // hands on no body past its limit; the page itself fails then.
+            (true, Some(why)) => {
+                if own {
+                    let mut main = lock(&self.shared.main);
+                    match why {
+                        "length" => main.too_large = true,
+                        _ => main.broke_off = true,
+                    }
+                    drop(main);
+                    return self.stop(ErrorReason::Failed);
+                }
+                Release::Fail(ErrorReason::Failed)
+            }
         }
     }
 
@@ -332,17 +365,14 @@ impl Handler {
     /// Lets a paused request go as `release` says.
     async fn release(&self, event: &EventRequestPaused, release: Release) {
         let id = event.request_id.clone();
+        let fail = |reason| FailRequestParams::new(event.request_id.clone(), reason);
         let done = match release {
             Release::Continue => self
                 .page
                 .execute(ContinueRequestParams::new(id))
                 .await
                 .map(|_| ()),
-            Release::Fail(reason) => self
-                .page
-                .execute(FailRequestParams::new(id, reason))
-                .await
-                .map(|_| ()),
+            Release::Fail(reason) => self.page.execute(fail(reason)).await.map(|_| ()),
             Release::Fulfill(body) => {
                 let fulfil = FulfillRequestParams::builder()
                     .request_id(id)
@@ -352,11 +382,19 @@ impl Handler {
                     ))
                     .body(data_encoding::BASE64.encode(&body))
                     .build();
-                match fulfil {
+                let handed = match fulfil {
                     Ok(fulfil) => self.page.execute(fulfil).await.map(|_| ()),
-                    Err(why) => {
-                        tracing::debug!(url = %event.request.url, %why, "a response could not be handed on");
-                        return;
+                    Err(why) => Err(chromiumoxide::error::CdpError::msg(why)),
+                };
+                match handed {
+                    Ok(()) => Ok(()),
+                    Err(e) => {
+                        // Its stream was taken: it cannot go on as it came, only fail.
+                        tracing::debug!(url = %event.request.url, cause = %e, "a response could not be handed on");
+                        self.page
+                            .execute(fail(ErrorReason::Failed))
+                            .await
+                            .map(|_| ())
                     }
                 }
             }
@@ -367,22 +405,19 @@ impl Handler {
         }
     }
 
-    /// The body of a paused response, read as a stream up to one byte past the body limit.
-    async fn body(&self, id: &RequestId) -> Body {
-        let unread = |taken| Body {
-            bytes: Vec::new(),
-            truncated: Some("unspecified"),
-            taken,
-        };
+    /// The body of a paused response, read as a stream up to one byte past `limit`, and by
+    /// the page's deadline.
+    async fn body(&self, id: &RequestId, limit: u64) -> Body {
         let Ok(stream) = self
             .page
             .execute(TakeResponseBodyAsStreamParams::new(id.clone()))
             .await
         else {
-            return unread(false);
+            return Body::unread(Some("unspecified"));
         };
         let handle = stream.result.stream;
-        let limit = usize::try_from(self.how.max_body_bytes).unwrap_or(usize::MAX);
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let deadline = tokio::time::Instant::from_std(self.how.deadline);
         let mut bytes = Vec::new();
         let mut truncated = None;
         loop {
@@ -391,10 +426,10 @@ impl Handler {
                 .size(CHUNK)
                 .build();
             let chunk = match read {
-                Ok(read) => self.page.execute(read).await,
+                Ok(read) => tokio::time::timeout_at(deadline, self.page.execute(read)).await,
                 Err(_) => break truncated = Some("unspecified"),
             };
-            let Ok(chunk) = chunk else {
+            let Ok(Ok(chunk)) = chunk else {
                 break truncated = Some("disconnect");
             };
             let chunk = chunk.result;
@@ -423,23 +458,24 @@ impl Handler {
     }
 }
 
-/// Writes one exchange the browser made to the archive, off the async threads.
+/// Writes one exchange the browser made to the archive, off the async threads; `body`
+/// comes back.
 async fn write(
     archive: &Archive,
     event: &EventRequestPaused,
     status: u16,
     headers: &[HeaderEntry],
-    body: &Body,
-) -> Result<(), WarcError> {
+    body: Body,
+) -> (Result<(), WarcError>, Body) {
     let Ok(url) = url::Url::parse(&event.request.url) else {
-        return Ok(());
+        return (Ok(()), body);
     };
     // A data: or blob: URL has no exchange to archive; nor has a status HTTP has not.
     let Ok(status) = reqwest::StatusCode::from_u16(status) else {
-        return Ok(());
+        return (Ok(()), body);
     };
     if !matches!(url.scheme(), "http" | "https") {
-        return Ok(());
+        return (Ok(()), body);
     }
     let request_headers: Vec<(String, String)> = event
         .request
@@ -472,24 +508,43 @@ async fn write(
         }
     }
     let writer = archive.writer.clone();
-    let (bytes, truncated) = (body.bytes.clone(), body.truncated);
-    tokio::task::spawn_blocking(move || {
-        writer.write(&crate::warc::Exchange {
+    let (taken, truncated) = (body.taken, body.truncated);
+    let written = tokio::task::spawn_blocking(move || {
+        let written = writer.write(&crate::warc::Exchange {
             url: &url,
             method: &method,
             request_headers: &request_headers,
             request_body: &request_body,
             status,
             headers: &map,
-            body: &bytes,
-            truncated,
-        })
+            body: &body.bytes,
+            truncated: body.truncated,
+        });
+        (written, body.bytes)
     })
-    .await
-    .map_err(|e| WarcError {
-        path: archive.writer.dir().to_path_buf(),
-        source: std::io::Error::other(format!("the archiving task failed: {e}")),
-    })?
+    .await;
+    match written {
+        Ok((written, bytes)) => (
+            written,
+            Body {
+                bytes,
+                truncated,
+                taken,
+            },
+        ),
+        Err(e) => (
+            Err(WarcError {
+                path: archive.writer.dir().to_path_buf(),
+                source: std::io::Error::other(format!("the archiving task failed: {e}")),
+            }),
+            // The bytes went with the task: the page cannot have them.
+            Body {
+                bytes: Vec::new(),
+                truncated: Some("unspecified"),
+                taken,
+            },
+        ),
+    }
 }
 
 /// Whether a response is a stream that may never end (an event stream, media, a range):

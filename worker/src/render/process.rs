@@ -85,7 +85,11 @@ pub fn tree_memory_mb(pid: u32) -> u64 {
                 let line = status.lines().find(|l| l.starts_with(name))?;
                 line.split_whitespace().nth(1)?.parse::<u64>().ok()
             };
-            Some(field("RssAnon:")? + field("RssShmem:").unwrap_or(0))
+            // Kernels before 4.5 give the resident size alone.
+            match field("RssAnon:") {
+                Some(anon) => Some(anon + field("RssShmem:").unwrap_or(0)),
+                None => field("VmRSS:"),
+            }
         })
         .sum();
     kib / 1024
