@@ -178,8 +178,8 @@ pub struct RenderArgs {
     #[arg(long, value_name = "PATH", env = "SPINNERET_CHROMIUM")]
     pub chromium: Option<std::path::PathBuf>,
 
-    /// Pages rendered at once (browser tabs); each takes one of --concurrency's slots too,
-    /// and engines send this worker no more rendered pages at once than it has tabs.
+    /// Pages rendered at once (browser tabs); each takes one of --concurrency's slots too.
+    /// Engines send a page to render to a worker with a tab free first; others wait for one.
     #[arg(
         long = "render_tabs",
         value_name = "N",
