@@ -3,7 +3,8 @@
 //! passes a cap, or at once when it crashes or hangs. Every request it makes goes through the
 //! worker's guard proxy.
 
-use super::capture::{Archive, Intercepting, Interception};
+use super::archive::Archive;
+use super::capture::{Intercepting, Interception};
 use super::process::{dying_with_the_worker, kill_tree, running_as_root, tree_memory_mb};
 use super::{RenderError, RenderSpec, Rendered, Wait};
 use chromiumoxide::browser::{Browser, BrowserConfig};

@@ -11,7 +11,8 @@
 //! fails (the page itself fails `too_large`, as a plain fetch would).
 
 use super::RenderError;
-use crate::warc::{WarcError, WarcWriter};
+use super::archive::Archive;
+use crate::warc::WarcError;
 use chromiumoxide::cdp::browser_protocol::fetch::{
     ContinueRequestParams, EnableParams as FetchEnable, EventRequestPaused, FailRequestParams,
     FulfillRequestParams, HeaderEntry, RequestId, RequestPattern, RequestStage,
@@ -30,16 +31,6 @@ const CHUNK: i64 = 256 * 1024;
 /// The largest body handed back to the page: Chromium refuses a DevTools message past about
 /// 100 MiB (a fulfilled body goes as one, in base64), and drops the connection.
 const MAX_HANDED_ON: u64 = 64 * 1024 * 1024;
-
-/// Where a rendering worker archives what its browser receives (`--warc`).
-#[derive(Clone, Debug)]
-pub struct Archive {
-    /// The worker's WARC writer, shared with its plain fetches.
-    pub writer: Arc<WarcWriter>,
-    /// Whether the browser's subrequests are archived too (`--warc_subresources`), not only
-    /// the page's own response.
-    pub subresources: bool,
-}
 
 /// How a page's requests are intercepted.
 #[derive(Clone, Debug)]
@@ -328,7 +319,23 @@ impl Handler {
                 Err(_) => Body::unread(Some("unspecified")),
             }
         };
-        let (written, body) = write(&archive, event, status, headers, body).await;
+        let (taken, truncated) = (body.taken, body.truncated);
+        let (written, bytes) = archive
+            .write(event, status, headers, body.bytes, truncated)
+            .await;
+        let body = match bytes {
+            Some(bytes) => Body {
+                bytes,
+                truncated,
+                taken,
+            },
+            // The bytes went with the archiving task: the page cannot have them.
+            None => Body {
+                bytes: Vec::new(),
+                truncated: Some("unspecified"),
+                taken,
+            },
+        };
         if let Err(e) = written {
             tracing::error!(url = %event.request.url, cause = %e, "a WARC record could not be written; the page fails archive_failed");
             lock(&self.shared.archive_failed).get_or_insert(e);
@@ -455,95 +462,6 @@ impl Handler {
             truncated,
             taken: true,
         }
-    }
-}
-
-/// Writes one exchange the browser made to the archive, off the async threads; `body`
-/// comes back.
-async fn write(
-    archive: &Archive,
-    event: &EventRequestPaused,
-    status: u16,
-    headers: &[HeaderEntry],
-    body: Body,
-) -> (Result<(), WarcError>, Body) {
-    let Ok(url) = url::Url::parse(&event.request.url) else {
-        return (Ok(()), body);
-    };
-    // A data: or blob: URL has no exchange to archive; nor has a status HTTP has not.
-    let Ok(status) = reqwest::StatusCode::from_u16(status) else {
-        return (Ok(()), body);
-    };
-    if !matches!(url.scheme(), "http" | "https") {
-        return (Ok(()), body);
-    }
-    let request_headers: Vec<(String, String)> = event
-        .request
-        .headers
-        .inner()
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default();
-    let request_body: Vec<u8> = event
-        .request
-        .post_data_entries
-        .iter()
-        .flatten()
-        .filter_map(|entry| entry.bytes.as_ref())
-        .filter_map(|b| data_encoding::BASE64.decode(AsRef::<[u8]>::as_ref(b)).ok())
-        .flatten()
-        .collect();
-    let method = event.request.method.clone();
-    let mut map = reqwest::header::HeaderMap::new();
-    for entry in headers {
-        if let (Ok(name), Ok(value)) = (
-            reqwest::header::HeaderName::from_bytes(entry.name.as_bytes()),
-            reqwest::header::HeaderValue::from_bytes(entry.value.as_bytes()),
-        ) {
-            map.append(name, value);
-        }
-    }
-    let writer = archive.writer.clone();
-    let (taken, truncated) = (body.taken, body.truncated);
-    let written = tokio::task::spawn_blocking(move || {
-        let written = writer.write(&crate::warc::Exchange {
-            url: &url,
-            method: &method,
-            request_headers: &request_headers,
-            request_body: &request_body,
-            status,
-            headers: &map,
-            body: &body.bytes,
-            truncated: body.truncated,
-        });
-        (written, body.bytes)
-    })
-    .await;
-    match written {
-        Ok((written, bytes)) => (
-            written,
-            Body {
-                bytes,
-                truncated,
-                taken,
-            },
-        ),
-        Err(e) => (
-            Err(WarcError {
-                path: archive.writer.dir().to_path_buf(),
-                source: std::io::Error::other(format!("the archiving task failed: {e}")),
-            }),
-            // The bytes went with the task: the page cannot have them.
-            Body {
-                bytes: Vec::new(),
-                truncated: Some("unspecified"),
-                taken,
-            },
-        ),
     }
 }
 

@@ -3,6 +3,7 @@
 //! when it is worn, heavy, crashed or hung ([`browser`]). The rendered DOM goes to the same
 //! parsers and spider rules as a fetched page.
 
+pub mod archive;
 pub mod browser;
 pub mod capture;
 pub mod process;
@@ -138,7 +139,7 @@ impl Renderer {
             proxy: proxy.addr(),
             crawler: config.user_agent.clone(),
             max_body_bytes: config.max_body_bytes,
-            archive: fetcher.warc_writer().map(|writer| capture::Archive {
+            archive: fetcher.warc_writer().map(|writer| archive::Archive {
                 writer,
                 subresources: config.warc.as_ref().is_some_and(|w| w.subresources),
             }),
