@@ -487,9 +487,21 @@ async fn spawn_server(bins: &Path, name: &str, flags: &[String]) -> anyhow::Resu
 
 /// CPU seconds (user + system) process `pid` used so far.
 fn process_cpu_secs(pid: u32) -> Option<f64> {
+    cpu_secs(pid, false)
+}
+
+/// CPU seconds (user + system) process `pid` used so far, with those of the children it
+/// reaped when `reaped` says.
+fn cpu_secs(pid: u32, reaped: bool) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    Some((fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?) / 100.0)
+    // utime, stime, then cutime, cstime (fields 14 to 17 of stat(5)), in clock ticks.
+    let ticks = fields.get(11..if reaped { 15 } else { 13 })?;
+    ticks
+        .iter()
+        .map(|t| t.parse::<f64>().ok())
+        .sum::<Option<f64>>()
+        .map(|t| t / 100.0)
 }
 
 fn rss_bytes() -> f64 {

@@ -3,7 +3,7 @@
 //! engine's, the worker's and its browser's (every process of the worker's tree, with the
 //! children they reaped).
 
-use super::{engine, spawn_server};
+use super::{cpu_secs, engine, spawn_server};
 use serde_json::Value;
 use std::path::Path;
 
@@ -97,15 +97,6 @@ async fn crawl(
 fn tree_cpu_secs(pid: u32) -> f64 {
     worker::render::process::process_tree(pid)
         .into_iter()
-        .filter_map(|p| {
-            let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).ok()?;
-            let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-            let ticks: f64 = fields
-                .get(11..15)?
-                .iter()
-                .filter_map(|f| f.parse::<f64>().ok())
-                .sum();
-            Some(ticks / 100.0)
-        })
+        .filter_map(|p| cpu_secs(p, true))
         .sum()
 }

@@ -164,6 +164,15 @@ impl FetchArgs {
     }
 }
 
+/// `--render_tabs` unless given (and the engine's in-process worker's).
+const DEFAULT_TABS: u64 = 4;
+/// `--render_recycle` unless given.
+const DEFAULT_RECYCLE: u64 = 200;
+/// `--render_max_mb` unless given.
+const DEFAULT_MAX_MB: u64 = 2048;
+/// `--render_js_heap_mb` unless given.
+const DEFAULT_JS_HEAP_MB: u64 = 256;
+
 /// Rendering pages in headless Chromium (`--render`), for pages whose content is made by
 /// script.
 #[derive(clap::Args, Debug, Clone)]
@@ -184,7 +193,7 @@ pub struct RenderArgs {
         long = "render_tabs",
         value_name = "N",
         env = "SPINNERET_RENDER_TABS",
-        default_value_t = 4,
+        default_value_t = DEFAULT_TABS,
         value_parser = clap::value_parser!(u64).range(1..=64)
     )]
     pub render_tabs: u64,
@@ -194,7 +203,7 @@ pub struct RenderArgs {
         long = "render_recycle",
         value_name = "PAGES",
         env = "SPINNERET_RENDER_RECYCLE",
-        default_value_t = 200,
+        default_value_t = DEFAULT_RECYCLE,
         value_parser = clap::value_parser!(u64).range(1..)
     )]
     pub render_recycle: u64,
@@ -205,7 +214,7 @@ pub struct RenderArgs {
         long = "render_max_mb",
         value_name = "MIB",
         env = "SPINNERET_RENDER_MAX_MB",
-        default_value_t = 2048,
+        default_value_t = DEFAULT_MAX_MB,
         value_parser = clap::value_parser!(u64).range(64..)
     )]
     pub render_max_mb: u64,
@@ -216,7 +225,7 @@ pub struct RenderArgs {
         long = "render_js_heap_mb",
         value_name = "MIB",
         env = "SPINNERET_RENDER_JS_HEAP_MB",
-        default_value_t = 256,
+        default_value_t = DEFAULT_JS_HEAP_MB,
         value_parser = clap::value_parser!(u64).range(16..=16_384)
     )]
     pub render_js_heap_mb: u64,
@@ -271,10 +280,10 @@ pub fn default_render_settings() -> Result<crate::render::RenderSettings, NoChro
     let args = RenderArgs {
         render: true,
         chromium: None,
-        render_tabs: 4,
-        render_recycle: 200,
-        render_max_mb: 2048,
-        render_js_heap_mb: 256,
+        render_tabs: DEFAULT_TABS,
+        render_recycle: DEFAULT_RECYCLE,
+        render_max_mb: DEFAULT_MAX_MB,
+        render_js_heap_mb: DEFAULT_JS_HEAP_MB,
     };
     args.settings()?.ok_or(NoChromium(None))
 }

@@ -276,11 +276,7 @@ fn response_record(exchange: &Exchange<'_>, date: &str, id: &str) -> Vec<u8> {
 
 fn request_record(exchange: &Exchange<'_>, date: &str, id: &str, response_id: &str) -> Vec<u8> {
     let url = exchange.url;
-    let mut target = url.path().to_owned();
-    if let Some(query) = url.query() {
-        target.push('?');
-        target.push_str(query);
-    }
+    let target = &url[url::Position::BeforePath..url::Position::AfterQuery];
     let host = match url.port() {
         Some(port) => format!("{}:{port}", url.host_str().unwrap_or_default()),
         None => url.host_str().unwrap_or_default().to_owned(),

@@ -11,7 +11,7 @@ use worker::addresses::AddressPolicy;
 use worker::render::archive::Archive;
 use worker::render::browser::{BrowserSettings, Chromium};
 use worker::render::proxy::{GuardProxy, ProxyLimits};
-use worker::render::{RenderError, RenderSpec, Wait};
+use worker::render::{RenderError, RenderSettings, RenderSpec, Wait};
 use worker::warc::{DEFAULT_MAX_BYTES, WarcConfig, WarcWriter};
 
 async fn chromium(policy: AddressPolicy) -> (Chromium, GuardProxy) {
@@ -28,11 +28,13 @@ async fn chromium_with(
         .await
         .expect("proxy");
     let mut settings = BrowserSettings {
-        chromium: path,
-        tabs: 2,
-        recycle: 50,
-        max_mb: 2048,
-        js_heap_mb: 64,
+        render: RenderSettings {
+            chromium: path,
+            tabs: 2,
+            recycle: 50,
+            max_mb: 2048,
+            js_heap_mb: 64,
+        },
         proxy: proxy.addr(),
         crawler: "Spinneret-test".into(),
         max_body_bytes: 1 << 20,
@@ -151,7 +153,8 @@ async fn an_endless_script_and_endless_allocation_fail_with_their_own_reasons() 
     let site = ScriptedSite::start().await.expect("site");
     // A low cap and a small JavaScript heap (64 MiB), as a worker short of memory runs.
     const CAP_MB: u64 = 768;
-    let (browser, _proxy) = chromium_with(loopback(), |s| s.max_mb = CAP_MB).await;
+    let (browser, _proxy) = chromium_with(loopback(), |s| s.render.max_mb = CAP_MB).await;
+    let launched = browser.launches.load(Ordering::Relaxed);
     let error = browser
         .render(
             &site.url("/loop"),
@@ -182,6 +185,9 @@ async fn an_endless_script_and_endless_allocation_fail_with_their_own_reasons() 
         .await
         .expect("the next page renders");
     assert!(rendered.html.contains(&scripted::product_name(2)));
+    // Each failure retired its browser: the memory page ran in a second one, the next page
+    // in a third.
+    assert_eq!(browser.launches.load(Ordering::Relaxed), launched + 2);
     // The browser that hoarded memory is gone: the one running now is under the cap.
     let memory = browser.memory_mb().await.expect("a browser runs");
     assert!(memory < CAP_MB, "{memory} MiB after the recycle");
@@ -322,7 +328,7 @@ async fn the_pages_own_response_is_archived_and_its_subrequests_when_asked() {
 async fn a_browser_past_its_memory_cap_is_replaced_before_its_next_page() {
     let site = ScriptedSite::start().await.expect("site");
     // Any browser weighs more than a megabyte: each page starts a fresh one.
-    let (browser, _proxy) = chromium_with(loopback(), |s| s.max_mb = 1).await;
+    let (browser, _proxy) = chromium_with(loopback(), |s| s.render.max_mb = 1).await;
     let before = browser.launches.load(Ordering::Relaxed);
     for i in 0..3 {
         browser

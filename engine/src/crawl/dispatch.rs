@@ -82,11 +82,15 @@ impl<F: Frontier> Crawl<F> {
         if !dispatched.deaths.is_empty() {
             self.slots.suspects += 1;
         }
-        let renders = dispatched.kind == Kind::Page
-            && self
+        // Rendered as its task (--render) or its spider rule says; asked once per page.
+        let render = match dispatched.kind {
+            Kind::Page => self
                 .tasks
                 .named(&dispatched.request.task)
-                .is_some_and(|t| t.def.render_of(&dispatched.request.parser).is_some());
+                .and_then(|t| t.def.render_of(&dispatched.request.parser)),
+            Kind::Robots => None,
+        };
+        let renders = render.is_some();
         let lease = match (renders, dispatched.last_worker) {
             // A page to render goes only to a worker that renders, with a tab free there.
             (true, _) => match self.pool.renderer_lease(lease) {
@@ -127,14 +131,12 @@ impl<F: Frontier> Crawl<F> {
         let sent = Instant::now();
         Some(match dispatched.kind {
             Kind::Page => {
-                let (kill, max_pages, render) = match self.tasks.named_mut(&request.task) {
+                let (kill, max_pages) = match self.tasks.named_mut(&request.task) {
                     Some(t) => {
                         t.in_flight += 1;
-                        // Rendered as its task (--render) or its spider rule says.
-                        let render = t.def.render_of(&request.parser);
-                        (t.kill.clone(), t.def.max_pages, render)
+                        (t.kill.clone(), t.def.max_pages)
                     }
-                    None => (CancellationToken::new(), None, None),
+                    None => (CancellationToken::new(), None),
                 };
                 // A shared crawl's page budget is the crawl's: the page takes its place in
                 // it before it goes.

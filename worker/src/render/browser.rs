@@ -6,7 +6,7 @@
 use super::archive::Archive;
 use super::capture::{Intercepting, Interception};
 use super::process::{dying_with_the_worker, kill_tree, running_as_root, tree_memory_mb};
-use super::{RenderError, RenderSpec, Rendered, Wait};
+use super::{RenderError, RenderSettings, RenderSpec, Rendered, Wait};
 use chromiumoxide::browser::{Browser, BrowserConfig};
 use chromiumoxide::cdp::browser_protocol::inspector::{
     EnableParams as InspectorEnable, EventTargetCrashed,
@@ -15,7 +15,6 @@ use chromiumoxide::cdp::browser_protocol::page::NavigateParams;
 use chromiumoxide::cdp::browser_protocol::target::CloseTargetParams;
 use futures::StreamExt;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, Semaphore};
@@ -32,17 +31,9 @@ const MEMORY_EVERY: Duration = Duration::from_secs(1);
 /// How a rendering worker runs its browser.
 #[derive(Clone, Debug)]
 pub struct BrowserSettings {
-    /// The Chromium executable.
-    pub chromium: PathBuf,
-    /// Pages rendered at once (tabs).
-    pub tabs: usize,
-    /// Pages a browser renders before it is replaced.
-    pub recycle: u64,
-    /// Memory (anonymous and shared resident pages of the browser and its children) past which the
-    /// browser is replaced, MiB.
-    pub max_mb: u64,
-    /// The JavaScript heap of each page, MiB (V8's `--max-old-space-size`).
-    pub js_heap_mb: u64,
+    /// The worker's rendering flags: Chromium, tabs, recycling, memory cap (the anonymous
+    /// and shared resident pages of the browser and its children) and JavaScript heap.
+    pub render: RenderSettings,
     /// The guard proxy every request of the browser goes through.
     pub proxy: SocketAddr,
     /// The crawler's User-Agent, sent after the browser's own.
@@ -105,7 +96,7 @@ impl Chromium {
     /// A browser to be started on first use, as `settings` say.
     pub fn new(settings: BrowserSettings) -> Chromium {
         Chromium {
-            tabs: Semaphore::new(settings.tabs.max(1)),
+            tabs: Semaphore::new(settings.render.tabs.max(1)),
             settings,
             live: Mutex::new(None),
             launches: Default::default(),
@@ -114,7 +105,7 @@ impl Chromium {
 
     /// Pages it renders at once.
     pub fn tabs(&self) -> usize {
-        self.settings.tabs.max(1)
+        self.settings.render.tabs.max(1)
     }
 
     /// The memory of the running browser and its children, MiB (see [`tree_memory_mb`]);
@@ -134,10 +125,10 @@ impl Chromium {
         use std::sync::atomic::Ordering;
         let mut slot = self.live.lock().await;
         if let Some(live) = slot.as_ref() {
-            let worn = live.pages.load(Ordering::Relaxed) >= self.settings.recycle.max(1);
-            let heavy = live
-                .pid
-                .is_some_and(|pid| live.memory_due() && tree_memory_mb(pid) > self.settings.max_mb);
+            let worn = live.pages.load(Ordering::Relaxed) >= self.settings.render.recycle.max(1);
+            let heavy = live.pid.is_some_and(|pid| {
+                live.memory_due() && tree_memory_mb(pid) > self.settings.render.max_mb
+            });
             if *live.dead.borrow() || live.retired.load(Ordering::Relaxed) || worn || heavy {
                 tracing::debug!(worn, heavy, "replacing the browser");
                 *slot = None;
@@ -155,7 +146,7 @@ impl Chromium {
     async fn launch(&self) -> Result<Live, RenderError> {
         let s = &self.settings;
         let profile = tempfile::tempdir().map_err(|e| RenderError::Launch(e.to_string()))?;
-        let executable = dying_with_the_worker(&s.chromium, profile.path())
+        let executable = dying_with_the_worker(&s.render.chromium, profile.path())
             .map_err(|e| RenderError::Launch(e.to_string()))?;
         let mut builder = BrowserConfig::builder()
             .chrome_executable(&executable)
@@ -175,7 +166,7 @@ impl Chromium {
             .arg(("force-webrtc-ip-handling-policy", "disable_non_proxied_udp"))
             .arg((
                 "js-flags",
-                format!("--max-old-space-size={}", s.js_heap_mb.max(16)).as_str(),
+                format!("--max-old-space-size={}", s.render.js_heap_mb.max(16)).as_str(),
             ))
             .arg("disable-dev-shm-usage");
         // disable-background-networking is among chromiumoxide's default flags.

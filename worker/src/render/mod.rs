@@ -131,11 +131,7 @@ impl Renderer {
                 .await
                 .map_err(|e| RenderError::Launch(format!("the browser's proxy: {e}")))?;
         let chromium = browser::Chromium::new(browser::BrowserSettings {
-            chromium: settings.chromium,
-            tabs: settings.tabs,
-            recycle: settings.recycle,
-            max_mb: settings.max_mb,
-            js_heap_mb: settings.js_heap_mb,
+            render: settings,
             proxy: proxy.addr(),
             crawler: config.user_agent.clone(),
             max_body_bytes: config.max_body_bytes,

@@ -203,28 +203,10 @@ async fn serve(
     };
     stats.passed.fetch_add(1, Ordering::Relaxed);
     // One request per connection, in origin form, without the proxy's own headers.
-    let mut path = url.path().to_owned();
-    if let Some(query) = url.query() {
-        path.push('?');
-        path.push_str(query);
-    }
+    let path = &url[url::Position::BeforePath..url::Position::AfterQuery];
     let mut out = format!("{} {path} {}\r\n", head.method, head.version);
-    for line in &head.headers {
-        let name = line
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if matches!(
-            name.as_str(),
-            "proxy-connection" | "proxy-authorization" | "connection" | "keep-alive"
-        ) {
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
+    let lines = head.headers.iter().map(String::as_str);
+    push_headers_but(&mut out, lines, &["proxy-authorization"]);
     out.push_str("Connection: close\r\n\r\n");
     if site.write_all(out.as_bytes()).await.is_err() {
         return;
@@ -297,22 +279,7 @@ async fn one_exchange(
     };
     let text = String::from_utf8_lossy(&head[..end]);
     let mut out = String::new();
-    for line in text.split("\r\n") {
-        let name = line
-            .split(':')
-            .next()
-            .unwrap_or("")
-            .trim()
-            .to_ascii_lowercase();
-        if matches!(
-            name.as_str(),
-            "connection" | "proxy-connection" | "keep-alive"
-        ) {
-            continue;
-        }
-        out.push_str(line);
-        out.push_str("\r\n");
-    }
+    push_headers_but(&mut out, text.split("\r\n"), &[]);
     out.push_str("Connection: close\r\nProxy-Connection: close\r\n\r\n");
     let carried = AtomicU64::new((sent + out.len() + head.len() - end - 4) as u64);
     if client.write_all(out.as_bytes()).await.is_ok()
@@ -357,6 +324,25 @@ async fn connect(
         }
     }
     Err(blocked.map_or(Refusal::Unreachable, Refusal::Blocked))
+}
+
+/// Appends `lines` (head lines, without their ends) to `out`, each with its line end, but
+/// the hop-by-hop ones this proxy replaces (`Connection`, `Proxy-Connection`, `Keep-Alive`)
+/// and those named in `also`.
+fn push_headers_but<'a>(out: &mut String, lines: impl Iterator<Item = &'a str>, also: &[&str]) {
+    const REPLACED: [&str; 3] = ["connection", "proxy-connection", "keep-alive"];
+    for line in lines {
+        let name = line.split(':').next().unwrap_or("").trim();
+        if REPLACED
+            .iter()
+            .chain(also)
+            .any(|n| name.eq_ignore_ascii_case(n))
+        {
+            continue;
+        }
+        out.push_str(line);
+        out.push_str("\r\n");
+    }
 }
 
 /// Why the proxy did not connect.
